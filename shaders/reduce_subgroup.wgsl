@@ -1,0 +1,54 @@
+// Workgroup reductions with subgroup operations (seed item 18): subgroupAdd / subgroupMax inside
+// each subgroup, then one lane per subgroup publishes its partial and every invocation combines
+// the partials. Interface shared with reduce_shared.wgsl: struct Lane, wg_sum, wg_max.
+//
+// No subgroup size is assumed (4..128 occur) and lanes need not be contiguous in
+// local_invocation_index: each subgroup takes a slot with an atomic counter. The number of
+// partials is WG / subgroup_size (WG is a power of two and a multiple of every subgroup size).
+// Call from uniform control flow only.
+
+struct Lane {
+    @builtin(local_invocation_index) index: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+}
+
+var<workgroup> red_partials: array<f32, WG>;
+var<workgroup> red_slots: atomic<u32>;
+
+fn red_publish(partial: f32, lane: Lane) {
+    if (lane.sg_lane == 0u) {
+        red_partials[atomicAdd(&red_slots, 1u)] = partial;
+    }
+    workgroupBarrier();
+}
+
+fn red_finish(lane: Lane) {
+    workgroupBarrier();
+    if (lane.index == 0u) {
+        atomicStore(&red_slots, 0u);
+    }
+    workgroupBarrier();
+}
+
+fn wg_sum(v: f32, lane: Lane) -> f32 {
+    red_publish(subgroupAdd(v), lane);
+    let n = max(WG / lane.sg_size, 1u);
+    var r = 0.0;
+    for (var i = 0u; i < n; i = i + 1u) {
+        r = r + red_partials[i];
+    }
+    red_finish(lane);
+    return r;
+}
+
+fn wg_max(v: f32, lane: Lane) -> f32 {
+    red_publish(subgroupMax(v), lane);
+    let n = max(WG / lane.sg_size, 1u);
+    var r = red_partials[0];
+    for (var i = 1u; i < n; i = i + 1u) {
+        r = max(r, red_partials[i]);
+    }
+    red_finish(lane);
+    return r;
+}

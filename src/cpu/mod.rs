@@ -1,0 +1,61 @@
+//! CPU reference implementations (f64 accumulation) and comparison helpers.
+//!
+//! Compiled only with the `reference` feature (tests, benches): never shipped in the wasm
+//! package. Each GPU op has its reference here under the same name.
+
+pub mod compare;
+
+/// Row softmax of `scale * x` over rows of length `cols`, accumulated in f64.
+/// -inf entries get probability 0; an all -inf row gives zeros.
+pub fn softmax(x: &[f32], cols: usize, scale: f32) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    if cols == 0 {
+        return out;
+    }
+    for (row, o) in x.chunks(cols).zip(out.chunks_mut(cols)) {
+        let s: Vec<f64> = row.iter().map(|&v| f64::from(v * scale)).collect();
+        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if m == f64::NEG_INFINITY {
+            continue;
+        }
+        let sum: f64 = s.iter().map(|&v| (v - m).exp()).sum();
+        for (o, &v) in o.iter_mut().zip(&s) {
+            *o = ((v - m).exp() / sum) as f32;
+        }
+    }
+    out
+}
+
+/// a + b
+pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| (f64::from(*x) + f64::from(*y)) as f32).collect()
+}
+
+/// a * b
+pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| (f64::from(*x) * f64::from(*y)) as f32).collect()
+}
+
+/// x * sigmoid(x)
+pub fn silu(a: &[f32]) -> Vec<f32> {
+    a.iter()
+        .map(|&x| {
+            let x = f64::from(x);
+            (x / (1.0 + (-x).exp())) as f32
+        })
+        .collect()
+}
+
+/// Deterministic pseudo-random values in [lo, hi) (xorshift; no dependency, same on every target).
+pub fn random(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+            lo + (hi - lo) * u
+        })
+        .collect()
+}

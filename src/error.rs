@@ -1,0 +1,100 @@
+//! One error type for the whole crate (seed item 8): every fallible path returns
+//! `Result<T, Error>`, and every error says which kernel, tensor, file or limit it is about.
+
+use thiserror::Error;
+
+/// Everything that can go wrong, with enough context to act on it.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum Error {
+    /// No WebGPU / Vulkan / Metal / DX12 adapter was offered.
+    #[error("no GPU adapter available: {0}")]
+    NoAdapter(String),
+
+    /// The adapter refused the device we asked for (features or limits).
+    #[error("requesting the GPU device failed: {0}")]
+    RequestDevice(String),
+
+    /// A request exceeds a limit the adapter reported.
+    #[error("{context}: needs {needed} but the device's {limit} is {available}")]
+    Limit {
+        /// What was being created or dispatched (tensor name, kernel name).
+        context: String,
+        /// The WebGPU limit's name, e.g. `maxStorageBufferBindingSize`.
+        limit: &'static str,
+        /// What was asked for.
+        needed: u64,
+        /// What the device allows.
+        available: u64,
+    },
+
+    /// Tensor shapes or sizes that an op cannot accept.
+    #[error("{op}: bad shape: {detail}")]
+    Shape {
+        /// The op that rejected its inputs.
+        op: &'static str,
+        /// What is wrong, naming the tensors.
+        detail: String,
+    },
+
+    /// An op got a tensor of a dtype it has no kernel for.
+    #[error("{op}: tensor '{tensor}' has dtype {got}, expected {expected}")]
+    DType {
+        /// The op.
+        op: &'static str,
+        /// The tensor's name.
+        tensor: String,
+        /// Its dtype.
+        got: String,
+        /// What the op accepts.
+        expected: String,
+    },
+
+    /// Host data that does not match the tensor it should fill.
+    #[error("tensor '{tensor}': {detail}")]
+    Data {
+        /// The tensor's name.
+        tensor: String,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A validation, out-of-memory or internal error reported by the GPU (wgpu / the browser).
+    #[error("GPU error{}: {message}", context.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Gpu {
+        /// What we were doing when it was reported.
+        context: Option<String>,
+        /// The driver's / wgpu's message, which names the labelled kernel or buffer.
+        message: String,
+    },
+
+    /// Mapping a buffer for reading failed.
+    #[error("reading back '{what}' failed: {message}")]
+    Readback {
+        /// Which buffer or tensor.
+        what: String,
+        /// Why.
+        message: String,
+    },
+
+    /// The device was lost (driver reset, GPU process crash, `destroy()`); create a new engine.
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+
+    /// A kernel variant was requested that this device cannot run.
+    #[error("kernel '{kernel}': variant {variant} is not available on this device ({why})")]
+    Unsupported {
+        /// The kernel.
+        kernel: &'static str,
+        /// The variant asked for.
+        variant: String,
+        /// The missing feature or limit.
+        why: String,
+    },
+
+    /// An internal invariant failed; a bug in kjarni-web, reported instead of panicking.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

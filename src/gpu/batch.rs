@@ -1,0 +1,102 @@
+//! Ops recorded as values and encoded together: one command encoder and as few compute passes
+//! as possible per batch; parameters go to the uniform arena.
+
+use super::{Buffer, Gpu};
+use crate::error::{Error, Result};
+
+enum Cmd {
+    Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, groups: [u32; 3] },
+    Copy { src: Buffer, src_offset: u64, dst: Buffer, dst_offset: u64, size: u64 },
+}
+
+/// Work recorded for one submission.
+#[derive(Default)]
+pub struct Batch {
+    cmds: Vec<Cmd>,
+    pub(crate) uniforms: Vec<u8>,
+    dispatches: usize,
+}
+
+impl Batch {
+    /// Number of dispatches recorded (a metric: decode speed is won by keeping it small).
+    pub fn dispatches(&self) -> usize {
+        self.dispatches
+    }
+
+    /// Record one dispatch: `params` go to binding 0 (uniform), each buffer to its binding.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        gpu: &Gpu,
+        pipeline: &wgpu::ComputePipeline,
+        params: &P,
+        buffers: &[(u32, &Buffer)],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let bytes = bytemuck::bytes_of(params);
+        let (chunk, offset, slot) = {
+            let mut arena = gpu.arena.lock().map_err(|_| Error::Internal("uniform arena lock poisoned".into()))?;
+            let slot = arena.slot_bytes(bytes.len());
+            let start = (self.uniforms.len() as u64).div_ceil(arena.align()) * arena.align();
+            // A slot never straddles two chunks.
+            let start = if start % super::uniforms::CHUNK_BYTES + slot > super::uniforms::CHUNK_BYTES {
+                start.div_ceil(super::uniforms::CHUNK_BYTES) * super::uniforms::CHUNK_BYTES
+            } else {
+                start
+            };
+            let (chunk, offset) = arena.chunk_for(gpu.device(), &gpu.memory, start, slot)?;
+            self.uniforms.resize(start as usize, 0);
+            self.uniforms.extend_from_slice(bytes);
+            self.uniforms.resize((start + slot) as usize, 0);
+            (chunk, offset, slot)
+        };
+        let mut entries = Vec::with_capacity(buffers.len() + 1);
+        entries.push(wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: chunk.raw(),
+                offset,
+                size: wgpu::BufferSize::new(slot),
+            }),
+        });
+        for (binding, b) in buffers {
+            entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.raw().as_entire_binding() });
+        }
+        let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.cmds.push(Cmd::Dispatch { pipeline: pipeline.clone(), bind_group, groups });
+        self.dispatches += 1;
+        Ok(())
+    }
+
+    /// Record a buffer-to-buffer copy.
+    pub fn copy(&mut self, src: &Buffer, src_offset: u64, dst: &Buffer, dst_offset: u64, size: u64) {
+        self.cmds.push(Cmd::Copy { src: src.clone(), src_offset, dst: dst.clone(), dst_offset, size });
+    }
+
+    pub(crate) fn encode(self, encoder: &mut wgpu::CommandEncoder) {
+        let mut cmds = self.cmds.into_iter().peekable();
+        while let Some(cmd) = cmds.next() {
+            match cmd {
+                Cmd::Copy { src, src_offset, dst, dst_offset, size } => {
+                    encoder.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, size);
+                }
+                Cmd::Dispatch { pipeline, bind_group, groups } => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                    pass.set_pipeline(&pipeline);
+                    pass.set_bind_group(0, &bind_group, &[]);
+                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    while let Some(Cmd::Dispatch { .. }) = cmds.peek() {
+                        if let Some(Cmd::Dispatch { pipeline, bind_group, groups }) = cmds.next() {
+                            pass.set_pipeline(&pipeline);
+                            pass.set_bind_group(0, &bind_group, &[]);
+                            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! What the device can do, probed once at start-up, and the kernel variants chosen from it.
+//!
+//! Ops ask `Capabilities` which variant to run; they never re-probe or hard-code 16 KiB / 256.
+
+use serde::Serialize;
+use std::fmt;
+
+/// How kernels reduce across a workgroup (seed item 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduction {
+    /// Tree reduction in workgroup memory: works everywhere, the fallback and the baseline.
+    SharedMemory,
+    /// `subgroupAdd` / `subgroupMax`, then one small shared-memory step across subgroups.
+    Subgroup,
+}
+
+impl Reduction {
+    /// Short name used in pipeline keys and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::SharedMemory => "shared",
+            Reduction::Subgroup => "subgroup",
+        }
+    }
+}
+
+/// The fused SwiGLU FFN keeps a slice of the hidden state in workgroup memory (seed item 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum SwigluVariant {
+    /// 8192 f32 = 32 KiB of workgroup storage.
+    #[serde(rename = "32KiB")]
+    Shared32K,
+    /// 4096 f32 = 16 KiB: the WebGPU default limit, for devices that offer no more.
+    #[serde(rename = "16KiB")]
+    Shared16K,
+}
+
+impl SwigluVariant {
+    /// Bytes of workgroup storage this variant needs.
+    pub fn bytes(self) -> u32 {
+        match self {
+            SwigluVariant::Shared32K => 32 * 1024,
+            SwigluVariant::Shared16K => 16 * 1024,
+        }
+    }
+}
+
+/// Kernel variants chosen from the limits and features.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Variants {
+    /// Reduction path for softmax / norms.
+    pub reduction: Reduction,
+    /// Invocations per workgroup for row-reduction kernels (power of two, ≤ the device limit).
+    pub reduce_workgroup: u32,
+    /// Shared-memory size of the fused SwiGLU kernel.
+    pub swiglu: SwigluVariant,
+    /// Starting square tile for the tiled matmul (the autotuner refines it per shape).
+    pub matmul_tile: u32,
+    /// Whether kernels may compute in f16 (`shader-f16`).
+    pub f16_compute: bool,
+}
+
+/// Limits, features and the chosen variants of one device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Capabilities {
+    /// Adapter name as reported by the driver / browser.
+    pub adapter: String,
+    /// Backend (Vulkan, BrowserWebGpu, Metal, ...).
+    pub backend: String,
+    /// Driver name and version where known.
+    pub driver: String,
+    /// `maxComputeWorkgroupStorageSize` in bytes.
+    pub max_workgroup_storage: u32,
+    /// `maxComputeInvocationsPerWorkgroup`.
+    pub max_invocations: u32,
+    /// `maxComputeWorkgroupSizeX`.
+    pub max_workgroup_size_x: u32,
+    /// `maxComputeWorkgroupsPerDimension`.
+    pub max_workgroups_per_dim: u32,
+    /// `maxStorageBufferBindingSize` in bytes.
+    pub max_storage_binding: u64,
+    /// `maxBufferSize` in bytes.
+    pub max_buffer_size: u64,
+    /// `maxStorageBuffersPerShaderStage`.
+    pub max_storage_buffers_per_stage: u32,
+    /// `minUniformBufferOffsetAlignment` in bytes.
+    pub min_uniform_alignment: u32,
+    /// `maxUniformBufferBindingSize` in bytes.
+    pub max_uniform_binding: u64,
+    /// The device has the `subgroups` feature.
+    pub subgroups: bool,
+    /// Smallest subgroup size the adapter reports (0 when unknown).
+    pub subgroup_min_size: u32,
+    /// Largest subgroup size the adapter reports (0 when unknown).
+    pub subgroup_max_size: u32,
+    /// The device has `shader-f16`.
+    pub f16: bool,
+    /// The device has timestamp queries.
+    pub timestamps: bool,
+    /// Variant choices derived from the above.
+    pub variants: Variants,
+}
+
+/// The features as probed, before variants are derived.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Features {
+    /// `subgroups` granted on the device.
+    pub subgroups: bool,
+    /// `shader-f16` granted.
+    pub f16: bool,
+    /// `timestamp-query` granted.
+    pub timestamps: bool,
+}
+
+impl Capabilities {
+    /// Derive capabilities and variant choices from the device's limits and granted features.
+    pub fn new(info: &wgpu::AdapterInfo, limits: &wgpu::Limits, features: Features) -> Self {
+        let max_invocations = limits.max_compute_invocations_per_workgroup;
+        let max_x = limits.max_compute_workgroup_size_x;
+        let reduce_workgroup = largest_pow2_at_most(256.min(max_invocations).min(max_x)).max(1);
+        let storage = limits.max_compute_workgroup_storage_size;
+        let swiglu = if storage >= SwigluVariant::Shared32K.bytes() {
+            SwigluVariant::Shared32K
+        } else {
+            SwigluVariant::Shared16K
+        };
+        // Two double-buffered f32 tiles of T x 16 (A and B) must fit: 4 * T * 16 * 4 bytes.
+        let matmul_tile = [128u32, 64, 32]
+            .into_iter()
+            .find(|&t| 4 * t * 16 * 4 <= storage && t * t / 16 <= max_invocations)
+            .unwrap_or(16);
+        let sg_min = info.subgroup_min_size;
+        let reduction = if features.subgroups && sg_min >= 1 && reduce_workgroup >= sg_min {
+            Reduction::Subgroup
+        } else {
+            Reduction::SharedMemory
+        };
+        Capabilities {
+            adapter: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            max_workgroup_storage: storage,
+            max_invocations,
+            max_workgroup_size_x: max_x,
+            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+            max_storage_binding: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            min_uniform_alignment: limits.min_uniform_buffer_offset_alignment,
+            max_uniform_binding: limits.max_uniform_buffer_binding_size,
+            subgroups: features.subgroups,
+            subgroup_min_size: sg_min,
+            subgroup_max_size: info.subgroup_max_size,
+            f16: features.f16,
+            timestamps: features.timestamps,
+            variants: Variants {
+                reduction,
+                reduce_workgroup,
+                swiglu,
+                matmul_tile,
+                f16_compute: features.f16,
+            },
+        }
+    }
+
+    /// The reduction paths this device can run: always shared memory, subgroups where granted.
+    pub fn reductions(&self) -> Vec<Reduction> {
+        let mut v = vec![Reduction::SharedMemory];
+        if self.subgroups {
+            v.push(Reduction::Subgroup);
+        }
+        v
+    }
+
+    /// JSON for the demo page and the benchmark output.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+fn largest_pow2_at_most(n: u32) -> u32 {
+    if n == 0 {
+        0
+    } else {
+        1 << (31 - n.leading_zeros())
+    }
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        writeln!(f, "adapter: {} ({}; {})", self.adapter, self.backend, self.driver)?;
+        writeln!(
+            f,
+            "limits: workgroup storage {} B, invocations/workgroup {}, workgroup size x {}, workgroups/dim {}",
+            self.max_workgroup_storage, self.max_invocations, self.max_workgroup_size_x, self.max_workgroups_per_dim
+        )?;
+        writeln!(
+            f,
+            "        storage binding {:.0} MiB, buffer {:.0} MiB, storage buffers/stage {}, uniform alignment {} B",
+            mib(self.max_storage_binding),
+            mib(self.max_buffer_size),
+            self.max_storage_buffers_per_stage,
+            self.min_uniform_alignment
+        )?;
+        writeln!(
+            f,
+            "features: subgroups {} (sizes {}..{}), shader-f16 {}, timestamps {}",
+            self.subgroups, self.subgroup_min_size, self.subgroup_max_size, self.f16, self.timestamps
+        )?;
+        write!(
+            f,
+            "variants: reduction {} (workgroup {}), swiglu {} ({} B), matmul tile {}, f16 compute {}",
+            self.variants.reduction.name(),
+            self.variants.reduce_workgroup,
+            match self.variants.swiglu {
+                SwigluVariant::Shared32K => "32 KiB",
+                SwigluVariant::Shared16K => "16 KiB",
+            },
+            self.variants.swiglu.bytes(),
+            self.variants.matmul_tile,
+            self.variants.f16_compute
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(sg: u32) -> wgpu::AdapterInfo {
+        let mut i = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, wgpu::Backend::Noop);
+        i.name = "test".into();
+        i.subgroup_min_size = sg;
+        i.subgroup_max_size = sg;
+        i
+    }
+
+    #[test]
+    fn webgpu_default_limits_pick_the_small_variants() {
+        let caps = Capabilities::new(&info(0), &wgpu::Limits::default(), Features::default());
+        assert_eq!(caps.variants.swiglu, SwigluVariant::Shared16K);
+        assert_eq!(caps.variants.reduction, Reduction::SharedMemory);
+        assert_eq!(caps.variants.reduce_workgroup, 256);
+        assert_eq!(caps.variants.matmul_tile, 64);
+    }
+
+    #[test]
+    fn generous_limits_and_subgroups_pick_the_large_variants() {
+        let limits = wgpu::Limits {
+            max_compute_workgroup_storage_size: 49152,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            ..wgpu::Limits::default()
+        };
+        let f = Features { subgroups: true, f16: true, timestamps: true };
+        let caps = Capabilities::new(&info(32), &limits, f);
+        assert_eq!(caps.variants.swiglu, SwigluVariant::Shared32K);
+        assert_eq!(caps.variants.reduction, Reduction::Subgroup);
+        assert_eq!(caps.variants.matmul_tile, 128);
+        assert!(caps.to_string().contains("subgroup"));
+    }
+}

@@ -1,0 +1,20 @@
+//! The GPU runtime: device, capabilities, pipelines, uniforms, tensors, memory. It knows nothing
+//! about models.
+
+mod batch;
+pub mod caps;
+mod context;
+pub mod memory;
+pub mod pipelines;
+pub mod shader;
+pub mod subgroups;
+pub mod tensor;
+pub mod uniforms;
+
+pub use batch::Batch;
+pub use caps::{Capabilities, Reduction, SwigluVariant, Variants};
+pub use context::{Gpu, GpuOptions};
+pub use memory::{Buffer, MemoryStats};
+pub use shader::{Const, Kernel};
+pub use tensor::{DType, GpuTensor};
+

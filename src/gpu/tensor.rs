@@ -1,0 +1,192 @@
+//! `GpuTensor`: a counted GPU buffer with a shape and an element type.
+
+use super::{Buffer, Gpu};
+use crate::error::{Error, Result};
+use half::{bf16, f16};
+
+/// Element types stored on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// IEEE half (needs `shader-f16` to compute in; can always be stored and unpacked).
+    F16,
+    /// bfloat16, unpacked in kernels from u32 words (`bits << 16`).
+    BF16,
+    /// Signed 8-bit, with scales kept beside it by the owner (KV cache, quantised weights).
+    I8,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            DType::I8 => 1,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::I8 => "i8",
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A tensor in GPU memory: row-major, contiguous.
+#[derive(Debug, Clone)]
+pub struct GpuTensor {
+    name: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    buffer: Buffer,
+}
+
+/// Usage of every tensor buffer: readable and writable by kernels, copyable both ways.
+const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+impl GpuTensor {
+    /// Bytes for `numel` elements of `dtype`, rounded up to whole 4-byte words (storage buffers
+    /// are read as u32 / f32 words) and never zero (WebGPU rejects empty bindings).
+    pub fn padded_bytes(numel: usize, dtype: DType) -> u64 {
+        ((numel * dtype.size()).div_ceil(4).max(1) * 4) as u64
+    }
+
+    /// A zero-filled tensor.
+    pub fn zeros(gpu: &Gpu, name: &str, shape: &[usize], dtype: DType) -> Result<Self> {
+        let numel = numel(shape);
+        let buffer = gpu.create_buffer(name, Self::padded_bytes(numel, dtype), TENSOR_USAGE)?;
+        Ok(GpuTensor { name: name.to_string(), shape: shape.to_vec(), dtype, buffer })
+    }
+
+    /// Upload raw little-endian element bytes.
+    pub fn from_bytes(gpu: &Gpu, name: &str, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<Self> {
+        let n = numel(shape);
+        if bytes.len() != n * dtype.size() {
+            return Err(Error::Data {
+                tensor: name.to_string(),
+                detail: format!(
+                    "shape {shape:?} of {dtype} needs {} bytes, got {}",
+                    n * dtype.size(),
+                    bytes.len()
+                ),
+            });
+        }
+        let t = Self::zeros(gpu, name, shape, dtype)?;
+        let whole = bytes.len() / 4 * 4;
+        if whole > 0 {
+            gpu.queue().write_buffer(t.buffer.raw(), 0, &bytes[..whole]);
+        }
+        if whole < bytes.len() {
+            // write_buffer needs a multiple of 4 bytes: pad the tail word with zeros.
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+            gpu.queue().write_buffer(t.buffer.raw(), whole as u64, &tail);
+        }
+        Ok(t)
+    }
+
+    /// Upload f32 values, stored as `dtype` (converted on the CPU; i8 is not a conversion target).
+    pub fn from_f32(gpu: &Gpu, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<Self> {
+        if data.len() != numel(shape) {
+            return Err(Error::Data {
+                tensor: name.to_string(),
+                detail: format!("shape {shape:?} has {} elements, got {} values", numel(shape), data.len()),
+            });
+        }
+        let bytes: Vec<u8> = match dtype {
+            DType::F32 => bytemuck::cast_slice(data).to_vec(),
+            DType::F16 => data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+            DType::BF16 => data.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+            DType::I8 => {
+                return Err(Error::DType {
+                    op: "GpuTensor::from_f32",
+                    tensor: name.to_string(),
+                    got: "i8".into(),
+                    expected: "f32, f16 or bf16 (quantise i8 with its scales)".into(),
+                })
+            }
+        };
+        Self::from_bytes(gpu, name, shape, dtype, &bytes)
+    }
+
+    /// Read the raw element bytes back.
+    pub async fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
+        let len = (self.numel() * self.dtype.size()) as u64;
+        let mut bytes = gpu.read_buffer(&self.buffer, 0, len.div_ceil(4) * 4, &self.name).await?;
+        bytes.truncate(len as usize);
+        Ok(bytes)
+    }
+
+    /// Read back as f32 (f16 / bf16 widened, i8 as its integer value).
+    pub async fn to_f32_vec(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let b = self.read_bytes(gpu).await?;
+        Ok(match self.dtype {
+            DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            DType::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::I8 => b.iter().map(|&v| v as i8 as f32).collect(),
+        })
+    }
+
+    /// Name (used in every error about this tensor).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Shape, outermost first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+    /// The counted buffer behind it.
+    pub fn buffer(&self) -> &Buffer {
+        &self.buffer
+    }
+    /// Size of the last dimension (1 for a scalar).
+    pub fn last_dim(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+    /// Product of all but the last dimension.
+    pub fn rows(&self) -> usize {
+        self.numel() / self.last_dim().max(1)
+    }
+
+    /// Check the dtype for an op.
+    pub fn expect_dtype(&self, op: &'static str, want: &[DType]) -> Result<()> {
+        if want.contains(&self.dtype) {
+            Ok(())
+        } else {
+            Err(Error::DType {
+                op,
+                tensor: self.name.clone(),
+                got: self.dtype.name().into(),
+                expected: want.iter().map(|d| d.name()).collect::<Vec<_>>().join(" or "),
+            })
+        }
+    }
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}

@@ -1,0 +1,21 @@
+//! kjarni-web: transformer inference on WebGPU. The same crate and WGSL kernels run in the
+//! browser (wasm32, WebGPU) and natively (wgpu over Vulkan/Metal/DX12).
+//!
+//! Layout: [`gpu`] is the runtime (device, capabilities, pipelines, uniform arena, tensors,
+//! memory accounting); [`ops`] records kernels; `cpu` (feature `reference`) holds the f64
+//! reference implementations that tests and benchmarks compare against.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod gpu;
+pub mod ops;
+
+#[cfg(any(test, feature = "reference"))]
+pub mod cpu;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use error::{Error, Result};
+pub use gpu::{Capabilities, DType, Gpu, GpuOptions, GpuTensor};

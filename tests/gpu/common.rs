@@ -1,0 +1,54 @@
+//! One test body, two runners: `#[wasm_bindgen_test]` in headless Chromium, `#[test]` natively.
+
+/// `gpu_test!(name, async { ... });` defines the test for both targets.
+#[macro_export]
+macro_rules! gpu_test {
+    ($name:ident, $body:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() {
+            $body.await
+        }
+
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            pollster::block_on($body)
+        }
+    };
+}
+
+/// Prints to the browser console (shown by wasm-pack test) or to stdout natively.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        #[cfg(target_arch = "wasm32")]
+        wasm_bindgen_test::console_log!($($t)*);
+        #[cfg(not(target_arch = "wasm32"))]
+        println!($($t)*);
+    }};
+}
+
+use kjarni_web::cpu::compare::{check_close, Tolerance};
+use kjarni_web::{DType, Gpu, GpuTensor};
+
+/// A device for one test; panics (test failure) with the reason when there is none.
+pub async fn gpu() -> Gpu {
+    match Gpu::new().await {
+        Ok(g) => g,
+        Err(e) => panic!("no GPU device for the test: {e}"),
+    }
+}
+
+/// Upload f32 values.
+pub fn upload(gpu: &Gpu, name: &str, shape: &[usize], data: &[f32]) -> GpuTensor {
+    GpuTensor::from_f32(gpu, name, shape, DType::F32, data).unwrap()
+}
+
+/// Read back and compare with the reference; the message names the case.
+pub async fn assert_tensor(gpu: &Gpu, what: &str, t: &GpuTensor, want: &[f32], tol: Tolerance) {
+    let got = t.to_f32_vec(gpu).await.unwrap();
+    if let Err(e) = check_close(what, &got, want, tol) {
+        panic!("{e}");
+    }
+}

@@ -1,0 +1,11 @@
+//! GPU tests: the same bodies run natively (`cargo test`, lavapipe or any adapter) and in
+//! headless Chromium (`wasm-pack test --headless --chrome`).
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+#[macro_use]
+mod common;
+mod elementwise;
+mod runtime;
+mod softmax;
