@@ -19,9 +19,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-fn neg_inf() -> f32 {
-    return bitcast<f32>(0xff800000u);
-}
+// Browsers reject -inf as a constant (Tint: "value -inf cannot be represented"), so the running
+// maximum starts at the lowest finite f32 and masked entries are recognised as v < LOWEST.
+const LOWEST: f32 = -0x1.fffffep+127f;
 
 @compute @workgroup_size(WG)
 fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
@@ -30,27 +30,27 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let base = row * p.cols;
-    var m = neg_inf();
+    var m = LOWEST;
     var s = 0.0;
     for (var i = lane.index; i < p.cols; i = i + WG) {
         let v = x[base + i] * p.scale;
         if (v > m) {
             s = s * exp(m - v) + 1.0;
             m = v;
-        } else if (v > neg_inf()) {
+        } else if (v >= LOWEST) {
             s = s + exp(v - m);
         }
     }
     let row_max = wg_max(m, lane);
     var mine = 0.0;
-    if (m > neg_inf()) {
+    if (s > 0.0) {
         mine = s * exp(m - row_max);
     }
     let total = wg_sum(mine, lane);
     let inv = select(0.0, 1.0 / total, total > 0.0);
     for (var i = lane.index; i < p.cols; i = i + WG) {
         let v = x[base + i] * p.scale;
-        y[base + i] = select(0.0, exp(v - row_max) * inv, v > neg_inf());
+        y[base + i] = select(0.0, exp(v - row_max) * inv, v >= LOWEST);
     }
 }
 
@@ -61,7 +61,7 @@ fn softmax_row_per_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         return;
     }
     let base = row * p.cols;
-    var m = neg_inf();
+    var m = LOWEST;
     for (var i = 0u; i < p.cols; i = i + 1u) {
         m = max(m, x[base + i] * p.scale);
     }
