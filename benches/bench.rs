@@ -1,0 +1,27 @@
+//! Native GPU benchmarks: each kernel beside its baseline, in one run, printed as JSON.
+//!
+//!   cargo run --release --features bench --bin kjarni-bench -- [FILTER] [--quick]
+//!
+//! On the GPU machine, see README ("Benchmarks") for the device-tool command.
+
+mod harness;
+mod softmax;
+
+use kjarni_web::Gpu;
+
+fn main() {
+    if let Err(e) = pollster::block_on(run()) {
+        eprintln!("benchmark failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> kjarni_web::Result<()> {
+    let args = harness::Args::parse();
+    let gpu = Gpu::new().await?;
+    eprintln!("{}", gpu.caps());
+    let mut report = harness::Report::new();
+    softmax::run(&gpu, &args, &mut report).await?;
+    println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
+    Ok(())
+}

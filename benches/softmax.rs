@@ -1,0 +1,40 @@
+//! Softmax [rows, cols]: the workgroup-per-row kernel (each reduction path) against the seed's
+//! one-thread-per-row kernel and a vec4 copy of the same bytes.
+
+use crate::harness::{time_op, Args, Report};
+use kjarni_web::ops::{elementwise, softmax};
+use kjarni_web::ops::softmax::Variant;
+use kjarni_web::{cpu, DType, Gpu, GpuTensor, Result};
+use serde_json::json;
+
+pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    for [rows, cols] in [[128usize, 4096usize], [4096, 4096]] {
+        let case = format!("softmax_{rows}x{cols}");
+        if !args.wants(&case) {
+            continue;
+        }
+        let x = GpuTensor::from_f32(gpu, "x", &[rows, cols], DType::F32, &cpu::random(rows * cols, 1, -10.0, 10.0))?;
+        let y = GpuTensor::zeros(gpu, "y", &[rows, cols], DType::F32)?;
+        let inner = if args.quick { 2 } else { 20 };
+        let mut timings = Vec::new();
+        for r in gpu.caps().reductions() {
+            let v = Variant::Workgroup(r);
+            timings.push(
+                time_op(gpu, args, &format!("workgroup_{}", r.name()), inner, |b| {
+                    softmax::record_variant(gpu, b, &x, &y, 1.0, v)
+                })
+                .await?,
+            );
+        }
+        timings.push(
+            time_op(gpu, args, "row_per_thread", inner.min(5), |b| {
+                softmax::record_variant(gpu, b, &x, &y, 1.0, Variant::RowPerThread)
+            })
+            .await?,
+        );
+        timings.push(time_op(gpu, args, "copy_vec4", inner, |b| elementwise::record_copy(gpu, b, &x, &y)).await?);
+        let bytes = (2 * rows * cols * 4) as f64;
+        report.add(&case, json!([rows, cols]), bytes, 0.0, "row_per_thread", &timings);
+    }
+    Ok(())
+}
