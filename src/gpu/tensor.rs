@@ -60,10 +60,11 @@ const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST);
 
 impl GpuTensor {
-    /// Bytes for `numel` elements of `dtype`, rounded up to whole 4-byte words (storage buffers
-    /// are read as u32 / f32 words) and never zero (WebGPU rejects empty bindings).
+    /// Bytes for `numel` elements of `dtype`, rounded up to whole 16-byte vec4s and never zero:
+    /// kernels bind tensors as `array<vec4<..>>` (16-byte loads), which WebGPU rejects for a
+    /// buffer smaller than one vec4, and as u32 / f32 words.
     pub fn padded_bytes(numel: usize, dtype: DType) -> u64 {
-        ((numel * dtype.size()).div_ceil(4).max(1) * 4) as u64
+        ((numel * dtype.size()).div_ceil(16).max(1) * 16) as u64
     }
 
     /// A zero-filled tensor.

@@ -2,7 +2,12 @@
 //! Each op's WGSL is in `shaders/<name>.wgsl`, its CPU reference in `src/cpu/`.
 
 pub mod elementwise;
+pub mod ffn;
+pub mod gemv;
+pub mod linear;
+pub mod matmul;
 pub mod softmax;
+pub mod tune;
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuTensor;

@@ -7,5 +7,9 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 #[macro_use]
 mod common;
 mod elementwise;
+mod ffn;
+mod gemv;
+mod linear_util;
+mod matmul;
 mod runtime;
 mod softmax;

@@ -1,0 +1,154 @@
+// Fused SwiGLU projection for decode (seed item 14): h[n] = silu(Wg[n]·x) * (Wu[n]·x), with the
+// gate and up weights [N, K] (f32 / f16 / bf16, Linear layout) read in the same pass and x f32.
+// linear_common.wgsl is prepended (decoding).
+//
+// swiglu_fused: a workgroup of WG invocations computes ROWS outputs. x is staged in workgroup
+// memory in blocks of XT f32 (XT = 8192: 32 KiB, or 4096: 16 KiB, the `SwigluVariant` chosen from
+// the device's workgroup-storage limit), laid out so that each invocation's two vec4 reads of a
+// chunk are conflict-free (first halves of all chunks, then second halves). Weights are read
+// as in gemv_vec4 (16-byte loads, rows realigned when K is not a multiple of the chunk, scalar
+// tail). The final reduction reuses the x buffer as scratch, so the kernel's whole workgroup
+// storage is exactly XT * 4 bytes: the 32 KiB variant fits a 32 KiB device.
+//
+// Prelude constants: WG (power of two), ROWS, XT, ALIGNED, and those of linear_common.wgsl.
+
+struct Params {
+    n: u32,
+    k: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g4: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> g1: array<u32>;
+@group(0) @binding(3) var<storage, read> u4: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> u1: array<u32>;
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> x1: array<f32>;
+@group(0) @binding(7) var<storage, read_write> h: array<f32>;
+
+var<workgroup> xs: array<vec4<f32>, XT / 4u>;
+
+// vec4 slots of partial sums per invocation: gate and up for each row.
+const NV: u32 = (2u * ROWS + 3u) / 4u;
+
+// Stage x[kb .. kb + len) (len ≤ XT, the elements the block's full chunks use).
+fn stage_x(kb: u32, len: u32, t: u32) {
+    for (var v = t; v < (len + 3u) / 4u; v = v + WG) {
+        let e = kb + 4u * v;
+        var val = vec4<f32>(0.0);
+        if (e + 4u <= p.k) {
+            val = x4[e / 4u];
+        } else {
+            for (var c = 0u; c < 4u; c = c + 1u) {
+                if (e + c < p.k) {
+                    val[c] = x1[e + c];
+                }
+            }
+        }
+        if (EPW == 2u) {
+            xs[(v % 2u) * (XT / 8u) + v / 2u] = val;
+        } else {
+            xs[v] = val;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    if (row0 >= p.n) {
+        return;
+    }
+    let k = p.k;
+    var e0: array<u32, ROWS>;
+    var q: array<u32, ROWS>;
+    var ws: array<u32, ROWS>;
+    var odd: array<bool, ROWS>;
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        let e = min(row0 + r, p.n - 1u) * k;
+        let word = e / EPW;
+        e0[r] = e;
+        q[r] = word / 4u;
+        ws[r] = word % 4u;
+        odd[r] = (e % EPW) != 0u;
+    }
+    var nmain = k / CHUNK;
+    if (!ALIGNED) {
+        let len = min(arrayLength(&g4), arrayLength(&u4));
+        let last = q[ROWS - 1u] + 1u;
+        nmain = min(nmain, select(0u, len - last, len > last));
+    }
+
+    var acc_g: array<f32, ROWS>;
+    var acc_u: array<f32, ROWS>;
+    let per_block = XT / CHUNK;
+    let blocks = (nmain + per_block - 1u) / per_block;
+    for (var b = 0u; b < blocks; b = b + 1u) {
+        workgroupBarrier();
+        stage_x(b * XT, min(XT, nmain * CHUNK - b * XT), t);
+        workgroupBarrier();
+        let c0 = b * per_block;
+        let c1 = min(nmain, c0 + per_block);
+        for (var j = c0 + t; j < c1; j = j + WG) {
+            let jj = j - c0;
+            var xa: vec4<f32>;
+            var xb = vec4<f32>(0.0);
+            if (EPW == 2u) {
+                xa = xs[jj];
+                xb = xs[XT / 8u + jj];
+            } else {
+                xa = xs[jj];
+            }
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                let ga = g4[q[r] + j];
+                let ua = u4[q[r] + j];
+                var gw = Words(ga, 0u);
+                var uw = Words(ua, 0u);
+                if (!ALIGNED) {
+                    gw = realign(ga, g4[q[r] + j + 1u], ws[r]);
+                    uw = realign(ua, u4[q[r] + j + 1u], ws[r]);
+                }
+                acc_g[r] = acc_g[r] + chunk_dot(gw, odd[r], xa, xb);
+                acc_u[r] = acc_u[r] + chunk_dot(uw, odd[r], xa, xb);
+            }
+        }
+    }
+    for (var kk = nmain * CHUNK + t; kk < k; kk = kk + WG) {
+        let xv = x1[kk];
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            let g = e0[r] + kk;
+            acc_g[r] = acc_g[r] + decode_one(g1[g / EPW], g % EPW) * xv;
+            acc_u[r] = acc_u[r] + decode_one(u1[g / EPW], g % EPW) * xv;
+        }
+    }
+
+    // Tree reduction of the 2 * ROWS partials in the (no longer needed) x buffer.
+    workgroupBarrier();
+    for (var v = 0u; v < NV; v = v + 1u) {
+        var slot = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let i = 4u * v + c;
+            if (i < 2u * ROWS) {
+                slot[c] = select(acc_u[i / 2u], acc_g[i / 2u], i % 2u == 0u);
+            }
+        }
+        xs[v * WG + t] = slot;
+    }
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (t < s) {
+            for (var v = 0u; v < NV; v = v + 1u) {
+                xs[v * WG + t] = xs[v * WG + t] + xs[v * WG + t + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (t < ROWS && row0 + t < p.n) {
+        let gi = 2u * t;
+        let gate = xs[(gi / 4u) * WG][gi % 4u];
+        let up = xs[((gi + 1u) / 4u) * WG][(gi + 1u) % 4u];
+        h[row0 + t] = gate / (1.0 + exp(-gate)) * up;
+    }
+}

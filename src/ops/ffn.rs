@@ -1,0 +1,182 @@
+//! FFN blocks with f32 / f16 / bf16 weights (seed items 13 and 14).
+//!
+//! - BERT / GPT-2 style: [`record_fc1_gelu`] (`h = gelu(x·W1ᵀ + b1)`) and [`record_fc2_residual`]
+//!   (`y = h·W2ᵀ + b2 + residual`, in place when the residual is `y`): the GEMV (one row) or the
+//!   tiled matmul (prefill) with the epilogue fused.
+//! - Llama style: [`record_swiglu`], the fused decode kernel `h = silu(x·Wgᵀ) * (x·Wuᵀ)`
+//!   (`shaders/ffn.wgsl`) reading gate and up rows in the same pass with x staged in workgroup
+//!   memory, in the 32 KiB or 16 KiB variant (`caps.variants.swiglu`); and
+//!   [`record_swiglu_prefill`], two matmuls with the product fused into the second one's epilogue.
+
+use super::linear::{self, chunk_elems, distinct, dtype_consts, weight_shape, Act, Epilogue, Residual};
+use super::to_u32;
+use crate::error::{Error, Result};
+use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, SwigluVariant};
+
+const KERNEL: Kernel = Kernel {
+    name: "ffn",
+    source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/ffn.wgsl")),
+    uses_reduction: false,
+    uses_f16: false,
+};
+
+/// `h = gelu(x·W1ᵀ + b1)` (erf GELU), x `[rows, K]`, W1 `[N, K]`, h `[rows, N]`.
+pub fn record_fc1_gelu(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    w1: &GpuTensor,
+    b1: Option<&GpuTensor>,
+    h: &GpuTensor,
+) -> Result<()> {
+    linear::record(gpu, batch, x, w1, h, &Epilogue { bias: b1, act: Act::Gelu, residual: None })
+}
+
+/// `y = h·W2ᵀ + b2 + residual`; pass `y` itself as `residual` to add in place.
+pub fn record_fc2_residual(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    h: &GpuTensor,
+    w2: &GpuTensor,
+    b2: Option<&GpuTensor>,
+    residual: &GpuTensor,
+    y: &GpuTensor,
+) -> Result<()> {
+    linear::record(gpu, batch, h, w2, y, &Epilogue { bias: b2, act: Act::None, residual: Some(Residual::Add(residual)) })
+}
+
+/// Rows per workgroup and invocations of the fused SwiGLU kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwigluShape {
+    /// Outputs per workgroup (1, 2, 4 or 8).
+    pub rows: u32,
+    /// Invocations per workgroup (power of two).
+    pub workgroup: u32,
+}
+
+/// The launch shape used by [`record_swiglu`] for an `[n, k]` projection.
+pub fn default_swiglu_shape(gpu: &Gpu, n: usize, k: usize, dtype: DType) -> SwigluShape {
+    let chunks = k.div_ceil(chunk_elems(dtype)).max(1);
+    let max_wg = gpu.caps().variants.reduce_workgroup.clamp(1, 256);
+    let mut wg = 1u32;
+    while wg * 2 <= max_wg && (wg as usize) * 4 <= chunks.max(128) {
+        wg *= 2;
+    }
+    SwigluShape { rows: if n >= 2048 { 4 } else { 2 }, workgroup: wg }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    k: u32,
+    _pad: [u32; 2],
+}
+
+/// `h = silu(x·Wgᵀ) * (x·Wuᵀ)` for one row x `[K]` (decode), with the device's variant.
+pub fn record_swiglu(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, w_gate: &GpuTensor, w_up: &GpuTensor, h: &GpuTensor) -> Result<()> {
+    let (n, k) = weight_shape("swiglu", w_gate)?;
+    let shape = default_swiglu_shape(gpu, n, k, w_gate.dtype());
+    record_swiglu_variant(gpu, batch, x, w_gate, w_up, h, gpu.caps().variants.swiglu, shape)
+}
+
+/// The same with an explicit shared-memory variant and launch shape (tests, benchmarks).
+#[allow(clippy::too_many_arguments)]
+pub fn record_swiglu_variant(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    w_gate: &GpuTensor,
+    w_up: &GpuTensor,
+    h: &GpuTensor,
+    variant: SwigluVariant,
+    shape: SwigluShape,
+) -> Result<()> {
+    const NAME: &str = "swiglu";
+    let (n, k) = weight_shape(NAME, w_gate)?;
+    if w_up.shape() != w_gate.shape() || w_up.dtype() != w_gate.dtype() {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!(
+                "gate '{}' is {:?} {}, up '{}' is {:?} {}: they must match",
+                w_gate.name(),
+                w_gate.shape(),
+                w_gate.dtype(),
+                w_up.name(),
+                w_up.shape(),
+                w_up.dtype()
+            ),
+        });
+    }
+    x.expect_dtype(NAME, &[DType::F32])?;
+    h.expect_dtype(NAME, &[DType::F32])?;
+    if x.numel() != k {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("x '{}' is {:?}: the fused kernel takes one row of K = {k} (use record_swiglu_prefill for more)", x.name(), x.shape()),
+        });
+    }
+    if h.numel() != n {
+        return Err(Error::Shape { op: NAME, detail: format!("h '{}' is {:?}, expected N = {n} elements", h.name(), h.shape()) });
+    }
+    distinct(NAME, x, h)?;
+    distinct(NAME, w_gate, h)?;
+    distinct(NAME, w_up, h)?;
+    to_u32(NAME, "weight element count", w_gate.numel())?;
+    let SwigluShape { rows, workgroup } = shape;
+    let xt = variant.bytes() / 4;
+    let caps = gpu.caps();
+    let unsupported = |why: String| Error::Unsupported { kernel: NAME, variant: format!("{variant:?} rows {rows} workgroup {workgroup}"), why };
+    if variant.bytes() > caps.max_workgroup_storage {
+        return Err(unsupported(format!("needs {} B of workgroup storage, the device has {}", variant.bytes(), caps.max_workgroup_storage)));
+    }
+    if !matches!(rows, 1 | 2 | 4 | 8) || !workgroup.is_power_of_two() || workgroup > caps.max_invocations.min(caps.max_workgroup_size_x) {
+        return Err(unsupported("rows must be 1, 2, 4 or 8 and the workgroup a power of two within the device's limits".into()));
+    }
+    // The reduction reuses the x buffer: (rows + 1) / 2 vec4 slots per invocation must fit.
+    if rows.div_ceil(2) * workgroup > xt / 4 {
+        return Err(unsupported(format!("{} reduction slots exceed the {} vec4 of the x buffer", rows.div_ceil(2) * workgroup, xt / 4)));
+    }
+    let aligned = k % chunk_elems(w_gate.dtype()) == 0;
+    let mut consts: Vec<(&'static str, Const)> = dtype_consts(w_gate.dtype()).to_vec();
+    consts.extend_from_slice(&[
+        ("ACT", Const::U32(0)),
+        ("WG", Const::U32(workgroup)),
+        ("ROWS", Const::U32(rows)),
+        ("XT", Const::U32(xt)),
+        ("ALIGNED", Const::Bool(aligned)),
+    ]);
+    let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "swiglu_fused", None, &consts)?;
+    let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows)))?;
+    let params = Params { n: to_u32(NAME, "N", n)?, k: to_u32(NAME, "K", k)?, _pad: [0; 2] };
+    batch.dispatch(
+        gpu,
+        &pipeline,
+        &params,
+        &[
+            (1, w_gate.buffer()),
+            (2, w_gate.buffer()),
+            (3, w_up.buffer()),
+            (4, w_up.buffer()),
+            (5, x.buffer()),
+            (6, x.buffer()),
+            (7, h.buffer()),
+        ],
+        groups,
+    )
+}
+
+/// `h = silu(x·Wgᵀ) * (x·Wuᵀ)` for x `[rows, K]`: `up = x·Wuᵀ` into the scratch tensor `up`
+/// (`[rows, N]`), then the gate projection with `silu(..) * up` fused into its epilogue.
+pub fn record_swiglu_prefill(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    w_gate: &GpuTensor,
+    w_up: &GpuTensor,
+    up: &GpuTensor,
+    h: &GpuTensor,
+) -> Result<()> {
+    linear::record(gpu, batch, x, w_up, up, &Epilogue::NONE)?;
+    linear::record(gpu, batch, x, w_gate, h, &Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(up)) })
+}

@@ -1,0 +1,171 @@
+//! GEMV for decode (`shaders/gemv.wgsl`, seed items 4 and 5): `y = epilogue(W · x)` with W
+//! `[N, K]` in f32 / f16 / bf16 (read as u32 words: f16 needs no `shader-f16`), x `[K]` f32.
+//!
+//! The vec4 kernel computes `rows` outputs per workgroup with 16-byte weight loads and one
+//! workgroup reduction per row; any K works (odd K, K < 8, rows starting mid-word) without
+//! padding the weights. The seed's one-thread-per-row kernel is kept as the baseline.
+
+use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue};
+use super::to_u32;
+use crate::error::{Error, Result};
+use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
+
+pub(crate) const KERNEL: Kernel = Kernel {
+    name: "gemv",
+    source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/gemv.wgsl")),
+    uses_reduction: true,
+    uses_f16: false,
+};
+
+/// Which kernel computes the GEMV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// 16-byte loads, `rows` outputs per workgroup of `workgroup` invocations, reduced by `reduction`.
+    Vec4 {
+        /// Output rows per workgroup (1, 2, 4 or 8).
+        rows: u32,
+        /// Invocations per workgroup (a power of two ≤ the device's reduction workgroup).
+        workgroup: u32,
+        /// Workgroup reduction path.
+        reduction: Reduction,
+    },
+    /// The seed's kernel: one invocation per output row, u32 loads (benchmark baseline).
+    Scalar,
+}
+
+impl Variant {
+    /// Short name for reports.
+    pub fn name(&self) -> String {
+        match self {
+            Variant::Vec4 { rows, workgroup, reduction } => format!("vec4_r{rows}_wg{workgroup}_{}", reduction.name()),
+            Variant::Scalar => "scalar".into(),
+        }
+    }
+}
+
+/// The variant used by [`record`] for an `[n, k]` weight of `dtype`: enough invocations per row that
+/// each handles at least two 16-byte chunks, and more rows per workgroup when there are many rows
+/// (x loads are shared by the rows, and fewer, fuller workgroups amortise the reductions).
+pub fn default_variant(caps: &Capabilities, n: usize, k: usize, dtype: DType) -> Variant {
+    let chunks = k.div_ceil(chunk_elems(dtype)).max(1);
+    let max_wg = caps.variants.reduce_workgroup.max(1);
+    let mut wg = 1u32;
+    while wg * 2 <= max_wg && (wg as usize) * 2 * 2 <= chunks.max(128) {
+        wg *= 2;
+    }
+    let rows = if n >= 2048 {
+        4
+    } else if n >= 256 {
+        2
+    } else {
+        1
+    };
+    Variant::Vec4 { rows, workgroup: wg, reduction: caps.variants.reduction }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    k: u32,
+    _pad: [u32; 2],
+}
+
+/// Record `y = epilogue(W · x)` with the default variant.
+pub fn record(gpu: &Gpu, batch: &mut Batch, w: &GpuTensor, x: &GpuTensor, y: &GpuTensor, epi: &Epilogue) -> Result<()> {
+    let (n, k) = weight_shape("gemv", w)?;
+    let v = default_variant(gpu.caps(), n, k, w.dtype());
+    record_variant(gpu, batch, w, x, y, epi, v)
+}
+
+/// Record with an explicit variant (tests and benchmarks).
+pub fn record_variant(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    w: &GpuTensor,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    epi: &Epilogue,
+    variant: Variant,
+) -> Result<()> {
+    const NAME: &str = "gemv";
+    let (n, k) = weight_shape(NAME, w)?;
+    x.expect_dtype(NAME, &[DType::F32])?;
+    y.expect_dtype(NAME, &[DType::F32])?;
+    if x.numel() != k {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("x '{}' is {:?}, the weight '{}' is {:?}: x needs K = {k} elements", x.name(), x.shape(), w.name(), w.shape()),
+        });
+    }
+    if y.numel() != n {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("y '{}' is {:?}, the weight '{}' has N = {n} rows", y.name(), y.shape(), w.name()),
+        });
+    }
+    distinct(NAME, x, y)?;
+    distinct(NAME, w, y)?;
+    to_u32(NAME, "weight element count", w.numel())?;
+    let bound = epi.bind(NAME, y, n)?;
+    let params = Params { n: to_u32(NAME, "N", n)?, k: to_u32(NAME, "K", k)?, _pad: [0; 2] };
+    let dummy = x.buffer();
+    let bias = bound.bias.as_ref().unwrap_or(dummy);
+    let res = bound.residual.as_ref().unwrap_or(dummy);
+
+    let mut consts: Vec<(&'static str, Const)> = dtype_consts(w.dtype()).to_vec();
+    consts.extend_from_slice(&bound.consts);
+    match variant {
+        Variant::Vec4 { rows, workgroup, reduction } => {
+            if !matches!(rows, 1 | 2 | 4 | 8) {
+                return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "rows must be 1, 2, 4 or 8".into() });
+            }
+            if !workgroup.is_power_of_two() || workgroup > gpu.caps().max_invocations || workgroup > gpu.caps().max_workgroup_size_x {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: format!("workgroup must be a power of two ≤ {}", gpu.caps().max_invocations),
+                });
+            }
+            if reduction == Reduction::Subgroup && !gpu.caps().subgroups {
+                return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "the device has no subgroups".into() });
+            }
+            let aligned = k % chunk_elems(w.dtype()) == 0;
+            consts.extend_from_slice(&[
+                ("WG", Const::U32(workgroup)),
+                ("ROWS", Const::U32(rows)),
+                ("ALIGNED", Const::Bool(aligned)),
+            ]);
+            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_vec4", Some(reduction), &consts)?;
+            let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows)))?;
+            batch.dispatch(
+                gpu,
+                &pipeline,
+                &params,
+                &[
+                    (1, w.buffer()),
+                    (2, w.buffer()),
+                    (3, x.buffer()),
+                    (4, x.buffer()),
+                    (5, bias),
+                    (6, res),
+                    (7, y.buffer()),
+                ],
+                groups,
+            )
+        }
+        Variant::Scalar => {
+            let wg = gpu.caps().variants.reduce_workgroup.clamp(1, 256);
+            consts.extend_from_slice(&[("WG", Const::U32(wg)), ("ROWS", Const::U32(1)), ("ALIGNED", Const::Bool(false))]);
+            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_scalar", None, &consts)?;
+            let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(wg)))?;
+            batch.dispatch(
+                gpu,
+                &pipeline,
+                &params,
+                &[(2, w.buffer()), (4, x.buffer()), (5, bias), (6, res), (7, y.buffer())],
+                groups,
+            )
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Linear layers `y = epilogue(x · Wᵀ)` with W stored `[N, K]` row-major (the PyTorch `Linear`
+//! layout) in f32, f16 or bf16, x and y in f32: the types shared by [`gemv`](super::gemv) (decode,
+//! one row of x) and [`matmul`](super::matmul) (prefill), and [`record`], which picks between them.
+//!
+//! The epilogue is fused into both kernels and selected by prelude constants (no runtime branch):
+//! `y = act(v + bias) (+ residual | * other)`. That covers FC1 + GELU, FC2 + residual and the
+//! SwiGLU product of the FFN blocks (seed item 13).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Batch, Buffer, Const, DType, Gpu, GpuTensor};
+
+/// Activation applied after the bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Act {
+    /// Identity.
+    #[default]
+    None,
+    /// GELU with erf (BERT, GPT-2 style `gelu`), erf by Abramowitz & Stegun 7.1.26.
+    Gelu,
+    /// SiLU: v * sigmoid(v).
+    Silu,
+}
+
+impl Act {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Act::None => 0,
+            Act::Gelu => 1,
+            Act::Silu => 2,
+        }
+    }
+}
+
+/// What is combined with the activated value, elementwise over the output.
+#[derive(Debug, Clone, Copy)]
+pub enum Residual<'a> {
+    /// `y = act(..) + t`. When `t` is `y` itself (same buffer) the add is done in place.
+    Add(&'a GpuTensor),
+    /// `y = act(..) * t` (SwiGLU: `silu(x·Wg) * (x·Wu)` with the up projection in `t`).
+    Mul(&'a GpuTensor),
+}
+
+/// The fused epilogue: `y = act(v + bias) (+|*) residual`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// Bias `[N]`, f32.
+    pub bias: Option<&'a GpuTensor>,
+    /// Activation after the bias.
+    pub act: Act,
+    /// Residual add or elementwise product after the activation.
+    pub residual: Option<Residual<'a>>,
+}
+
+impl<'a> Epilogue<'a> {
+    /// No bias, no activation, no residual.
+    pub const NONE: Epilogue<'static> = Epilogue { bias: None, act: Act::None, residual: None };
+
+    /// Only a bias.
+    pub fn bias(bias: &'a GpuTensor) -> Self {
+        Epilogue { bias: Some(bias), ..Default::default() }
+    }
+}
+
+/// Shape of a linear weight: `(n, k)`.
+pub(crate) fn weight_shape(op: &'static str, w: &GpuTensor) -> Result<(usize, usize)> {
+    w.expect_dtype(op, &[DType::F32, DType::F16, DType::BF16])?;
+    match *w.shape() {
+        [n, k] if n > 0 && k > 0 => Ok((n, k)),
+        _ => Err(Error::Shape {
+            op,
+            detail: format!("weight '{}' must be [N, K] with N, K ≥ 1, got {:?}", w.name(), w.shape()),
+        }),
+    }
+}
+
+/// Prelude constants for the weight dtype: `DT`, `EPW` (elements per u32 word), `CHUNK` (elements
+/// per vec4<u32> load).
+pub(crate) fn dtype_consts(dtype: DType) -> [(&'static str, Const); 3] {
+    let (dt, epw) = match dtype {
+        DType::F16 => (1, 2),
+        DType::BF16 => (2, 2),
+        _ => (0, 1),
+    };
+    [("DT", Const::U32(dt)), ("EPW", Const::U32(epw)), ("CHUNK", Const::U32(4 * epw))]
+}
+
+/// Elements per vec4<u32> load of this dtype.
+pub(crate) fn chunk_elems(dtype: DType) -> usize {
+    16 / dtype.size().max(1)
+}
+
+/// The epilogue's constants and buffers, checked against an output of `rows x n` in `y`.
+pub(crate) struct BoundEpilogue {
+    pub consts: [(&'static str, Const); 3],
+    pub bias: Option<Buffer>,
+    pub residual: Option<Buffer>,
+}
+
+impl Epilogue<'_> {
+    pub(crate) fn bind(&self, op: &'static str, y: &GpuTensor, n: usize) -> Result<BoundEpilogue> {
+        if let Some(b) = self.bias {
+            b.expect_dtype(op, &[DType::F32])?;
+            if b.numel() != n {
+                return Err(Error::Shape {
+                    op,
+                    detail: format!("bias '{}' has {} elements, the output has {n} columns", b.name(), b.numel()),
+                });
+            }
+        }
+        let (res_mode, residual) = match self.residual {
+            None => (0, None),
+            Some(Residual::Add(t)) | Some(Residual::Mul(t)) => {
+                t.expect_dtype(op, &[DType::F32])?;
+                if t.numel() != y.numel() {
+                    return Err(Error::Shape {
+                        op,
+                        detail: format!(
+                            "residual '{}' is {:?} but the output '{}' is {:?}",
+                            t.name(),
+                            t.shape(),
+                            y.name(),
+                            y.shape()
+                        ),
+                    });
+                }
+                let in_place = t.buffer().raw() == y.buffer().raw();
+                match (self.residual, in_place) {
+                    (Some(Residual::Add(_)), true) => (2, None),
+                    (Some(Residual::Add(_)), false) => (1, Some(t.buffer().clone())),
+                    (_, false) => (3, Some(t.buffer().clone())),
+                    (_, true) => {
+                        return Err(Error::Shape {
+                            op,
+                            detail: format!("the product operand '{}' cannot be the output itself", t.name()),
+                        })
+                    }
+                }
+            }
+        };
+        Ok(BoundEpilogue {
+            consts: [
+                ("HAS_BIAS", Const::Bool(self.bias.is_some())),
+                ("ACT", Const::U32(self.act.code())),
+                ("RES", Const::U32(res_mode)),
+            ],
+            bias: self.bias.map(|b| b.buffer().clone()),
+            residual,
+        })
+    }
+}
+
+/// Inputs of a linear op must not alias its output (WebGPU forbids a writable binding that
+/// aliases another binding of the same dispatch).
+pub(crate) fn distinct(op: &'static str, input: &GpuTensor, y: &GpuTensor) -> Result<()> {
+    if input.buffer().raw() == y.buffer().raw() {
+        return Err(Error::Shape {
+            op,
+            detail: format!("'{}' and the output '{}' share a buffer", input.name(), y.name()),
+        });
+    }
+    Ok(())
+}
+
+/// `y = epilogue(x · Wᵀ)` for x `[.., K]` and y `[.., N]` with the same leading rows: one row goes
+/// to the GEMV (decode), more rows to the tiled matmul (prefill).
+pub fn record(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, w: &GpuTensor, y: &GpuTensor, epi: &Epilogue) -> Result<()> {
+    if x.rows() == 1 {
+        super::gemv::record(gpu, batch, w, x, y, epi)
+    } else {
+        super::matmul::record(gpu, batch, x, w, y, epi)
+    }
+}

@@ -1,0 +1,315 @@
+//! Tiled matmul for prefill (`shaders/matmul.wgsl`, seed items 9 and 10):
+//! `Y[M, N] = epilogue(X[M, K] · W[N, K]ᵀ)`, X and Y f32, W f32 / f16 / bf16 (Linear layout).
+//!
+//! Tiles of 16..128 rows and columns with register blocking (4x4 or 8x8 outputs per invocation),
+//! double-buffered workgroup staging. The tile comes from [`autotune`] when this device has timed
+//! the shape's bucket, otherwise from [`default_tile`]; candidates are filtered by the device's
+//! invocation and workgroup-storage limits. The seed's 32x32 single-buffered kernel is the baseline.
+
+use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue};
+use super::to_u32;
+use super::tune::{self, TuneKey};
+use crate::error::{Error, Result};
+use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel};
+
+pub(crate) const KERNEL: Kernel = Kernel {
+    name: "matmul",
+    source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/matmul.wgsl")),
+    uses_reduction: false,
+    uses_f16: false,
+};
+
+/// A tile configuration of the tiled kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tile {
+    /// Rows of Y per workgroup.
+    pub bm: u32,
+    /// Columns of Y per workgroup.
+    pub bn: u32,
+    /// K slice staged per step.
+    pub bk: u32,
+    /// Rows per invocation (4 or 8).
+    pub tm: u32,
+    /// Columns per invocation (4 or 8).
+    pub tn: u32,
+}
+
+impl Tile {
+    const fn new(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> Tile {
+        Tile { bm, bn, bk, tm, tn }
+    }
+
+    /// Invocations per workgroup.
+    pub fn invocations(&self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// Workgroup storage in bytes: X and W slices, f32, double-buffered.
+    pub fn storage_bytes(&self) -> u32 {
+        2 * self.bk * (self.bm + self.bn) * 4
+    }
+
+    /// Whether this device can run it.
+    pub fn fits(&self, caps: &Capabilities) -> bool {
+        let inv = self.invocations();
+        inv <= caps.max_invocations && inv <= caps.max_workgroup_size_x && self.storage_bytes() <= caps.max_workgroup_storage
+    }
+
+    /// Short name for reports, e.g. `128x128x16_8x8`.
+    pub fn name(&self) -> String {
+        format!("{}x{}x{}_{}x{}", self.bm, self.bn, self.bk, self.tm, self.tn)
+    }
+
+    fn valid(&self) -> bool {
+        matches!(self.tm, 4 | 8)
+            && matches!(self.tn, 4 | 8)
+            && matches!(self.bk, 8 | 16 | 32)
+            && self.bm % (self.tm * 4) == 0
+            && self.bn % (self.tn * 4) == 0
+            && self.invocations() > 0
+    }
+}
+
+/// Every tile the autotuner may pick from (before filtering by the device's limits).
+pub const TILES: [Tile; 8] = [
+    Tile::new(128, 128, 16, 8, 8), // 256 invocations, 32 KiB: the large-problem workhorse
+    Tile::new(128, 128, 8, 8, 8),  // 256, 16 KiB
+    Tile::new(128, 64, 16, 8, 4),  // 256, 24 KiB
+    Tile::new(64, 128, 16, 4, 8),  // 256, 24 KiB
+    Tile::new(64, 64, 16, 4, 4),   // 256, 16 KiB
+    Tile::new(64, 64, 16, 8, 8),   // 64, 16 KiB: fewer, longer invocations
+    Tile::new(32, 64, 16, 4, 4),   // 128, 12 KiB
+    Tile::new(16, 64, 16, 4, 4),   // 64, 10 KiB: a few rows (M ≤ 16)
+];
+
+/// The tiles worth timing for `m` rows on this device.
+pub fn candidates(caps: &Capabilities, m: usize) -> Vec<Tile> {
+    TILES
+        .iter()
+        .copied()
+        .filter(|t| t.fits(caps))
+        // A tile more than 4x taller than the problem wastes most of its work.
+        .filter(|t| (t.bm as usize) <= 4 * m.max(16))
+        .collect()
+}
+
+/// The tile used without tuning: the largest that fits and still gives enough workgroups.
+pub fn default_tile(caps: &Capabilities, m: usize, n: usize) -> Tile {
+    let prefer: &[usize] = if m >= 256 && n >= 256 {
+        &[0, 1, 4]
+    } else if m >= 64 {
+        &[4, 6]
+    } else if m > 16 {
+        &[6, 7]
+    } else {
+        &[7, 6]
+    };
+    prefer
+        .iter()
+        .map(|&i| TILES[i])
+        .chain(TILES.iter().rev().copied())
+        .find(|t| t.fits(caps))
+        .unwrap_or(TILES[7])
+}
+
+/// Which kernel computes the matmul.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The tiled, register-blocked, double-buffered kernel with this tile.
+    Tiled(Tile),
+    /// The seed's 32x32 single-buffered kernel (benchmark baseline).
+    Tile32,
+}
+
+impl Variant {
+    /// Short name for reports.
+    pub fn name(&self) -> String {
+        match self {
+            Variant::Tiled(t) => format!("tiled_{}", t.name()),
+            Variant::Tile32 => "tile32_baseline".into(),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    tiles_n: u32,
+}
+
+struct Shape {
+    m: usize,
+    n: usize,
+    k: usize,
+}
+
+fn check(x: &GpuTensor, w: &GpuTensor, y: &GpuTensor) -> Result<Shape> {
+    const NAME: &str = "matmul";
+    let (n, k) = weight_shape(NAME, w)?;
+    x.expect_dtype(NAME, &[DType::F32])?;
+    y.expect_dtype(NAME, &[DType::F32])?;
+    if x.last_dim() != k || x.numel() == 0 {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("x '{}' is {:?}, the weight '{}' is {:?}: x's last dimension must be K = {k}", x.name(), x.shape(), w.name(), w.shape()),
+        });
+    }
+    let m = x.rows();
+    if y.last_dim() != n || y.rows() != m {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("y '{}' is {:?}, expected {m} rows of N = {n} (x '{}' is {:?})", y.name(), y.shape(), x.name(), x.shape()),
+        });
+    }
+    distinct(NAME, x, y)?;
+    distinct(NAME, w, y)?;
+    to_u32(NAME, "x element count", x.numel())?;
+    to_u32(NAME, "y element count", y.numel())?;
+    to_u32(NAME, "weight element count", w.numel())?;
+    Ok(Shape { m, n, k })
+}
+
+/// The tile [`record`] uses for this problem: the tuned one if [`autotune`] ran for its bucket.
+pub fn chosen_tile(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType) -> Tile {
+    let key = TuneKey::new(gpu, "matmul", dtype, [m, n, k]);
+    tune::lookup(&key).and_then(|i| TILES.get(i).copied()).unwrap_or_else(|| default_tile(gpu.caps(), m, n))
+}
+
+/// Record `y = epilogue(x · wᵀ)` with the chosen tile.
+pub fn record(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, w: &GpuTensor, y: &GpuTensor, epi: &Epilogue) -> Result<()> {
+    let s = check(x, w, y)?;
+    let tile = chosen_tile(gpu, s.m, s.n, s.k, w.dtype());
+    record_variant(gpu, batch, x, w, y, epi, Variant::Tiled(tile))
+}
+
+/// Record with an explicit variant (tests, benchmarks, the autotuner).
+pub fn record_variant(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    y: &GpuTensor,
+    epi: &Epilogue,
+    variant: Variant,
+) -> Result<()> {
+    const NAME: &str = "matmul";
+    let s = check(x, w, y)?;
+    let bound = epi.bind(NAME, y, s.n)?;
+    let dummy = x.buffer();
+    let bias = bound.bias.as_ref().unwrap_or(dummy);
+    let res = bound.residual.as_ref().unwrap_or(dummy);
+    let mut consts: Vec<(&'static str, Const)> = dtype_consts(w.dtype()).to_vec();
+    consts.extend_from_slice(&bound.consts);
+    let (bm, bn) = match variant {
+        Variant::Tiled(t) => (t.bm, t.bn),
+        Variant::Tile32 => (32, 32),
+    };
+    let tiles_n = (s.n as u64).div_ceil(u64::from(bn));
+    let tiles = tiles_n * (s.m as u64).div_ceil(u64::from(bm));
+    let groups = gpu.grid(NAME, tiles)?;
+    let params = Params {
+        m: to_u32(NAME, "M", s.m)?,
+        n: to_u32(NAME, "N", s.n)?,
+        k: to_u32(NAME, "K", s.k)?,
+        tiles_n: u32::try_from(tiles_n).map_err(|_| Error::Shape { op: NAME, detail: "too many column tiles".into() })?,
+    };
+    match variant {
+        Variant::Tiled(t) => {
+            if !t.valid() || !t.fits(gpu.caps()) {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: format!(
+                        "needs {} invocations and {} B of workgroup storage (device: {} and {} B), TM/TN in {{4, 8}}, BK in {{8, 16, 32}}",
+                        t.invocations(),
+                        t.storage_bytes(),
+                        gpu.caps().max_invocations,
+                        gpu.caps().max_workgroup_storage
+                    ),
+                });
+            }
+            consts.extend_from_slice(&tile_consts(t, s.k, w.dtype()));
+            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul_tiled", None, &consts)?;
+            batch.dispatch(
+                gpu,
+                &pipeline,
+                &params,
+                &[
+                    (1, w.buffer()),
+                    (2, w.buffer()),
+                    (3, x.buffer()),
+                    (4, x.buffer()),
+                    (5, bias),
+                    (6, res),
+                    (7, y.buffer()),
+                ],
+                groups,
+            )
+        }
+        Variant::Tile32 => {
+            // The module also holds the tiled kernel, whose constants must be defined (unused here).
+            consts.extend_from_slice(&tile_consts(TILES[7], s.k, w.dtype()));
+            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul_tile32", None, &consts)?;
+            batch.dispatch(
+                gpu,
+                &pipeline,
+                &params,
+                &[(2, w.buffer()), (4, x.buffer()), (5, bias), (6, res), (7, y.buffer())],
+                groups,
+            )
+        }
+    }
+}
+
+/// Prelude constants of the tiled kernel for `t` and this K and weight dtype.
+fn tile_consts(t: Tile, k: usize, dtype: DType) -> [(&'static str, Const); 12] {
+    let chunk = chunk_elems(dtype) as u32;
+    let aligned_w = k % chunk as usize == 0;
+    let wg = t.invocations();
+    let (ub, qpu) = if aligned_w { (t.bn * t.bk / chunk, chunk / 4) } else { (t.bn * t.bk / 4, 1) };
+    let la = (t.bm * t.bk / 4).div_ceil(wg);
+    let lb = ub.div_ceil(wg) * qpu;
+    [
+        ("BM", Const::U32(t.bm)),
+        ("BN", Const::U32(t.bn)),
+        ("BK", Const::U32(t.bk)),
+        ("TM", Const::U32(t.tm)),
+        ("TN", Const::U32(t.tn)),
+        ("WG", Const::U32(wg)),
+        ("LA", Const::U32(la)),
+        ("LB", Const::U32(lb)),
+        ("UB", Const::U32(ub)),
+        ("QPU", Const::U32(qpu)),
+        ("ALIGNED_X", Const::Bool(k % 4 == 0)),
+        ("ALIGNED_W", Const::Bool(aligned_w)),
+    ]
+}
+
+/// Time every candidate tile for this problem once (on these tensors: `y` is overwritten), keep
+/// the fastest for the shape's bucket on this device, and return it. Later calls for the same
+/// bucket return the cached choice without timing.
+pub async fn autotune(gpu: &Gpu, x: &GpuTensor, w: &GpuTensor, y: &GpuTensor) -> Result<Tile> {
+    let s = check(x, w, y)?;
+    let key = TuneKey::new(gpu, "matmul", w.dtype(), [s.m, s.n, s.k]);
+    if let Some(t) = tune::lookup(&key).and_then(|i| TILES.get(i).copied()) {
+        return Ok(t);
+    }
+    let flops = 2.0 * s.m as f64 * s.n as f64 * s.k as f64;
+    // About 20 ms of work per candidate on a fast GPU, at least one dispatch.
+    let reps = ((2e10 / flops.max(1.0)) as usize).clamp(1, 20);
+    let mut best: Option<(f64, Tile)> = None;
+    for tile in candidates(gpu.caps(), s.m) {
+        let ms = tune::time_op(gpu, reps, |b| record_variant(gpu, b, x, w, y, &Epilogue::NONE, Variant::Tiled(tile))).await?;
+        if best.is_none_or(|(b, _)| ms < b) {
+            best = Some((ms, tile));
+        }
+    }
+    let tile = best.map(|(_, t)| t).unwrap_or_else(|| default_tile(gpu.caps(), s.m, s.n));
+    if let Some(i) = TILES.iter().position(|t| *t == tile) {
+        tune::remember(key, i)?;
+    }
+    Ok(tile)
+}
