@@ -20,7 +20,7 @@ async fn run() -> kjarni_web::Result<()> {
     let args = harness::Args::parse();
     let gpu = Gpu::new().await?;
     eprintln!("{}", gpu.caps());
-    let mut report = harness::Report::new();
+    let mut report = harness::Report::default();
     softmax::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
