@@ -6,6 +6,9 @@
 // write of the row instead of the naive three sweeps by one thread.
 // -inf entries (masked) contribute nothing; a row that is entirely -inf gives zeros, not NaN.
 //
+// Rows of up to WG * CACHED elements are read once into registers (one read, one write: the
+// traffic of a copy); longer rows take the streaming path.
+//
 // softmax_row_per_thread: the seed's original one-thread-per-row kernel, kept as the baseline.
 
 struct Params {
@@ -23,6 +26,8 @@ struct Params {
 // maximum starts at the lowest finite f32 and masked entries are recognised as v < LOWEST.
 const LOWEST: f32 = -0x1.fffffep+127f;
 
+const CACHED: u32 = 16u;
+
 @compute @workgroup_size(WG)
 fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
     let row = wid.x + wid.y * nwg.x;
@@ -30,6 +35,36 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let base = row * p.cols;
+    if (p.cols <= WG * CACHED) {
+        var vals: array<f32, CACHED>;
+        var m = LOWEST;
+        for (var k = 0u; k < CACHED; k = k + 1u) {
+            let i = lane.index + k * WG;
+            var v = LOWEST;
+            if (i < p.cols) {
+                v = x[base + i] * p.scale;
+            }
+            vals[k] = v;
+            m = max(m, v);
+        }
+        let row_max = wg_max(m, lane);
+        var s = 0.0;
+        for (var k = 0u; k < CACHED; k = k + 1u) {
+            let i = lane.index + k * WG;
+            if (i < p.cols && vals[k] >= LOWEST) {
+                s = s + exp(vals[k] - row_max);
+            }
+        }
+        let total = wg_sum(s, lane);
+        let inv = select(0.0, 1.0 / total, total > 0.0);
+        for (var k = 0u; k < CACHED; k = k + 1u) {
+            let i = lane.index + k * WG;
+            if (i < p.cols) {
+                y[base + i] = select(0.0, exp(vals[k] - row_max) * inv, vals[k] >= LOWEST);
+            }
+        }
+        return;
+    }
     var m = LOWEST;
     var s = 0.0;
     for (var i = lane.index; i < p.cols; i = i + WG) {
