@@ -26,6 +26,23 @@ pub fn softmax(x: &[f32], cols: usize, scale: f32) -> Vec<f32> {
     out
 }
 
+/// Mean over the first `len` of `seq` tokens of `h` [batch, seq, dim], optionally L2-normalised.
+pub fn mean_pool(h: &[f32], seq: usize, dim: usize, lens: &[u32], normalize: bool) -> Vec<f32> {
+    let mut out = Vec::with_capacity(lens.len() * dim);
+    for (b, &len) in lens.iter().enumerate() {
+        let n = (len as usize).min(seq);
+        let mut m: Vec<f64> = (0..dim)
+            .map(|c| (0..n).map(|t| f64::from(h[(b * seq + t) * dim + c])).sum::<f64>() / (n.max(1) as f64))
+            .collect();
+        if normalize {
+            let norm = m.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+            m.iter_mut().for_each(|v| *v /= norm);
+        }
+        out.extend(m.iter().map(|&v| v as f32));
+    }
+    out
+}
+
 /// a + b
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| (f64::from(*x) + f64::from(*y)) as f32).collect()

@@ -7,5 +7,6 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 #[macro_use]
 mod common;
 mod elementwise;
+mod pooling;
 mod runtime;
 mod softmax;
