@@ -8,4 +8,5 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 mod common;
 mod elementwise;
 mod runtime;
+mod norm;
 mod softmax;
