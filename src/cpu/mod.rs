@@ -4,6 +4,7 @@
 //! package. Each GPU op has its reference here under the same name.
 
 pub mod compare;
+pub mod embedding;
 pub mod masked_softmax;
 pub mod norm;
 

@@ -2,6 +2,7 @@
 //! Each op's WGSL is in `shaders/<name>.wgsl`, its CPU reference in `src/cpu/`.
 
 pub mod elementwise;
+pub mod embedding;
 pub mod norm;
 pub mod softmax;
 
