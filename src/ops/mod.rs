@@ -4,6 +4,7 @@
 pub mod elementwise;
 pub mod embedding;
 pub mod norm;
+pub mod rope;
 pub mod softmax;
 
 use crate::error::{Error, Result};
