@@ -7,6 +7,7 @@ pub mod compare;
 pub mod embedding;
 pub mod masked_softmax;
 pub mod norm;
+pub mod repeat_kv;
 pub mod rope;
 
 /// Row softmax of `scale * x` over rows of length `cols`, accumulated in f64.

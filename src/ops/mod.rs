@@ -4,6 +4,7 @@
 pub mod elementwise;
 pub mod embedding;
 pub mod norm;
+pub mod repeat_kv;
 pub mod rope;
 pub mod softmax;
 
