@@ -5,6 +5,7 @@
 
 pub mod compare;
 pub mod embedding;
+pub mod gelu;
 pub mod masked_softmax;
 pub mod norm;
 pub mod repeat_kv;

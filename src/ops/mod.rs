@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod embedding;
+pub mod gelu;
 pub mod norm;
 pub mod repeat_kv;
 pub mod rope;
