@@ -35,6 +35,7 @@ pub fn check_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Res
         let same_inf = g.is_infinite() && g == w;
         let d = if same_inf || (g.is_nan() && w.is_nan()) { 0.0 } else { (g - w).abs() };
         let allowed = tol.atol + tol.rtol * w.abs();
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // !(d <= allowed) is also true for NaN
         if bad_nan || (d > 0.0 && !(d <= allowed)) {
             return Err(format!(
                 "{what}: element {i}: got {g}, want {w}, |diff| {d:e} > allowed {allowed:e} (atol {:e}, rtol {:e})",

@@ -161,7 +161,7 @@ fn dt_code(op: &'static str, t: &GpuTensor) -> Result<u32> {
 
 /// Record the lookup into `out: [ids.len(), hidden]` f32 with the fastest variant the shape allows.
 pub fn record(gpu: &Gpu, batch: &mut Batch, tables: &Tables, lookup: &Lookup, out: &GpuTensor) -> Result<()> {
-    let variant = if tables.word.last_dim() % 8 == 0 { Variant::Vec8 } else { Variant::Scalar };
+    let variant = if tables.word.last_dim().is_multiple_of(8) { Variant::Vec8 } else { Variant::Scalar };
     record_variant(gpu, batch, tables, lookup, out, variant)
 }
 
@@ -193,7 +193,7 @@ pub fn record_variant(
             detail: format!("output '{}' is {:?}, expected [{n}, {hidden}]", out.name(), out.shape()),
         });
     }
-    if variant == Variant::Vec8 && hidden % 8 != 0 {
+    if variant == Variant::Vec8 && !hidden.is_multiple_of(8) {
         return Err(Error::Shape { op: NAME, detail: format!("the vec8 kernel needs hidden % 8 == 0, got {hidden}") });
     }
     lookup.ids.check(NAME, tables.word)?;

@@ -56,7 +56,7 @@ struct Params {
 
 fn dispatch(gpu: &Gpu, batch: &mut Batch, kind: Gelu, entry_vec4: &'static str, entry_scalar: &'static str, n: usize, buffers: &[(u32, u32, &GpuTensor)]) -> Result<()> {
     const NAME: &str = "gelu";
-    let vec4 = n % 4 == 0;
+    let vec4 = n.is_multiple_of(4);
     let units = to_u32(NAME, "element count", if vec4 { n / 4 } else { n })?;
     let entry = if vec4 { entry_vec4 } else { entry_scalar };
     let p = gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &[("WG", Const::U32(WG)), ("KIND", Const::U32(kind.code()))])?;

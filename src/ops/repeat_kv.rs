@@ -35,7 +35,7 @@ struct Params {
 
 /// Record `dst = repeat_kv(src, n_rep)` with the fastest variant the shape allows.
 pub fn record(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
-    let v = if src.last_dim() % 4 == 0 { Variant::Vec4 } else { Variant::Scalar };
+    let v = if src.last_dim().is_multiple_of(4) { Variant::Vec4 } else { Variant::Scalar };
     record_variant(gpu, batch, src, dst, v)
 }
 

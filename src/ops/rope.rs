@@ -137,7 +137,7 @@ impl Rope {
 
     /// The fastest variant this config allows.
     pub fn preferred_variant(&self) -> Variant {
-        if self.config.rotary_dim % 4 == 0 && self.config.head_dim % 2 == 0 {
+        if self.config.rotary_dim.is_multiple_of(4) && self.config.head_dim.is_multiple_of(2) {
             Variant::Vec2 { workgroup: 128 }
         } else {
             Variant::Scalar { workgroup: 64 }
@@ -185,7 +185,7 @@ impl Rope {
             Variant::Vec2 { workgroup } => (true, workgroup),
             Variant::Scalar { workgroup } => (false, workgroup),
         };
-        if vec2 && (c.rotary_dim % 4 != 0 || c.head_dim % 2 != 0) {
+        if vec2 && (!c.rotary_dim.is_multiple_of(4) || !c.head_dim.is_multiple_of(2)) {
             return Err(Error::Shape {
                 op: NAME,
                 detail: format!("the vec2 kernel needs rotary_dim % 4 == 0 and an even head_dim, got {} / {}", c.rotary_dim, c.head_dim),
