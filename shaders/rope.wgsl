@@ -7,10 +7,10 @@
 //
 // Angles are reduced exactly: freqs[i] holds inv_freq[i] / 2pi (turns per position) as a 64-bit
 // fixed-point fraction (hi, lo words, computed in f64 on the CPU). The top 32 bits of
-// pos * freq mod 1 are formed with integer arithmetic, read as a signed fraction of a turn in
-// [-1/2, 1/2) and only then converted to an f32 angle in [-pi, pi): no f32 rounding of a large
-// pos * inv_freq product (HF's f32 angles are off by ~|angle| * 6e-8, 2e-3 rad at position 32k),
-// and sin / cos only ever see the range where WGSL bounds their error.
+// pos * freq mod 1 are formed with integer arithmetic and split exactly into quarter turns and a
+// remainder; only the remainder becomes an f32 angle, in [-pi/4, pi/4): no f32
+// rounding of a large pos * inv_freq product (HF's f32 angles are off by ~|angle| * 6e-8,
+// 2e-3 rad at position 32k), and cos / sin come from short polynomials, not the builtins.
 //
 // rope_vec2_*: WG (64 or 128) invocations per group, each rotating two neighbouring pairs with
 // two vec2 loads and stores (needs rotary_dim % 4 == 0 and an even head_dim).
@@ -50,12 +50,26 @@ fn mulhi(a: u32, b: u32) -> u32 {
     return a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
 }
 
-// (cos, sin) of pos * inv_freq[pair], reduced to [-pi, pi) in fixed point first.
+// (cos, sin) of pos * inv_freq[pair]. The angle in fixed-point turns is split exactly into a
+// quadrant and a remainder in [-pi/4, pi/4), where Taylor polynomials to a^9 / a^10 are accurate
+// to 2e-9: the result is f32-rounding accurate on every device. (WGSL's sin/cos only promise
+// 2^-11; SwiftShader's are off by 6e-6.)
 fn cos_sin(pos: u32, pair: u32) -> vec2<f32> {
     let f = freqs[pair];
     let turns = pos * f.x + mulhi(pos, f.y); // wraps mod 2^32 = whole turns dropped
-    let angle = f32(bitcast<i32>(turns)) * TURN;
-    return vec2<f32>(cos(angle), sin(angle));
+    let quadrant = (turns + 0x20000000u) >> 30u;
+    let a = f32(bitcast<i32>(turns - (quadrant << 30u))) * TURN;
+    let a2 = a * a;
+    let s = a * (1.0 + a2 * (-1.6666666666666666e-1 + a2 * (8.333333333333333e-3 + a2 * (-1.984126984126984e-4 + a2 * 2.755731922398589e-6))));
+    let c = 1.0 + a2 * (-0.5 + a2 * (4.1666666666666664e-2 + a2 * (-1.388888888888889e-3 + a2 * (2.48015873015873e-5 + a2 * -2.755731922398589e-7))));
+    var cs = vec2<f32>(c, s);
+    if ((quadrant & 1u) == 1u) {
+        cs = vec2<f32>(-s, c);
+    }
+    if ((quadrant & 2u) == 2u) {
+        cs = -cs;
+    }
+    return cs;
 }
 
 struct Unit {
