@@ -4,6 +4,12 @@
 //! package. Each GPU op has its reference here under the same name.
 
 pub mod compare;
+pub mod embedding;
+pub mod gelu;
+pub mod masked_softmax;
+pub mod norm;
+pub mod repeat_kv;
+pub mod rope;
 
 /// Row softmax of `scale * x` over rows of length `cols`, accumulated in f64.
 /// -inf entries get probability 0; an all -inf row gives zeros.

@@ -3,6 +3,11 @@
 
 pub mod elementwise;
 pub mod pooling;
+pub mod embedding;
+pub mod gelu;
+pub mod norm;
+pub mod repeat_kv;
+pub mod rope;
 pub mod softmax;
 
 use crate::error::{Error, Result};
