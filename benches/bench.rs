@@ -5,6 +5,7 @@
 //! On the GPU machine, see README ("Benchmarks") for the device-tool command.
 
 mod harness;
+mod kernels1;
 mod softmax;
 
 use kjarni_web::Gpu;
@@ -20,8 +21,9 @@ async fn run() -> kjarni_web::Result<()> {
     let args = harness::Args::parse();
     let gpu = Gpu::new().await?;
     eprintln!("{}", gpu.caps());
-    let mut report = harness::Report::new();
+    let mut report = harness::Report::default();
     softmax::run(&gpu, &args, &mut report).await?;
+    kernels1::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }

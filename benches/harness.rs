@@ -80,15 +80,12 @@ pub async fn time_op(
 }
 
 /// The JSON report: one entry per case, each with its variants side by side and their ratios.
+#[derive(Default)]
 pub struct Report {
     cases: Vec<Value>,
 }
 
 impl Report {
-    pub fn new() -> Report {
-        Report { cases: Vec::new() }
-    }
-
     /// Add a case. `bytes` is the minimal traffic of the op (read inputs once, write outputs
     /// once) and `flops` its arithmetic, for effective GB/s and TFLOPS; `baseline` names the
     /// variant the others are compared with (ratio = baseline time / variant time: > 1 is faster).

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod generate;
 pub mod gpu;
 pub mod ops;
 

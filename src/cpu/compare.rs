@@ -35,7 +35,7 @@ pub fn check_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Res
         let same_inf = g.is_infinite() && g == w;
         let d = if same_inf || (g.is_nan() && w.is_nan()) { 0.0 } else { (g - w).abs() };
         let allowed = tol.atol + tol.rtol * w.abs();
-        if bad_nan || (d > 0.0 && !(d <= allowed)) {
+        if bad_nan || (d > 0.0 && (d > allowed || allowed.is_nan())) {
             return Err(format!(
                 "{what}: element {i}: got {g}, want {w}, |diff| {d:e} > allowed {allowed:e} (atol {:e}, rtol {:e})",
                 tol.atol, tol.rtol

@@ -6,6 +6,12 @@
 pub mod compare;
 pub mod ffn;
 pub mod linear;
+pub mod embedding;
+pub mod gelu;
+pub mod masked_softmax;
+pub mod norm;
+pub mod repeat_kv;
+pub mod rope;
 
 /// Row softmax of `scale * x` over rows of length `cols`, accumulated in f64.
 /// -inf entries get probability 0; an all -inf row gives zeros.
@@ -24,6 +30,23 @@ pub fn softmax(x: &[f32], cols: usize, scale: f32) -> Vec<f32> {
         for (o, &v) in o.iter_mut().zip(&s) {
             *o = ((v - m).exp() / sum) as f32;
         }
+    }
+    out
+}
+
+/// Mean over the first `len` of `seq` tokens of `h` [batch, seq, dim], optionally L2-normalised.
+pub fn mean_pool(h: &[f32], seq: usize, dim: usize, lens: &[u32], normalize: bool) -> Vec<f32> {
+    let mut out = Vec::with_capacity(lens.len() * dim);
+    for (b, &len) in lens.iter().enumerate() {
+        let n = (len as usize).min(seq);
+        let mut m: Vec<f64> = (0..dim)
+            .map(|c| (0..n).map(|t| f64::from(h[(b * seq + t) * dim + c])).sum::<f64>() / (n.max(1) as f64))
+            .collect();
+        if normalize {
+            let norm = m.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+            m.iter_mut().for_each(|v| *v /= norm);
+        }
+        out.extend(m.iter().map(|&v| v as f32));
     }
     out
 }

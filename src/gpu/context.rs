@@ -76,9 +76,9 @@ impl Gpu {
         let mut features = offered & wanted;
         if !opts.disable_subgroups {
             features |= subgroups::native_features(&adapter);
-            #[cfg(target_arch = "wasm32")]
-            subgroups::install_subgroups_shim();
         }
+        #[cfg(target_arch = "wasm32")]
+        subgroups::install_subgroups_shim();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("kjarni-web"),
@@ -108,7 +108,14 @@ impl Gpu {
             f16: device.features().contains(wgpu::Features::SHADER_F16),
             timestamps: device.features().contains(wgpu::Features::TIMESTAMP_QUERY),
         };
-        let caps = Capabilities::new(&adapter.get_info(), &device.limits(), granted);
+        #[allow(unused_mut)]
+        let mut info = adapter.get_info();
+        #[cfg(target_arch = "wasm32")]
+        if info.name.is_empty() {
+            // The shim is installed unconditionally for this: it is what reads GPUAdapter.info.
+            info.name = subgroups::adapter_name();
+        }
+        let caps = Capabilities::new(&info, &device.limits(), granted);
         let arena = Mutex::new(UniformArena::new(caps.min_uniform_alignment));
         Ok(Gpu {
             device,

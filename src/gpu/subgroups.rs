@@ -5,6 +5,7 @@
 //! offers it (this works in Web Workers too), and kernels get `enable subgroups;` prepended
 //! (see `shader.rs`). Natively `Features::SUBGROUP` is requested as usual and naga accepts the
 //! builtins without the directive. Drop the shim once wgpu maps the feature itself.
+//! The shim also records `GPUAdapter.info`, which wgpu does not pass on as the adapter name.
 
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
@@ -17,17 +18,22 @@ export function install_subgroups_shim() {
     if (this.features.has('subgroups') && !features.includes('subgroups')) features.push('subgroups');
     d.requiredFeatures = features;
     globalThis.__kjarniDeviceHasSubgroups = features.includes('subgroups');
+    const i = this.info || {};
+    globalThis.__kjarniAdapterName = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
     return original.call(this, d);
   };
   GPUAdapter.prototype.__kjarniSubgroupsShim = true;
 }
 export function device_has_subgroups() { return globalThis.__kjarniDeviceHasSubgroups === true; }
+export function adapter_name() { return globalThis.__kjarniAdapterName || ''; }
 "#)]
 extern "C" {
     /// Call once before `Adapter::request_device`.
     pub fn install_subgroups_shim();
     /// Whether the last device requested got the "subgroups" feature.
     pub fn device_has_subgroups() -> bool;
+    /// vendor / architecture / description from `GPUAdapter.info` (wgpu leaves the name empty).
+    pub fn adapter_name() -> String;
 }
 
 /// Features to request natively for subgroups (the browser's are added by the shim).

@@ -16,13 +16,15 @@ pub enum DType {
     BF16,
     /// Signed 8-bit, with scales kept beside it by the owner (KV cache, quantised weights).
     I8,
+    /// Unsigned 32-bit integers: token ids, lengths, positions.
+    U32,
 }
 
 impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
+            DType::F32 | DType::U32 => 4,
             DType::F16 | DType::BF16 => 2,
             DType::I8 => 1,
         }
@@ -35,6 +37,7 @@ impl DType {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             DType::I8 => "i8",
+            DType::U32 => "u32",
         }
     }
 }
@@ -113,16 +116,28 @@ impl GpuTensor {
             DType::F32 => bytemuck::cast_slice(data).to_vec(),
             DType::F16 => data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
             DType::BF16 => data.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
-            DType::I8 => {
+            DType::I8 | DType::U32 => {
                 return Err(Error::DType {
                     op: "GpuTensor::from_f32",
                     tensor: name.to_string(),
-                    got: "i8".into(),
-                    expected: "f32, f16 or bf16 (quantise i8 with its scales)".into(),
+                    got: dtype.name().into(),
+                    expected: "f32, f16 or bf16 (quantise i8 with its scales; upload u32 with from_u32)".into(),
                 })
             }
         };
         Self::from_bytes(gpu, name, shape, dtype, &bytes)
+    }
+
+    /// Upload u32 values (token ids, lengths).
+    pub fn from_u32(gpu: &Gpu, name: &str, shape: &[usize], data: &[u32]) -> Result<Self> {
+        Self::from_bytes(gpu, name, shape, DType::U32, bytemuck::cast_slice(data))
+    }
+
+    /// Read back u32 values.
+    pub async fn to_u32_vec(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        self.expect_dtype("GpuTensor::to_u32_vec", &[DType::U32])?;
+        let b = self.read_bytes(gpu).await?;
+        Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     /// Read the raw element bytes back.
@@ -141,6 +156,7 @@ impl GpuTensor {
             DType::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             DType::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             DType::I8 => b.iter().map(|&v| v as i8 as f32).collect(),
+            DType::U32 => b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
         })
     }
 

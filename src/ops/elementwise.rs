@@ -113,7 +113,7 @@ pub fn record_inplace(gpu: &Gpu, batch: &mut Batch, op: Op, x: &GpuTensor) -> Re
 pub fn record_copy(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
     const NAME: &str = "copy_vec4";
     let bytes = src.buffer().size();
-    if bytes != dst.buffer().size() || bytes % 16 != 0 {
+    if bytes != dst.buffer().size() || !bytes.is_multiple_of(16) {
         return Err(Error::Shape {
             op: NAME,
             detail: format!("'{}' and '{}' must have the same size, a multiple of 16 bytes", src.name(), dst.name()),

@@ -6,6 +6,12 @@ pub mod ffn;
 pub mod gemv;
 pub mod linear;
 pub mod matmul;
+pub mod pooling;
+pub mod embedding;
+pub mod gelu;
+pub mod norm;
+pub mod repeat_kv;
+pub mod rope;
 pub mod softmax;
 pub mod tune;
 

@@ -1,7 +1,8 @@
 use crate::common::*;
 use kjarni_web::cpu::{self, compare::Tolerance};
 use kjarni_web::gpu::Reduction;
-use kjarni_web::ops::softmax::{self, Variant};
+use kjarni_web::cpu::masked_softmax::{masked_softmax, Padding as CpuPadding};
+use kjarni_web::ops::softmax::{self, Mask, MaskedVariant, Padding, Variant};
 
 // Outputs are probabilities in [0, 1]. Each is exp(v - max) / sum with f32 exp (WGSL: 3 + 2|x|
 // ULP, |x| ≤ ~30 here) and an f32 sum over up to 100003 terms accumulated in ≤ 400-term strided
@@ -72,4 +73,92 @@ gpu_test!(subgroup_variant_is_refused_without_subgroups, async {
     let mut batch = gpu.batch();
     let e = softmax::record_variant(&gpu, &mut batch, &t, &t, 1.0, Variant::Workgroup(Reduction::Subgroup)).unwrap_err();
     assert!(e.to_string().contains("subgroup"), "{e}");
+});
+
+fn masked_variants(gpu: &kjarni_web::Gpu) -> Vec<MaskedVariant> {
+    let r = gpu.caps().reductions();
+    r.iter().map(|&r| MaskedVariant::Fused(r)).chain(r.iter().map(|&r| MaskedVariant::Unfused(r))).collect()
+}
+
+// (batch, heads, q_len, k_len, causal offset, padding: 0 none, 1 lengths, 2 keep mask)
+const MASK_CASES: [(usize, usize, usize, usize, Option<usize>, u8); 7] = [
+    (2, 3, 5, 5, Some(0), 0),      // prefill
+    (1, 4, 1, 37, Some(36), 0),    // decode: one query at position 36 sees all 37 keys
+    (2, 2, 3, 300, Some(10), 1),   // chunked prefill, second sequence padded to 7 keys
+    (3, 2, 4, 9, None, 1),         // encoder with lengths, third sequence empty -> zeros
+    (2, 1, 6, 513, Some(0), 2),    // causal + keep mask; second sequence fully masked
+    (1, 1, 4, 3, Some(5), 0),      // offset past the keys: everything visible
+    (1, 2, 7, 1000, Some(993), 1), // long rows, decode-like block
+];
+
+gpu_test!(masked_softmax_matches_reference, async {
+    let gpu = gpu().await;
+    for (n, &(batch, heads, q, k, causal, pad)) in MASK_CASES.iter().enumerate() {
+        let rows = batch * heads * q;
+        let x = cpu::random(rows * k, 40 + n as u64, -10.0, 10.0);
+        let lengths: Vec<u32> = (0..batch).map(|b| [k as u32, 7, 0][b % 3]).collect();
+        let keep: Vec<f32> = (0..batch * k)
+            .map(|i| if i >= k { 0.0 } else { f32::from(u8::from(cpu::random(1, i as u64, 0.0, 1.0)[0] > 0.3)) })
+            .collect();
+        let tkeep = upload(&gpu, "keep", &[batch, k], &keep);
+        let (mask, cpu_pad) = match pad {
+            0 => (Padding::None, CpuPadding::None),
+            1 => (Padding::Lengths(&lengths), CpuPadding::Lengths(&lengths)),
+            _ => (Padding::Keep(&tkeep), CpuPadding::Keep(&keep)),
+        };
+        let mask = Mask { heads, causal, padding: mask };
+        let want = masked_softmax(&x, heads, q, k, 0.3, causal, cpu_pad);
+        for variant in masked_variants(&gpu) {
+            let tx = upload(&gpu, "scores", &[batch * heads, q, k], &x);
+            let ty = upload(&gpu, "probs", &[batch * heads, q, k], &vec![f32::NAN; rows * k]);
+            let mut b = gpu.batch();
+            softmax::record_masked_variant(&gpu, &mut b, &tx, &ty, 0.3, &mask, variant).unwrap();
+            gpu.submit(b).unwrap();
+            let what = format!("masked softmax {variant:?} b={batch} h={heads} q={q} k={k} causal={causal:?} pad={pad}");
+            assert_tensor(&gpu, &what, &ty, &want, TOL).await;
+        }
+    }
+});
+
+gpu_test!(masked_keys_behave_as_neg_inf_whatever_the_scores, async {
+    // Visible scores of -3e38 next to masked ones of +1e30: a -1e9 mask would give the masked keys
+    // all the probability; ours must give the visible keys a uniform 1/(i+1). Odd rows hold
+    // ±1e4 scores: probabilities stay finite and match the reference (mostly exact 0 / 1).
+    let gpu = gpu().await;
+    let n = 64;
+    let big = cpu::random(n * n, 9, -1e4, 1e4);
+    let mut x = vec![0.0f32; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            x[i * n + j] = if j > i { 1e30 } else if i % 2 == 0 { -3e38 } else { big[i * n + j] };
+        }
+    }
+    let want = masked_softmax(&x, 1, n, n, 1.0, Some(0), CpuPadding::None);
+    assert!((want[2 * n] - 1.0 / 3.0).abs() < 1e-7 && want[2 * n + 3] == 0.0);
+    for variant in masked_variants(&gpu) {
+        let tx = upload(&gpu, "scores", &[1, n, n], &x);
+        let ty = upload(&gpu, "probs", &[1, n, n], &vec![f32::NAN; n * n]);
+        let mut b = gpu.batch();
+        softmax::record_masked_variant(&gpu, &mut b, &tx, &ty, 1.0, &Mask::causal(1, 0), variant).unwrap();
+        gpu.submit(b).unwrap();
+        assert_tensor(&gpu, &format!("extreme scores {variant:?}"), &ty, &want, TOL).await;
+    }
+});
+
+gpu_test!(masked_softmax_rejects_bad_masks, async {
+    let gpu = gpu().await;
+    let x = upload(&gpu, "scores", &[4, 2, 3], &[0.0; 24]);
+    let y = upload(&gpu, "probs", &[4, 2, 3], &[0.0; 24]);
+    let flat = upload(&gpu, "flat", &[8, 3], &[0.0; 24]);
+    let keep = upload(&gpu, "keep", &[2, 2], &[1.0; 4]);
+    let mut b = gpu.batch();
+    let bad = |r: kjarni_web::Result<()>| matches!(r, Err(kjarni_web::Error::Shape { .. }));
+    assert!(bad(softmax::record_masked(&gpu, &mut b, &x, &y, 1.0, &Mask::causal(3, 0))));
+    assert!(bad(softmax::record_masked(&gpu, &mut b, &x, &y, 1.0, &Mask::causal(2, 0).lengths(&[3]))));
+    assert!(bad(softmax::record_masked(&gpu, &mut b, &x, &y, 1.0, &Mask::causal(2, 0).keep(&keep))));
+    assert!(bad(softmax::record_masked(&gpu, &mut b, &flat, &flat, 1.0, &Mask::causal(1, 0))));
+    assert!(bad(softmax::record_masked(&gpu, &mut b, &x, &x, 1.0, &Mask::causal(2, 0))));
+    assert_eq!(b.dispatches(), 0);
+    softmax::record_masked(&gpu, &mut b, &x, &y, 1.0, &Mask::bidirectional(2).lengths(&[3, 1])).unwrap();
+    assert_eq!(b.dispatches(), 1);
 });

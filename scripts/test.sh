@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run every test: installs what is missing (idempotent, seconds when installed), then
+#   1. native: cargo clippy (no unwrap/expect in the library) and cargo test on whatever adapter
+#      wgpu finds (lavapipe = Vulkan on the CPU on a machine without a GPU);
+#   2. browser: wasm-pack test --headless --chrome (WebGPU in headless Chromium);
+#   3. pages: the wasm package built for the web, www/ served on localhost, driven in headless
+#      Chromium by playwright-core (node --test tests/page/); screenshots in target/page-artifacts/.
+# Usage: scripts/test.sh [--native-only | --browser-only]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-all}
+
+bash scripts/setup.sh
+
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+if [ "$mode" != "--browser-only" ]; then
+  echo "== native: clippy"
+  cargo clippy --all-targets --features bench -q -- -D warnings
+  echo "== native: cargo test"
+  cargo test --features bench
+fi
+
+if [ "$mode" != "--native-only" ]; then
+  echo "== browser: wasm-pack test --headless --chrome"
+  # Each browser run gets its own TMPDIR: Chromium leaves a profile behind.
+  TMPDIR="$scratch" RUSTUP_TOOLCHAIN=debian-web CHROMEDRIVER=/usr/bin/chromedriver \
+    wasm-pack test --headless --chrome --release -- --test gpu -- --nocapture
+fi
+if [ "$mode" != "--native-only" ]; then
+  echo "== pages: wasm-pack build + node --test tests/page/"
+  RUSTUP_TOOLCHAIN=debian-web wasm-pack build --release --target web --out-dir www/pkg --no-pack
+  TMPDIR="$scratch" node --test tests/page/
+fi
+echo "== all tests passed"

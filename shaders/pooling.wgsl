@@ -1,0 +1,44 @@
+// Sentence embedding pooling: out[b, :] = normalize(mean(h[b, t, :] for t < len[b])).
+// One workgroup per sequence; invocations stride over the hidden dimension, each summing its
+// columns over the valid tokens (padding beyond len[b] is ignored), then one wg_sum gives the
+// squared L2 norm. NORMALIZE (prelude const) switches the L2 normalisation.
+
+struct Params {
+    batch: u32,
+    seq: u32,
+    dim: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> h: array<f32>;
+@group(0) @binding(2) var<storage, read> lens: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn mean_pool(@builtin(workgroup_id) wid: vec3<u32>, lane: Lane) {
+    let b = wid.x;
+    if (b >= p.batch) {
+        return;
+    }
+    let n = min(lens[b], p.seq);
+    let inv_n = select(0.0, 1.0 / f32(n), n > 0u);
+    var sq = 0.0;
+    for (var c = lane.index; c < p.dim; c = c + WG) {
+        var s = 0.0;
+        for (var t = 0u; t < n; t = t + 1u) {
+            s = s + h[(b * p.seq + t) * p.dim + c];
+        }
+        let m = s * inv_n;
+        out[b * p.dim + c] = m;
+        sq = sq + m * m;
+    }
+    let norm2 = wg_sum(sq, lane);
+    if (NORMALIZE) {
+        // Same epsilon as torch.nn.functional.normalize (sentence-transformers).
+        let inv = 1.0 / max(sqrt(norm2), 1e-12);
+        for (var c = lane.index; c < p.dim; c = c + WG) {
+            out[b * p.dim + c] = out[b * p.dim + c] * inv;
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! RoPE reference: f64 angles `pos * inv_freq[i]` (no reduction error) and f64 rotation.
+
+/// Rotate `x: [tokens, heads, head_dim]` in place; token t at position `offset + t`.
+/// `interleaved` pairs `(2i, 2i+1)`, otherwise `(i, i + rotary_dim/2)`.
+pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, inv_freq: &[f64], interleaved: bool, offset: usize) {
+    let half = inv_freq.len();
+    if head_dim == 0 || heads == 0 {
+        return;
+    }
+    for (row, h) in x.chunks_mut(head_dim).enumerate() {
+        let pos = (offset + row / heads) as f64;
+        for (i, &f) in inv_freq.iter().enumerate() {
+            let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+            let (s, c) = (pos * f).sin_cos();
+            let (x1, x2) = (f64::from(h[a]), f64::from(h[b]));
+            h[a] = (x1 * c - x2 * s) as f32;
+            h[b] = (x2 * c + x1 * s) as f32;
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Generation helpers independent of the model: sampling, stop conditions, streaming text with
+//! correct handling of partial UTF-8, cancellation.
+//!
+//! The model produces logits for the last position; [`Sampler`] picks the next token;
+//! [`TextStream`] turns the growing token list into text deltas (holding back incomplete UTF-8
+//! sequences and possible stop-string prefixes); [`CancelToken`] is checked between tokens.
+
+use crate::error::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// How to pick tokens. Defaults: greedy (temperature 0), no penalties.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    /// 0 = greedy (argmax); otherwise logits are divided by it before softmax.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1.0 = off).
+    pub top_p: f32,
+    /// Drop tokens whose probability is below min_p × the top probability (0 = off).
+    pub min_p: f32,
+    /// CTRL-style penalty on tokens already in the context (1.0 = off): positive logits are
+    /// divided by it, negative ones multiplied.
+    pub repetition_penalty: f32,
+    /// Seed of the random generator (same seed, same logits → same tokens).
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
+    }
+}
+
+/// A token sampler with its own deterministic random stream (splitmix64).
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    params: SamplingParams,
+    state: u64,
+}
+
+impl Sampler {
+    /// A sampler for `params`.
+    pub fn new(params: SamplingParams) -> Self {
+        let state = params.seed ^ 0x9E37_79B9_7F4A_7C15;
+        Sampler { params, state }
+    }
+
+    fn next_f64(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Pick the next token from `logits` (modified in place by the penalty), given the tokens
+    /// already in the context. Returns `None` only for empty or all-NaN logits.
+    pub fn sample(&mut self, logits: &mut [f32], context: &[u32]) -> Option<u32> {
+        let p = &self.params;
+        if p.repetition_penalty != 1.0 && p.repetition_penalty > 0.0 {
+            let mut seen = std::collections::HashSet::new();
+            for &t in context {
+                if seen.insert(t) {
+                    if let Some(l) = logits.get_mut(t as usize) {
+                        *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                    }
+                }
+            }
+        }
+        if p.temperature <= 0.0 {
+            return argmax(logits);
+        }
+        // Candidates sorted by logit, highest first.
+        let mut cand: Vec<(u32, f32)> =
+            logits.iter().enumerate().filter(|(_, l)| !l.is_nan()).map(|(i, &l)| (i as u32, l)).collect();
+        if cand.is_empty() {
+            return None;
+        }
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1));
+        if p.top_k > 0 && p.top_k < cand.len() {
+            cand.truncate(p.top_k);
+        }
+        let t = f64::from(p.temperature);
+        let max = f64::from(cand[0].1);
+        let mut probs: Vec<f64> = cand.iter().map(|&(_, l)| ((f64::from(l) - max) / t).exp()).collect();
+        let sum: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|q| *q /= sum);
+        let mut keep = probs.len();
+        if p.min_p > 0.0 {
+            let floor = f64::from(p.min_p) * probs[0];
+            keep = keep.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
+        }
+        if p.top_p < 1.0 {
+            let mut acc = 0.0;
+            let mut n = 0;
+            for &q in &probs[..keep] {
+                acc += q;
+                n += 1;
+                if acc >= f64::from(p.top_p) {
+                    break;
+                }
+            }
+            keep = n.max(1);
+        }
+        let total: f64 = probs[..keep].iter().sum();
+        let mut r = self.next_f64() * total;
+        for (i, &q) in probs[..keep].iter().enumerate() {
+            if r < q {
+                return Some(cand[i].0);
+            }
+            r -= q;
+        }
+        Some(cand[keep - 1].0)
+    }
+}
+
+/// Index of the largest logit (first on ties; NaN ignored).
+pub fn argmax(logits: &[f32]) -> Option<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &l) in logits.iter().enumerate() {
+        if l.is_nan() {
+            continue;
+        }
+        if best.is_none_or(|(_, b)| l > b) {
+            best = Some((i, l));
+        }
+    }
+    best.map(|(i, _)| i as u32)
+}
+
+/// A cancellation flag shared between the caller and a running generation; checked between tokens.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A fresh, un-cancelled token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Ask the generation to stop after the current token.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed)
+    }
+    /// Whether cancellation was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The caller cancelled.
+    Cancelled,
+}
+
+/// Turns generated token ids into text deltas.
+///
+/// Decoding token by token breaks multi-byte characters split over tokens (byte-level BPE), and
+/// tokenizers that merge spaces need context; so the stream re-decodes a short window and emits
+/// only text that is complete (no trailing U+FFFD) and cannot be the start of a stop string.
+pub struct TextStream<D> {
+    decode: D,
+    tokens: Vec<u32>,
+    prefix: usize,
+    read: usize,
+    stops: Vec<String>,
+    pending: String,
+    stopped: bool,
+}
+
+impl<D: FnMut(&[u32]) -> Result<String>> TextStream<D> {
+    /// A stream decoding with `decode` (ids → text, special tokens skipped) and stopping at any
+    /// of `stops` (the stop string itself is not emitted).
+    pub fn new(decode: D, stops: Vec<String>) -> Self {
+        let stops = stops.into_iter().filter(|s| !s.is_empty()).collect();
+        TextStream { decode, tokens: Vec::new(), prefix: 0, read: 0, stops, pending: String::new(), stopped: false }
+    }
+
+    /// Add a token; returns the text that can be shown now (possibly empty) and whether a stop
+    /// string was reached.
+    pub fn push(&mut self, token: u32) -> Result<(String, bool)> {
+        if self.stopped {
+            return Ok((String::new(), true));
+        }
+        self.tokens.push(token);
+        let before = (self.decode)(&self.tokens[self.prefix..self.read])?;
+        let now = (self.decode)(&self.tokens[self.prefix..])?;
+        if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
+            let delta = now.get(before.len()..).unwrap_or_default().to_string();
+            self.prefix = self.read;
+            self.read = self.tokens.len();
+            self.pending.push_str(&delta);
+        }
+        Ok(self.release())
+    }
+
+    /// End of generation: whatever is held back (except a matched stop string) is released.
+    pub fn finish(&mut self) -> String {
+        if self.stopped {
+            return String::new();
+        }
+        std::mem::take(&mut self.pending)
+    }
+
+    fn release(&mut self) -> (String, bool) {
+        for s in &self.stops {
+            if let Some(at) = self.pending.find(s.as_str()) {
+                let out = self.pending[..at].to_string();
+                self.pending.clear();
+                self.stopped = true;
+                return (out, true);
+            }
+        }
+        // Hold back the longest suffix that is a prefix of some stop string.
+        let mut hold = 0;
+        for s in &self.stops {
+            for (i, _) in self.pending.char_indices() {
+                let tail = &self.pending[i..];
+                if s.starts_with(tail) {
+                    hold = hold.max(tail.len());
+                    break;
+                }
+            }
+        }
+        let cut = self.pending.len() - hold;
+        let out = self.pending[..cut].to_string();
+        self.pending.drain(..cut);
+        (out, false)
+    }
+
+    /// All tokens pushed so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_is_argmax_and_penalty_changes_it() {
+        let mut s = Sampler::new(SamplingParams::default());
+        assert_eq!(s.sample(&mut [0.1, 3.0, 2.9], &[]), Some(1));
+        let mut s = Sampler::new(SamplingParams { repetition_penalty: 1.2, ..Default::default() });
+        assert_eq!(s.sample(&mut [0.1, 3.0, 2.9], &[1, 1]), Some(2));
+        assert_eq!(argmax(&[f32::NAN, -1.0, -2.0]), Some(1));
+        assert_eq!(argmax(&[]), None);
+    }
+
+    #[test]
+    fn sampling_respects_top_k_top_p_min_p_and_seed() {
+        let logits = [5.0f32, 4.0, 1.0, 0.5, -3.0];
+        let draw = |p: SamplingParams| {
+            let mut s = Sampler::new(p);
+            (0..400).map(|_| s.sample(&mut logits.clone(), &[]).unwrap_or(99)).collect::<Vec<_>>()
+        };
+        let base = SamplingParams { temperature: 1.0, seed: 7, ..Default::default() };
+        let k2 = draw(SamplingParams { top_k: 2, ..base.clone() });
+        assert!(k2.iter().all(|&t| t < 2) && k2.contains(&1));
+        let p = draw(SamplingParams { top_p: 0.5, ..base.clone() });
+        assert!(p.iter().all(|&t| t == 0), "top-p 0.5 keeps only the top token (p≈0.72)");
+        let m = draw(SamplingParams { min_p: 0.2, ..base.clone() });
+        assert!(m.iter().all(|&t| t < 2) && m.contains(&1));
+        let all = draw(base.clone());
+        assert!(all.contains(&2), "plain sampling reaches the tail");
+        assert_eq!(all, draw(base.clone()), "same seed, same tokens");
+        assert_ne!(all, draw(SamplingParams { seed: 8, ..base }));
+    }
+
+    fn bytes_decoder(vocab: Vec<&'static [u8]>) -> impl FnMut(&[u32]) -> Result<String> {
+        move |ids: &[u32]| {
+            let bytes: Vec<u8> = ids.iter().flat_map(|&i| vocab[i as usize].iter().copied()).collect();
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+
+    #[test]
+    fn stream_holds_back_partial_utf8() {
+        // "é" = C3 A9 split over two tokens, then "!".
+        let mut ts = TextStream::new(bytes_decoder(vec![b"caf", b"\xC3", b"\xA9", b"!"]), vec![]);
+        assert_eq!(ts.push(0).unwrap(), ("caf".into(), false));
+        assert_eq!(ts.push(1).unwrap(), ("".into(), false));
+        assert_eq!(ts.push(2).unwrap(), ("é".into(), false));
+        assert_eq!(ts.push(3).unwrap(), ("!".into(), false));
+        assert_eq!(ts.finish(), "");
+    }
+
+    #[test]
+    fn stream_stops_on_stop_strings_across_tokens() {
+        let mut ts = TextStream::new(bytes_decoder(vec![b"Hello", b" wor", b"ld", b"\nUs", b"er:"]), vec!["\nUser:".into()]);
+        assert_eq!(ts.push(0).unwrap(), ("Hello".into(), false));
+        assert_eq!(ts.push(1).unwrap(), (" wor".into(), false));
+        assert_eq!(ts.push(2).unwrap(), ("ld".into(), false));
+        assert_eq!(ts.push(3).unwrap(), ("".into(), false), "possible stop prefix held back");
+        assert_eq!(ts.push(4).unwrap(), ("".into(), true));
+        assert_eq!(ts.finish(), "");
+        let mut ts = TextStream::new(bytes_decoder(vec![b"a\nU", b"p"]), vec!["\nUser:".into()]);
+        assert_eq!(ts.push(0).unwrap(), ("a".into(), false));
+        assert_eq!(ts.push(1).unwrap(), ("\nUp".into(), false), "released once it cannot match");
+    }
+
+    #[test]
+    fn cancel_token_is_shared() {
+        let c = CancelToken::new();
+        let c2 = c.clone();
+        c2.cancel();
+        assert!(c.is_cancelled());
+    }
+}
