@@ -64,8 +64,8 @@ impl Tile {
         matches!(self.tm, 4 | 8)
             && matches!(self.tn, 4 | 8)
             && matches!(self.bk, 8 | 16 | 32)
-            && self.bm % (self.tm * 4) == 0
-            && self.bn % (self.tn * 4) == 0
+            && self.bm.is_multiple_of(self.tm)
+            && self.bn.is_multiple_of(self.tn)
             && self.invocations() > 0
     }
 }
@@ -267,7 +267,7 @@ pub fn record_variant(
 /// Prelude constants of the tiled kernel for `t` and this K and weight dtype.
 fn tile_consts(t: Tile, k: usize, dtype: DType) -> [(&'static str, Const); 12] {
     let chunk = chunk_elems(dtype) as u32;
-    let aligned_w = k % chunk as usize == 0;
+    let aligned_w = k.is_multiple_of(chunk as usize);
     let wg = t.invocations();
     let (ub, qpu) = if aligned_w { (t.bn * t.bk / chunk, chunk / 4) } else { (t.bn * t.bk / 4, 1) };
     let la = (t.bm * t.bk / 4).div_ceil(wg);
@@ -283,7 +283,7 @@ fn tile_consts(t: Tile, k: usize, dtype: DType) -> [(&'static str, Const); 12] {
         ("LB", Const::U32(lb)),
         ("UB", Const::U32(ub)),
         ("QPU", Const::U32(qpu)),
-        ("ALIGNED_X", Const::Bool(k % 4 == 0)),
+        ("ALIGNED_X", Const::Bool(k.is_multiple_of(4))),
         ("ALIGNED_W", Const::Bool(aligned_w)),
     ]
 }
