@@ -1,7 +1,9 @@
 //! One file per operation: shape checks, variant choice, dispatch size, recording.
 //! Each op's WGSL is in `shaders/<name>.wgsl`, its CPU reference in `src/cpu/`.
 
+pub mod attention;
 pub mod elementwise;
+pub mod kv_cache;
 pub mod softmax;
 
 use crate::error::{Error, Result};
