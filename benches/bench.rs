@@ -4,6 +4,7 @@
 //!
 //! On the GPU machine, see README ("Benchmarks") for the device-tool command.
 
+mod attention;
 mod harness;
 mod softmax;
 
@@ -22,6 +23,7 @@ async fn run() -> kjarni_web::Result<()> {
     eprintln!("{}", gpu.caps());
     let mut report = harness::Report::default();
     softmax::run(&gpu, &args, &mut report).await?;
+    attention::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }
