@@ -11,7 +11,7 @@
 //! int8 scales). The split chosen by the op runs beside the largest chunk (fewest workgroups).
 
 use crate::harness::{time_op, Args, Report};
-use kjarni_web::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, DecodeTiles, Kv};
+use kjarni_web::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, DecodeTiles, FlashTiles, Kv};
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
 use kjarni_web::{cpu, DType, Gpu, GpuTensor, Result};
 use serde_json::json;
@@ -56,6 +56,18 @@ async fn prefill(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, n: usi
             .await?,
     );
     peaks.insert("flash".into(), json!(gpu.memory().peak_bytes));
+    // The browser's 32 KiB tiles beside the device's choice (autotuning data for the lead).
+    let chosen = FlashTiles::choose(gpu.caps(), D as u32)?;
+    let small = FlashTiles { br: 64, bc: 64, dk: 16, vk: 16 };
+    if chosen != small {
+        let name = "flash_tiles_64x64_dk16";
+        timings.push(
+            time_op(gpu, args, name, inner, |b| {
+                attention::flash_prefill_with(gpu, b, &q, Kv::F32 { k: &k, v: &v }, &out, &opts, small)
+            })
+            .await?,
+        );
+    }
 
     let scores_bytes = (HEADS * n * n * 4) as u64;
     let limit = gpu.caps().max_storage_binding.min(8 << 30);
@@ -79,6 +91,7 @@ async fn prefill(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, n: usi
     let baseline = if skipped.is_some() { "flash" } else { "unfused" };
     report.add(case, json!({"seq": n, "heads": HEADS, "head_dim": D, "causal": true}), bytes, flops, baseline, &timings);
     report.annotate("peak_gpu_bytes", json!(peaks));
+    report.annotate("flash_tiles", json!(format!("{chosen:?}")));
     if let Some(why) = skipped {
         report.annotate("skipped", json!(why));
     }

@@ -135,6 +135,9 @@ gpu_test!(flash_attention_matches_reference, async {
         cases.push(case(1, 4096, 1, 4096, 1, 64, true));
     }
     for (i, c) in cases.iter().enumerate() {
+        if BROWSER && c.d == 96 {
+            continue; // compile time in SwiftShader (~4 s per flash pipeline); covered natively
+        }
         check_flash(&gpu, c, &Mask { causal: c.causal, ..Default::default() }, None, 10 + i as u64).await;
     }
 });
@@ -447,7 +450,9 @@ gpu_test!(flash_attention_reads_every_cache_format, async {
     let gpu = gpu().await;
     // Prefill through the cache: K rotated as it was written, attention straight from f16 / int8.
     let (len, nh, nkv, d) = (150usize, 6usize, 2usize, 64usize);
-    for dtype in [KvDType::F32, KvDType::F16, KvDType::Int8] {
+    // The f32 cache runs the same pipeline as f32 activations (tested above): natively only.
+    let formats: &[KvDType] = if BROWSER { &[KvDType::F16, KvDType::Int8] } else { &[KvDType::F32, KvDType::F16, KvDType::Int8] };
+    for &dtype in formats {
         let (cache, _, _) = filled_cache(&gpu, len, nkv, d, dtype, ROPE, 120).await;
         let (ck, cv) = read_cache(&gpu, &cache).await;
         let mut q = random(len * nh * d, 121, -1.0, 1.0);
