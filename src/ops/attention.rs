@@ -261,6 +261,9 @@ fn check_dims(op: &'static str, q: &GpuTensor, kv: Kv<'_>, out: &GpuTensor) -> R
             (c.len(), c.n_kv_heads(), c.head_dim())
         }
     };
+    if batch * q_len == 0 || (kv_len == 0 && matches!(kv, Kv::F32 { .. })) {
+        return Err(shape_err(op, format!("q '{}' {:?} or the keys ({kv_len} tokens) are empty", q.name(), q.shape())));
+    }
     if kd != d {
         return Err(shape_err(op, format!("q '{}' has head_dim {d}, keys have {kd}", q.name())));
     }
