@@ -7,5 +7,8 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 #[macro_use]
 mod common;
 mod elementwise;
+mod load;
+mod models;
 mod runtime;
 mod softmax;
+mod tokenizer;
