@@ -212,7 +212,7 @@ impl ModelConfig {
             .unwrap_or(10_000.0);
         let heads = r.num_attention_heads;
         let kv = r.num_key_value_heads.unwrap_or(heads);
-        if heads == 0 || kv == 0 || heads % kv != 0 {
+        if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) {
             return Err(bad(format!(
                 "num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
             )));
@@ -247,7 +247,7 @@ impl ModelConfig {
             dtype: r.dtype,
             sliding_window: if uses_window { r.sliding_window } else { None },
         };
-        if c.vocab_size == 0 || c.hidden_size == 0 || c.num_hidden_layers == 0 || c.head_dim % 2 != 0 {
+        if c.vocab_size == 0 || c.hidden_size == 0 || c.num_hidden_layers == 0 || !c.head_dim.is_multiple_of(2) {
             return Err(bad(format!(
                 "vocab_size {}, hidden_size {}, num_hidden_layers {}, head_dim {}: sizes must be positive and head_dim even",
                 c.vocab_size, c.hidden_size, c.num_hidden_layers, c.head_dim
@@ -258,7 +258,7 @@ impl ModelConfig {
 }
 
 fn check(file: &str, what: &str, heads: usize, hidden: usize) -> Result<()> {
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(Error::BadModelFile {
             file: file.to_string(),
             detail: format!("hidden_size {hidden} is not divisible by {what} {heads}"),

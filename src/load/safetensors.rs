@@ -190,7 +190,7 @@ pub fn parse_header(file: &str, json: &[u8], data_len: Option<u64>) -> Result<He
         }
         tensors.push(TensorInfo { name, dtype_name: raw.dtype, dtype, shape, start, end });
     }
-    tensors.sort_by(|a, b| (a.start, a.end).cmp(&(b.start, b.end)));
+    tensors.sort_by_key(|t| (t.start, t.end));
     let mut last: Option<&TensorInfo> = None;
     for t in tensors.iter().filter(|t| !t.is_empty()) {
         if let Some(p) = last {

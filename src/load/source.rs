@@ -99,6 +99,15 @@ pub fn check_relative(base: &str, file: &str) -> Result<()> {
     Ok(())
 }
 
+/// `Content-Range: bytes a-b/total` → (a, total); the total may be `*` (unknown).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes")?.trim();
+    let (range, total) = rest.split_once('/')?;
+    let (a, _) = range.split_once('-')?;
+    Some((a.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
 // ---------------------------------------------------------------------------------------------
 // In memory
 
@@ -268,7 +277,7 @@ pub use fetch::{FetchReader, FetchSource};
 
 #[cfg(target_arch = "wasm32")]
 mod fetch {
-    use super::{check_relative, ByteSource, RangeReader};
+    use super::{check_relative, content_range, ByteSource, RangeReader};
     use crate::error::{Error, Result};
     use js_sys::{Reflect, Uint8Array};
     use wasm_bindgen::{JsCast, JsValue};
@@ -330,14 +339,6 @@ mod fetch {
         JsFuture::from(promise).await.map_err(net)?.dyn_into::<Response>().map_err(net)
     }
 
-    /// `Content-Range: bytes a-b/total` → (a, total).
-    fn content_range(v: &str) -> Option<(u64, Option<u64>)> {
-        let rest = v.trim().strip_prefix("bytes")?.trim();
-        let (range, total) = rest.split_once('/')?;
-        let (a, _) = range.split_once('-')?;
-        Some((a.trim().parse().ok()?, total.trim().parse().ok()))
-    }
-
     impl ByteSource for FetchSource {
         type Reader = FetchReader;
 
@@ -397,7 +398,7 @@ mod fetch {
             let body = response
                 .body()
                 .ok_or_else(|| Error::Network { url: url.clone(), detail: "response without a body".into() })?;
-            let reader = body.get_reader().dyn_into::<ReadableStreamDefaultReader>().map_err(net)?;
+            let reader = body.get_reader().dyn_into::<ReadableStreamDefaultReader>().map_err(|o| net(o.into()))?;
             Ok(FetchReader {
                 url,
                 reader,
@@ -490,6 +491,28 @@ mod fetch {
             if !self.done {
                 let _ = self.reader.cancel();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_headers() {
+        assert_eq!(content_range("bytes 8-1023/269060552"), Some((8, Some(269060552))));
+        assert_eq!(content_range("bytes 0-7/*"), Some((0, None)));
+        assert_eq!(content_range("items 0-7/8"), None);
+        assert_eq!(content_range("bytes */8"), None);
+    }
+
+    #[test]
+    fn file_names_stay_inside_the_directory() {
+        assert!(check_relative("d", "model-00001-of-00002.safetensors").is_ok());
+        assert!(check_relative("d", "sub/model.safetensors").is_ok());
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "https://evil/x", "..\\x"] {
+            assert!(check_relative("d", bad).is_err(), "{bad}");
         }
     }
 }

@@ -58,12 +58,15 @@ async fn spot_check<S: ByteSource>(gpu: &Gpu, src: &S, file: &str, header: &Head
     }
 }
 
+/// One progress report: (file index, file done, file total, done, total).
+type Report = (usize, u64, u64, u64, u64);
+
 /// Progress reports, checked for monotonic totals.
-fn progress_log(log: &RefCell<Vec<(usize, u64, u64, u64, u64)>>) -> impl FnMut(&Progress) + '_ {
+fn progress_log(log: &RefCell<Vec<Report>>) -> impl FnMut(&Progress) + '_ {
     move |p: &Progress| log.borrow_mut().push((p.file_index, p.file_done, p.file_total, p.done, p.total))
 }
 
-fn check_progress(log: &[(usize, u64, u64, u64, u64)], total: u64) {
+fn check_progress(log: &[Report], total: u64) {
     assert!(!log.is_empty(), "no progress reported");
     for w in log.windows(2) {
         assert!(w[1].3 > w[0].3, "progress must grow: {:?} then {:?}", w[0], w[1]);
