@@ -10,6 +10,18 @@ use kjarni_web::load::{
 use kjarni_web::{DType, Error, Gpu, GpuTensor};
 use std::cell::RefCell;
 
+/// Bytes of wasm linear memory (0 natively).
+fn wasm_heap_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsCast;
+        let memory = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>();
+        memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    0
+}
+
 /// A safetensors file from a raw JSON header and the data section.
 fn st_bytes(header: &str, data: &[u8]) -> Vec<u8> {
     let mut v = (header.len() as u64).to_le_bytes().to_vec();
@@ -131,9 +143,15 @@ gpu_test!(smollm2_streams_into_gpu_tensors, async {
     let src = model(SMOLLM2).await;
     let header = read_header(&src, "model.safetensors").await.unwrap();
     let before = gpu.memory();
+    let heap_before = wasm_heap_bytes();
     let log = RefCell::new(Vec::new());
     let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut progress_log(&log)).await.unwrap();
     check_progress(&log.borrow(), header.data_len());
+    // The 269 MB file streamed through one 8 MiB staging buffer: the wasm heap (which never
+    // shrinks) grew by far less than the file.
+    let grown = wasm_heap_bytes() - heap_before;
+    say!("wasm heap grew by {} KiB while loading {} MB", grown / 1024, header.data_len() / 1_000_000);
+    assert!(grown < 32 << 20, "wasm heap grew by {grown} bytes");
     assert_eq!(w.len(), 272);
     assert!(w.iter().all(|(_, t)| t.dtype() == DType::BF16));
     assert!(!w.contains("lm_head.weight"), "SmolLM2 ties lm_head to the embeddings");
