@@ -482,7 +482,12 @@ pub(crate) async fn stream_file<S: ByteSource>(
 
     let file_total = header.data_len();
     let data_start = header.data_start();
-    let mut reader = source.open(file, data_start, Some(data_start + file_total)).await?;
+    // No request at all when every tensor is empty (a Range from the file's end would be 416).
+    let mut reader = match file_total {
+        0 => None,
+        _ => Some(source.open(file, data_start, Some(data_start + file_total)).await?),
+    };
+    let no_reader = || Error::Internal(format!("{name}: no reader for a non-empty data section"));
     let mut staging = vec![0u8; cap.min(file_total.max(4) as usize).div_ceil(4) * 4];
     let cap = staging.len();
     let mut pos = 0u64; // data-section offset of the next byte the reader gives
@@ -502,7 +507,7 @@ pub(crate) async fn stream_file<S: ByteSource>(
         while pos < seg.start {
             check_cancel(cancel, name)?;
             let n = ((seg.start - pos) as usize).min(cap);
-            let got = reader.fill(&mut staging[..n]).await?;
+            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
             if got < n {
                 return Err(truncated(info, pos + got as u64));
             }
@@ -514,7 +519,7 @@ pub(crate) async fn stream_file<S: ByteSource>(
         while pos < seg.end {
             check_cancel(cancel, name)?;
             let n = ((seg.end - pos) as usize).min(cap);
-            let got = reader.fill(&mut staging[..n]).await?;
+            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
             if got < n {
                 return Err(truncated(info, pos + got as u64));
             }

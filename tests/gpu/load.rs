@@ -272,6 +272,10 @@ gpu_test!(row_blocks_of_synthetic_tensors, async {
         assert_eq!(p.read_bytes(&gpu).await.unwrap(), data[a..b], "q part {k}");
     }
     assert_eq!(w.get("s").unwrap().read_bytes(&gpu).await.unwrap(), data[156..172]);
+    // A file of empty tensors only: nothing to stream, still loads.
+    let src0 = memory(&[("e.safetensors", st_bytes(&st_header(&[("e", "F32", &[0], 0, 0)]), &[]))]);
+    let w0 = load_safetensors(&gpu, &src0, "e.safetensors", &LoadOptions::default(), &mut |_| {}).await.unwrap();
+    assert_eq!(w0.get("e").unwrap().shape(), &[0]);
     // A single row over the limit cannot be split: a Limit error naming the tensor.
     let opts = LoadOptions { max_part_bytes: Some(8), ..LoadOptions::default() };
     let e = load_safetensors(&gpu, &src, "m.safetensors", &opts, &mut |_| {}).await.unwrap_err();
