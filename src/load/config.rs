@@ -213,9 +213,7 @@ impl ModelConfig {
         let heads = r.num_attention_heads;
         let kv = r.num_key_value_heads.unwrap_or(heads);
         if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) {
-            return Err(bad(format!(
-                "num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
-            )));
+            return Err(bad(format!("num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")));
         }
         let head_dim = match r.head_dim {
             Some(d) => d,
@@ -374,7 +372,10 @@ mod tests {
     #[test]
     fn bad_configs_name_the_file_and_field() {
         let e = ModelConfig::parse("c.json", br#"{"model_type":"gpt2"}"#).unwrap_err();
-        assert!(matches!(&e, Error::BadModelFile { file, detail } if file == "c.json" && detail.contains("gpt2")), "{e}");
+        assert!(
+            matches!(&e, Error::BadModelFile { file, detail } if file == "c.json" && detail.contains("gpt2")),
+            "{e}"
+        );
         let e = ModelConfig::parse("c.json", br#"{"model_type":"llama","vocab_size":10}"#).unwrap_err();
         assert!(matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("hidden_size")), "{e}");
         let e = ModelConfig::parse(

@@ -473,7 +473,8 @@ pub(crate) async fn stream_file<S: ByteSource>(
                     parts.push(part);
                     r += n;
                 }
-                let split = SplitTensor { name: t.name.clone(), shape: t.shape.clone(), dtype, rows_per_part: per, parts };
+                let split =
+                    SplitTensor { name: t.name.clone(), shape: t.shape.clone(), dtype, rows_per_part: per, parts };
                 pending.push((t.name.clone(), Weight::Split(split)));
             }
         }

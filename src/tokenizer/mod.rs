@@ -104,7 +104,8 @@ fn tojson(value: minijinja::Value, indent: Option<usize>) -> std::result::Result
     let r = match indent {
         Some(n) => {
             let pad = vec![b' '; n];
-            let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(&pad));
+            let mut ser =
+                serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(&pad));
             value.serialize(&mut ser)
         }
         None => {
@@ -149,7 +150,11 @@ impl Tokenizer {
 
     /// Build from the files' contents. A fixed padding / truncation in `tokenizer.json` (MiniLM
     /// pads everything to 128) is switched off: callers pad per batch with a mask.
-    pub fn from_bytes(tokenizer_json: &[u8], tokenizer_config: Option<&[u8]>, chat_template: Option<&str>) -> Result<Self> {
+    pub fn from_bytes(
+        tokenizer_json: &[u8],
+        tokenizer_config: Option<&[u8]>,
+        chat_template: Option<&str>,
+    ) -> Result<Self> {
         let mut inner =
             tokenizers::Tokenizer::from_bytes(tokenizer_json).map_err(|e| tok_err("reading tokenizer.json", e))?;
         inner.with_padding(None);
@@ -158,10 +163,8 @@ impl Tokenizer {
         let mut special = SpecialTokens::default();
         let mut templates = BTreeMap::new();
         if let Some(bytes) = tokenizer_config {
-            let cfg: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::BadModelFile {
-                file: "tokenizer_config.json".into(),
-                detail: e.to_string(),
-            })?;
+            let cfg: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| Error::BadModelFile { file: "tokenizer_config.json".into(), detail: e.to_string() })?;
             special.bos_token = token_field(&cfg, "bos_token");
             special.eos_token = token_field(&cfg, "eos_token");
             special.pad_token = token_field(&cfg, "pad_token");

@@ -122,7 +122,12 @@ gpu_test!(minilm_streams_into_gpu_tensors, async {
         "model.safetensors",
         &header,
         &w,
-        &["embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight", "encoder.layer.3.output.dense.bias", "pooler.dense.weight"],
+        &[
+            "embeddings.word_embeddings.weight",
+            "embeddings.LayerNorm.weight",
+            "encoder.layer.3.output.dense.bias",
+            "pooler.dense.weight",
+        ],
     )
     .await;
     // Values, not just bytes: the LayerNorm weight read back as f32 equals the file's floats.
@@ -171,14 +176,20 @@ gpu_test!(smollm2_streams_into_gpu_tensors, async {
         "model.safetensors",
         &header,
         &w,
-        &["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight", "model.layers.29.mlp.down_proj.weight", "model.norm.weight"],
+        &[
+            "model.embed_tokens.weight",
+            "model.layers.0.input_layernorm.weight",
+            "model.layers.29.mlp.down_proj.weight",
+            "model.norm.weight",
+        ],
     )
     .await;
     // bf16 → f32 widening of a norm weight matches the file's words.
     let info = header.get("model.norm.weight").unwrap();
     let at = header.data_start() + info.start;
     let (raw, _) = src.read_range("model.safetensors", at, at + info.len()).await.unwrap();
-    let want: Vec<f32> = raw.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect();
+    let want: Vec<f32> =
+        raw.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect();
     assert_eq!(w.get("model.norm.weight").unwrap().to_f32_vec(&gpu).await.unwrap(), want);
 
     let ModelConfig::Decoder(c) = ModelConfig::load(&src).await.unwrap() else { panic!("SmolLM2 is a decoder") };
@@ -244,7 +255,11 @@ gpu_test!(odd_offsets_and_tiny_chunks_round_trip, async {
             let t = w.get(name).unwrap();
             assert_eq!(t.shape(), *shape);
             assert_eq!(t.dtype().name().to_uppercase(), dtype.to_string());
-            assert_eq!(t.read_bytes(&gpu).await.unwrap(), data[*b as usize..*e as usize], "{name}, piece {piece}, staging {staging}");
+            assert_eq!(
+                t.read_bytes(&gpu).await.unwrap(),
+                data[*b as usize..*e as usize],
+                "{name}, piece {piece}, staging {staging}"
+            );
         }
     }
 });
@@ -298,28 +313,64 @@ gpu_test!(malformed_headers_give_typed_errors, async {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![1, 2, 3], "shorter than the 8-byte"),
         (st_bytes(ok, &[0; 8])[..8].to_vec(), "runs past the end"),
-        ({ let mut f = st_bytes(ok, &[0; 8]); f[..8].copy_from_slice(&1000u64.to_le_bytes()); f }, "runs past the end"),
-        ({ let mut f = st_bytes(ok, &[0; 8]); f[..8].copy_from_slice(&u64::MAX.to_le_bytes()); f }, "over the"),
+        (
+            {
+                let mut f = st_bytes(ok, &[0; 8]);
+                f[..8].copy_from_slice(&1000u64.to_le_bytes());
+                f
+            },
+            "runs past the end",
+        ),
+        (
+            {
+                let mut f = st_bytes(ok, &[0; 8]);
+                f[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+                f
+            },
+            "over the",
+        ),
         (st_bytes("[1,2]", &[]), "not a JSON object"),
         (st_bytes("{\"x\": ", &[]), "not a JSON object"),
         (st_bytes("\u{0}\u{0}", &[]), "not a JSON object"),
-        ({ let mut f = st_bytes("{}  ", &[]); f[9] = 0xff; f }, "not UTF-8"),
+        (
+            {
+                let mut f = st_bytes("{}  ", &[]);
+                f[9] = 0xff;
+                f
+            },
+            "not UTF-8",
+        ),
         (st_bytes(r#"{"x":{"dtype":"F32","shape":[2]}}"#, &[0; 8]), "tensor 'x'"),
-        (st_bytes(r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4]), "run past the end of the data section"),
+        (
+            st_bytes(r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4]),
+            "run past the end of the data section",
+        ),
         (st_bytes(r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, &[0; 8]), "end before they begin"),
         (st_bytes(r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8,9]}}"#, &[0; 9]), "[begin, end]"),
         (st_bytes(r#"{"x":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}}"#, &[0; 8]), "unknown dtype 'F17'"),
         (st_bytes(r#"{"x":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}}"#, &[0; 24]), "needs 24 bytes"),
-        (st_bytes(r#"{"x":{"dtype":"BF16","shape":[4294967295,4294967295,4294967295],"data_offsets":[0,8]}}"#, &[0; 8]), "overflows"),
+        (
+            st_bytes(
+                r#"{"x":{"dtype":"BF16","shape":[4294967295,4294967295,4294967295],"data_offsets":[0,8]}}"#,
+                &[0; 8],
+            ),
+            "overflows",
+        ),
         (
             st_bytes(st_header(&[("p", "F32", &[2], 0, 8), ("q", "F16", &[2], 6, 10)]).as_str(), &[0; 10]),
             "'p' [0, 8] and 'q' [6, 10] overlap",
         ),
         (
-            st_bytes(r#"{"x":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},"x":{"dtype":"I8","shape":[1],"data_offsets":[1,2]}}"#, &[0; 2]),
+            st_bytes(
+                r#"{"x":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},"x":{"dtype":"I8","shape":[1],"data_offsets":[1,2]}}"#,
+                &[0; 2],
+            ),
             "appears twice",
         ),
-        (st_bytes(r#"{"__metadata__":[1],"x":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}}"#, &[0; 1]), "__metadata__"),
+        (
+            st_bytes(r#"{"__metadata__":[1],"x":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}}"#, &[0; 1]),
+            "__metadata__",
+        ),
     ];
     for (i, (bytes, needle)) in cases.into_iter().enumerate() {
         let src = memory(&[("bad.safetensors", bytes)]);
@@ -328,7 +379,12 @@ gpu_test!(malformed_headers_give_typed_errors, async {
         expect_bad(r, needle);
     }
     // A good header with every dtype the format names (unsupported ones are skipped on load).
-    let h = st_header(&[("a", "I64", &[1], 0, 8), ("b", "U8", &[3], 8, 11), ("c", "F64", &[0], 11, 11), ("d", "BOOL", &[1], 11, 12)]);
+    let h = st_header(&[
+        ("a", "I64", &[1], 0, 8),
+        ("b", "U8", &[3], 8, 11),
+        ("c", "F64", &[0], 11, 11),
+        ("d", "BOOL", &[1], 11, 12),
+    ]);
     let src = memory(&[("bad.safetensors", st_bytes(&h, &[0; 12]))]);
     let header = read_header(&src, "bad.safetensors").await.unwrap();
     assert_eq!(header.tensors.iter().filter(|t| t.dtype.is_none()).count(), 4);
@@ -413,7 +469,10 @@ gpu_test!(sharded_checkpoints_follow_the_index, async {
     check(load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await, "'a' is in both");
     // A shard listed in the index but absent.
     let src = memory(&files[..2]);
-    assert!(matches!(load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await,
+        Err(Error::NotFound { .. })
+    ));
 });
 
 /// Natively, the header parse agrees with the `safetensors` crate on both real files.

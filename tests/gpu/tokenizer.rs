@@ -19,7 +19,10 @@ gpu_test!(minilm_ids_match_reference, async {
     }
     // Padding to 128 is off: a short text gives a short sequence ([CLS] word [SEP]).
     assert_eq!(tok.encode("hello", true).unwrap(), vec![101, 7592, 102]);
-    assert_eq!(tok.decode(&tok.encode("A man is playing a guitar.", true).unwrap(), true).unwrap(), "a man is playing a guitar.");
+    assert_eq!(
+        tok.decode(&tok.encode("A man is playing a guitar.", true).unwrap(), true).unwrap(),
+        "a man is playing a guitar."
+    );
 });
 
 gpu_test!(smollm2_ids_match_reference, async {
@@ -68,7 +71,10 @@ gpu_test!(chat_templates_from_tokenizer_config, async {
     let tok = Tokenizer::from_bytes(&json, Some(config), None).unwrap();
     assert_eq!(tok.template_names(), vec!["default", "tool_use"]);
     let msgs = [ChatMessage::new("user", "  hi there  "), ChatMessage::new("assistant", "hello")];
-    assert_eq!(tok.apply_chat_template(&msgs, true).unwrap(), "<|im_start|>user: hi there\nassistant: hello\nassistant:");
+    assert_eq!(
+        tok.apply_chat_template(&msgs, true).unwrap(),
+        "<|im_start|>user: hi there\nassistant: hello\nassistant:"
+    );
     let e = tok.render_template(Some("tool_use"), serde_json::json!({"messages": []})).unwrap_err();
     assert!(matches!(&e, Error::Tokenizer(m) if m.contains("tools needed")), "{e}");
     let tools = serde_json::json!({"tools": [{"name": "f", "args": ["x", "é"]}]});
