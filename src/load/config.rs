@@ -1,0 +1,408 @@
+//! `config.json` (BERT encoders; Llama / Qwen2 decoders) and `generation_config.json`.
+//!
+//! Accepts both the transformers 4 and 5 spellings: `rope_theta` or
+//! `rope_parameters.rope_theta` (or `rope_scaling.rope_theta`), `torch_dtype` or `dtype`,
+//! `eos_token_id` as a number or a list.
+
+use super::source::ByteSource;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+
+/// One id or a list of ids (`eos_token_id` is either).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+fn ids(v: Option<OneOrMany>) -> Vec<u32> {
+    match v {
+        None => Vec::new(),
+        Some(OneOrMany::One(i)) => vec![i],
+        Some(OneOrMany::Many(v)) => v,
+    }
+}
+
+/// A BERT-style encoder (BertModel: MiniLM, sentence-transformers, ...).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BertConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Hidden size.
+    pub hidden_size: usize,
+    /// Layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// FFN width.
+    pub intermediate_size: usize,
+    /// Activation (`gelu` = erf GELU, `gelu_new` / `gelu_pytorch_tanh` = tanh approximation).
+    #[serde(default = "default_gelu")]
+    pub hidden_act: String,
+    /// Learned positions.
+    #[serde(default = "default_512")]
+    pub max_position_embeddings: usize,
+    /// Token type (segment) vocabulary.
+    #[serde(default = "default_2")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_ln_eps")]
+    pub layer_norm_eps: f64,
+    /// Padding id.
+    #[serde(default)]
+    pub pad_token_id: u32,
+    /// `absolute` is the only one supported by the models here.
+    #[serde(default = "default_absolute")]
+    pub position_embedding_type: String,
+}
+
+fn default_gelu() -> String {
+    "gelu".into()
+}
+fn default_512() -> usize {
+    512
+}
+fn default_2() -> usize {
+    2
+}
+fn default_ln_eps() -> f64 {
+    1e-12
+}
+fn default_absolute() -> String {
+    "absolute".into()
+}
+
+/// Which decoder family (they differ in details such as Qwen2's q/k/v biases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderArch {
+    /// Llama (SmolLM2, TinyLlama, Llama 2/3, ...).
+    Llama,
+    /// Qwen2 / Qwen2.5: biases on the q, k, v projections.
+    Qwen2,
+    /// Mistral: Llama layout, optional sliding window.
+    Mistral,
+}
+
+/// A Llama-style decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderConfig {
+    /// Family.
+    pub arch: DecoderArch,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Hidden size.
+    pub hidden_size: usize,
+    /// FFN width.
+    pub intermediate_size: usize,
+    /// Layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (GQA); equals the query heads when absent.
+    pub num_key_value_heads: usize,
+    /// Per-head width; `hidden_size / num_attention_heads` when absent.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// `rope_parameters` / `rope_scaling` as written (type, factor, ...), when present.
+    pub rope_parameters: Option<serde_json::Value>,
+    /// Context length.
+    pub max_position_embeddings: usize,
+    /// The output projection is the embedding matrix (no `lm_head.weight`).
+    pub tie_word_embeddings: bool,
+    /// Biases on the q/k/v projections (always for Qwen2, `attention_bias` for Llama).
+    pub qkv_bias: bool,
+    /// Activation (`silu`).
+    pub hidden_act: String,
+    /// Beginning-of-sequence id.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence ids (generation stops on any).
+    pub eos_token_ids: Vec<u32>,
+    /// Padding id.
+    pub pad_token_id: Option<u32>,
+    /// Stored dtype (`bfloat16`, `float32`, ...).
+    pub dtype: Option<String>,
+    /// Sliding-window attention span, when the model uses one.
+    pub sliding_window: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct RawDecoder {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    #[serde(alias = "layer_norm_epsilon")]
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    rope_parameters: Option<serde_json::Value>,
+    rope_scaling: Option<serde_json::Value>,
+    max_position_embeddings: Option<usize>,
+    tie_word_embeddings: Option<bool>,
+    attention_bias: Option<bool>,
+    hidden_act: Option<String>,
+    bos_token_id: Option<u32>,
+    eos_token_id: Option<OneOrMany>,
+    pad_token_id: Option<u32>,
+    #[serde(alias = "torch_dtype")]
+    dtype: Option<String>,
+    sliding_window: Option<usize>,
+    use_sliding_window: Option<bool>,
+}
+
+/// A parsed `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelConfig {
+    /// BERT encoder.
+    Bert(BertConfig),
+    /// Llama-style decoder.
+    Decoder(DecoderConfig),
+}
+
+#[derive(Deserialize)]
+struct Kind {
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+}
+
+impl ModelConfig {
+    /// Read `config.json` from a model directory.
+    pub async fn load<S: ByteSource>(source: &S) -> Result<Self> {
+        let bytes = source.read_all("config.json").await?;
+        Self::parse(&source.locate("config.json"), &bytes)
+    }
+
+    /// Parse `config.json` bytes; `file` names it in errors.
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<Self> {
+        let bad = |detail: String| Error::BadModelFile { file: file.to_string(), detail };
+        let kind: Kind = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        let model_type = match kind.model_type {
+            Some(t) => t,
+            None => match kind.architectures.first().map(String::as_str) {
+                Some(a) if a.starts_with("Bert") => "bert".into(),
+                Some(a) if a.starts_with("Llama") => "llama".into(),
+                Some(a) if a.starts_with("Qwen2") => "qwen2".into(),
+                Some(a) if a.starts_with("Mistral") => "mistral".into(),
+                _ => return Err(bad("no model_type and no known architectures".into())),
+            },
+        };
+        let arch = match model_type.as_str() {
+            "bert" => {
+                let c: BertConfig = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+                check(file, "num_attention_heads", c.num_attention_heads, c.hidden_size)?;
+                return Ok(ModelConfig::Bert(c));
+            }
+            "llama" => DecoderArch::Llama,
+            "qwen2" => DecoderArch::Qwen2,
+            "mistral" => DecoderArch::Mistral,
+            other => return Err(bad(format!("model_type '{other}' is not supported (bert, llama, qwen2, mistral)"))),
+        };
+        let r: RawDecoder = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        let rope = r.rope_parameters.or(r.rope_scaling);
+        let rope_theta = r
+            .rope_theta
+            .or_else(|| rope.as_ref().and_then(|v| v.get("rope_theta")).and_then(serde_json::Value::as_f64))
+            .unwrap_or(10_000.0);
+        let heads = r.num_attention_heads;
+        let kv = r.num_key_value_heads.unwrap_or(heads);
+        if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) {
+            return Err(bad(format!("num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")));
+        }
+        let head_dim = match r.head_dim {
+            Some(d) => d,
+            None => {
+                check(file, "num_attention_heads", heads, r.hidden_size)?;
+                r.hidden_size / heads
+            }
+        };
+        let uses_window = r.use_sliding_window.unwrap_or(arch == DecoderArch::Mistral);
+        let c = DecoderConfig {
+            arch,
+            vocab_size: r.vocab_size,
+            hidden_size: r.hidden_size,
+            intermediate_size: r.intermediate_size,
+            num_hidden_layers: r.num_hidden_layers,
+            num_attention_heads: heads,
+            num_key_value_heads: kv,
+            head_dim,
+            rms_norm_eps: r.rms_norm_eps.unwrap_or(1e-6),
+            rope_theta,
+            rope_parameters: rope,
+            max_position_embeddings: r.max_position_embeddings.unwrap_or(2048),
+            tie_word_embeddings: r.tie_word_embeddings.unwrap_or(false),
+            qkv_bias: arch == DecoderArch::Qwen2 || r.attention_bias.unwrap_or(false),
+            hidden_act: r.hidden_act.unwrap_or_else(|| "silu".into()),
+            bos_token_id: r.bos_token_id,
+            eos_token_ids: ids(r.eos_token_id),
+            pad_token_id: r.pad_token_id,
+            dtype: r.dtype,
+            sliding_window: if uses_window { r.sliding_window } else { None },
+        };
+        if c.vocab_size == 0 || c.hidden_size == 0 || c.num_hidden_layers == 0 || !c.head_dim.is_multiple_of(2) {
+            return Err(bad(format!(
+                "vocab_size {}, hidden_size {}, num_hidden_layers {}, head_dim {}: sizes must be positive and head_dim even",
+                c.vocab_size, c.hidden_size, c.num_hidden_layers, c.head_dim
+            )));
+        }
+        Ok(ModelConfig::Decoder(c))
+    }
+}
+
+fn check(file: &str, what: &str, heads: usize, hidden: usize) -> Result<()> {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
+        return Err(Error::BadModelFile {
+            file: file.to_string(),
+            detail: format!("hidden_size {hidden} is not divisible by {what} {heads}"),
+        });
+    }
+    Ok(())
+}
+
+/// `generation_config.json`: defaults for generation (all optional).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationConfig {
+    /// Beginning-of-sequence id.
+    pub bos_token_id: Option<u32>,
+    /// Stop ids.
+    pub eos_token_ids: Vec<u32>,
+    /// Padding id.
+    pub pad_token_id: Option<u32>,
+    /// Sample (true) or greedy (false).
+    pub do_sample: Option<bool>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Top-k sampling.
+    pub top_k: Option<usize>,
+    /// Repetition penalty.
+    pub repetition_penalty: Option<f64>,
+    /// New-token limit.
+    pub max_new_tokens: Option<usize>,
+    /// Total-length limit.
+    pub max_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct RawGeneration {
+    bos_token_id: Option<u32>,
+    eos_token_id: Option<OneOrMany>,
+    pad_token_id: Option<u32>,
+    do_sample: Option<bool>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<usize>,
+    repetition_penalty: Option<f64>,
+    max_new_tokens: Option<usize>,
+    max_length: Option<usize>,
+}
+
+impl GenerationConfig {
+    /// Read `generation_config.json`; a missing file gives the defaults.
+    pub async fn load<S: ByteSource>(source: &S) -> Result<Self> {
+        match source.read_optional("generation_config.json").await? {
+            Some(b) => Self::parse(&source.locate("generation_config.json"), &b),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// Parse the bytes; `file` names it in errors.
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<Self> {
+        let r: RawGeneration = serde_json::from_slice(bytes)
+            .map_err(|e| Error::BadModelFile { file: file.to_string(), detail: e.to_string() })?;
+        Ok(GenerationConfig {
+            bos_token_id: r.bos_token_id,
+            eos_token_ids: ids(r.eos_token_id),
+            pad_token_id: r.pad_token_id,
+            do_sample: r.do_sample,
+            temperature: r.temperature,
+            top_p: r.top_p,
+            top_k: r.top_k,
+            repetition_penalty: r.repetition_penalty,
+            max_new_tokens: r.max_new_tokens,
+            max_length: r.max_length,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qwen2_transformers4_spelling() {
+        let json = br#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","vocab_size":151936,
+            "hidden_size":896,"intermediate_size":4864,"num_hidden_layers":24,"num_attention_heads":14,
+            "num_key_value_heads":2,"rms_norm_eps":1e-06,"rope_theta":1000000.0,"torch_dtype":"bfloat16",
+            "tie_word_embeddings":true,"max_position_embeddings":32768,"eos_token_id":151645,
+            "sliding_window":32768,"use_sliding_window":false}"#;
+        let ModelConfig::Decoder(c) = ModelConfig::parse("config.json", json).unwrap() else { panic!() };
+        assert_eq!(c.arch, DecoderArch::Qwen2);
+        assert_eq!(c.head_dim, 64);
+        assert_eq!(c.num_key_value_heads, 2);
+        assert_eq!(c.rope_theta, 1e6);
+        assert!(c.qkv_bias && c.tie_word_embeddings);
+        assert_eq!(c.dtype.as_deref(), Some("bfloat16"));
+        assert_eq!(c.eos_token_ids, vec![151645]);
+        assert_eq!(c.sliding_window, None);
+    }
+
+    #[test]
+    fn llama_transformers5_spelling_and_defaults() {
+        let json = br#"{"model_type":"llama","vocab_size":100,"hidden_size":64,"intermediate_size":128,
+            "num_hidden_layers":2,"num_attention_heads":4,"dtype":"float32",
+            "rope_parameters":{"rope_theta":500000.0,"rope_type":"llama3","factor":8.0},
+            "eos_token_id":[1,2]}"#;
+        let ModelConfig::Decoder(c) = ModelConfig::parse("config.json", json).unwrap() else { panic!() };
+        assert_eq!((c.num_key_value_heads, c.head_dim), (4, 16));
+        assert_eq!(c.rope_theta, 500000.0);
+        assert_eq!(c.rope_parameters.as_ref().and_then(|v| v.get("factor")).and_then(|v| v.as_f64()), Some(8.0));
+        assert!(!c.tie_word_embeddings && !c.qkv_bias);
+        assert_eq!(c.eos_token_ids, vec![1, 2]);
+        assert_eq!(c.rms_norm_eps, 1e-6);
+    }
+
+    #[test]
+    fn bad_configs_name_the_file_and_field() {
+        let e = ModelConfig::parse("c.json", br#"{"model_type":"gpt2"}"#).unwrap_err();
+        assert!(
+            matches!(&e, Error::BadModelFile { file, detail } if file == "c.json" && detail.contains("gpt2")),
+            "{e}"
+        );
+        let e = ModelConfig::parse("c.json", br#"{"model_type":"llama","vocab_size":10}"#).unwrap_err();
+        assert!(matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("hidden_size")), "{e}");
+        let e = ModelConfig::parse(
+            "c.json",
+            br#"{"model_type":"llama","vocab_size":10,"hidden_size":64,"intermediate_size":8,
+                "num_hidden_layers":1,"num_attention_heads":6,"num_key_value_heads":4}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("num_key_value_heads")), "{e}");
+    }
+
+    #[test]
+    fn bert_defaults() {
+        let json = br#"{"architectures":["BertModel"],"vocab_size":30522,"hidden_size":384,
+            "num_hidden_layers":6,"num_attention_heads":12,"intermediate_size":1536}"#;
+        let ModelConfig::Bert(c) = ModelConfig::parse("config.json", json).unwrap() else { panic!() };
+        assert_eq!(c.layer_norm_eps, 1e-12);
+        assert_eq!(c.hidden_act, "gelu");
+        assert_eq!(c.max_position_embeddings, 512);
+    }
+
+    #[test]
+    fn generation_config_one_or_many() {
+        let g = GenerationConfig::parse("g.json", br#"{"eos_token_id":[2,3],"temperature":0.7}"#).unwrap();
+        assert_eq!(g.eos_token_ids, vec![2, 3]);
+        assert_eq!(g.temperature, Some(0.7));
+        let g = GenerationConfig::parse("g.json", br#"{"bos_token_id":1,"eos_token_id":2}"#).unwrap();
+        assert_eq!((g.bos_token_id, g.eos_token_ids), (Some(1), vec![2]));
+    }
+}

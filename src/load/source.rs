@@ -1,0 +1,518 @@
+//! Byte sources: where model files come from. A model directory is read through one
+//! [`ByteSource`]: [`FetchSource`] (a base URL, browser `fetch` with HTTP Range requests),
+//! [`DirSource`] (a local directory, native only) or [`MemorySource`] (files already in memory:
+//! tests, or bytes handed over from JS).
+//!
+//! Every read is a byte range opened as a [`RangeReader`] that fills caller-owned buffers, so
+//! the loaders decide how much is held at once (one bounded staging buffer), never the source.
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Where the files of one model directory come from.
+///
+/// `async fn` in a trait: the futures are not `Send` (browser futures never are), so the trait is
+/// used through generics, not `dyn`.
+#[allow(async_fn_in_trait)]
+pub trait ByteSource {
+    /// The reader [`ByteSource::open`] returns.
+    type Reader: RangeReader;
+
+    /// The file's full name for messages: its URL or path.
+    fn locate(&self, file: &str) -> String;
+
+    /// Open `file` for reading from byte `start` to `end` (exclusive; `None`: to the end).
+    /// A missing file is [`Error::NotFound`].
+    async fn open(&self, file: &str, start: u64, end: Option<u64>) -> Result<Self::Reader>;
+
+    /// Read exactly the bytes `start..end` of `file`, and the file's length where the source
+    /// knows it. A file that ends before `end` is [`Error::BadModelFile`].
+    async fn read_range(&self, file: &str, start: u64, end: u64) -> Result<(Vec<u8>, Option<u64>)> {
+        let len = end.checked_sub(start).ok_or_else(|| Error::Internal(format!("read_range {start}..{end}")))?;
+        let len = usize::try_from(len).map_err(|_| Error::BadModelFile {
+            file: self.locate(file),
+            detail: format!("range {start}..{end} does not fit in memory"),
+        })?;
+        let mut reader = self.open(file, start, Some(end)).await?;
+        let mut buf = vec![0u8; len];
+        let n = reader.fill(&mut buf).await?;
+        if n < len {
+            return Err(Error::BadModelFile {
+                file: self.locate(file),
+                detail: format!("the file ends at byte {} but bytes {start}..{end} were needed", start + n as u64),
+            });
+        }
+        Ok((buf, reader.file_len()))
+    }
+
+    /// Read a whole (small) file: config.json, tokenizer.json.
+    async fn read_all(&self, file: &str) -> Result<Vec<u8>> {
+        let mut reader = self.open(file, 0, None).await?;
+        let mut out = Vec::with_capacity(reader.file_len().unwrap_or(0).min(64 << 20) as usize);
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.fill(&mut chunk).await?;
+            out.extend_from_slice(&chunk[..n]);
+            if n < chunk.len() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Read a whole file, or `None` when it does not exist (optional files such as
+    /// `chat_template.jinja`).
+    async fn read_optional(&self, file: &str) -> Result<Option<Vec<u8>>> {
+        match self.read_all(file).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An open byte range of one file.
+#[allow(async_fn_in_trait)]
+pub trait RangeReader {
+    /// The whole file's length in bytes, where the source knows it (a file's metadata, an HTTP
+    /// `Content-Range` total or `Content-Length`).
+    fn file_len(&self) -> Option<u64>;
+
+    /// Fill `buf` with the next bytes of the range. Returns fewer than `buf.len()` bytes only at
+    /// the end of the range (or of the file).
+    async fn fill(&mut self, buf: &mut [u8]) -> Result<usize>;
+}
+
+/// Reject file names that could leave the model directory (names come from index files too).
+pub fn check_relative(base: &str, file: &str) -> Result<()> {
+    let bad = file.is_empty()
+        || file.starts_with('/')
+        || file.starts_with('\\')
+        || file.contains("://")
+        || file.split(['/', '\\']).any(|p| p == "..");
+    if bad {
+        return Err(Error::BadModelFile {
+            file: file.to_string(),
+            detail: format!("not a file name inside the model directory {base}"),
+        });
+    }
+    Ok(())
+}
+
+/// `Content-Range: bytes a-b/total` → (a, total); the total may be `*` (unknown).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes")?.trim();
+    let (range, total) = rest.split_once('/')?;
+    let (a, _) = range.split_once('-')?;
+    Some((a.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// In memory
+
+/// Files held in memory: tests, or model files the page already has as bytes.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource {
+    files: HashMap<String, Arc<[u8]>>,
+    piece: usize,
+    hide_len: bool,
+}
+
+impl MemorySource {
+    /// An empty source.
+    pub fn new() -> Self {
+        MemorySource { files: HashMap::new(), piece: usize::MAX, hide_len: false }
+    }
+
+    /// Add (or replace) a file.
+    pub fn insert(&mut self, name: &str, bytes: impl Into<Arc<[u8]>>) -> &mut Self {
+        self.files.insert(name.to_string(), bytes.into());
+        self
+    }
+
+    /// Hand out at most `piece` bytes per underlying read, like a network stream's chunks
+    /// (the reader still fills whole buffers; this exercises the piece-joining path).
+    pub fn with_piece_size(mut self, piece: usize) -> Self {
+        self.piece = piece.max(1);
+        self
+    }
+
+    /// Do not report file lengths, like a server that sends no `Content-Length`.
+    pub fn with_hidden_len(mut self) -> Self {
+        self.hide_len = true;
+        self
+    }
+}
+
+/// Reader over a [`MemorySource`] file.
+#[derive(Debug)]
+pub struct MemoryReader {
+    data: Arc<[u8]>,
+    pos: usize,
+    end: usize,
+    piece: usize,
+    hide_len: bool,
+}
+
+impl ByteSource for MemorySource {
+    type Reader = MemoryReader;
+
+    fn locate(&self, file: &str) -> String {
+        format!("memory:{file}")
+    }
+
+    async fn open(&self, file: &str, start: u64, end: Option<u64>) -> Result<MemoryReader> {
+        let data = self.files.get(file).cloned().ok_or_else(|| Error::NotFound { file: self.locate(file) })?;
+        let len = data.len() as u64;
+        let end = end.unwrap_or(len).min(len);
+        let start = start.min(end);
+        Ok(MemoryReader { data, pos: start as usize, end: end as usize, piece: self.piece, hide_len: self.hide_len })
+    }
+}
+
+impl RangeReader for MemoryReader {
+    fn file_len(&self) -> Option<u64> {
+        (!self.hide_len).then_some(self.data.len() as u64)
+    }
+
+    async fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() && self.pos < self.end {
+            let n = (buf.len() - filled).min(self.end - self.pos).min(self.piece);
+            buf[filled..filled + n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            filled += n;
+            self.pos += n;
+        }
+        Ok(filled)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local directory (native)
+
+/// A model directory on the local file system (native builds).
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone)]
+pub struct DirSource {
+    root: std::path::PathBuf,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl DirSource {
+    /// Read files under `root`.
+    pub fn new(root: impl Into<std::path::PathBuf>) -> Self {
+        DirSource { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+}
+
+/// Reader over a local file (blocking reads behind an async signature).
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug)]
+pub struct FileReader {
+    file: std::fs::File,
+    path: String,
+    remaining: u64,
+    len: u64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ByteSource for DirSource {
+    type Reader = FileReader;
+
+    fn locate(&self, file: &str) -> String {
+        self.root.join(file).display().to_string()
+    }
+
+    async fn open(&self, file: &str, start: u64, end: Option<u64>) -> Result<FileReader> {
+        use std::io::{Seek, SeekFrom};
+        check_relative(&self.root.display().to_string(), file)?;
+        let path = self.locate(file);
+        let io = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound { file: path.clone() },
+            _ => Error::Network { url: path.clone(), detail: e.to_string() },
+        };
+        let mut f = std::fs::File::open(self.root.join(file)).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        let start = start.min(len);
+        let end = end.unwrap_or(len).clamp(start, len);
+        f.seek(SeekFrom::Start(start)).map_err(io)?;
+        Ok(FileReader { file: f, path: path.clone(), remaining: end - start, len })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl RangeReader for FileReader {
+    fn file_len(&self) -> Option<u64> {
+        Some(self.len)
+    }
+
+    async fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
+        use std::io::Read;
+        let want = (buf.len() as u64).min(self.remaining) as usize;
+        let mut filled = 0;
+        while filled < want {
+            match self.file.read(&mut buf[filled..want]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Network { url: self.path.clone(), detail: e.to_string() }),
+            }
+        }
+        self.remaining -= filled as u64;
+        Ok(filled)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fetch (browser)
+
+#[cfg(target_arch = "wasm32")]
+pub use fetch::{FetchReader, FetchSource};
+
+#[cfg(target_arch = "wasm32")]
+mod fetch {
+    use super::{check_relative, content_range, ByteSource, RangeReader};
+    use crate::error::{Error, Result};
+    use js_sys::{Reflect, Uint8Array};
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
+    use web_sys::{ReadableStreamDefaultReader, Request, RequestInit, Response};
+
+    /// A model directory served over HTTP(S): `base` + file name, read with `fetch`.
+    ///
+    /// Ranges are asked for with a `Range` header; a server that ignores it (answers 200 with
+    /// the whole file) is handled by skipping the prefix of the stream, so every server works
+    /// and Range-capable ones transfer only what is needed.
+    #[derive(Debug, Clone)]
+    pub struct FetchSource {
+        base: String,
+    }
+
+    impl FetchSource {
+        /// Files under `base` (an absolute URL, or one relative to the page / worker script).
+        pub fn new(base: &str) -> Self {
+            let mut base = base.to_string();
+            if !base.is_empty() && !base.ends_with('/') {
+                base.push('/');
+            }
+            FetchSource { base }
+        }
+    }
+
+    /// An open HTTP response body, read chunk by chunk.
+    #[derive(Debug)]
+    pub struct FetchReader {
+        url: String,
+        reader: ReadableStreamDefaultReader,
+        /// The current chunk and how much of it was used.
+        chunk: Option<(Uint8Array, u32)>,
+        /// Bytes still to drop from the front (server ignored Range).
+        skip: u64,
+        /// Bytes of the range still to deliver (`None`: to the end of the body).
+        remaining: Option<u64>,
+        done: bool,
+        len: Option<u64>,
+    }
+
+    fn js_detail(v: &JsValue) -> String {
+        v.as_string()
+            .or_else(|| v.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
+            .unwrap_or_else(|| format!("{v:?}"))
+    }
+
+    async fn fetch(url: &str, request: &Request) -> Result<Response> {
+        let net = |e: JsValue| Error::Network { url: url.to_string(), detail: js_detail(&e) };
+        let global = js_sys::global();
+        let promise = if let Some(w) = global.dyn_ref::<web_sys::Window>() {
+            w.fetch_with_request(request)
+        } else if let Some(w) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
+            w.fetch_with_request(request)
+        } else {
+            return Err(Error::Network { url: url.to_string(), detail: "no fetch in this JS context".into() });
+        };
+        JsFuture::from(promise).await.map_err(net)?.dyn_into::<Response>().map_err(net)
+    }
+
+    impl ByteSource for FetchSource {
+        type Reader = FetchReader;
+
+        fn locate(&self, file: &str) -> String {
+            format!("{}{file}", self.base)
+        }
+
+        async fn open(&self, file: &str, start: u64, end: Option<u64>) -> Result<FetchReader> {
+            check_relative(&self.base, file)?;
+            let url = self.locate(file);
+            let net = |e: JsValue| Error::Network { url: url.clone(), detail: js_detail(&e) };
+            let init = RequestInit::new();
+            init.set_method("GET");
+            let request = Request::new_with_str_and_init(&url, &init).map_err(net)?;
+            let ranged = start > 0 || end.is_some();
+            if ranged {
+                let value = match end {
+                    Some(e) if e > start => format!("bytes={start}-{}", e - 1),
+                    _ => format!("bytes={start}-"),
+                };
+                request.headers().set("Range", &value).map_err(net)?;
+            }
+            let response = fetch(&url, &request).await?;
+            let status = response.status();
+            let header = |name: &str| response.headers().get(name).ok().flatten();
+            let length = header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+            let encoded = header("Content-Encoding").is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
+            let (skip, len) = match status {
+                404 | 410 => return Err(Error::NotFound { file: url }),
+                206 => {
+                    let (first, total) = header("Content-Range").and_then(|v| content_range(&v)).ok_or_else(|| {
+                        Error::Network { url: url.clone(), detail: "206 response without a valid Content-Range".into() }
+                    })?;
+                    if first != start {
+                        return Err(Error::Network {
+                            url: url.clone(),
+                            detail: format!("asked for bytes from {start}, the server sent bytes from {first}"),
+                        });
+                    }
+                    (0, total)
+                }
+                // The whole file: the server ignored Range (or none was asked for).
+                200 => (start, if encoded { None } else { length }),
+                416 => {
+                    return Err(Error::BadModelFile {
+                        file: url,
+                        detail: format!("bytes from {start} are past the end of the file (HTTP 416)"),
+                    })
+                }
+                s => {
+                    return Err(Error::Network {
+                        url: url.clone(),
+                        detail: format!("HTTP {s} {}", response.status_text()),
+                    })
+                }
+            };
+            let body = response
+                .body()
+                .ok_or_else(|| Error::Network { url: url.clone(), detail: "response without a body".into() })?;
+            let reader = body.get_reader().dyn_into::<ReadableStreamDefaultReader>().map_err(|o| net(o.into()))?;
+            Ok(FetchReader {
+                url,
+                reader,
+                chunk: None,
+                skip,
+                remaining: end.map(|e| e.saturating_sub(start)),
+                done: false,
+                len,
+            })
+        }
+    }
+
+    impl FetchReader {
+        /// Next non-empty chunk of the body, or `None` at its end.
+        async fn next_chunk(&mut self) -> Result<Option<Uint8Array>> {
+            let net = |e: JsValue| Error::Network { url: self.url.clone(), detail: js_detail(&e) };
+            loop {
+                let result = JsFuture::from(self.reader.read()).await.map_err(net)?;
+                let done = Reflect::get(&result, &JsValue::from_str("done")).map_err(net)?;
+                if done.as_bool().unwrap_or(false) {
+                    self.done = true;
+                    return Ok(None);
+                }
+                let value = Reflect::get(&result, &JsValue::from_str("value")).map_err(net)?;
+                let array = value.dyn_into::<Uint8Array>().map_err(net)?;
+                if array.length() > 0 {
+                    return Ok(Some(array));
+                }
+            }
+        }
+    }
+
+    impl RangeReader for FetchReader {
+        fn file_len(&self) -> Option<u64> {
+            self.len
+        }
+
+        async fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
+            let want = match self.remaining {
+                Some(r) => (buf.len() as u64).min(r) as usize,
+                None => buf.len(),
+            };
+            let mut filled = 0;
+            while filled < want {
+                let (array, used) = match self.chunk.take() {
+                    Some(c) => c,
+                    None => {
+                        if self.done {
+                            break;
+                        }
+                        match self.next_chunk().await? {
+                            Some(a) => (a, 0),
+                            None => break,
+                        }
+                    }
+                };
+                let mut used = used;
+                let len = array.length();
+                if self.skip > 0 {
+                    let s = self.skip.min(u64::from(len - used)) as u32;
+                    used += s;
+                    self.skip -= u64::from(s);
+                }
+                let n = (len - used).min((want - filled) as u32);
+                if n > 0 {
+                    array.subarray(used, used + n).copy_to(&mut buf[filled..filled + n as usize]);
+                    filled += n as usize;
+                    used += n;
+                }
+                if used < len {
+                    self.chunk = Some((array, used));
+                }
+            }
+            if let Some(r) = self.remaining.as_mut() {
+                *r -= filled as u64;
+                if *r == 0 && !self.done {
+                    // The range is complete: stop the download (the server may be sending the
+                    // rest of the file when it ignored Range).
+                    self.done = true;
+                    self.chunk = None;
+                    let _ = self.reader.cancel();
+                }
+            }
+            Ok(filled)
+        }
+    }
+
+    impl Drop for FetchReader {
+        fn drop(&mut self) {
+            if !self.done {
+                let _ = self.reader.cancel();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_headers() {
+        assert_eq!(content_range("bytes 8-1023/269060552"), Some((8, Some(269060552))));
+        assert_eq!(content_range("bytes 0-7/*"), Some((0, None)));
+        assert_eq!(content_range("items 0-7/8"), None);
+        assert_eq!(content_range("bytes */8"), None);
+    }
+
+    #[test]
+    fn file_names_stay_inside_the_directory() {
+        assert!(check_relative("d", "model-00001-of-00002.safetensors").is_ok());
+        assert!(check_relative("d", "sub/model.safetensors").is_ok());
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "https://evil/x", "..\\x"] {
+            assert!(check_relative("d", bad).is_err(), "{bad}");
+        }
+    }
+}
