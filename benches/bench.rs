@@ -4,6 +4,7 @@
 //!
 //! On the GPU machine, see README ("Benchmarks") for the device-tool command.
 
+mod attention;
 mod harness;
 mod kernels1;
 mod kernels2;
@@ -26,6 +27,7 @@ async fn run() -> kjarni_web::Result<()> {
     softmax::run(&gpu, &args, &mut report).await?;
     kernels1::run(&gpu, &args, &mut report).await?;
     kernels2::run(&gpu, &args, &mut report).await?;
+    attention::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }

@@ -129,3 +129,13 @@ fn round(v: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (v * f).round() / f
 }
+
+impl Report {
+    /// Attach an extra field (peak memory, a skipped variant and why) to the last case added.
+    pub fn annotate(&mut self, key: &str, value: Value) {
+        if let Some(last) = self.cases.last_mut() {
+            last[key] = value;
+            eprintln!("  {key}: {}", last[key]);
+        }
+    }
+}

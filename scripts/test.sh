@@ -25,6 +25,9 @@ fi
 
 if [ "$mode" != "--native-only" ]; then
   echo "== browser: wasm-pack test --headless --chrome"
+  # wasm-bindgen-test-runner gives the whole browser run 20 s by default; SwiftShader compiles
+  # the attention pipelines for ~2 s each, so allow minutes (override by setting it).
+  export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600}
   # Each browser run gets its own TMPDIR: Chromium leaves a profile behind.
   TMPDIR="$scratch" RUSTUP_TOOLCHAIN=debian-web CHROMEDRIVER=/usr/bin/chromedriver \
     wasm-pack test --headless --chrome --release -- --test gpu -- --nocapture

@@ -91,6 +91,19 @@ pub enum Error {
         why: String,
     },
 
+    /// A KV cache has no room for the tokens being appended.
+    #[error("KV cache '{cache}': appending {adding} tokens to {len} exceeds its capacity of {max} tokens")]
+    ContextFull {
+        /// The cache's name.
+        cache: String,
+        /// Tokens it holds.
+        len: usize,
+        /// Tokens being appended.
+        adding: usize,
+        /// Its capacity (max context).
+        max: usize,
+    },
+
     /// An internal invariant failed; a bug in kjarni-web, reported instead of panicking.
     #[error("internal error: {0}")]
     Internal(String),

@@ -3,6 +3,7 @@
 //! Compiled only with the `reference` feature (tests, benches): never shipped in the wasm
 //! package. Each GPU op has its reference here under the same name.
 
+pub mod attention;
 pub mod compare;
 pub mod ffn;
 pub mod linear;

@@ -1,6 +1,7 @@
 //! One file per operation: shape checks, variant choice, dispatch size, recording.
 //! Each op's WGSL is in `shaders/<name>.wgsl`, its CPU reference in `src/cpu/`.
 
+pub mod attention;
 pub mod elementwise;
 pub mod ffn;
 pub mod gemv;
@@ -12,6 +13,7 @@ pub mod gelu;
 pub mod norm;
 pub mod repeat_kv;
 pub mod rope;
+pub mod kv_cache;
 pub mod softmax;
 pub mod tune;
 

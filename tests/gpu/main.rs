@@ -6,6 +6,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 #[macro_use]
 mod common;
+mod attention;
 mod elementwise;
 mod ffn;
 mod gemv;

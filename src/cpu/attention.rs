@@ -1,0 +1,142 @@
+//! References for attention, RoPE and the KV-cache formats (f64 accumulation).
+
+use half::f16;
+
+/// Sizes of one attention: Q `[batch, q_len, n_heads, head_dim]`, K / V
+/// `[batch, kv_len, n_kv_heads, head_dim]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Dims {
+    /// Sequences.
+    pub batch: usize,
+    /// Query tokens per sequence.
+    pub q_len: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key tokens per sequence.
+    pub kv_len: usize,
+    /// KV heads (divides `n_heads`).
+    pub n_kv_heads: usize,
+    /// Head size.
+    pub head_dim: usize,
+}
+
+/// Masking of one attention.
+#[derive(Debug, Clone, Default)]
+pub struct Mask {
+    /// Query row r sees keys j <= q_pos0 + r.
+    pub causal: bool,
+    /// Position of query row 0; `None`: kv_len - q_len.
+    pub q_pos0: Option<usize>,
+    /// Valid keys per sequence (padding); `None`: all.
+    pub kv_lens: Option<Vec<usize>>,
+}
+
+/// softmax(scale Q K^T + mask) V with grouped-query heads, for the query rows in `rows` (all when
+/// `None`); other rows of the result stay 0. Rows that see no key give 0.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], dims: Dims, mask: &Mask, scale: f32, rows: Option<&[usize]>) -> Vec<f32> {
+    let Dims { batch, q_len, n_heads, kv_len, n_kv_heads, head_dim: d } = dims;
+    let group = n_heads / n_kv_heads;
+    let q_pos0 = mask.q_pos0.unwrap_or(kv_len.saturating_sub(q_len));
+    let all: Vec<usize> = (0..q_len).collect();
+    let rows = rows.unwrap_or(&all);
+    let mut out = vec![0.0f32; batch * q_len * n_heads * d];
+    let mut s = vec![0.0f64; kv_len];
+    let mut acc = vec![0.0f64; d];
+    for b in 0..batch {
+        let valid = mask.kv_lens.as_ref().map_or(kv_len, |l| l[b].min(kv_len));
+        for &r in rows {
+            let visible = if mask.causal { valid.min(q_pos0 + r + 1) } else { valid };
+            for h in 0..n_heads {
+                let kvh = h / group;
+                let qo = ((b * q_len + r) * n_heads + h) * d;
+                let qrow = &q[qo..qo + d];
+                let mut m = f64::NEG_INFINITY;
+                for (j, sj) in s.iter_mut().enumerate().take(visible) {
+                    let ko = ((b * kv_len + j) * n_kv_heads + kvh) * d;
+                    let dot: f64 = qrow.iter().zip(&k[ko..ko + d]).map(|(&a, &c)| f64::from(a) * f64::from(c)).sum();
+                    *sj = dot * f64::from(scale);
+                    m = m.max(*sj);
+                }
+                if visible == 0 {
+                    continue;
+                }
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                let mut total = 0.0;
+                for (j, &sj) in s.iter().enumerate().take(visible) {
+                    let pj = (sj - m).exp();
+                    total += pj;
+                    let vo = ((b * kv_len + j) * n_kv_heads + kvh) * d;
+                    for (a, &x) in acc.iter_mut().zip(&v[vo..vo + d]) {
+                        *a += pj * f64::from(x);
+                    }
+                }
+                for (o, a) in out[qo..qo + d].iter_mut().zip(&acc) {
+                    *o = (a / total) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The rows `rows` of `x` (`[.., rows, width]` flattened per batch entry of `q_len` rows).
+pub fn select_rows(x: &[f32], q_len: usize, width: usize, rows: &[usize]) -> Vec<f32> {
+    let batch = x.len() / (q_len * width).max(1);
+    let mut out = Vec::with_capacity(batch * rows.len() * width);
+    for b in 0..batch {
+        for &r in rows {
+            let o = (b * q_len + r) * width;
+            out.extend_from_slice(&x[o..o + width]);
+        }
+    }
+    out
+}
+
+/// HF half-split RoPE in place on `x` = `[tokens, heads, head_dim]`, token t at position pos0 + t,
+/// rotating the first `rotary_dim` dimensions of every head. inv_freq and the angle are rounded
+/// to f32 as in HF transformers (the models were trained that way); the rest is f64.
+pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, pos0: usize, theta: f32, rotary_dim: usize) {
+    let half = rotary_dim / 2;
+    for (t, tok) in x.chunks_mut(heads * head_dim).enumerate() {
+        let pos = (pos0 + t) as f32;
+        for head in tok.chunks_mut(head_dim) {
+            for i in 0..half {
+                // inv_freq and the angle rounded to f32 as HF computes them; sin / cos exact.
+                let inv_freq = f64::from(theta).powf(-((2 * i) as f64) / rotary_dim as f64) as f32;
+                let (sin, cos) = f64::from(pos * inv_freq).sin_cos();
+                let (a, b) = (f64::from(head[i]), f64::from(head[i + half]));
+                head[i] = (a * cos - b * sin) as f32;
+                head[i + half] = (b * cos + a * sin) as f32;
+            }
+        }
+    }
+}
+
+/// f16 rounding of each value (the f16 KV format).
+pub fn to_f16(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
+}
+
+/// The int8 KV format of `x` in rows of `head_dim`: (codes, absmax per row rounded to f16),
+/// `value ≈ code * absmax / 127`, codes rounded half to even as WGSL `round` does.
+pub fn quantize_i8(x: &[f32], head_dim: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut codes = Vec::with_capacity(x.len());
+    let mut absmax = Vec::with_capacity(x.len() / head_dim.max(1));
+    for row in x.chunks(head_dim) {
+        let m = row.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+        let stored = f16::from_f32(m).to_f32();
+        let inv = if stored > 0.0 { 127.0 / stored } else { 0.0 };
+        codes.extend(row.iter().map(|&v| (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8));
+        absmax.push(stored);
+    }
+    (codes, absmax)
+}
+
+/// Values of the int8 format.
+pub fn dequantize_i8(codes: &[i8], absmax: &[f32], head_dim: usize) -> Vec<f32> {
+    codes
+        .chunks(head_dim)
+        .zip(absmax)
+        .flat_map(|(row, &m)| row.iter().map(move |&c| f32::from(c) * (m / 127.0)))
+        .collect()
+}

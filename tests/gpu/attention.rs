@@ -1,0 +1,496 @@
+use crate::common::*;
+use kjarni_web::cpu::attention::{self as refr, Dims, Mask};
+use kjarni_web::cpu::compare::{check_close, Tolerance};
+use kjarni_web::cpu::random;
+use kjarni_web::ops::attention::{
+    self, AttentionOptions, DecodeOptions, DecodeScratch, FlashTiles, Kv, Rope,
+};
+use kjarni_web::ops::kv_cache::{KvCache, KvDType};
+use kjarni_web::{DType, Error, Gpu, GpuTensor};
+
+// f32 attention vs the f64 reference. Inputs are uniform in [-1, 1], so scores are ≤ sqrt(d) in
+// size and outputs are convex combinations of values in [-1, 1]. The GPU rounds each score's
+// d-term dot product in f32 (≈ 1e-6 relative), uses exp2 (a few ULP) and sums up to 4096
+// probabilities and P·V terms in f32 with per-tile rescaling (≈ 1e-6 relative each): the output
+// error is a few 1e-6; we allow 2e-5 absolute + 1e-4 relative. Outputs are ~1e-2..1, so a wrong
+// key, head or mask moves them by far more.
+const TOL: Tolerance = Tolerance { atol: 2e-5, rtol: 1e-4 };
+
+const BROWSER: bool = cfg!(target_arch = "wasm32");
+
+struct Case {
+    batch: usize,
+    q_len: usize,
+    n_heads: usize,
+    kv_len: usize,
+    n_kv_heads: usize,
+    d: usize,
+    causal: bool,
+}
+
+impl Case {
+    fn dims(&self) -> Dims {
+        Dims {
+            batch: self.batch,
+            q_len: self.q_len,
+            n_heads: self.n_heads,
+            kv_len: self.kv_len,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.d,
+        }
+    }
+    fn name(&self) -> String {
+        format!(
+            "b{} q{} h{} kv{} hkv{} d{}{}",
+            self.batch,
+            self.q_len,
+            self.n_heads,
+            self.kv_len,
+            self.n_kv_heads,
+            self.d,
+            if self.causal { " causal" } else { "" }
+        )
+    }
+    fn data(&self, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let nq = self.batch * self.q_len * self.n_heads * self.d;
+        let nk = self.batch * self.kv_len * self.n_kv_heads * self.d;
+        (random(nq, seed, -1.0, 1.0), random(nk, seed + 1, -1.0, 1.0), random(nk, seed + 2, -1.0, 1.0))
+    }
+    /// Query rows the reference computes: all for short sequences, a sample (first, last, and
+    /// around tile edges) for long ones so the f64 reference stays fast in a debug build.
+    fn rows(&self) -> Vec<usize> {
+        if self.q_len <= 256 {
+            return (0..self.q_len).collect();
+        }
+        let mut r: Vec<usize> = (0..8).chain(60..68).chain(self.q_len / 2..self.q_len / 2 + 3).collect();
+        r.extend(self.q_len - 70..self.q_len);
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
+}
+
+fn case(batch: usize, q_len: usize, n_heads: usize, kv_len: usize, n_kv_heads: usize, d: usize, causal: bool) -> Case {
+    Case { batch, q_len, n_heads, kv_len, n_kv_heads, d, causal }
+}
+
+fn shape4(b: usize, s: usize, h: usize, d: usize) -> Vec<usize> {
+    vec![b, s, h, d]
+}
+
+async fn compare_rows(gpu: &Gpu, what: &str, out: &GpuTensor, want: &[f32], c: &Case, rows: &[usize], tol: Tolerance) {
+    let got = out.to_f32_vec(gpu).await.unwrap();
+    let w = c.n_heads * c.d;
+    let got = refr::select_rows(&got, c.q_len, w, rows);
+    let want = refr::select_rows(want, c.q_len, w, rows);
+    if let Err(e) = check_close(what, &got, &want, tol) {
+        panic!("{e}");
+    }
+}
+
+/// Run flash (default tiles or `tiles`) and compare with the reference.
+async fn check_flash(gpu: &Gpu, c: &Case, mask: &Mask, tiles: Option<FlashTiles>, seed: u64) {
+    let (q, k, v) = c.data(seed);
+    let rows = c.rows();
+    let scale = 1.0 / (c.d as f32).sqrt();
+    let want = refr::attention(&q, &k, &v, c.dims(), mask, scale, Some(&rows));
+    let tq = upload(gpu, "q", &shape4(c.batch, c.q_len, c.n_heads, c.d), &q);
+    let tk = upload(gpu, "k", &shape4(c.batch, c.kv_len, c.n_kv_heads, c.d), &k);
+    let tv = upload(gpu, "v", &shape4(c.batch, c.kv_len, c.n_kv_heads, c.d), &v);
+    let out = upload(gpu, "out", tq.shape(), &vec![f32::NAN; q.len()]);
+    let lens = mask.kv_lens.as_ref().map(|l| {
+        let f: Vec<f32> = l.iter().map(|&x| x as f32).collect();
+        upload(gpu, "kv_lens", &[c.batch], &f)
+    });
+    let opts = AttentionOptions { causal: c.causal, q_pos0: mask.q_pos0, kv_lens: lens.as_ref(), ..Default::default() };
+    let mut batch = gpu.batch();
+    let kv = Kv::F32 { k: &tk, v: &tv };
+    match tiles {
+        Some(t) => attention::flash_prefill_with(gpu, &mut batch, &tq, kv, &out, &opts, t).unwrap(),
+        None => attention::flash_prefill(gpu, &mut batch, &tq, kv, &out, &opts).unwrap(),
+    }
+    gpu.submit(batch).unwrap();
+    let name = format!("flash {} {tiles:?} {mask:?}", c.name());
+    compare_rows(gpu, &name, &out, &want, c, &rows, TOL).await;
+}
+
+gpu_test!(flash_attention_matches_reference, async {
+    let gpu = gpu().await;
+    let caps_tiles = FlashTiles::choose(gpu.caps(), 128).unwrap();
+    say!("flash tiles for d=128: {caps_tiles:?} ({} B)", caps_tiles.storage_bytes(128));
+    let mut cases = vec![
+        case(1, 1, 2, 1, 2, 64, true),
+        case(1, 7, 4, 7, 4, 64, true),
+        case(1, 7, 4, 7, 2, 64, false),
+        case(1, 64, 9, 64, 3, 64, true),    // GQA 3: SmolLM2-135M heads
+        case(2, 64, 8, 64, 1, 128, false),  // GQA 8, batch 2
+        case(1, 100, 2, 100, 1, 80, true),  // head_dim 80, length not a multiple of the tile
+        case(1, 77, 3, 77, 3, 96, false),   // head_dim 96
+        case(1, 130, 2, 130, 2, 128, true), // head_dim 128
+        case(1, 5, 4, 300, 2, 64, true),    // queries at the end of a longer context
+        case(1, 1000, 2, 1000, 1, 64, true),
+    ];
+    if !BROWSER {
+        cases.push(case(1, 1000, 1, 1000, 1, 128, false));
+        cases.push(case(1, 4096, 1, 4096, 1, 64, true));
+    }
+    for (i, c) in cases.iter().enumerate() {
+        if BROWSER && c.d == 96 {
+            continue; // compile time in SwiftShader (~4 s per flash pipeline); covered natively
+        }
+        check_flash(&gpu, c, &Mask { causal: c.causal, ..Default::default() }, None, 10 + i as u64).await;
+    }
+});
+
+gpu_test!(flash_attention_every_tile_shape, async {
+    let gpu = gpu().await;
+    // The browser's 32 KiB tiles, the smallest tiles (many tiles per sequence), and the device's.
+    let c = case(1, 150, 4, 150, 2, 64, true);
+    let mut tiles = vec![
+        FlashTiles { br: 64, bc: 64, dk: 16, vk: 16 },
+        FlashTiles { br: 16, bc: 16, dk: 16, vk: 8 },
+        FlashTiles { br: 32, bc: 32, dk: 16, vk: 16 },
+    ];
+    tiles.push(FlashTiles::choose(gpu.caps(), 64).unwrap());
+    if BROWSER {
+        tiles.drain(2..3); // the 32 x 32 tiles: natively only (compile time)
+    }
+    for t in tiles {
+        if t.storage_bytes(64) <= gpu.caps().max_workgroup_storage && t.invocations() <= gpu.caps().max_invocations {
+            check_flash(&gpu, &c, &Mask { causal: true, ..Default::default() }, Some(t), 40).await;
+        }
+    }
+});
+
+gpu_test!(flash_attention_padding_mask, async {
+    let gpu = gpu().await;
+    // BERT-style batch: valid key lengths 70, 1 and 0 (an empty sequence gives zeros).
+    let c = case(3, 70, 4, 70, 4, 64, false);
+    let mask = Mask { kv_lens: Some(vec![70, 1, 0]), ..Default::default() };
+    check_flash(&gpu, &c, &mask, None, 50).await;
+    let c = case(2, 90, 4, 90, 2, 64, true);
+    let mask = Mask { causal: true, kv_lens: Some(vec![33, 90]), ..Default::default() };
+    check_flash(&gpu, &c, &mask, None, 51).await;
+});
+
+gpu_test!(unfused_attention_matches_reference, async {
+    let gpu = gpu().await;
+    // In the browser one case: SwiftShader spends ~2 s compiling each pipeline.
+    let cases = [case(1, 7, 4, 7, 2, 64, true), case(2, 100, 6, 100, 3, 80, false), case(1, 300, 2, 300, 2, 128, true)];
+    for (i, c) in cases.iter().enumerate().take(if BROWSER { 1 } else { 3 }) {
+        let (q, k, v) = c.data(60 + i as u64);
+        let mask = Mask { causal: c.causal, kv_lens: (c.batch == 2).then(|| vec![100, 41]), ..Default::default() };
+        let want = refr::attention(&q, &k, &v, c.dims(), &mask, 1.0 / (c.d as f32).sqrt(), None);
+        let tq = upload(&gpu, "q", &shape4(c.batch, c.q_len, c.n_heads, c.d), &q);
+        let tk = upload(&gpu, "k", &shape4(c.batch, c.kv_len, c.n_kv_heads, c.d), &k);
+        let tv = upload(&gpu, "v", &shape4(c.batch, c.kv_len, c.n_kv_heads, c.d), &v);
+        let out = upload(&gpu, "out", tq.shape(), &vec![f32::NAN; q.len()]);
+        let lens = mask.kv_lens.as_ref().map(|l| upload(&gpu, "lens", &[c.batch], &l.iter().map(|&x| x as f32).collect::<Vec<_>>()));
+        let n = attention::unfused_scores_len(&tq, &tk).unwrap();
+        let scores = GpuTensor::zeros(&gpu, "scores", &[n], DType::F32).unwrap();
+        let opts = AttentionOptions { causal: c.causal, kv_lens: lens.as_ref(), ..Default::default() };
+        let mut batch = gpu.batch();
+        attention::unfused(&gpu, &mut batch, &tq, &tk, &tv, &out, &scores, &opts).unwrap();
+        assert_eq!(batch.dispatches(), 3);
+        gpu.submit(batch).unwrap();
+        let rows: Vec<usize> = (0..c.q_len).collect();
+        compare_rows(&gpu, &format!("unfused {}", c.name()), &out, &want, c, &rows, TOL).await;
+    }
+});
+
+// ---------------------------------------------------------------------------------------------
+// KV cache
+
+const ROPE: Rope = Rope { theta: 10000.0, rotary_dim: 64 };
+
+/// K, V for `tokens` new tokens, and the cache contents the reference expects after RoPE.
+fn kv_data(tokens: usize, heads: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let n = tokens * heads * d;
+    (random(n, seed, -2.0, 2.0), random(n, seed + 1, -2.0, 2.0))
+}
+
+/// The cache contents as f32 values (dequantised for int8), K and V, first `len` tokens.
+async fn read_cache(gpu: &Gpu, c: &KvCache) -> (Vec<f32>, Vec<f32>) {
+    let n = c.len() * c.n_kv_heads() * c.head_dim();
+    let mut k = c.k().to_f32_vec(gpu).await.unwrap();
+    let mut v = c.v().to_f32_vec(gpu).await.unwrap();
+    k.truncate(n);
+    v.truncate(n);
+    if let Some((ka, va)) = c.absmax() {
+        let stride = c.n_kv_heads().next_multiple_of(2);
+        let pick = |a: Vec<f32>| -> Vec<f32> {
+            (0..c.len()).flat_map(|t| a[t * stride..t * stride + c.n_kv_heads()].to_vec()).collect()
+        };
+        let ka = pick(ka.to_f32_vec(gpu).await.unwrap());
+        let va = pick(va.to_f32_vec(gpu).await.unwrap());
+        let codes = |x: &[f32]| x.iter().map(|&c| c as i8).collect::<Vec<i8>>();
+        k = refr::dequantize_i8(&codes(&k), &ka, c.head_dim());
+        v = refr::dequantize_i8(&codes(&v), &va, c.head_dim());
+    }
+    (k, v)
+}
+
+// RoPE on the GPU: exp2 and sin / cos are evaluated by our own polynomials (≈ 1e-7), the angle
+// is the f32 product position · inv_freq as in HF (the reference rounds the same way), so the
+// remaining difference is inv_freq's last bits (exp2 of a rounded exponent: ≤ 5e-7 relative),
+// i.e. ≤ 1e-6 rad at the positions below 10 used here, on values ≤ 2√2: 1e-5 absolute.
+const ROPE_TOL: Tolerance = Tolerance { atol: 1e-5, rtol: 0.0 };
+
+gpu_test!(kv_cache_appends_every_format_with_rope, async {
+    let gpu = gpu().await;
+    let (heads, d) = (3, 64);
+    for dtype in [KvDType::F32, KvDType::F16, KvDType::Int8] {
+        let mut cache = KvCache::new(&gpu, "layer0", 40, heads, d, dtype).unwrap();
+        let mut k_all = Vec::new();
+        let mut v_all = Vec::new();
+        for (step, tokens) in [5usize, 1, 3].into_iter().enumerate() {
+            let (k, v) = kv_data(tokens, heads, d, 70 + step as u64);
+            let tk = upload(&gpu, "k_new", &[tokens, heads, d], &k);
+            let tv = upload(&gpu, "v_new", &[1, tokens, heads, d], &v);
+            let mut batch = gpu.batch();
+            let pos0 = cache.len();
+            cache.append(&gpu, &mut batch, &tk, &tv, Some(ROPE)).unwrap();
+            gpu.submit(batch).unwrap();
+            let mut kr = k.clone();
+            refr::rope(&mut kr, heads, d, pos0, ROPE.theta, ROPE.rotary_dim);
+            k_all.extend(kr);
+            v_all.extend(v);
+        }
+        assert_eq!(cache.len(), 9);
+        let (gk, gv) = read_cache(&gpu, &cache).await;
+        match dtype {
+            KvDType::F32 => {
+                let diff = check_close("f32 cache K (RoPE)", &gk, &k_all, ROPE_TOL).unwrap();
+                say!("RoPE on append: max error {:.2e}", diff.max_abs);
+                check_close("f32 cache V", &gv, &v_all, Tolerance::EXACT).unwrap();
+            }
+            KvDType::F16 => {
+                // One f16 rounding (2^-11 relative) on top of the RoPE error.
+                let t = Tolerance { atol: ROPE_TOL.atol, rtol: 1.0 / 1024.0 };
+                check_close("f16 cache K", &gk, &k_all, t).unwrap();
+                check_close("f16 cache V", &gv, &refr::to_f16(&v_all), Tolerance::EXACT).unwrap();
+            }
+            KvDType::Int8 => {
+                // Codes are round(x · 127 / absmax): within half a step (absmax / 254) of x, plus
+                // absmax's f16 rounding (≤ 2^-11 of it); the RoPE error adds to K only.
+                for (what, got, want) in [("K", &gk, &k_all), ("V", &gv, &v_all)] {
+                    for (t, (g, w)) in got.chunks(d).zip(want.chunks(d)).enumerate() {
+                        let amax = w.iter().fold(0.0f32, |a, &x| a.max(x.abs()));
+                        let tol = Tolerance { atol: amax / 254.0 + amax / 2048.0 + ROPE_TOL.atol, rtol: 0.0 };
+                        check_close(&format!("int8 cache {what} row {t}"), g, w, tol).unwrap();
+                    }
+                }
+                // Exactly the reference quantiser on V (no RoPE: same inputs).
+                let (codes, amax) = refr::quantize_i8(&v_all, d);
+                let want = refr::dequantize_i8(&codes, &amax, d);
+                let diff = gv.iter().zip(&want).filter(|(a, b)| a != b).count();
+                assert!(diff * 1000 <= gv.len(), "int8 V differs from the reference quantiser in {diff} values");
+            }
+        }
+    }
+});
+
+gpu_test!(kv_cache_rope_holds_at_long_positions, async {
+    let gpu = gpu().await;
+    // Angles up to 20000 rad: the range reduction must keep sin / cos right. inv_freq may differ
+    // from the reference in its last bits (≤ 5e-7 relative, exponent rounding), which moves an
+    // angle by ≤ 4.2e-4 rad (max of pos · 2^x · |x| · 4e-8), and the two f32 products may then
+    // round apart by one ulp (≤ 2e-3 rad below 32768): ≤ 2.5e-3 rad on values ≤ 2√2, 7e-3
+    // absolute. A wrong reduction errs by O(1).
+    let pos = if BROWSER { 3000 } else { 20000 };
+    let d = 64;
+    let mut cache = KvCache::new(&gpu, "long", pos + 2, 1, d, KvDType::F32).unwrap();
+    let zeros = upload(&gpu, "fill", &[pos, 1, d], &vec![0.0; pos * d]);
+    let (k, v) = kv_data(2, 1, d, 80);
+    let tk = upload(&gpu, "k", &[2, 1, d], &k);
+    let tv = upload(&gpu, "v", &[2, 1, d], &v);
+    let mut batch = gpu.batch();
+    cache.append(&gpu, &mut batch, &zeros, &zeros, Some(ROPE)).unwrap();
+    cache.append(&gpu, &mut batch, &tk, &tv, Some(ROPE)).unwrap();
+    gpu.submit(batch).unwrap();
+    let got = cache.k().to_f32_vec(&gpu).await.unwrap();
+    let mut want = k.clone();
+    refr::rope(&mut want, 1, d, pos, ROPE.theta, ROPE.rotary_dim);
+    let diff = check_close("K rotated at long positions", &got[pos * d..], &want, Tolerance { atol: 7e-3, rtol: 0.0 }).unwrap();
+    say!("RoPE at position {pos}: max error {:.2e}", diff.max_abs);
+});
+
+gpu_test!(kv_cache_limits_reset_and_memory, async {
+    let gpu = gpu().await;
+    let before = gpu.memory().live_bytes;
+    let mut cache = KvCache::new(&gpu, "c", 8, 2, 64, KvDType::F16).unwrap();
+    assert_eq!(gpu.memory().live_bytes - before, cache.bytes());
+    let (k, v) = kv_data(6, 2, 64, 90);
+    let tk = upload(&gpu, "k", &[6, 2, 64], &k);
+    let tv = upload(&gpu, "v", &[6, 2, 64], &v);
+    let mut batch = gpu.batch();
+    cache.append(&gpu, &mut batch, &tk, &tv, None).unwrap();
+    let e = cache.append(&gpu, &mut batch, &tk, &tv, None).unwrap_err();
+    assert!(matches!(e, Error::ContextFull { len: 6, adding: 6, max: 8, .. }), "{e}");
+    assert_eq!(cache.len(), 6, "a refused append must not move the cache");
+    let bad = upload(&gpu, "k", &[6, 3, 64], &vec![0.0; 6 * 3 * 64]);
+    assert!(matches!(cache.append(&gpu, &mut batch, &bad, &bad, None), Err(Error::Shape { .. })));
+    assert!(matches!(
+        cache.append(&gpu, &mut batch, &tk, &tv, Some(Rope { theta: 1e4, rotary_dim: 65 })),
+        Err(Error::Shape { .. })
+    ));
+    gpu.submit(batch).unwrap();
+    cache.truncate(2).unwrap();
+    assert!(cache.truncate(3).is_err());
+    cache.reset();
+    assert!(cache.is_empty());
+    let mut batch = gpu.batch();
+    cache.append(&gpu, &mut batch, &tk, &tv, None).unwrap();
+    gpu.submit(batch).unwrap();
+    let (gk, _) = read_cache(&gpu, &cache).await;
+    check_close("after reset", &gk, &refr::to_f16(&k), Tolerance::EXACT).unwrap();
+    assert!(KvCache::new(&gpu, "bad", 8, 2, 72, KvDType::F32).is_err());
+
+    // INT8 holds ≤ 1/4 of the f32 bytes, scales included, within 3.2 % (one f16 absmax per
+    // head_dim bytes: 2/64 = 3.1 % over a quarter at head_dim 64, 1.6 % at 128).
+    for d in [64usize, 128] {
+        let f = KvCache::new(&gpu, "f32", 4096, 8, d, KvDType::F32).unwrap();
+        let i = KvCache::new(&gpu, "i8", 4096, 8, d, KvDType::Int8).unwrap();
+        let h = KvCache::new(&gpu, "f16", 4096, 8, d, KvDType::F16).unwrap();
+        let ratio = i.bytes() as f64 / f.bytes() as f64;
+        say!("head_dim {d}: f32 {} B, f16 {} B, int8 {} B ({:.2} % of f32)", f.bytes(), h.bytes(), i.bytes(), 100.0 * ratio);
+        assert!(ratio <= 0.25 * 1.032, "int8 cache is {ratio:.4} of f32");
+        assert!(h.bytes() as f64 <= 0.5 * f.bytes() as f64 * 1.001);
+    }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Decode and attention over a cache
+
+/// Cache filled with `len` tokens (K rotated), returning it and the original K (rotated), V.
+async fn filled_cache(gpu: &Gpu, len: usize, heads: usize, d: usize, dtype: KvDType, rope: Rope, seed: u64) -> (KvCache, Vec<f32>, Vec<f32>) {
+    let mut cache = KvCache::new(gpu, "cache", len + 3, heads, d, dtype).unwrap();
+    let (k, v) = kv_data(len, heads, d, seed);
+    let (k, v): (Vec<f32>, Vec<f32>) = (k.iter().map(|x| x / 2.0).collect(), v.iter().map(|x| x / 2.0).collect());
+    let tk = upload(gpu, "k", &[len, heads, d], &k);
+    let tv = upload(gpu, "v", &[len, heads, d], &v);
+    let mut batch = gpu.batch();
+    cache.append(gpu, &mut batch, &tk, &tv, Some(rope)).unwrap();
+    gpu.submit(batch).unwrap();
+    let mut kr = k;
+    refr::rope(&mut kr, heads, d, 0, rope.theta, rope.rotary_dim);
+    (cache, kr, v)
+}
+
+/// Worst-case output error of attention over int8 K / V against the unquantised reference:
+/// each V element is within half a step (absmax_v / 254) and each score moves by at most
+/// scale · ‖q‖₁ · absmax_k / 254, which moves the softmax-weighted mean by at most
+/// 2 · max|δs| · max|v|.
+fn int8_bound(q: &[f32], k: &[f32], v: &[f32], d: usize, scale: f32) -> f32 {
+    let amax = |x: &[f32]| x.chunks(d).map(|r| r.iter().fold(0.0f32, |a, &y| a.max(y.abs()))).fold(0.0f32, f32::max);
+    let q1 = q.chunks(d).map(|r| r.iter().map(|x| x.abs()).sum::<f32>()).fold(0.0f32, f32::max);
+    let ds = scale * q1 * amax(k) / 254.0;
+    let vmax = v.iter().fold(0.0f32, |a, &y| a.max(y.abs()));
+    amax(v) / 254.0 + 2.0 * ds * vmax + 1e-4
+}
+
+gpu_test!(decode_attention_matches_reference_for_every_format, async {
+    let gpu = gpu().await;
+    let lens: &[usize] = if BROWSER { &[1, 7, 64, 1000] } else { &[1, 7, 64, 1000, 4096] };
+    // (query heads, kv heads, head_dim): GQA 3 (SmolLM2), 8, and 1 with head_dim 80.
+    let shapes = [(9usize, 3usize, 64usize), (8, 1, 128), (2, 2, 80)];
+    let mut seed = 100;
+    for (si, &(nh, nkv, d)) in shapes.iter().enumerate() {
+        for &len in lens {
+            if si > 0 && len > 1000 {
+                continue; // one shape covers the longest cache
+            }
+            for dtype in [KvDType::F32, KvDType::F16, KvDType::Int8] {
+                // Browser: every format on the GQA-3 shape, one format on each other shape
+                // (SwiftShader compiles each pipeline for ~2 s).
+                if BROWSER && si > 0 && dtype != [KvDType::Int8, KvDType::F16][si - 1] {
+                    continue;
+                }
+                seed += 3;
+                let rope = Rope { theta: 10000.0, rotary_dim: d };
+                let (cache, k, v) = filled_cache(&gpu, len, nkv, d, dtype, rope, seed).await;
+                let (ck, cv) = read_cache(&gpu, &cache).await;
+                let q = random(nh * d, seed + 2, -1.0, 1.0);
+                let mut qr = q.clone();
+                refr::rope(&mut qr, nh, d, len - 1, rope.theta, rope.rotary_dim);
+                let dims = Dims { batch: 1, q_len: 1, n_heads: nh, kv_len: len, n_kv_heads: nkv, head_dim: d };
+                let scale = 1.0 / (d as f32).sqrt();
+                let want = refr::attention(&qr, &ck, &cv, dims, &Mask::default(), scale, None);
+                let tq = upload(&gpu, "q", &[1, nh, d], &q);
+                let scratch = DecodeScratch::new(&gpu, nh, d, len + 3).unwrap();
+                // Default chunking, and the smallest chunks (many partials, the merge) at 1000.
+                let chunks: &[Option<usize>] = if len == 1000 { &[None, Some(64)] } else { &[None] };
+                for &chunk in chunks {
+                    let out = upload(&gpu, "out", &[1, nh, d], &vec![f32::NAN; nh * d]);
+                    let mut batch = gpu.batch();
+                    let opts = DecodeOptions { rope: Some(rope), chunk, ..Default::default() };
+                    attention::decode(&gpu, &mut batch, &tq, &cache, &out, &scratch, &opts).unwrap();
+                    gpu.submit(batch).unwrap();
+                    let got = out.to_f32_vec(&gpu).await.unwrap();
+                    let what = format!("decode {} len {len} h{nh}/{nkv} d{d} chunk {chunk:?}", dtype.name());
+                    // Against the reference on the values the cache holds: the f32 tolerance,
+                    // with RoPE's error on q and K (≤ 1e-4 each on inputs ≤ 1, times ‖·‖₁ · scale
+                    // ≈ 1e-3 on a score) folded into 2e-4 absolute.
+                    check_close(&what, &got, &want, Tolerance { atol: 2e-4, rtol: 1e-4 }).unwrap();
+                    if dtype == KvDType::Int8 {
+                        let exact = refr::attention(&qr, &k, &v, dims, &Mask::default(), scale, None);
+                        let bound = int8_bound(&qr, &k, &v, d, scale);
+                        let diff = check_close(&format!("{what} vs unquantised"), &got, &exact, Tolerance { atol: bound, rtol: 0.0 }).unwrap();
+                        if len == 1000 && chunk.is_none() {
+                            say!("{what}: int8 max error {:.2e} (bound {bound:.2e})", diff.max_abs);
+                        }
+                    }
+                }
+            }
+        }
+    }
+});
+
+gpu_test!(flash_attention_reads_every_cache_format, async {
+    let gpu = gpu().await;
+    // Prefill through the cache: K rotated as it was written, attention straight from f16 / int8.
+    let (len, nh, nkv, d) = (150usize, 6usize, 2usize, 64usize);
+    // The f32 cache runs the same pipeline as f32 activations (tested above): natively only.
+    let formats: &[KvDType] = if BROWSER { &[KvDType::F16, KvDType::Int8] } else { &[KvDType::F32, KvDType::F16, KvDType::Int8] };
+    for &dtype in formats {
+        let (cache, _, _) = filled_cache(&gpu, len, nkv, d, dtype, ROPE, 120).await;
+        let (ck, cv) = read_cache(&gpu, &cache).await;
+        let mut q = random(len * nh * d, 121, -1.0, 1.0);
+        refr::rope(&mut q, nh, d, 0, ROPE.theta, ROPE.rotary_dim);
+        let dims = Dims { batch: 1, q_len: len, n_heads: nh, kv_len: len, n_kv_heads: nkv, head_dim: d };
+        let mask = Mask { causal: true, ..Default::default() };
+        let want = refr::attention(&q, &ck, &cv, dims, &mask, 0.125, None);
+        let tq = upload(&gpu, "q", &[len, nh, d], &q);
+        let out = upload(&gpu, "out", &[len, nh, d], &vec![f32::NAN; q.len()]);
+        let mut batch = gpu.batch();
+        let opts = AttentionOptions { causal: true, ..Default::default() };
+        attention::flash_prefill(&gpu, &mut batch, &tq, Kv::Cache(&cache), &out, &opts).unwrap();
+        gpu.submit(batch).unwrap();
+        assert_tensor(&gpu, &format!("flash over {} cache", dtype.name()), &out, &want, TOL).await;
+    }
+});
+
+gpu_test!(attention_rejects_bad_inputs, async {
+    let gpu = gpu().await;
+    let q = upload(&gpu, "q", &[4, 6, 64], &vec![0.0; 4 * 6 * 64]);
+    let k = upload(&gpu, "k", &[4, 4, 64], &vec![0.0; 4 * 4 * 64]);
+    let k80 = upload(&gpu, "k80", &[4, 2, 80], &vec![0.0; 4 * 2 * 80]);
+    let out = upload(&gpu, "out", &[4, 6, 64], &vec![0.0; 4 * 6 * 64]);
+    let opts = AttentionOptions::default();
+    let mut batch = gpu.batch();
+    // 6 heads over 4 KV heads, head_dim mismatch, out aliasing q.
+    for r in [
+        attention::flash_prefill(&gpu, &mut batch, &q, Kv::F32 { k: &k, v: &k }, &out, &opts),
+        attention::flash_prefill(&gpu, &mut batch, &q, Kv::F32 { k: &k80, v: &k80 }, &out, &opts),
+        attention::flash_prefill(&gpu, &mut batch, &q, Kv::F32 { k: &k, v: &k }, &q, &opts),
+    ] {
+        assert!(matches!(r, Err(Error::Shape { .. })), "{r:?}");
+    }
+    let cache = KvCache::new(&gpu, "empty", 16, 2, 64, KvDType::Int8).unwrap();
+    let scratch = DecodeScratch::new(&gpu, 6, 64, 16).unwrap();
+    let q1 = upload(&gpu, "q1", &[6, 64], &[0.0; 6 * 64]);
+    let o1 = upload(&gpu, "o1", &[6, 64], &[0.0; 6 * 64]);
+    let e = attention::decode(&gpu, &mut batch, &q1, &cache, &o1, &scratch, &DecodeOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("empty"), "{e}");
+    assert_eq!(batch.dispatches(), 0);
+});
