@@ -16,17 +16,16 @@ struct Lane {
 var<workgroup> red_partials: array<f32, WG>;
 var<workgroup> red_slots: atomic<u32>;
 
+// The slot counter is reset at the start of each reduction (workgroup memory is not assumed to
+// be zero-initialised): reset, barrier, publish, barrier, read. A lane still reading the previous
+// reduction's partials holds the next reduction's first barrier, so two barriers suffice.
 fn red_publish(partial: f32, lane: Lane) {
-    if (lane.sg_lane == 0u) {
-        red_partials[atomicAdd(&red_slots, 1u)] = partial;
-    }
-    workgroupBarrier();
-}
-
-fn red_finish(lane: Lane) {
-    workgroupBarrier();
     if (lane.index == 0u) {
         atomicStore(&red_slots, 0u);
+    }
+    workgroupBarrier();
+    if (lane.sg_lane == 0u) {
+        red_partials[atomicAdd(&red_slots, 1u)] = partial;
     }
     workgroupBarrier();
 }
@@ -38,7 +37,6 @@ fn wg_sum(v: f32, lane: Lane) -> f32 {
     for (var i = 0u; i < n; i = i + 1u) {
         r = r + red_partials[i];
     }
-    red_finish(lane);
     return r;
 }
 
@@ -49,6 +47,5 @@ fn wg_max(v: f32, lane: Lane) -> f32 {
     for (var i = 1u; i < n; i = i + 1u) {
         r = max(r, red_partials[i]);
     }
-    red_finish(lane);
     return r;
 }

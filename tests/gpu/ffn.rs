@@ -18,14 +18,16 @@ const SHAPES: [(usize, usize); 8] = [(1, 1), (3, 7), (5, 9), (33, 100), (64, 576
 
 gpu_test!(swiglu_both_variants_are_right_on_awkward_shapes, async {
     let gpu = gpu().await;
-    let shapes = [
+    let launches = [
         SwigluShape { rows: 1, workgroup: 64 },
         SwigluShape { rows: 2, workgroup: 256 },
         SwigluShape { rows: 4, workgroup: 128 },
         SwigluShape { rows: 8, workgroup: 256 },
     ];
     for dtype in DTYPES {
-        for (i, &(n, k)) in SHAPES.iter().enumerate() {
+        // In the browser: 16-bit weights on every shape, f32 on the long ones.
+        let shapes = subset(&SHAPES, |s| dtype != DType::F32 || s.1 > 4096);
+        for (i, &(n, k)) in shapes.iter().enumerate() {
             let (x, wg) = exact_data(1, n, k, 60 + i as u64);
             let (_, wu) = exact_data(1, n, k, 90 + i as u64);
             let (tg, gv) = weights(&gpu, "gate", n, k, dtype, &wg);
@@ -35,7 +37,7 @@ gpu_test!(swiglu_both_variants_are_right_on_awkward_shapes, async {
             let mut runs = Vec::new();
             let mut batch = gpu.batch();
             for variant in [SwigluVariant::Shared32K, SwigluVariant::Shared16K] {
-                for shape in shapes {
+                for shape in subset(&launches, |s| s.rows == 8) {
                     let h = upload(&gpu, "h", &[n], &vec![f32::NAN; n]);
                     ffn::record_swiglu_variant(&gpu, &mut batch, &tx, &tg, &tu, &h, variant, shape).unwrap();
                     runs.push((variant, shape, h));

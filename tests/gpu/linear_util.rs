@@ -3,6 +3,18 @@
 use kjarni_web::cpu::linear::{grid_values, round_to};
 use kjarni_web::{DType, Gpu, GpuTensor};
 
+/// In headless Chromium (SwiftShader, a CPU rasteriser that compiles every pipeline with LLVM) the
+/// tests run a representative subset of the native matrices: every kernel, dtype and alignment
+/// path, fewer shapes and launch variants. The full matrices run natively.
+pub fn browser() -> bool {
+    cfg!(target_arch = "wasm32")
+}
+
+/// Keep every item natively, only those with `keep` true in the browser.
+pub fn subset<T: Copy>(items: &[T], keep: impl Fn(&T) -> bool) -> Vec<T> {
+    items.iter().copied().filter(|t| !browser() || keep(t)).collect()
+}
+
 /// The weight dtypes every linear kernel supports.
 pub const DTYPES: [DType; 3] = [DType::BF16, DType::F16, DType::F32];
 
