@@ -17,9 +17,6 @@
 // mask_scores: the unfused baseline (the seed's apply_mask pass): writes -inf into masked
 // scores in place, to be followed by softmax_rows without a mask.
 //
-// Rows of up to WG * CACHED elements are read once into registers (one read, one write: the
-// traffic of a copy); longer rows take the streaming path.
-//
 // softmax_row_per_thread: the seed's original one-thread-per-row kernel, kept as the baseline.
 
 const PAD_NONE: u32 = 0u;
@@ -48,8 +45,6 @@ struct Params {
 // Browsers reject -inf as a constant (Tint: "value -inf cannot be represented"), so the running
 // maximum starts at the lowest finite f32 and -inf entries are recognised as v < LOWEST.
 const LOWEST: f32 = -0x1.fffffep+127f;
-
-const CACHED: u32 = 16u;
 
 // Keys at or past this index are masked for the row (causal and length bounds).
 fn visible_end(row: u32) -> u32 {
@@ -80,40 +75,6 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     let base = row * p.cols;
     let end = visible_end(row);
-    if (p.cols <= WG * CACHED) {
-        var vals: array<f32, CACHED>;
-        var m = LOWEST;
-        for (var k = 0u; k < CACHED; k = k + 1u) {
-            let i = lane.index + k * WG;
-            var v = LOWEST;
-            if (i < end && kept(row, i)) {
-                v = x[base + i] * p.scale;
-            }
-            vals[k] = v;
-            m = max(m, v);
-        }
-        let row_max = wg_max(m, lane);
-        var s = 0.0;
-        for (var k = 0u; k < CACHED; k = k + 1u) {
-            let i = lane.index + k * WG;
-            if (i < end && kept(row, i) && vals[k] >= LOWEST) {
-                s = s + exp(vals[k] - row_max);
-            }
-        }
-        let total = wg_sum(s, lane);
-        let inv = select(0.0, 1.0 / total, total > 0.0);
-        for (var k = 0u; k < CACHED; k = k + 1u) {
-            let i = lane.index + k * WG;
-            if (i < p.cols) {
-                var out = 0.0;
-                if (i < end && kept(row, i) && vals[k] >= LOWEST) {
-                    out = exp(vals[k] - row_max) * inv;
-                }
-                y[base + i] = out;
-            }
-        }
-        return;
-    }
     var m = LOWEST;
     var s = 0.0;
     for (var i = lane.index; i < end; i = i + WG) {

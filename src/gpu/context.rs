@@ -43,6 +43,28 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
+/// Natively one wgpu instance serves every device of the process (a Vulkan instance per device
+/// exhausted the NVIDIA driver after ~30 devices in the test suite).
+#[cfg(not(target_arch = "wasm32"))]
+fn instance() -> wgpu::Instance {
+    static INSTANCE: std::sync::OnceLock<wgpu::Instance> = std::sync::OnceLock::new();
+    INSTANCE
+        .get_or_init(|| wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env()))
+        .clone()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+impl Drop for Gpu {
+    /// Free the device's memory now rather than whenever the last handle goes (`engine.dispose()`).
+    fn drop(&mut self) {
+        self.device.destroy();
+    }
+}
+
 impl Gpu {
     /// Create a device on the default (high-performance) adapter.
     pub async fn new() -> Result<Gpu> {
@@ -51,7 +73,7 @@ impl Gpu {
 
     /// Create a device with explicit options.
     pub async fn with_options(opts: GpuOptions) -> Result<Gpu> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = instance();
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: if opts.low_power {
