@@ -91,6 +91,15 @@ pub enum Error {
         why: String,
     },
 
+    /// A model file (GGUF, safetensors, JSON) that is malformed, truncated or unsupported.
+    #[error("model file '{file}': {detail}")]
+    BadModelFile {
+        /// The file's name or URL.
+        file: String,
+        /// What is wrong, naming the key, tensor or offset.
+        detail: String,
+    },
+
     /// An internal invariant failed; a bug in kjarni-web, reported instead of panicking.
     #[error("internal error: {0}")]
     Internal(String),
