@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod pooling;
+pub mod quant;
 pub mod embedding;
 pub mod gelu;
 pub mod norm;
