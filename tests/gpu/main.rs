@@ -8,6 +8,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 mod common;
 mod elementwise;
 mod pooling;
+mod quant;
 mod embedding;
 mod gelu;
 mod norm;
