@@ -6,6 +6,7 @@
 
 mod harness;
 mod kernels1;
+mod quant;
 mod softmax;
 
 use kjarni_web::Gpu;
@@ -24,6 +25,7 @@ async fn run() -> kjarni_web::Result<()> {
     let mut report = harness::Report::default();
     softmax::run(&gpu, &args, &mut report).await?;
     kernels1::run(&gpu, &args, &mut report).await?;
+    quant::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }
