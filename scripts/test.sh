@@ -26,6 +26,8 @@ fi
 if [ "$mode" != "--native-only" ]; then
   echo "== browser: wasm-pack test --headless --chrome"
   # Each browser run gets its own TMPDIR: Chromium leaves a profile behind.
+  # wasm-bindgen-test gives the whole run 20 s by default; SwiftShader compiles slowly.
+  export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-120}
   TMPDIR="$scratch" RUSTUP_TOOLCHAIN=debian-web CHROMEDRIVER=/usr/bin/chromedriver \
     wasm-pack test --headless --chrome --release -- --test gpu -- --nocapture
 fi

@@ -16,8 +16,10 @@
 // gemv (decode, small M): a workgroup computes ROWS outputs of one x row; each invocation
 // strides over the units of the row, loads the unit's 32 x values once and uses them for all
 // ROWS weight rows; one wg_sum per row.
-// matmul (prefill): 64 weight rows × TM x rows per workgroup (16×16 invocations, RM×4 outputs
-// each); per step of 32 k, the x tile and the dequantised weight tile go to workgroup memory.
+// matmul (prefill): 64 weight rows × TM = 16·RM x rows per workgroup (16×16 invocations, RM×4
+// outputs each); per step of 32 k, the x tile and the dequantised weight tile go to workgroup
+// memory (vec4 along k; 8 KiB + 9 KiB at RM = 4), then 4 + RM vec4 loads feed 16·RM FMAs per
+// 4 k.
 
 const Q8_0: u32 = 0u;
 const Q4_0: u32 = 1u;
@@ -222,8 +224,11 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 const TM: u32 = 16u * RM;
 const TN: u32 = 64u;
 
-var<workgroup> xs: array<vec4<f32>, TM * 8u>; // [TM rows][32 k]
-var<workgroup> ws: array<f32, 32u * TN>;      // [32 k][TN rows]: reads along n are conflict-free
+// x tile [TM rows][32 k] and weight tile [TN rows][32 k (+4 padding)], vec4 along k. The row
+// stride of 9 vec4 (36 floats) puts the 16 rows read at once (tx + 16j) on distinct banks.
+const WS_STRIDE: u32 = 9u;
+var<workgroup> xs: array<vec4<f32>, TM * 8u>;
+var<workgroup> ws: array<vec4<f32>, TN * WS_STRIDE>;
 
 // Eight dequantised weights k = 8·part .. 8·part + 8 of the 32 in unit (row, ku).
 fn dequant8(row: u32, ku: u32, part: u32) -> array<f32, 8> {
@@ -299,7 +304,8 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let tx = lid % 16u;
     let ty = lid / 16u;
     let kv = p.k >> 2u;
-    var acc: array<f32, RM * 4u>;
+    // acc[i] holds outputs (ty + 16i, tx + 16j) for j = 0..4.
+    var acc: array<vec4<f32>, RM>;
     let wn = lid % TN;   // weight row of the tile this invocation dequantises
     let part = lid / TN; // which 8 of the 32 k
     for (var ku = 0u; ku < p.units; ku = ku + 1u) {
@@ -315,24 +321,18 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         if (n0 + wn < p.n) {
             wv = dequant8(n0 + wn, ku, part);
         }
-        for (var e = 0u; e < 8u; e = e + 1u) {
-            ws[(8u * part + e) * TN + wn] = wv[e];
-        }
+        ws[wn * WS_STRIDE + 2u * part] = vec4<f32>(wv[0], wv[1], wv[2], wv[3]);
+        ws[wn * WS_STRIDE + 2u * part + 1u] = vec4<f32>(wv[4], wv[5], wv[6], wv[7]);
         workgroupBarrier();
         for (var kk = 0u; kk < 8u; kk = kk + 1u) {
-            var a: array<vec4<f32>, RM>;
+            // k = 4kk..4kk+4 of weight rows tx + 16j, dotted with each x row's 4 values.
+            let b0 = ws[tx * WS_STRIDE + kk];
+            let b1 = ws[(tx + 16u) * WS_STRIDE + kk];
+            let b2 = ws[(tx + 32u) * WS_STRIDE + kk];
+            let b3 = ws[(tx + 48u) * WS_STRIDE + kk];
             for (var i = 0u; i < RM; i = i + 1u) {
-                a[i] = xs[(ty + 16u * i) * 8u + kk];
-            }
-            for (var e = 0u; e < 4u; e = e + 1u) {
-                let kr = (kk * 4u + e) * TN + tx;
-                let b = vec4<f32>(ws[kr], ws[kr + 16u], ws[kr + 32u], ws[kr + 48u]);
-                for (var i = 0u; i < RM; i = i + 1u) {
-                    let av = a[i][e];
-                    for (var j = 0u; j < 4u; j = j + 1u) {
-                        acc[i * 4u + j] = acc[i * 4u + j] + av * b[j];
-                    }
-                }
+                let a = xs[(ty + 16u * i) * 8u + kk];
+                acc[i] = acc[i] + vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
             }
         }
         workgroupBarrier();
@@ -342,7 +342,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         for (var j = 0u; j < 4u; j = j + 1u) {
             let gn = n0 + tx + 16u * j;
             if (gm < p.m && gn < p.n) {
-                y[gm * p.n + gn] = acc[i * 4u + j];
+                y[gm * p.n + gn] = acc[i][j];
             }
         }
     }

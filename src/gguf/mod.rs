@@ -401,7 +401,7 @@ impl GgufHeader {
 /// weight (or bias) of `rows = n_head · head_dim` rows (`n_head` = `head_count` for q,
 /// `head_count_kv` for k). Copy GGUF row `out[r]` to row `r` to get the HF (rotate-half) layout.
 pub fn unpermute_qk_rows(rows: usize, n_head: usize) -> Result<Vec<usize>> {
-    if n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0 {
+    if n_head == 0 || !rows.is_multiple_of(n_head) || !(rows / n_head).is_multiple_of(2) {
         return Err(Error::Shape {
             op: "unpermute_qk_rows",
             detail: format!("{rows} rows do not split into {n_head} heads of an even size"),

@@ -109,7 +109,7 @@ impl GgmlType {
     /// Bytes of `elements` values (a multiple of the block size), or `None` on overflow or a
     /// partial block.
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
-        if elements % self.block_size() != 0 {
+        if !elements.is_multiple_of(self.block_size()) {
             return None;
         }
         (elements / self.block_size()).checked_mul(self.type_size())

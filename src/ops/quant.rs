@@ -103,7 +103,7 @@ impl QuantWeight {
     /// Upload `bytes` (the blocks as ggml stores them, row after row) as a `[rows, cols]` weight.
     pub fn from_blocks(gpu: &Gpu, name: &str, qtype: QuantType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self> {
         const NAME: &str = "QuantWeight";
-        if rows == 0 || cols == 0 || cols % qtype.block_size() != 0 {
+        if rows == 0 || cols == 0 || !cols.is_multiple_of(qtype.block_size()) {
             return Err(Error::Shape {
                 op: NAME,
                 detail: format!("'{name}' [{rows}, {cols}]: rows must be a positive multiple of {qtype:?}'s {} weights", qtype.block_size()),
@@ -182,7 +182,8 @@ pub enum Variant {
         /// Reduction path.
         reduction: Reduction,
     },
-    /// Tiled: 64 weight rows × 16·`rm` x rows per workgroup.
+    /// Tiled: 64 weight rows × 16·`rm` x rows per workgroup (workgroup storage:
+    /// [`matmul_workgroup_bytes`]).
     Matmul {
         /// x rows per invocation (1, 2 or 4).
         rm: u32,
@@ -203,13 +204,24 @@ struct Params {
     _pad: [u32; 3],
 }
 
+/// Workgroup storage of the matmul with `rm` x rows per invocation: the x tile (16·rm rows ×
+/// 32 f32) and the weight tile (64 rows × 36 f32, padded against bank conflicts).
+pub fn matmul_workgroup_bytes(rm: u32) -> u32 {
+    16 * rm * 32 * 4 + 64 * 36 * 4
+}
+
 /// The preferred variant for `m` x rows.
 pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
     if m <= GEMV_MAX_M {
-        Variant::Gemv { rows: 4, reduction: gpu.caps().variants.reduction }
-    } else {
-        Variant::Matmul { rm: if m >= 48 { 4 } else if m >= 24 { 2 } else { 1 } }
+        return Variant::Gemv { rows: 4, reduction: gpu.caps().variants.reduction };
     }
+    let want = if m >= 48 { 4 } else if m >= 24 { 2 } else { 1 };
+    // rm = 4 needs 17 KiB of workgroup storage: above WebGPU's default 16 KiB limit.
+    let rm = [4, 2, 1]
+        .into_iter()
+        .find(|&rm| rm <= want && matmul_workgroup_bytes(rm) <= gpu.caps().max_workgroup_storage)
+        .unwrap_or(1);
+    Variant::Matmul { rm }
 }
 
 /// Record `y = x · Wᵀ` (`x: [.., K]` f32 with M rows, `y: [.., N]` f32 with M rows), GEMV for
@@ -265,11 +277,17 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
         }
         Variant::Matmul { rm } => {
-            if ![1, 2, 4].contains(&rm) || gpu.caps().max_invocations < 256 {
+            if ![1, 2, 4].contains(&rm)
+                || gpu.caps().max_invocations < 256
+                || matmul_workgroup_bytes(rm) > gpu.caps().max_workgroup_storage
+            {
                 return Err(Error::Unsupported {
                     kernel: NAME,
                     variant: format!("matmul rm={rm}"),
-                    why: "rm must be 1, 2 or 4 and the device must allow 256 invocations per workgroup".into(),
+                    why: format!(
+                        "rm must be 1, 2 or 4, and the device must allow 256 invocations and {} bytes of workgroup storage per workgroup",
+                        matmul_workgroup_bytes(rm)
+                    ),
                 });
             }
             let groups_n = n.div_ceil(64);
