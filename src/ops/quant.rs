@@ -106,7 +106,7 @@ impl QuantWeight {
         if rows == 0 || cols == 0 || !cols.is_multiple_of(qtype.block_size()) {
             return Err(Error::Shape {
                 op: NAME,
-                detail: format!("'{name}' [{rows}, {cols}]: rows must be a positive multiple of {qtype:?}'s {} weights", qtype.block_size()),
+                detail: format!("'{name}' [{rows}, {cols}]: rows must be positive and K = {cols} a multiple of {qtype:?}'s {} weights", qtype.block_size()),
             });
         }
         let want = rows
