@@ -8,6 +8,7 @@ mod attention;
 mod harness;
 mod kernels1;
 mod kernels2;
+mod quant;
 mod softmax;
 
 use kjarni_web::Gpu;
@@ -28,6 +29,7 @@ async fn run() -> kjarni_web::Result<()> {
     kernels1::run(&gpu, &args, &mut report).await?;
     kernels2::run(&gpu, &args, &mut report).await?;
     attention::run(&gpu, &args, &mut report).await?;
+    quant::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }

@@ -31,6 +31,8 @@ if [ "$mode" != "--native-only" ]; then
   # the attention pipelines for ~2 s each, so allow minutes (override by setting it).
   export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600}
   # Each browser run gets its own TMPDIR: Chromium leaves a profile behind.
+  # wasm-bindgen-test gives the whole run 20 s by default; SwiftShader compiles slowly.
+  export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-120}
   TMPDIR="$scratch" RUSTUP_TOOLCHAIN=debian-web CHROMEDRIVER=/usr/bin/chromedriver \
     wasm-pack test --headless --chrome --release -- --test gpu -- --nocapture
 fi

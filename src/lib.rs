@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod generate;
+pub mod gguf;
 pub mod gpu;
 pub mod load;
 pub mod ops;

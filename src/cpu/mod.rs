@@ -11,6 +11,7 @@ pub mod embedding;
 pub mod gelu;
 pub mod masked_softmax;
 pub mod norm;
+pub mod quant;
 pub mod repeat_kv;
 pub mod rope;
 

@@ -94,7 +94,7 @@ pub fn candidates(caps: &Capabilities, m: usize) -> Vec<Tile> {
 }
 
 /// The tile used without tuning: the largest that fits and still gives enough workgroups.
-pub fn default_tile(caps: &Capabilities, m: usize, n: usize) -> Tile {
+pub fn default_tile(caps: &Capabilities, m: usize, _n: usize) -> Tile {
     // Measured on an H100 (README): the 8x8-per-invocation tiles spill registers through naga's
     // SPIR-V and run at ~1.7 TFLOPS; 64x64 with 4x4 blocks reaches ~6.7 at M = 2048.
     let prefer: &[usize] = if m >= 64 {

@@ -8,6 +8,7 @@ pub mod gemv;
 pub mod linear;
 pub mod matmul;
 pub mod pooling;
+pub mod quant;
 pub mod embedding;
 pub mod gelu;
 pub mod norm;

@@ -13,6 +13,7 @@ mod gemv;
 mod linear_util;
 mod matmul;
 mod pooling;
+mod quant;
 mod embedding;
 mod gelu;
 mod norm;

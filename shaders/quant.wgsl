@@ -1,0 +1,349 @@
+// Quantised weights read as stored by ggml (no dequantised copy in GPU memory):
+//   y[m, n] = Σ_k x[m, k] · W[n, k],  W: [N, K] in Q8_0 / Q4_0 / Q4_1 / Q4_K blocks, x, y: f32.
+//
+// The weight buffer holds the GGUF tensor bytes unchanged (padded to whole u32 words), so a
+// block starts at byte b·BLOCK_BYTES: Q8_0 (34 B) and Q4_0 (18 B) blocks start at even but not
+// always 4-aligned offsets; their quants are funnel-shifted out of neighbouring u32 words
+// (`shr16`). Q4_1 (20 B) is 4-aligned and Q4_K (144 B) 16-aligned (read as vec4<u32>). f16
+// scales are unpacked with unpack2x16float: no shader-f16 needed.
+//
+// The unit of work is 32 weights of one row ("unit"): a whole block of the 32-element types,
+// and for Q4_K the 16 bytes (qs[32g + 16h ..]) that hold 16 weights of sub-block 2g (low
+// nibbles) and 16 of sub-block 2g + 1 (high nibbles), g = group of 64, h = half.
+// Σ q·x is taken per unit with vec4 dots and scaled once: d·Σq·x (Q8_0), d·(Σq·x − 8Σx) (Q4_0),
+// d·Σq·x + m·Σx (Q4_1), d·sc·Σq·x − dmin·m·Σx per sub-block (Q4_K).
+//
+// gemv (decode, small M): a workgroup computes ROWS outputs of one x row; each invocation
+// strides over the units of the row, loads the unit's 32 x values once and uses them for all
+// ROWS weight rows; one wg_sum per row.
+// matmul (prefill): 64 weight rows × TM = 16·RM x rows per workgroup (16×16 invocations, RM×4
+// outputs each); per step of 32 k, the x tile and the dequantised weight tile go to workgroup
+// memory (vec4 along k; 8 KiB + 9 KiB at RM = 4), then 4 + RM vec4 loads feed 16·RM FMAs per
+// 4 k.
+
+const Q8_0: u32 = 0u;
+const Q4_0: u32 = 1u;
+const Q4_1: u32 = 2u;
+const Q4_K: u32 = 3u;
+
+struct Params {
+    m: u32,      // x rows
+    n: u32,      // weight rows (outputs per x row)
+    k: u32,      // row length
+    units: u32,  // k / 32
+    groups_n: u32, // gemv: workgroups per x row; matmul: tiles along n
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> wq: array<u32>;
+// The same buffer as wq, for 16-byte loads of Q4_K blocks.
+@group(0) @binding(2) var<storage, read> wq4: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+fn block_bytes() -> u32 {
+    switch (QTYPE) {
+        case 0u: { return 34u; }
+        case 1u: { return 18u; }
+        case 2u: { return 20u; }
+        default: { return 144u; }
+    }
+}
+
+// Bytes 2..5 of the 6 bytes in words (a, b): the u32 at byte offset 2 of a.
+fn shr16(a: u32, b: u32) -> u32 {
+    return (a >> 16u) | (b << 16u);
+}
+
+// The f16 at an even byte offset.
+fn f16_at(byte: u32) -> f32 {
+    let v = unpack2x16float(wq[byte >> 2u]);
+    return select(v.x, v.y, (byte & 2u) != 0u);
+}
+
+// Four signed bytes as floats.
+fn i8x4(w: u32) -> vec4<f32> {
+    let s = bitcast<vec4<i32>>(vec4<u32>(w << 24u, w << 16u, w << 8u, w)) >> vec4<u32>(24u);
+    return vec4<f32>(s);
+}
+
+// Low / high nibbles of four bytes as floats.
+fn lo4(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u));
+}
+fn hi4(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u));
+}
+
+// The four u32 words of bytes [byte, byte + 16) for an even byte offset.
+fn words16(byte: u32) -> vec4<u32> {
+    let w = byte >> 2u;
+    if ((byte & 2u) == 0u) {
+        return vec4<u32>(wq[w], wq[w + 1u], wq[w + 2u], wq[w + 3u]);
+    }
+    let a = wq[w];
+    let b = wq[w + 1u];
+    let c = wq[w + 2u];
+    let d = wq[w + 3u];
+    let e = wq[w + 4u];
+    return vec4<u32>(shr16(a, b), shr16(b, c), shr16(c, d), shr16(d, e));
+}
+
+// The two u32 words of bytes [byte, byte + 8) for an even byte offset.
+fn words8(byte: u32) -> vec2<u32> {
+    let w = byte >> 2u;
+    if ((byte & 2u) == 0u) {
+        return vec2<u32>(wq[w], wq[w + 1u]);
+    }
+    let b = wq[w + 1u];
+    return vec2<u32>(shr16(wq[w], b), shr16(b, wq[w + 2u]));
+}
+
+// 6-bit scale and min of sub-block j (0..8) from the 12 scale bytes (ggml's get_scale_min_k4).
+fn scale_byte(i: u32, s: vec3<u32>) -> u32 {
+    return (s[i >> 2u] >> (8u * (i & 3u))) & 0xffu;
+}
+fn scale_min_k4(j: u32, s: vec3<u32>) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(scale_byte(j, s) & 63u), f32(scale_byte(j + 4u, s) & 63u));
+    }
+    let sc = (scale_byte(j + 4u, s) & 15u) | ((scale_byte(j - 4u, s) >> 6u) << 4u);
+    let mn = (scale_byte(j + 4u, s) >> 4u) | ((scale_byte(j, s) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(mn));
+}
+
+// Offset (in vec4) within an x row of the i-th vec4 (0..8) of unit u.
+fn x_offset(u: u32, i: u32) -> u32 {
+    if (QTYPE == Q4_K) {
+        // unit u: block u / 8, group g = (u % 8) / 2, half h = u % 2; vec4s 0..4 are the low
+        // nibbles' x (elements 64g + 16h ..), 4..8 the high nibbles' (32 further on).
+        let s = u & 7u;
+        return (u >> 3u) * 64u + (s >> 1u) * 16u + (s & 1u) * 4u + (i & 3u) + (i >> 2u) * 8u;
+    }
+    return u * 8u + i;
+}
+
+// Σ w·x over global unit gu (row · units + u) with the unit's x values xv.
+fn unit_dot(gu: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    if (QTYPE == Q8_0) {
+        let o = gu * 34u;
+        let d = f16_at(o);
+        let w = o >> 2u;
+        let odd = (o & 2u) != 0u;
+        var prev = wq[w];
+        var s = 0.0;
+        for (var i = 0u; i < 8u; i = i + 1u) {
+            let next = wq[w + 1u + i];
+            s = s + dot(i8x4(select(shr16(prev, next), next, odd)), xv[i]);
+            prev = next;
+        }
+        return d * s;
+    }
+    if (QTYPE == Q4_K) {
+        let b = (gu >> 3u) * 9u;
+        let head = wq4[b];
+        let dm = unpack2x16float(head.x);
+        let sub = gu & 7u;
+        let qs = wq4[b + 1u + sub];
+        let g = sub >> 1u;
+        let sm_lo = scale_min_k4(2u * g, head.yzw);
+        let sm_hi = scale_min_k4(2u * g + 1u, head.yzw);
+        var s_lo = 0.0;
+        var s_hi = 0.0;
+        var x_lo = 0.0;
+        var x_hi = 0.0;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            s_lo = s_lo + dot(lo4(qs[c]), xv[c]);
+            s_hi = s_hi + dot(hi4(qs[c]), xv[4u + c]);
+            x_lo = x_lo + dot(xv[c], vec4<f32>(1.0));
+            x_hi = x_hi + dot(xv[4u + c], vec4<f32>(1.0));
+        }
+        return dm.x * (sm_lo.x * s_lo + sm_hi.x * s_hi) - dm.y * (sm_lo.y * x_lo + sm_hi.y * x_hi);
+    }
+    // Q4_0 / Q4_1: scale(s), then 16 bytes of nibbles: low → elements 0..16, high → 16..32.
+    let o = gu * block_bytes();
+    var qs: vec4<u32>;
+    var d = 0.0;
+    var mn = 0.0;
+    if (QTYPE == Q4_1) {
+        let dmv = unpack2x16float(wq[o >> 2u]);
+        d = dmv.x;
+        mn = dmv.y;
+        let w = (o >> 2u) + 1u;
+        qs = vec4<u32>(wq[w], wq[w + 1u], wq[w + 2u], wq[w + 3u]);
+    } else {
+        d = f16_at(o);
+        qs = words16(o + 2u);
+    }
+    var s = 0.0;
+    var sx = 0.0;
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        s = s + dot(lo4(qs[c]), xv[c]) + dot(hi4(qs[c]), xv[4u + c]);
+        sx = sx + dot(xv[c] + xv[4u + c], vec4<f32>(1.0));
+    }
+    if (QTYPE == Q4_1) {
+        return d * s + mn * sx;
+    }
+    return d * (s - 8.0 * sx);
+}
+
+@compute @workgroup_size(WG)
+fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= p.groups_n * p.m) {
+        return;
+    }
+    let mrow = g / p.groups_n;
+    let row0 = (g % p.groups_n) * ROWS;
+    let xrow = mrow * (p.k >> 2u);
+    var acc: array<f32, ROWS>;
+    for (var u = lane.index; u < p.units; u = u + WG) {
+        var xv: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i = i + 1u) {
+            xv[i] = x[xrow + x_offset(u, i)];
+        }
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            if (row0 + r < p.n) {
+                acc[r] = acc[r] + unit_dot((row0 + r) * p.units + u, xv);
+            }
+        }
+    }
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        let s = wg_sum(acc[r], lane);
+        if (lane.index == 0u && row0 + r < p.n) {
+            y[mrow * p.n + row0 + r] = s;
+        }
+    }
+}
+
+// ---- matmul: TM = 16·RM x rows × 64 weight rows per workgroup, k in steps of 32 ----
+
+const TM: u32 = 16u * RM;
+const TN: u32 = 64u;
+
+// x tile [TM rows][32 k] and weight tile [TN rows][32 k (+4 padding)], vec4 along k. The row
+// stride of 9 vec4 (36 floats) puts the 16 rows read at once (tx + 16j) on distinct banks.
+const WS_STRIDE: u32 = 9u;
+var<workgroup> xs: array<vec4<f32>, TM * 8u>;
+var<workgroup> ws: array<vec4<f32>, TN * WS_STRIDE>;
+
+// Eight dequantised weights k = 8·part .. 8·part + 8 of the 32 in unit (row, ku).
+fn dequant8(row: u32, ku: u32, part: u32) -> array<f32, 8> {
+    var out: array<f32, 8>;
+    let gu = row * p.units + ku;
+    if (QTYPE == Q8_0) {
+        let o = gu * 34u;
+        let d = f16_at(o);
+        let q = words8(o + 2u + 8u * part);
+        let a = i8x4(q.x) * d;
+        let b = i8x4(q.y) * d;
+        for (var e = 0u; e < 4u; e = e + 1u) {
+            out[e] = a[e];
+            out[4u + e] = b[e];
+        }
+        return out;
+    }
+    var q: vec2<u32>;
+    var scale = 0.0;
+    var bias = 0.0;
+    var high = false;
+    if (QTYPE == Q4_K) {
+        // k-range of this step: sub-block sb = ku % 8 (low nibbles if even, high if odd) of
+        // group sb / 2; the part's 8 weights are bytes qs[32·(sb/2) + 8·part ..].
+        let b = (gu >> 3u) * 9u;
+        let head = wq4[b];
+        let dm = unpack2x16float(head.x);
+        let sb = gu & 7u;
+        let sm = scale_min_k4(sb, head.yzw);
+        scale = dm.x * sm.x;
+        bias = -dm.y * sm.y;
+        high = (sb & 1u) == 1u;
+        let w = (b + 1u) * 4u + (sb >> 1u) * 8u + part * 2u;
+        q = vec2<u32>(wq[w], wq[w + 1u]);
+    } else {
+        let o = gu * block_bytes();
+        high = part >= 2u;
+        if (QTYPE == Q4_1) {
+            let dmv = unpack2x16float(wq[o >> 2u]);
+            scale = dmv.x;
+            bias = dmv.y;
+            let w = (o >> 2u) + 1u + (part & 1u) * 2u;
+            q = vec2<u32>(wq[w], wq[w + 1u]);
+        } else {
+            scale = f16_at(o);
+            bias = -8.0 * scale;
+            q = words8(o + 2u + 8u * (part & 1u));
+        }
+    }
+    var a = lo4(q.x);
+    var b = lo4(q.y);
+    if (high) {
+        a = hi4(q.x);
+        b = hi4(q.y);
+    }
+    for (var e = 0u; e < 4u; e = e + 1u) {
+        out[e] = scale * a[e] + bias;
+        out[4u + e] = scale * b[e] + bias;
+    }
+    return out;
+}
+
+@compute @workgroup_size(256)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    let tiles_m = (p.m + TM - 1u) / TM;
+    if (g >= p.groups_n * tiles_m) {
+        return;
+    }
+    let m0 = (g / p.groups_n) * TM;
+    let n0 = (g % p.groups_n) * TN;
+    let tx = lid % 16u;
+    let ty = lid / 16u;
+    let kv = p.k >> 2u;
+    // acc[i] holds outputs (ty + 16i, tx + 16j) for j = 0..4.
+    var acc: array<vec4<f32>, RM>;
+    let wn = lid % TN;   // weight row of the tile this invocation dequantises
+    let part = lid / TN; // which 8 of the 32 k
+    for (var ku = 0u; ku < p.units; ku = ku + 1u) {
+        for (var i = lid; i < TM * 8u; i = i + 256u) {
+            let gm = m0 + i / 8u;
+            var v = vec4<f32>(0.0);
+            if (gm < p.m) {
+                v = x[gm * kv + ku * 8u + i % 8u];
+            }
+            xs[i] = v;
+        }
+        var wv: array<f32, 8>;
+        if (n0 + wn < p.n) {
+            wv = dequant8(n0 + wn, ku, part);
+        }
+        ws[wn * WS_STRIDE + 2u * part] = vec4<f32>(wv[0], wv[1], wv[2], wv[3]);
+        ws[wn * WS_STRIDE + 2u * part + 1u] = vec4<f32>(wv[4], wv[5], wv[6], wv[7]);
+        workgroupBarrier();
+        for (var kk = 0u; kk < 8u; kk = kk + 1u) {
+            // k = 4kk..4kk+4 of weight rows tx + 16j, dotted with each x row's 4 values.
+            let b0 = ws[tx * WS_STRIDE + kk];
+            let b1 = ws[(tx + 16u) * WS_STRIDE + kk];
+            let b2 = ws[(tx + 32u) * WS_STRIDE + kk];
+            let b3 = ws[(tx + 48u) * WS_STRIDE + kk];
+            for (var i = 0u; i < RM; i = i + 1u) {
+                let a = xs[(ty + 16u * i) * 8u + kk];
+                acc[i] = acc[i] + vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < RM; i = i + 1u) {
+        let gm = m0 + ty + 16u * i;
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let gn = n0 + tx + 16u * j;
+            if (gm < p.m && gn < p.n) {
+                y[gm * p.n + gn] = acc[i][j];
+            }
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Quantised weights (`shaders/quant.wgsl`): GEMV and matmul with ggml Q8_0 / Q4_0 / Q4_1 /
+//! Q4_K blocks read as stored, `y[m, n] = Σ_k x[m, k] · W[n, k]`.
+//!
+//! A [`QuantWeight`] is the tensor's GGUF bytes uploaded unchanged (padded to a whole number of
+//! u32 words): 8.5 bits per weight for Q8_0, 4.5 for Q4_0 / Q4_K, 5 for Q4_1. The kernels
+//! dequantise in registers (GEMV) or into workgroup memory one 32-wide k step at a time
+//! (matmul); there is never a dequantised copy in GPU memory.
+//!
+//! ```ignore
+//! let info = header.tensor("blk.0.ffn_up.weight")?;
+//! let w = QuantWeight::from_gguf(gpu, info, &file[info.range()])?;   // [N, K] as stored
+//! quant::record(gpu, &mut batch, &w, &x, &y)?;                       // x [M, K] → y [M, N]
+//! ```
+
+use super::to_u32;
+use crate::error::{Error, Result};
+use crate::gguf::{GgmlType, TensorInfo};
+use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
+
+const KERNEL: Kernel = Kernel {
+    name: "quant",
+    source: include_str!("../../shaders/quant.wgsl"),
+    uses_reduction: true,
+    uses_f16: false,
+};
+
+/// The block formats the kernels read.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantType {
+    /// 32 weights: f16 scale + 32 i8 (34 bytes).
+    Q8_0,
+    /// 32 weights: f16 scale + 32 nibbles, offset 8 (18 bytes).
+    Q4_0,
+    /// 32 weights: f16 scale, f16 min + 32 nibbles (20 bytes).
+    Q4_1,
+    /// 256 weights: f16 d, f16 dmin, 8 × (6-bit scale, 6-bit min), 256 nibbles (144 bytes).
+    Q4_K,
+}
+
+impl QuantType {
+    /// All supported types.
+    pub const ALL: [QuantType; 4] = [QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_1, QuantType::Q4_K];
+
+    /// Weights per block.
+    pub fn block_size(self) -> usize {
+        match self {
+            QuantType::Q4_K => 256,
+            _ => 32,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            QuantType::Q8_0 => 34,
+            QuantType::Q4_0 => 18,
+            QuantType::Q4_1 => 20,
+            QuantType::Q4_K => 144,
+        }
+    }
+
+    /// The ggml type.
+    pub fn ggml(self) -> GgmlType {
+        match self {
+            QuantType::Q8_0 => GgmlType::Q8_0,
+            QuantType::Q4_0 => GgmlType::Q4_0,
+            QuantType::Q4_1 => GgmlType::Q4_1,
+            QuantType::Q4_K => GgmlType::Q4_K,
+        }
+    }
+
+    /// The kernel-readable type of a ggml type, if any.
+    pub fn from_ggml(t: GgmlType) -> Option<QuantType> {
+        QuantType::ALL.into_iter().find(|q| q.ggml() == t)
+    }
+
+    /// Bytes of a `[rows, cols]` matrix.
+    pub fn bytes(self, rows: usize, cols: usize) -> usize {
+        rows * (cols / self.block_size()) * self.block_bytes()
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            QuantType::Q8_0 => 0,
+            QuantType::Q4_0 => 1,
+            QuantType::Q4_1 => 2,
+            QuantType::Q4_K => 3,
+        }
+    }
+}
+
+/// A `[rows, cols]` weight in ggml blocks on the GPU (rows of `cols / block_size` blocks).
+#[derive(Debug, Clone)]
+pub struct QuantWeight {
+    qtype: QuantType,
+    rows: usize,
+    cols: usize,
+    blocks: GpuTensor,
+}
+
+impl QuantWeight {
+    /// Upload `bytes` (the blocks as ggml stores them, row after row) as a `[rows, cols]` weight.
+    pub fn from_blocks(gpu: &Gpu, name: &str, qtype: QuantType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self> {
+        const NAME: &str = "QuantWeight";
+        if rows == 0 || cols == 0 || !cols.is_multiple_of(qtype.block_size()) {
+            return Err(Error::Shape {
+                op: NAME,
+                detail: format!("'{name}' [{rows}, {cols}]: rows must be positive and K = {cols} a multiple of {qtype:?}'s {} weights", qtype.block_size()),
+            });
+        }
+        let want = rows
+            .checked_mul(cols / qtype.block_size())
+            .and_then(|b| b.checked_mul(qtype.block_bytes()))
+            .filter(|&b| b <= u32::MAX as usize)
+            .ok_or_else(|| Error::Shape { op: NAME, detail: format!("'{name}' [{rows}, {cols}] exceeds u32 byte indexing") })?;
+        if bytes.len() != want {
+            return Err(Error::Data {
+                tensor: name.to_string(),
+                detail: format!("[{rows}, {cols}] in {qtype:?} needs {want} bytes, got {}", bytes.len()),
+            });
+        }
+        to_u32(NAME, "rows", rows)?;
+        let blocks = GpuTensor::zeros(gpu, name, &[want.div_ceil(4)], DType::U32)?;
+        let whole = want / 4 * 4;
+        if whole > 0 {
+            gpu.queue().write_buffer(blocks.buffer().raw(), 0, &bytes[..whole]);
+        }
+        if whole < want {
+            let mut tail = [0u8; 4];
+            tail[..want - whole].copy_from_slice(&bytes[whole..]);
+            gpu.queue().write_buffer(blocks.buffer().raw(), whole as u64, &tail);
+        }
+        Ok(QuantWeight { qtype, rows, cols, blocks })
+    }
+
+    /// Upload a GGUF tensor: `data` is its byte range of the file (`info.range()`).
+    pub fn from_gguf(gpu: &Gpu, info: &TensorInfo, data: &[u8]) -> Result<Self> {
+        let qtype = QuantType::from_ggml(info.ggml_type).ok_or_else(|| Error::DType {
+            op: "QuantWeight::from_gguf",
+            tensor: info.name.clone(),
+            got: info.ggml_type.name(),
+            expected: "Q8_0, Q4_0, Q4_1 or Q4_K".into(),
+        })?;
+        let (rows, cols) = info.rows_cols();
+        Self::from_blocks(gpu, &info.name, qtype, rows as usize, cols as usize, data)
+    }
+
+    /// Block format.
+    pub fn qtype(&self) -> QuantType {
+        self.qtype
+    }
+    /// Output features N.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Input features K.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Bytes of the blocks (what one GEMV reads).
+    pub fn block_bytes(&self) -> usize {
+        self.qtype.bytes(self.rows, self.cols)
+    }
+    /// The u32-word tensor holding the blocks.
+    pub fn tensor(&self) -> &GpuTensor {
+        &self.blocks
+    }
+    /// Name.
+    pub fn name(&self) -> &str {
+        self.blocks.name()
+    }
+}
+
+/// Which kernel computes `y = x · Wᵀ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Workgroup per `rows` outputs of one x row, `workgroup` invocations, reduction path.
+    Gemv {
+        /// Outputs per workgroup (x values are loaded once for all of them).
+        rows: u32,
+        /// Reduction path.
+        reduction: Reduction,
+    },
+    /// Tiled: 64 weight rows × 16·`rm` x rows per workgroup (workgroup storage:
+    /// [`matmul_workgroup_bytes`]).
+    Matmul {
+        /// x rows per invocation (1, 2 or 4).
+        rm: u32,
+    },
+}
+
+/// x rows up to which [`record`] uses the GEMV kernel.
+pub const GEMV_MAX_M: usize = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    units: u32,
+    groups_n: u32,
+    _pad: [u32; 3],
+}
+
+/// Workgroup storage of the matmul with `rm` x rows per invocation: the x tile (16·rm rows ×
+/// 32 f32) and the weight tile (64 rows × 36 f32, padded against bank conflicts).
+pub fn matmul_workgroup_bytes(rm: u32) -> u32 {
+    16 * rm * 32 * 4 + 64 * 36 * 4
+}
+
+/// The preferred variant for `m` x rows.
+pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
+    if m <= GEMV_MAX_M {
+        return Variant::Gemv { rows: 4, reduction: gpu.caps().variants.reduction };
+    }
+    let want = if m >= 48 { 4 } else if m >= 24 { 2 } else { 1 };
+    // rm = 4 needs 17 KiB of workgroup storage: above WebGPU's default 16 KiB limit.
+    let rm = [4, 2, 1]
+        .into_iter()
+        .find(|&rm| rm <= want && matmul_workgroup_bytes(rm) <= gpu.caps().max_workgroup_storage)
+        .unwrap_or(1);
+    Variant::Matmul { rm }
+}
+
+/// Record `y = x · Wᵀ` (`x: [.., K]` f32 with M rows, `y: [.., N]` f32 with M rows), GEMV for
+/// small M, the tiled matmul beyond.
+pub fn record(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
+    record_variant(gpu, batch, w, x, y, preferred_variant(gpu, x.rows()))
+}
+
+/// Record with an explicit variant (tests and benchmarks).
+pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTensor, y: &GpuTensor, variant: Variant) -> Result<()> {
+    const NAME: &str = "quant_matmul";
+    x.expect_dtype(NAME, &[DType::F32])?;
+    y.expect_dtype(NAME, &[DType::F32])?;
+    if x.last_dim() != w.cols || y.last_dim() != w.rows || x.rows() != y.rows() || x.numel() == 0 {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!(
+                "'{}' {:?} · '{}' [{}, {}]ᵀ → '{}' {:?}: x must be [M, {}] and y [M, {}]",
+                x.name(),
+                x.shape(),
+                w.name(),
+                w.rows,
+                w.cols,
+                y.name(),
+                y.shape(),
+                w.cols,
+                w.rows
+            ),
+        });
+    }
+    super::norm::no_alias(NAME, &[y], &[x, &w.blocks])?;
+    let m = to_u32(NAME, "rows of x", x.rows())?;
+    let n = to_u32(NAME, "rows of W", w.rows)?;
+    to_u32(NAME, "elements of x", x.numel())?;
+    to_u32(NAME, "elements of y", y.numel())?;
+    let k = to_u32(NAME, "K", w.cols)?;
+    let units = k / 32;
+    let qtype = Const::U32(w.qtype.code());
+    let buffers = [(1, w.blocks.buffer()), (2, w.blocks.buffer()), (3, x.buffer()), (4, y.buffer())];
+    match variant {
+        Variant::Gemv { rows, reduction } => {
+            super::norm::require_reduction(gpu, NAME, reduction)?;
+            if !(1..=8).contains(&rows) {
+                return Err(Error::Shape { op: NAME, detail: format!("GEMV rows per workgroup {rows} not in 1..=8") });
+            }
+            // Enough invocations for one unit (32 weights) each, a power of two in 64..=device.
+            let wg = units.next_power_of_two().clamp(64, gpu.caps().variants.reduce_workgroup.max(64));
+            let wg = wg.min(gpu.caps().variants.reduce_workgroup);
+            let groups_n = n.div_ceil(rows);
+            let consts = [("QTYPE", qtype), ("WG", Const::U32(wg)), ("ROWS", Const::U32(rows)), ("RM", Const::U32(1))];
+            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv", Some(reduction), &consts)?;
+            let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
+            batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
+        }
+        Variant::Matmul { rm } => {
+            if ![1, 2, 4].contains(&rm)
+                || gpu.caps().max_invocations < 256
+                || matmul_workgroup_bytes(rm) > gpu.caps().max_workgroup_storage
+            {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: format!("matmul rm={rm}"),
+                    why: format!(
+                        "rm must be 1, 2 or 4, and the device must allow 256 invocations and {} bytes of workgroup storage per workgroup",
+                        matmul_workgroup_bytes(rm)
+                    ),
+                });
+            }
+            let groups_n = n.div_ceil(64);
+            let tiles_m = m.div_ceil(16 * rm);
+            let consts = [
+                ("QTYPE", qtype),
+                ("WG", Const::U32(gpu.caps().variants.reduce_workgroup)),
+                ("ROWS", Const::U32(1)),
+                ("RM", Const::U32(rm)),
+            ];
+            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul", Some(Reduction::SharedMemory), &consts)?;
+            let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
+            batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(tiles_m))?)
+        }
+    }
+}
