@@ -12,6 +12,7 @@ pub mod generate;
 pub mod gguf;
 pub mod gpu;
 pub mod load;
+pub mod models;
 pub mod ops;
 pub mod tokenizer;
 

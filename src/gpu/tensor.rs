@@ -160,6 +160,17 @@ impl GpuTensor {
         })
     }
 
+    /// The same buffer seen with another shape of the same number of elements (no copy).
+    pub fn reshape(&self, shape: &[usize]) -> Result<GpuTensor> {
+        if numel(shape) != self.numel() {
+            return Err(Error::Shape {
+                op: "GpuTensor::reshape",
+                detail: format!("'{}' {:?} has {} elements, {shape:?} needs {}", self.name, self.shape, self.numel(), numel(shape)),
+            });
+        }
+        Ok(GpuTensor { name: self.name.clone(), shape: shape.to_vec(), dtype: self.dtype, buffer: self.buffer.clone() })
+    }
+
     /// Name (used in every error about this tensor).
     pub fn name(&self) -> &str {
         &self.name

@@ -11,6 +11,7 @@ mod elementwise;
 mod ffn;
 mod gemv;
 mod linear_util;
+mod llama;
 mod matmul;
 mod pooling;
 mod quant;

@@ -1,0 +1,296 @@
+//! Llama-family decoders (Llama, SmolLM2, Qwen2 with q/k/v biases), from `config.json` alone.
+//!
+//! Per layer: `h = rmsnorm(x)`, q/k/v projections (+ bias for Qwen2), RoPE on q (prefill; decode
+//! rotates q inside the attention kernel) and on k as it is written to the KV cache, flash
+//! attention (prefill) or flash-decoding (decode) straight from the cache, `x += o_proj(attn)`
+//! fused into the projection's epilogue, `h = rmsnorm(x)`, SwiGLU (the product fused into the gate
+//! projection's epilogue), `x += down(h)` fused likewise. Activations are f32; weights stay as
+//! stored (bf16 / f16 / f32).
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Gpu, GpuTensor};
+use crate::load::config::{DecoderConfig, ModelConfig};
+use crate::load::source::ByteSource;
+use crate::load::{load_weights, LoadOptions, Progress};
+use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
+use crate::ops::embedding::{self, Lookup, Tables, TokenIds};
+use crate::ops::kv_cache::{KvCache, KvDType};
+use crate::ops::linear::{self, Act, Epilogue, Residual};
+use crate::ops::norm::{self, Norm};
+use crate::ops::rope::{self as rope_op, RopeConfig, RopeLayout};
+
+struct Layer {
+    attn_norm: GpuTensor,
+    wq: GpuTensor,
+    wk: GpuTensor,
+    wv: GpuTensor,
+    bq: Option<GpuTensor>,
+    bk: Option<GpuTensor>,
+    bv: Option<GpuTensor>,
+    wo: GpuTensor,
+    ffn_norm: GpuTensor,
+    w_gate: GpuTensor,
+    w_up: GpuTensor,
+    w_down: GpuTensor,
+    cache: KvCache,
+}
+
+/// Activations for `t` tokens, reused while the token count stays the same.
+struct Scratch {
+    tokens: usize,
+    x: GpuTensor,
+    h: GpuTensor,
+    q: GpuTensor,
+    k: GpuTensor,
+    v: GpuTensor,
+    attn: GpuTensor,
+    up: GpuTensor,
+    mid: GpuTensor,
+    ids: TokenIds,
+}
+
+/// A loaded decoder with its KV cache.
+pub struct Llama {
+    cfg: DecoderConfig,
+    embed: GpuTensor,
+    lm_head: GpuTensor,
+    final_norm: GpuTensor,
+    layers: Vec<Layer>,
+    rope: Rope,
+    rope_q: rope_op::Rope,
+    decode_scratch: DecodeScratch,
+    scratch: Option<Scratch>,
+    last: GpuTensor,
+    last_norm: GpuTensor,
+    logits: GpuTensor,
+    max_ctx: usize,
+    kv_dtype: KvDType,
+    dispatches_last_decode: usize,
+}
+
+/// Options for [`Llama::load`].
+#[derive(Debug, Clone)]
+pub struct LlamaOptions {
+    /// KV cache storage (default f16: half the memory of f32, no shader-f16 needed).
+    pub kv_cache: KvDType,
+    /// Context length to allocate the cache for (capped by the config's).
+    pub max_context: usize,
+}
+
+impl Default for LlamaOptions {
+    fn default() -> Self {
+        LlamaOptions { kv_cache: KvDType::F16, max_context: 2048 }
+    }
+}
+
+/// Norm weights and biases are read by kernels as f32: widen 16-bit ones once at load.
+async fn as_f32(gpu: &Gpu, t: &GpuTensor) -> Result<GpuTensor> {
+    if t.dtype() == DType::F32 {
+        return Ok(t.clone());
+    }
+    let v = t.to_f32_vec(gpu).await?;
+    GpuTensor::from_f32(gpu, t.name(), t.shape(), DType::F32, &v)
+}
+
+impl Llama {
+    /// Load `config.json` and the safetensors weights from `source`.
+    pub async fn load<S: ByteSource>(
+        gpu: &Gpu,
+        source: &S,
+        opts: &LlamaOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Llama> {
+        let cfg = match ModelConfig::load(source).await? {
+            ModelConfig::Decoder(c) => c,
+            ModelConfig::Bert(_) => {
+                return Err(Error::BadModelFile { file: "config.json".into(), detail: "a BERT encoder, not a decoder".into() })
+            }
+        };
+        let weights = load_weights(gpu, source, &LoadOptions::default(), progress).await?;
+        let w = |name: &str| weights.get(name).cloned();
+        let max_ctx = opts.max_context.min(cfg.max_position_embeddings.max(1)).max(1);
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let bias = |n: &str| -> Result<Option<GpuTensor>> {
+                if cfg.qkv_bias {
+                    Ok(Some(weights.get(&format!("{p}.self_attn.{n}.bias"))?.clone()))
+                } else {
+                    Ok(None)
+                }
+            };
+            let (bq, bk, bv) = (bias("q_proj")?, bias("k_proj")?, bias("v_proj")?);
+            layers.push(Layer {
+                attn_norm: as_f32(gpu, &w(&format!("{p}.input_layernorm.weight"))?).await?,
+                wq: w(&format!("{p}.self_attn.q_proj.weight"))?,
+                wk: w(&format!("{p}.self_attn.k_proj.weight"))?,
+                wv: w(&format!("{p}.self_attn.v_proj.weight"))?,
+                bq: match bq { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
+                bk: match bk { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
+                bv: match bv { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
+                wo: w(&format!("{p}.self_attn.o_proj.weight"))?,
+                ffn_norm: as_f32(gpu, &w(&format!("{p}.post_attention_layernorm.weight"))?).await?,
+                w_gate: w(&format!("{p}.mlp.gate_proj.weight"))?,
+                w_up: w(&format!("{p}.mlp.up_proj.weight"))?,
+                w_down: w(&format!("{p}.mlp.down_proj.weight"))?,
+                cache: KvCache::new(gpu, &format!("{p}.kv_cache"), max_ctx, nkv, hd, opts.kv_cache)?,
+            });
+        }
+        let embed = w("model.embed_tokens.weight")?;
+        let lm_head = if cfg.tie_word_embeddings || !weights.contains("lm_head.weight") {
+            embed.clone()
+        } else {
+            w("lm_head.weight")?
+        };
+        let final_norm = as_f32(gpu, &w("model.norm.weight")?).await?;
+        let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd };
+        let rope_q = rope_op::Rope::new(
+            gpu,
+            RopeConfig { theta: cfg.rope_theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit },
+        )?;
+        let h = cfg.hidden_size;
+        let v = lm_head.shape().first().copied().unwrap_or(cfg.vocab_size);
+        Ok(Llama {
+            decode_scratch: DecodeScratch::new(gpu, nh, hd, max_ctx)?,
+            last: GpuTensor::zeros(gpu, "last_hidden", &[1, h], DType::F32)?,
+            last_norm: GpuTensor::zeros(gpu, "last_hidden_norm", &[1, h], DType::F32)?,
+            logits: GpuTensor::zeros(gpu, "logits", &[1, v], DType::F32)?,
+            cfg,
+            embed,
+            lm_head,
+            final_norm,
+            layers,
+            rope,
+            rope_q,
+            scratch: None,
+            max_ctx,
+            kv_dtype: opts.kv_cache,
+            dispatches_last_decode: 0,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+
+    /// Tokens in the KV cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.layers.first().map(|l| l.cache.len()).unwrap_or(0)
+    }
+
+    /// Context capacity of the cache.
+    pub fn max_context(&self) -> usize {
+        self.max_ctx
+    }
+
+    /// KV cache storage format.
+    pub fn kv_dtype(&self) -> KvDType {
+        self.kv_dtype
+    }
+
+    /// Dispatches recorded by the last one-token forward pass (a metric: see README).
+    pub fn dispatches_per_token(&self) -> usize {
+        self.dispatches_last_decode
+    }
+
+    /// Forget the cached tokens.
+    pub fn reset(&mut self) {
+        for l in &mut self.layers {
+            l.cache.reset();
+        }
+    }
+
+    /// Keep only the first `n` cached tokens (reuse a chat's unchanged prefix).
+    pub fn truncate(&mut self, n: usize) -> Result<()> {
+        for l in &mut self.layers {
+            l.cache.truncate(n)?;
+        }
+        Ok(())
+    }
+
+    fn scratch(&mut self, gpu: &Gpu, t: usize) -> Result<Scratch> {
+        if let Some(s) = self.scratch.take() {
+            if s.tokens == t {
+                return Ok(s);
+            }
+        }
+        let c = &self.cfg;
+        let (h, nh, nkv, hd, ff) = (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size);
+        let z = |name: &str, shape: &[usize]| GpuTensor::zeros(gpu, name, shape, DType::F32);
+        Ok(Scratch {
+            tokens: t,
+            x: z("x", &[t, h])?,
+            h: z("h", &[t, h])?,
+            q: z("q", &[t, nh * hd])?,
+            k: z("k", &[t, nkv * hd])?,
+            v: z("v", &[t, nkv * hd])?,
+            attn: z("attn", &[t, nh * hd])?,
+            up: z("up", &[t, ff])?,
+            mid: z("mid", &[t, ff])?,
+            ids: TokenIds::with_capacity(gpu, "ids", t)?,
+        })
+    }
+
+    /// Run `ids` through the model after the cached tokens and return the logits of the last one.
+    pub async fn forward(&mut self, gpu: &Gpu, ids: &[u32]) -> Result<Vec<f32>> {
+        let t = ids.len();
+        if t == 0 {
+            return Err(Error::Shape { op: "Llama::forward", detail: "no tokens".into() });
+        }
+        let start = self.cached_tokens();
+        if start + t > self.max_ctx {
+            return Err(Error::ContextFull { cache: "kv_cache".into(), len: start, adding: t, max: self.max_ctx });
+        }
+        let mut s = self.scratch(gpu, t)?;
+        s.ids.set(gpu, ids)?;
+        let c = self.cfg.clone();
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let eps = c.rms_norm_eps as f32;
+        let mut b = gpu.batch();
+        let tables = Tables { word: &self.embed, position: None, token_type: None };
+        embedding::record(gpu, &mut b, &tables, &Lookup::new(&s.ids), &s.x)?;
+        let q3 = s.q.reshape(&[t, nh, hd])?;
+        let k3 = s.k.reshape(&[t, nkv, hd])?;
+        let v3 = s.v.reshape(&[t, nkv, hd])?;
+        let a3 = s.attn.reshape(&[t, nh, hd])?;
+        for l in &mut self.layers {
+            norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.attn_norm, eps))?;
+            let ebq = Epilogue { bias: l.bq.as_ref(), ..Default::default() };
+            let ebk = Epilogue { bias: l.bk.as_ref(), ..Default::default() };
+            let ebv = Epilogue { bias: l.bv.as_ref(), ..Default::default() };
+            linear::record(gpu, &mut b, &s.h, &l.wq, &s.q, &ebq)?;
+            linear::record(gpu, &mut b, &s.h, &l.wk, &s.k, &ebk)?;
+            linear::record(gpu, &mut b, &s.h, &l.wv, &s.v, &ebv)?;
+            l.cache.append(gpu, &mut b, &k3, &v3, Some(self.rope))?;
+            if t == 1 {
+                let q1 = s.q.reshape(&[nh, hd])?;
+                let a1 = s.attn.reshape(&[nh, hd])?;
+                let opts = DecodeOptions { rope: Some(self.rope), ..Default::default() };
+                attention::decode(gpu, &mut b, &q1, &l.cache, &a1, &self.decode_scratch, &opts)?;
+            } else {
+                self.rope_q.record(gpu, &mut b, &q3, None, start)?;
+                let opts = AttentionOptions { causal: true, ..Default::default() };
+                attention::flash_prefill(gpu, &mut b, &q3, Kv::Cache(&l.cache), &a3, &opts)?;
+            }
+            let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
+            linear::record(gpu, &mut b, &s.attn, &l.wo, &s.x, &add_x)?;
+            norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.ffn_norm, eps))?;
+            linear::record(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
+            let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
+            linear::record(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate)?;
+            linear::record(gpu, &mut b, &s.mid, &l.w_down, &s.x, &add_x)?;
+        }
+        let row = (c.hidden_size * 4) as u64;
+        b.copy(s.x.buffer(), row * (t as u64 - 1), self.last.buffer(), 0, row);
+        norm::record(gpu, &mut b, &self.last, &self.last_norm, &Norm::rms(&self.final_norm, eps))?;
+        linear::record(gpu, &mut b, &self.last_norm, &self.lm_head, &self.logits, &Epilogue::NONE)?;
+        if t == 1 {
+            self.dispatches_last_decode = b.dispatches();
+        }
+        gpu.submit(b)?;
+        self.scratch = Some(s);
+        self.logits.to_f32_vec(gpu).await
+    }
+}

@@ -1,0 +1,3 @@
+//! Models: one readable file per architecture, built from the ops.
+
+pub mod llama;
