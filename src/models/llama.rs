@@ -14,6 +14,7 @@ use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
 use crate::ops::embedding::{self, Lookup, Tables, TokenIds};
+use crate::ops::ffn;
 use crate::ops::kv_cache::{KvCache, KvDType};
 use crate::ops::linear::{self, Act, Epilogue, Residual};
 use crate::ops::norm::{self, Norm};
@@ -277,9 +278,14 @@ impl Llama {
             let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
             linear::record(gpu, &mut b, &s.attn, &l.wo, &s.x, &add_x)?;
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.ffn_norm, eps))?;
-            linear::record(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
-            let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
-            linear::record(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate)?;
+            if t == 1 {
+                // Decode: gate and up read together, silu(gate)·up in one dispatch (seed item 14).
+                ffn::record_swiglu(gpu, &mut b, &s.h, &l.w_gate, &l.w_up, &s.mid)?;
+            } else {
+                linear::record(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
+                let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
+                linear::record(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate)?;
+            }
             linear::record(gpu, &mut b, &s.mid, &l.w_down, &s.x, &add_x)?;
         }
         let row = (c.hidden_size * 4) as u64;
