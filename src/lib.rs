@@ -11,6 +11,7 @@ pub mod error;
 pub mod generate;
 pub mod gpu;
 pub mod load;
+pub mod models;
 pub mod ops;
 pub mod tokenizer;
 

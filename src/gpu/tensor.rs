@@ -189,6 +189,18 @@ impl GpuTensor {
         self.numel() / self.last_dim().max(1)
     }
 
+    /// The same buffer under another shape with the same element count (a view: no copy; writes
+    /// through either are seen by both).
+    pub fn reshape(&self, shape: &[usize]) -> Result<GpuTensor> {
+        if numel(shape) != self.numel() {
+            return Err(Error::Shape {
+                op: "reshape",
+                detail: format!("'{}' is {:?} ({} elements), cannot view it as {shape:?}", self.name, self.shape, self.numel()),
+            });
+        }
+        Ok(GpuTensor { name: self.name.clone(), shape: shape.to_vec(), dtype: self.dtype, buffer: self.buffer.clone() })
+    }
+
     /// Check the dtype for an op.
     pub fn expect_dtype(&self, op: &'static str, want: &[DType]) -> Result<()> {
         if want.contains(&self.dtype) {

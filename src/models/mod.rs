@@ -1,0 +1,3 @@
+//! Model architectures built from the ops.
+
+pub mod bert;
