@@ -2,6 +2,7 @@
 //! (sentence-transformers, f32 on the CPU), natively and in headless Chromium.
 
 use crate::models::{fixture, ids, model, MINILM, MINILM_FIXTURE};
+use kjarni_web::ops::tune::now_ms;
 use kjarni_web::models::bert::{BertModel, DISPATCHES_OUTSIDE_LAYERS, DISPATCHES_PER_LAYER};
 
 /// Cosine with the reference embedding. f32 compute against f32 PyTorch: the embedding's
@@ -54,24 +55,34 @@ gpu_test!(bert_minilm_single_sentences_match_reference, async {
     let h = m.dim();
     for (text, want, case) in cases() {
         assert_eq!(m.tokenize(&text).unwrap(), ids(&case["input_ids"]), "ids of {text:?}");
-        let got = m.embed_one(&gpu, &text).await.unwrap();
+        // One forward pass per sentence: the pooled embedding and the last hidden state.
+        let enc = m.encode(&gpu, &[&text]).await.unwrap();
+        let got = enc.pooled.to_f32_vec(&gpu).await.unwrap();
         let c = cosine(&got, &want);
         let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         say!("single {:?}: 1 - cosine {:.1e}, max |diff| {max_diff:.2e}", text.chars().take(30).collect::<String>(), 1.0 - c);
         assert!(c >= MIN_COSINE, "{text:?}: cosine {c} < {MIN_COSINE}");
         let norm: f64 = got.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "{text:?}: norm {norm}");
-        let hidden = m.last_hidden_state(&gpu, &[&text]).await.unwrap().pop().unwrap();
-        let len = hidden.len() / h;
-        assert_eq!(len, case["input_ids"].as_array().unwrap().len());
+        let len = case["input_ids"].as_array().unwrap().len();
+        assert_eq!(enc.hidden.shape(), [1, len, h]);
+        let hidden = enc.hidden.to_f32_vec(&gpu).await.unwrap();
         check_hidden(&format!("{text:?} first token"), &hidden[..8], &case["hidden_first_token_first8"]);
         check_hidden(&format!("{text:?} last token"), &hidden[(len - 1) * h..(len - 1) * h + 8], &case["hidden_last_token_first8"]);
+        // The convenience calls run the same pass (shortest sentence only: browser time).
+        if len <= 3 {
+            assert_eq!(m.embed_one(&gpu, &text).await.unwrap(), got, "embed_one");
+            let hs = m.last_hidden_state(&gpu, &[&text]).await.unwrap();
+            assert_eq!((hs.len(), &hs[0][..]), (1, &hidden[..]), "last_hidden_state");
+        }
     }
 });
 
 gpu_test!(bert_minilm_padded_batch_matches_reference, async {
     let gpu = crate::common::gpu().await;
+    let t = now_ms();
     let m = BertModel::load(&gpu, &model(MINILM).await).await.unwrap();
+    say!("timing: load {:.0} ms", now_ms() - t);
     let h = m.dim();
     let cases = cases();
     let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
@@ -79,14 +90,15 @@ gpu_test!(bert_minilm_padded_batch_matches_reference, async {
     // The batch must really be padded, or the mask is not exercised.
     assert!(lens.iter().min() < lens.iter().max(), "fixture lengths {lens:?}");
 
-    // Dispatch count of one forward pass.
+    // One forward pass of the padded batch: dispatch count, embeddings and hidden states.
     let seqs: Vec<Vec<u32>> = texts.iter().map(|t| m.tokenize(t).unwrap()).collect();
     let mut b = gpu.batch();
-    let _enc = m.record(&gpu, &mut b, &seqs).unwrap();
+    let enc = m.record(&gpu, &mut b, &seqs).unwrap();
     assert_eq!(b.dispatches(), DISPATCHES_OUTSIDE_LAYERS + 6 * DISPATCHES_PER_LAYER);
-    drop(b);
-
-    let got = m.embed(&gpu, &texts).await.unwrap();
+    gpu.submit(b).unwrap();
+    assert_eq!((enc.lens.clone(), enc.seq), (lens.clone(), *lens.iter().max().unwrap()));
+    let pooled = enc.pooled.to_f32_vec(&gpu).await.unwrap();
+    let got: Vec<Vec<f32>> = pooled.chunks_exact(h).map(<[f32]>::to_vec).collect();
     assert_eq!(got.len(), 5);
     for ((text, want, _), e) in cases.iter().zip(&got) {
         let c = cosine(e, want);
@@ -103,12 +115,32 @@ gpu_test!(bert_minilm_padded_batch_matches_reference, async {
         }
     }
     // Hidden states of the padded batch: valid rows only, first and last token of each sequence.
-    let hidden = m.last_hidden_state(&gpu, &texts).await.unwrap();
-    for ((text, _, case), (hs, &len)) in cases.iter().zip(hidden.iter().zip(&lens)) {
-        assert_eq!(hs.len(), len * h);
+    let hidden = enc.hidden.to_f32_vec(&gpu).await.unwrap();
+    assert_eq!(enc.hidden.shape(), [5, enc.seq, h]);
+    for (i, ((text, _, case), &len)) in cases.iter().zip(&lens).enumerate() {
+        let hs = &hidden[i * enc.seq * h..(i * enc.seq + len) * h];
         check_hidden(&format!("batched {text:?} first token"), &hs[..8], &case["hidden_first_token_first8"]);
         check_hidden(&format!("batched {text:?} last token"), &hs[(len - 1) * h..(len - 1) * h + 8], &case["hidden_last_token_first8"]);
     }
+    // Timings (printed, not asserted): warm calls, pipelines compiled by the calls above.
+    // Headless Chromium (SwiftShader) is slow: one repetition there.
+    let reps = if cfg!(target_arch = "wasm32") { 1 } else { 3 };
+    let t0 = now_ms();
+    for _ in 0..reps {
+        m.embed(&gpu, &texts).await.unwrap();
+    }
+    let t1 = now_ms();
+    for _ in 0..reps {
+        m.embed_one(&gpu, texts[0]).await.unwrap();
+    }
+    let t2 = now_ms();
+    say!(
+        "timing: batch of 5 (padded to {} tokens) {:.1} ms, one sentence ({} tokens) {:.1} ms",
+        lens.iter().max().unwrap(),
+        (t1 - t0) / f64::from(reps),
+        lens[0],
+        (t2 - t1) / f64::from(reps)
+    );
     // Empty input, and an error (not a panic) for an empty token sequence.
     assert!(m.embed(&gpu, &[]).await.unwrap().is_empty());
     let mut b = gpu.batch();
