@@ -145,14 +145,17 @@ impl BertModel {
         }
         let (h, heads, inter) = (config.hidden_size, config.num_attention_heads, config.intermediate_size);
         if heads == 0 || !h.is_multiple_of(heads) {
-            return Err(bad("config.json", format!("hidden_size {h} is not a multiple of num_attention_heads {heads}")));
+            return Err(bad(
+                "config.json",
+                format!("hidden_size {h} is not a multiple of num_attention_heads {heads}"),
+            ));
         }
         // sentence-transformers truncates to max_seq_length (256 for MiniLM); BERT itself to its
         // position table.
         let mut max_tokens = config.max_position_embeddings;
         if let Some(bytes) = source.read_optional("sentence_bert_config.json").await? {
-            let v: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| bad("sentence_bert_config.json", e.to_string()))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| bad("sentence_bert_config.json", e.to_string()))?;
             if let Some(m) = v.get("max_seq_length").and_then(|m| m.as_u64()) {
                 max_tokens = max_tokens.min(m as usize);
             }
@@ -163,7 +166,8 @@ impl BertModel {
         let word = matrix(&mut w, &format!("{p}embeddings.word_embeddings.weight"), config.vocab_size, h)?;
         let position =
             matrix(&mut w, &format!("{p}embeddings.position_embeddings.weight"), config.max_position_embeddings, h)?;
-        let token_type = matrix(&mut w, &format!("{p}embeddings.token_type_embeddings.weight"), config.type_vocab_size, h)?;
+        let token_type =
+            matrix(&mut w, &format!("{p}embeddings.token_type_embeddings.weight"), config.type_vocab_size, h)?;
         let emb_ln_w = vector(gpu, &mut w, &format!("{p}embeddings.LayerNorm.weight"), h).await?;
         let emb_ln_b = vector(gpu, &mut w, &format!("{p}embeddings.LayerNorm.bias"), h).await?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -242,7 +246,8 @@ impl BertModel {
                 detail: format!("{seq} tokens exceed max_position_embeddings {}", self.config.max_position_embeddings),
             });
         }
-        let (h, heads, inter) = (self.config.hidden_size, self.config.num_attention_heads, self.config.intermediate_size);
+        let (h, heads, inter) =
+            (self.config.hidden_size, self.config.num_attention_heads, self.config.intermediate_size);
         let d = h / heads;
         let t = b * seq;
         let pad = self.config.pad_token_id;
@@ -291,7 +296,14 @@ impl BertModel {
             linear::record(gpu, batch, &ctx, &l.o_w, &a, &Epilogue::bias(&l.o_b))?;
             // Post-LN: h1 = LN(attn + x).
             norm::record(gpu, batch, &a, &h1, &Norm::layer(&l.ln1_w, Some(&l.ln1_b), self.eps).residual(&x, false))?;
-            linear::record(gpu, batch, &h1, &l.fc1_w, &f, &Epilogue { bias: Some(&l.fc1_b), act: Act::Gelu, residual: None })?;
+            linear::record(
+                gpu,
+                batch,
+                &h1,
+                &l.fc1_w,
+                &f,
+                &Epilogue { bias: Some(&l.fc1_b), act: Act::Gelu, residual: None },
+            )?;
             linear::record(gpu, batch, &f, &l.fc2_w, &g, &Epilogue::bias(&l.fc2_b))?;
             // x = LN(ffn + h1).
             norm::record(gpu, batch, &g, &x, &Norm::layer(&l.ln2_w, Some(&l.ln2_b), self.eps).residual(&h1, false))?;
