@@ -160,17 +160,6 @@ impl GpuTensor {
         })
     }
 
-    /// The same buffer seen with another shape of the same number of elements (no copy).
-    pub fn reshape(&self, shape: &[usize]) -> Result<GpuTensor> {
-        if numel(shape) != self.numel() {
-            return Err(Error::Shape {
-                op: "GpuTensor::reshape",
-                detail: format!("'{}' {:?} has {} elements, {shape:?} needs {}", self.name, self.shape, self.numel(), numel(shape)),
-            });
-        }
-        Ok(GpuTensor { name: self.name.clone(), shape: shape.to_vec(), dtype: self.dtype, buffer: self.buffer.clone() })
-    }
-
     /// Name (used in every error about this tensor).
     pub fn name(&self) -> &str {
         &self.name
@@ -198,6 +187,18 @@ impl GpuTensor {
     /// Product of all but the last dimension.
     pub fn rows(&self) -> usize {
         self.numel() / self.last_dim().max(1)
+    }
+
+    /// The same buffer under another shape with the same element count (a view: no copy; writes
+    /// through either are seen by both).
+    pub fn reshape(&self, shape: &[usize]) -> Result<GpuTensor> {
+        if numel(shape) != self.numel() {
+            return Err(Error::Shape {
+                op: "reshape",
+                detail: format!("'{}' is {:?} ({} elements), cannot view it as {shape:?}", self.name, self.shape, self.numel()),
+            });
+        }
+        Ok(GpuTensor { name: self.name.clone(), shape: shape.to_vec(), dtype: self.dtype, buffer: self.buffer.clone() })
     }
 
     /// Check the dtype for an op.

@@ -1,3 +1,4 @@
 //! Models: one readable file per architecture, built from the ops.
 
+pub mod bert;
 pub mod llama;

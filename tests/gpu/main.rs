@@ -7,6 +7,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 #[macro_use]
 mod common;
 mod attention;
+mod bert;
 mod elementwise;
 mod ffn;
 mod gemv;
