@@ -244,6 +244,97 @@ impl<D: FnMut(&[u32]) -> Result<String>> TextStream<D> {
     }
 }
 
+/// A model that turns token ids into next-token logits, keeping its own KV cache.
+#[allow(async_fn_in_trait)]
+pub trait CausalLm {
+    /// Run `ids` after the cached tokens; logits of the last one.
+    async fn forward(&mut self, gpu: &crate::gpu::Gpu, ids: &[u32]) -> Result<Vec<f32>>;
+    /// Ids that end a generation.
+    fn eos_ids(&self) -> Vec<u32>;
+    /// Tokens that still fit in the cache.
+    fn context_left(&self) -> usize;
+}
+
+/// What to generate.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// Sampling.
+    pub sampling: SamplingParams,
+    /// At most this many new tokens (0: until the context is full).
+    pub max_tokens: usize,
+    /// Stop strings (not included in the output).
+    pub stop: Vec<String>,
+    /// Extra stop token ids besides the model's EOS ids.
+    pub stop_token_ids: Vec<u32>,
+}
+
+/// The result of [`generate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The generated text (stop string excluded).
+    pub text: String,
+    /// The generated token ids (EOS excluded).
+    pub tokens: Vec<u32>,
+    /// Why it ended.
+    pub finish: FinishReason,
+}
+
+/// Prefill `prompt`, then sample until EOS, a stop string, `max_tokens`, the context's end or
+/// cancellation, streaming text deltas to `on_text`. A prompt that does not fit the context is
+/// an error ([`crate::Error::ContextFull`]) before any work.
+pub async fn generate<M: CausalLm>(
+    model: &mut M,
+    gpu: &crate::gpu::Gpu,
+    decode: impl FnMut(&[u32]) -> Result<String>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    cancel: &CancelToken,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Generation> {
+    if prompt.len() > model.context_left() {
+        return Err(crate::Error::ContextFull { cache: "kv_cache".into(), len: 0, adding: prompt.len(), max: model.context_left() });
+    }
+    let mut sampler = Sampler::new(opts.sampling.clone());
+    let mut stops = model.eos_ids();
+    stops.extend(&opts.stop_token_ids);
+    let mut stream = TextStream::new(decode, opts.stop.clone());
+    let mut context = prompt.to_vec();
+    let mut text = String::new();
+    let mut tokens = Vec::new();
+    let mut logits = model.forward(gpu, prompt).await?;
+    let finish = loop {
+        if cancel.is_cancelled() {
+            break FinishReason::Cancelled;
+        }
+        let Some(next) = sampler.sample(&mut logits, &context) else {
+            break FinishReason::Stop;
+        };
+        if stops.contains(&next) {
+            break FinishReason::Stop;
+        }
+        tokens.push(next);
+        context.push(next);
+        let (delta, stopped) = stream.push(next)?;
+        if !delta.is_empty() {
+            on_text(&delta);
+            text.push_str(&delta);
+        }
+        if stopped {
+            break FinishReason::Stop;
+        }
+        if (opts.max_tokens > 0 && tokens.len() >= opts.max_tokens) || model.context_left() == 0 {
+            break FinishReason::Length;
+        }
+        logits = model.forward(gpu, &[next]).await?;
+    };
+    let rest = stream.finish();
+    if !rest.is_empty() {
+        on_text(&rest);
+        text.push_str(&rest);
+    }
+    Ok(Generation { text, tokens, finish })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

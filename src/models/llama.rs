@@ -67,6 +67,8 @@ pub struct Llama {
     max_ctx: usize,
     kv_dtype: KvDType,
     dispatches_last_decode: usize,
+    /// The token ids in the KV cache, in order (to reuse a chat's unchanged prefix).
+    tokens: Vec<u32>,
 }
 
 /// Options for [`Llama::load`].
@@ -168,6 +170,7 @@ impl Llama {
             max_ctx,
             kv_dtype: opts.kv_cache,
             dispatches_last_decode: 0,
+            tokens: Vec::new(),
         })
     }
 
@@ -201,6 +204,7 @@ impl Llama {
         for l in &mut self.layers {
             l.cache.reset();
         }
+        self.tokens.clear();
     }
 
     /// Keep only the first `n` cached tokens (reuse a chat's unchanged prefix).
@@ -208,7 +212,23 @@ impl Llama {
         for l in &mut self.layers {
             l.cache.truncate(n)?;
         }
+        self.tokens.truncate(n);
         Ok(())
+    }
+
+    /// Run a whole conversation's ids, reusing the longest cached prefix they share (the next
+    /// turn of a chat recomputes only the new tokens). Returns the last position's logits.
+    pub async fn forward_reusing(&mut self, gpu: &Gpu, ids: &[u32]) -> Result<Vec<f32>> {
+        let common = self.tokens.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        // At least one token must run to produce logits.
+        let keep = common.min(ids.len().saturating_sub(1));
+        self.truncate(keep)?;
+        self.forward(gpu, &ids[keep..]).await
+    }
+
+    /// Token ids held in the KV cache.
+    pub fn cached_ids(&self) -> &[u32] {
+        &self.tokens
     }
 
     fn scratch(&mut self, gpu: &Gpu, t: usize) -> Result<Scratch> {
@@ -297,6 +317,19 @@ impl Llama {
         }
         gpu.submit(b)?;
         self.scratch = Some(s);
+        self.tokens.extend_from_slice(ids);
         self.logits.to_f32_vec(gpu).await
+    }
+}
+
+impl crate::generate::CausalLm for Llama {
+    async fn forward(&mut self, gpu: &Gpu, ids: &[u32]) -> Result<Vec<f32>> {
+        Llama::forward(self, gpu, ids).await
+    }
+    fn eos_ids(&self) -> Vec<u32> {
+        self.cfg.eos_token_ids.clone()
+    }
+    fn context_left(&self) -> usize {
+        self.max_ctx.saturating_sub(self.cached_tokens())
     }
 }

@@ -82,3 +82,57 @@ gpu_test!(smollm2_with_f16_and_int8_kv_cache, async {
         assert!(agree >= 0.99, "KV cache {}: greedy agreement {agree}", kv.name());
     }
 });
+
+gpu_test!(smollm2_generation_api_streams_stops_cancels_and_reuses_the_prefix, async {
+    use kjarni_web::generate::{generate, CancelToken, FinishReason, GenerateOptions};
+    let fx = fixture(SMOLLM2_FIXTURE);
+    let case = &fx["cases"][1]; // the short text prompt
+    let (gpu, mut m) = load(KvDType::F32).await;
+    let tok = kjarni_web::tokenizer::Tokenizer::load(&model(SMOLLM2).await).await.unwrap();
+    let prompt = ids(&case["input_ids"]);
+    let want_ids = ids(&case["greedy_ids"]);
+    let want_text = tok.decode(&want_ids[..8], true).unwrap();
+    let decode = |t: &[u32]| tok.decode(t, true);
+
+    // Greedy, streamed: the deltas concatenate to the fixture's text.
+    let mut streamed = String::new();
+    let opts = GenerateOptions { max_tokens: 8, ..Default::default() };
+    m.reset();
+    let g = generate(&mut m, &gpu, decode, &prompt, &opts, &CancelToken::new(), &mut |d| streamed.push_str(d)).await.unwrap();
+    assert_eq!(g.tokens, want_ids[..8]);
+    assert_eq!(g.text, want_text);
+    assert_eq!(streamed, want_text);
+    assert_eq!(g.finish, FinishReason::Length);
+
+    // A stop string ends it early and is not part of the text.
+    let stop = " colors";
+    assert!(want_text.contains(stop), "{want_text:?}");
+    let opts = GenerateOptions { max_tokens: 8, stop: vec![stop.into()], ..Default::default() };
+    m.reset();
+    let g = generate(&mut m, &gpu, decode, &prompt, &opts, &CancelToken::new(), &mut |_| {}).await.unwrap();
+    assert_eq!(g.finish, FinishReason::Stop);
+    assert_eq!(g.text, want_text[..want_text.find(stop).unwrap()]);
+
+    // Cancellation is checked between tokens.
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    m.reset();
+    let g = generate(&mut m, &gpu, decode, &prompt, &opts, &cancel, &mut |_| {}).await.unwrap();
+    assert_eq!((g.finish, g.tokens.len()), (FinishReason::Cancelled, 0));
+
+    // A prompt longer than the context is an error before any work.
+    m.reset();
+    let long = vec![1u32; m.max_context() + 1];
+    let e = generate(&mut m, &gpu, decode, &long, &opts, &CancelToken::new(), &mut |_| {}).await.unwrap_err();
+    assert!(matches!(e, kjarni_web::Error::ContextFull { .. }), "{e}");
+
+    // The next turn of a chat reuses the cached prefix: same logits as a fresh run.
+    m.reset();
+    let fresh = m.forward(&gpu, &prompt).await.unwrap();
+    m.reset();
+    m.forward(&gpu, &prompt[..3]).await.unwrap();
+    let reused = m.forward_reusing(&gpu, &prompt).await.unwrap();
+    assert_eq!(m.cached_ids(), &prompt[..]);
+    let diff = fresh.iter().zip(&reused).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-3, "prefix reuse changed the logits by {diff}");
+});
