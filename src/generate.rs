@@ -132,7 +132,8 @@ pub fn argmax(logits: &[f32]) -> Option<u32> {
     best.map(|(i, _)| i as u32)
 }
 
-/// A cancellation flag shared between the caller and a running generation; checked between tokens.
+/// A cancellation flag shared between the caller and a running operation (a generation checks it
+/// between tokens, a load between chunks). Cheap to clone; all clones share the flag.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
 

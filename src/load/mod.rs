@@ -22,33 +22,15 @@ pub use source::{ByteSource, MemorySource, RangeReader};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// The single-file checkpoint name.
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
 /// The sharded checkpoint index name.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
-/// A flag the caller sets to stop a load (checked between chunks). Cheap to clone; all clones
-/// share the flag.
-#[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
-
-impl CancelFlag {
-    /// A flag that is not set.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Ask the operation to stop.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed)
-    }
-    /// Whether [`CancelFlag::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+/// A flag the caller sets to stop a load (checked between chunks): the same token that cancels
+/// a generation.
+pub use crate::generate::CancelToken as CancelFlag;
 
 /// How to load weights.
 #[derive(Debug, Clone)]
