@@ -4,6 +4,16 @@
 use super::{Buffer, Gpu};
 use crate::error::{Error, Result};
 
+/// What makes two bind groups the same: pipeline, uniform slice and the bound buffers. A decode
+/// step records the same dispatches with the same buffers and uniform offsets every token, so
+/// after the first token every bind group comes from the cache.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BindKey {
+    pipeline: wgpu::ComputePipeline,
+    uniform: (wgpu::Buffer, u64, u64),
+    buffers: Vec<(u32, wgpu::Buffer)>,
+}
+
 enum Cmd {
     Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, groups: [u32; 3] },
     Copy { src: Buffer, src_offset: u64, dst: Buffer, dst_offset: u64, size: u64 },
@@ -49,23 +59,30 @@ impl Batch {
             self.uniforms.resize((start + slot) as usize, 0);
             (chunk, offset, slot)
         };
-        let mut entries = Vec::with_capacity(buffers.len() + 1);
-        entries.push(wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: chunk.raw(),
-                offset,
-                size: wgpu::BufferSize::new(slot),
-            }),
-        });
-        for (binding, b) in buffers {
-            entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.raw().as_entire_binding() });
-        }
-        let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let key = BindKey {
+            pipeline: pipeline.clone(),
+            uniform: (chunk.raw().clone(), offset, slot),
+            buffers: buffers.iter().map(|(b, buf)| (*b, buf.raw().clone())).collect(),
+        };
+        let bind_group = gpu.bind_group(key, |key| {
+            let mut entries = Vec::with_capacity(key.buffers.len() + 1);
+            entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &key.uniform.0,
+                    offset: key.uniform.1,
+                    size: wgpu::BufferSize::new(key.uniform.2),
+                }),
+            });
+            for (binding, b) in &key.buffers {
+                entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.as_entire_binding() });
+            }
+            gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &key.pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })?;
         self.cmds.push(Cmd::Dispatch { pipeline: pipeline.clone(), bind_group, groups });
         self.dispatches += 1;
         Ok(())

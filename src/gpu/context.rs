@@ -34,6 +34,7 @@ pub struct Gpu {
     pipelines: PipelineCache,
     pub(crate) arena: Mutex<UniformArena>,
     pub(crate) memory: Arc<MemoryTracker>,
+    bind_groups: Mutex<std::collections::HashMap<super::batch::BindKey, wgpu::BindGroup>>,
     reports: Arc<Mutex<Reports>>,
 }
 
@@ -146,6 +147,7 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             arena,
             memory: Arc::new(MemoryTracker::default()),
+            bind_groups: Mutex::new(std::collections::HashMap::new()),
             reports,
         })
     }
@@ -177,6 +179,26 @@ impl Gpu {
     /// A new batch of work to record ops into.
     pub fn batch(&self) -> Batch {
         Batch::default()
+    }
+
+    /// The bind group for `key`, created on first use. The cache is bounded: it is emptied when
+    /// it holds more than `BIND_GROUP_CACHE` entries (prefill shapes change; decode repeats).
+    pub(crate) fn bind_group(
+        &self,
+        key: super::batch::BindKey,
+        create: impl FnOnce(&super::batch::BindKey) -> wgpu::BindGroup,
+    ) -> Result<wgpu::BindGroup> {
+        const BIND_GROUP_CACHE: usize = 8192;
+        let mut map = self.bind_groups.lock().map_err(|_| Error::Internal("bind group cache lock poisoned".into()))?;
+        if let Some(bg) = map.get(&key) {
+            return Ok(bg.clone());
+        }
+        if map.len() >= BIND_GROUP_CACHE {
+            map.clear();
+        }
+        let bg = create(&key);
+        map.insert(key, bg.clone());
+        Ok(bg)
     }
 
     /// Create a counted buffer, checking the device's limits first.
