@@ -133,6 +133,20 @@ pub enum Error {
     #[error("cancelled: {0}")]
     Cancelled(String),
 
+    /// A model that cannot fit the device (or the caller's budget), found before any weight was
+    /// downloaded: `detail` names the tensor or the part (weights, KV cache, activations).
+    #[error("model too large: needs {needed} bytes but the {limit} is {available} bytes ({detail})")]
+    ModelTooLarge {
+        /// Bytes needed (of the whole model, or of the one buffer named in `detail`).
+        needed: u64,
+        /// Which limit: `maxBufferSize`, `maxStorageBufferBindingSize` or `memory budget`.
+        limit: &'static str,
+        /// What the limit allows.
+        available: u64,
+        /// The tensor or the breakdown (weights + KV cache + activations).
+        detail: String,
+    },
+
     /// Tokenizing, decoding or rendering a chat template failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod config;
+pub mod estimate;
 pub mod safetensors;
 pub mod source;
 
@@ -86,17 +87,12 @@ pub async fn load_safetensors<S: ByteSource>(
     Ok(out)
 }
 
-/// Load a model directory's weights: `model.safetensors.index.json` and its shards when the
-/// index exists, else `model.safetensors`. All headers are read and checked before any tensor
-/// is downloaded.
-pub async fn load_weights<S: ByteSource>(
-    gpu: &Gpu,
-    source: &S,
-    opts: &LoadOptions,
-    progress: &mut dyn FnMut(&Progress),
-) -> Result<Weights> {
+/// Read and check the headers of a model directory's checkpoint (small range reads only, no
+/// tensor data): `model.safetensors.index.json` and its shards when the index exists, else
+/// `model.safetensors`. Returns `(file, header)` pairs in load order.
+pub async fn read_headers<S: ByteSource>(source: &S) -> Result<Vec<(String, Header)>> {
     let Some(index_bytes) = source.read_optional(INDEX_FILE).await? else {
-        return load_safetensors(gpu, source, SAFETENSORS_FILE, opts, progress).await;
+        return Ok(vec![(SAFETENSORS_FILE.to_string(), read_header(source, SAFETENSORS_FILE).await?)]);
     };
     let index_name = source.locate(INDEX_FILE);
     let index = ShardIndex::parse(&index_name, &index_bytes)?;
@@ -109,9 +105,22 @@ pub async fn load_weights<S: ByteSource>(
         headers.push((f.clone(), read_header(source, f).await?));
     }
     safetensors::check_shards(&index_name, &index, &headers)?;
+    Ok(headers)
+}
+
+/// Load a model directory's weights: `model.safetensors.index.json` and its shards when the
+/// index exists, else `model.safetensors`. All headers are read and checked before any tensor
+/// is downloaded.
+pub async fn load_weights<S: ByteSource>(
+    gpu: &Gpu,
+    source: &S,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Weights> {
+    let headers = read_headers(source).await?;
     let total = headers.iter().map(|(_, h)| h.data_len()).sum();
-    let mut out = Weights::with_metadata(headers[0].1.metadata.clone());
-    let mut tally = safetensors::Tally { file_index: 0, file_count: files.len(), done: 0, total, progress };
+    let mut out = Weights::with_metadata(headers.first().map(|(_, h)| h.metadata.clone()).unwrap_or_default());
+    let mut tally = safetensors::Tally { file_index: 0, file_count: headers.len(), done: 0, total, progress };
     for (i, (f, h)) in headers.iter().enumerate() {
         tally.file_index = i;
         safetensors::stream_file(gpu, source, f, h, opts, &mut tally, &mut out).await?;

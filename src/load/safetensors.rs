@@ -380,7 +380,7 @@ fn part_limit(gpu: &Gpu, opts: &LoadOptions) -> u64 {
 }
 
 /// How to hold one tensor: `None` for one buffer, `Some(rows)` for row blocks of `rows` rows.
-fn plan_split(info: &TensorInfo, dtype: DType, limit: u64, file: &str) -> Result<Option<usize>> {
+pub(crate) fn plan_split(info: &TensorInfo, dtype: DType, limit: u64, file: &str) -> Result<Option<usize>> {
     let numel = info.numel();
     if GpuTensor::padded_bytes(numel, dtype) <= limit {
         return Ok(None);
