@@ -131,6 +131,16 @@ impl Estimate {
     }
 }
 
+/// Saturating product of sizes (configs come from the network: no overflow panics).
+fn mul(dims: &[usize]) -> u64 {
+    dims.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64))
+}
+
+/// Padded bytes of `numel` elements, as [`GpuTensor::padded_bytes`] but saturating.
+fn pad(numel: u64, dtype: DType) -> u64 {
+    numel.saturating_mul(dtype.size() as u64).div_ceil(16).max(1).saturating_mul(16)
+}
+
 /// Accumulates buffers, checking each against the binding limit.
 struct Tally<'a> {
     limits: &'a DeviceLimits,
@@ -139,8 +149,8 @@ struct Tally<'a> {
 
 impl Tally<'_> {
     /// One buffer of `numel` elements that cannot be split; returns its padded bytes.
-    fn buffer(&mut self, name: &str, numel: usize, dtype: DType, hint: &str) -> Result<u64> {
-        let bytes = GpuTensor::padded_bytes(numel, dtype);
+    fn buffer(&mut self, name: &str, numel: u64, dtype: DType, hint: &str) -> Result<u64> {
+        let bytes = pad(numel, dtype);
         self.note(name, bytes);
         let (limit, available) = if self.limits.max_buffer_size <= self.limits.max_storage_binding {
             ("maxBufferSize", self.limits.max_buffer_size)
@@ -176,7 +186,7 @@ pub fn estimate(
     let (mut weights, mut widened, mut download) = (0u64, 0u64, 0u64);
     let (mut split, mut skipped) = (Vec::new(), Vec::new());
     for (file, h) in headers {
-        download += h.data_len();
+        download = download.saturating_add(h.data_len());
         for t in &h.tensors {
             let Some(dtype) = t.dtype else {
                 skipped.push(t.name.clone());
@@ -186,7 +196,7 @@ pub fn estimate(
                 Ok(None) => {
                     let b = GpuTensor::padded_bytes(t.numel(), dtype);
                     tally.note(&t.name, b);
-                    weights += b;
+                    weights = weights.saturating_add(b);
                 }
                 Ok(Some(per)) => {
                     let rows = t.shape.first().copied().unwrap_or(1);
@@ -196,7 +206,7 @@ pub fn estimate(
                         let n = per.min(rows - r);
                         let b = GpuTensor::padded_bytes(n * cols, dtype);
                         tally.note(&format!("{}[rows {r}..{}]", t.name, r + n), b);
-                        weights += b;
+                        weights = weights.saturating_add(b);
                         r += n;
                     }
                     split.push(t.name.clone());
@@ -225,7 +235,7 @@ pub fn estimate(
                 Err(e) => return Err(e),
             }
             if decoder && t.shape.len() == 1 && matches!(dtype, DType::F16 | DType::BF16) {
-                widened += GpuTensor::padded_bytes(t.numel(), DType::F32);
+                widened = widened.saturating_add(GpuTensor::padded_bytes(t.numel(), DType::F32));
             }
         }
     }
@@ -236,13 +246,17 @@ pub fn estimate(
             let (h, ff) = (c.hidden_size, c.intermediate_size);
             let hint = "reduce the batch × sequence length";
             // hidden, attn_out, attn_norm, q, k, v, ctx, ffn_out: [t, h]; ffn_hidden: [t, ff].
-            let act = 8 * tally.buffer("bert.hidden", t * h, DType::F32, hint)?
-                + tally.buffer("bert.ffn_hidden", t * ff, DType::F32, hint)?
-                + 2 * GpuTensor::padded_bytes(t, DType::U32);
+            let act = [
+                tally.buffer("bert.hidden", mul(&[t, h]), DType::F32, hint)?.saturating_mul(8),
+                tally.buffer("bert.ffn_hidden", mul(&[t, ff]), DType::F32, hint)?,
+                pad(t as u64, DType::U32).saturating_mul(2),
+            ]
+            .iter()
+            .fold(0u64, |a, &b| a.saturating_add(b));
             (0, act, 0, t)
         }
     };
-    let total = weights + widened + kv_cache + activations;
+    let total = [weights, widened, kv_cache, activations].iter().fold(0u64, |a, &b| a.saturating_add(b));
     let est = Estimate {
         weights,
         widened,
@@ -272,22 +286,25 @@ fn decoder_runtime(c: &DecoderConfig, opts: &EstimateOptions, tally: &mut Tally)
         KvDType::F16 => DType::F16,
         KvDType::Int8 => DType::I8,
     };
-    let kv = tally.buffer("kv_cache.k", ctx * nkv * hd, kv_dt, &kv_hint)?;
+    let kv = tally.buffer("kv_cache.k", mul(&[ctx, nkv, hd]), kv_dt, &kv_hint)?;
     let scales = match opts.kv_dtype {
-        KvDType::Int8 => GpuTensor::padded_bytes(ctx * nkv.next_multiple_of(2), DType::F16),
-        _ => GpuTensor::padded_bytes(1, DType::F32),
+        KvDType::Int8 => pad(mul(&[ctx, nkv.saturating_add(1) / 2 * 2]), DType::F16),
+        _ => pad(1, DType::F32),
     };
-    let kv_cache = c.num_hidden_layers as u64 * 2 * (kv + scales);
+    let kv_cache = (c.num_hidden_layers as u64).saturating_mul(2).saturating_mul(kv.saturating_add(scales));
     let hint = format!("activations for a {t}-token prefill; pass fewer prefill_tokens");
-    let z = |tally: &mut Tally, name: &str, n: usize| tally.buffer(name, n, DType::F32, &hint);
-    let act = 2 * z(tally, "x", t * h)?
-        + 2 * z(tally, "q", t * nh * hd)?
-        + 2 * z(tally, "k", t * nkv * hd)?
-        + 2 * z(tally, "up", t * ff)?
-        + GpuTensor::padded_bytes(t, DType::U32)
-        + z(tally, "decode partials", nh * ctx.div_ceil(64).max(1) * (hd + 4))?
-        + 2 * GpuTensor::padded_bytes(h, DType::F32)
-        + tally.buffer("logits", v, DType::F32, "the logits of one token")?;
+    let z = |tally: &mut Tally, name: &str, n: u64| tally.buffer(name, n, DType::F32, &hint);
+    let parts = [
+        z(tally, "x", mul(&[t, h]))?.saturating_mul(2),
+        z(tally, "q", mul(&[t, nh, hd]))?.saturating_mul(2),
+        z(tally, "k", mul(&[t, nkv, hd]))?.saturating_mul(2),
+        z(tally, "up", mul(&[t, ff]))?.saturating_mul(2),
+        pad(t as u64, DType::U32),
+        z(tally, "decode partials", mul(&[nh, ctx.div_ceil(64).max(1), hd.saturating_add(4)]))?,
+        pad(h as u64, DType::F32).saturating_mul(2),
+        tally.buffer("logits", v as u64, DType::F32, "the logits of one token")?,
+    ];
+    let act = parts.iter().fold(0u64, |a, &b| a.saturating_add(b));
     Ok((kv_cache, act, ctx, t))
 }
 

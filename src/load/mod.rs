@@ -18,7 +18,7 @@ pub use config::{BertConfig, DecoderArch, DecoderConfig, GenerationConfig, Model
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::DirSource;
 #[cfg(target_arch = "wasm32")]
-pub use source::FetchSource;
+pub use source::{cached_files, clear_cache, CacheStats, FetchSource};
 pub use source::{ByteSource, MemorySource, RangeReader};
 
 use crate::error::{Error, Result};

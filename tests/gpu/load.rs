@@ -11,7 +11,7 @@ use kjarni_web::{DType, Error, Gpu, GpuTensor};
 use std::cell::RefCell;
 
 /// Bytes of wasm linear memory (0 natively).
-fn wasm_heap_bytes() -> u64 {
+pub(crate) fn wasm_heap_bytes() -> u64 {
     #[cfg(target_arch = "wasm32")]
     {
         use wasm_bindgen::JsCast;

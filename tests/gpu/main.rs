@@ -8,6 +8,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 mod common;
 mod attention;
 mod bert;
+mod cache;
 mod elementwise;
 mod ffn;
 mod gemv;
