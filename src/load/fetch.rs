@@ -12,8 +12,10 @@
 //! `cache.put`. The data is downloaded once. Smaller reads (the 8-byte length, the JSON
 //! header) go to the network uncached.
 //!
-//! Integrity: only responses with a known length (200 with `Content-Length` and no
-//! `Content-Encoding`) are stored, under a `X-Kjarni-Length` header. `cache.put` commits only
+//! Integrity: only responses with a known length are stored, under a `X-Kjarni-Length`
+//! header: the `Content-Length` of the 200 answer (without `Content-Encoding`), or, for
+//! chunked answers, the end of the read that asked for the file's tail (≥ [`MIN_TEE_BYTES`]),
+//! which the loader computed from the header. `cache.put` commits only
 //! when the body stream completes (a network error errors the tee branch and the put rejects:
 //! nothing is stored), and both after the put and on every hit the stored Blob's size is
 //! compared with that header; a mismatch deletes the entry and reads from the network. An
@@ -44,6 +46,10 @@ use web_sys::{
 
 /// The header a cached response carries: the file's length in bytes.
 pub const LENGTH_HEADER: &str = "X-Kjarni-Length";
+
+/// A read of a file of unknown length at least this large is taken as the file's tail (the
+/// cache path downloads the whole file for it).
+pub const MIN_TEE_BYTES: u64 = 1 << 20;
 
 /// Resumed requests per open, by default.
 pub const DEFAULT_RETRIES: u32 = 3;
@@ -382,7 +388,10 @@ impl ByteSource for FetchSource {
                 let to_end = match (end, known) {
                     (None, _) => true,
                     (Some(e), Some(l)) => e >= l,
-                    _ => false,
+                    // Length unknown (chunked answers): a large read is taken as the file's
+                    // tail; the stored size is checked against `e`, so a wrong guess stores
+                    // nothing.
+                    (Some(e), None) => e.saturating_sub(start) >= MIN_TEE_BYTES,
                 };
                 if to_end {
                     tee_into = Some(cache);
@@ -396,7 +405,7 @@ impl ByteSource for FetchSource {
             .response
             .body()
             .ok_or_else(|| Error::Network { url: url.clone(), detail: "response without a body".into() })?;
-        let body = match (tee_into, answer.whole, answer.len) {
+        let body = match (tee_into, answer.whole, answer.len.or(end)) {
             (Some(cache), true, Some(len)) => {
                 let branches = body.tee();
                 let (mine, theirs) = (branches.get(0), branches.get(1));
