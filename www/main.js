@@ -161,6 +161,11 @@ $('prompt').addEventListener('keydown', (ev) => {
   }
 });
 
+/** A rate with 2 significant digits below 10 (CPU adapters manage 0.02 tok/s). */
+function rate(x) {
+  return x >= 10 ? x.toFixed(0) : x.toPrecision(2);
+}
+
 function numberInput(id, fallback) {
   const v = Number($(id).value);
   return Number.isFinite(v) ? v : fallback;
@@ -208,7 +213,7 @@ $('chat-form').addEventListener('submit', async (ev) => {
     $('finish').dataset.reason = finish;
     if (last?.timings) {
       const t = last.timings;
-      $('tps').textContent = `${last.usage.completion_tokens} tokens · ${t.decode_tokens_per_s.toFixed(1)} tok/s · prefill ${Math.round(t.prefill_ms)} ms (${last.usage.prompt_tokens - t.cached_prompt_tokens} new prompt tokens)`;
+      $('tps').textContent = `${last.usage.completion_tokens} tokens · ${rate(t.decode_tokens_per_s)} tok/s · prefill ${Math.round(t.prefill_ms)} ms (${last.usage.prompt_tokens - t.cached_prompt_tokens} new prompt tokens)`;
     }
     setChatState('ready');
   } catch (e) {
