@@ -120,6 +120,8 @@ test('errors are KjarniErrors with stable codes', { timeout: 240_000 }, async ()
     return window.kjarni.Engine.load('/tiny/', { signal: ctl.signal, onProgress: (p) => p.loaded > 0 && ctl.abort() });
   });
   assert.equal(aborted.error?.code, 'ABORTED', JSON.stringify(aborted));
+  const gguf = await inPage(() => window.kjarni.Engine.load('/tiny/model-q4_k.gguf'));
+  assert.equal(gguf.error?.code, 'UNSUPPORTED', 'GGUF is not wired up yet (branch gguf)');
   const overflow = await inPage(() =>
     window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'the cat '.repeat(400) }], max_tokens: 1 }),
   );
