@@ -3,8 +3,9 @@
 #   1. native: cargo clippy (no unwrap/expect in the library) and cargo test on whatever adapter
 #      wgpu finds (lavapipe = Vulkan on the CPU on a machine without a GPU);
 #   2. browser: wasm-pack test --headless --chrome (WebGPU in headless Chromium);
-#   3. pages: the wasm package built for the web, www/ served on localhost, driven in headless
-#      Chromium by playwright-core (node --test tests/page/); screenshots in target/page-artifacts/.
+#   3. pages: the npm package (pkg/, copied to www/pkg/), the demo and a plain ESM page served on
+#      localhost (scripts/serve.mjs, HTTP Range), driven in headless Chromium by playwright-core
+#      (node --test tests/page/); screenshots in target/page-artifacts/.
 # Usage: scripts/test.sh [--native-only | --browser-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +36,9 @@ if [ "$mode" != "--native-only" ]; then
     wasm-pack test --headless --chrome --release -- --test gpu -- --nocapture
 fi
 if [ "$mode" != "--native-only" ]; then
-  echo "== pages: wasm-pack build + node --test tests/page/"
-  RUSTUP_TOOLCHAIN=debian-web wasm-pack build --release --target web --out-dir www/pkg --no-pack
-  TMPDIR="$scratch" node --test tests/page/
+  echo "== pages: npm package (scripts/build_pkg.sh -> pkg/, www/pkg/) + node --test tests/page/"
+  bash scripts/build_pkg.sh
+  # One test file at a time: each drives its own Chromium with SwiftShader (CPU-bound).
+  TMPDIR="$scratch" node --test --test-concurrency=1 tests/page/
 fi
 echo "== all tests passed"

@@ -158,3 +158,51 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A stable, machine-readable code for this error: what the JavaScript API puts in
+    /// `error.code`. Every variant is mapped here, in one place (the match is exhaustive, so a new
+    /// variant does not compile until it has a code). Codes never change once published.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NoAdapter(_) => "WEBGPU_UNAVAILABLE",
+            Error::RequestDevice(_) => "DEVICE_REQUEST_FAILED",
+            Error::Limit { .. } => "LIMIT_EXCEEDED",
+            Error::Shape { .. } => "SHAPE",
+            Error::DType { .. } => "DTYPE",
+            Error::Data { .. } => "BAD_DATA",
+            Error::Gpu { .. } => "GPU_ERROR",
+            Error::Readback { .. } => "GPU_ERROR",
+            Error::DeviceLost(_) => "DEVICE_LOST",
+            Error::Unsupported { .. } => "UNSUPPORTED",
+            Error::ContextFull { .. } => "CONTEXT_OVERFLOW",
+            Error::BadModelFile { .. } => "BAD_MODEL_FILE",
+            Error::NotFound { .. } => "NOT_FOUND",
+            Error::Network { .. } => "NETWORK",
+            Error::Cancelled(_) => "ABORTED",
+            Error::Tokenizer(_) => "TOKENIZER",
+            Error::Internal(_) => "INTERNAL",
+            // (branch cache) Error::ModelTooLarge { .. } => "MODEL_TOO_LARGE",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable_upper_snake_case() {
+        let all = [
+            Error::NoAdapter(String::new()),
+            Error::DeviceLost(String::new()),
+            Error::ContextFull { cache: String::new(), len: 1, adding: 2, max: 2 },
+            Error::Cancelled(String::new()),
+            Error::Network { url: String::new(), detail: String::new() },
+            Error::BadModelFile { file: String::new(), detail: String::new() },
+        ];
+        let codes: Vec<_> = all.iter().map(Error::code).collect();
+        assert_eq!(codes, ["WEBGPU_UNAVAILABLE", "DEVICE_LOST", "CONTEXT_OVERFLOW", "ABORTED", "NETWORK", "BAD_MODEL_FILE"]);
+        assert!(codes.iter().all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')));
+    }
+}

@@ -103,13 +103,24 @@ impl Llama {
         opts: &LlamaOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Llama> {
+        Self::load_with(gpu, source, opts, &LoadOptions::default(), progress).await
+    }
+
+    /// [`load`](Self::load) with explicit weight-loading options (cancellation, staging size).
+    pub async fn load_with<S: ByteSource>(
+        gpu: &Gpu,
+        source: &S,
+        opts: &LlamaOptions,
+        load: &LoadOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Llama> {
         let cfg = match ModelConfig::load(source).await? {
             ModelConfig::Decoder(c) => c,
             ModelConfig::Bert(_) => {
                 return Err(Error::BadModelFile { file: "config.json".into(), detail: "a BERT encoder, not a decoder".into() })
             }
         };
-        let weights = load_weights(gpu, source, &LoadOptions::default(), progress).await?;
+        let weights = load_weights(gpu, source, load, progress).await?;
         let w = |name: &str| weights.get(name).cloned();
         let max_ctx = opts.max_context.min(cfg.max_position_embeddings.max(1)).max(1);
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);

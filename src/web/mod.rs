@@ -1,7 +1,35 @@
 //! The JavaScript API (wasm-bindgen). The only module that knows about JS.
+//!
+//! This layer is deliberately small: [`WasmEngine`] holds one device, one model and its
+//! tokenizer, and exposes promise-returning methods with JSON in and out. The ergonomic API
+//! (`Engine.load`, `engine.chat.completions.create` with async iterators, AbortSignal, the Web
+//! Worker proxy) is the hand-written ESM wrapper in `js/`, copied into the npm package by
+//! `scripts/build_pkg.sh`.
+//!
+//! Errors reach JS as `Error` objects with `name = "KjarniError"` and a stable `code`
+//! ([`crate::Error::code`], plus the JS-side codes `BUSY`, `DISPOSED`, `NOT_LOADED`,
+//! `INVALID_ARGUMENT`).
+//!
+//! Methods are synchronous functions returning a `Promise` (not `async fn` on `&self`): the
+//! state lives in an `Rc` and is taken out of its cell for the duration of an operation, so
+//! `cancel()`, `stats()` and `dispose()` can be called while a load or a generation runs
+//! (wasm-bindgen's own `&self` async methods would hold a borrow across every `await`).
 
+use crate::error::Error;
+use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
+use crate::gpu::memory::MemoryTracker;
 use crate::gpu::Gpu;
+use crate::load::{FetchSource, LoadOptions, ModelConfig, Progress};
+use crate::models::bert::BertModel;
+use crate::models::llama::{Llama, LlamaOptions};
+use crate::ops::kv_cache::KvDType;
+use crate::tokenizer::{ChatMessage, Tokenizer};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::future_to_promise;
 
 /// Installs the panic hook so that a bug shows a Rust message in the console, not "unreachable".
 #[wasm_bindgen(start)]
@@ -9,20 +37,476 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-fn js_error(e: crate::Error) -> JsError {
-    JsError::new(&e.to_string())
+/// A JS `Error` with a stable `code` property.
+fn coded_error(code: &str, message: &str) -> JsValue {
+    let err = js_sys::Error::new(message);
+    err.set_name("KjarniError");
+    let _ = js_sys::Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(code));
+    err.into()
+}
+
+fn js_error(e: Error) -> JsValue {
+    coded_error(e.code(), &e.to_string())
 }
 
 /// Create a device and return its capabilities (limits, features, chosen kernel variants) as JSON.
 #[wasm_bindgen(js_name = capabilities)]
-pub async fn capabilities() -> Result<String, JsError> {
+pub async fn capabilities() -> Result<String, JsValue> {
     let gpu = Gpu::new().await.map_err(js_error)?;
     Ok(gpu.caps().to_json())
 }
 
 /// The same as a human-readable report.
 #[wasm_bindgen(js_name = capabilitiesReport)]
-pub async fn capabilities_report() -> Result<String, JsError> {
+pub async fn capabilities_report() -> Result<String, JsValue> {
     let gpu = Gpu::new().await.map_err(js_error)?;
     Ok(gpu.caps().to_string())
+}
+
+/// Size of this module's WebAssembly memory in bytes (it only grows; a leak shows up here).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .ok()
+        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map(|b| f64::from(b.byte_length()))
+        .unwrap_or(0.0)
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+enum Model {
+    Decoder { lm: Box<Llama>, tok: Box<Tokenizer> },
+    Encoder(Box<BertModel>),
+}
+
+struct Loaded {
+    gpu: Gpu,
+    model: Model,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// The model, or `None` before `load`, while an operation runs (taken out), after `dispose`.
+    loaded: RefCell<Option<Loaded>>,
+    busy: Cell<bool>,
+    disposed: Cell<bool>,
+    /// Set once the device was lost: every later call fails with DEVICE_LOST.
+    lost: RefCell<Option<String>>,
+    /// The running operation's token (`cancel()` sets it).
+    cancel: RefCell<CancelToken>,
+    /// The device's buffer counters, kept after `dispose` (they drop to 0).
+    tracker: RefCell<Option<Arc<MemoryTracker>>>,
+    /// JSON description of the loaded model (kind, config, capabilities).
+    info: RefCell<Option<String>>,
+}
+
+impl Shared {
+    /// Take the model out for an operation, with a fresh cancellation token.
+    fn begin(&self) -> Result<(Loaded, CancelToken), JsValue> {
+        if self.disposed.get() {
+            return Err(coded_error("DISPOSED", "the engine was disposed; create a new one"));
+        }
+        if let Some(lost) = self.lost.borrow().as_ref() {
+            return Err(js_error(Error::DeviceLost(lost.clone())));
+        }
+        if self.busy.get() {
+            return Err(coded_error("BUSY", "another operation is running on this engine (one at a time)"));
+        }
+        let loaded = self
+            .loaded
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| coded_error("NOT_LOADED", "no model loaded: call load() first"))?;
+        let token = CancelToken::new();
+        *self.cancel.borrow_mut() = token.clone();
+        self.busy.set(true);
+        Ok((loaded, token))
+    }
+
+    /// Put the model back (or drop it when disposed meanwhile or the device was lost).
+    fn end<T>(&self, loaded: Loaded, mut result: crate::Result<T>) -> Result<T, JsValue> {
+        self.busy.set(false);
+        if result.is_err() {
+            // A failed read or submit may be the first sign of a lost device: report that.
+            if let Err(lost @ Error::DeviceLost(_)) = loaded.gpu.check_errors("after a failed operation") {
+                result = Err(lost);
+            }
+        }
+        if let Err(Error::DeviceLost(why)) = &result {
+            *self.lost.borrow_mut() = Some(why.clone());
+            drop(loaded);
+        } else if self.disposed.get() {
+            drop(loaded);
+        } else {
+            *self.loaded.borrow_mut() = Some(loaded);
+        }
+        result.map_err(js_error)
+    }
+}
+
+/// Options of [`WasmEngine::load`] (JSON; the JS wrapper fills the defaults).
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct LoadOpts {
+    /// "f16" (default), "int8" or "f32".
+    kv_cache: Option<String>,
+    /// Tokens to allocate the KV cache for (default 2048, capped by the model's).
+    max_context: Option<usize>,
+    /// Cache API name to persist downloaded files in (`None`: no persistence).
+    cache: Option<String>,
+}
+
+/// A chat-completion request (JSON, OpenAI field names; the JS wrapper validates it).
+#[derive(serde::Deserialize)]
+struct ChatRequest {
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    max_tokens: Option<usize>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    top_k: Option<usize>,
+    #[serde(default)]
+    min_p: Option<f32>,
+    #[serde(default)]
+    repetition_penalty: Option<f32>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    stop: Vec<String>,
+}
+
+fn kv_dtype(name: Option<&str>) -> Result<KvDType, JsValue> {
+    match name.unwrap_or("f16") {
+        "f16" => Ok(KvDType::F16),
+        "int8" => Ok(KvDType::Int8),
+        "f32" => Ok(KvDType::F32),
+        other => Err(coded_error("INVALID_ARGUMENT", &format!("kvCache must be 'f16', 'int8' or 'f32', not '{other}'"))),
+    }
+}
+
+fn model_name(url: &str) -> String {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url).to_string()
+}
+
+async fn load_model(
+    url: &str,
+    opts: &LoadOpts,
+    kv: KvDType,
+    on_progress: Option<&js_sys::Function>,
+    cancel: &CancelToken,
+) -> crate::Result<Loaded> {
+    if url.to_ascii_lowercase().split(['?', '#']).next().is_some_and(|p| p.ends_with(".gguf")) {
+        // GGUF (branch gguf): open the file with a FetchSource on its directory and call
+        // `Llama::load_gguf(&gpu, &source, file, &llama_opts, &mut report)` here; the tokenizer
+        // comes from the GGUF metadata. Until then:
+        return Err(Error::Unsupported {
+            kernel: "Engine.load",
+            variant: "a .gguf file".into(),
+            why: "GGUF models are not wired up yet; use a safetensors model directory".into(),
+        });
+    }
+    let gpu = Gpu::new().await?;
+    let source = FetchSource::new(url);
+    // Cache API persistence (branch cache): `let source = source.with_cache(opts.cache.as_deref());`
+    let _ = opts.cache.as_deref();
+    let load = LoadOptions { cancel: Some(cancel.clone()), ..Default::default() };
+    let mut report = |p: &Progress| {
+        if let Some(f) = on_progress {
+            let _ = f.call3(
+                &JsValue::NULL,
+                &JsValue::from_f64(p.done as f64),
+                &JsValue::from_f64(p.total as f64),
+                &JsValue::from_str(p.file),
+            );
+        }
+    };
+    let model = match ModelConfig::load(&source).await? {
+        ModelConfig::Decoder(_) => {
+            let tok = Tokenizer::load(&source).await?;
+            let lopts = LlamaOptions { kv_cache: kv, max_context: opts.max_context.unwrap_or(2048).max(1) };
+            let lm = Llama::load_with(&gpu, &source, &lopts, &load, &mut report).await?;
+            Model::Decoder { lm: Box::new(lm), tok: Box::new(tok) }
+        }
+        ModelConfig::Bert(_) => Model::Encoder(Box::new(BertModel::load_with(&gpu, &source, &load, &mut report).await?)),
+    };
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled(format!("loading {url}")));
+    }
+    Ok(Loaded { gpu, model })
+}
+
+fn info_json(url: &str, loaded: &Loaded) -> String {
+    let caps: serde_json::Value = serde_json::from_str(&loaded.gpu.caps().to_json()).unwrap_or(serde_json::Value::Null);
+    let model = match &loaded.model {
+        Model::Decoder { lm, tok } => {
+            let c = lm.config();
+            serde_json::json!({
+                "kind": "decoder",
+                "architecture": format!("{:?}", c.arch),
+                "layers": c.num_hidden_layers,
+                "hidden_size": c.hidden_size,
+                "vocab_size": tok.vocab_size(),
+                "max_context": lm.max_context(),
+                "kv_cache": match lm.kv_dtype() { KvDType::F32 => "f32", KvDType::F16 => "f16", KvDType::Int8 => "int8" },
+                "chat_templates": tok.template_names(),
+            })
+        }
+        Model::Encoder(b) => serde_json::json!({
+            "kind": "encoder",
+            "architecture": "Bert",
+            "layers": b.config().num_hidden_layers,
+            "hidden_size": b.config().hidden_size,
+            "dim": b.dim(),
+            "max_tokens": b.max_tokens(),
+        }),
+    };
+    serde_json::json!({ "model": model_name(url), "url": url, "config": model, "capabilities": caps }).to_string()
+}
+
+/// A decoder behind [`CausalLm`] that reuses the KV cache's common prefix for the prompt and
+/// times the prefill and the decode steps.
+struct Session<'a> {
+    lm: &'a mut Llama,
+    first: bool,
+    reused: usize,
+    prefill_ms: f64,
+    decode_ms: f64,
+    decode_steps: usize,
+}
+
+impl CausalLm for Session<'_> {
+    async fn forward(&mut self, gpu: &Gpu, ids: &[u32]) -> crate::Result<Vec<f32>> {
+        let t0 = now_ms();
+        let out = if self.first {
+            self.first = false;
+            let common = self.lm.cached_ids().iter().zip(ids).take_while(|(a, b)| a == b).count();
+            self.reused = common.min(ids.len().saturating_sub(1));
+            let r = self.lm.forward_reusing(gpu, ids).await;
+            self.prefill_ms = now_ms() - t0;
+            r
+        } else {
+            let r = self.lm.forward(gpu, ids).await;
+            self.decode_ms += now_ms() - t0;
+            self.decode_steps += 1;
+            r
+        };
+        out
+    }
+    fn eos_ids(&self) -> Vec<u32> {
+        CausalLm::eos_ids(&*self.lm)
+    }
+    fn context_left(&self) -> usize {
+        if self.first {
+            // The prompt replaces whatever is cached (its common prefix is kept, not re-added).
+            self.lm.max_context()
+        } else {
+            CausalLm::context_left(&*self.lm)
+        }
+    }
+}
+
+async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, on_text: &js_sys::Function) -> crate::Result<String> {
+    let Loaded { gpu, model } = loaded;
+    let Model::Decoder { lm, tok } = model else {
+        return Err(Error::Unsupported {
+            kernel: "chat.completions.create",
+            variant: "an encoder model".into(),
+            why: "chat needs a decoder (e.g. SmolLM2); encoders support embed()".into(),
+        });
+    };
+    let prompt = tok.encode_chat(&req.messages, true)?;
+    let d = SamplingParams::default();
+    let opts = GenerateOptions {
+        sampling: SamplingParams {
+            temperature: req.temperature.unwrap_or(d.temperature),
+            top_k: req.top_k.unwrap_or(d.top_k),
+            top_p: req.top_p.unwrap_or(d.top_p),
+            min_p: req.min_p.unwrap_or(d.min_p),
+            repetition_penalty: req.repetition_penalty.unwrap_or(d.repetition_penalty),
+            seed: req.seed.unwrap_or(d.seed),
+        },
+        max_tokens: req.max_tokens.unwrap_or(0),
+        stop: req.stop.clone(),
+        stop_token_ids: Vec::new(),
+    };
+    let mut session = Session { lm: &mut **lm, first: true, reused: 0, prefill_ms: 0.0, decode_ms: 0.0, decode_steps: 0 };
+    let mut emit = |s: &str| {
+        let _ = on_text.call1(&JsValue::NULL, &JsValue::from_str(s));
+    };
+    let tok_ref: &Tokenizer = &**tok;
+    let g = generate::generate(&mut session, gpu, |ids: &[u32]| tok_ref.decode(ids, true), &prompt, &opts, cancel, &mut emit)
+        .await?;
+    let finish = match g.finish {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::Cancelled => "abort",
+    };
+    Ok(serde_json::json!({
+        "text": g.text,
+        "finish_reason": finish,
+        "prompt_tokens": prompt.len(),
+        "completion_tokens": g.tokens.len(),
+        "cached_prompt_tokens": session.reused,
+        "prefill_ms": session.prefill_ms,
+        "decode_ms": session.decode_ms,
+        "decode_steps": session.decode_steps,
+    })
+    .to_string())
+}
+
+/// One model on one GPU device. Build it with `new WasmEngine()`, then `load(url, …)`.
+#[wasm_bindgen]
+pub struct WasmEngine {
+    s: Rc<Shared>,
+}
+
+impl Default for WasmEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    /// An empty engine.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WasmEngine {
+        WasmEngine { s: Rc::new(Shared::default()) }
+    }
+
+    /// Load an HF-style model directory at `url` (config.json, tokenizer files, safetensors
+    /// weights). `options`: JSON `{ kvCache, maxContext, cache }`. `on_progress(done, total,
+    /// file)` is called as weights stream in. Resolves to the model's description (JSON).
+    /// `cancel()` stops the download and frees what was allocated (code ABORTED).
+    pub fn load(&self, url: String, options: String, on_progress: Option<js_sys::Function>) -> js_sys::Promise {
+        let s = self.s.clone();
+        // Checked and started synchronously, so that `cancel()` right after reaches this load.
+        let started = (|| {
+            let opts: LoadOpts = serde_json::from_str(&options)
+                .map_err(|e| coded_error("INVALID_ARGUMENT", &format!("load options: {e}")))?;
+            let kv = kv_dtype(opts.kv_cache.as_deref())?;
+            if s.disposed.get() {
+                return Err(coded_error("DISPOSED", "the engine was disposed; create a new one"));
+            }
+            if s.busy.get() || s.loaded.borrow().is_some() {
+                return Err(coded_error("BUSY", "this engine is loading or has a model; create a new engine"));
+            }
+            let token = CancelToken::new();
+            *s.cancel.borrow_mut() = token.clone();
+            s.busy.set(true);
+            Ok((opts, kv, token))
+        })();
+        future_to_promise(async move {
+            let (opts, kv, token) = started?;
+            let r = load_model(&url, &opts, kv, on_progress.as_ref(), &token).await;
+            s.busy.set(false);
+            let loaded = r.map_err(js_error)?;
+            if s.disposed.get() {
+                return Err(coded_error("ABORTED", "the engine was disposed while loading"));
+            }
+            let info = info_json(&url, &loaded);
+            *s.tracker.borrow_mut() = Some(loaded.gpu.memory.clone());
+            *s.info.borrow_mut() = Some(info.clone());
+            *s.loaded.borrow_mut() = Some(loaded);
+            Ok(JsValue::from_str(&info))
+        })
+    }
+
+    /// Run a chat completion. `request`: JSON with OpenAI field names (`messages`, `max_tokens`,
+    /// `temperature`, `top_p`, `top_k`, `min_p`, `repetition_penalty`, `seed`, `stop`).
+    /// `on_text(delta)` receives the text as it is generated. Resolves to JSON `{ text,
+    /// finish_reason ("stop" | "length" | "abort"), prompt_tokens, completion_tokens,
+    /// cached_prompt_tokens, prefill_ms, decode_ms, decode_steps }`.
+    pub fn generate(&self, request: String, on_text: js_sys::Function) -> js_sys::Promise {
+        let s = self.s.clone();
+        // Parse and take the model now, synchronously: a `cancel()` right after this call then
+        // reaches this generation's token.
+        let started = serde_json::from_str::<ChatRequest>(&request)
+            .map_err(|e| coded_error("INVALID_ARGUMENT", &format!("chat request: {e}")))
+            .and_then(|req| s.begin().map(|(loaded, cancel)| (req, loaded, cancel)));
+        future_to_promise(async move {
+            let (req, mut loaded, cancel) = started?;
+            let r = run_chat(&mut loaded, &req, &cancel, &on_text).await;
+            s.end(loaded, r).map(|json| JsValue::from_str(&json))
+        })
+    }
+
+    /// Sentence embeddings of `texts` (JSON array of strings) with an encoder model: resolves to
+    /// one `Float32Array` of `texts.length × dim` values (each row unit-length).
+    pub fn embed(&self, texts: String) -> js_sys::Promise {
+        let s = self.s.clone();
+        let started = serde_json::from_str::<Vec<String>>(&texts)
+            .map_err(|e| coded_error("INVALID_ARGUMENT", &format!("embed expects an array of strings: {e}")))
+            .and_then(|texts| s.begin().map(|(loaded, _)| (texts, loaded)));
+        future_to_promise(async move {
+            let (texts, loaded) = started?;
+            let r = match &loaded.model {
+                Model::Encoder(b) => {
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    b.embed(&loaded.gpu, &refs).await
+                }
+                Model::Decoder { .. } => Err(Error::Unsupported {
+                    kernel: "embed",
+                    variant: "a decoder model".into(),
+                    why: "embeddings need an encoder (e.g. all-MiniLM-L6-v2)".into(),
+                }),
+            };
+            let rows = s.end(loaded, r)?;
+            let flat: Vec<f32> = rows.into_iter().flatten().collect();
+            Ok(js_sys::Float32Array::from(flat.as_slice()).into())
+        })
+    }
+
+    /// Stop the running load or generation (a generation ends with finish_reason "abort").
+    pub fn cancel(&self) {
+        self.s.cancel.borrow().cancel();
+    }
+
+    /// JSON description of the loaded model (kind, config, capabilities), or `undefined`.
+    pub fn info(&self) -> Option<String> {
+        self.s.info.borrow().clone()
+    }
+
+    /// JSON `{ live_buffers, live_bytes, peak_bytes, created_buffers, wasm_memory_bytes }`:
+    /// GPU buffers counted by the runtime (0 after `dispose`) and the wasm memory size.
+    pub fn stats(&self) -> String {
+        let mem = self.s.tracker.borrow().as_ref().map(|t| t.stats());
+        let (live_buffers, live_bytes, peak_bytes, created) =
+            mem.map(|m| (m.live_buffers, m.live_bytes, m.peak_bytes, m.created_buffers)).unwrap_or_default();
+        serde_json::json!({
+            "live_buffers": live_buffers,
+            "live_bytes": live_bytes,
+            "peak_bytes": peak_bytes,
+            "created_buffers": created,
+            "wasm_memory_bytes": wasm_memory_bytes(),
+            "busy": self.s.busy.get(),
+            "disposed": self.s.disposed.get(),
+            "device_lost": self.s.lost.borrow().is_some(),
+        })
+        .to_string()
+    }
+
+    /// Free the model and destroy the device (now, or when the running operation returns).
+    pub fn dispose(&self) {
+        self.s.disposed.set(true);
+        self.s.cancel.borrow().cancel();
+        let loaded = self.s.loaded.borrow_mut().take();
+        drop(loaded);
+    }
+
+    /// Testing aid: destroy the GPU device as a driver reset would, so that the next call
+    /// reports DEVICE_LOST.
+    #[wasm_bindgen(js_name = debugLoseDevice)]
+    pub fn debug_lose_device(&self) {
+        if let Some(l) = self.s.loaded.borrow().as_ref() {
+            l.gpu.device().destroy();
+        }
+    }
 }

@@ -1,0 +1,226 @@
+// Types of kjarni-web's JavaScript API (js/index.js).
+
+/** Stable error codes (error.code). */
+export type KjarniErrorCode =
+  | 'WEBGPU_UNAVAILABLE'
+  | 'DEVICE_REQUEST_FAILED'
+  | 'DEVICE_LOST'
+  | 'MODEL_TOO_LARGE'
+  | 'LIMIT_EXCEEDED'
+  | 'NETWORK'
+  | 'NOT_FOUND'
+  | 'BAD_MODEL_FILE'
+  | 'UNSUPPORTED'
+  | 'CONTEXT_OVERFLOW'
+  | 'ABORTED'
+  | 'TOKENIZER'
+  | 'GPU_ERROR'
+  | 'SHAPE'
+  | 'DTYPE'
+  | 'BAD_DATA'
+  | 'INVALID_ARGUMENT'
+  | 'BUSY'
+  | 'DISPOSED'
+  | 'NOT_LOADED'
+  | 'WORKER_ERROR'
+  | 'INTERNAL';
+
+export class KjarniError extends Error {
+  constructor(code: KjarniErrorCode | string, message: string, options?: { cause?: unknown });
+  readonly name: 'KjarniError';
+  readonly code: KjarniErrorCode;
+}
+
+export function toKjarniError(e: unknown): KjarniError;
+
+/** Load the wasm module (Engine.load does it; call it to use another wasm URL). */
+export function initialize(wasmUrl?: string | URL): Promise<unknown>;
+/** Whether this JS context offers WebGPU. */
+export function hasWebGPU(): boolean;
+/** Capabilities of this device, probed with a temporary device. */
+export function capabilities(): Promise<Capabilities>;
+/** The same as a human-readable report. */
+export function capabilitiesReport(): Promise<string>;
+/** Size of the wasm memory of this JS context, in bytes. */
+export function wasmMemorySize(): number;
+
+export interface Capabilities {
+  adapter: string;
+  backend: string;
+  max_workgroup_storage: number;
+  max_invocations: number;
+  max_storage_binding: number;
+  max_buffer_size: number;
+  subgroups: boolean;
+  f16: boolean;
+  variants: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+export interface LoadProgress {
+  /** Bytes of weights loaded so far. */
+  loaded: number;
+  /** Bytes of weights in all files. */
+  total: number;
+  /** loaded / total, 0 … 1. */
+  progress: number;
+  /** The file being read. */
+  file: string;
+}
+
+export interface LoadOptions {
+  onProgress?: (p: LoadProgress) => void;
+  /** KV cache storage: f16 (default), int8 (≈ half of f16) or f32. */
+  kvCache?: 'f16' | 'int8' | 'f32';
+  /** Context length to allocate (default 2048, capped by the model's). */
+  maxContext?: number;
+  /** Abort the download; the promise rejects with code ABORTED and everything is freed. */
+  signal?: AbortSignal;
+  /** Run the engine in a dedicated Web Worker (same API; the page never blocks). */
+  worker?: boolean;
+  /** Cache API name to persist downloaded files in (not wired up yet). */
+  cache?: string;
+  /** Where kjarni_web_bg.wasm is (default: next to index.js). */
+  wasmUrl?: string | URL;
+  /** Where worker.js is (default: next to index.js). */
+  workerUrl?: string | URL;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | string;
+  content: string | Array<{ type: 'text'; text: string }>;
+}
+
+export interface ChatCompletionRequest {
+  messages: ChatMessage[];
+  stream?: boolean;
+  /** Most new tokens (default: until EOS or the end of the context). */
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  /** 0 = greedy (default). */
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  seed?: number;
+  stop?: string | string[];
+  signal?: AbortSignal;
+}
+
+/** "abort": stopped by an AbortSignal or stream.abort() (the text so far is kept). */
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface Timings {
+  prefill_ms: number;
+  decode_ms: number;
+  /** Prompt tokens whose KV cache was reused from the previous turn. */
+  cached_prompt_tokens: number;
+  prefill_tokens_per_s: number;
+  decode_tokens_per_s: number;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    delta: { role?: 'assistant'; content?: string };
+    logprobs: null;
+    finish_reason: FinishReason | null;
+  }>;
+  /** On the last chunk. */
+  usage?: Usage;
+  /** On the last chunk. */
+  timings?: Timings;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string };
+    logprobs: null;
+    finish_reason: FinishReason;
+  }>;
+  usage: Usage;
+  timings: Timings;
+}
+
+export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> {
+  /** Stop generating (the last chunk has finish_reason "abort"). */
+  abort(): void;
+  readonly controller: { abort(): void };
+  [Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk>;
+}
+
+export interface ModelInfo {
+  model: string;
+  url: string;
+  config:
+    | { kind: 'decoder'; architecture: string; layers: number; hidden_size: number; vocab_size: number; max_context: number; kv_cache: string; chat_templates: string[] }
+    | { kind: 'encoder'; architecture: string; layers: number; hidden_size: number; dim: number; max_tokens: number };
+  capabilities: Capabilities;
+}
+
+export interface EngineStats {
+  /** GPU buffers alive (counted by the runtime); 0 after dispose(). */
+  liveBuffers: number;
+  liveBytes: number;
+  peakBytes: number;
+  createdBuffers: number;
+  /** Size of the engine's WebAssembly.Memory (it only grows). */
+  wasmMemoryBytes: number;
+  deviceLost: boolean;
+}
+
+export interface Chat {
+  completions: {
+    create(request: ChatCompletionRequest & { stream: true }): Promise<ChatCompletionStream>;
+    create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+    create(request: ChatCompletionRequest): Promise<ChatCompletion | ChatCompletionStream>;
+  };
+}
+
+interface EngineApi {
+  readonly info: ModelInfo;
+  readonly chat: Chat;
+  /** Adapter, limits, features and the chosen kernel variants of this engine's device. */
+  capabilities(): Capabilities;
+  /** Sentence embeddings (encoder models): one unit-length vector per text. */
+  embed(texts: string | string[]): Promise<Float32Array[]>;
+  stats(): Promise<EngineStats>;
+  /** Free the model and destroy the GPU device. */
+  dispose(): Promise<void>;
+}
+
+export class Engine implements EngineApi {
+  static load(baseUrl: string | URL, options?: LoadOptions): Promise<Engine | WorkerEngine>;
+  readonly info: ModelInfo;
+  readonly chat: Chat;
+  capabilities(): Capabilities;
+  embed(texts: string | string[]): Promise<Float32Array[]>;
+  stats(): Promise<EngineStats>;
+  dispose(): Promise<void>;
+}
+
+export class WorkerEngine implements EngineApi {
+  static load(baseUrl: string | URL, options?: LoadOptions): Promise<WorkerEngine>;
+  readonly info: ModelInfo;
+  readonly chat: Chat;
+  capabilities(): Capabilities;
+  embed(texts: string | string[]): Promise<Float32Array[]>;
+  stats(): Promise<EngineStats>;
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,508 @@
+// kjarni-web: transformer inference on WebGPU. The JavaScript API.
+//
+// A thin layer over the wasm-bindgen exports of kjarni_web.js (WasmEngine: promise-returning
+// methods with JSON in and out): OpenAI-style chat completions with async iterators,
+// AbortSignal, errors with stable codes, and the same API in a Web Worker (`worker: true`).
+
+import init, {
+  WasmEngine,
+  capabilities as capabilitiesJson,
+  capabilitiesReport as capabilitiesReportText,
+  wasmMemoryBytes,
+} from './kjarni_web.js';
+
+/** An error from kjarni-web. `code` is stable (see README: Errors). */
+export class KjarniError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = 'KjarniError';
+    this.code = code;
+  }
+}
+
+/** Any thrown value as a KjarniError (Rust errors carry `code`; a Rust panic becomes INTERNAL). */
+export function toKjarniError(e) {
+  if (e instanceof KjarniError) return e;
+  if (e && typeof e === 'object' && typeof e.code === 'string') return new KjarniError(e.code, e.message ?? String(e));
+  if (e && e.name === 'AbortError') return new KjarniError('ABORTED', e.message || 'aborted');
+  return new KjarniError('INTERNAL', e?.message ?? String(e), { cause: e });
+}
+
+let ready = null;
+
+/** Load the wasm module (done by Engine.load; call it yourself to pass another wasm URL). */
+export function initialize(wasmUrl) {
+  ready ??= init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
+    ready = null;
+    throw new KjarniError('NETWORK', `loading kjarni_web_bg.wasm failed: ${e?.message ?? e}`, { cause: e });
+  });
+  return ready;
+}
+
+/** Whether this JS context offers WebGPU (`navigator.gpu`). */
+export function hasWebGPU() {
+  return typeof navigator !== 'undefined' && !!navigator.gpu;
+}
+
+function requireWebGPU() {
+  if (!hasWebGPU()) {
+    throw new KjarniError(
+      'WEBGPU_UNAVAILABLE',
+      'WebGPU is not available in this browser (Chrome/Edge 113+, Safari 26+, Firefox 141+ on Windows; on Linux Chrome needs --enable-unsafe-webgpu).',
+    );
+  }
+}
+
+/** Capabilities of this device (adapter, limits, features, chosen kernel variants). */
+export async function capabilities() {
+  requireWebGPU();
+  await initialize();
+  try {
+    return JSON.parse(await capabilitiesJson());
+  } catch (e) {
+    throw toKjarniError(e);
+  }
+}
+
+/** The same as a human-readable report. */
+export async function capabilitiesReport() {
+  requireWebGPU();
+  await initialize();
+  try {
+    return await capabilitiesReportText();
+  } catch (e) {
+    throw toKjarniError(e);
+  }
+}
+
+/** Size of the wasm memory of this JS context, in bytes. */
+export function wasmMemorySize() {
+  return ready ? wasmMemoryBytes() : 0;
+}
+
+function resolveUrl(url) {
+  const base = globalThis.location?.href;
+  try {
+    return base ? new URL(url, base).href : new URL(url).href;
+  } catch {
+    return String(url);
+  }
+}
+
+function abortedError(what) {
+  return new KjarniError('ABORTED', `${what} was aborted`);
+}
+
+let nextId = 0;
+const makeId = () => `chatcmpl-${Date.now().toString(36)}${(nextId++).toString(36)}`;
+
+const SAMPLING_KEYS = ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'seed'];
+
+/** Validate an OpenAI-style request and keep what the engine uses. */
+function normaliseRequest(req) {
+  if (!req || !Array.isArray(req.messages) || req.messages.length === 0) {
+    throw new KjarniError('INVALID_ARGUMENT', 'messages must be a non-empty array of { role, content }');
+  }
+  const messages = req.messages.map((m, i) => {
+    if (!m || typeof m.role !== 'string') throw new KjarniError('INVALID_ARGUMENT', `messages[${i}].role must be a string`);
+    let content = m.content;
+    if (Array.isArray(content)) content = content.filter((p) => p?.type === 'text').map((p) => p.text).join('');
+    if (typeof content !== 'string') throw new KjarniError('INVALID_ARGUMENT', `messages[${i}].content must be a string`);
+    return { role: m.role, content };
+  });
+  const body = { messages, stop: req.stop == null ? [] : Array.isArray(req.stop) ? req.stop.map(String) : [String(req.stop)] };
+  const maxTokens = req.max_tokens ?? req.max_completion_tokens;
+  for (const k of SAMPLING_KEYS) {
+    const v = k === 'max_tokens' ? maxTokens : req[k];
+    if (v == null) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new KjarniError('INVALID_ARGUMENT', `${k} must be a non-negative number`);
+    body[k] = ['max_tokens', 'top_k', 'seed'].includes(k) ? Math.floor(v) : v;
+  }
+  return body;
+}
+
+/**
+ * An async iterable of chat.completion.chunk objects, fed by pushes. `abort()` stops the
+ * generation (the last chunk then has finish_reason "abort"); leaving a `for await` loop early
+ * does the same.
+ */
+export class ChatCompletionStream {
+  #chunks = [];
+  #waiting = null;
+  #done = false;
+  #error = null;
+  #onAbort;
+
+  constructor(onAbort) {
+    this.#onAbort = onAbort;
+    this.controller = { abort: () => this.abort() };
+  }
+
+  /** Stop generating. */
+  abort() {
+    this.#onAbort?.();
+  }
+
+  /** @internal */ _push(chunk) {
+    this.#chunks.push(chunk);
+    this.#wake();
+  }
+  /** @internal */ _end(error) {
+    this.#done = true;
+    this.#error = error ?? null;
+    this.#wake();
+  }
+  #wake() {
+    const w = this.#waiting;
+    this.#waiting = null;
+    w?.();
+  }
+
+  async *[Symbol.asyncIterator]() {
+    let finished = false;
+    try {
+      for (;;) {
+        if (this.#chunks.length) {
+          yield this.#chunks.shift();
+          continue;
+        }
+        if (this.#done) {
+          finished = true;
+          if (this.#error) throw this.#error;
+          return;
+        }
+        await new Promise((ok) => (this.#waiting = ok));
+      }
+    } finally {
+      if (!finished) this.abort();
+    }
+  }
+}
+
+function chunk(id, created, model, delta, finish, extra) {
+  return { id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...extra };
+}
+
+function usageOf(r) {
+  return { prompt_tokens: r.prompt_tokens, completion_tokens: r.completion_tokens, total_tokens: r.prompt_tokens + r.completion_tokens };
+}
+
+function timingsOf(r) {
+  return {
+    prefill_ms: r.prefill_ms,
+    decode_ms: r.decode_ms,
+    cached_prompt_tokens: r.cached_prompt_tokens,
+    prefill_tokens_per_s: r.prefill_ms > 0 ? ((r.prompt_tokens - r.cached_prompt_tokens) * 1000) / r.prefill_ms : 0,
+    decode_tokens_per_s: r.decode_ms > 0 ? (r.decode_steps * 1000) / r.decode_ms : 0,
+  };
+}
+
+/** A model on a GPU device in this JS context. Use Engine.load(). */
+export class Engine {
+  #w;
+  #info;
+  #lock = Promise.resolve();
+  #final = null;
+
+  /** @internal */ constructor(w, info) {
+    this.#w = w;
+    this.#info = info;
+    const create = (req) => this.#create(req);
+    this.chat = { completions: { create } };
+  }
+
+  /**
+   * Load an HF-style model directory (config.json, tokenizer.json, tokenizer_config.json,
+   * model.safetensors or model.safetensors.index.json + shards).
+   * options: { onProgress({loaded, total, progress, file}), kvCache: 'f16'|'int8'|'f32',
+   *            maxContext, signal, worker, cache, wasmUrl, workerUrl }
+   */
+  static async load(baseUrl, options = {}) {
+    if (options.worker) return WorkerEngine.load(baseUrl, options);
+    requireWebGPU();
+    await initialize(options.wasmUrl);
+    const { signal, onProgress } = options;
+    if (signal?.aborted) throw abortedError('loading');
+    const url = resolveUrl(baseUrl);
+    const w = new WasmEngine();
+    const onAbort = () => w.cancel();
+    const progress = onProgress
+      ? (loaded, total, file) => onProgress({ loaded, total, progress: total > 0 ? loaded / total : 0, file })
+      : undefined;
+    const opts = { kvCache: options.kvCache ?? 'f16', maxContext: options.maxContext ?? null, cache: options.cache ?? null };
+    try {
+      const pending = w.load(url, JSON.stringify(opts), progress); // cancellable from here on
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const info = JSON.parse(await pending);
+      return new Engine(w, info);
+    } catch (e) {
+      w.free();
+      throw toKjarniError(e);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The model's description: { model, url, config: { kind, ... }, capabilities }. */
+  get info() {
+    return this.#info;
+  }
+
+  /** Adapter, limits, features and the chosen kernel variants of this engine's device. */
+  capabilities() {
+    return this.#info.capabilities;
+  }
+
+  /** Run `fn` after the previous operation (one at a time per engine). */
+  #run(fn) {
+    const next = this.#lock.then(() => {
+      if (!this.#w) throw new KjarniError('DISPOSED', 'the engine was disposed; create a new one');
+      return fn(this.#w);
+    });
+    this.#lock = next.catch(() => {});
+    return next;
+  }
+
+  /** Run one generation, calling onDelta(text) for each piece; resolves to the Rust result. */
+  #generate(body, signal, onDelta, stream) {
+    return this.#run(async (w) => {
+      if (signal?.aborted || stream?.abortedEarly) {
+        // Aborted while waiting for the previous operation: nothing was generated.
+        return { text: '', finish_reason: 'abort', prompt_tokens: 0, completion_tokens: 0, cached_prompt_tokens: 0, prefill_ms: 0, decode_ms: 0, decode_steps: 0 };
+      }
+      const onAbort = () => w.cancel();
+      try {
+        // generate() takes the model synchronously: a cancel() from now on reaches it.
+        const pending = w.generate(JSON.stringify(body), onDelta);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        if (stream) stream.hook = onAbort;
+        return JSON.parse(await pending);
+      } catch (e) {
+        throw toKjarniError(e);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    });
+  }
+
+  async #create(request) {
+    const body = normaliseRequest(request);
+    const model = this.#info.model;
+    const id = makeId();
+    const created = Math.floor(Date.now() / 1000);
+    if (this.#info.config.kind !== 'decoder') {
+      throw new KjarniError('UNSUPPORTED', `${model} is an encoder: use embed(), not chat completions`);
+    }
+    if (request.stream) {
+      if (request.signal?.aborted) throw abortedError('the completion');
+      // The stream's abort() reaches the generation once it runs (hook.hook), or marks it
+      // aborted while it waits for a previous operation.
+      const hook = { hook: null, abortedEarly: false };
+      const stream = new ChatCompletionStream(() => (hook.hook ? hook.hook() : (hook.abortedEarly = true)));
+      stream._push(chunk(id, created, model, { role: 'assistant', content: '' }, null));
+      this.#generate(body, request.signal, (text) => stream._push(chunk(id, created, model, { content: text }, null)), hook).then(
+        (r) => {
+          stream._push(chunk(id, created, model, {}, r.finish_reason, { usage: usageOf(r), timings: timingsOf(r) }));
+          stream._end();
+        },
+        (e) => stream._end(toKjarniError(e)),
+      );
+      return stream;
+    }
+    if (request.signal?.aborted) throw abortedError('the completion');
+    const r = await this.#generate(body, request.signal, () => {});
+    return {
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [{ index: 0, message: { role: 'assistant', content: r.text }, logprobs: null, finish_reason: r.finish_reason }],
+      usage: usageOf(r),
+      timings: timingsOf(r),
+    };
+  }
+
+  /** Sentence embeddings (encoder models): one unit-length Float32Array per text. */
+  async embed(texts) {
+    const list = typeof texts === 'string' ? [texts] : Array.from(texts ?? [], String);
+    if (this.#info.config.kind !== 'encoder') {
+      throw new KjarniError('UNSUPPORTED', `${this.#info.model} is a decoder: embed() needs an encoder model (e.g. all-MiniLM-L6-v2)`);
+    }
+    if (list.length === 0) return [];
+    const flat = await this.#run(async (w) => {
+      try {
+        return await w.embed(JSON.stringify(list));
+      } catch (e) {
+        throw toKjarniError(e);
+      }
+    });
+    const dim = flat.length / list.length;
+    return list.map((_, i) => flat.subarray(i * dim, (i + 1) * dim));
+  }
+
+  /** GPU buffers counted by the runtime and the wasm memory size (bytes). */
+  async stats() {
+    if (!this.#w) return this.#final;
+    const s = JSON.parse(this.#w.stats());
+    return {
+      liveBuffers: s.live_buffers,
+      liveBytes: s.live_bytes,
+      peakBytes: s.peak_bytes,
+      createdBuffers: s.created_buffers,
+      wasmMemoryBytes: s.wasm_memory_bytes,
+      deviceLost: s.device_lost,
+    };
+  }
+
+  /** Free the model and destroy the GPU device. The engine cannot be used afterwards. */
+  async dispose() {
+    const w = this.#w;
+    if (!w) return;
+    w.dispose(); // cancels a running operation; the device is destroyed when it returns
+    await this.#lock;
+    this.#final = await this.stats();
+    this.#w = null;
+    w.free();
+  }
+
+  /** Testing aid: destroy the device as a driver reset would (the next call fails with DEVICE_LOST). */
+  async _loseDevice() {
+    this.#w?.debugLoseDevice();
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
+
+/**
+ * The same API with the engine in a dedicated Web Worker (the page never blocks). Created by
+ * Engine.load(url, { worker: true }). One worker per engine; dispose() terminates it.
+ */
+export class WorkerEngine {
+  #worker;
+  #info;
+  #pending = new Map();
+  #next = 1;
+  #dead = null;
+
+  /** @internal */ constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = (ev) => this.#onMessage(ev.data);
+    const fail = (why) => {
+      this.#dead = new KjarniError('WORKER_ERROR', why);
+      for (const p of this.#pending.values()) p.reject(this.#dead);
+      this.#pending.clear();
+    };
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      fail(`the engine's worker failed: ${ev.message ?? 'error'}`);
+    };
+    worker.onmessageerror = () => fail('a message from the worker could not be read');
+    const create = (req) => this.#create(req);
+    this.chat = { completions: { create } };
+  }
+
+  static async load(baseUrl, options = {}) {
+    const { signal, onProgress, workerUrl, worker: _w, ...rest } = options;
+    if (signal?.aborted) throw abortedError('loading');
+    if (typeof Worker === 'undefined') throw new KjarniError('UNSUPPORTED', 'Web Workers are not available here');
+    const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
+    const engine = new WorkerEngine(worker);
+    try {
+      const wasmUrl = rest.wasmUrl ? resolveUrl(rest.wasmUrl) : undefined;
+      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, wasmUrl };
+      engine.#info = await engine.#call('load', { url: resolveUrl(baseUrl), options: opts }, { signal, onProgress });
+      return engine;
+    } catch (e) {
+      worker.terminate();
+      throw toKjarniError(e);
+    }
+  }
+
+  #onMessage(m) {
+    const p = this.#pending.get(m.id);
+    if (!p) return;
+    switch (m.type) {
+      case 'progress':
+        p.onProgress?.(m.progress);
+        break;
+      case 'chunk':
+        p.onChunk?.(m.chunk);
+        break;
+      case 'result':
+        this.#pending.delete(m.id);
+        p.resolve(m.value);
+        break;
+      case 'error':
+        this.#pending.delete(m.id);
+        p.reject(new KjarniError(m.error.code, m.error.message));
+        break;
+    }
+  }
+
+  #call(op, args, { signal, onProgress, onChunk, transfer } = {}) {
+    if (this.#dead) return Promise.reject(this.#dead);
+    if (!this.#worker) return Promise.reject(new KjarniError('DISPOSED', 'the engine was disposed; create a new one'));
+    const id = this.#next++;
+    const abort = () => this.#worker?.postMessage({ id: this.#next++, op: 'abort', args: { target: id } });
+    return new Promise((resolve, reject) => {
+      const done = (f) => (v) => {
+        signal?.removeEventListener('abort', abort);
+        f(v);
+      };
+      this.#pending.set(id, { resolve: done(resolve), reject: done(reject), onProgress, onChunk });
+      signal?.addEventListener('abort', abort, { once: true });
+      this.#worker.postMessage({ id, op, args }, transfer ?? []);
+      if (onChunk) onChunk.abort = abort;
+    });
+  }
+
+  get info() {
+    return this.#info;
+  }
+
+  capabilities() {
+    return this.#info.capabilities;
+  }
+
+  async #create(request) {
+    const body = normaliseRequest(request);
+    const { signal } = request;
+    const req = { ...body, stream: !!request.stream };
+    if (!request.stream) return this.#call('chat', { request: req }, { signal });
+    let abort = null;
+    let abortedEarly = false;
+    const stream = new ChatCompletionStream(() => (abort ? abort() : (abortedEarly = true)));
+    const onChunk = (c) => stream._push(c);
+    this.#call('chat', { request: req }, { signal, onChunk }).then(
+      () => stream._end(),
+      (e) => stream._end(toKjarniError(e)),
+    );
+    abort = onChunk.abort;
+    if (abortedEarly) abort();
+    return stream;
+  }
+
+  async embed(texts) {
+    const list = typeof texts === 'string' ? [texts] : Array.from(texts ?? [], String);
+    const flat = await this.#call('embed', { texts: list });
+    const dim = list.length ? flat.length / list.length : 0;
+    return list.map((_, i) => flat.subarray(i * dim, (i + 1) * dim));
+  }
+
+  async stats() {
+    return this.#call('stats', {});
+  }
+
+  async dispose() {
+    if (!this.#worker) return;
+    try {
+      if (!this.#dead) await this.#call('dispose', {});
+    } finally {
+      this.#worker.terminate();
+      this.#worker = null;
+    }
+  }
+
+  async _loseDevice() {
+    return this.#call('loseDevice', {});
+  }
+}

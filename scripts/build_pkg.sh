@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Build the npm package into pkg/: the wasm (wasm-pack, release, --target web), the hand-written
+# ESM API (js/index.js, js/index.d.ts, js/worker.js), package.json and README.md; then copy it
+# to www/pkg/ for the demo page.
+# Usage: scripts/build_pkg.sh [--no-www]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== wasm-pack build (release, --target web) -> pkg/"
+RUSTUP_TOOLCHAIN=${RUSTUP_TOOLCHAIN:-debian-web} wasm-pack build --release --target web --out-dir pkg --no-pack
+cp js/index.js js/index.d.ts js/worker.js pkg/
+cp js/README.md pkg/README.md
+rm -f pkg/.gitignore
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+cat > pkg/package.json <<JSON
+{
+  "name": "kjarni-web",
+  "version": "$version",
+  "description": "Transformer inference on WebGPU (Rust + WGSL, compiled to WebAssembly): OpenAI-style chat completions and sentence embeddings in the browser.",
+  "license": "MIT OR Apache-2.0",
+  "repository": { "type": "git", "url": "https://github.com/kjarni/kjarni-web" },
+  "type": "module",
+  "main": "./index.js",
+  "module": "./index.js",
+  "types": "./index.d.ts",
+  "exports": {
+    ".": { "types": "./index.d.ts", "default": "./index.js" },
+    "./worker.js": "./worker.js",
+    "./raw": { "types": "./kjarni_web.d.ts", "default": "./kjarni_web.js" },
+    "./kjarni_web_bg.wasm": "./kjarni_web_bg.wasm",
+    "./package.json": "./package.json"
+  },
+  "files": ["index.js", "index.d.ts", "worker.js", "kjarni_web.js", "kjarni_web.d.ts", "kjarni_web_bg.wasm", "kjarni_web_bg.wasm.d.ts", "snippets/", "README.md"],
+  "sideEffects": false,
+  "keywords": ["webgpu", "wasm", "llm", "transformers", "embeddings", "inference", "openai"]
+}
+JSON
+if [ "${1:-}" != "--no-www" ]; then
+  rm -rf www/pkg
+  mkdir -p www/pkg
+  cp -r pkg/index.js pkg/index.d.ts pkg/worker.js pkg/kjarni_web.js pkg/kjarni_web.d.ts pkg/kjarni_web_bg.wasm pkg/snippets pkg/package.json www/pkg/
+  echo "== pkg/ built and copied to www/pkg/"
+fi
+ls -l pkg/

@@ -1,0 +1,113 @@
+// The chat demo (www/) in headless Chromium, as a user drives it: load SmolLM2 in a Web Worker,
+// ask the fixture question (greedy: the reply must be the fixture continuation's prefix), stop a
+// long generation, compare two sentences with MiniLM (the fixture's cosine). Screenshots in
+// target/page-artifacts/. SwiftShader takes minutes for SmolLM2's prefill and tens of seconds
+// per decoded token, so the fixture reply is limited to KJARNI_PAGE_TOKENS (default 2) tokens
+// and the Stop button is exercised on the tiny model (tiny_model.mjs).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { browser, screenshot, root } from './harness.mjs';
+import { serveStatic } from '../../scripts/serve.mjs';
+import { ensureTinyModel } from './tiny_model.mjs';
+
+const shared = process.env.KJARNI_SHARED ?? join(root, '..', 'shared');
+const fixture = async (name) => JSON.parse(await readFile(join(shared, 'models', 'fixtures', name), 'utf8'));
+const TOKENS = Number(process.env.KJARNI_PAGE_TOKENS ?? 2);
+
+let server;
+let b;
+let page;
+const errors = [];
+
+before(async () => {
+  const tiny = await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama'));
+  server = await serveStatic({ '/': join(root, 'www'), '/models/': join(root, 'models'), '/tiny/': tiny });
+  b = await browser();
+  page = await b.newPage({ viewport: { width: 1100, height: 900 } });
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(server.url);
+  await page.waitForSelector('#status.ok, #status.error', { timeout: 60_000 });
+});
+
+after(async () => {
+  await b?.close();
+  await server?.close();
+});
+
+const lastReply = () => page.evaluate(() => [...document.querySelectorAll('.msg.assistant .content')].at(-1)?.textContent ?? '');
+const waitChat = (state, timeout) => page.waitForSelector(`body[data-chat="${state}"]`, { state: 'attached', timeout });
+
+test('demo chat: SmolLM2 in a worker answers the fixture question greedily', { timeout: 900_000 }, async () => {
+  const smol = await fixture('smollm2.json');
+  const chat = smol.cases.find((c) => c.kind === 'chat');
+  const expected = chat.greedy_text.replace('<|im_end|>', '');
+  assert.equal(await page.textContent('#status'), 'WebGPU device ready.');
+  await page.click('#chat-load');
+  await waitChat('ready', 300_000);
+  assert.match(await page.textContent('#chat-load-status'), /SmolLM2-135M-Instruct ready .* in a Web Worker/);
+  assert.equal(await page.evaluate(() => document.getElementById('chat-progress').value), 1);
+  await page.fill('#temperature', '0');
+  await page.fill('#max-tokens', String(TOKENS));
+  await page.fill('#prompt', chat.messages[0].content);
+  const t0 = Date.now();
+  await page.click('#send');
+  await waitChat('generating', 10_000);
+  assert.equal(await page.isEnabled('#stop'), true, 'Stop is enabled while generating');
+  await waitChat('ready', 840_000);
+  const reply = await lastReply();
+  console.log(`reply ${JSON.stringify(reply)} in ${((Date.now() - t0) / 1000).toFixed(0)} s; ${await page.textContent('#tps')}`);
+  assert.ok(reply.length > 0 && expected.startsWith(reply), `greedy reply ${JSON.stringify(reply)} is a prefix of ${JSON.stringify(expected)}`);
+  const reason = await page.getAttribute('#finish', 'data-reason');
+  assert.equal(reason, TOKENS >= chat.greedy_ids.length ? 'stop' : 'length');
+  assert.match(await page.textContent('#tps'), /tok\/s/);
+  await screenshot(page, 'demo-chat');
+  assert.deepEqual(errors, []);
+});
+
+test('demo chat: Stop ends a long generation', { timeout: 300_000 }, async () => {
+  await page.click('#chat-unload');
+  await waitChat('idle', 30_000);
+  await page.selectOption('#chat-model', 'custom');
+  await page.fill('#chat-model-url', '/tiny/');
+  await page.click('#chat-load');
+  await waitChat('ready', 120_000);
+  await page.click('#clear');
+  await page.fill('#max-tokens', '2000');
+  await page.fill('#prompt', 'tell me a long story about a dragon');
+  await page.click('#send');
+  await page.waitForFunction(() => {
+    const c = [...document.querySelectorAll('.msg.assistant .content')].at(-1);
+    return c && c.textContent.split(' ').length >= 3;
+  }, null, { timeout: 120_000 });
+  await page.click('#stop');
+  await waitChat('ready', 60_000);
+  assert.equal(await page.getAttribute('#finish', 'data-reason'), 'abort');
+  assert.equal(await page.textContent('#finish'), 'stopped');
+  const stopped = await lastReply();
+  await page.waitForTimeout(1500);
+  assert.equal(await lastReply(), stopped, 'no text after Stop');
+  assert.ok(stopped.split(' ').length < 100, `stopped early: ${stopped.split(' ').length} words`);
+  await screenshot(page, 'demo-chat-stopped');
+  assert.deepEqual(errors, []);
+});
+
+test('demo embeddings: MiniLM similarity of two sentences matches the fixture', { timeout: 300_000 }, async () => {
+  const mini = await fixture('minilm.json');
+  const [i, j] = [1, 2];
+  await page.click('#tab-embed');
+  await page.fill('#sent-a', mini.cases[i].text);
+  await page.fill('#sent-b', mini.cases[j].text);
+  await page.click('#embed-load');
+  await page.waitForSelector('body[data-embed="ready"]', { state: 'attached', timeout: 180_000 });
+  await page.click('#compare');
+  await page.waitForFunction(() => document.getElementById('similarity').textContent !== '–', null, { timeout: 120_000 });
+  await page.waitForSelector('body[data-embed="ready"]', { state: 'attached', timeout: 60_000 });
+  const got = Number(await page.textContent('#similarity'));
+  const want = mini.cosine[i][j];
+  // 1e-3: the fixture's own rounding is 1e-6; f32 GPU vs f32 PyTorch agree to ~1e-6 (notes/bert.md).
+  assert.ok(Math.abs(got - want) < 1e-3, `cosine ${got} vs fixture ${want}`);
+  await screenshot(page, 'demo-embeddings');
+  assert.deepEqual(errors, []);
+});
