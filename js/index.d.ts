@@ -78,8 +78,16 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Run the engine in a dedicated Web Worker (same API; the page never blocks). */
   worker?: boolean;
-  /** Cache API name to persist downloaded files in (not wired up yet). */
-  cache?: string;
+  /**
+   * Cache API store for downloaded files, reused by the next load (default `DEFAULT_CACHE`;
+   * `false`: always download). Files are stored only when complete and size-checked.
+   */
+  cache?: string | false;
+  /**
+   * Bytes of GPU memory the model (weights + KV cache + activations) may use; checked before any
+   * weight is downloaded (code MODEL_TOO_LARGE). Buffers over the device limits always are.
+   */
+  memoryBudget?: number;
   /** Where kjarni_web_bg.wasm is (default: next to index.js). */
   wasmUrl?: string | URL;
   /** Where worker.js is (default: next to index.js). */
@@ -204,6 +212,9 @@ interface EngineApi {
   /** Free the model and destroy the GPU device. */
   dispose(): Promise<void>;
 }
+
+/** The Cache API store used when `cache` is not given. */
+export const DEFAULT_CACHE: string;
 
 export class Engine implements EngineApi {
   static load(baseUrl: string | URL, options?: LoadOptions): Promise<Engine | WorkerEngine>;

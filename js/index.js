@@ -89,6 +89,19 @@ function resolveUrl(url) {
   }
 }
 
+/** Cache API store the engine keeps downloaded model files in (`cache: false` turns it off). */
+export const DEFAULT_CACHE = 'kjarni-models-v1';
+
+function loadOptions(options) {
+  const cache = options.cache === false ? null : (typeof options.cache === 'string' ? options.cache : DEFAULT_CACHE);
+  return {
+    kvCache: options.kvCache ?? 'f16',
+    maxContext: options.maxContext ?? null,
+    cache,
+    memoryBudget: options.memoryBudget ?? null,
+  };
+}
+
 function abortedError(what) {
   return new KjarniError('ABORTED', `${what} was aborted`);
 }
@@ -215,7 +228,10 @@ export class Engine {
    * Load an HF-style model directory (config.json, tokenizer.json, tokenizer_config.json,
    * model.safetensors or model.safetensors.index.json + shards).
    * options: { onProgress({loaded, total, progress, file}), kvCache: 'f16'|'int8'|'f32',
-   *            maxContext, signal, worker, cache, wasmUrl, workerUrl }
+   *            maxContext, signal, worker, cache, memoryBudget, wasmUrl, workerUrl }
+   * cache: Cache API store for the downloaded files (default DEFAULT_CACHE; false: no caching).
+   * memoryBudget: bytes of GPU memory the model may use; checked before any weight is fetched
+   * (MODEL_TOO_LARGE). Buffers over the device's limits are always refused early.
    */
   static async load(baseUrl, options = {}) {
     if (options.worker) return WorkerEngine.load(baseUrl, options);
@@ -229,7 +245,7 @@ export class Engine {
     const progress = onProgress
       ? (loaded, total, file) => onProgress({ loaded, total, progress: total > 0 ? loaded / total : 0, file })
       : undefined;
-    const opts = { kvCache: options.kvCache ?? 'f16', maxContext: options.maxContext ?? null, cache: options.cache ?? null };
+    const opts = loadOptions(options);
     try {
       const pending = w.load(url, JSON.stringify(opts), progress); // cancellable from here on
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -408,7 +424,7 @@ export class WorkerEngine {
     const engine = new WorkerEngine(worker);
     try {
       const wasmUrl = rest.wasmUrl ? resolveUrl(rest.wasmUrl) : undefined;
-      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, wasmUrl };
+      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, memoryBudget: rest.memoryBudget, wasmUrl };
       engine.#info = await engine.#call('load', { url: resolveUrl(baseUrl), options: opts }, { signal, onProgress });
       return engine;
     } catch (e) {

@@ -28,27 +28,30 @@ export const types = {
   '.jinja': 'text/plain; charset=utf-8',
 };
 
-/** Parse a `Range: bytes=a-b` header against a file of `size` bytes: [start, end] inclusive, null (ignore) or 'bad'. */
+/**
+ * One `bytes=` range of a file of `size` bytes: [first, last] inclusive, 'unsatisfiable' (416),
+ * or null: ignore the header and send the whole file (malformed, multi-range, last < first).
+ */
 export function parseRange(header, size) {
-  const m = /^bytes=(\d*)-(\d*)$/.exec(String(header).trim());
-  if (!m || (m[1] === '' && m[2] === '')) return null; // multiple or malformed ranges: send the whole file
-  let start;
-  let end;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(String(header ?? '').trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null;
   if (m[1] === '') {
     const n = Number(m[2]); // suffix: the last n bytes
-    if (n === 0) return 'bad';
-    start = Math.max(0, size - n);
-    end = size - 1;
-  } else {
-    start = Number(m[1]);
-    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (n === 0) return 'unsatisfiable';
+    return [Math.max(0, size - n), size - 1];
   }
-  if (start >= size || start > end) return 'bad';
-  return [start, end];
+  const start = Number(m[1]);
+  if (m[2] !== '' && Number(m[2]) < start) return null;
+  if (start >= size) return 'unsatisfiable';
+  return [start, m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)];
 }
 
-/** Serve `mounts` ({ urlPrefix: dir }); the longest matching prefix wins. */
-export async function serveStatic(mounts, { port = 0, host = '127.0.0.1', log = false } = {}) {
+/**
+ * Serve `mounts` ({ urlPrefix: dir }); the longest matching prefix wins. `requests` logs
+ * { method, path, range, status } per request. `ranges: false` answers every Range with the
+ * whole file (200), as a server without Range support does.
+ */
+export async function serveStatic(mounts, { port = 0, host = '127.0.0.1', log = false, ranges = true } = {}) {
   const table = Object.entries(mounts)
     .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : prefix + '/', resolve(dir)])
     .sort((a, b) => b[0].length - a[0].length);
@@ -101,16 +104,17 @@ export async function serveStatic(mounts, { port = 0, host = '127.0.0.1', log = 
     const size = info.size;
     const headers = {
       'content-type': types[extname(file)] ?? 'application/octet-stream',
-      'accept-ranges': 'bytes',
+      'accept-ranges': ranges ? 'bytes' : 'none',
       'cache-control': 'no-cache',
       'last-modified': info.mtime.toUTCString(),
+      etag: `"${size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`,
     };
     let status = 200;
     let start = 0;
     let end = size - 1;
-    if (range) {
+    if (range && ranges) {
       const r = parseRange(range, size);
-      if (r === 'bad') {
+      if (r === 'unsatisfiable') {
         res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
         done(416);
         return;

@@ -182,7 +182,7 @@ impl Error {
             Error::Cancelled(_) => "ABORTED",
             Error::Tokenizer(_) => "TOKENIZER",
             Error::Internal(_) => "INTERNAL",
-            // (branch cache) Error::ModelTooLarge { .. } => "MODEL_TOO_LARGE",
+            Error::ModelTooLarge { .. } => "MODEL_TOO_LARGE",
         }
     }
 }

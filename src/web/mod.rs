@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
 use crate::gpu::memory::MemoryTracker;
 use crate::gpu::Gpu;
+use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
 use crate::load::{FetchSource, LoadOptions, ModelConfig, Progress};
 use crate::models::bert::BertModel;
 use crate::models::llama::{Llama, LlamaOptions};
@@ -158,6 +159,9 @@ struct LoadOpts {
     max_context: Option<usize>,
     /// Cache API name to persist downloaded files in (`None`: no persistence).
     cache: Option<String>,
+    /// Bytes of GPU memory the model may use in all (`None`: only the per-buffer limits are
+    /// checked; WebGPU reports no memory size). Checked before any weight is downloaded.
+    memory_budget: Option<u64>,
 }
 
 /// A chat-completion request (JSON, OpenAI field names; the JS wrapper validates it).
@@ -213,9 +217,12 @@ async fn load_model(
         });
     }
     let gpu = Gpu::new().await?;
-    let source = FetchSource::new(url);
-    // Cache API persistence (branch cache): `let source = source.with_cache(opts.cache.as_deref());`
-    let _ = opts.cache.as_deref();
+    let source = FetchSource::new(url).with_cache(opts.cache.as_deref());
+    let max_context = opts.max_context.unwrap_or(2048).max(1);
+    // Fail early (before any weight is downloaded) when the model cannot fit.
+    let est_opts = EstimateOptions { max_context, kv_dtype: kv, ..EstimateOptions::default() };
+    let limits = DeviceLimits::of(&gpu, opts.memory_budget);
+    estimate_source(&source, &est_opts, &limits).await?.check_budget(&limits)?;
     let load = LoadOptions { cancel: Some(cancel.clone()), ..Default::default() };
     let mut report = |p: &Progress| {
         if let Some(f) = on_progress {
@@ -230,7 +237,7 @@ async fn load_model(
     let model = match ModelConfig::load(&source).await? {
         ModelConfig::Decoder(_) => {
             let tok = Tokenizer::load(&source).await?;
-            let lopts = LlamaOptions { kv_cache: kv, max_context: opts.max_context.unwrap_or(2048).max(1) };
+            let lopts = LlamaOptions { kv_cache: kv, max_context };
             let lm = Llama::load_with(&gpu, &source, &lopts, &load, &mut report).await?;
             Model::Decoder { lm: Box::new(lm), tok: Box::new(tok) }
         }
@@ -239,6 +246,9 @@ async fn load_model(
     if cancel.is_cancelled() {
         return Err(Error::Cancelled(format!("loading {url}")));
     }
+    // Files fetched on a cache miss are written to the Cache API in the background: finish
+    // (or fail quietly, the model is loaded either way) before reporting the load done.
+    source.flush_cache().await;
     Ok(Loaded { gpu, model })
 }
 

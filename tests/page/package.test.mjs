@@ -137,6 +137,30 @@ test('errors are KjarniErrors with stable codes', { timeout: 240_000 }, async ()
   assert.equal(ok.value?.choices[0].finish_reason, 'length', JSON.stringify(ok));
 });
 
+test('Cache API: a second load downloads no weights; a memory budget fails before the download', { timeout: 300_000 }, async () => {
+  const weights = () => server.requests.filter((r) => r.path === '/models/all-MiniLM-L6-v2/model.safetensors');
+  const load = (opts) => inPage(async (o) => {
+    const e = await window.kjarni.Engine.load('/models/all-MiniLM-L6-v2/', o);
+    const stats = e.stats();
+    await e.dispose();
+    return stats;
+  }, opts);
+  const first = await load({ cache: 'kjarni-test-cache' });
+  assert.equal(first.error, undefined, JSON.stringify(first.error));
+  const afterFirst = weights().length;
+  assert.ok(weights().some((r) => r.status === 200), `the first load downloads the file: ${JSON.stringify(weights())}`);
+  const second = await load({ cache: 'kjarni-test-cache' });
+  assert.equal(second.error, undefined, JSON.stringify(second.error));
+  assert.equal(weights().length, afterFirst, `no request for the weights on the second load: ${JSON.stringify(weights().slice(afterFirst))}`);
+  // The estimate reads config.json and the safetensors header only, then refuses.
+  const before = weights().length;
+  const tooBig = await load({ cache: false, memoryBudget: 1_000_000 });
+  assert.equal(tooBig.error?.code, 'MODEL_TOO_LARGE', JSON.stringify(tooBig));
+  assert.match(tooBig.error.message, /memory budget/);
+  const reads = weights().slice(before);
+  assert.ok(reads.every((r) => /^bytes=\d+-\d+$/.test(r.range ?? '')), `only bounded header reads: ${JSON.stringify(reads)}`);
+});
+
 test('100 consecutive generations: GPU buffers and wasm memory do not grow', { timeout: 300_000 }, async () => {
   const r = await inPage(async () => {
     const e = window.engine;
