@@ -9,6 +9,7 @@
 //! ```
 
 pub mod config;
+pub mod gguf;
 pub mod safetensors;
 pub mod source;
 

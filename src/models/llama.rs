@@ -18,22 +18,48 @@ use crate::ops::ffn;
 use crate::ops::kv_cache::{KvCache, KvDType};
 use crate::ops::linear::{self, Act, Epilogue, Residual};
 use crate::ops::norm::{self, Norm};
+use crate::ops::elementwise::{self, Op};
+use crate::ops::quant::{self, QuantWeight};
 use crate::ops::rope::{self as rope_op, RopeConfig, RopeLayout};
 
-struct Layer {
-    attn_norm: GpuTensor,
-    wq: GpuTensor,
-    wk: GpuTensor,
-    wv: GpuTensor,
-    bq: Option<GpuTensor>,
-    bk: Option<GpuTensor>,
-    bv: Option<GpuTensor>,
-    wo: GpuTensor,
-    ffn_norm: GpuTensor,
-    w_gate: GpuTensor,
-    w_up: GpuTensor,
-    w_down: GpuTensor,
-    cache: KvCache,
+/// A projection weight: dense (f32 / f16 / bf16, the linear / ffn ops) or quantised blocks as
+/// stored (the quant GEMV / matmul).
+#[derive(Debug, Clone)]
+pub enum Linear {
+    /// `[N, K]` dense.
+    Dense(GpuTensor),
+    /// `[N, K]` in ggml blocks.
+    Quant(QuantWeight),
+}
+
+impl Linear {
+    /// Output features N.
+    pub fn rows(&self) -> usize {
+        match self {
+            Linear::Dense(t) => t.shape().first().copied().unwrap_or(0),
+            Linear::Quant(q) => q.rows(),
+        }
+    }
+    /// Whether the weight is quantised.
+    pub fn is_quant(&self) -> bool {
+        matches!(self, Linear::Quant(_))
+    }
+}
+
+pub(crate) struct Layer {
+    pub(crate) attn_norm: GpuTensor,
+    pub(crate) wq: Linear,
+    pub(crate) wk: Linear,
+    pub(crate) wv: Linear,
+    pub(crate) bq: Option<GpuTensor>,
+    pub(crate) bk: Option<GpuTensor>,
+    pub(crate) bv: Option<GpuTensor>,
+    pub(crate) wo: Linear,
+    pub(crate) ffn_norm: GpuTensor,
+    pub(crate) w_gate: Linear,
+    pub(crate) w_up: Linear,
+    pub(crate) w_down: Linear,
+    pub(crate) cache: KvCache,
 }
 
 /// Activations for `t` tokens, reused while the token count stays the same.
@@ -48,13 +74,18 @@ struct Scratch {
     up: GpuTensor,
     mid: GpuTensor,
     ids: TokenIds,
+    /// Temporaries of the quantised projections' epilogues (bias, residual, SwiGLU).
+    tmp_h: GpuTensor,
+    tmp_h2: GpuTensor,
+    tmp_ff: GpuTensor,
+    ones: GpuTensor,
 }
 
 /// A loaded decoder with its KV cache.
 pub struct Llama {
     cfg: DecoderConfig,
     embed: GpuTensor,
-    lm_head: GpuTensor,
+    lm_head: Linear,
     final_norm: GpuTensor,
     layers: Vec<Layer>,
     rope: Rope,
@@ -87,7 +118,7 @@ impl Default for LlamaOptions {
 }
 
 /// Norm weights and biases are read by kernels as f32: widen 16-bit ones once at load.
-async fn as_f32(gpu: &Gpu, t: &GpuTensor) -> Result<GpuTensor> {
+pub(crate) async fn as_f32(gpu: &Gpu, t: &GpuTensor) -> Result<GpuTensor> {
     if t.dtype() == DType::F32 {
         return Ok(t.clone());
     }
@@ -112,7 +143,7 @@ impl Llama {
         let weights = load_weights(gpu, source, &LoadOptions::default(), progress).await?;
         let w = |name: &str| weights.get(name).cloned();
         let max_ctx = opts.max_context.min(cfg.max_position_embeddings.max(1)).max(1);
-        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (nkv, hd) = (cfg.num_key_value_heads, cfg.head_dim);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -126,17 +157,17 @@ impl Llama {
             let (bq, bk, bv) = (bias("q_proj")?, bias("k_proj")?, bias("v_proj")?);
             layers.push(Layer {
                 attn_norm: as_f32(gpu, &w(&format!("{p}.input_layernorm.weight"))?).await?,
-                wq: w(&format!("{p}.self_attn.q_proj.weight"))?,
-                wk: w(&format!("{p}.self_attn.k_proj.weight"))?,
-                wv: w(&format!("{p}.self_attn.v_proj.weight"))?,
+                wq: Linear::Dense(w(&format!("{p}.self_attn.q_proj.weight"))?),
+                wk: Linear::Dense(w(&format!("{p}.self_attn.k_proj.weight"))?),
+                wv: Linear::Dense(w(&format!("{p}.self_attn.v_proj.weight"))?),
                 bq: match bq { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
                 bk: match bk { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
                 bv: match bv { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-                wo: w(&format!("{p}.self_attn.o_proj.weight"))?,
+                wo: Linear::Dense(w(&format!("{p}.self_attn.o_proj.weight"))?),
                 ffn_norm: as_f32(gpu, &w(&format!("{p}.post_attention_layernorm.weight"))?).await?,
-                w_gate: w(&format!("{p}.mlp.gate_proj.weight"))?,
-                w_up: w(&format!("{p}.mlp.up_proj.weight"))?,
-                w_down: w(&format!("{p}.mlp.down_proj.weight"))?,
+                w_gate: Linear::Dense(w(&format!("{p}.mlp.gate_proj.weight"))?),
+                w_up: Linear::Dense(w(&format!("{p}.mlp.up_proj.weight"))?),
+                w_down: Linear::Dense(w(&format!("{p}.mlp.down_proj.weight"))?),
                 cache: KvCache::new(gpu, &format!("{p}.kv_cache"), max_ctx, nkv, hd, opts.kv_cache)?,
             });
         }
@@ -147,13 +178,32 @@ impl Llama {
             w("lm_head.weight")?
         };
         let final_norm = as_f32(gpu, &w("model.norm.weight")?).await?;
+        Self::assemble(gpu, cfg, opts, embed, Linear::Dense(lm_head), final_norm, layers, max_ctx)
+    }
+
+    /// Put a loaded model together (both loaders end here).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        gpu: &Gpu,
+        cfg: DecoderConfig,
+        opts: &LlamaOptions,
+        embed: GpuTensor,
+        lm_head: Linear,
+        final_norm: GpuTensor,
+        layers: Vec<Layer>,
+        max_ctx: usize,
+    ) -> Result<Llama> {
+        let (nh, hd) = (cfg.num_attention_heads, cfg.head_dim);
         let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd };
         let rope_q = rope_op::Rope::new(
             gpu,
             RopeConfig { theta: cfg.rope_theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit },
         )?;
         let h = cfg.hidden_size;
-        let v = lm_head.shape().first().copied().unwrap_or(cfg.vocab_size);
+        let v = match lm_head.rows() {
+            0 => cfg.vocab_size,
+            n => n,
+        };
         Ok(Llama {
             decode_scratch: DecodeScratch::new(gpu, nh, hd, max_ctx)?,
             last: GpuTensor::zeros(gpu, "last_hidden", &[1, h], DType::F32)?,
@@ -251,6 +301,10 @@ impl Llama {
             up: z("up", &[t, ff])?,
             mid: z("mid", &[t, ff])?,
             ids: TokenIds::with_capacity(gpu, "ids", t)?,
+            tmp_h: z("tmp_h", &[t, h])?,
+            tmp_h2: z("tmp_h2", &[t, h])?,
+            tmp_ff: z("tmp_ff", &[t, ff])?,
+            ones: GpuTensor::from_f32(gpu, "ones", &[t, 1], DType::F32, &vec![1.0; t])?,
         })
     }
 
@@ -281,9 +335,9 @@ impl Llama {
             let ebq = Epilogue { bias: l.bq.as_ref(), ..Default::default() };
             let ebk = Epilogue { bias: l.bk.as_ref(), ..Default::default() };
             let ebv = Epilogue { bias: l.bv.as_ref(), ..Default::default() };
-            linear::record(gpu, &mut b, &s.h, &l.wq, &s.q, &ebq)?;
-            linear::record(gpu, &mut b, &s.h, &l.wk, &s.k, &ebk)?;
-            linear::record(gpu, &mut b, &s.h, &l.wv, &s.v, &ebv)?;
+            project(gpu, &mut b, &s, &s.h, &l.wq, &s.q, &ebq)?;
+            project(gpu, &mut b, &s, &s.h, &l.wk, &s.k, &ebk)?;
+            project(gpu, &mut b, &s, &s.h, &l.wv, &s.v, &ebv)?;
             l.cache.append(gpu, &mut b, &k3, &v3, Some(self.rope))?;
             if t == 1 {
                 let q1 = s.q.reshape(&[nh, hd])?;
@@ -296,22 +350,26 @@ impl Llama {
                 attention::flash_prefill(gpu, &mut b, &q3, Kv::Cache(&l.cache), &a3, &opts)?;
             }
             let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
-            linear::record(gpu, &mut b, &s.attn, &l.wo, &s.x, &add_x)?;
+            project(gpu, &mut b, &s, &s.attn, &l.wo, &s.x, &add_x)?;
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.ffn_norm, eps))?;
-            if t == 1 {
+            match (&l.w_gate, &l.w_up) {
                 // Decode: gate and up read together, silu(gate)·up in one dispatch (seed item 14).
-                ffn::record_swiglu(gpu, &mut b, &s.h, &l.w_gate, &l.w_up, &s.mid)?;
-            } else {
-                linear::record(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
-                let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
-                linear::record(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate)?;
+                (Linear::Dense(g), Linear::Dense(u)) if t == 1 => ffn::record_swiglu(gpu, &mut b, &s.h, g, u, &s.mid)?,
+                _ => {
+                    project(gpu, &mut b, &s, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
+                    let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
+                    project(gpu, &mut b, &s, &s.h, &l.w_gate, &s.mid, &gate)?;
+                }
             }
-            linear::record(gpu, &mut b, &s.mid, &l.w_down, &s.x, &add_x)?;
+            project(gpu, &mut b, &s, &s.mid, &l.w_down, &s.x, &add_x)?;
         }
         let row = (c.hidden_size * 4) as u64;
         b.copy(s.x.buffer(), row * (t as u64 - 1), self.last.buffer(), 0, row);
         norm::record(gpu, &mut b, &self.last, &self.last_norm, &Norm::rms(&self.final_norm, eps))?;
-        linear::record(gpu, &mut b, &self.last_norm, &self.lm_head, &self.logits, &Epilogue::NONE)?;
+        match &self.lm_head {
+            Linear::Dense(w) => linear::record(gpu, &mut b, &self.last_norm, w, &self.logits, &Epilogue::NONE)?,
+            Linear::Quant(q) => quant::record(gpu, &mut b, q, &self.last_norm, &self.logits)?,
+        }
         if t == 1 {
             self.dispatches_last_decode = b.dispatches();
         }
@@ -319,6 +377,50 @@ impl Llama {
         self.scratch = Some(s);
         self.tokens.extend_from_slice(ids);
         self.logits.to_f32_vec(gpu).await
+    }
+}
+
+/// `y = epilogue(x · Wᵀ)`: the fused linear ops for dense weights; for quantised ones the quant
+/// GEMV / matmul followed by the epilogue as separate dispatches (bias as `ones · biasᵀ` added
+/// in place by a K = 1 linear, SiLU in place, the residual sum or product elementwise).
+fn project(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, x: &GpuTensor, w: &Linear, y: &GpuTensor, epi: &Epilogue) -> Result<()> {
+    let q = match w {
+        Linear::Dense(w) => return linear::record(gpu, b, x, w, y, epi),
+        Linear::Quant(q) => q,
+    };
+    let n = y.last_dim();
+    let (tmp, tmp2) = if n == s.tmp_h.last_dim() { (&s.tmp_h, &s.tmp_h2) } else { (&s.tmp_ff, &s.tmp_h2) };
+    // Where the projection itself goes: straight into y without a residual.
+    let out = if epi.residual.is_some() {
+        if tmp.shape() != y.shape() {
+            return Err(Error::Shape { op: "Llama::project", detail: format!("no temporary of shape {:?}", y.shape()) });
+        }
+        tmp
+    } else {
+        y
+    };
+    quant::record(gpu, b, q, x, out)?;
+    if let Some(bias) = epi.bias {
+        let col = bias.reshape(&[bias.numel(), 1])?;
+        let add = Epilogue { residual: Some(Residual::Add(out)), ..Default::default() };
+        linear::record(gpu, b, &s.ones, &col, out, &add)?;
+    }
+    if epi.act == Act::Silu {
+        elementwise::record_inplace(gpu, b, Op::Silu, out)?;
+    } else if epi.act != Act::None {
+        return Err(Error::Shape { op: "Llama::project", detail: format!("activation {:?} after a quantised projection", epi.act) });
+    }
+    match epi.residual {
+        None => Ok(()),
+        Some(Residual::Mul(r)) => elementwise::record(gpu, b, Op::Mul, out, Some(r), y),
+        Some(Residual::Add(r)) => {
+            if tmp2.shape() != y.shape() {
+                return Err(Error::Shape { op: "Llama::project", detail: format!("no temporary of shape {:?}", y.shape()) });
+            }
+            elementwise::record(gpu, b, Op::Add, r, Some(out), tmp2)?;
+            b.copy(tmp2.buffer(), 0, y.buffer(), 0, (y.numel() * 4) as u64);
+            Ok(())
+        }
     }
 }
 
