@@ -168,3 +168,42 @@ pub fn encode(values: &[f32], dtype: crate::gpu::DType, out: &mut Vec<u8>) -> Re
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// gguf-py's `dequantize` of 3 random blocks per type (scripts/gen_dequant_fixture.py):
+    /// the ports must agree to f32 rounding (both compute `d·sc·q − m` in f32; numpy may fuse
+    /// or reorder a product, so 1 ulp-scale differences are allowed: 1e-6 relative to the block
+    /// maximum).
+    #[test]
+    fn matches_gguf_py() {
+        let fx: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/dequant_gguf_py.json")).unwrap();
+        let mut seen = 0;
+        for case in fx.as_array().unwrap() {
+            let name = case["type"].as_str().unwrap();
+            let t = (0..40).filter_map(GgmlType::from_id).find(|t| t.name() == name).unwrap();
+            let hex = case["hex"].as_str().unwrap();
+            let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            let want: Vec<f32> = case["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let mut got = Vec::new();
+            dequantize(t, "x", &bytes, &mut got).unwrap();
+            assert_eq!(got.len(), want.len(), "{name}");
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-6 * scale, "{name}[{i}]: got {g}, want {w}");
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 8);
+    }
+
+    #[test]
+    fn refuses_types_without_a_port_and_partial_blocks() {
+        let mut v = Vec::new();
+        assert!(matches!(dequantize(GgmlType::IQ4_NL, "t", &[0; 18], &mut v), Err(Error::Unsupported { why, .. }) if why.contains("'t'")));
+        assert!(dequantize(GgmlType::Q8_0, "t", &[0; 33], &mut v).is_err());
+    }
+}
