@@ -412,3 +412,62 @@ gpu_test!(gguf_progress_and_cancel, async {
     assert_eq!((after.live_buffers, after.live_bytes), (before.live_buffers, before.live_bytes), "buffers freed");
     assert!(after.peak_bytes > before.live_bytes + (80 << 20), "buffers were allocated up front");
 });
+
+/// Opt-in (too big for the default run): `KJARNI_QWEN_GGUF=path/to/qwen.gguf` (get it with
+/// scripts/fetch_qwen_gguf.sh). Qwen2.5-Coder-0.5B-Instruct: Q5_0 / Q6_K tensors dequantised at
+/// load, q/k/v biases, separate output.weight. Greedy answer to the chat prompt must name Paris.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn gguf_qwen_opt_in() {
+    let Ok(path) = std::env::var("KJARNI_QWEN_GGUF") else {
+        eprintln!("SKIPPED: set KJARNI_QWEN_GGUF to a Qwen2.5 GGUF (scripts/fetch_qwen_gguf.sh)");
+        return;
+    };
+    pollster::block_on(async {
+        let path = std::path::PathBuf::from(path);
+        let src = kjarni_web::load::DirSource::new(path.parent().unwrap());
+        let file = path.file_name().unwrap().to_str().unwrap();
+        let gpu = gpu().await;
+        let opts = LlamaOptions { kv_cache: KvDType::F16, max_context: 256 };
+        let t0 = std::time::Instant::now();
+        let mut m = load_llama_gguf(&gpu, &src, file, &opts, &GgufOptions::default(), &mut |_| {}).await.unwrap();
+        let c = m.model.config().clone();
+        eprintln!(
+            "{:?}: {:?} {} layers, hidden {}, heads {}/{}, vocab {}, tied {}, {} MB on the GPU, loaded in {:.1} s",
+            m.name,
+            c.arch,
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.vocab_size,
+            c.tie_word_embeddings,
+            m.weight_bytes / 1_000_000,
+            t0.elapsed().as_secs_f32()
+        );
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for w in &m.warnings {
+            let ty = w.split('(').nth(1).and_then(|s| s.split(' ').next()).unwrap_or("?").to_string();
+            *kinds.entry(ty).or_default() += 1;
+        }
+        eprintln!("{} warnings, dequantised by type: {kinds:?}; first: {:?}", m.warnings.len(), m.warnings.first());
+        let msgs = [ChatMessage::new("user", "What is the capital of France?")];
+        let prompt = m.tokenizer.encode_chat(&msgs, true).unwrap();
+        eprintln!("prompt: {} tokens: {:?}", prompt.len(), m.tokenizer.decode(&prompt, false).unwrap());
+        let t0 = std::time::Instant::now();
+        let mut logits = m.model.forward(&gpu, &prompt).await.unwrap();
+        let mut out = Vec::new();
+        let eos = m.model.config().eos_token_ids.clone();
+        for _ in 0..24 {
+            let id = argmax(&logits).unwrap();
+            out.push(id);
+            if eos.contains(&id) || m.tokenizer.id_to_token(id).as_deref() == Some("<|im_end|>") {
+                break;
+            }
+            logits = m.model.forward(&gpu, &[id]).await.unwrap();
+        }
+        let text = m.tokenizer.decode(&out, true).unwrap();
+        eprintln!("greedy ({} tokens, {:.1} s): {text:?}", out.len(), t0.elapsed().as_secs_f32());
+        assert!(text.contains("Paris"), "{text:?}");
+    });
+}
