@@ -122,8 +122,8 @@ pub fn float_dtype(t: GgmlType) -> Option<DType> {
 pub struct GgufWeights {
     /// The parsed header (metadata, tokenizer, tensor infos).
     pub header: GgufHeader,
-    quant: BTreeMap<String, QuantWeight>,
-    dense: BTreeMap<String, GpuTensor>,
+    quant: BTreeMap<String, Vec<QuantWeight>>,
+    dense: BTreeMap<String, Vec<GpuTensor>>,
     /// Tensors dequantised at load, and why (one line each, naming the tensor).
     pub warnings: Vec<String>,
     /// Requests made for the header.
@@ -138,13 +138,21 @@ impl GgufWeights {
         };
         Error::Data { tensor: name.to_string(), detail }
     }
-    /// The quantised upload of a tensor.
+    /// The quantised upload of a tensor held in one buffer.
     pub fn quant(&self, name: &str) -> Result<&QuantWeight> {
-        self.quant.get(name).ok_or_else(|| self.missing(name, "quantised blocks"))
+        whole(name, self.quant_parts(name)?)
     }
-    /// The dense upload of a tensor.
+    /// The dense upload of a tensor held in one buffer.
     pub fn dense(&self, name: &str) -> Result<&GpuTensor> {
-        self.dense.get(name).ok_or_else(|| self.missing(name, "a dense tensor"))
+        whole(name, self.dense_parts(name)?)
+    }
+    /// The quantised upload as row blocks (one part unless it exceeds the binding limit).
+    pub fn quant_parts(&self, name: &str) -> Result<&[QuantWeight]> {
+        self.quant.get(name).map(Vec::as_slice).ok_or_else(|| self.missing(name, "quantised blocks"))
+    }
+    /// The dense upload as row blocks (one part unless it exceeds the binding limit).
+    pub fn dense_parts(&self, name: &str) -> Result<&[GpuTensor]> {
+        self.dense.get(name).map(Vec::as_slice).ok_or_else(|| self.missing(name, "a dense tensor"))
     }
     /// Whether a quantised upload exists.
     pub fn has_quant(&self, name: &str) -> bool {
@@ -160,8 +168,70 @@ impl GgufWeights {
     }
     /// Bytes of GPU memory held by the uploads.
     pub fn gpu_bytes(&self) -> u64 {
-        self.quant.values().map(|q| q.tensor().buffer().size()).sum::<u64>()
-            + self.dense.values().map(|t| t.buffer().size()).sum::<u64>()
+        self.quant.values().flatten().map(|q| q.tensor().buffer().size()).sum::<u64>()
+            + self.dense.values().flatten().map(|t| t.buffer().size()).sum::<u64>()
+    }
+}
+
+fn whole<'a, T>(name: &str, parts: &'a [T]) -> Result<&'a T> {
+    match parts {
+        [one] => Ok(one),
+        _ => Err(Error::Data {
+            tensor: name.to_string(),
+            detail: format!("held as {} row blocks (over the storage binding limit); use the *_parts accessor", parts.len()),
+        }),
+    }
+}
+
+/// Rows per part so that each part's buffer stays within `limit` (`None`: one part).
+fn rows_per_part(info: &TensorInfo, row_bytes: u64, limit: u64, file: &str) -> Result<Option<u64>> {
+    let (rows, _) = info.rows_cols();
+    let total = rows * row_bytes;
+    if total.div_ceil(4) * 4 <= limit {
+        return Ok(None);
+    }
+    let per = limit / row_bytes.max(1);
+    let per = if (per * row_bytes).div_ceil(4) * 4 > limit { per.saturating_sub(1) } else { per };
+    if per == 0 || info.dims.len() < 2 {
+        return Err(limit_error(info, file, total, limit));
+    }
+    Ok(Some(per))
+}
+
+/// A byte stream written across consecutive part buffers.
+struct PartsUpload {
+    parts: Vec<(Buffer, u64)>,
+    index: usize,
+    cur: Option<Upload>,
+    left: u64,
+}
+
+impl PartsUpload {
+    fn new(parts: Vec<(Buffer, u64)>) -> Self {
+        let first = parts.first().cloned();
+        PartsUpload { index: 0, left: first.as_ref().map_or(0, |p| p.1), cur: first.map(|p| Upload::new(p.0)), parts }
+    }
+    fn push(&mut self, gpu: &Gpu, mut data: &[u8]) -> usize {
+        let mut sent = 0;
+        while !data.is_empty() {
+            let Some(cur) = self.cur.as_mut() else { return sent };
+            let n = (self.left.min(data.len() as u64)) as usize;
+            sent += cur.push(gpu, &data[..n]);
+            data = &data[n..];
+            self.left -= n as u64;
+            if self.left == 0 {
+                cur.finish(gpu);
+                self.index += 1;
+                self.cur = self.parts.get(self.index).map(|p| Upload::new(p.0.clone()));
+                self.left = self.parts.get(self.index).map_or(0, |p| p.1);
+            }
+        }
+        sent
+    }
+    fn finish(&mut self, gpu: &Gpu) {
+        if let Some(c) = self.cur.as_mut() {
+            c.finish(gpu);
+        }
     }
 }
 
@@ -231,8 +301,8 @@ impl Upload {
 struct Job {
     info: TensorInfo,
     plan: TensorPlan,
-    quant: Option<QuantWeight>,
-    dense: Option<GpuTensor>,
+    quant: Vec<QuantWeight>,
+    dense: Vec<GpuTensor>,
 }
 
 /// Load the tensors of a GGUF file whose header was read with [`read_header`], each as `plan`
@@ -284,24 +354,35 @@ pub async fn load_tensors<S: ByteSource>(
         if !p.quant && p.dense.is_none() {
             continue;
         }
-        let quant = match (p.quant, qtype) {
-            (true, Some(q)) => {
-                let (rows, cols) = info.rows_cols();
-                let bytes = info.size.div_ceil(4) * 4;
-                if bytes > limit {
-                    return Err(limit_error(&info, &name, bytes, limit));
-                }
-                Some(QuantWeight::allocate(gpu, &info.name, q, rows as usize, cols as usize)?)
+        let (rows, cols) = info.rows_cols();
+        let part_name = |a: u64, b: u64, n: u64| if n == rows { info.name.clone() } else { format!("{}[rows {a}..{b}]", info.name) };
+        let mut quant = Vec::new();
+        if let (true, Some(q)) = (p.quant, qtype) {
+            let row_bytes = cols / q.block_size() as u64 * q.block_bytes() as u64;
+            let per = rows_per_part(&info, row_bytes, limit, &name)?.unwrap_or(rows);
+            let mut r = 0;
+            while r < rows {
+                let n = per.min(rows - r);
+                quant.push(QuantWeight::allocate(gpu, &part_name(r, r + n, n), q, n as usize, cols as usize)?);
+                r += n;
             }
-            _ => None,
-        };
-        let dense = match p.dense {
-            Some(d) => {
-                let shape = info.shape();
-                let bytes = GpuTensor::padded_bytes(info.elements() as usize, d);
-                if bytes > limit {
-                    return Err(limit_error(&info, &name, bytes, limit));
+        }
+        let mut dense = Vec::new();
+        if let Some(d) = p.dense {
+            let shape = info.shape();
+            let per = rows_per_part(&info, cols * d.size() as u64, limit, &name)?;
+            match per {
+                None => dense.push(GpuTensor::zeros(gpu, &info.name, &shape, d)?),
+                Some(per) => {
+                    let mut r = 0;
+                    while r < rows {
+                        let n = per.min(rows - r);
+                        dense.push(GpuTensor::zeros(gpu, &part_name(r, r + n, n), &[n as usize, cols as usize], d)?);
+                        r += n;
+                    }
                 }
+            }
+            {
                 if float_dtype(t) != Some(d) {
                     warnings.push(format!(
                         "tensor '{}' ({t} {:?}) dequantised to {} at load{}",
@@ -315,10 +396,8 @@ pub async fn load_tensors<S: ByteSource>(
                         }
                     ));
                 }
-                Some(GpuTensor::zeros(gpu, &info.name, &shape, d)?)
             }
-            None => None,
-        };
+        }
         // The staging buffer holds at least one block (dequantising) or one head (un-permuting).
         unit_max = unit_max.max(t.type_size() as usize);
         if let Some(heads) = p.unpermute_heads {
@@ -396,8 +475,13 @@ pub async fn load_tensors<S: ByteSource>(
             chunk = chunk.min((blocks * t.type_size()).div_ceil(unit) * unit).max(unit);
         }
         let chunk = chunk.min(staging.len() as u64).max(1) as usize;
-        let mut q_up = job.quant.as_ref().map(|q| Upload::new(q.tensor().buffer().clone()));
-        let mut d_up = job.dense.as_ref().map(|d| Upload::new(d.buffer().clone()));
+        let dsize = job.plan.dense.map_or(0, |d| d.size() as u64);
+        let mut q_up = (!job.quant.is_empty()).then(|| {
+            PartsUpload::new(job.quant.iter().map(|q| (q.tensor().buffer().clone(), q.block_bytes() as u64)).collect())
+        });
+        let mut d_up = (!job.dense.is_empty()).then(|| {
+            PartsUpload::new(job.dense.iter().map(|d| (d.buffer().clone(), d.numel() as u64 * dsize)).collect())
+        });
         let end = info.offset + info.size;
         while pos < end {
             check_cancel(cancel, &name)?;
@@ -459,11 +543,11 @@ pub async fn load_tensors<S: ByteSource>(
     let mut quant = BTreeMap::new();
     let mut dense = BTreeMap::new();
     for job in jobs {
-        if let Some(q) = job.quant {
-            quant.insert(job.info.name.clone(), q);
+        if !job.quant.is_empty() {
+            quant.insert(job.info.name.clone(), job.quant);
         }
-        if let Some(d) = job.dense {
-            dense.insert(job.info.name.clone(), d);
+        if !job.dense.is_empty() {
+            dense.insert(job.info.name.clone(), job.dense);
         }
     }
     Ok(GgufWeights { header, quant, dense, warnings, header_requests: 0 })

@@ -23,7 +23,7 @@ use crate::load::config::{DecoderArch, DecoderConfig};
 use crate::load::gguf::{float_dtype, load_tensors, read_header, GgufWeights, TensorPlan};
 use crate::load::source::ByteSource;
 use crate::load::{LoadOptions, Progress};
-use crate::models::llama::{as_f32, Layer, Linear, Llama, LlamaOptions};
+use crate::models::llama::{as_f32, Embedding, Layer, Linear, Llama, LlamaOptions};
 use crate::ops::kv_cache::KvCache;
 use crate::ops::quant::QuantType;
 use crate::tokenizer::Tokenizer;
@@ -106,12 +106,15 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
 }
 
 /// What to make of each tensor of a llama-family file.
-fn plan(cfg: &DecoderConfig, permuted: bool, dense: DType, info: &TensorInfo) -> Option<TensorPlan> {
+fn plan(cfg: &DecoderConfig, permuted: bool, dense: DType, limit: u64, info: &TensorInfo) -> Option<TensorPlan> {
     let mut p = TensorPlan::default_for(info, dense);
     let n = info.name.as_str();
     if n == "token_embd.weight" {
-        // Dense for the lookup; also quantised for a tied lm_head when a kernel reads it.
-        p.dense = Some(float_dtype(info.ggml_type).unwrap_or(dense));
+        // Dense for the lookup; also quantised for a tied lm_head when a kernel reads it. A
+        // table over the binding limit is held as f32 row blocks (gathered by buffer copies).
+        let d = float_dtype(info.ggml_type).unwrap_or(dense);
+        let over = GpuTensor::padded_bytes(info.elements() as usize, d) > limit;
+        p.dense = Some(if over { DType::F32 } else { d });
         p.quant = cfg.tie_word_embeddings && QuantType::from_ggml(info.ggml_type).is_some();
     } else if n == "rope_freqs.weight" {
         return None;
@@ -131,6 +134,15 @@ fn linear(w: &GgufWeights, name: &str) -> Result<Linear> {
         Ok(Linear::Quant(w.quant(name)?.clone()))
     } else {
         Ok(Linear::Dense(w.dense(name)?.clone()))
+    }
+}
+
+/// A weight that may be held as row blocks (the lm_head of a large vocabulary).
+fn linear_parts(w: &GgufWeights, name: &str) -> Result<Vec<Linear>> {
+    if w.has_quant(name) {
+        Ok(w.quant_parts(name)?.iter().cloned().map(Linear::Quant).collect())
+    } else {
+        Ok(w.dense_parts(name)?.iter().cloned().map(Linear::Dense).collect())
     }
 }
 
@@ -156,7 +168,8 @@ pub async fn load_llama_gguf<S: ByteSource>(
         }
     }
     let dense = gguf.dense;
-    let plan_fn = |i: &TensorInfo| plan(&cfg, permuted, dense, i);
+    let limit = crate::load::safetensors::part_limit(gpu, &gguf.load);
+    let plan_fn = |i: &TensorInfo| plan(&cfg, permuted, dense, limit, i);
     let w = load_tensors(gpu, source, file, header, &gguf.load, &plan_fn, progress).await?;
     let weight_bytes = w.gpu_bytes();
 
@@ -189,8 +202,17 @@ pub async fn load_llama_gguf<S: ByteSource>(
             cache: KvCache::new(gpu, &format!("blk.{i}.kv_cache"), max_ctx, nkv, hd, opts.kv_cache)?,
         });
     }
-    let embed = w.dense("token_embd.weight")?.clone();
-    let lm_head = if cfg.tie_word_embeddings { linear(&w, "token_embd.weight")? } else { linear(&w, "output.weight")? };
+    let embed = match w.dense_parts("token_embd.weight")? {
+        [one] => Embedding::Table(one.clone()),
+        parts => {
+            notes.push(format!("token_embd.weight held as {} f32 row blocks (over the storage binding limit)", parts.len()));
+            Embedding::Rows(parts.to_vec())
+        }
+    };
+    let lm_head = linear_parts(&w, if cfg.tie_word_embeddings { "token_embd.weight" } else { "output.weight" })?;
+    if lm_head.len() > 1 {
+        notes.push(format!("lm_head held as {} row blocks (over the storage binding limit)", lm_head.len()));
+    }
     let final_norm = as_f32(gpu, w.dense("output_norm.weight")?).await?;
     let mut warnings = w.warnings.clone();
     warnings.extend(notes);

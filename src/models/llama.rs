@@ -46,6 +46,16 @@ impl Linear {
     }
 }
 
+/// The token embedding table: one tensor for the lookup kernel, or f32 row blocks (a table over
+/// the storage binding limit) gathered with one buffer copy per token.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    /// `[vocab, hidden]`, f32 / f16 / bf16.
+    Table(GpuTensor),
+    /// f32 row blocks `[rows, hidden]`, all but the last with the same row count.
+    Rows(Vec<GpuTensor>),
+}
+
 pub(crate) struct Layer {
     pub(crate) attn_norm: GpuTensor,
     pub(crate) wq: Linear,
@@ -84,8 +94,10 @@ struct Scratch {
 /// A loaded decoder with its KV cache.
 pub struct Llama {
     cfg: DecoderConfig,
-    embed: GpuTensor,
-    lm_head: Linear,
+    embed: Embedding,
+    /// Row blocks of the lm_head (one unless it exceeds the storage binding limit) and, when
+    /// split, each block's logits before they are copied into `logits`.
+    lm_head: Vec<(Linear, Option<GpuTensor>)>,
     final_norm: GpuTensor,
     layers: Vec<Layer>,
     rope: Rope,
@@ -178,7 +190,7 @@ impl Llama {
             w("lm_head.weight")?
         };
         let final_norm = as_f32(gpu, &w("model.norm.weight")?).await?;
-        Self::assemble(gpu, cfg, opts, embed, Linear::Dense(lm_head), final_norm, layers, max_ctx)
+        Self::assemble(gpu, cfg, opts, Embedding::Table(embed), vec![Linear::Dense(lm_head)], final_norm, layers, max_ctx)
     }
 
     /// Put a loaded model together (both loaders end here).
@@ -187,8 +199,8 @@ impl Llama {
         gpu: &Gpu,
         cfg: DecoderConfig,
         opts: &LlamaOptions,
-        embed: GpuTensor,
-        lm_head: Linear,
+        embed: Embedding,
+        lm_head: Vec<Linear>,
         final_norm: GpuTensor,
         layers: Vec<Layer>,
         max_ctx: usize,
@@ -200,10 +212,27 @@ impl Llama {
             RopeConfig { theta: cfg.rope_theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit },
         )?;
         let h = cfg.hidden_size;
-        let v = match lm_head.rows() {
+        let v = match lm_head.iter().map(Linear::rows).sum::<usize>() {
             0 => cfg.vocab_size,
             n => n,
         };
+        let split = lm_head.len() > 1;
+        let lm_head = lm_head
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let part = match split {
+                    true => Some(GpuTensor::zeros(gpu, &format!("logits[part {i}]"), &[1, w.rows()], DType::F32)?),
+                    false => None,
+                };
+                Ok((w, part))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Embedding::Rows(parts) = &embed {
+            if parts.iter().any(|p| p.dtype() != DType::F32 || p.last_dim() != h) {
+                return Err(Error::Shape { op: "Llama", detail: format!("embedding row blocks must be f32 [rows, {h}]") });
+            }
+        }
         Ok(Llama {
             decode_scratch: DecodeScratch::new(gpu, nh, hd, max_ctx)?,
             last: GpuTensor::zeros(gpu, "last_hidden", &[1, h], DType::F32)?,
@@ -324,8 +353,24 @@ impl Llama {
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let eps = c.rms_norm_eps as f32;
         let mut b = gpu.batch();
-        let tables = Tables { word: &self.embed, position: None, token_type: None };
-        embedding::record(gpu, &mut b, &tables, &Lookup::new(&s.ids), &s.x)?;
+        match &self.embed {
+            Embedding::Table(word) => {
+                let tables = Tables { word, position: None, token_type: None };
+                embedding::record(gpu, &mut b, &tables, &Lookup::new(&s.ids), &s.x)?;
+            }
+            Embedding::Rows(parts) => {
+                let per = parts.first().map_or(1, |p| p.rows().max(1));
+                let row = (c.hidden_size * 4) as u64;
+                for (i, &id) in ids.iter().enumerate() {
+                    let (p, r) = (id as usize / per, id as usize % per);
+                    let part = parts.get(p).filter(|t| r < t.rows()).ok_or_else(|| Error::Shape {
+                        op: "Llama::forward",
+                        detail: format!("token id {id} is outside the embedding table"),
+                    })?;
+                    b.copy(part.buffer(), r as u64 * row, s.x.buffer(), i as u64 * row, row);
+                }
+            }
+        }
         let q3 = s.q.reshape(&[t, nh, hd])?;
         let k3 = s.k.reshape(&[t, nkv, hd])?;
         let v3 = s.v.reshape(&[t, nkv, hd])?;
@@ -366,9 +411,18 @@ impl Llama {
         let row = (c.hidden_size * 4) as u64;
         b.copy(s.x.buffer(), row * (t as u64 - 1), self.last.buffer(), 0, row);
         norm::record(gpu, &mut b, &self.last, &self.last_norm, &Norm::rms(&self.final_norm, eps))?;
-        match &self.lm_head {
-            Linear::Dense(w) => linear::record(gpu, &mut b, &self.last_norm, w, &self.logits, &Epilogue::NONE)?,
-            Linear::Quant(q) => quant::record(gpu, &mut b, q, &self.last_norm, &self.logits)?,
+        let mut at = 0u64;
+        for (w, part) in &self.lm_head {
+            let out = part.as_ref().unwrap_or(&self.logits);
+            match w {
+                Linear::Dense(w) => linear::record(gpu, &mut b, &self.last_norm, w, out, &Epilogue::NONE)?,
+                Linear::Quant(q) => quant::record(gpu, &mut b, q, &self.last_norm, out)?,
+            }
+            if let Some(p) = part {
+                let bytes = (p.numel() * 4) as u64;
+                b.copy(p.buffer(), 0, self.logits.buffer(), at, bytes);
+                at += bytes;
+            }
         }
         if t == 1 {
             self.dispatches_last_decode = b.dispatches();

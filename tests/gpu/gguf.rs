@@ -218,6 +218,7 @@ fn synthetic() -> (Vec<u8>, Vec<(&'static str, GgmlType, Vec<u64>, Vec<u8>)>) {
     let tensors = vec![
         ("norm", GgmlType::F32, vec![7], f32s),
         ("h16", GgmlType::F16, vec![3, 2], f16s),
+        ("q8big", GgmlType::Q8_0, vec![32, 40], blocks(GgmlType::Q8_0, 11, 40)),
         ("q8", GgmlType::Q8_0, vec![96, 3], blocks(GgmlType::Q8_0, 1, 9)),
         ("q4", GgmlType::Q4_0, vec![32, 5], blocks(GgmlType::Q4_0, 2, 5)),
         ("q41", GgmlType::Q4_1, vec![64, 3], blocks(GgmlType::Q4_1, 3, 6)),
@@ -243,9 +244,12 @@ fn mem(name: &str, bytes: Vec<u8>, piece: usize) -> MemorySource {
 gpu_test!(gguf_synthetic_tensors_round_trip_every_chunking, async {
     let gpu = gpu().await;
     let (file, tensors) = synthetic();
-    for (staging, piece) in [(8 << 20, 1 << 20), (4, 1), (12, 3), (40, 7), (100, 1000)] {
+    // The last two: an 1100-byte binding limit splits the bigger tensors into row blocks
+    // (q8big: 1360 bytes of 34-byte rows → 32 + 8 rows; q6k dequantised to f32: 1024-byte rows
+    // → 3 parts), with tiny and large staging.
+    for (staging, piece, part) in [(8 << 20, 1 << 20, None), (4, 1, None), (12, 3, None), (40, 7, None), (100, 1000, None), (64, 5, Some(1100)), (8 << 20, 1 << 20, Some(1100))] {
         let src = mem("t.gguf", file.clone(), piece);
-        let opts = LoadOptions { staging_bytes: staging, ..Default::default() };
+        let opts = LoadOptions { staging_bytes: staging, max_part_bytes: part, ..Default::default() };
         let mut last = 0;
         let mut total = 0;
         let w = load_gguf(&gpu, &src, "t.gguf", DType::F32, &opts, &mut |p: &Progress| {
@@ -260,14 +264,20 @@ gpu_test!(gguf_synthetic_tensors_round_trip_every_chunking, async {
             let mut want = Vec::new();
             kjarni_web::gguf::dequant::dequantize(*t, name, bytes, &mut want).unwrap();
             if w.has_quant(name) {
-                let q = w.quant(name).unwrap();
-                let got = q.tensor().to_u32_vec(&gpu).await.unwrap();
-                let got: Vec<u8> = got.iter().flat_map(|x| x.to_le_bytes()).collect();
-                assert_eq!(&got[..bytes.len()], &bytes[..], "{name}: blocks as stored (staging {staging})");
-                assert!(got[bytes.len()..].iter().all(|&b| b == 0), "{name}: zero padding");
+                let mut got = Vec::new();
+                for q in w.quant_parts(name).unwrap() {
+                    let words = q.tensor().to_u32_vec(&gpu).await.unwrap();
+                    let b: Vec<u8> = words.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    assert!(b[q.block_bytes()..].iter().all(|&b| b == 0), "{name}: zero padding");
+                    got.extend_from_slice(&b[..q.block_bytes()]);
+                }
+                assert_eq!(got, bytes[..], "{name}: blocks as stored (staging {staging}, parts {part:?})");
             } else {
-                let got = w.dense(name).unwrap().to_f32_vec(&gpu).await.unwrap();
-                let want: Vec<f32> = match w.dense(name).unwrap().dtype() {
+                let mut got = Vec::new();
+                for d in w.dense_parts(name).unwrap() {
+                    got.extend(d.to_f32_vec(&gpu).await.unwrap());
+                }
+                let want: Vec<f32> = match w.dense_parts(name).unwrap()[0].dtype() {
                     DType::F16 => want.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
                     _ => want,
                 };
@@ -277,10 +287,17 @@ gpu_test!(gguf_synthetic_tensors_round_trip_every_chunking, async {
         let kinds: Vec<_> = tensors.iter().map(|t| (t.0, w.has_quant(t.0))).collect();
         assert_eq!(
             kinds.iter().filter(|k| k.1).map(|k| k.0).collect::<Vec<_>>(),
-            ["q8", "q4", "q41", "q4k"],
+            ["q8big", "q8", "q4", "q41", "q4k"],
             "kernel-readable types stay quantised"
         );
         assert_eq!(w.warnings.len(), 4, "{:?}", w.warnings); // q5, q51, q5k, q6k
+        if let Some(limit) = part {
+            let parts = w.quant_parts("q8big").unwrap();
+            assert_eq!(parts.iter().map(|q| q.rows()).collect::<Vec<_>>(), [32, 8], "q8big split at {limit} bytes");
+            assert!(parts.iter().all(|q| q.tensor().buffer().size() <= limit));
+            assert_eq!(w.dense_parts("q6k").unwrap().len(), 3);
+            assert!(w.quant("q8big").is_err(), "a split tensor is not handed out whole");
+        }
         assert!(w.warnings.iter().any(|m| m.contains("'q6k'") && m.contains("Q6_K")), "{:?}", w.warnings);
     }
 });
