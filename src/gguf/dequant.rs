@@ -15,14 +15,20 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 
 /// Whether [`dequantize`] reads this type.
 pub fn can_dequantize(t: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(t, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q5_K | Q6_K)
+    matches!(
+        t,
+        F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q5_K | Q6_K
+    )
 }
 
 /// Append the f32 values of `bytes` (whole blocks of `t`) to `out`. Types without a port are
@@ -147,7 +153,9 @@ pub fn dequantize(t: GgmlType, tensor: &str, bytes: &[u8], out: &mut Vec<f32>) -
 }
 
 fn unreachable_type(t: GgmlType, tensor: &str) -> Result<()> {
-    Err(Error::Internal(format!("tensor '{tensor}': dequantize reached {t}")))
+    Err(Error::Internal(format!(
+        "tensor '{tensor}': dequantize reached {t}"
+    )))
 }
 
 /// Encode f32 values as `dtype` little-endian bytes (F32, F16 or BF16, round to nearest even).
@@ -155,8 +163,16 @@ pub fn encode(values: &[f32], dtype: crate::gpu::DType, out: &mut Vec<u8>) -> Re
     use crate::gpu::DType;
     match dtype {
         DType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
-        DType::F16 => out.extend(values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes())),
-        DType::BF16 => out.extend(values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())),
+        DType::F16 => out.extend(
+            values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes()),
+        ),
+        DType::BF16 => out.extend(
+            values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()),
+        ),
         d => {
             return Err(Error::DType {
                 op: "gguf dequantize",
@@ -180,20 +196,35 @@ mod tests {
     #[test]
     fn matches_gguf_py() {
         let fx: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/dequant_gguf_py.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/dequant_gguf_py.json"))
+                .unwrap();
         let mut seen = 0;
         for case in fx.as_array().unwrap() {
             let name = case["type"].as_str().unwrap();
-            let t = (0..40).filter_map(GgmlType::from_id).find(|t| t.name() == name).unwrap();
+            let t = (0..40)
+                .filter_map(GgmlType::from_id)
+                .find(|t| t.name() == name)
+                .unwrap();
             let hex = case["hex"].as_str().unwrap();
-            let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-            let want: Vec<f32> = case["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            let want: Vec<f32> = case["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
             let mut got = Vec::new();
             dequantize(t, "x", &bytes, &mut got).unwrap();
             assert_eq!(got.len(), want.len(), "{name}");
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!((g - w).abs() <= 1e-6 * scale, "{name}[{i}]: got {g}, want {w}");
+                assert!(
+                    (g - w).abs() <= 1e-6 * scale,
+                    "{name}[{i}]: got {g}, want {w}"
+                );
             }
             seen += 1;
         }
@@ -203,7 +234,9 @@ mod tests {
     #[test]
     fn refuses_types_without_a_port_and_partial_blocks() {
         let mut v = Vec::new();
-        assert!(matches!(dequantize(GgmlType::IQ4_NL, "t", &[0; 18], &mut v), Err(Error::Unsupported { why, .. }) if why.contains("'t'")));
+        assert!(
+            matches!(dequantize(GgmlType::IQ4_NL, "t", &[0; 18], &mut v), Err(Error::Unsupported { why, .. }) if why.contains("'t'"))
+        );
         assert!(dequantize(GgmlType::Q8_0, "t", &[0; 33], &mut v).is_err());
     }
 }

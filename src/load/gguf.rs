@@ -22,7 +22,9 @@ use super::safetensors::{check_cancel, flush, part_limit, MAX_STAGING_BYTES};
 use super::source::{ByteSource, RangeReader};
 use super::{LoadOptions, Progress};
 use crate::error::{Error, Result};
-use crate::gguf::{dequant, parse_header, unpermute_qk_rows, GgmlType, GgufHeader, Parsed, TensorInfo};
+use crate::gguf::{
+    dequant, parse_header, unpermute_qk_rows, GgmlType, GgufHeader, Parsed, TensorInfo,
+};
 use crate::gpu::{Buffer, DType, Gpu, GpuTensor};
 use crate::ops::quant::{QuantType, QuantWeight};
 use std::collections::BTreeMap;
@@ -76,9 +78,14 @@ pub async fn read_header<S: ByteSource>(source: &S, file: &str) -> Result<(GgufH
                     });
                 }
                 if bytes <= prefix.len() as u64 {
-                    return Err(Error::Internal(format!("{name}: GGUF parser asked for {bytes} bytes, has {}", prefix.len())));
+                    return Err(Error::Internal(format!(
+                        "{name}: GGUF parser asked for {bytes} bytes, has {}",
+                        prefix.len()
+                    )));
                 }
-                want = bytes.max(2 * prefix.len() as u64).min(MAX_GGUF_HEADER_BYTES);
+                want = bytes
+                    .max(2 * prefix.len() as u64)
+                    .min(MAX_GGUF_HEADER_BYTES);
             }
         }
     }
@@ -100,9 +107,18 @@ impl TensorPlan {
     /// quantised types dequantised to `dense`.
     pub fn default_for(info: &TensorInfo, dense: DType) -> TensorPlan {
         match float_dtype(info.ggml_type) {
-            Some(d) => TensorPlan { dense: Some(d), ..Default::default() },
-            None if QuantType::from_ggml(info.ggml_type).is_some() => TensorPlan { quant: true, ..Default::default() },
-            None => TensorPlan { dense: Some(dense), ..Default::default() },
+            Some(d) => TensorPlan {
+                dense: Some(d),
+                ..Default::default()
+            },
+            None if QuantType::from_ggml(info.ggml_type).is_some() => TensorPlan {
+                quant: true,
+                ..Default::default()
+            },
+            None => TensorPlan {
+                dense: Some(dense),
+                ..Default::default()
+            },
         }
     }
 }
@@ -136,7 +152,10 @@ impl GgufWeights {
             Some(t) => format!("stored as {} but not loaded as {what}", t.ggml_type),
             None => "not in the file".to_string(),
         };
-        Error::Data { tensor: name.to_string(), detail }
+        Error::Data {
+            tensor: name.to_string(),
+            detail,
+        }
     }
     /// The quantised upload of a tensor held in one buffer.
     pub fn quant(&self, name: &str) -> Result<&QuantWeight> {
@@ -148,11 +167,17 @@ impl GgufWeights {
     }
     /// The quantised upload as row blocks (one part unless it exceeds the binding limit).
     pub fn quant_parts(&self, name: &str) -> Result<&[QuantWeight]> {
-        self.quant.get(name).map(Vec::as_slice).ok_or_else(|| self.missing(name, "quantised blocks"))
+        self.quant
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| self.missing(name, "quantised blocks"))
     }
     /// The dense upload as row blocks (one part unless it exceeds the binding limit).
     pub fn dense_parts(&self, name: &str) -> Result<&[GpuTensor]> {
-        self.dense.get(name).map(Vec::as_slice).ok_or_else(|| self.missing(name, "a dense tensor"))
+        self.dense
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| self.missing(name, "a dense tensor"))
     }
     /// Whether a quantised upload exists.
     pub fn has_quant(&self, name: &str) -> bool {
@@ -168,8 +193,17 @@ impl GgufWeights {
     }
     /// Bytes of GPU memory held by the uploads.
     pub fn gpu_bytes(&self) -> u64 {
-        self.quant.values().flatten().map(|q| q.tensor().buffer().size()).sum::<u64>()
-            + self.dense.values().flatten().map(|t| t.buffer().size()).sum::<u64>()
+        self.quant
+            .values()
+            .flatten()
+            .map(|q| q.tensor().buffer().size())
+            .sum::<u64>()
+            + self
+                .dense
+                .values()
+                .flatten()
+                .map(|t| t.buffer().size())
+                .sum::<u64>()
     }
 }
 
@@ -178,7 +212,10 @@ fn whole<'a, T>(name: &str, parts: &'a [T]) -> Result<&'a T> {
         [one] => Ok(one),
         _ => Err(Error::Data {
             tensor: name.to_string(),
-            detail: format!("held as {} row blocks (over the storage binding limit); use the *_parts accessor", parts.len()),
+            detail: format!(
+                "held as {} row blocks (over the storage binding limit); use the *_parts accessor",
+                parts.len()
+            ),
         }),
     }
 }
@@ -191,7 +228,11 @@ fn rows_per_part(info: &TensorInfo, row_bytes: u64, limit: u64, file: &str) -> R
         return Ok(None);
     }
     let per = limit / row_bytes.max(1);
-    let per = if (per * row_bytes).div_ceil(4) * 4 > limit { per.saturating_sub(1) } else { per };
+    let per = if (per * row_bytes).div_ceil(4) * 4 > limit {
+        per.saturating_sub(1)
+    } else {
+        per
+    };
     if per == 0 || info.dims.len() < 2 {
         return Err(limit_error(info, file, total, limit));
     }
@@ -209,12 +250,19 @@ struct PartsUpload {
 impl PartsUpload {
     fn new(parts: Vec<(Buffer, u64)>) -> Self {
         let first = parts.first().cloned();
-        PartsUpload { index: 0, left: first.as_ref().map_or(0, |p| p.1), cur: first.map(|p| Upload::new(p.0)), parts }
+        PartsUpload {
+            index: 0,
+            left: first.as_ref().map_or(0, |p| p.1),
+            cur: first.map(|p| Upload::new(p.0)),
+            parts,
+        }
     }
     fn push(&mut self, gpu: &Gpu, mut data: &[u8]) -> usize {
         let mut sent = 0;
         while !data.is_empty() {
-            let Some(cur) = self.cur.as_mut() else { return sent };
+            let Some(cur) = self.cur.as_mut() else {
+                return sent;
+            };
             let n = (self.left.min(data.len() as u64)) as usize;
             sent += cur.push(gpu, &data[..n]);
             data = &data[n..];
@@ -242,7 +290,10 @@ fn rows_and_row_bytes(info: &TensorInfo) -> (u64, u64) {
         return (info.dims[0], info.ggml_type.type_size());
     }
     let (rows, cols) = info.rows_cols();
-    (rows, cols / info.ggml_type.block_size() * info.ggml_type.type_size())
+    (
+        rows,
+        cols / info.ggml_type.block_size() * info.ggml_type.type_size(),
+    )
 }
 
 /// A sequential writer into one GPU buffer: whole u32 words go out as they come (at most 3
@@ -256,7 +307,12 @@ struct Upload {
 
 impl Upload {
     fn new(buffer: Buffer) -> Self {
-        Upload { buffer, offset: 0, carry: [0; 4], carried: 0 }
+        Upload {
+            buffer,
+            offset: 0,
+            carry: [0; 4],
+            carried: 0,
+        }
     }
 
     /// Write `data`; returns the bytes handed to the queue.
@@ -270,14 +326,16 @@ impl Upload {
             if self.carried < 4 {
                 return 0;
             }
-            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &self.carry);
+            gpu.queue()
+                .write_buffer(self.buffer.raw(), self.offset, &self.carry);
             self.offset += 4;
             self.carried = 0;
             sent += 4;
         }
         let whole = data.len() / 4 * 4;
         if whole > 0 {
-            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &data[..whole]);
+            gpu.queue()
+                .write_buffer(self.buffer.raw(), self.offset, &data[..whole]);
             self.offset += whole as u64;
             sent += whole;
         }
@@ -290,7 +348,8 @@ impl Upload {
     fn finish(&mut self, gpu: &Gpu) {
         if self.carried > 0 {
             self.carry[self.carried..].fill(0);
-            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &self.carry);
+            gpu.queue()
+                .write_buffer(self.buffer.raw(), self.offset, &self.carry);
             self.offset += 4;
             self.carried = 0;
         }
@@ -321,7 +380,10 @@ pub async fn load_tensors<S: ByteSource>(
     check_cancel(cancel, &name)?;
     let limit = part_limit(gpu, opts);
     let cap = (opts.staging_bytes.clamp(4, MAX_STAGING_BYTES)) / 4 * 4;
-    let bad = |detail: String| Error::BadModelFile { file: name.clone(), detail };
+    let bad = |detail: String| Error::BadModelFile {
+        file: name.clone(),
+        detail,
+    };
     let mut warnings = Vec::new();
 
     // Plan and allocate every buffer before the download.
@@ -355,7 +417,13 @@ pub async fn load_tensors<S: ByteSource>(
             continue;
         }
         let (rows, cols) = info.rows_cols();
-        let part_name = |a: u64, b: u64, n: u64| if n == rows { info.name.clone() } else { format!("{}[rows {a}..{b}]", info.name) };
+        let part_name = |a: u64, b: u64, n: u64| {
+            if n == rows {
+                info.name.clone()
+            } else {
+                format!("{}[rows {a}..{b}]", info.name)
+            }
+        };
         let mut quant = Vec::new();
         if let (true, Some(q)) = (p.quant, qtype) {
             let row_bytes = cols / q.block_size() as u64 * q.block_bytes() as u64;
@@ -363,7 +431,13 @@ pub async fn load_tensors<S: ByteSource>(
             let mut r = 0;
             while r < rows {
                 let n = per.min(rows - r);
-                quant.push(QuantWeight::allocate(gpu, &part_name(r, r + n, n), q, n as usize, cols as usize)?);
+                quant.push(QuantWeight::allocate(
+                    gpu,
+                    &part_name(r, r + n, n),
+                    q,
+                    n as usize,
+                    cols as usize,
+                )?);
                 r += n;
             }
         }
@@ -377,7 +451,12 @@ pub async fn load_tensors<S: ByteSource>(
                     let mut r = 0;
                     while r < rows {
                         let n = per.min(rows - r);
-                        dense.push(GpuTensor::zeros(gpu, &part_name(r, r + n, n), &[n as usize, cols as usize], d)?);
+                        dense.push(GpuTensor::zeros(
+                            gpu,
+                            &part_name(r, r + n, n),
+                            &[n as usize, cols as usize],
+                            d,
+                        )?);
                         r += n;
                     }
                 }
@@ -402,8 +481,14 @@ pub async fn load_tensors<S: ByteSource>(
         unit_max = unit_max.max(t.type_size() as usize);
         if let Some(heads) = p.unpermute_heads {
             let (rows, row_bytes) = rows_and_row_bytes(&info);
-            if heads == 0 || rows % heads as u64 != 0 || (rows / heads as u64) % 2 != 0 {
-                return Err(bad(format!("tensor '{}': {rows} rows do not split into {heads} heads of an even size", info.name)));
+            if heads == 0
+                || !rows.is_multiple_of(heads as u64)
+                || !(rows / heads as u64).is_multiple_of(2)
+            {
+                return Err(bad(format!(
+                    "tensor '{}': {rows} rows do not split into {heads} heads of an even size",
+                    info.name
+                )));
             }
             let head_bytes = rows / heads as u64 * row_bytes;
             if head_bytes > MAX_STAGING_BYTES as u64 {
@@ -416,12 +501,21 @@ pub async fn load_tensors<S: ByteSource>(
             }
             unit_max = unit_max.max(head_bytes as usize);
         }
-        jobs.push(Job { info, plan: p, quant, dense });
+        jobs.push(Job {
+            info,
+            plan: p,
+            quant,
+            dense,
+        });
     }
     gpu.check_errors(&format!("allocating the tensors of {name}"))?;
 
     let data_start = jobs.first().map_or(header.data_offset, |j| j.info.offset);
-    let data_end = jobs.iter().map(|j| j.info.offset + j.info.size).max().unwrap_or(data_start);
+    let data_end = jobs
+        .iter()
+        .map(|j| j.info.offset + j.info.size)
+        .max()
+        .unwrap_or(data_start);
     let total = data_end - data_start;
     let mut reader = match total {
         0 => None,
@@ -445,7 +539,15 @@ pub async fn load_tensors<S: ByteSource>(
         ),
     };
     let report = |done: u64, progress: &mut dyn FnMut(&Progress)| {
-        progress(&Progress { file: &name, file_index: 0, file_count: 1, file_done: done, file_total: total, done, total });
+        progress(&Progress {
+            file: &name,
+            file_index: 0,
+            file_count: 1,
+            file_done: done,
+            file_total: total,
+            done,
+            total,
+        });
     };
 
     for job in &jobs {
@@ -453,7 +555,11 @@ pub async fn load_tensors<S: ByteSource>(
         while pos < info.offset {
             check_cancel(cancel, &name)?;
             let n = ((info.offset - pos) as usize).min(staging.len());
-            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
+            let got = reader
+                .as_mut()
+                .ok_or_else(no_reader)?
+                .fill(&mut staging[..n])
+                .await?;
             if got < n {
                 return Err(truncated(info, pos + got as u64));
             }
@@ -472,21 +578,37 @@ pub async fn load_tensors<S: ByteSource>(
         if dequantising {
             let per_block_f32 = t.block_size() * 4;
             let blocks = (staging.len() as u64 / per_block_f32).max(1);
-            chunk = chunk.min((blocks * t.type_size()).div_ceil(unit) * unit).max(unit);
+            chunk = chunk
+                .min((blocks * t.type_size()).div_ceil(unit) * unit)
+                .max(unit);
         }
         let chunk = chunk.min(staging.len() as u64).max(1) as usize;
         let dsize = job.plan.dense.map_or(0, |d| d.size() as u64);
         let mut q_up = (!job.quant.is_empty()).then(|| {
-            PartsUpload::new(job.quant.iter().map(|q| (q.tensor().buffer().clone(), q.block_bytes() as u64)).collect())
+            PartsUpload::new(
+                job.quant
+                    .iter()
+                    .map(|q| (q.tensor().buffer().clone(), q.block_bytes() as u64))
+                    .collect(),
+            )
         });
         let mut d_up = (!job.dense.is_empty()).then(|| {
-            PartsUpload::new(job.dense.iter().map(|d| (d.buffer().clone(), d.numel() as u64 * dsize)).collect())
+            PartsUpload::new(
+                job.dense
+                    .iter()
+                    .map(|d| (d.buffer().clone(), d.numel() as u64 * dsize))
+                    .collect(),
+            )
         });
         let end = info.offset + info.size;
         while pos < end {
             check_cancel(cancel, &name)?;
             let n = ((end - pos) as usize).min(chunk);
-            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
+            let got = reader
+                .as_mut()
+                .ok_or_else(no_reader)?
+                .fill(&mut staging[..n])
+                .await?;
             if got < n {
                 return Err(truncated(info, pos + got as u64));
             }
@@ -550,12 +672,23 @@ pub async fn load_tensors<S: ByteSource>(
             dense.insert(job.info.name.clone(), job.dense);
         }
     }
-    Ok(GgufWeights { header, quant, dense, warnings, header_requests: 0 })
+    Ok(GgufWeights {
+        header,
+        quant,
+        dense,
+        warnings,
+        header_requests: 0,
+    })
 }
 
 fn limit_error(info: &TensorInfo, file: &str, needed: u64, available: u64) -> Error {
     Error::Limit {
-        context: format!("tensor '{}' ({} {:?}) in {file}", info.name, info.ggml_type, info.shape()),
+        context: format!(
+            "tensor '{}' ({} {:?}) in {file}",
+            info.name,
+            info.ggml_type,
+            info.shape()
+        ),
         limit: "maxStorageBufferBindingSize",
         needed,
         available,

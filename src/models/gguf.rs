@@ -42,7 +42,10 @@ pub struct GgufOptions {
 
 impl Default for GgufOptions {
     fn default() -> Self {
-        GgufOptions { dense: DType::F16, load: LoadOptions::default() }
+        GgufOptions {
+            dense: DType::F16,
+            load: LoadOptions::default(),
+        }
     }
 }
 
@@ -65,11 +68,18 @@ pub struct GgufLlama {
 /// The decoder configuration from a GGUF header.
 pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
     let hp = header.hparams()?;
-    let bad = |detail: String| Error::BadModelFile { file: header.file.clone(), detail };
+    let bad = |detail: String| Error::BadModelFile {
+        file: header.file.clone(),
+        detail,
+    };
     let (arch, qkv_bias) = match hp.architecture.as_str() {
         "llama" => (DecoderArch::Llama, false),
         "qwen2" => (DecoderArch::Qwen2, true),
-        a => return Err(bad(format!("architecture '{a}' is not supported (llama, qwen2)"))),
+        a => {
+            return Err(bad(format!(
+                "architecture '{a}' is not supported (llama, qwen2)"
+            )))
+        }
     };
     if hp.rope_dimension_count != hp.head_dim() {
         return Err(bad(format!(
@@ -106,7 +116,13 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
 }
 
 /// What to make of each tensor of a llama-family file.
-fn plan(cfg: &DecoderConfig, permuted: bool, dense: DType, limit: u64, info: &TensorInfo) -> Option<TensorPlan> {
+fn plan(
+    cfg: &DecoderConfig,
+    permuted: bool,
+    dense: DType,
+    limit: u64,
+    info: &TensorInfo,
+) -> Option<TensorPlan> {
     let mut p = TensorPlan::default_for(info, dense);
     let n = info.name.as_str();
     if n == "token_embd.weight" {
@@ -140,9 +156,17 @@ fn linear(w: &GgufWeights, name: &str) -> Result<Linear> {
 /// A weight that may be held as row blocks (the lm_head of a large vocabulary).
 fn linear_parts(w: &GgufWeights, name: &str) -> Result<Vec<Linear>> {
     if w.has_quant(name) {
-        Ok(w.quant_parts(name)?.iter().cloned().map(Linear::Quant).collect())
+        Ok(w.quant_parts(name)?
+            .iter()
+            .cloned()
+            .map(Linear::Quant)
+            .collect())
     } else {
-        Ok(w.dense_parts(name)?.iter().cloned().map(Linear::Dense).collect())
+        Ok(w.dense_parts(name)?
+            .iter()
+            .cloned()
+            .map(Linear::Dense)
+            .collect())
     }
 }
 
@@ -173,7 +197,10 @@ pub async fn load_llama_gguf<S: ByteSource>(
     let w = load_tensors(gpu, source, file, header, &gguf.load, &plan_fn, progress).await?;
     let weight_bytes = w.gpu_bytes();
 
-    let max_ctx = opts.max_context.min(cfg.max_position_embeddings.max(1)).max(1);
+    let max_ctx = opts
+        .max_context
+        .min(cfg.max_position_embeddings.max(1))
+        .max(1);
     let (nkv, hd) = (cfg.num_key_value_heads, cfg.head_dim);
     let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
     for i in 0..cfg.num_hidden_layers {
@@ -185,40 +212,80 @@ pub async fn load_llama_gguf<S: ByteSource>(
                 Ok(None)
             }
         };
-        let (bq, bk, bv) = (bias("attn_q.bias")?, bias("attn_k.bias")?, bias("attn_v.bias")?);
+        let (bq, bk, bv) = (
+            bias("attn_q.bias")?,
+            bias("attn_k.bias")?,
+            bias("attn_v.bias")?,
+        );
         layers.push(Layer {
             attn_norm: as_f32(gpu, w.dense(&p("attn_norm.weight"))?).await?,
             wq: linear(&w, &p("attn_q.weight"))?,
             wk: linear(&w, &p("attn_k.weight"))?,
             wv: linear(&w, &p("attn_v.weight"))?,
-            bq: match bq { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-            bk: match bk { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-            bv: match bv { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
+            bq: match bq {
+                Some(b) => Some(as_f32(gpu, &b).await?),
+                None => None,
+            },
+            bk: match bk {
+                Some(b) => Some(as_f32(gpu, &b).await?),
+                None => None,
+            },
+            bv: match bv {
+                Some(b) => Some(as_f32(gpu, &b).await?),
+                None => None,
+            },
             wo: linear(&w, &p("attn_output.weight"))?,
             ffn_norm: as_f32(gpu, w.dense(&p("ffn_norm.weight"))?).await?,
             w_gate: linear(&w, &p("ffn_gate.weight"))?,
             w_up: linear(&w, &p("ffn_up.weight"))?,
             w_down: linear(&w, &p("ffn_down.weight"))?,
-            cache: KvCache::new(gpu, &format!("blk.{i}.kv_cache"), max_ctx, nkv, hd, opts.kv_cache)?,
+            cache: KvCache::new(
+                gpu,
+                &format!("blk.{i}.kv_cache"),
+                max_ctx,
+                nkv,
+                hd,
+                opts.kv_cache,
+            )?,
         });
     }
     let embed = match w.dense_parts("token_embd.weight")? {
         [one] => Embedding::Table(one.clone()),
         parts => {
-            notes.push(format!("token_embd.weight held as {} f32 row blocks (over the storage binding limit)", parts.len()));
+            notes.push(format!(
+                "token_embd.weight held as {} f32 row blocks (over the storage binding limit)",
+                parts.len()
+            ));
             Embedding::Rows(parts.to_vec())
         }
     };
-    let lm_head = linear_parts(&w, if cfg.tie_word_embeddings { "token_embd.weight" } else { "output.weight" })?;
+    let lm_head = linear_parts(
+        &w,
+        if cfg.tie_word_embeddings {
+            "token_embd.weight"
+        } else {
+            "output.weight"
+        },
+    )?;
     if lm_head.len() > 1 {
-        notes.push(format!("lm_head held as {} row blocks (over the storage binding limit)", lm_head.len()));
+        notes.push(format!(
+            "lm_head held as {} row blocks (over the storage binding limit)",
+            lm_head.len()
+        ));
     }
     let final_norm = as_f32(gpu, w.dense("output_norm.weight")?).await?;
     let mut warnings = w.warnings.clone();
     warnings.extend(notes);
     drop(w);
     let model = Llama::assemble(gpu, cfg, opts, embed, lm_head, final_norm, layers, max_ctx)?;
-    Ok(GgufLlama { model, tokenizer, warnings, header_requests, weight_bytes, name })
+    Ok(GgufLlama {
+        model,
+        tokenizer,
+        warnings,
+        header_requests,
+        weight_bytes,
+        name,
+    })
 }
 
 fn cfg_arch(header: &GgufHeader) -> Result<String> {
@@ -235,6 +302,10 @@ impl Llama {
         opts: &LlamaOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Llama> {
-        Ok(load_llama_gguf(gpu, source, file, opts, &GgufOptions::default(), progress).await?.model)
+        Ok(
+            load_llama_gguf(gpu, source, file, opts, &GgufOptions::default(), progress)
+                .await?
+                .model,
+        )
     }
 }
