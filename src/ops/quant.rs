@@ -134,6 +134,26 @@ impl QuantWeight {
         Ok(QuantWeight { qtype, rows, cols, blocks })
     }
 
+    /// A zero-filled `[rows, cols]` weight whose blocks the caller writes into
+    /// [`QuantWeight::tensor`]'s buffer (the streaming GGUF loader).
+    pub fn allocate(gpu: &Gpu, name: &str, qtype: QuantType, rows: usize, cols: usize) -> Result<Self> {
+        const NAME: &str = "QuantWeight";
+        if rows == 0 || cols == 0 || !cols.is_multiple_of(qtype.block_size()) {
+            return Err(Error::Shape {
+                op: NAME,
+                detail: format!("'{name}' [{rows}, {cols}]: rows must be positive and K = {cols} a multiple of {qtype:?}'s {} weights", qtype.block_size()),
+            });
+        }
+        let want = rows
+            .checked_mul(cols / qtype.block_size())
+            .and_then(|b| b.checked_mul(qtype.block_bytes()))
+            .filter(|&b| b <= u32::MAX as usize)
+            .ok_or_else(|| Error::Shape { op: NAME, detail: format!("'{name}' [{rows}, {cols}] exceeds u32 byte indexing") })?;
+        to_u32(NAME, "rows", rows)?;
+        let blocks = GpuTensor::zeros(gpu, name, &[want.div_ceil(4)], DType::U32)?;
+        Ok(QuantWeight { qtype, rows, cols, blocks })
+    }
+
     /// Upload a GGUF tensor: `data` is its byte range of the file (`info.range()`).
     pub fn from_gguf(gpu: &Gpu, info: &TensorInfo, data: &[u8]) -> Result<Self> {
         let qtype = QuantType::from_ggml(info.ggml_type).ok_or_else(|| Error::DType {

@@ -12,6 +12,9 @@ use minijinja::{Environment, ErrorKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Qwen2's pre-tokenizer split pattern (its tokenizer.json).
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// The name of the template used when none is asked for.
 pub const DEFAULT_TEMPLATE: &str = "default";
 
@@ -146,6 +149,85 @@ impl Tokenizer {
             None => None,
         };
         Self::from_bytes(&json, config.as_deref(), template.as_deref())
+    }
+
+    /// Build from a GGUF header's `tokenizer.ggml.*` metadata and `tokenizer.chat_template`, as
+    /// transformers' GGUF loader does: byte-level BPE (`gpt2` model) with the vocabulary and
+    /// merges in file order, control tokens (type 3) as special added tokens, user-defined ones
+    /// (type 4) as added tokens; the pre-tokenizer by `tokenizer.ggml.pre` (`qwen2`: Qwen's
+    /// split regex + byte level; otherwise GPT-2's byte level). Other models (SentencePiece
+    /// `llama`, WordPiece `bert`) are [`Error::Tokenizer`].
+    pub fn from_gguf(header: &crate::gguf::GgufHeader) -> Result<Self> {
+        let meta = header.tokenizer()?;
+        if meta.model != "gpt2" {
+            return Err(Error::Tokenizer(format!(
+                "{}: tokenizer model '{}' is not supported from GGUF (only byte-level BPE, 'gpt2')",
+                header.file, meta.model
+            )));
+        }
+        let merges = meta.merges.ok_or_else(|| {
+            Error::Tokenizer(format!("{}: a BPE tokenizer without 'tokenizer.ggml.merges'", header.file))
+        })?;
+        let mut vocab = serde_json::Map::with_capacity(meta.tokens.len());
+        for (i, t) in meta.tokens.iter().enumerate() {
+            vocab.insert(t.clone(), serde_json::Value::from(i));
+        }
+        let mut pairs = Vec::with_capacity(merges.len());
+        for m in merges {
+            let (a, b) = m.split_once(' ').ok_or_else(|| {
+                Error::Tokenizer(format!("{}: merge '{m}' is not two tokens separated by a space", header.file))
+            })?;
+            pairs.push(serde_json::json!([a, b]));
+        }
+        let mut added = Vec::new();
+        if let Some(types) = meta.token_type {
+            for (i, (&ty, t)) in types.iter().zip(meta.tokens).enumerate() {
+                if ty == 3 || ty == 4 {
+                    added.push(serde_json::json!({
+                        "id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                        "normalized": ty == 4, "special": ty == 3,
+                    }));
+                }
+            }
+        }
+        let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+        let (normalizer, pre_tokenizer) = match meta.pre {
+            Some("qwen2") => (
+                serde_json::json!({"type": "NFC"}),
+                serde_json::json!({"type": "Sequence", "pretokenizers": [
+                    {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": false},
+                    {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}
+                ]}),
+            ),
+            _ => (serde_json::Value::Null, byte_level.clone()),
+        };
+        let json = serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": normalizer,
+            "pre_tokenizer": pre_tokenizer,
+            "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {
+                "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+                "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": pairs,
+            },
+        });
+        let bytes = serde_json::to_vec(&json).map_err(|e| tok_err("building tokenizer.json from GGUF", e))?;
+        drop(json);
+        let token = |id: Option<u32>| id.and_then(|i| meta.tokens.get(i as usize)).cloned();
+        let config = serde_json::json!({
+            "bos_token": token(meta.bos),
+            "eos_token": token(meta.eos),
+            "pad_token": token(meta.padding),
+            "unk_token": token(meta.unknown),
+            "chat_template": meta.chat_template,
+        });
+        let config = serde_json::to_vec(&config).map_err(|e| tok_err("building tokenizer_config.json from GGUF", e))?;
+        Self::from_bytes(&bytes, Some(&config), None)
     }
 
     /// Build from the files' contents. A fixed padding / truncation in `tokenizer.json` (MiniLM

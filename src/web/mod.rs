@@ -22,6 +22,7 @@ use crate::gpu::Gpu;
 use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
 use crate::load::{FetchSource, LoadOptions, ModelConfig, Progress};
 use crate::models::bert::BertModel;
+use crate::models::gguf::{load_llama_gguf, GgufOptions};
 use crate::models::llama::{Llama, LlamaOptions};
 use crate::ops::kv_cache::KvDType;
 use crate::tokenizer::{ChatMessage, Tokenizer};
@@ -206,34 +207,33 @@ async fn load_model(
     on_progress: Option<&js_sys::Function>,
     cancel: &CancelToken,
 ) -> crate::Result<Loaded> {
-    if url.to_ascii_lowercase().split(['?', '#']).next().is_some_and(|p| p.ends_with(".gguf")) {
-        // GGUF (branch gguf): open the file with a FetchSource on its directory and call
-        // `Llama::load_gguf(&gpu, &source, file, &llama_opts, &mut report)` here; the tokenizer
-        // comes from the GGUF metadata. Until then:
-        return Err(Error::Unsupported {
-            kernel: "Engine.load",
-            variant: "a .gguf file".into(),
-            why: "GGUF models are not wired up yet; use a safetensors model directory".into(),
-        });
-    }
     let gpu = Gpu::new().await?;
-    let source = FetchSource::new(url).with_cache(opts.cache.as_deref());
     let max_context = opts.max_context.unwrap_or(2048).max(1);
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    if crate::load::gguf::is_gguf(path) {
+        // One .gguf file is a whole model: weights, hyper-parameters, tokenizer, chat template.
+        let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
+        let source = FetchSource::new(dir).with_cache(opts.cache.as_deref());
+        let gguf = GgufOptions { load: LoadOptions { cancel: Some(cancel.clone()), ..Default::default() }, ..Default::default() };
+        let lopts = LlamaOptions { kv_cache: kv, max_context };
+        let loaded = load_llama_gguf(&gpu, &source, file, &lopts, &gguf, &mut progress_reporter(on_progress)).await?;
+        for w in &loaded.warnings {
+            web_sys::console::warn_1(&JsValue::from_str(&format!("kjarni-web: {file}: {w}")));
+        }
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled(format!("loading {url}")));
+        }
+        source.flush_cache().await;
+        let model = Model::Decoder { lm: Box::new(loaded.model), tok: Box::new(loaded.tokenizer) };
+        return Ok(Loaded { gpu, model });
+    }
+    let source = FetchSource::new(url).with_cache(opts.cache.as_deref());
     // Fail early (before any weight is downloaded) when the model cannot fit.
     let est_opts = EstimateOptions { max_context, kv_dtype: kv, ..EstimateOptions::default() };
     let limits = DeviceLimits::of(&gpu, opts.memory_budget);
     estimate_source(&source, &est_opts, &limits).await?.check_budget(&limits)?;
     let load = LoadOptions { cancel: Some(cancel.clone()), ..Default::default() };
-    let mut report = |p: &Progress| {
-        if let Some(f) = on_progress {
-            let _ = f.call3(
-                &JsValue::NULL,
-                &JsValue::from_f64(p.done as f64),
-                &JsValue::from_f64(p.total as f64),
-                &JsValue::from_str(p.file),
-            );
-        }
-    };
+    let mut report = progress_reporter(on_progress);
     let model = match ModelConfig::load(&source).await? {
         ModelConfig::Decoder(_) => {
             let tok = Tokenizer::load(&source).await?;
@@ -250,6 +250,20 @@ async fn load_model(
     // (or fail quietly, the model is loaded either way) before reporting the load done.
     source.flush_cache().await;
     Ok(Loaded { gpu, model })
+}
+
+/// The load progress callback: `on_progress(done, total, file)` in bytes.
+fn progress_reporter(on_progress: Option<&js_sys::Function>) -> impl FnMut(&Progress) + '_ {
+    move |p: &Progress| {
+        if let Some(f) = on_progress {
+            let _ = f.call3(
+                &JsValue::NULL,
+                &JsValue::from_f64(p.done as f64),
+                &JsValue::from_f64(p.total as f64),
+                &JsValue::from_str(p.file),
+            );
+        }
+    }
 }
 
 fn info_json(url: &str, loaded: &Loaded) -> String {

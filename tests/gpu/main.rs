@@ -19,6 +19,7 @@ mod pooling;
 mod quant;
 mod embedding;
 mod gelu;
+mod gguf;
 mod norm;
 mod repeat_kv;
 mod rope;

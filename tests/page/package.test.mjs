@@ -120,8 +120,8 @@ test('errors are KjarniErrors with stable codes', { timeout: 240_000 }, async ()
     return window.kjarni.Engine.load('/tiny/', { signal: ctl.signal, onProgress: (p) => p.loaded > 0 && ctl.abort() });
   });
   assert.equal(aborted.error?.code, 'ABORTED', JSON.stringify(aborted));
-  const gguf = await inPage(() => window.kjarni.Engine.load('/tiny/model-q4_k.gguf'));
-  assert.equal(gguf.error?.code, 'UNSUPPORTED', 'GGUF is not wired up yet (branch gguf)');
+  const gguf = await inPage(() => window.kjarni.Engine.load('/tiny/no-such-model.gguf', { cache: false }));
+  assert.equal(gguf.error?.code, 'NOT_FOUND', JSON.stringify(gguf));
   const overflow = await inPage(() =>
     window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'the cat '.repeat(400) }], max_tokens: 1 }),
   );
@@ -159,6 +159,24 @@ test('Cache API: a second load downloads no weights; a memory budget fails befor
   assert.match(tooBig.error.message, /memory budget/);
   const reads = weights().slice(before);
   assert.ok(reads.every((r) => /^bytes=\d+-\d+$/.test(r.range ?? '')), `only bounded header reads: ${JSON.stringify(reads)}`);
+});
+
+test('a .gguf URL is a whole model: SmolLM2 Q4_1 loads with its tokenizer and chat template', { timeout: 300_000 }, async () => {
+  const r = await inPage(async () => {
+    const e = await window.kjarni.Engine.load('/models/gguf/SmolLM2-135M-Instruct.Q4_1.gguf', { cache: false, maxContext: 256 });
+    const info = e.info;
+    const stats = e.stats();
+    await e.dispose();
+    return { info, stats };
+  });
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  const c = r.value.info.config;
+  assert.equal(c.kind, 'decoder');
+  assert.equal(c.layers, 30);
+  assert.equal(c.vocab_size, 49152);
+  assert.ok(c.chat_templates.length > 0, JSON.stringify(c));
+  // Q4_1 blocks stay as stored: far less GPU memory than the 269 MB of bf16 weights.
+  assert.ok(r.value.stats.liveBytes < 200e6, JSON.stringify(r.value.stats));
 });
 
 test('100 consecutive generations: GPU buffers and wasm memory do not grow', { timeout: 300_000 }, async () => {
