@@ -182,12 +182,67 @@ pub enum Variant {
         /// Reduction path.
         reduction: Reduction,
     },
+    /// The bandwidth-tuned GEMV (`gemv_fast`): `lanes` invocations share a row group of `rows`
+    /// outputs (each lane applies its units' x values to all `rows` rows); `workgroup /
+    /// lanes` row groups per workgroup. `reduction` is used when `lanes == workgroup` (one
+    /// `wg_sum` per row); otherwise partials go through workgroup memory with one barrier.
+    GemvFast {
+        /// Invocations per workgroup (a power of two within the device's limits).
+        workgroup: u32,
+        /// Invocations per row group (a power of two ≤ `workgroup`).
+        lanes: u32,
+        /// Rows per row group (1..=8).
+        rows: u32,
+        /// Reduction path (only when `lanes == workgroup`).
+        reduction: Reduction,
+    },
     /// Tiled: 64 weight rows × 16·`rm` x rows per workgroup (workgroup storage:
     /// [`matmul_workgroup_bytes`]).
     Matmul {
         /// x rows per invocation (1, 2 or 4).
         rm: u32,
     },
+}
+
+impl Variant {
+    /// Short name for reports.
+    pub fn name(&self) -> String {
+        match *self {
+            Variant::Gemv { rows, reduction } => format!("gemv_rows{rows}_{}", reduction.name()),
+            Variant::GemvFast { workgroup, lanes, rows, reduction } => {
+                if lanes == workgroup {
+                    format!("fast_wg{workgroup}_l{lanes}_r{rows}_{}", reduction.name())
+                } else {
+                    format!("fast_wg{workgroup}_l{lanes}_r{rows}")
+                }
+            }
+            Variant::Matmul { rm } => format!("matmul_rm{rm}"),
+        }
+    }
+}
+
+/// The GEMV variant [`record`] uses for a `[n, k]` weight: 32 lanes per row group where rows
+/// have ≥ 64 units of 32 weights (fewer for short rows, so lanes are not idle), 2 rows per
+/// group, and the largest workgroup ≤ 256 the device allows.
+pub fn gemv_default(gpu: &Gpu, n: usize, k: usize) -> Variant {
+    let caps = gpu.caps();
+    let units = k / 32;
+    let max_wg = caps.max_invocations.min(caps.max_workgroup_size_x).min(256);
+    let mut wg = 1u32;
+    while wg * 2 <= max_wg {
+        wg *= 2;
+    }
+    let lanes = if units >= 64 {
+        32
+    } else if units >= 24 {
+        16
+    } else {
+        8
+    }
+    .min(wg);
+    // Few rows: one row per group keeps more workgroups busy.
+    let rows = if n >= 1024 { 2 } else { 1 };
+    Variant::GemvFast { workgroup: wg, lanes, rows, reduction: caps.variants.reduction }
 }
 
 /// x rows up to which [`record`] uses the GEMV kernel.
@@ -210,7 +265,8 @@ pub fn matmul_workgroup_bytes(rm: u32) -> u32 {
     16 * rm * 32 * 4 + 64 * 36 * 4
 }
 
-/// The preferred variant for `m` x rows.
+/// The preferred kernel family for `m` x rows: `Gemv` (decode; [`record`] then picks the tuned
+/// GEMV's parameters with [`gemv_default`]) or the tiled `Matmul` with its tile height.
 pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
     if m <= GEMV_MAX_M {
         return Variant::Gemv { rows: 4, reduction: gpu.caps().variants.reduction };
@@ -227,7 +283,11 @@ pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
 /// Record `y = x · Wᵀ` (`x: [.., K]` f32 with M rows, `y: [.., N]` f32 with M rows), GEMV for
 /// small M, the tiled matmul beyond.
 pub fn record(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
-    record_variant(gpu, batch, w, x, y, preferred_variant(gpu, x.rows()))
+    let v = match preferred_variant(gpu, x.rows()) {
+        Variant::Gemv { .. } => gemv_default(gpu, w.rows, w.cols),
+        v => v,
+    };
+    record_variant(gpu, batch, w, x, y, v)
 }
 
 /// Record with an explicit variant (tests and benchmarks).
@@ -271,8 +331,54 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
             let wg = units.next_power_of_two().clamp(64, gpu.caps().variants.reduce_workgroup.max(64));
             let wg = wg.min(gpu.caps().variants.reduce_workgroup);
             let groups_n = n.div_ceil(rows);
-            let consts = [("QTYPE", qtype), ("WG", Const::U32(wg)), ("ROWS", Const::U32(rows)), ("RM", Const::U32(1))];
+            let consts = [("QTYPE", qtype), ("WG", Const::U32(wg)), ("ROWS", Const::U32(rows)), ("RM", Const::U32(1)), ("LANES", Const::U32(wg))];
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv", Some(reduction), &consts)?;
+            let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
+            batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
+        }
+        Variant::GemvFast { workgroup, lanes, rows, reduction } => {
+            let caps = gpu.caps();
+            if !workgroup.is_power_of_two()
+                || workgroup > caps.max_invocations
+                || workgroup > caps.max_workgroup_size_x
+                || !lanes.is_power_of_two()
+                || lanes > workgroup
+                || !(1..=8).contains(&rows)
+            {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: format!(
+                        "workgroup and lanes must be powers of two with lanes ≤ workgroup ≤ {}, rows in 1..=8",
+                        caps.max_invocations.min(caps.max_workgroup_size_x)
+                    ),
+                });
+            }
+            let outs = (workgroup / lanes) * rows;
+            // Partials: lanes × (outs + 1) f32 (only when lanes < workgroup).
+            let storage = if lanes < workgroup { lanes * (outs + 1) * 4 } else { 0 };
+            if storage > caps.max_workgroup_storage {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: format!("needs {storage} bytes of workgroup storage, the device allows {}", caps.max_workgroup_storage),
+                });
+            }
+            let reduction = if lanes == workgroup {
+                super::norm::require_reduction(gpu, NAME, reduction)?;
+                reduction
+            } else {
+                Reduction::SharedMemory
+            };
+            let groups_n = n.div_ceil(outs);
+            let consts = [
+                ("QTYPE", qtype),
+                ("WG", Const::U32(workgroup)),
+                ("ROWS", Const::U32(rows)),
+                ("RM", Const::U32(1)),
+                ("LANES", Const::U32(lanes)),
+            ];
+            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;
             let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
         }
@@ -297,6 +403,7 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
                 ("WG", Const::U32(gpu.caps().variants.reduce_workgroup)),
                 ("ROWS", Const::U32(1)),
                 ("RM", Const::U32(rm)),
+                ("LANES", Const::U32(gpu.caps().variants.reduce_workgroup)),
             ];
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul", Some(Reduction::SharedMemory), &consts)?;
             let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
