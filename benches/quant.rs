@@ -58,7 +58,7 @@ fn candidates(gpu: &Gpu, t: QuantType) -> Vec<Variant> {
         if workgroup > max_wg {
             continue;
         }
-        for lanes in [8u32, 16, 32] {
+        for lanes in [8u32, 16, 32, 64] {
             for rows in [1u32, 2, 4] {
                 v.push(Variant::GemvFast { workgroup, lanes, rows, reduction });
             }

@@ -221,26 +221,20 @@ impl Variant {
     }
 }
 
-/// The GEMV variant [`record`] uses for a `[n, k]` weight: 32 lanes per row group where rows
-/// have ≥ 64 units of 32 weights (fewer for short rows, so lanes are not idle), 2 rows per
-/// group, and the largest workgroup ≤ 256 the device allows.
+/// The GEMV variant [`record`] uses for a `[n, k]` weight: a workgroup of 256 (or the device's
+/// largest power of two below), lanes per row group ≈ half the row's units (8..=64: every
+/// lane has ~2 units of 32 weights, so most of the matrix is in flight at once — a 9 MB Q4_K
+/// matrix is only ~4 loads per lane deep at 32 lanes), 2 rows per lane (x loaded once for both)
+/// when there are enough rows to keep the workgroups many.
 pub fn gemv_default(gpu: &Gpu, n: usize, k: usize) -> Variant {
     let caps = gpu.caps();
-    let units = k / 32;
+    let units = (k / 32).max(1) as u32;
     let max_wg = caps.max_invocations.min(caps.max_workgroup_size_x).min(256);
     let mut wg = 1u32;
     while wg * 2 <= max_wg {
         wg *= 2;
     }
-    let lanes = if units >= 64 {
-        32
-    } else if units >= 24 {
-        16
-    } else {
-        8
-    }
-    .min(wg);
-    // Few rows: one row per group keeps more workgroups busy.
+    let lanes = units.div_ceil(2).next_power_of_two().clamp(8, 64).min(wg);
     let rows = if n >= 1024 { 2 } else { 1 };
     Variant::GemvFast { workgroup: wg, lanes, rows, reduction: caps.variants.reduction }
 }

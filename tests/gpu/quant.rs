@@ -116,6 +116,7 @@ fn fast_variants(gpu: &Gpu) -> Vec<Variant> {
         Variant::GemvFast { workgroup: 64, lanes: 8, rows: 3, reduction: sm },
         Variant::GemvFast { workgroup: 128, lanes: 16, rows: 8, reduction: sm },
         Variant::GemvFast { workgroup: 256, lanes: 4, rows: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 256, lanes: 64, rows: 2, reduction: sm },
     ];
     for reduction in gpu.caps().reductions() {
         v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 4, reduction });
@@ -202,6 +203,16 @@ gpu_test!(quant_record_picks_gemv_or_matmul_and_checks_shapes, async {
     ));
     assert!(matches!(quant::preferred_variant(&gpu, 1), Variant::Gemv { .. }));
     assert!(matches!(quant::preferred_variant(&gpu, 100), Variant::Matmul { .. }));
+    assert!(matches!(quant::gemv_default(&gpu, 4096, 4096), Variant::GemvFast { lanes: 64, rows: 2, .. }));
+    // Invalid tuned-GEMV parameters are refused, not a panic or a validation error.
+    let sm = kjarni_web::gpu::Reduction::SharedMemory;
+    for v in [
+        Variant::GemvFast { workgroup: 96, lanes: 32, rows: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 128, rows: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 9, reduction: sm },
+    ] {
+        assert!(matches!(quant::record_variant(&gpu, &mut b, &w, &x, &y, v), Err(kjarni_web::Error::Unsupported { .. })));
+    }
     assert_eq!(b.dispatches(), 0);
     quant::record(&gpu, &mut b, &w, &x, &y).unwrap();
     gpu.submit(b).unwrap();
