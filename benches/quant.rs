@@ -7,6 +7,7 @@
 //! - `gemv_rows{1,4}_*`: the previous GEMV kernel (the baseline);
 //! - `bf16_gemv`: the tuned bf16 GEMV (`ops::gemv`, default variant) of the same shape;
 //! - `copy_vec4`: a vec4 copy moving the quantised bytes (half read, half written): the ceiling.
+//!
 //! `effective_gb_s` counts the quantised block bytes for every variant (so for `bf16_gemv` it is
 //! not its own byte rate: see the case's `bf16_gemv_gb_s`). The case is reported twice:
 //! `speedup_vs_bf16_gemv` (quantised / bf16 per matrix, the number issue #10 asks for) and, as
