@@ -2,8 +2,9 @@
 //! projection) and 14336×4096 (gate / up), case `quant_gemv_<type>_n<N>_k<K>`. Variants timed in
 //! one run on rotating weight copies (≥ 160 MB in all, so L2 does not hold them, as in the bf16
 //! GEMV bench):
-//! - `fast_default_*` = what `quant::record` picks (`gemv_default`), `fast_wg*_l*_r*` candidate
-//!   parameters of the same kernel (Q4_K / Q8_0 only: workgroup × lanes per row × rows per lane);
+//! - `fast_default_*` = what `quant::record` picks (`gemv_default`), `fast_wg*_l*_r*[_u2]`
+//!   candidate parameters of the same kernel (workgroup × lanes per row × rows per lane × units
+//!   per lane step);
 //! - `gemv_rows{1,4}_*`: the previous GEMV kernel (the baseline);
 //! - `bf16_gemv`: the tuned bf16 GEMV (`ops::gemv`, default variant) of the same shape;
 //! - `copy_vec4`: a vec4 copy moving the quantised bytes (half read, half written): the ceiling.
@@ -47,27 +48,22 @@ fn inner_for(args: &Args, bytes: usize) -> usize {
     ((2e-3 / (bytes as f64 / 2.5e12).max(1e-9)) as usize).clamp(3, 200)
 }
 
-/// Candidate parameters of the tuned GEMV (bench-selectable, for the H100 sweep).
-fn candidates(gpu: &Gpu, t: QuantType) -> Vec<Variant> {
-    let mut v = Vec::new();
-    if !matches!(t, QuantType::Q4_K | QuantType::Q8_0) {
-        return v;
-    }
+/// Candidate parameters of the tuned GEMV (bench-selectable, for the H100 run), every type:
+/// the neighbourhood of the sweep's winners (lanes 32 / 64, 4 rows), 8 rows per lane, and two
+/// units per lane step (`_u2`: Q4_K reads a whole 32-byte group with one scale unpack; the
+/// block types load two adjacent blocks before the math).
+fn candidates(gpu: &Gpu) -> Vec<Variant> {
     let max_wg = gpu.caps().max_invocations.min(256);
     let reduction = gpu.caps().variants.reduction;
-    for workgroup in [128u32, 256] {
-        if workgroup > max_wg {
-            continue;
-        }
-        for lanes in [8u32, 16, 32, 64] {
-            for rows in [1u32, 2, 4] {
-                v.push(Variant::GemvFast { workgroup, lanes, rows, reduction });
+    let mut v = Vec::new();
+    for step in [1u32, 2] {
+        for (workgroup, lanes) in [(64u32, 64u32), (128, 64), (128, 32), (256, 32)] {
+            for rows in [2u32, 4, 8] {
+                if workgroup <= max_wg {
+                    v.push(Variant::GemvFast { workgroup, lanes, rows, step, reduction });
+                }
             }
         }
-    }
-    // One row group per workgroup (wg_sum reduction, subgroups where available).
-    for rows in [1u32, 2, 4] {
-        v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows, reduction });
     }
     v
 }
@@ -89,9 +85,9 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
             let y = GpuTensor::zeros(gpu, "y", &[1, n], DType::F32)?;
             let inner = inner_for(args, qbytes);
             let mut timings: Vec<Timing> = Vec::new();
-            let default = quant::gemv_default(gpu, n, k);
+            let default = quant::gemv_default(gpu, t, n, k);
             let mut variants = vec![(format!("fast_default_{}", default.name()), default)];
-            for v in candidates(gpu, t) {
+            for v in candidates(gpu) {
                 if v != default {
                     variants.push((v.name(), v));
                 }

@@ -481,6 +481,28 @@ fn fast_dot(rb: u32, u: u32, xu: XUnit, sx: vec2<f32>) -> f32 {
     return d * (i8_dot(q0, xu.a0, xu.a1, xu.a2, xu.a3) + i8_dot(q1, xu.b0, xu.b1, xu.b2, xu.b3));
 }
 
+// Q4_K, STEP 2: Σ w·x over units u, u + 1 (u even: one 64-weight group g, 32 contiguous qs
+// bytes, one scale / min unpack); x0 / x1 = the x of unit u / u + 1, sx = (Σ x of sub-block 2g,
+// Σ x of sub-block 2g + 1).
+fn q4k_group_dot(rb: u32, u: u32, x0: XUnit, x1: XUnit, sx: vec2<f32>) -> f32 {
+    let b = rb + (u >> 3u) * 9u;
+    let head = wq4[b];
+    let qa = wq4[b + 1u + (u & 7u)];
+    let qb = wq4[b + 2u + (u & 7u)];
+    let dm = unpack2x16float(head.x);
+    let g = (u & 7u) >> 1u;
+    let sh = (g & 1u) * 16u;
+    let ys = head.y >> sh;
+    let zs = head.z >> sh;
+    let ws = head.w >> sh;
+    let sc = select((ws & 0x0f0fu) | ((ys & 0xc0c0u) >> 2u), ys & 0x3f3fu, g < 2u);
+    let mn = select(((ws >> 4u) & 0x0f0fu) | ((zs & 0xc0c0u) >> 2u), zs & 0x3f3fu, g < 2u);
+    let s = nib_dot(qa, x0.a0, x0.a1, x0.a2, x0.a3, x0.b0, x0.b1, x0.b2, x0.b3)
+        + nib_dot(qb, x1.a0, x1.a1, x1.a2, x1.a3, x1.b0, x1.b1, x1.b2, x1.b3);
+    return dm.x * (f32(sc & 0xffu) * s.x + f32((sc >> 8u) & 0xffu) * s.y)
+        - dm.y * (f32(mn & 0xffu) * sx.x + f32((mn >> 8u) & 0xffu) * sx.y);
+}
+
 @compute @workgroup_size(WG)
 fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
     let g = wid.x + wid.y * nwg.x;
@@ -504,14 +526,49 @@ fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         }
     }
     var acc: array<f32, ROWS>;
-    for (var u = li; u < p.units; u = u + LANES) {
-        let xb = xrow + x_base(u);
-        let xh = xb + x_hi();
-        let xu = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]);
-        let one = vec4<f32>(1.0);
-        let sx = vec2<f32>(dot(xu.a0 + xu.a1 + xu.a2 + xu.a3, one), dot(xu.b0 + xu.b1 + xu.b2 + xu.b3, one));
-        for (var r = 0u; r < ROWS; r = r + 1u) {
-            acc[r] = acc[r] + fast_dot(rb[r], u, xu, sx);
+    let one = vec4<f32>(1.0);
+    if (STEP == 1u) {
+        for (var u = li; u < p.units; u = u + LANES) {
+            let xb = xrow + x_base(u);
+            let xh = xb + x_hi();
+            let xu = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]);
+            let sx = vec2<f32>(dot(xu.a0 + xu.a1 + xu.a2 + xu.a3, one), dot(xu.b0 + xu.b1 + xu.b2 + xu.b3, one));
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                acc[r] = acc[r] + fast_dot(rb[r], u, xu, sx);
+            }
+        }
+    } else if (QTYPE == Q4_K) {
+        // STEP 2: units u, u + 1 (u even) = the 32 qs bytes of group g = (u % 8) / 2; x of the
+        // group is 16 contiguous vec4 (sub-block 2g: 0..8, sub-block 2g + 1: 8..16).
+        for (var u = 2u * li; u < p.units; u = u + 2u * LANES) {
+            let xb = xrow + x_base(u);
+            let x0 = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 8u], x[xb + 9u], x[xb + 10u], x[xb + 11u]);
+            let x1 = XUnit(x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u], x[xb + 12u], x[xb + 13u], x[xb + 14u], x[xb + 15u]);
+            let sx = vec2<f32>(dot(x0.a0 + x0.a1 + x0.a2 + x0.a3 + x1.a0 + x1.a1 + x1.a2 + x1.a3, one),
+                               dot(x0.b0 + x0.b1 + x0.b2 + x0.b3 + x1.b0 + x1.b1 + x1.b2 + x1.b3, one));
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                acc[r] = acc[r] + q4k_group_dot(rb[r], u, x0, x1, sx);
+            }
+        }
+    } else {
+        // STEP 2: blocks u and u + 1 of each row, both loaded before any math; a second unit
+        // past the row's end is clamped (read, never counted).
+        for (var u = 2u * li; u < p.units; u = u + 2u * LANES) {
+            let u1 = min(u + 1u, p.units - 1u);
+            let xb = xrow + x_base(u);
+            let xh = xb + x_hi();
+            let xa = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]);
+            let yb = xrow + x_base(u1);
+            let yh = yb + x_hi();
+            let xc = XUnit(x[yb], x[yb + 1u], x[yb + 2u], x[yb + 3u], x[yh], x[yh + 1u], x[yh + 2u], x[yh + 3u]);
+            let sa = vec2<f32>(dot(xa.a0 + xa.a1 + xa.a2 + xa.a3, one), dot(xa.b0 + xa.b1 + xa.b2 + xa.b3, one));
+            let sc = vec2<f32>(dot(xc.a0 + xc.a1 + xc.a2 + xc.a3, one), dot(xc.b0 + xc.b1 + xc.b2 + xc.b3, one));
+            let second = u + 1u < p.units;
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                let da = fast_dot(rb[r], u, xa, sa);
+                let dc = fast_dot(rb[r], u1, xc, sc);
+                acc[r] = acc[r] + da + select(0.0, dc, second);
+            }
         }
     }
     if (GROUPS == 1u) {

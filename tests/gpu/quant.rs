@@ -112,14 +112,19 @@ fn gemv_variants(gpu: &Gpu) -> Vec<Variant> {
 fn fast_variants(gpu: &Gpu) -> Vec<Variant> {
     let sm = kjarni_web::gpu::Reduction::SharedMemory;
     let mut v = vec![
-        Variant::GemvFast { workgroup: 256, lanes: 32, rows: 2, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 3, reduction: sm },
-        Variant::GemvFast { workgroup: 128, lanes: 16, rows: 8, reduction: sm },
-        Variant::GemvFast { workgroup: 256, lanes: 4, rows: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 256, lanes: 64, rows: 2, reduction: sm },
+        Variant::GemvFast { workgroup: 256, lanes: 32, rows: 2, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 3, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 128, lanes: 16, rows: 8, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 256, lanes: 4, rows: 1, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 256, lanes: 64, rows: 2, step: 1, reduction: sm },
+        // Two units per lane step (odd unit counts: the clamped second unit must not count).
+        Variant::GemvFast { workgroup: 128, lanes: 32, rows: 4, step: 2, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 3, step: 2, reduction: sm },
+        Variant::GemvFast { workgroup: 256, lanes: 16, rows: 8, step: 2, reduction: sm },
     ];
     for reduction in gpu.caps().reductions() {
-        v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 4, reduction });
+        v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 4, step: 1, reduction });
+        v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 8, step: 2, reduction });
     }
     v
 }
@@ -203,13 +208,18 @@ gpu_test!(quant_record_picks_gemv_or_matmul_and_checks_shapes, async {
     ));
     assert!(matches!(quant::preferred_variant(&gpu, 1), Variant::Gemv { .. }));
     assert!(matches!(quant::preferred_variant(&gpu, 100), Variant::Matmul { .. }));
-    assert!(matches!(quant::gemv_default(&gpu, 4096, 4096), Variant::GemvFast { lanes: 64, rows: 2, .. }));
+    for t in QuantType::ALL {
+        assert!(matches!(quant::gemv_default(&gpu, t, 4096, 4096), Variant::GemvFast { lanes: 64, rows: 4, step: 1, .. }));
+        assert!(matches!(quant::gemv_default(&gpu, t, 14336, 4096), Variant::GemvFast { workgroup: 128, lanes: 32, rows: 4, .. }));
+        assert!(matches!(quant::gemv_default(&gpu, t, 100, 64), Variant::GemvFast { lanes: 8, rows: 1, .. }));
+    }
     // Invalid tuned-GEMV parameters are refused, not a panic or a validation error.
     let sm = kjarni_web::gpu::Reduction::SharedMemory;
     for v in [
-        Variant::GemvFast { workgroup: 96, lanes: 32, rows: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 128, rows: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 9, reduction: sm },
+        Variant::GemvFast { workgroup: 96, lanes: 32, rows: 1, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 128, rows: 1, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 9, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 1, step: 3, reduction: sm },
     ] {
         assert!(matches!(quant::record_variant(&gpu, &mut b, &w, &x, &y, v), Err(kjarni_web::Error::Unsupported { .. })));
     }
