@@ -49,7 +49,8 @@ fn inner_for(args: &Args, bytes: usize) -> usize {
 }
 
 /// Candidate parameters of the tuned GEMV (bench-selectable, for the H100 run), every type:
-/// the neighbourhood of the sweep's winners (lanes 32 / 64, 4 rows), 8 rows per lane, and two
+/// the neighbourhood of the sweep's winners (lanes 32 / 64, 4 rows), 128 lanes (every lane one
+/// unit of a 4096 row: all loads issued at once), 8 rows per lane, and two
 /// units per lane step (`_u2`: Q4_K reads a whole 32-byte group with one scale unpack; the
 /// block types load two adjacent blocks before the math).
 fn candidates(gpu: &Gpu) -> Vec<Variant> {
@@ -57,7 +58,7 @@ fn candidates(gpu: &Gpu) -> Vec<Variant> {
     let reduction = gpu.caps().variants.reduction;
     let mut v = Vec::new();
     for step in [1u32, 2] {
-        for (workgroup, lanes) in [(64u32, 64u32), (128, 64), (128, 32), (256, 32)] {
+        for (workgroup, lanes) in [(64u32, 64u32), (128, 128), (128, 64), (128, 32), (256, 32)] {
             for rows in [2u32, 4, 8] {
                 if workgroup <= max_wg {
                     v.push(Variant::GemvFast { workgroup, lanes, rows, step, reduction });

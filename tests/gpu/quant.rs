@@ -140,8 +140,10 @@ async fn gemv_type(t: QuantType) {
     for (i, c) in cases(t).iter().enumerate() {
         for (j, &v) in variants.iter().enumerate() {
             for raw in [false, true] {
-                // Browser: per case one baseline and one tuned variant, rotating.
-                let pick = j == i % n_old || j == n_old + i % n_fast;
+                // Browser: per case one baseline and one tuned variant, rotating (offset per type
+                // so that the four types together cover every tuned variant).
+                let ti = QuantType::ALL.iter().position(|&q| q == t).unwrap_or(0);
+                let pick = j == i % n_old || j == n_old + (i + 7 * ti) % n_fast;
                 if BROWSER && (!pick || raw != ((i + j) % 2 == 1)) {
                     continue;
                 }
