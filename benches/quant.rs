@@ -49,21 +49,48 @@ fn inner_for(args: &Args, bytes: usize) -> usize {
 }
 
 /// Candidate parameters of the tuned GEMV (bench-selectable, for the H100 run), every type:
-/// the neighbourhood of the sweep's winners (lanes 32 / 64, 4 rows), 128 lanes (every lane one
-/// unit of a 4096 row: all loads issued at once), 8 rows per lane, and two
+/// the neighbourhood of the sweep's winners (lanes 32 / 64, 4 rows); 128 / 256 lanes (every lane
+/// one or two units of a 4096 / 14336 row: all loads issued at once); 8 / 16 rows per lane (x
+/// loaded once for more rows: less L1/L2 traffic for x); and two
 /// units per lane step (`_u2`: Q4_K reads a whole 32-byte group with one scale unpack; the
 /// block types load two adjacent blocks before the math).
 fn candidates(gpu: &Gpu) -> Vec<Variant> {
     let max_wg = gpu.caps().max_invocations.min(256);
     let reduction = gpu.caps().variants.reduction;
+    // (workgroup, lanes, rows, step)
+    let list: [(u32, u32, u32, u32); 27] = [
+        (64, 64, 2, 1),
+        (64, 64, 4, 1),
+        (64, 64, 8, 1),
+        (128, 128, 4, 1),
+        (128, 128, 8, 1),
+        (128, 128, 16, 1),
+        (128, 64, 4, 1),
+        (128, 64, 8, 1),
+        (128, 32, 4, 1),
+        (128, 32, 8, 1),
+        (256, 32, 2, 1),
+        (256, 32, 4, 1),
+        (256, 256, 8, 1),
+        (64, 64, 4, 2),
+        (64, 64, 8, 2),
+        (64, 64, 16, 2),
+        (128, 128, 8, 2),
+        (128, 128, 16, 2),
+        (128, 64, 4, 2),
+        (128, 64, 8, 2),
+        (128, 64, 16, 2),
+        (128, 32, 4, 2),
+        (128, 32, 8, 2),
+        (256, 32, 4, 2),
+        (256, 256, 4, 2),
+        (256, 256, 8, 2),
+        (256, 256, 16, 2),
+    ];
     let mut v = Vec::new();
-    for step in [1u32, 2] {
-        for (workgroup, lanes) in [(64u32, 64u32), (128, 128), (128, 64), (128, 32), (256, 32)] {
-            for rows in [2u32, 4, 8] {
-                if workgroup <= max_wg {
-                    v.push(Variant::GemvFast { workgroup, lanes, rows, step, reduction });
-                }
-            }
+    for (workgroup, lanes, rows, step) in list {
+        if workgroup <= max_wg {
+            v.push(Variant::GemvFast { workgroup, lanes, rows, step, reduction });
         }
     }
     v

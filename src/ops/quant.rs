@@ -191,7 +191,7 @@ pub enum Variant {
         workgroup: u32,
         /// Invocations per row group (a power of two ≤ `workgroup`).
         lanes: u32,
-        /// Rows per row group (1..=8).
+        /// Rows per row group (1..=16; more rows share each x load, fewer lanes in flight).
         rows: u32,
         /// Units (32 weights) per lane step, 1 or 2: with 2 a lane takes two adjacent units
         /// (Q4_K: a whole 64-weight group, 32 contiguous bytes, one scale unpack) and issues
@@ -365,14 +365,14 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
                 || workgroup > caps.max_workgroup_size_x
                 || !lanes.is_power_of_two()
                 || lanes > workgroup
-                || !(1..=8).contains(&rows)
+                || !(1..=16).contains(&rows)
                 || !(1..=2).contains(&step)
             {
                 return Err(Error::Unsupported {
                     kernel: NAME,
                     variant: variant.name(),
                     why: format!(
-                        "workgroup and lanes must be powers of two with lanes ≤ workgroup ≤ {}, rows in 1..=8, step 1 or 2",
+                        "workgroup and lanes must be powers of two with lanes ≤ workgroup ≤ {}, rows in 1..=16, step 1 or 2",
                         caps.max_invocations.min(caps.max_workgroup_size_x)
                     ),
                 });

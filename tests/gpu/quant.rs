@@ -125,7 +125,9 @@ fn fast_variants(gpu: &Gpu) -> Vec<Variant> {
     for reduction in gpu.caps().reductions() {
         v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 4, step: 1, reduction });
         v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 8, step: 2, reduction });
+        v.push(Variant::GemvFast { workgroup: 128, lanes: 128, rows: 16, step: 1, reduction });
     }
+    v.push(Variant::GemvFast { workgroup: 128, lanes: 32, rows: 16, step: 2, reduction: sm });
     v
 }
 
@@ -220,7 +222,7 @@ gpu_test!(quant_record_picks_gemv_or_matmul_and_checks_shapes, async {
     for v in [
         Variant::GemvFast { workgroup: 96, lanes: 32, rows: 1, step: 1, reduction: sm },
         Variant::GemvFast { workgroup: 64, lanes: 128, rows: 1, step: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 9, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 17, step: 1, reduction: sm },
         Variant::GemvFast { workgroup: 64, lanes: 8, rows: 1, step: 3, reduction: sm },
     ] {
         assert!(matches!(quant::record_variant(&gpu, &mut b, &w, &x, &y, v), Err(kjarni_web::Error::Unsupported { .. })));
