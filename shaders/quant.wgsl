@@ -347,3 +347,248 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
 }
+
+// ---- gemv_fast: LANES invocations per row group, ROWS rows per invocation ----
+//
+// The workgroup's WG invocations form WG / LANES row groups; a group computes ROWS consecutive
+// outputs of one x row. Lane l of a group walks units l, l + LANES, ... of its rows (a unit is
+// 32 weights: a block of Q8_0 / Q4_0 / Q4_1, or one 16-byte qs chunk of a Q4_K block), so the
+// lanes of a group read consecutive blocks / chunks (coalesced), and each lane loads the unit's
+// 32 x values once, takes Σx once, and applies them to its ROWS rows.
+// Quants become floats without integer→float conversions (a quarter-rate instruction on
+// NVIDIA): the nibble / byte is OR-ed into the mantissa of 2^23 and 2^23 subtracted, exactly.
+// Nibbles and bytes stay at their bit position inside a 16-bit half (so the float holds
+// q·16^i) and the power-of-two factor is divided out once per sum, exactly.
+// Q4_K scales are unpacked once per chunk per row (two 16-bit lanes at a time), not per weight.
+// Reduction: LANES == WG uses wg_sum per row (subgroup or shared path); otherwise each lane
+// writes its ROWS partials to workgroup memory (padded against bank conflicts), one barrier,
+// and one invocation per output sums its group's LANES partials.
+
+const MAGIC: u32 = 0x4b000000u; // bits of 2^23: bitcast<f32>(MAGIC | v) = 2^23 + v, v < 2^23
+const TWO23: f32 = 8388608.0;
+const GROUPS: u32 = WG / LANES;
+const OUTS: u32 = GROUPS * ROWS; // outputs per workgroup
+// Partials [lane][output] with a row stride of OUTS + 1 words: conflict-free writes (lanes of a
+// subgroup) and reads (consecutive outputs).
+var<workgroup> gf_part: array<f32, LANES * (OUTS + 1u)>;
+
+// The 32 x values of a unit: a = weights 0..16 of the unit's low part (a0 = elements 0..4 ...),
+// b = the 16 of the high part (for 4-bit types: the high nibbles; for Q8_0: words 4..8).
+struct XUnit {
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
+}
+
+fn mag(v: vec4<u32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(v | vec4<u32>(MAGIC)) - vec4<f32>(TWO23);
+}
+
+// Σ over 16 bytes q (element 4c + i = byte i of word c) of (lo nibble · a) and (hi nibble · b).
+fn nib_dot(q: vec4<u32>, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+           b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec2<f32> {
+    let l = q & vec4<u32>(0xffffu);
+    let h = q >> vec4<u32>(16u);
+    // x of byte i of every word: (a0[i], a1[i], a2[i], a3[i]).
+    let lo = dot(mag(l & vec4<u32>(0xfu)), vec4<f32>(a0.x, a1.x, a2.x, a3.x))
+        + dot(mag(h & vec4<u32>(0xfu)), vec4<f32>(a0.z, a1.z, a2.z, a3.z))
+        + (dot(mag(l & vec4<u32>(0xf00u)), vec4<f32>(a0.y, a1.y, a2.y, a3.y))
+        + dot(mag(h & vec4<u32>(0xf00u)), vec4<f32>(a0.w, a1.w, a2.w, a3.w))) * (1.0 / 256.0);
+    let hi = (dot(mag(l & vec4<u32>(0xf0u)), vec4<f32>(b0.x, b1.x, b2.x, b3.x))
+        + dot(mag(h & vec4<u32>(0xf0u)), vec4<f32>(b0.z, b1.z, b2.z, b3.z))) * (1.0 / 16.0)
+        + (dot(mag(l & vec4<u32>(0xf000u)), vec4<f32>(b0.y, b1.y, b2.y, b3.y))
+        + dot(mag(h & vec4<u32>(0xf000u)), vec4<f32>(b0.w, b1.w, b2.w, b3.w))) * (1.0 / 4096.0);
+    return vec2<f32>(lo, hi);
+}
+
+// Σ over 16 signed bytes q (element 4c + i = byte i of word c) · x.
+fn i8_dot(q: vec4<u32>, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) -> f32 {
+    let s = q ^ vec4<u32>(0x80808080u); // byte + 128: unsigned
+    let l = s & vec4<u32>(0xffffu);
+    let h = s >> vec4<u32>(16u);
+    let b0 = vec4<f32>(128.0);
+    let b1 = vec4<f32>(32768.0);
+    return dot(mag(l & vec4<u32>(0xffu)) - b0, vec4<f32>(a0.x, a1.x, a2.x, a3.x))
+        + dot(mag(h & vec4<u32>(0xffu)) - b0, vec4<f32>(a0.z, a1.z, a2.z, a3.z))
+        + (dot(mag(l & vec4<u32>(0xff00u)) - b1, vec4<f32>(a0.y, a1.y, a2.y, a3.y))
+        + dot(mag(h & vec4<u32>(0xff00u)) - b1, vec4<f32>(a0.w, a1.w, a2.w, a3.w))) * (1.0 / 256.0);
+}
+
+// Offset (vec4) of unit u's low part within an x row; the high part is x_hi() vec4 further on.
+fn x_hi() -> u32 {
+    if (QTYPE == Q4_K) {
+        return 8u;
+    }
+    return 4u;
+}
+fn x_base(u: u32) -> u32 {
+    if (QTYPE == Q4_K) {
+        // chunk j = u % 8 of block u / 8: group j / 2, half j % 2 (see x_offset)
+        return (u >> 3u) * 64u + ((u & 7u) >> 1u) * 16u + (u & 1u) * 4u;
+    }
+    return u * 8u;
+}
+
+// Σ w·x of unit u of the row whose first block is `rb` (block index; vec4 index for Q4_K).
+// sx = (Σ low-part x, Σ high-part x).
+fn fast_dot(rb: u32, u: u32, xu: XUnit, sx: vec2<f32>) -> f32 {
+    if (QTYPE == Q4_K) {
+        let b = rb + (u >> 3u) * 9u;
+        let head = wq4[b];
+        let qs = wq4[b + 1u + (u & 7u)];
+        let dm = unpack2x16float(head.x);
+        // Scales / mins of sub-blocks 2g and 2g + 1 as the two bytes of a 16-bit lane.
+        let g = (u & 7u) >> 1u;
+        let sh = (g & 1u) * 16u;
+        let ys = head.y >> sh;
+        let zs = head.z >> sh;
+        let ws = head.w >> sh;
+        let sc = select((ws & 0x0f0fu) | ((ys & 0xc0c0u) >> 2u), ys & 0x3f3fu, g < 2u);
+        let mn = select(((ws >> 4u) & 0x0f0fu) | ((zs & 0xc0c0u) >> 2u), zs & 0x3f3fu, g < 2u);
+        let s = nib_dot(qs, xu.a0, xu.a1, xu.a2, xu.a3, xu.b0, xu.b1, xu.b2, xu.b3);
+        return dm.x * (f32(sc & 0xffu) * s.x + f32((sc >> 8u) & 0xffu) * s.y)
+            - dm.y * (f32(mn & 0xffu) * sx.x + f32((mn >> 8u) & 0xffu) * sx.y);
+    }
+    if (QTYPE == Q4_1) {
+        let w = (rb + u) * 5u;
+        let dm = unpack2x16float(wq[w]);
+        let qs = vec4<u32>(wq[w + 1u], wq[w + 2u], wq[w + 3u], wq[w + 4u]);
+        let s = nib_dot(qs, xu.a0, xu.a1, xu.a2, xu.a3, xu.b0, xu.b1, xu.b2, xu.b3);
+        return dm.x * (s.x + s.y) + dm.y * (sx.x + sx.y);
+    }
+    // Q8_0 (34 B) / Q4_0 (18 B): even offsets; the scale is the low or high half of word 0 and
+    // the quants start at word 1 (odd offset) or 2 bytes into word 0. Words read: 9 / 5, all
+    // inside the block's bytes (its last byte is in the last word read).
+    let o = (rb + u) * block_bytes();
+    let w = o >> 2u;
+    let odd = (o & 2u) != 0u;
+    let w0 = wq[w];
+    let w1 = wq[w + 1u];
+    let w2 = wq[w + 2u];
+    let w3 = wq[w + 3u];
+    let w4 = wq[w + 4u];
+    let dd = unpack2x16float(w0);
+    let d = select(dd.x, dd.y, odd);
+    let q0 = select(vec4<u32>(shr16(w0, w1), shr16(w1, w2), shr16(w2, w3), shr16(w3, w4)), vec4<u32>(w1, w2, w3, w4), odd);
+    if (QTYPE == Q4_0) {
+        let s = nib_dot(q0, xu.a0, xu.a1, xu.a2, xu.a3, xu.b0, xu.b1, xu.b2, xu.b3);
+        return d * ((s.x + s.y) - 8.0 * (sx.x + sx.y));
+    }
+    let w5 = wq[w + 5u];
+    let w6 = wq[w + 6u];
+    let w7 = wq[w + 7u];
+    let w8 = wq[w + 8u];
+    let q1 = select(vec4<u32>(shr16(w4, w5), shr16(w5, w6), shr16(w6, w7), shr16(w7, w8)), vec4<u32>(w5, w6, w7, w8), odd);
+    return d * (i8_dot(q0, xu.a0, xu.a1, xu.a2, xu.a3) + i8_dot(q1, xu.b0, xu.b1, xu.b2, xu.b3));
+}
+
+// Q4_K, STEP 2: Σ w·x over units u, u + 1 (u even: one 64-weight group g, 32 contiguous qs
+// bytes, one scale / min unpack); x0 / x1 = the x of unit u / u + 1, sx = (Σ x of sub-block 2g,
+// Σ x of sub-block 2g + 1).
+fn q4k_group_dot(rb: u32, u: u32, x0: XUnit, x1: XUnit, sx: vec2<f32>) -> f32 {
+    let b = rb + (u >> 3u) * 9u;
+    let head = wq4[b];
+    let qa = wq4[b + 1u + (u & 7u)];
+    let qb = wq4[b + 2u + (u & 7u)];
+    let dm = unpack2x16float(head.x);
+    let g = (u & 7u) >> 1u;
+    let sh = (g & 1u) * 16u;
+    let ys = head.y >> sh;
+    let zs = head.z >> sh;
+    let ws = head.w >> sh;
+    let sc = select((ws & 0x0f0fu) | ((ys & 0xc0c0u) >> 2u), ys & 0x3f3fu, g < 2u);
+    let mn = select(((ws >> 4u) & 0x0f0fu) | ((zs & 0xc0c0u) >> 2u), zs & 0x3f3fu, g < 2u);
+    let s = nib_dot(qa, x0.a0, x0.a1, x0.a2, x0.a3, x0.b0, x0.b1, x0.b2, x0.b3)
+        + nib_dot(qb, x1.a0, x1.a1, x1.a2, x1.a3, x1.b0, x1.b1, x1.b2, x1.b3);
+    return dm.x * (f32(sc & 0xffu) * s.x + f32((sc >> 8u) & 0xffu) * s.y)
+        - dm.y * (f32(mn & 0xffu) * sx.x + f32((mn >> 8u) & 0xffu) * sx.y);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= p.groups_n * p.m) {
+        return;
+    }
+    let mrow = g / p.groups_n;
+    let out0 = (g % p.groups_n) * OUTS; // first output row of the workgroup
+    let grp = lane.index / LANES;
+    let li = lane.index % LANES;
+    let row0 = out0 + grp * ROWS;
+    let xrow = mrow * (p.k >> 2u);
+    // First block (Q4_K: vec4) of each row; rows past the end read the last row (never stored).
+    var rb: array<u32, ROWS>;
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        let row = min(row0 + r, p.n - 1u);
+        if (QTYPE == Q4_K) {
+            rb[r] = row * (p.units >> 3u) * 9u;
+        } else {
+            rb[r] = row * p.units;
+        }
+    }
+    var acc: array<f32, ROWS>;
+    let one = vec4<f32>(1.0);
+    if (STEP == 1u) {
+        for (var u = li; u < p.units; u = u + LANES) {
+            let xb = xrow + x_base(u);
+            let xh = xb + x_hi();
+            let xu = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]);
+            let sx = vec2<f32>(dot(xu.a0 + xu.a1 + xu.a2 + xu.a3, one), dot(xu.b0 + xu.b1 + xu.b2 + xu.b3, one));
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                acc[r] = acc[r] + fast_dot(rb[r], u, xu, sx);
+            }
+        }
+    } else if (QTYPE == Q4_K) {
+        // STEP 2: units u, u + 1 (u even) = the 32 qs bytes of group g = (u % 8) / 2; x of the
+        // group is 16 contiguous vec4 (sub-block 2g: 0..8, sub-block 2g + 1: 8..16).
+        for (var u = 2u * li; u < p.units; u = u + 2u * LANES) {
+            let xb = xrow + x_base(u);
+            let x0 = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 8u], x[xb + 9u], x[xb + 10u], x[xb + 11u]);
+            let x1 = XUnit(x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u], x[xb + 12u], x[xb + 13u], x[xb + 14u], x[xb + 15u]);
+            let sx = vec2<f32>(dot(x0.a0 + x0.a1 + x0.a2 + x0.a3 + x1.a0 + x1.a1 + x1.a2 + x1.a3, one),
+                               dot(x0.b0 + x0.b1 + x0.b2 + x0.b3 + x1.b0 + x1.b1 + x1.b2 + x1.b3, one));
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                acc[r] = acc[r] + q4k_group_dot(rb[r], u, x0, x1, sx);
+            }
+        }
+    } else {
+        // STEP 2: blocks u and u + 1 of each row, both loaded before any math; a second unit
+        // past the row's end is clamped (read, never counted).
+        for (var u = 2u * li; u < p.units; u = u + 2u * LANES) {
+            let u1 = min(u + 1u, p.units - 1u);
+            let xb = xrow + x_base(u);
+            let xh = xb + x_hi();
+            let xa = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]);
+            let yb = xrow + x_base(u1);
+            let yh = yb + x_hi();
+            let xc = XUnit(x[yb], x[yb + 1u], x[yb + 2u], x[yb + 3u], x[yh], x[yh + 1u], x[yh + 2u], x[yh + 3u]);
+            let sa = vec2<f32>(dot(xa.a0 + xa.a1 + xa.a2 + xa.a3, one), dot(xa.b0 + xa.b1 + xa.b2 + xa.b3, one));
+            let sc = vec2<f32>(dot(xc.a0 + xc.a1 + xc.a2 + xc.a3, one), dot(xc.b0 + xc.b1 + xc.b2 + xc.b3, one));
+            let second = u + 1u < p.units;
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                let da = fast_dot(rb[r], u, xa, sa);
+                let dc = fast_dot(rb[r], u1, xc, sc);
+                acc[r] = acc[r] + da + select(0.0, dc, second);
+            }
+        }
+    }
+    if (GROUPS == 1u) {
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            let s = wg_sum(acc[r], lane);
+            if (lane.index == 0u && row0 + r < p.n) {
+                y[mrow * p.n + row0 + r] = s;
+            }
+        }
+        return;
+    }
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        gf_part[li * (OUTS + 1u) + grp * ROWS + r] = acc[r];
+    }
+    workgroupBarrier();
+    if (lane.index < OUTS && out0 + lane.index < p.n) {
+        var s = 0.0;
+        for (var l = 0u; l < LANES; l = l + 1u) {
+            s = s + gf_part[l * (OUTS + 1u) + lane.index];
+        }
+        y[mrow * p.n + out0 + lane.index] = s;
+    }
+}

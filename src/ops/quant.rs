@@ -202,12 +202,89 @@ pub enum Variant {
         /// Reduction path.
         reduction: Reduction,
     },
+    /// The bandwidth-tuned GEMV (`gemv_fast`): `lanes` invocations share a row group of `rows`
+    /// outputs (each lane applies its units' x values to all `rows` rows); `workgroup /
+    /// lanes` row groups per workgroup. `reduction` is used when `lanes == workgroup` (one
+    /// `wg_sum` per row); otherwise partials go through workgroup memory with one barrier.
+    GemvFast {
+        /// Invocations per workgroup (a power of two within the device's limits).
+        workgroup: u32,
+        /// Invocations per row group (a power of two ≤ `workgroup`).
+        lanes: u32,
+        /// Rows per row group (1..=16; more rows share each x load, fewer lanes in flight).
+        rows: u32,
+        /// Units (32 weights) per lane step, 1 or 2: with 2 a lane takes two adjacent units
+        /// (Q4_K: a whole 64-weight group, 32 contiguous bytes, one scale unpack) and issues
+        /// the loads of both before the math.
+        step: u32,
+        /// Reduction path (only when `lanes == workgroup`).
+        reduction: Reduction,
+    },
     /// Tiled: 64 weight rows × 16·`rm` x rows per workgroup (workgroup storage:
     /// [`matmul_workgroup_bytes`]).
     Matmul {
         /// x rows per invocation (1, 2 or 4).
         rm: u32,
     },
+}
+
+impl Variant {
+    /// Short name for reports.
+    pub fn name(&self) -> String {
+        match *self {
+            Variant::Gemv { rows, reduction } => format!("gemv_rows{rows}_{}", reduction.name()),
+            Variant::GemvFast { workgroup, lanes, rows, step, reduction } => {
+                let step = if step == 1 { String::new() } else { format!("_u{step}") };
+                if lanes == workgroup {
+                    format!("fast_wg{workgroup}_l{lanes}_r{rows}{step}_{}", reduction.name())
+                } else {
+                    format!("fast_wg{workgroup}_l{lanes}_r{rows}{step}")
+                }
+            }
+            Variant::Matmul { rm } => format!("matmul_rm{rm}"),
+        }
+    }
+}
+
+/// The GEMV variant [`record`] uses for a `[n, k]` weight of type `qtype`, from the H100 sweep
+/// (notes/q4k.md; Q4_K and Q8_0 rank the candidates alike, Q4_0 / Q4_1 share their rule):
+/// - 4 rows per lane (x loaded once for 4 rows) when N ≥ 1024, else 2 (N ≥ 256) or 1, so small
+///   matrices still spread over many workgroups;
+/// - N ≥ 8192 (gate / up): 128 invocations, 32 lanes per row (best at 14336×4096);
+/// - otherwise 64 lanes per row (each lane ~2 units of a 4096 row: most of the matrix in
+///   flight): with subgroups one row group of 64 per workgroup and the subgroup `wg_sum`
+///   (best at 4096×4096 and 4096×14336), without them 128 invocations = 2 row groups with
+///   partials in workgroup memory (within 3 % of the best there);
+/// - lanes never above half the row's units rounded up to a power of two (min 8), and the
+///   workgroup within the device's invocation limit (browser: 256).
+pub fn gemv_default(gpu: &Gpu, qtype: QuantType, n: usize, k: usize) -> Variant {
+    let _ = qtype; // one rule for all four types so far
+    let caps = gpu.caps();
+    let units = (k / 32).max(1) as u32;
+    let max_wg = caps.max_invocations.min(caps.max_workgroup_size_x).min(256);
+    let mut cap = 1u32;
+    while cap * 2 <= max_wg {
+        cap *= 2;
+    }
+    let rows = if n >= 1024 {
+        4
+    } else if n >= 256 {
+        2
+    } else {
+        1
+    };
+    let fit = units.div_ceil(2).next_power_of_two().max(8);
+    let subgroups = caps.variants.reduction == Reduction::Subgroup;
+    let (wg, lanes) = if n >= 8192 {
+        (128, 32)
+    } else if subgroups {
+        (64, 64)
+    } else {
+        (128, 64)
+    };
+    let wg = wg.min(cap);
+    let lanes = lanes.min(fit).min(wg);
+    Variant::GemvFast { workgroup: wg, lanes, rows, step: 1, reduction: caps.variants.reduction }
 }
 
 /// x rows up to which [`record`] uses the GEMV kernel.
@@ -230,7 +307,8 @@ pub fn matmul_workgroup_bytes(rm: u32) -> u32 {
     16 * rm * 32 * 4 + 64 * 36 * 4
 }
 
-/// The preferred variant for `m` x rows.
+/// The preferred kernel family for `m` x rows: `Gemv` (decode; [`record`] then picks the tuned
+/// GEMV's parameters with [`gemv_default`]) or the tiled `Matmul` with its tile height.
 pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
     if m <= GEMV_MAX_M {
         return Variant::Gemv { rows: 4, reduction: gpu.caps().variants.reduction };
@@ -247,7 +325,11 @@ pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
 /// Record `y = x · Wᵀ` (`x: [.., K]` f32 with M rows, `y: [.., N]` f32 with M rows), GEMV for
 /// small M, the tiled matmul beyond.
 pub fn record(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
-    record_variant(gpu, batch, w, x, y, preferred_variant(gpu, x.rows()))
+    let v = match preferred_variant(gpu, x.rows()) {
+        Variant::Gemv { .. } => gemv_default(gpu, w.qtype, w.rows, w.cols),
+        v => v,
+    };
+    record_variant(gpu, batch, w, x, y, v)
 }
 
 /// Record with an explicit variant (tests and benchmarks).
@@ -291,8 +373,56 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
             let wg = units.next_power_of_two().clamp(64, gpu.caps().variants.reduce_workgroup.max(64));
             let wg = wg.min(gpu.caps().variants.reduce_workgroup);
             let groups_n = n.div_ceil(rows);
-            let consts = [("QTYPE", qtype), ("WG", Const::U32(wg)), ("ROWS", Const::U32(rows)), ("RM", Const::U32(1))];
+            let consts = [("QTYPE", qtype), ("WG", Const::U32(wg)), ("ROWS", Const::U32(rows)), ("RM", Const::U32(1)), ("LANES", Const::U32(wg)), ("STEP", Const::U32(1))];
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv", Some(reduction), &consts)?;
+            let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
+            batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
+        }
+        Variant::GemvFast { workgroup, lanes, rows, step, reduction } => {
+            let caps = gpu.caps();
+            if !workgroup.is_power_of_two()
+                || workgroup > caps.max_invocations
+                || workgroup > caps.max_workgroup_size_x
+                || !lanes.is_power_of_two()
+                || lanes > workgroup
+                || !(1..=16).contains(&rows)
+                || !(1..=2).contains(&step)
+            {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: format!(
+                        "workgroup and lanes must be powers of two with lanes ≤ workgroup ≤ {}, rows in 1..=16, step 1 or 2",
+                        caps.max_invocations.min(caps.max_workgroup_size_x)
+                    ),
+                });
+            }
+            let outs = (workgroup / lanes) * rows;
+            // Partials: lanes × (outs + 1) f32 (only when lanes < workgroup).
+            let storage = if lanes < workgroup { lanes * (outs + 1) * 4 } else { 0 };
+            if storage > caps.max_workgroup_storage {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: format!("needs {storage} bytes of workgroup storage, the device allows {}", caps.max_workgroup_storage),
+                });
+            }
+            let reduction = if lanes == workgroup {
+                super::norm::require_reduction(gpu, NAME, reduction)?;
+                reduction
+            } else {
+                Reduction::SharedMemory
+            };
+            let groups_n = n.div_ceil(outs);
+            let consts = [
+                ("QTYPE", qtype),
+                ("WG", Const::U32(workgroup)),
+                ("ROWS", Const::U32(rows)),
+                ("RM", Const::U32(1)),
+                ("LANES", Const::U32(lanes)),
+                ("STEP", Const::U32(step)),
+            ];
+            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;
             let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
         }
@@ -317,6 +447,8 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
                 ("WG", Const::U32(gpu.caps().variants.reduce_workgroup)),
                 ("ROWS", Const::U32(1)),
                 ("RM", Const::U32(rm)),
+                ("LANES", Const::U32(gpu.caps().variants.reduce_workgroup)),
+                ("STEP", Const::U32(1)),
             ];
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul", Some(Reduction::SharedMemory), &consts)?;
             let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };

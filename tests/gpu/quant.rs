@@ -89,6 +89,9 @@ fn cases(t: QuantType) -> Vec<Case> {
     if t == QuantType::Q4_K {
         v.push(Case { t, m: 1, n: 5, k: 4096 });
     }
+    // Long rows (a 14336-wide down projection) and N = 1 with many blocks.
+    v.push(Case { t, m: 1, n: 3, k: 14336 });
+    v.push(Case { t, m: 1, n: 1, k: 7 * bs });
     v
 }
 
@@ -99,6 +102,32 @@ fn gemv_variants(gpu: &Gpu) -> Vec<Variant> {
             v.push(Variant::Gemv { rows, reduction });
         }
     }
+    v.extend(fast_variants(gpu));
+    v
+}
+
+/// The tuned GEMV: partial sums in workgroup memory (lanes < workgroup, rows 1 / 2 / 3 / 8,
+/// so outputs per workgroup rarely divide N) and the wg_sum path (lanes == workgroup) with
+/// every reduction the device has.
+fn fast_variants(gpu: &Gpu) -> Vec<Variant> {
+    let sm = kjarni_web::gpu::Reduction::SharedMemory;
+    let mut v = vec![
+        Variant::GemvFast { workgroup: 256, lanes: 32, rows: 2, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 3, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 128, lanes: 16, rows: 8, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 256, lanes: 4, rows: 1, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 256, lanes: 64, rows: 2, step: 1, reduction: sm },
+        // Two units per lane step (odd unit counts: the clamped second unit must not count).
+        Variant::GemvFast { workgroup: 128, lanes: 32, rows: 4, step: 2, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 3, step: 2, reduction: sm },
+        Variant::GemvFast { workgroup: 256, lanes: 16, rows: 8, step: 2, reduction: sm },
+    ];
+    for reduction in gpu.caps().reductions() {
+        v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 4, step: 1, reduction });
+        v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 8, step: 2, reduction });
+        v.push(Variant::GemvFast { workgroup: 128, lanes: 128, rows: 16, step: 1, reduction });
+    }
+    v.push(Variant::GemvFast { workgroup: 128, lanes: 32, rows: 16, step: 2, reduction: sm });
     v
 }
 
@@ -108,10 +137,16 @@ async fn gemv_type(t: QuantType) {
     let mut b = gpu.batch();
     let mut pending = Vec::new();
     let variants = gemv_variants(&gpu);
+    let n_fast = fast_variants(&gpu).len();
+    let n_old = variants.len() - n_fast;
     for (i, c) in cases(t).iter().enumerate() {
         for (j, &v) in variants.iter().enumerate() {
             for raw in [false, true] {
-                if BROWSER && (j != i % variants.len() || raw != (i % 2 == 1)) {
+                // Browser: per case one baseline and one tuned variant, rotating (offset per type
+                // so that the four types together cover every tuned variant).
+                let ti = QuantType::ALL.iter().position(|&q| q == t).unwrap_or(0);
+                let pick = j == i % n_old || j == n_old + (i + 7 * ti) % n_fast;
+                if BROWSER && (!pick || raw != ((i + j) % 2 == 1)) {
                     continue;
                 }
                 pending.push(record_case(&gpu, &mut b, c, v, raw, 100 + i as u64));
@@ -177,6 +212,21 @@ gpu_test!(quant_record_picks_gemv_or_matmul_and_checks_shapes, async {
     ));
     assert!(matches!(quant::preferred_variant(&gpu, 1), Variant::Gemv { .. }));
     assert!(matches!(quant::preferred_variant(&gpu, 100), Variant::Matmul { .. }));
+    for t in QuantType::ALL {
+        assert!(matches!(quant::gemv_default(&gpu, t, 4096, 4096), Variant::GemvFast { lanes: 64, rows: 4, step: 1, .. }));
+        assert!(matches!(quant::gemv_default(&gpu, t, 14336, 4096), Variant::GemvFast { workgroup: 128, lanes: 32, rows: 4, .. }));
+        assert!(matches!(quant::gemv_default(&gpu, t, 100, 64), Variant::GemvFast { lanes: 8, rows: 1, .. }));
+    }
+    // Invalid tuned-GEMV parameters are refused, not a panic or a validation error.
+    let sm = kjarni_web::gpu::Reduction::SharedMemory;
+    for v in [
+        Variant::GemvFast { workgroup: 96, lanes: 32, rows: 1, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 128, rows: 1, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 17, step: 1, reduction: sm },
+        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 1, step: 3, reduction: sm },
+    ] {
+        assert!(matches!(quant::record_variant(&gpu, &mut b, &w, &x, &y, v), Err(kjarni_web::Error::Unsupported { .. })));
+    }
     assert_eq!(b.dispatches(), 0);
     quant::record(&gpu, &mut b, &w, &x, &y).unwrap();
     gpu.submit(b).unwrap();
