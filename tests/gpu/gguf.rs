@@ -164,10 +164,12 @@ gpu_test!(
             m.warnings
         );
         assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        // The browser (SwiftShader, a CPU rasteriser) and lavapipe are slow: a few greedy steps
+        // already diverge on a wrong logit (the chat prompt's top two differ by 0.1).
         let (skip_long, steps) = if cfg!(target_arch = "wasm32") {
-            (true, 6)
+            (true, 3)
         } else {
-            (false, 32)
+            (false, 12)
         };
         for case in fx["cases"].as_array().unwrap() {
             if skip_long && case["input_ids"].as_array().unwrap().len() > 100 {
@@ -181,7 +183,7 @@ gpu_test!(
 gpu_test!(gguf_smollm2_with_f32_dequantised_embedding, async {
     let fx = fixture(GGUF_FIXTURE);
     let (gpu, mut m) = load_smollm2(DType::F32).await;
-    let steps = if cfg!(target_arch = "wasm32") { 4 } else { 32 };
+    let steps = if cfg!(target_arch = "wasm32") { 2 } else { 8 };
     run_case(&gpu, &mut m, &fx["cases"][0], tolerance(DType::F32), steps).await;
 });
 
