@@ -26,10 +26,6 @@ fn f16_bytes(v: f32) -> [u8; 2] {
     f16::from_f32(v).to_le_bytes()
 }
 
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
-}
-
 /// Quantise `x` (a whole number of blocks; a trailing partial block is ignored) into ggml blocks.
 pub fn quantize(t: QuantType, x: &[f32]) -> Vec<u8> {
     let bs = t.block_size();
@@ -159,14 +155,7 @@ fn make_qkx2_quants(nmax: i32, x: &[f32], w: &[f32], l_out: &mut [u8], rmin: f32
     (scale, -min)
 }
 
-/// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` (0..8) of a Q4_K block.
-pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-    }
-}
+pub use crate::gguf::dequant::scale_min_k4;
 
 fn quantize_q4_k(x: &[f32], out: &mut Vec<u8>) {
     let mut l_all = [0u8; 256];
@@ -222,40 +211,14 @@ fn quantize_q4_k(x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
-/// Dequantise whole blocks (a trailing partial block is ignored), exactly as ggml does in f32.
+/// Dequantise whole blocks (a trailing partial block is ignored), exactly as ggml does in f32:
+/// the loader's dequantiser (`gguf::dequant`, checked against gguf-py), shared so that the
+/// reference and the load path cannot drift apart.
 pub fn dequantize(t: QuantType, bytes: &[u8]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(bytes.len() / t.block_bytes() * t.block_size());
-    for b in bytes.chunks_exact(t.block_bytes()) {
-        match t {
-            QuantType::Q8_0 => {
-                let d = f16_at(b, 0);
-                out.extend(b[2..34].iter().map(|&q| f32::from(q as i8) * d));
-            }
-            QuantType::Q4_0 => {
-                let d = f16_at(b, 0);
-                out.extend(b[2..18].iter().map(|&q| f32::from((q & 0xF) as i8 - 8) * d));
-                out.extend(b[2..18].iter().map(|&q| f32::from((q >> 4) as i8 - 8) * d));
-            }
-            QuantType::Q4_1 => {
-                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                out.extend(b[4..20].iter().map(|&q| d * f32::from(q & 0xF) + m));
-                out.extend(b[4..20].iter().map(|&q| d * f32::from(q >> 4) + m));
-            }
-            QuantType::Q4_K => {
-                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-                let sc = &b[4..16];
-                for g in 0..4 {
-                    let q = &b[16 + 32 * g..48 + 32 * g];
-                    let (s1, m1) = scale_min_k4(2 * g, sc);
-                    let (s2, m2) = scale_min_k4(2 * g + 1, sc);
-                    let (d1, m1) = (d * f32::from(s1), dmin * f32::from(m1));
-                    let (d2, m2) = (d * f32::from(s2), dmin * f32::from(m2));
-                    out.extend(q.iter().map(|&v| d1 * f32::from(v & 0xF) - m1));
-                    out.extend(q.iter().map(|&v| d2 * f32::from(v >> 4) - m2));
-                }
-            }
-        }
-    }
+    let whole = bytes.len() / t.block_bytes() * t.block_bytes();
+    let mut out = Vec::with_capacity(whole / t.block_bytes() * t.block_size());
+    // Q8_0 / Q4_0 / Q4_1 / Q4_K are always dequantisable and `whole` is a block multiple.
+    let _ = crate::gguf::dequant::dequantize(t.ggml(), "reference", &bytes[..whole], &mut out);
     out
 }
 

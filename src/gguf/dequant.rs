@@ -10,8 +10,8 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
-/// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` (Q4_K / Q5_K).
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+/// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` (0..8) of a Q4_K / Q5_K block.
+pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
