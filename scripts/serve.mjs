@@ -105,7 +105,7 @@ export async function serveStatic(mounts, { port = 0, host = '127.0.0.1', log = 
     const headers = {
       'content-type': types[extname(file)] ?? 'application/octet-stream',
       'accept-ranges': ranges ? 'bytes' : 'none',
-      'cache-control': 'no-cache',
+      'cache-control': 'no-store', // the Cache API, not the browser's HTTP cache, is what persists models
       'last-modified': info.mtime.toUTCString(),
       etag: `"${size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`,
     };

@@ -141,7 +141,7 @@ test('Cache API: a second load downloads no weights; a memory budget fails befor
   const weights = () => server.requests.filter((r) => r.path === '/models/all-MiniLM-L6-v2/model.safetensors');
   const load = (opts) => inPage(async (o) => {
     const e = await window.kjarni.Engine.load('/models/all-MiniLM-L6-v2/', o);
-    const stats = e.stats();
+    const stats = await e.stats();
     await e.dispose();
     return stats;
   }, opts);
@@ -165,7 +165,7 @@ test('a .gguf URL is a whole model: SmolLM2 Q4_1 loads with its tokenizer and ch
   const r = await inPage(async () => {
     const e = await window.kjarni.Engine.load('/models/gguf/SmolLM2-135M-Instruct.Q4_1.gguf', { cache: false, maxContext: 256 });
     const info = e.info;
-    const stats = e.stats();
+    const stats = await e.stats();
     await e.dispose();
     return { info, stats };
   });
