@@ -428,6 +428,18 @@ fn x_base(u: u32) -> u32 {
     return u * 8u;
 }
 
+// Q4_K: the 6-bit scales (x) and mins (y) of sub-blocks 2g and 2g + 1 of a block whose header
+// (d, dmin, 12 scale bytes) is `head`, as the two bytes of a 16-bit lane.
+fn q4k_group_scales(head: vec4<u32>, g: u32) -> vec2<u32> {
+    let sh = (g & 1u) * 16u;
+    let ys = head.y >> sh;
+    let zs = head.z >> sh;
+    let ws = head.w >> sh;
+    let sc = select((ws & 0x0f0fu) | ((ys & 0xc0c0u) >> 2u), ys & 0x3f3fu, g < 2u);
+    let mn = select(((ws >> 4u) & 0x0f0fu) | ((zs & 0xc0c0u) >> 2u), zs & 0x3f3fu, g < 2u);
+    return vec2<u32>(sc, mn);
+}
+
 // Σ w·x of unit u of the row whose first block is `rb` (block index; vec4 index for Q4_K).
 // sx = (Σ low-part x, Σ high-part x).
 fn fast_dot(rb: u32, u: u32, xu: XUnit, sx: vec2<f32>) -> f32 {
@@ -437,13 +449,9 @@ fn fast_dot(rb: u32, u: u32, xu: XUnit, sx: vec2<f32>) -> f32 {
         let qs = wq4[b + 1u + (u & 7u)];
         let dm = unpack2x16float(head.x);
         // Scales / mins of sub-blocks 2g and 2g + 1 as the two bytes of a 16-bit lane.
-        let g = (u & 7u) >> 1u;
-        let sh = (g & 1u) * 16u;
-        let ys = head.y >> sh;
-        let zs = head.z >> sh;
-        let ws = head.w >> sh;
-        let sc = select((ws & 0x0f0fu) | ((ys & 0xc0c0u) >> 2u), ys & 0x3f3fu, g < 2u);
-        let mn = select(((ws >> 4u) & 0x0f0fu) | ((zs & 0xc0c0u) >> 2u), zs & 0x3f3fu, g < 2u);
+        let sm = q4k_group_scales(head, (u & 7u) >> 1u);
+        let sc = sm.x;
+        let mn = sm.y;
         let s = nib_dot(qs, xu.a0, xu.a1, xu.a2, xu.a3, xu.b0, xu.b1, xu.b2, xu.b3);
         return dm.x * (f32(sc & 0xffu) * s.x + f32((sc >> 8u) & 0xffu) * s.y)
             - dm.y * (f32(mn & 0xffu) * sx.x + f32((mn >> 8u) & 0xffu) * sx.y);
@@ -490,13 +498,9 @@ fn q4k_group_dot(rb: u32, u: u32, x0: XUnit, x1: XUnit, sx: vec2<f32>) -> f32 {
     let qa = wq4[b + 1u + (u & 7u)];
     let qb = wq4[b + 2u + (u & 7u)];
     let dm = unpack2x16float(head.x);
-    let g = (u & 7u) >> 1u;
-    let sh = (g & 1u) * 16u;
-    let ys = head.y >> sh;
-    let zs = head.z >> sh;
-    let ws = head.w >> sh;
-    let sc = select((ws & 0x0f0fu) | ((ys & 0xc0c0u) >> 2u), ys & 0x3f3fu, g < 2u);
-    let mn = select(((ws >> 4u) & 0x0f0fu) | ((zs & 0xc0c0u) >> 2u), zs & 0x3f3fu, g < 2u);
+    let sm = q4k_group_scales(head, (u & 7u) >> 1u);
+    let sc = sm.x;
+    let mn = sm.y;
     let s = nib_dot(qa, x0.a0, x0.a1, x0.a2, x0.a3, x0.b0, x0.b1, x0.b2, x0.b3)
         + nib_dot(qb, x1.a0, x1.a1, x1.a2, x1.a3, x1.b0, x1.b1, x1.b2, x1.b3);
     return dm.x * (f32(sc & 0xffu) * s.x + f32((sc >> 8u) & 0xffu) * s.y)

@@ -102,36 +102,24 @@ pub struct QuantWeight {
 impl QuantWeight {
     /// Upload `bytes` (the blocks as ggml stores them, row after row) as a `[rows, cols]` weight.
     pub fn from_blocks(gpu: &Gpu, name: &str, qtype: QuantType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self> {
-        const NAME: &str = "QuantWeight";
-        if rows == 0 || cols == 0 || !cols.is_multiple_of(qtype.block_size()) {
-            return Err(Error::Shape {
-                op: NAME,
-                detail: format!("'{name}' [{rows}, {cols}]: rows must be positive and K = {cols} a multiple of {qtype:?}'s {} weights", qtype.block_size()),
-            });
-        }
-        let want = rows
-            .checked_mul(cols / qtype.block_size())
-            .and_then(|b| b.checked_mul(qtype.block_bytes()))
-            .filter(|&b| b <= u32::MAX as usize)
-            .ok_or_else(|| Error::Shape { op: NAME, detail: format!("'{name}' [{rows}, {cols}] exceeds u32 byte indexing") })?;
+        let w = Self::allocate(gpu, name, qtype, rows, cols)?;
+        let want = w.block_bytes();
         if bytes.len() != want {
             return Err(Error::Data {
                 tensor: name.to_string(),
                 detail: format!("[{rows}, {cols}] in {qtype:?} needs {want} bytes, got {}", bytes.len()),
             });
         }
-        to_u32(NAME, "rows", rows)?;
-        let blocks = GpuTensor::zeros(gpu, name, &[want.div_ceil(4)], DType::U32)?;
         let whole = want / 4 * 4;
         if whole > 0 {
-            gpu.queue().write_buffer(blocks.buffer().raw(), 0, &bytes[..whole]);
+            gpu.queue().write_buffer(w.blocks.buffer().raw(), 0, &bytes[..whole]);
         }
         if whole < want {
             let mut tail = [0u8; 4];
             tail[..want - whole].copy_from_slice(&bytes[whole..]);
-            gpu.queue().write_buffer(blocks.buffer().raw(), whole as u64, &tail);
+            gpu.queue().write_buffer(w.blocks.buffer().raw(), whole as u64, &tail);
         }
-        Ok(QuantWeight { qtype, rows, cols, blocks })
+        Ok(w)
     }
 
     /// A zero-filled `[rows, cols]` weight whose blocks the caller writes into
