@@ -193,6 +193,25 @@ export interface EngineStats {
   deviceLost: boolean;
 }
 
+/** GPU time of one decode step, per dispatch (timestamp queries; times null without them). */
+export interface DecodeProfile {
+  /** The device has timestamp-query: times were measured. */
+  timestamps: boolean;
+  /** Every time is a multiple of 65.536 µs: the browser quantises timestamps (Chrome does unless
+   *  chrome://flags "WebGPU Developer Features" is on), so per-kernel times are not meaningful. */
+  quantized: boolean;
+  /** Dispatches of the step (= dispatches per decoded token). */
+  dispatches: number;
+  total_gpu_us: number | null;
+  /** Per pipeline label (`kernel::entry[variant constants]`), the most expensive first. */
+  kernels: Array<{ label: string; count: number; gpu_us: number | null }>;
+  /** Every dispatch, in order. */
+  trace: Array<{ label: string; gpu_us: number | null }>;
+  adapter: string;
+  variants: Capabilities['variants'];
+  context_tokens: number;
+}
+
 export interface Chat {
   completions: {
     create(request: ChatCompletionRequest & { stream: true }): Promise<ChatCompletionStream>;
@@ -209,6 +228,10 @@ interface EngineApi {
   /** Sentence embeddings (encoder models): one unit-length vector per text. */
   embed(texts: string | string[]): Promise<Float32Array[]>;
   stats(): Promise<EngineStats>;
+  /** Decoder models: run one decode step with a GPU timestamp around every dispatch (each in
+   *  a compute pass of its own) and return the per-kernel times. Appends one token to the KV
+   *  cache, as generation would. */
+  profileDecodeStep(): Promise<DecodeProfile>;
   /** Free the model and destroy the GPU device. */
   dispose(): Promise<void>;
 }
@@ -223,6 +246,7 @@ export class Engine implements EngineApi {
   capabilities(): Capabilities;
   embed(texts: string | string[]): Promise<Float32Array[]>;
   stats(): Promise<EngineStats>;
+  profileDecodeStep(): Promise<DecodeProfile>;
   dispose(): Promise<void>;
 }
 
@@ -233,5 +257,6 @@ export class WorkerEngine implements EngineApi {
   capabilities(): Capabilities;
   embed(texts: string | string[]): Promise<Float32Array[]>;
   stats(): Promise<EngineStats>;
+  profileDecodeStep(): Promise<DecodeProfile>;
   dispose(): Promise<void>;
 }

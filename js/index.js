@@ -356,6 +356,24 @@ export class Engine {
     return list.map((_, i) => flat.subarray(i * dim, (i + 1) * dim));
   }
 
+  /**
+   * Decoder models: one decode step with a GPU timestamp around every dispatch; resolves to
+   * { timestamps, quantized, dispatches, total_gpu_us, kernels: [{ label, count, gpu_us }],
+   * trace, adapter, variants, context_tokens }. Appends one token to the KV cache.
+   */
+  async profileDecodeStep() {
+    if (this.#info.config.kind !== 'decoder') {
+      throw new KjarniError('UNSUPPORTED', `${this.#info.model} is an encoder: profileDecodeStep() needs a decoder`);
+    }
+    return this.#run(async (w) => {
+      try {
+        return JSON.parse(await w.profileDecodeStep());
+      } catch (e) {
+        throw toKjarniError(e);
+      }
+    });
+  }
+
   /** GPU buffers counted by the runtime and the wasm memory size (bytes). */
   async stats() {
     if (!this.#w) return this.#final;
@@ -506,6 +524,10 @@ export class WorkerEngine {
 
   async stats() {
     return this.#call('stats', {});
+  }
+
+  async profileDecodeStep() {
+    return this.#call('profile', {});
   }
 
   async dispose() {

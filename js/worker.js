@@ -45,6 +45,8 @@ async function handle(id, op, args) {
       rows.forEach((r, i) => flat.set(r, i * dim));
       return { value: flat, transfer: [flat.buffer] };
     }
+    case 'profile':
+      return needEngine().profileDecodeStep();
     case 'stats':
       return engine ? engine.stats() : null;
     case 'dispose': {

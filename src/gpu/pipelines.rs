@@ -24,6 +24,8 @@ pub struct PipelineKey {
 #[derive(Debug, Default)]
 pub struct PipelineCache {
     map: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Each pipeline's label (`kernel::entry[variant constants]`), for profiles.
+    labels: Mutex<HashMap<wgpu::ComputePipeline, String>>,
 }
 
 impl PipelineCache {
@@ -66,7 +68,19 @@ impl PipelineCache {
             cache: None,
         });
         map.insert(key, pipeline.clone());
+        if let Ok(mut labels) = self.labels.lock() {
+            labels.insert(pipeline.clone(), label);
+        }
         Ok(pipeline)
+    }
+
+    /// The label of a pipeline this cache compiled (`kernel::entry[variant constants]`).
+    pub fn label(&self, pipeline: &wgpu::ComputePipeline) -> String {
+        self.labels
+            .lock()
+            .ok()
+            .and_then(|l| l.get(pipeline).cloned())
+            .unwrap_or_else(|| "unlabelled".into())
     }
 
     /// Number of distinct pipelines compiled so far.

@@ -385,6 +385,39 @@ async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, 
     .to_string())
 }
 
+/// One decode step of the loaded decoder with per-dispatch GPU times ([`crate::gpu::profile`]).
+/// The step runs after the cached tokens (after one token of its own when none are cached) and
+/// appends its token to the cache, as generation would.
+async fn profile_decode(loaded: &mut Loaded) -> crate::Result<String> {
+    let Loaded { gpu, model } = loaded;
+    let Model::Decoder { lm, .. } = model else {
+        return Err(Error::Unsupported {
+            kernel: "profileDecodeStep",
+            variant: "an encoder model".into(),
+            why: "the decode-step profile needs a decoder".into(),
+        });
+    };
+    let token = lm.cached_ids().last().copied().unwrap_or(0);
+    if lm.cached_ids().is_empty() {
+        lm.forward(gpu, &[token]).await?;
+    }
+    // Room for the warm-up step and the profiled one.
+    if lm.cached_tokens() + 2 > lm.max_context() {
+        lm.truncate(lm.max_context().saturating_sub(2))?;
+    }
+    // A step before the profiled one compiles the one-token pipelines and fills the caches.
+    lm.forward(gpu, &[token]).await?;
+    gpu.begin_profile()?;
+    let step = lm.forward(gpu, &[token]).await;
+    let profile = gpu.end_profile().await?;
+    step?;
+    let mut json: serde_json::Value = serde_json::from_str(&profile.to_json()).unwrap_or(serde_json::Value::Null);
+    json["adapter"] = serde_json::json!(gpu.caps().adapter);
+    json["variants"] = serde_json::to_value(&gpu.caps().variants).unwrap_or(serde_json::Value::Null);
+    json["context_tokens"] = serde_json::json!(lm.cached_tokens());
+    Ok(json.to_string())
+}
+
 /// One model on one GPU device. Build it with `new WasmEngine()`, then `load(url, …)`.
 #[wasm_bindgen]
 pub struct WasmEngine {
@@ -485,6 +518,21 @@ impl WasmEngine {
             let rows = s.end(loaded, r)?;
             let flat: Vec<f32> = rows.into_iter().flatten().collect();
             Ok(js_sys::Float32Array::from(flat.as_slice()).into())
+        })
+    }
+
+    /// Profile one decode step of the loaded decoder: resolves to JSON `{ timestamps,
+    /// quantized, dispatches, total_gpu_us, kernels: [{ label, count, gpu_us }], trace: [{
+    /// label, gpu_us }], adapter, variants, context_tokens }` (times `null` where the device has
+    /// no `timestamp-query`).
+    #[wasm_bindgen(js_name = profileDecodeStep)]
+    pub fn profile_decode_step(&self) -> js_sys::Promise {
+        let s = self.s.clone();
+        let started = s.begin();
+        future_to_promise(async move {
+            let (mut loaded, _) = started?;
+            let r = profile_decode(&mut loaded).await;
+            s.end(loaded, r).map(|json| JsValue::from_str(&json))
         })
     }
 
