@@ -5,6 +5,7 @@
 //! On the GPU machine, see README ("Benchmarks") for the device-tool command.
 
 mod attention;
+mod dawn;
 mod harness;
 mod kernels1;
 mod kernels2;
@@ -32,6 +33,7 @@ async fn run() -> kjarni_web::Result<()> {
     attention::run(&gpu, &args, &mut report).await?;
     quant::run(&gpu, &args, &mut report).await?;
     models::run(&gpu, &args, &mut report).await?;
+    dawn::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }

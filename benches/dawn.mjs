@@ -10,7 +10,8 @@
 //        [--files DIR with <model>/config.json + tokenizer files] [--work DIR for the models]
 //        [--out FILE] [--kv f16,int8] [--dawn-flag TOGGLE …]
 //
-// Exit status 1 when any case failed (the report still lists the others).
+// Exit status 1 when any case failed (the report still lists the others) or, with --quick (the
+// smoke run of scripts/test.sh), when a figure is missing or not positive.
 import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
@@ -142,11 +143,34 @@ async function main() {
   } finally {
     await server.close();
   }
+  const problems = args.quick ? check(report) : [];
+  for (const p of problems) log(`CHECK FAILED: ${p}`);
   const json = JSON.stringify(report, null, 1);
   if (args.out) writeFileSync(args.out, json + '\n');
   else console.log(json);
   log(`\n${summary(report)}`);
-  return failed ? 1 : 0;
+  return failed || problems.length ? 1 : 0;
+}
+
+/** What the smoke run requires of a report: every figure present and positive. */
+function check(report) {
+  const problems = [];
+  const positive = (c, k) => typeof c.shape?.[k] === 'number' && c.shape[k] > 0 || problems.push(`${c.case}: ${k} = ${c.shape?.[k]}`);
+  for (const c of report.cases) {
+    if (c.error) problems.push(`${c.case}: ${c.error}`);
+    else if (c.case.startsWith('decoder_')) {
+      for (const k of Object.keys(c.shape).filter((k) => /^(decode_tok_s_kv|prefill_\d+_tok_s_kv|ttft_ms|gpu_peak_bytes)/.test(k))) positive(c, k);
+      positive(c, 'dispatches_per_token');
+      const p = report.cases.find((x) => x.case === `profile_${c.case}`);
+      if (!p) problems.push(`${c.case}: no profile`);
+      else if (report.capabilities.timestamps && !(p.variants[0].median_us > 0)) problems.push(`${p.case}: no GPU time`);
+      else if (p.kernels.reduce((n, k) => n + k.count, 0) !== p.shape.dispatches) problems.push(`${p.case}: kernel counts do not add up`);
+    } else if (c.case.startsWith('encoder_')) {
+      for (const k of Object.keys(c.shape).filter((k) => k.startsWith('embeddings_per_s'))) positive(c, k);
+    }
+  }
+  if (!report.cases.some((c) => c.case.startsWith('decoder_'))) problems.push('no decoder case ran');
+  return problems;
 }
 
 main().then(

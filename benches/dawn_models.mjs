@@ -21,7 +21,7 @@ export const SHAPES = {
   },
   'minilm_l6': { kind: 'encoder', files: 'all-MiniLM-L6-v2', hidden: 384, layers: 6, heads: 12, ff: 1536, vocab: 30522, max_pos: 512 },
   // The smoke run (scripts/test.sh) on SwiftShader: small enough for seconds per step.
-  'tiny_decoder': { kind: 'decoder', files: null, model_type: 'llama', hidden: 128, layers: 2, heads: 2, kv_heads: 1, ff: 256, vocab: 1024, qkv_bias: false, rope_theta: 10000 },
+  'tiny_decoder': { kind: 'decoder', files: null, model_type: 'llama', hidden: 128, layers: 1, heads: 2, kv_heads: 1, ff: 256, vocab: 1024, qkv_bias: false, rope_theta: 10000 },
   'tiny_encoder': { kind: 'encoder', files: null, hidden: 64, layers: 2, heads: 2, ff: 128, vocab: 1024, max_pos: 128 },
 };
 
@@ -136,8 +136,14 @@ async function writeSafetensors(path, tensors, dtype, { zeroTensor, zeroRows = [
   return off;
 }
 
-function wordLevelTokenizer(special, words, { lowercase = false, bert = false } = {}) {
-  const vocab = Object.fromEntries([...special, ...words].map((w, i) => [w, i]));
+/**
+ * A WordLevel tokenizer of `size` entries: the special tokens, the words, then fillers w<i> (every
+ * id the model can produce decodes to text).
+ */
+function wordLevelTokenizer(special, words, size, { lowercase = false, bert = false } = {}) {
+  const all = [...special, ...words];
+  for (let i = all.length; i < size; i++) all.push(`w${i}`);
+  const vocab = Object.fromEntries(all.map((w, i) => [w, i]));
   return {
     version: '1.0',
     truncation: null,
@@ -177,7 +183,7 @@ export async function ensureModel(name, dir, { files = null } = {}) {
   if (!s) throw new Error(`unknown model '${name}' (known: ${Object.keys(SHAPES).join(', ')})`);
   const src = files && s.files ? join(files, s.files) : null;
   const realFiles = !!src && (await exists(join(src, 'tokenizer.json')));
-  const stampText = JSON.stringify({ name, realFiles, v: 2 });
+  const stampText = JSON.stringify({ name, realFiles, v: 4 });
   const stamp = join(dir, '.done');
   if ((await exists(stamp)) && (await readFile(stamp, 'utf8')) === stampText) {
     return { dir, ...JSON.parse(await readFile(join(dir, '.info.json'), 'utf8')) };
@@ -216,7 +222,7 @@ export async function ensureModel(name, dir, { files = null } = {}) {
         "{% for message in messages %}{{ '<|im_start|>' + message['role'] + ' ' + message['content'] + ' <|im_end|> ' }}{% endfor %}" +
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant ' }}{% endif %}";
       await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
-      await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(wordLevelTokenizer(SPECIAL, WORDS)));
+      await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(wordLevelTokenizer(SPECIAL, ['system', 'user', 'assistant', ...WORDS], s.vocab)));
       await writeFile(
         join(dir, 'tokenizer_config.json'),
         JSON.stringify({ bos_token: '<|im_start|>', eos_token: '<|im_end|>', pad_token: '<|im_end|>', unk_token: '<|endoftext|>', chat_template: template }, null, 2),
@@ -242,7 +248,7 @@ export async function ensureModel(name, dir, { files = null } = {}) {
         pad_token_id: 0, position_embedding_type: 'absolute', type_vocab_size: 2, vocab_size: s.vocab,
       };
       await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
-      await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(wordLevelTokenizer(special, WORDS, { lowercase: true, bert: true })));
+      await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(wordLevelTokenizer(special, WORDS, s.vocab, { lowercase: true, bert: true })));
       await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify({ cls_token: '[CLS]', sep_token: '[SEP]', pad_token: '[PAD]', unk_token: '[UNK]', mask_token: '[MASK]' }));
     }
     weightBytes = await writeSafetensors(join(dir, 'model.safetensors'), encoderTensors(s), 'F32');

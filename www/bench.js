@@ -40,8 +40,8 @@ export function sentences(n = 32) {
 /** Settings: full (a real GPU) or quick (a CPU adapter such as SwiftShader). */
 export function settings(quick) {
   return quick
-    ? { promptTokens: 64, shortPromptWords: 8, decodeTokens: 8, runs: 1, embedRuns: 1, batch: 4 }
-    : { promptTokens: 512, shortPromptWords: 24, decodeTokens: 128, runs: 3, embedRuns: 3, batch: 32 };
+    ? { promptTokens: 16, shortPromptWords: 4, decodeTokens: 4, runs: 1, embedRuns: 1, batch: 4, warmTokens: 2 }
+    : { promptTokens: 512, shortPromptWords: 24, decodeTokens: 128, runs: 3, embedRuns: 3, batch: 32, warmTokens: 4 };
 }
 
 const median = (xs) => {
@@ -64,6 +64,7 @@ async function streamed(engine, content, maxTokens) {
   if (!last) throw new Error('the stream ended without a final chunk');
   const n = last.usage.completion_tokens;
   return {
+    prompt_tokens: last.usage.prompt_tokens,
     ttft_ms: first ? first - t0 : NaN,
     finish: last.choices[0].finish_reason,
     tokens: n,
@@ -83,7 +84,7 @@ export async function benchDecoder(engine, { quick = false, label = 'kv_f16', lo
   const cfg = settings(quick);
   const shape = {};
   // Warm-up: pipelines for prefill and decode.
-  await engine.chat.completions.create({ messages: [{ role: 'user', content: words(8, 1) }], max_tokens: 4, temperature: 0 });
+  await engine.chat.completions.create({ messages: [{ role: 'user', content: words(cfg.shortPromptWords, 1) }], max_tokens: cfg.warmTokens, temperature: 0 });
   // Decode and time to first token.
   const runs = [];
   for (let r = 0; r < cfg.runs; r++) {
@@ -98,7 +99,10 @@ export async function benchDecoder(engine, { quick = false, label = 'kv_f16', lo
   shape[`decode_tokens_${label}`] = runs[0].tokens;
   // Prefill: grow the prompt until it is `promptTokens` new tokens (the chat template and the
   // tokenizer decide how many tokens a word makes), then time it.
-  let n = cfg.promptTokens - 16;
+  // First guess: the template's tokens as the decode runs saw them, one token per word.
+  const seen = runs[0].timings;
+  const overhead = runs[0].prompt_tokens - seen.cached_prompt_tokens - cfg.shortPromptWords;
+  let n = Math.max(1, cfg.promptTokens - Math.max(0, overhead));
   const prefill = [];
   let newTokens = 0;
   for (let i = 0; i < cfg.runs + 4 && prefill.length < cfg.runs; i++) {
