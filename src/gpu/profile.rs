@@ -155,7 +155,7 @@ impl Profile {
         if timestamps {
             kernels.sort_by(|a, b| b.gpu_us.unwrap_or(0.0).total_cmp(&a.gpu_us.unwrap_or(0.0)));
         } else {
-            kernels.sort_by(|a, b| b.count.cmp(&a.count));
+            kernels.sort_by_key(|k| std::cmp::Reverse(k.count));
         }
         let total_gpu_us = if timestamps { Some(trace.iter().filter_map(|d| d.gpu_us).sum()) } else { None };
         let quantized = timestamps
