@@ -47,13 +47,12 @@ impl PipelineCache {
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
-        let label = format!(
-            "{}::{}[{}{}]",
-            kernel.name,
-            entry,
-            reduction.map(|r| r.name()).unwrap_or(""),
-            consts.iter().map(|(n, v)| format!(" {n}={v:?}")).collect::<String>()
-        );
+        let variant: Vec<String> = reduction
+            .map(|r| r.name().to_string())
+            .into_iter()
+            .chain(consts.iter().map(|(n, v)| format!("{n}={v:?}")))
+            .collect();
+        let label = format!("{}::{}[{}]", kernel.name, entry, variant.join(" "));
         let source = assemble(kernel, reduction, consts);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
