@@ -1,7 +1,7 @@
 //! Native counterparts of the cases the Dawn benchmark (benches/dawn.mjs) adds, with the same
 //! names, so one device run shows Dawn and wgpu native line by line:
 //!
-//! - `profile_decoder_<model>`: one decode step (after a 16-token prompt) with a GPU timestamp
+//! - `profile_decoder_<model>`: one decode step (after a 48-token prompt) with a GPU timestamp
 //!   around every dispatch (`Gpu::begin_profile`), per kernel label, most expensive first.
 //! - `encoder_minilm_l6`: sentence embeddings per second, one at a time and in a batch of 32.
 //!   The model directory is `$KJARNI_BENCH_MODELS/minilm_l6` (written by benches/dawn_models.mjs
@@ -35,7 +35,8 @@ async fn profile_decode(gpu: &Gpu, report: &mut Report, case: &str, s: &crate::m
     let (src, _) = synthetic(s);
     let opts = LlamaOptions { kv_cache: KvDType::F16, max_context: 1024 };
     let mut m = Llama::load(gpu, &src, &opts, &mut |_| {}).await?;
-    let prompt: Vec<u32> = (0..16).map(|i| (i * 7 % 1000) as u32).collect();
+    // ~ the context of the Dawn run's profile (a short chat prompt with its template).
+    let prompt: Vec<u32> = (0..48).map(|i| (i * 7 % 1000) as u32).collect();
     m.forward(gpu, &prompt).await?;
     m.forward(gpu, &[5]).await?; // compiles the one-token pipelines
     gpu.begin_profile()?;

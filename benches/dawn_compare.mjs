@@ -23,7 +23,7 @@ const N = byCase(native);
 const D = byCase(dawn);
 const D2 = byCase(run2);
 
-const fmt = (v) => (v == null || Number.isNaN(v) ? '–' : typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : String(v));
+const fmt = (v) => (v == null || Number.isNaN(v) ? '–' : typeof v === 'number' ? (Number.isInteger(v) || Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : String(v));
 const ratio = (a, b) => (a != null && b != null && b !== 0 ? (a / b).toFixed(2) : '–');
 const spread = (a, b) => (a != null && b != null && a !== 0 ? `${((Math.abs(a - b) / Math.max(a, b)) * 100).toFixed(1)} %` : '–');
 

@@ -40,7 +40,7 @@ if [ "$mode" != "--native-only" ]; then
   echo "== pages: npm package (scripts/build_pkg.sh -> pkg/, www/pkg/) + node --test tests/page/"
   bash scripts/build_pkg.sh
   echo "== Dawn: the npm package under node + Dawn (Chrome's WebGPU) on SwiftShader, tiny models (benches/dawn.mjs --quick)"
-  VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json timeout 120 \
+  VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json timeout 180 \
     node benches/dawn.mjs --quick --work "$scratch/dawn-models" --out "$scratch/dawn.json"
   # One test file at a time: each drives its own Chromium with SwiftShader (CPU-bound).
   TMPDIR="$scratch" node --test --test-concurrency=1 tests/page/

@@ -106,7 +106,10 @@ export async function benchDecoder(engine, { quick = false, label = 'kv_f16', lo
   const prefill = [];
   let newTokens = 0;
   for (let i = 0; i < cfg.runs + 4 && prefill.length < cfg.runs; i++) {
-    const c = await engine.chat.completions.create({ messages: [{ role: 'user', content: words(n, 100 + i) }], max_tokens: 1, temperature: 0 });
+    // A different first word each time (no cached prefix beyond the template's), the same
+    // continuation (so the token count follows n closely).
+    const content = `${words(1, 100 + i)} ${words(n - 1, 7)}`;
+    const c = await engine.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: 1, temperature: 0 });
     newTokens = c.usage.prompt_tokens - c.timings.cached_prompt_tokens;
     if (newTokens === cfg.promptTokens || i >= 3) prefill.push(c.timings.prefill_tokens_per_s);
     else n += cfg.promptTokens - newTokens;
@@ -118,6 +121,9 @@ export async function benchDecoder(engine, { quick = false, label = 'kv_f16', lo
   // One decode step, per kernel.
   let profile = null;
   if (typeof engine.profileDecodeStep === 'function') {
+    // A short context (~50 tokens with the template, as kjarni-bench's 48-token prompt), not the
+    // 512 of the last prefill: decode attention depends on the context length.
+    await engine.chat.completions.create({ messages: [{ role: 'user', content: words(cfg.shortPromptWords, 3) }], max_tokens: 1, temperature: 0 });
     profile = await engine.profileDecodeStep();
     shape.dispatches_per_token = profile.dispatches;
   }
