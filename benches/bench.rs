@@ -5,6 +5,7 @@
 //! On the GPU machine, see README ("Benchmarks") for the device-tool command.
 
 mod attention;
+mod dispatch;
 mod harness;
 mod kernels1;
 mod kernels2;
@@ -26,6 +27,7 @@ async fn run() -> kjarni_web::Result<()> {
     let gpu = Gpu::new().await?;
     eprintln!("{}", gpu.caps());
     let mut report = harness::Report::default();
+    dispatch::run(&gpu, &args, &mut report).await?;
     softmax::run(&gpu, &args, &mut report).await?;
     kernels1::run(&gpu, &args, &mut report).await?;
     kernels2::run(&gpu, &args, &mut report).await?;
