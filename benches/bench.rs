@@ -6,6 +6,7 @@
 
 mod attention;
 mod dawn;
+mod dispatch;
 mod harness;
 mod kernels1;
 mod kernels2;
@@ -27,6 +28,7 @@ async fn run() -> kjarni_web::Result<()> {
     let gpu = Gpu::new().await?;
     eprintln!("{}", gpu.caps());
     let mut report = harness::Report::default();
+    dispatch::run(&gpu, &args, &mut report).await?;
     softmax::run(&gpu, &args, &mut report).await?;
     kernels1::run(&gpu, &args, &mut report).await?;
     kernels2::run(&gpu, &args, &mut report).await?;
