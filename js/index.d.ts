@@ -26,10 +26,15 @@ export type KjarniErrorCode =
   | 'INTERNAL';
 
 export class KjarniError extends Error {
-  constructor(code: KjarniErrorCode | string, message: string, options?: { cause?: unknown });
+  constructor(code: KjarniErrorCode | string, message: string, options?: { cause?: unknown; field?: string });
   readonly name: 'KjarniError';
   readonly code: KjarniErrorCode;
+  /** For INVALID_ARGUMENT: the request field that was refused (e.g. `messages[0].role`). */
+  readonly field?: string;
 }
+
+/** How long WorkerEngine.dispose() waits for its worker before terminating it (ms). */
+export const DISPOSE_TIMEOUT_MS: number;
 
 export function toKjarniError(e: unknown): KjarniError;
 
@@ -233,5 +238,6 @@ export class WorkerEngine implements EngineApi {
   capabilities(): Capabilities;
   embed(texts: string | string[]): Promise<Float32Array[]>;
   stats(): Promise<EngineStats>;
-  dispose(): Promise<void>;
+  /** Terminates the worker; one that does not answer within `timeoutMs` (default DISPOSE_TIMEOUT_MS) is terminated anyway. */
+  dispose(options?: { timeoutMs?: number }): Promise<void>;
 }

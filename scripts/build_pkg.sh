@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== wasm-pack build (release, --target web) -> pkg/"
 RUSTUP_TOOLCHAIN=${RUSTUP_TOOLCHAIN:-debian-web} wasm-pack build --release --target web --out-dir pkg --no-pack
-cp js/index.js js/index.d.ts js/worker.js pkg/
+cp js/index.js js/request.js js/index.d.ts js/worker.js pkg/
 cp js/README.md pkg/README.md
 rm -f pkg/.gitignore
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -29,7 +29,7 @@ cat > pkg/package.json <<JSON
     "./kjarni_web_bg.wasm": "./kjarni_web_bg.wasm",
     "./package.json": "./package.json"
   },
-  "files": ["index.js", "index.d.ts", "worker.js", "kjarni_web.js", "kjarni_web.d.ts", "kjarni_web_bg.wasm", "kjarni_web_bg.wasm.d.ts", "snippets/", "README.md"],
+  "files": ["index.js", "request.js", "index.d.ts", "worker.js", "kjarni_web.js", "kjarni_web.d.ts", "kjarni_web_bg.wasm", "kjarni_web_bg.wasm.d.ts", "snippets/", "README.md"],
   "sideEffects": false,
   "keywords": ["webgpu", "wasm", "llm", "transformers", "embeddings", "inference", "openai"]
 }
@@ -37,7 +37,7 @@ JSON
 if [ "${1:-}" != "--no-www" ]; then
   rm -rf www/pkg
   mkdir -p www/pkg
-  cp -r pkg/index.js pkg/index.d.ts pkg/worker.js pkg/kjarni_web.js pkg/kjarni_web.d.ts pkg/kjarni_web_bg.wasm pkg/snippets pkg/package.json www/pkg/
+  cp -r pkg/index.js pkg/request.js pkg/index.d.ts pkg/worker.js pkg/kjarni_web.js pkg/kjarni_web.d.ts pkg/kjarni_web_bg.wasm pkg/snippets pkg/package.json www/pkg/
   echo "== pkg/ built and copied to www/pkg/"
 fi
 ls -l pkg/

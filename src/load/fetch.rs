@@ -376,6 +376,14 @@ impl ByteSource for FetchSource {
     async fn open(&self, file: &str, start: u64, end: Option<u64>) -> Result<FetchReader> {
         check_relative(&self.base, file)?;
         let url = self.locate(file);
+        // The URL parser must not take the name out of the model directory either.
+        let (abs, base) = (absolute(&url), absolute(&self.base));
+        if !abs.starts_with(&base) || abs.len() == base.len() {
+            return Err(Error::BadModelFile {
+                file: file.to_string(),
+                detail: format!("resolves to {abs}, outside {base}"),
+            });
+        }
         let mut tee_into = None;
         if let Some(name) = &self.cache {
             if let Some(cache) = open_cache(name).await {

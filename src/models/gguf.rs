@@ -91,7 +91,7 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
     let tok = header.tokenizer()?;
     let embd = header.tensor("token_embd.weight")?;
     let vocab = hp.vocab_size.unwrap_or(embd.rows_cols().0 as usize);
-    Ok(DecoderConfig {
+    let c = DecoderConfig {
         arch,
         vocab_size: vocab,
         hidden_size: hp.embedding_length,
@@ -112,7 +112,9 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
         pad_token_id: tok.padding,
         dtype: None,
         sliding_window: None,
-    })
+    };
+    crate::load::sanity::check_decoder(&header.file, &c)?;
+    Ok(c)
 }
 
 /// What to make of each tensor of a llama-family file.

@@ -33,10 +33,48 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
-/// Installs the panic hook so that a bug shows a Rust message in the console, not "unreachable".
+thread_local! {
+    /// The JS function told of a panic (`setPanicHandler`).
+    static PANIC_HANDLER: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+}
+
+/// Installs the panic hook: a bug shows a Rust message in the console (not "unreachable"), and
+/// the handler set with `setPanicHandler` is called with it, so that the JS layer can fail every
+/// pending call with `INTERNAL` (the wasm instance traps after a panic: its promises would
+/// otherwise never settle).
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let message = info.to_string();
+        let handler = PANIC_HANDLER.with(|h| h.try_borrow().ok().and_then(|h| h.clone()));
+        if let Some(f) = handler {
+            let _ = f.call1(&JsValue::NULL, &JsValue::from_str(&message));
+        }
+    }));
+}
+
+/// Set (or clear) the function called with the message of a panic, before the instance traps.
+#[wasm_bindgen(js_name = setPanicHandler)]
+pub fn set_panic_handler(handler: Option<js_sys::Function>) {
+    PANIC_HANDLER.with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut() {
+            *h = handler;
+        }
+    });
+}
+
+/// Testing aid: a promise whose future panics when first polled (the instance is unusable
+/// afterwards). The panic hook must fail every pending call with `INTERNAL`.
+#[wasm_bindgen(js_name = debugPanic)]
+#[allow(clippy::panic)]
+pub fn debug_panic() -> js_sys::Promise {
+    future_to_promise(async {
+        if js_sys::Math::random() < 2.0 {
+            panic!("debugPanic: a deliberate panic");
+        }
+        Ok(JsValue::UNDEFINED)
+    })
 }
 
 /// A JS `Error` with a stable `code` property.
