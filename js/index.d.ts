@@ -93,6 +93,8 @@ export interface LoadOptions {
    * weight is downloaded (code MODEL_TOO_LARGE). Buffers over the device limits always are.
    */
   memoryBudget?: number;
+  /** Abort a request that makes no progress for this long (ms, default 30000): NETWORK. */
+  idleTimeoutMs?: number;
   /** Where kjarni_web_bg.wasm is (default: next to index.js). */
   wasmUrl?: string | URL;
   /** Where worker.js is (default: next to index.js). */

@@ -136,6 +136,7 @@ function loadOptions(options) {
     maxContext: options.maxContext ?? null,
     cache,
     memoryBudget: options.memoryBudget ?? null,
+    idleTimeoutMs: options.idleTimeoutMs ?? null,
   };
 }
 
@@ -452,7 +453,7 @@ export class WorkerEngine {
     const engine = new WorkerEngine(worker);
     try {
       const wasmUrl = rest.wasmUrl ? resolveUrl(rest.wasmUrl) : undefined;
-      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, memoryBudget: rest.memoryBudget, wasmUrl };
+      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, memoryBudget: rest.memoryBudget, idleTimeoutMs: rest.idleTimeoutMs, wasmUrl };
       engine.#info = await engine.#call('load', { url: resolveUrl(baseUrl), options: opts }, { signal, onProgress });
       return engine;
     } catch (e) {

@@ -294,7 +294,7 @@ impl RangeReader for FileReader {
 #[path = "fetch.rs"]
 mod fetch;
 #[cfg(target_arch = "wasm32")]
-pub use fetch::{cached_files, clear_cache, CacheStats, FetchReader, FetchSource};
+pub use fetch::{cached_files, clear_cache, CacheStats, FetchReader, FetchSource, DEFAULT_IDLE_TIMEOUT_MS};
 
 
 #[cfg(test)]

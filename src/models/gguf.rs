@@ -38,6 +38,9 @@ pub struct GgufOptions {
     pub dense: DType,
     /// Staging size and cancellation, as for safetensors.
     pub load: LoadOptions,
+    /// Check the memory estimate ([`crate::load::estimate::estimate_gguf`]) against these
+    /// limits before any weight is read (`None`: no check).
+    pub limits: Option<crate::load::estimate::DeviceLimits>,
 }
 
 impl Default for GgufOptions {
@@ -45,6 +48,7 @@ impl Default for GgufOptions {
         GgufOptions {
             dense: DType::F16,
             load: LoadOptions::default(),
+            limits: None,
         }
     }
 }
@@ -183,6 +187,15 @@ pub async fn load_llama_gguf<S: ByteSource>(
 ) -> Result<GgufLlama> {
     let (header, header_requests) = read_header(source, file).await?;
     let cfg = decoder_config(&header)?;
+    if let Some(limits) = &gguf.limits {
+        let eo = crate::load::estimate::EstimateOptions {
+            max_context: opts.max_context,
+            kv_dtype: opts.kv_cache,
+            prefill_tokens: None,
+            max_part_bytes: gguf.load.max_part_bytes,
+        };
+        crate::load::estimate::estimate_gguf(&header, &cfg, &eo, limits)?;
+    }
     let tokenizer = Tokenizer::from_gguf(&header)?;
     let name = header.get_str("general.name")?.map(str::to_string);
     let permuted = header.qk_rows_permuted()?;

@@ -481,10 +481,8 @@ fn check_tokenizer_value(v: &serde_json::Value) -> Result<()> {
             serde_json::Value::Array(a) => stack.extend(a.iter()),
             serde_json::Value::Object(o) => {
                 match o.get("type").and_then(|t| t.as_str()) {
-                    Some("FixedLength") => {
-                        if o.get("length").is_some_and(|l| l.as_u64() == Some(0)) {
-                            return bad("a FixedLength pre-tokenizer of length 0".into());
-                        }
+                    Some("FixedLength") if o.get("length").is_some_and(|l| l.as_u64() == Some(0)) => {
+                        return bad("a FixedLength pre-tokenizer of length 0".into());
                     }
                     Some("TemplateProcessing") => check_template_processing(o)?,
                     _ => {}

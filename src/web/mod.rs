@@ -201,6 +201,8 @@ struct LoadOpts {
     /// Bytes of GPU memory the model may use in all (`None`: only the per-buffer limits are
     /// checked; WebGPU reports no memory size). Checked before any weight is downloaded.
     memory_budget: Option<u64>,
+    /// Milliseconds a request may make no progress before it is aborted (NETWORK).
+    idle_timeout_ms: Option<u32>,
 }
 
 /// A chat-completion request (JSON, OpenAI field names; the JS wrapper validates it).
@@ -251,8 +253,15 @@ async fn load_model(
     if crate::load::gguf::is_gguf(path) {
         // One .gguf file is a whole model: weights, hyper-parameters, tokenizer, chat template.
         let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
-        let source = FetchSource::new(dir).with_cache(opts.cache.as_deref());
-        let gguf = GgufOptions { load: LoadOptions { cancel: Some(cancel.clone()), ..Default::default() }, ..Default::default() };
+        let source = FetchSource::new(dir)
+            .with_cache(opts.cache.as_deref())
+            .with_cancel(Some(cancel.clone()))
+            .with_idle_timeout(opts.idle_timeout_ms.unwrap_or(crate::load::source::DEFAULT_IDLE_TIMEOUT_MS));
+        let gguf = GgufOptions {
+            load: LoadOptions { cancel: Some(cancel.clone()), ..Default::default() },
+            limits: Some(DeviceLimits::of(&gpu, opts.memory_budget)),
+            ..Default::default()
+        };
         let lopts = LlamaOptions { kv_cache: kv, max_context };
         let loaded = load_llama_gguf(&gpu, &source, file, &lopts, &gguf, &mut progress_reporter(on_progress)).await?;
         for w in &loaded.warnings {
@@ -265,7 +274,10 @@ async fn load_model(
         let model = Model::Decoder { lm: Box::new(loaded.model), tok: Box::new(loaded.tokenizer) };
         return Ok(Loaded { gpu, model });
     }
-    let source = FetchSource::new(url).with_cache(opts.cache.as_deref());
+    let source = FetchSource::new(url)
+        .with_cache(opts.cache.as_deref())
+        .with_cancel(Some(cancel.clone()))
+        .with_idle_timeout(opts.idle_timeout_ms.unwrap_or(crate::load::source::DEFAULT_IDLE_TIMEOUT_MS));
     // Fail early (before any weight is downloaded) when the model cannot fit.
     let est_opts = EstimateOptions { max_context, kv_dtype: kv, ..EstimateOptions::default() };
     let limits = DeviceLimits::of(&gpu, opts.memory_budget);

@@ -233,3 +233,19 @@ gpu_test!(a_four_gib_hole_is_streamed_in_u64, async {
     let v = w.get("t").unwrap().to_f32_vec(&gpu).await.unwrap();
     assert_eq!(v.len(), 4);
 });
+
+gpu_test!(gguf_loads_check_the_memory_estimate_first, async {
+    use kjarni_web::load::estimate::DeviceLimits;
+    use kjarni_web::models::gguf::{load_llama_gguf, GgufOptions};
+    use kjarni_web::models::llama::LlamaOptions;
+    let gpu = gpu().await;
+    let src = crate::gguf::gguf_dir().await;
+    let opts = LlamaOptions { max_context: 256, ..Default::default() };
+    let gguf = GgufOptions { limits: Some(DeviceLimits::of(&gpu, Some(20 << 20))), ..Default::default() };
+    let before = gpu.memory().live_bytes;
+    let mut reports = 0;
+    let r = load_llama_gguf(&gpu, &src, crate::gguf::GGUF_FILE, &opts, &gguf, &mut |_| reports += 1).await;
+    assert!(matches!(&r, Err(Error::ModelTooLarge { .. })), "{:?}", r.as_ref().err());
+    assert_eq!(reports, 0, "refused before any weight was read");
+    assert_eq!(gpu.memory().live_bytes, before);
+});
