@@ -39,6 +39,11 @@ function onPanic(message) {
   inflight.clear();
 }
 
+/** Whether the wasm instance of this JS context panicked (it is unusable then). */
+export function _panicked() {
+  return panicked !== null;
+}
+
 /** `promise`, rejected with INTERNAL as soon as the wasm instance panics. */
 function guard(promise) {
   if (panicked) return Promise.reject(panicked);

@@ -1,6 +1,6 @@
 // kjarni-web's Web Worker: one Engine per worker, driven by WorkerEngine (index.js) through
 // messages { id, op, args } → { id, type: 'progress' | 'chunk' | 'result' | 'error', ... }.
-import { Engine, initialize, toKjarniError, _panic } from './index.js';
+import { Engine, initialize, toKjarniError, _panic, _panicked } from './index.js';
 
 let engine = null;
 const controllers = new Map(); // request id → AbortController
@@ -66,6 +66,14 @@ async function handle(id, op, args) {
       throw Object.assign(new Error(`unknown op ${op}`), { code: 'INVALID_ARGUMENT' });
   }
 }
+
+// After a panic every pending call was answered with INTERNAL; the trap that follows ("unreachable")
+// must not reach the page as a worker error (WORKER_ERROR would hide the INTERNAL answers).
+const afterPanic = (ev) => {
+  if (_panicked()) ev.preventDefault();
+};
+self.addEventListener('error', afterPanic);
+self.addEventListener('unhandledrejection', afterPanic);
 
 self.onmessage = async ({ data }) => {
   const { id, op, args } = data;

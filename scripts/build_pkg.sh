@@ -7,6 +7,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== wasm-pack build (release, --target web) -> pkg/"
 RUSTUP_TOOLCHAIN=${RUSTUP_TOOLCHAIN:-debian-web} wasm-pack build --release --target web --out-dir pkg --no-pack
+# wasm-opt from the npm `binaryen` package (devDependency: `npm ci`; wasm-pack's own download
+# of binaryen cannot work offline, so its wasm-opt step is off in Cargo.toml). -Oz drops the
+# name section and shrinks the code: 1.65 → 1.51 MB gzipped (measured at the commit adding it).
+wasm_opt=node_modules/.bin/wasm-opt
+if [ -x "$wasm_opt" ]; then
+  echo "== wasm-opt -Oz ($("$wasm_opt" --version))"
+  before=$(stat -c %s pkg/kjarni_web_bg.wasm)
+  "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    pkg/kjarni_web_bg.wasm -o pkg/kjarni_web_bg.opt.wasm
+  mv pkg/kjarni_web_bg.opt.wasm pkg/kjarni_web_bg.wasm
+  echo "   $before → $(stat -c %s pkg/kjarni_web_bg.wasm) bytes"
+elif [ "${KJARNI_NO_WASM_OPT:-}" != 1 ]; then
+  echo "build_pkg: $wasm_opt not found: run 'npm ci' (binaryen), or set KJARNI_NO_WASM_OPT=1 to skip" >&2
+  exit 1
+fi
 cp js/index.js js/request.js js/index.d.ts js/worker.js pkg/
 cp js/README.md pkg/README.md
 rm -f pkg/.gitignore

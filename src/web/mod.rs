@@ -15,8 +15,9 @@
 //! `cancel()`, `stats()` and `dispose()` can be called while a load or a generation runs
 //! (wasm-bindgen's own `&self` async methods would hold a borrow across every `await`).
 
+use crate::api::ChatRequest;
 use crate::error::Error;
-use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
+use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions};
 use crate::gpu::memory::MemoryTracker;
 use crate::gpu::Gpu;
 use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
@@ -25,7 +26,7 @@ use crate::models::bert::BertModel;
 use crate::models::gguf::{load_llama_gguf, GgufOptions};
 use crate::models::llama::{Llama, LlamaOptions};
 use crate::ops::kv_cache::KvDType;
-use crate::tokenizer::{ChatMessage, Tokenizer};
+use crate::tokenizer::Tokenizer;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -205,28 +206,6 @@ struct LoadOpts {
     idle_timeout_ms: Option<u32>,
 }
 
-/// A chat-completion request (JSON, OpenAI field names; the JS wrapper validates it).
-#[derive(serde::Deserialize)]
-struct ChatRequest {
-    messages: Vec<ChatMessage>,
-    #[serde(default)]
-    max_tokens: Option<usize>,
-    #[serde(default)]
-    temperature: Option<f32>,
-    #[serde(default)]
-    top_p: Option<f32>,
-    #[serde(default)]
-    top_k: Option<usize>,
-    #[serde(default)]
-    min_p: Option<f32>,
-    #[serde(default)]
-    repetition_penalty: Option<f32>,
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    stop: Vec<String>,
-}
-
 fn kv_dtype(name: Option<&str>) -> Result<KvDType, JsValue> {
     match name.unwrap_or("f16") {
         "f16" => Ok(KvDType::F16),
@@ -396,16 +375,8 @@ async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, 
         });
     };
     let prompt = tok.encode_chat(&req.messages, true)?;
-    let d = SamplingParams::default();
     let opts = GenerateOptions {
-        sampling: SamplingParams {
-            temperature: req.temperature.unwrap_or(d.temperature),
-            top_k: req.top_k.unwrap_or(d.top_k),
-            top_p: req.top_p.unwrap_or(d.top_p),
-            min_p: req.min_p.unwrap_or(d.min_p),
-            repetition_penalty: req.repetition_penalty.unwrap_or(d.repetition_penalty),
-            seed: req.seed.unwrap_or(d.seed),
-        },
+        sampling: req.sampling.clone(),
         max_tokens: req.max_tokens.unwrap_or(0),
         stop: req.stop.clone(),
         stop_token_ids: Vec::new(),
@@ -502,9 +473,21 @@ impl WasmEngine {
         let s = self.s.clone();
         // Parse and take the model now, synchronously: a `cancel()` right after this call then
         // reaches this generation's token.
-        let started = serde_json::from_str::<ChatRequest>(&request)
-            .map_err(|e| coded_error("INVALID_ARGUMENT", &format!("chat request: {e}")))
-            .and_then(|req| s.begin().map(|(loaded, cancel)| (req, loaded, cancel)));
+        // Checked field by field (INVALID_ARGUMENT naming the field), max_tokens against the
+        // loaded model's context.
+        let started = s.begin().and_then(|(loaded, cancel)| {
+            let context = match &loaded.model {
+                Model::Decoder { lm, .. } => lm.max_context(),
+                Model::Encoder(_) => usize::MAX,
+            };
+            match ChatRequest::parse(&request, context) {
+                Ok(req) => Ok((req, loaded, cancel)),
+                Err(e) => {
+                    s.end(loaded, Ok(()))?;
+                    Err(js_error(e))
+                }
+            }
+        });
         future_to_promise(async move {
             let (req, mut loaded, cancel) = started?;
             let r = run_chat(&mut loaded, &req, &cancel, &on_text).await;
