@@ -122,7 +122,11 @@ impl ChatRequest {
         };
         check_stops(&stop)?;
         let limit = max_context.max(1) as u64;
-        let max_tokens = integer(obj, "max_tokens", 1, limit)?.map(|v| v as usize);
+        let key = match obj.get("max_tokens") {
+            None | Some(serde_json::Value::Null) => "max_completion_tokens",
+            Some(_) => "max_tokens",
+        };
+        let max_tokens = integer(obj, key, 1, limit)?.map(|v| v as usize);
         let d = SamplingParams::default();
         let sampling = SamplingParams {
             temperature: number(obj, "temperature")?.map_or(d.temperature, |v| v as f32),
@@ -260,6 +264,7 @@ mod tests {
             (format!(r#"{{{m},"max_tokens":-1}}"#), "max_tokens"),
             (format!(r#"{{{m},"max_tokens":17}}"#), "max_tokens"),
             (format!(r#"{{{m},"max_tokens":1.5}}"#), "max_tokens"),
+            (format!(r#"{{{m},"max_completion_tokens":0}}"#), "max_completion_tokens"),
             (format!(r#"{{{m},"temperature":-1}}"#), "temperature"),
             (format!(r#"{{{m},"temperature":"hot"}}"#), "temperature"),
             (format!(r#"{{{m},"top_p":0}}"#), "top_p"),
