@@ -26,10 +26,15 @@ export type KjarniErrorCode =
   | 'INTERNAL';
 
 export class KjarniError extends Error {
-  constructor(code: KjarniErrorCode | string, message: string, options?: { cause?: unknown });
+  constructor(code: KjarniErrorCode | string, message: string, options?: { cause?: unknown; field?: string });
   readonly name: 'KjarniError';
   readonly code: KjarniErrorCode;
+  /** For INVALID_ARGUMENT: the request field that was refused (e.g. `messages[0].role`). */
+  readonly field?: string;
 }
+
+/** How long WorkerEngine.dispose() waits for its worker before terminating it (ms). */
+export const DISPOSE_TIMEOUT_MS: number;
 
 export function toKjarniError(e: unknown): KjarniError;
 
@@ -88,6 +93,8 @@ export interface LoadOptions {
    * weight is downloaded (code MODEL_TOO_LARGE). Buffers over the device limits always are.
    */
   memoryBudget?: number;
+  /** Abort a request that makes no progress for this long (ms, default 30000): NETWORK. */
+  idleTimeoutMs?: number;
   /** Where kjarni_web_bg.wasm is (default: next to index.js). */
   wasmUrl?: string | URL;
   /** Where worker.js is (default: next to index.js). */
@@ -258,5 +265,6 @@ export class WorkerEngine implements EngineApi {
   embed(texts: string | string[]): Promise<Float32Array[]>;
   stats(): Promise<EngineStats>;
   profileDecodeStep(): Promise<DecodeProfile>;
-  dispose(): Promise<void>;
+  /** Terminates the worker; one that does not answer within `timeoutMs` (default DISPOSE_TIMEOUT_MS) is terminated anyway. */
+  dispose(options?: { timeoutMs?: number }): Promise<void>;
 }
