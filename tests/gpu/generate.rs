@@ -122,7 +122,7 @@ gpu_test!(generate_seeded_sampling_equals_cpu_reference_step_by_step, async {
     let n = 24;
     let cases = [
         SamplingParams { temperature: 0.9, seed: 11, ..Default::default() },
-        SamplingParams { temperature: 1.1, top_k: 50, top_p: 0.9, min_p: 0.01, repetition_penalty: 1.2, seed: 12, ..Default::default() },
+        SamplingParams { temperature: 1.1, top_k: 50, top_p: 0.9, min_p: 0.01, repetition_penalty: 1.2, seed: 12 },
     ];
     for p in cases {
         let g = run(&gpu, &mut m, &GenerateOptions { sampling: p.clone(), ..opts(n, 3) }, &CancelToken::new(), &mut |_| {}).await;

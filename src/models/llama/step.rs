@@ -88,7 +88,7 @@ impl Llama {
 
     fn sampler(&mut self, gpu: &Gpu) -> Result<&mut GpuSampler> {
         let vocab = self.logits.numel();
-        let fresh = !self.step.sampler.as_ref().is_some_and(|s| s.vocab() == vocab);
+        let fresh = self.step.sampler.as_ref().is_none_or(|s| s.vocab() != vocab);
         if fresh {
             self.step.sampler = Some(GpuSampler::new(gpu, vocab)?);
         }
