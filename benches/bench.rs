@@ -10,6 +10,7 @@ mod dispatch;
 mod harness;
 mod kernels1;
 mod kernels2;
+mod driver;
 mod models;
 mod quant;
 mod softmax;
@@ -36,6 +37,7 @@ async fn run() -> kjarni_web::Result<()> {
     quant::run(&gpu, &args, &mut report).await?;
     models::run(&gpu, &args, &mut report).await?;
     dawn::run(&gpu, &args, &mut report).await?;
+    driver::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }

@@ -86,7 +86,7 @@ pub(crate) fn synthetic(s: &Shape) -> (MemorySource, u64) {
 
 /// The same shape as a GGUF file as llama.cpp writes SmolLM2-135M-Instruct.Q4_1.gguf: Q4_1
 /// layers, Q8_0 token embedding (tied), F32 norms, random blocks, and a stand-in vocabulary.
-fn synthetic_gguf(s: &Shape) -> (MemorySource, u64) {
+pub fn synthetic_gguf(s: &Shape) -> (MemorySource, u64) {
     use kjarni_web::cpu::quant::random_blocks;
     use kjarni_web::gguf::writer::GgufWriter;
     use kjarni_web::gguf::{GgmlType, MetaArray, MetaValue};

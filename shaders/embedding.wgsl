@@ -10,7 +10,10 @@
 // embed_scalar: one invocation per output element: any hidden size, and the seed's original
 // scalar lookup kept as the benchmark baseline.
 //
-// Token ids are checked on the CPU before any dispatch (ops/embedding.rs), never clamped here.
+// Token ids are checked on the CPU before any dispatch (ops/embedding.rs), never clamped here,
+// except ids written on the GPU (the sampled id of a decode step): a row is written only when
+// id_base <= id < id_base + id_rows (a table held as row blocks runs one dispatch per block, each
+// gathering the ids that fall in it; NONE, the sampler's "no token", writes nothing).
 
 const DT_F32: u32 = 0u;
 const DT_F16: u32 = 1u;
@@ -21,6 +24,10 @@ struct Params {
     hidden: u32,
     seq_len: u32,
     pos_offset: u32,
+    id_base: u32,
+    id_rows: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -113,7 +120,11 @@ fn embed_vec8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
     let t = i / per_row;
     let c = (i % per_row) * 8u;
-    var v = word8(ids[t] * p.hidden + c);
+    let id = ids[t] - p.id_base;
+    if (ids[t] < p.id_base || id >= p.id_rows) {
+        return;
+    }
+    var v = word8(id * p.hidden + c);
     if (HAS_POS) {
         let q = pos8(position(t) * p.hidden + c);
         v = Eight(v.lo + q.lo, v.hi + q.hi);
@@ -135,7 +146,11 @@ fn embed_scalar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     let t = i / p.hidden;
     let c = i % p.hidden;
-    var e = ids[t] * p.hidden + c;
+    let id = ids[t] - p.id_base;
+    if (ids[t] < p.id_base || id >= p.id_rows) {
+        return;
+    }
+    var e = id * p.hidden + c;
     var w = word_index(WORD_DT, e);
     var v = one(WORD_DT, word_s[w], e);
     if (HAS_POS) {

@@ -245,16 +245,32 @@ impl<D: FnMut(&[u32]) -> Result<String>> TextStream<D> {
     }
 }
 
-/// A model that turns token ids into next-token logits, keeping its own KV cache.
-#[allow(async_fn_in_trait)]
+/// A decoder driven from the GPU: every call records and submits work without waiting; the
+/// sampled ids stay on the GPU (each step's embedding reads the previous step's id) and are only
+/// copied into the caller's 4-byte staging buffers, which [`generate`] reads asynchronously.
 pub trait CausalLm {
-    /// Run `ids` after the cached tokens; logits of the last one.
-    async fn forward(&mut self, gpu: &crate::gpu::Gpu, ids: &[u32]) -> Result<Vec<f32>>;
+    /// Run `prompt` (after the cached tokens, or reusing a cached prefix where the
+    /// implementation does) and sample the first new token on the GPU with `sampling` (the
+    /// repetition penalty's context is the prompt, then every sampled id); copy the id into `out`.
+    fn submit_prompt(&mut self, gpu: &crate::gpu::Gpu, prompt: &[u32], sampling: &SamplingParams, out: &crate::gpu::Buffer) -> Result<()>;
+    /// One decode step fed by the id the previous step sampled; the next id is copied into `out`.
+    fn submit_step(&mut self, gpu: &crate::gpu::Gpu, out: &crate::gpu::Buffer) -> Result<()>;
+    /// Set (bit `i % 32` of word `i / 32` set = token `i` allowed) or clear the logit mask
+    /// applied before sampling in the steps submitted from now on.
+    fn set_logit_mask(&mut self, gpu: &crate::gpu::Gpu, mask: Option<&[u32]>) -> Result<()>;
+    /// End of a generation that accepted `accepted`: the cache keeps the prompt and the accepted
+    /// tokens that were fed to a step; whatever was computed past the end is dropped.
+    fn finish(&mut self, accepted: &[u32]) -> Result<()>;
     /// Ids that end a generation.
     fn eos_ids(&self) -> Vec<u32>;
-    /// Tokens that still fit in the cache.
+    /// Tokens that still fit in the cache (after the steps already submitted).
     fn context_left(&self) -> usize;
+    /// Called as each sampled id arrives on the CPU (timing hooks).
+    fn on_token(&mut self) {}
 }
+
+/// Steps in flight when [`GenerateOptions::steps_in_flight`] is 0.
+pub const DEFAULT_STEPS_IN_FLIGHT: usize = 3;
 
 /// What to generate.
 #[derive(Debug, Clone, Default)]
@@ -267,6 +283,11 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Extra stop token ids besides the model's EOS ids.
     pub stop_token_ids: Vec<u32>,
+    /// Do not stop at the model's EOS ids (benchmarks).
+    pub ignore_eos: bool,
+    /// Decode steps submitted ahead of the id being read (0: [`DEFAULT_STEPS_IN_FLIGHT`];
+    /// 1: none ahead). Tokens computed past a stop are discarded.
+    pub steps_in_flight: usize,
 }
 
 /// The result of [`generate`].
@@ -283,6 +304,12 @@ pub struct Generation {
 /// Prefill `prompt`, then sample until EOS, a stop string, `max_tokens`, the context's end or
 /// cancellation, streaming text deltas to `on_text`. A prompt that does not fit the context is
 /// an error ([`crate::Error::ContextFull`]) before any work.
+///
+/// Sampling runs on the GPU and each step's id feeds the next step there; this loop keeps
+/// [`GenerateOptions::steps_in_flight`] steps submitted and reads the ids back through a small
+/// ring of staging buffers as they arrive, applying stops, `max_tokens` and cancellation to each
+/// in order. Steps computed past the end are waited for and dropped from the KV cache; their
+/// tokens are never streamed.
 pub async fn generate<M: CausalLm>(
     model: &mut M,
     gpu: &crate::gpu::Gpu,
@@ -292,50 +319,122 @@ pub async fn generate<M: CausalLm>(
     cancel: &CancelToken,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
+    generate_masked(model, gpu, decode, prompt, opts, cancel, on_text, None).await
+}
+
+/// The per-token logit mask of [`generate_masked`]: tokens so far → allowed-token bitmask.
+pub type LogitMask<'a> = dyn FnMut(&[u32]) -> Result<Vec<u32>> + 'a;
+
+/// [`generate`] with a per-token logit mask: `mask(tokens so far)` gives the allowed-token
+/// bitmask (bit `i % 32` of word `i / 32`, `ceil(vocab / 32)` words) of the next token. The
+/// mask depends on the previous token, so one step is in flight at a time.
+#[allow(clippy::too_many_arguments)]
+pub async fn generate_masked<M: CausalLm>(
+    model: &mut M,
+    gpu: &crate::gpu::Gpu,
+    decode: impl FnMut(&[u32]) -> Result<String>,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    cancel: &CancelToken,
+    on_text: &mut dyn FnMut(&str),
+    mut mask: Option<&mut LogitMask<'_>>,
+) -> Result<Generation> {
     if prompt.len() > model.context_left() {
         return Err(crate::Error::ContextFull { cache: "kv_cache".into(), len: 0, adding: prompt.len(), max: model.context_left() });
     }
     crate::api::check_sampling(&opts.sampling)?;
     crate::api::check_stops(&opts.stop)?;
-    let mut sampler = Sampler::new(opts.sampling.clone());
-    let mut stops = model.eos_ids();
+    let depth = match (mask.is_some(), opts.steps_in_flight) {
+        (true, _) => 1,
+        (false, 0) => DEFAULT_STEPS_IN_FLIGHT,
+        (false, n) => n.min(16),
+    };
+    let mut ring = crate::gpu::readback::IdRing::new(gpu, depth)?;
+    let mut stops = if opts.ignore_eos { Vec::new() } else { model.eos_ids() };
     stops.extend(&opts.stop_token_ids);
     let mut stream = TextStream::new(decode, opts.stop.clone());
-    let mut context = prompt.to_vec();
     let mut text = String::new();
     let mut tokens = Vec::new();
-    let mut logits = model.forward(gpu, prompt).await?;
-    let finish = loop {
-        if cancel.is_cancelled() {
-            break FinishReason::Cancelled;
-        }
-        crate::api::check_logits(&logits, tokens.len())?;
-        let Some(next) = sampler.sample(&mut logits, &context) else {
-            break FinishReason::Stop;
-        };
-        if stops.contains(&next) {
-            break FinishReason::Stop;
-        }
-        tokens.push(next);
-        context.push(next);
-        let (delta, stopped) = stream.push(next)?;
+    let mut inflight = std::collections::VecDeque::new();
+    let mut emit = |delta: &str, text: &mut String| {
         if !delta.is_empty() {
-            on_text(&delta);
-            text.push_str(&delta);
+            on_text(delta);
+            text.push_str(delta);
         }
-        if stopped {
-            break FinishReason::Stop;
-        }
-        if (opts.max_tokens > 0 && tokens.len() >= opts.max_tokens) || model.context_left() == 0 {
-            break FinishReason::Length;
-        }
-        logits = model.forward(gpu, &[next]).await?;
     };
-    let rest = stream.finish();
-    if !rest.is_empty() {
-        on_text(&rest);
-        text.push_str(&rest);
+    let run = async {
+        let first = match mask.as_mut() {
+            Some(f) => Some(f(&[])?),
+            None => None,
+        };
+        model.set_logit_mask(gpu, first.as_deref())?;
+        model.submit_prompt(gpu, prompt, &opts.sampling, ring.buffer(0)?)?;
+        ring.start(gpu, 0)?;
+        inflight.push_back(0usize);
+        let mut next_slot = 1 % depth;
+        let mut sampled = 1usize;
+        loop {
+            // Keep `depth` steps submitted: each is fed by the previous one's id on the GPU. A
+            // step is worth submitting only while its token could still be accepted.
+            while inflight.len() < depth && (opts.max_tokens == 0 || sampled < opts.max_tokens) && model.context_left() > 0 {
+                if let Some(f) = mask.as_mut() {
+                    let m = f(&tokens)?;
+                    model.set_logit_mask(gpu, Some(&m))?;
+                }
+                model.submit_step(gpu, ring.buffer(next_slot)?)?;
+                ring.start(gpu, next_slot)?;
+                inflight.push_back(next_slot);
+                next_slot = (next_slot + 1) % depth;
+                sampled += 1;
+            }
+            let Some(k) = inflight.pop_front() else {
+                return Ok(FinishReason::Length);
+            };
+            let id = ring.read(gpu, k).await?;
+            model.on_token();
+            if cancel.is_cancelled() {
+                return Ok(FinishReason::Cancelled);
+            }
+            if id == crate::ops::sample::NONE {
+                // The sampler found no finite logit (or the constraint allowed none): report it
+                // rather than end as if the model had stopped.
+                return Err(crate::Error::Data {
+                    tensor: "logits".into(),
+                    detail: format!(
+                        "step {}: no token could be sampled (every logit NaN or infinite{})",
+                        tokens.len(),
+                        if mask.is_some() { ", or masked out by the output constraint" } else { "" }
+                    ),
+                });
+            }
+            if stops.contains(&id) {
+                return Ok(FinishReason::Stop);
+            }
+            tokens.push(id);
+            let (delta, stopped) = stream.push(id)?;
+            emit(&delta, &mut text);
+            if stopped {
+                return Ok(FinishReason::Stop);
+            }
+            if opts.max_tokens > 0 && tokens.len() >= opts.max_tokens {
+                return Ok(FinishReason::Length);
+            }
+        }
+    };
+    let finish: Result<FinishReason> = run.await;
+    // Wait for the steps still in flight (their ids are dropped), then cut the cache back.
+    let mut drained = Ok(());
+    for k in inflight {
+        if let Err(e) = ring.read(gpu, k).await {
+            drained = Err(e);
+        }
     }
+    let finished = model.finish(&tokens);
+    let finish = finish?;
+    drained?;
+    finished?;
+    let rest = stream.finish();
+    emit(&rest, &mut text);
     Ok(Generation { text, tokens, finish })
 }
 

@@ -36,6 +36,8 @@ pub struct Gpu {
     pub(crate) memory: Arc<MemoryTracker>,
     bind_groups: Mutex<std::collections::HashMap<super::batch::BindKey, wgpu::BindGroup>>,
     reports: Arc<Mutex<Reports>>,
+    /// The index of the last submission (natively a readback waits for its own submission only).
+    last_submission: Mutex<Option<wgpu::SubmissionIndex>>,
     /// The profile being recorded (`begin_profile` … `end_profile`), if any.
     pub(crate) profile: Mutex<Option<super::profile::Recorder>>,
 }
@@ -151,6 +153,7 @@ impl Gpu {
             memory: Arc::new(MemoryTracker::default()),
             bind_groups: Mutex::new(std::collections::HashMap::new()),
             reports,
+            last_submission: Mutex::new(None),
             profile: Mutex::new(None),
         })
     }
@@ -271,8 +274,28 @@ impl Gpu {
                 None => batch.encode(&mut encoder),
             }
         }
-        self.queue.submit([encoder.finish()]);
+        let index = self.queue.submit([encoder.finish()]);
+        if let Ok(mut last) = self.last_submission.lock() {
+            *last = Some(index);
+        }
         self.check_errors("submit")
+    }
+
+    /// The index of the last [`Gpu::submit`].
+    pub(crate) fn last_submission(&self) -> Option<wgpu::SubmissionIndex> {
+        self.last_submission.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Natively: block until submission `index` has finished and its callbacks ran (later
+    /// submissions keep running). In the browser: nothing (callbacks come from the event loop).
+    #[allow(unused_variables)]
+    pub(crate) fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: index, timeout: None })
+            .map(|_| ())
+            .map_err(|e| Error::Gpu { context: Some("poll".into()), message: e.to_string() })?;
+        Ok(())
     }
 
     /// Wait until all submitted work has finished.

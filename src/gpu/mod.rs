@@ -6,6 +6,7 @@ pub mod caps;
 mod context;
 pub mod memory;
 pub mod pipelines;
+pub mod readback;
 pub mod profile;
 pub mod shader;
 pub mod subgroups;

@@ -13,7 +13,7 @@ use crate::load::config::{DecoderConfig, ModelConfig};
 use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
-use crate::ops::embedding::{self, Lookup, Tables, TokenIds};
+use crate::ops::embedding::TokenIds;
 use crate::ops::ffn;
 use crate::ops::kv_cache::{KvCache, KvDType};
 use crate::ops::linear::{self, Act, Epilogue, Residual};
@@ -21,6 +21,9 @@ use crate::ops::norm::{self, Norm};
 use crate::ops::elementwise::{self, Op};
 use crate::ops::quant::{self, QuantWeight};
 use crate::ops::rope::{self as rope_op, RopeConfig, RopeLayout};
+
+mod step;
+pub(crate) use step::Input;
 
 /// A projection weight: dense (f32 / f16 / bf16, the linear / ffn ops) or quantised blocks as
 /// stored (the quant GEMV / matmul).
@@ -47,7 +50,8 @@ impl Linear {
 }
 
 /// The token embedding table: one tensor for the lookup kernel, or f32 row blocks (a table over
-/// the storage binding limit) gathered with one buffer copy per token.
+/// the storage binding limit) gathered by one lookup dispatch per block (each writes the rows of
+/// the ids that fall in it; the ids may be written on the GPU).
 #[derive(Debug, Clone)]
 pub enum Embedding {
     /// `[vocab, hidden]`, f32 / f16 / bf16.
@@ -112,6 +116,8 @@ pub struct Llama {
     dispatches_last_decode: usize,
     /// The token ids in the KV cache, in order (to reuse a chat's unchanged prefix).
     tokens: Vec<u32>,
+    /// GPU-driven decoding: the sampled-id slot, the sampler, the generation's bookkeeping.
+    step: step::StepState,
 }
 
 /// Options for [`Llama::load`].
@@ -262,6 +268,7 @@ impl Llama {
             kv_dtype: opts.kv_cache,
             dispatches_last_decode: 0,
             tokens: Vec::new(),
+            step: step::StepState::new(gpu)?,
         })
     }
 
@@ -349,9 +356,21 @@ impl Llama {
         })
     }
 
-    /// Run `ids` through the model after the cached tokens and return the logits of the last one.
+    /// Run `ids` through the model after the cached tokens and return the logits of the last one
+    /// (the whole vocabulary read back: fixture tests and the old decode path; generation
+    /// samples on the GPU instead, see `step.rs`).
     pub async fn forward(&mut self, gpu: &Gpu, ids: &[u32]) -> Result<Vec<f32>> {
-        let t = ids.len();
+        let mut b = gpu.batch();
+        self.record(gpu, &mut b, Input::Ids(ids))?;
+        gpu.submit(b)?;
+        self.logits.to_f32_vec(gpu).await
+    }
+
+    /// Record `input` through the model after the cached tokens into `batch`: the last
+    /// position's logits land in `self.logits`; the KV caches (and the token list) advance now,
+    /// so the caller submits the batch before recording anything else.
+    pub(crate) fn record(&mut self, gpu: &Gpu, batch: &mut crate::gpu::Batch, input: Input<'_>) -> Result<()> {
+        let t = input.len();
         if t == 0 {
             return Err(Error::Shape { op: "Llama::forward", detail: "no tokens".into() });
         }
@@ -360,29 +379,11 @@ impl Llama {
             return Err(Error::ContextFull { cache: "kv_cache".into(), len: start, adding: t, max: self.max_ctx });
         }
         let mut s = self.scratch(gpu, t)?;
-        s.ids.set(gpu, ids)?;
         let c = self.cfg.clone();
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let eps = c.rms_norm_eps as f32;
-        let mut b = gpu.batch();
-        match &self.embed {
-            Embedding::Table(word) => {
-                let tables = Tables { word, position: None, token_type: None };
-                embedding::record(gpu, &mut b, &tables, &Lookup::new(&s.ids), &s.x)?;
-            }
-            Embedding::Rows(parts) => {
-                let per = parts.first().map_or(1, |p| p.rows().max(1));
-                let row = (c.hidden_size * 4) as u64;
-                for (i, &id) in ids.iter().enumerate() {
-                    let (p, r) = (id as usize / per, id as usize % per);
-                    let part = parts.get(p).filter(|t| r < t.rows()).ok_or_else(|| Error::Shape {
-                        op: "Llama::forward",
-                        detail: format!("token id {id} is outside the embedding table"),
-                    })?;
-                    b.copy(part.buffer(), r as u64 * row, s.x.buffer(), i as u64 * row, row);
-                }
-            }
-        }
+        let mut b = std::mem::take(batch);
+        self.record_embedding(gpu, &mut b, &mut s, input)?;
         let q3 = s.q.reshape(&[t, nh, hd])?;
         let k3 = s.k.reshape(&[t, nkv, hd])?;
         let v3 = s.v.reshape(&[t, nkv, hd])?;
@@ -439,10 +440,13 @@ impl Llama {
         if t == 1 {
             self.dispatches_last_decode = b.dispatches();
         }
-        gpu.submit(b)?;
+        *batch = b;
         self.scratch = Some(s);
-        self.tokens.extend_from_slice(ids);
-        self.logits.to_f32_vec(gpu).await
+        match input {
+            Input::Ids(ids) => self.tokens.extend_from_slice(ids),
+            Input::Sampled => self.tokens.push(crate::ops::sample::NONE),
+        }
+        Ok(())
     }
 }
 
@@ -491,8 +495,17 @@ fn project(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, x: &GpuTensor, w: 
 }
 
 impl crate::generate::CausalLm for Llama {
-    async fn forward(&mut self, gpu: &Gpu, ids: &[u32]) -> Result<Vec<f32>> {
-        Llama::forward(self, gpu, ids).await
+    fn submit_prompt(&mut self, gpu: &Gpu, prompt: &[u32], sampling: &crate::generate::SamplingParams, out: &crate::gpu::Buffer) -> Result<()> {
+        self.submit_prefill(gpu, prompt, prompt, sampling, out)
+    }
+    fn submit_step(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> Result<()> {
+        self.submit_decode(gpu, out)
+    }
+    fn set_logit_mask(&mut self, gpu: &Gpu, mask: Option<&[u32]>) -> Result<()> {
+        Llama::set_logit_mask(self, gpu, mask)
+    }
+    fn finish(&mut self, accepted: &[u32]) -> Result<()> {
+        self.finish_generation(accepted)
     }
     fn eos_ids(&self) -> Vec<u32> {
         self.cfg.eos_token_ids.clone()

@@ -45,7 +45,7 @@ impl TokenIds {
     /// An empty id buffer that can hold `capacity` ids (reuse it with [`TokenIds::set`] in decode).
     pub fn with_capacity(gpu: &Gpu, name: &str, capacity: usize) -> Result<Self> {
         let bytes = (capacity.max(1) * 4) as u64;
-        let buffer = gpu.create_buffer(name, bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST)?;
+        let buffer = gpu.create_buffer(name, bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC)?;
         Ok(TokenIds { name: name.to_string(), buffer, capacity, ids: Vec::new() })
     }
 
@@ -82,6 +82,11 @@ impl TokenIds {
     /// Name used in errors.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The GPU buffer (a kernel may write ids into it: see [`record_gpu_ids`]).
+    pub fn buffer(&self) -> &Buffer {
+        &self.buffer
     }
 
     fn check(&self, op: &'static str, table: &GpuTensor) -> Result<()> {
@@ -148,6 +153,9 @@ struct Params {
     hidden: u32,
     seq_len: u32,
     pos_offset: u32,
+    id_base: u32,
+    id_rows: u32,
+    _pad: [u32; 2],
 }
 
 fn dt_code(op: &'static str, t: &GpuTensor) -> Result<u32> {
@@ -234,6 +242,9 @@ pub fn record_variant(
         hidden: to_u32(NAME, "hidden", hidden)?,
         seq_len: to_u32(NAME, "seq_len", seq_len)?,
         pos_offset: to_u32(NAME, "position offset", lookup.position_offset)?,
+        id_base: 0,
+        id_rows: to_u32(NAME, "table rows", tables.word.shape()[0])?,
+        _pad: [0; 2],
     };
     let word = tables.word;
     let pos = tables.position.unwrap_or(word);
@@ -260,6 +271,61 @@ pub fn record_variant(
         (views[0], word.buffer()),
         (views[1], pos.buffer()),
         (views[2], ttype.buffer()),
+        (views[3], out.buffer()),
+    ];
+    batch.dispatch(gpu, &pipeline, &params, &buffers, groups)
+}
+
+/// Word-only lookup of `n` ids that a kernel wrote into `ids` (not known on the CPU, so not
+/// checked there): `out[t] = word[ids[t] - id_base]` for the ids in `id_base..id_base + rows`;
+/// rows of other ids are left as they are (a table held as row blocks records this once per block;
+/// the sampler's "no token" id writes nothing).
+pub fn record_gpu_ids(gpu: &Gpu, batch: &mut Batch, word: &GpuTensor, ids: &TokenIds, n: usize, id_base: usize, out: &GpuTensor) -> Result<()> {
+    const NAME: &str = "embedding (GPU ids)";
+    let hidden = word.last_dim();
+    if word.shape().len() != 2 {
+        return Err(Error::Shape { op: NAME, detail: format!("table '{}' is {:?}, expected [rows, hidden]", word.name(), word.shape()) });
+    }
+    if n > ids.capacity || out.shape() != [n, hidden] {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("{n} ids (capacity {}) into '{}' of {:?}, want [{n}, {hidden}]", ids.capacity, out.name(), out.shape()),
+        });
+    }
+    out.expect_dtype(NAME, &[DType::F32])?;
+    super::norm::no_alias(NAME, &[out], &[word])?;
+    to_u32(NAME, "output element count", n * hidden)?;
+    to_u32(NAME, "table element count", word.numel())?;
+    let params = Params {
+        n: to_u32(NAME, "tokens", n)?,
+        hidden: to_u32(NAME, "hidden", hidden)?,
+        seq_len: to_u32(NAME, "tokens", n.max(1))?,
+        pos_offset: 0,
+        id_base: to_u32(NAME, "first row id", id_base)?,
+        id_rows: to_u32(NAME, "table rows", word.shape()[0])?,
+        _pad: [0; 2],
+    };
+    let dt = dt_code(NAME, word)?;
+    let consts = [
+        ("WG", Const::U32(WG)),
+        ("WORD_DT", Const::U32(dt)),
+        ("POS_DT", Const::U32(dt)),
+        ("TYPE_DT", Const::U32(dt)),
+        ("HAS_POS", Const::Bool(false)),
+        ("HAS_TYPE", Const::Bool(false)),
+        ("TYPE_IDS", Const::Bool(false)),
+    ];
+    let vec8 = hidden.is_multiple_of(8);
+    let (entry, invocations, views) =
+        if vec8 { ("embed_vec8", n * hidden / 8, [2u32, 3, 4, 6]) } else { ("embed_scalar", n * hidden, [7u32, 8, 9, 10]) };
+    let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &consts)?;
+    let groups = gpu.grid(NAME, (invocations as u64).div_ceil(u64::from(WG)))?;
+    let buffers = [
+        (1, &ids.buffer),
+        (5, &ids.buffer),
+        (views[0], word.buffer()),
+        (views[1], word.buffer()),
+        (views[2], word.buffer()),
         (views[3], out.buffer()),
     ];
     batch.dispatch(gpu, &pipeline, &params, &buffers, groups)

@@ -14,6 +14,7 @@ pub mod gelu;
 pub mod norm;
 pub mod repeat_kv;
 pub mod rope;
+pub mod sample;
 pub mod kv_cache;
 pub mod softmax;
 pub mod tune;

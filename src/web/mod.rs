@@ -324,33 +324,36 @@ fn info_json(url: &str, loaded: &Loaded) -> String {
 }
 
 /// A decoder behind [`CausalLm`] that reuses the KV cache's common prefix for the prompt and
-/// times the prefill and the decode steps.
+/// times the prefill (until the first id arrives) and the decode steps (ids after the first).
 struct Session<'a> {
     lm: &'a mut Llama,
     first: bool,
     reused: usize,
+    started: f64,
+    first_token: Option<f64>,
     prefill_ms: f64,
     decode_ms: f64,
     decode_steps: usize,
 }
 
 impl CausalLm for Session<'_> {
-    async fn forward(&mut self, gpu: &Gpu, ids: &[u32]) -> crate::Result<Vec<f32>> {
-        let t0 = now_ms();
-        let out = if self.first {
-            self.first = false;
-            let common = self.lm.cached_ids().iter().zip(ids).take_while(|(a, b)| a == b).count();
-            self.reused = common.min(ids.len().saturating_sub(1));
-            let r = self.lm.forward_reusing(gpu, ids).await;
-            self.prefill_ms = now_ms() - t0;
-            r
-        } else {
-            let r = self.lm.forward(gpu, ids).await;
-            self.decode_ms += now_ms() - t0;
-            self.decode_steps += 1;
-            r
-        };
-        out
+    fn submit_prompt(&mut self, gpu: &Gpu, ids: &[u32], sampling: &SamplingParams, out: &crate::gpu::Buffer) -> crate::Result<()> {
+        self.started = now_ms();
+        self.first = false;
+        let common = self.lm.cached_ids().iter().zip(ids).take_while(|(a, b)| a == b).count();
+        // At least one token must run to produce logits.
+        self.reused = common.min(ids.len().saturating_sub(1));
+        self.lm.truncate(self.reused)?;
+        self.lm.submit_prefill(gpu, &ids[self.reused..], ids, sampling, out)
+    }
+    fn submit_step(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> crate::Result<()> {
+        self.lm.submit_decode(gpu, out)
+    }
+    fn set_logit_mask(&mut self, gpu: &Gpu, mask: Option<&[u32]>) -> crate::Result<()> {
+        self.lm.set_logit_mask(gpu, mask)
+    }
+    fn finish(&mut self, accepted: &[u32]) -> crate::Result<()> {
+        self.lm.finish_generation(accepted)
     }
     fn eos_ids(&self) -> Vec<u32> {
         CausalLm::eos_ids(&*self.lm)
@@ -361,6 +364,19 @@ impl CausalLm for Session<'_> {
             self.lm.max_context()
         } else {
             CausalLm::context_left(&*self.lm)
+        }
+    }
+    fn on_token(&mut self) {
+        let now = now_ms();
+        match self.first_token {
+            None => {
+                self.first_token = Some(now);
+                self.prefill_ms = now - self.started;
+            }
+            Some(t) => {
+                self.decode_ms = now - t;
+                self.decode_steps += 1;
+            }
         }
     }
 }
@@ -379,9 +395,18 @@ async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, 
         sampling: req.sampling.clone(),
         max_tokens: req.max_tokens.unwrap_or(0),
         stop: req.stop.clone(),
-        stop_token_ids: Vec::new(),
+        ..Default::default()
     };
-    let mut session = Session { lm: &mut **lm, first: true, reused: 0, prefill_ms: 0.0, decode_ms: 0.0, decode_steps: 0 };
+    let mut session = Session {
+        lm: &mut **lm,
+        first: true,
+        reused: 0,
+        started: 0.0,
+        first_token: None,
+        prefill_ms: 0.0,
+        decode_ms: 0.0,
+        decode_steps: 0,
+    };
     let mut emit = |s: &str| {
         let _ = on_text.call1(&JsValue::NULL, &JsValue::from_str(s));
     };

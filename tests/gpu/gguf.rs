@@ -187,6 +187,43 @@ gpu_test!(gguf_smollm2_with_f32_dequantised_embedding, async {
     run_case(&gpu, &mut m, &fx["cases"][0], tolerance(DType::F32), steps).await;
 });
 
+/// Greedy generation through the GPU driver (sampling on the GPU, ids fed on the GPU, steps in
+/// flight) gives the fixture's tokens: with the embedding as one table, and held as f32 row
+/// blocks (a 16 MiB part limit: the GPU gather per block) with the tied lm_head split likewise.
+async fn greedy_through_driver(gpu: &kjarni_web::Gpu, m: &mut GgufLlama, case: &serde_json::Value, n: usize) {
+    use kjarni_web::generate::{generate, CancelToken, GenerateOptions};
+    let prompt = ids(&case["input_ids"]);
+    let eos = m.model.config().eos_token_ids.clone();
+    let want: Vec<u32> = ids(&case["greedy_ids"]).into_iter().take(n).take_while(|t| !eos.contains(t)).collect();
+    m.model.reset();
+    let opts = GenerateOptions { max_tokens: want.len(), ..Default::default() };
+    let tok = &m.tokenizer;
+    let g = generate(&mut m.model, gpu, |t: &[u32]| tok.decode(t, true), &prompt, &opts, &CancelToken::new(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(g.tokens, want, "{} case through the GPU driver", case["kind"]);
+    say!("{}: {} greedy tokens through the GPU driver identical; {} dispatches per token", case["kind"], want.len(), m.model.dispatches_per_token());
+}
+
+gpu_test!(gguf_smollm2_greedy_through_the_gpu_driver_table_and_row_blocks, async {
+    let fx = fixture(GGUF_FIXTURE);
+    let gpu = gpu().await;
+    let src = gguf_dir().await;
+    let opts = LlamaOptions { kv_cache: KvDType::F32, max_context: 512 };
+    let (case, n) = if cfg!(target_arch = "wasm32") { (&fx["cases"][0], 3) } else { (&fx["cases"][1], 32) };
+    for limit in [None, Some(16u64 << 20)] {
+        if cfg!(target_arch = "wasm32") && limit.is_none() {
+            continue;
+        }
+        let gopts = GgufOptions { load: LoadOptions { max_part_bytes: limit, ..Default::default() }, ..Default::default() };
+        let mut m = load_llama_gguf(&gpu, &src, GGUF_FILE, &opts, &gopts, &mut |_| {}).await.unwrap();
+        if limit.is_some() {
+            assert!(m.warnings.iter().any(|w| w.contains("row blocks")), "{:?}", m.warnings);
+        }
+        greedy_through_driver(&gpu, &mut m, case, n).await;
+    }
+});
+
 gpu_test!(gguf_tokenizer_and_chat_template_match_hf, async {
     let fx = fixture(SMOLLM2_FIXTURE);
     let src = gguf_dir().await;
@@ -765,6 +802,23 @@ fn gguf_qwen_opt_in() {
             logits = m.model.forward(&gpu, &[id]).await.unwrap();
         }
         let text = m.tokenizer.decode(&out, true).unwrap();
+        // The same greedy answer through the GPU driver (sampling and ids on the GPU).
+        let want: Vec<u32> = out.iter().copied().take_while(|t| !eos.contains(t)).collect();
+        m.model.reset();
+        let gen_opts = kjarni_web::generate::GenerateOptions { max_tokens: want.len(), ..Default::default() };
+        let tok = &m.tokenizer;
+        let g = kjarni_web::generate::generate(
+            &mut m.model,
+            &gpu,
+            |t: &[u32]| tok.decode(t, true),
+            &prompt,
+            &gen_opts,
+            &kjarni_web::generate::CancelToken::new(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(g.tokens[..], want[..want.len().min(g.tokens.len())], "through the GPU driver");
         eprintln!(
             "greedy ({} tokens, {:.1} s): {text:?}",
             out.len(),

@@ -2,9 +2,10 @@
 //! failed (or hung) before its fix.
 
 use crate::common::gpu;
-use kjarni_web::generate::{generate, CancelToken, CausalLm, GenerateOptions, SamplingParams};
+use kjarni_web::generate::{generate, CancelToken, GenerateOptions, SamplingParams};
+use kjarni_web::models::llama::{Llama, LlamaOptions};
 use kjarni_web::load::{load_safetensors, ByteSource, LoadOptions, MemorySource, RangeReader};
-use kjarni_web::{Error, Gpu};
+use kjarni_web::Error;
 
 fn st_file(header: &str, data: &[u8]) -> Vec<u8> {
     let mut v = (header.len() as u64).to_le_bytes().to_vec();
@@ -13,101 +14,48 @@ fn st_file(header: &str, data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// A model whose logits turn NaN at step `bad`.
-struct NanLm {
-    step: usize,
-    bad: usize,
-}
-
-impl CausalLm for NanLm {
-    async fn forward(&mut self, _gpu: &Gpu, _ids: &[u32]) -> kjarni_web::Result<Vec<f32>> {
-        let s = self.step;
-        self.step += 1;
-        let mut l = vec![0.0f32; 8];
-        l[3] = 1.0;
-        if s == self.bad {
-            l[5] = f32::NAN;
+/// The tiny Llama 3 fixture with its final norm weight set to NaN (bf16 0x7FC0), so every logit
+/// is NaN (`nan` false: the unchanged fixture).
+fn tiny_llama(nan: bool) -> MemorySource {
+    let mut w = include_bytes!("../fixtures/tiny/llama3/model.safetensors").to_vec();
+    if nan {
+        let n = u64::from_le_bytes(w[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&w[8..8 + n]).unwrap();
+        let off = &header["model.norm.weight"]["data_offsets"];
+        let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+        for c in w[8 + n + a..8 + n + b].chunks_exact_mut(2) {
+            c.copy_from_slice(&0x7FC0u16.to_le_bytes());
         }
-        Ok(l)
     }
-    fn eos_ids(&self) -> Vec<u32> {
-        vec![7]
-    }
-    fn context_left(&self) -> usize {
-        100
-    }
+    let mut s = MemorySource::new();
+    s.insert("config.json", include_bytes!("../fixtures/tiny/llama3/config.json").to_vec()).insert("model.safetensors", w);
+    s
 }
 
 gpu_test!(nan_logits_are_bad_data_naming_the_step, async {
     let gpu = gpu().await;
-    let mut m = NanLm { step: 0, bad: 2 };
-    let opts = GenerateOptions {
-        max_tokens: 10,
-        ..Default::default()
-    };
-    let r = generate(
-        &mut m,
-        &gpu,
-        |ids: &[u32]| Ok(format!("{ids:?}")),
-        &[1, 2],
-        &opts,
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .await;
+    let mut m = Llama::load(&gpu, &tiny_llama(true), &LlamaOptions::default(), &mut |_| {}).await.unwrap();
+    let opts = GenerateOptions { max_tokens: 10, ..Default::default() };
+    let r = generate(&mut m, &gpu, |ids: &[u32]| Ok(format!("{ids:?}")), &[1, 2], &opts, &CancelToken::new(), &mut |_| {}).await;
     match r {
-        Err(e @ Error::Data { .. }) => assert!(e.to_string().contains("step 2"), "{e}"),
+        Err(e @ Error::Data { .. }) => assert!(e.to_string().contains("step 0"), "{e}"),
         other => panic!("expected BAD_DATA, got {other:?}"),
     }
 });
 
 gpu_test!(nan_temperature_is_an_invalid_argument, async {
     let gpu = gpu().await;
-    let mut m = NanLm {
-        step: 0,
-        bad: usize::MAX,
-    };
+    let mut m = Llama::load(&gpu, &tiny_llama(false), &LlamaOptions::default(), &mut |_| {}).await.unwrap();
     let opts = GenerateOptions {
-        sampling: SamplingParams {
-            temperature: f32::NAN,
-            ..Default::default()
-        },
+        sampling: SamplingParams { temperature: f32::NAN, ..Default::default() },
         max_tokens: 2,
         ..Default::default()
     };
-    let r = generate(
-        &mut m,
-        &gpu,
-        |_: &[u32]| Ok(String::new()),
-        &[1],
-        &opts,
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .await;
-    assert!(
-        matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "temperature"),
-        "{r:?}"
-    );
-    let opts = GenerateOptions {
-        stop: vec![String::new()],
-        max_tokens: 2,
-        ..Default::default()
-    };
-    let r = generate(
-        &mut m,
-        &gpu,
-        |_: &[u32]| Ok(String::new()),
-        &[1],
-        &opts,
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .await;
-    assert!(
-        matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "stop[0]"),
-        "{r:?}"
-    );
+    let r = generate(&mut m, &gpu, |_: &[u32]| Ok(String::new()), &[1], &opts, &CancelToken::new(), &mut |_| {}).await;
+    assert!(matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "temperature"), "{r:?}");
+    let opts = GenerateOptions { stop: vec![String::new()], max_tokens: 2, ..Default::default() };
+    let r = generate(&mut m, &gpu, |_: &[u32]| Ok(String::new()), &[1], &opts, &CancelToken::new(), &mut |_| {}).await;
+    assert!(matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "stop[0]"), "{r:?}");
 });
 
 gpu_test!(unknown_length_allocates_while_streaming, async {

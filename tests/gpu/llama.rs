@@ -137,3 +137,23 @@ gpu_test!(smollm2_generation_api_streams_stops_cancels_and_reuses_the_prefix, as
     let diff = fresh.iter().zip(&reused).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(diff < 1e-3, "prefix reuse changed the logits by {diff}");
 });
+
+gpu_test!(smollm2_greedy_through_the_gpu_driver_matches_the_fixture, async {
+    // Sampling on the GPU, each id fed to the next step on the GPU, 3 steps in flight.
+    use kjarni_web::generate::{generate, CancelToken, GenerateOptions};
+    let fx = fixture(SMOLLM2_FIXTURE);
+    let (gpu, mut m) = load(KvDType::F32).await;
+    let eos = m.config().eos_token_ids.clone();
+    let cases: &[(usize, usize)] = if cfg!(target_arch = "wasm32") { &[(0, 3)] } else { &[(0, 8), (1, 32)] };
+    for &(c, n) in cases {
+        let case = &fx["cases"][c];
+        let want: Vec<u32> = ids(&case["greedy_ids"]).into_iter().take(n).take_while(|t| !eos.contains(t)).collect();
+        m.reset();
+        let opts = GenerateOptions { max_tokens: want.len(), ..Default::default() };
+        let g = generate(&mut m, &gpu, |_: &[u32]| Ok(String::new()), &ids(&case["input_ids"]), &opts, &CancelToken::new(), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(g.tokens, want, "{} case", case["kind"]);
+        say!("{}: {} greedy tokens through the GPU driver identical; {} dispatches per token", case["kind"], want.len(), m.dispatches_per_token());
+    }
+});

@@ -27,5 +27,7 @@ mod rope;
 mod load;
 mod models;
 mod runtime;
+mod sample;
+mod generate;
 mod softmax;
 mod tokenizer;

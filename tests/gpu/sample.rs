@@ -1,0 +1,172 @@
+//! GPU sampling (`ops::sample`) against its CPU reference (`cpu::sample`, same arithmetic and
+//! RNG): greedy must agree exactly (argmax has no rounding); sampled draws agree except where
+//! the last ulp of the GPU's exp / log or the order of a top-p sum decides between two tokens —
+//! a near-tie of two Gumbel scores within ~1e-6, measured 0 of the draws here — so ≥ 99 % must
+//! agree. A chi-square test over 10k GPU draws checks the distribution itself.
+
+use crate::common::gpu;
+use kjarni_web::cpu::sample as reference;
+use kjarni_web::generate::SamplingParams;
+use kjarni_web::ops::sample::{GpuSampler, NONE};
+use kjarni_web::{DType, Gpu, GpuTensor};
+
+/// `n` GPU draws from the same logits (the context grows with every draw, as in decoding).
+async fn gpu_draws(gpu: &Gpu, logits: &[f32], params: &SamplingParams, context: &[u32], mask: Option<&[u32]>, n: usize) -> Vec<u32> {
+    let mut s = GpuSampler::new(gpu, logits.len()).unwrap();
+    s.start(gpu, params, context).unwrap();
+    s.set_mask(gpu, mask).unwrap();
+    let l = GpuTensor::from_f32(gpu, "logits", &[1, logits.len()], DType::F32, logits).unwrap();
+    let mut out = Vec::new();
+    let per = 250;
+    let ids = GpuTensor::zeros(gpu, "ids", &[per], DType::U32).unwrap();
+    while out.len() < n {
+        let k = per.min(n - out.len());
+        let mut b = gpu.batch();
+        for i in 0..k {
+            s.record(gpu, &mut b, &l, ids.buffer(), i).unwrap();
+        }
+        gpu.submit(b).unwrap();
+        out.extend_from_slice(&ids.to_u32_vec(gpu).await.unwrap()[..k]);
+    }
+    out
+}
+
+fn cpu_draws(logits: &[f32], params: &SamplingParams, context: &[u32], mask: Option<&[u32]>, n: usize) -> Vec<u32> {
+    let mut seen = vec![false; logits.len()];
+    for &t in context {
+        if let Some(s) = seen.get_mut(t as usize) {
+            *s = true;
+        }
+    }
+    (0..n).map(|step| reference::sample(logits, &mut seen, mask, params, step as u32)).collect()
+}
+
+/// Random logits with awkward values: a tie for the maximum, NaN, ±huge, -inf.
+fn logits(vocab: usize, seed: u64, spread: f32) -> Vec<f32> {
+    let mut l = kjarni_web::cpu::random(vocab, seed, -spread, spread);
+    if vocab >= 7 {
+        l[vocab / 3] = 2.0 * spread;
+        l[vocab / 2] = 2.0 * spread; // tie: the lower index wins greedy
+        l[1] = f32::NAN;
+        l[vocab - 1] = -1e30;
+        l[vocab - 2] = f32::NEG_INFINITY;
+    }
+    if vocab > 100 {
+        l[8] = f32::NAN;
+    }
+    l
+}
+
+const VOCABS: [usize; 4] = [1, 7, 49152, 151936];
+
+gpu_test!(sample_greedy_matches_cpu_exactly, async {
+    let gpu = gpu().await;
+    for (c, &v) in VOCABS.iter().enumerate() {
+        let mut l = logits(v, c as u64 + 1, 4.0);
+        if v > 100 {
+            l[7] = 1e30; // a huge maximum, then gone under a mask
+        }
+        let greedy = SamplingParams::default();
+        let want = cpu_draws(&l, &greedy, &[], None, 2);
+        let got = gpu_draws(&gpu, &l, &greedy, &[], None, 2).await;
+        assert_eq!(got, want, "vocab {v}");
+        if v > 100 {
+            assert_eq!(got[0], 7, "the huge logit");
+            // Mask the maximum out (and every 5th token): the tie at vocab/3 vs vocab/2 decides.
+            let mut mask = vec![u32::MAX; v.div_ceil(32)];
+            for i in (0..v).filter(|i| i % 5 == 0 || *i == 7) {
+                mask[i / 32] &= !(1 << (i % 32));
+            }
+            let want = cpu_draws(&l, &greedy, &[], Some(&mask), 1);
+            let got = gpu_draws(&gpu, &l, &greedy, &[], Some(&mask), 1).await;
+            assert_eq!(got, want, "vocab {v} masked");
+            assert_eq!(got[0] as usize, if (v / 3) % 5 == 0 { v / 2 } else { v / 3 });
+            // The repetition penalty pushes seen tokens down, one draw after another.
+            let pen = SamplingParams { repetition_penalty: 1e32, ..greedy.clone() };
+            let want = cpu_draws(&l, &pen, &[7], None, 3);
+            let got = gpu_draws(&gpu, &l, &pen, &[7], None, 3).await;
+            assert_eq!(got, want, "vocab {v} with a penalty");
+            assert_eq!(got[..2], [(v / 3) as u32, (v / 2) as u32]);
+        }
+    }
+    // Nothing valid: NONE.
+    let got = gpu_draws(&gpu, &[f32::NAN; 9], &SamplingParams::default(), &[], None, 1).await;
+    assert_eq!(got, [NONE]);
+    let got = gpu_draws(&gpu, &[f32::NAN; 9], &SamplingParams { temperature: 1.0, top_p: 0.5, ..Default::default() }, &[], None, 1).await;
+    assert_eq!(got, [NONE]);
+});
+
+fn cases() -> Vec<SamplingParams> {
+    vec![
+        SamplingParams { temperature: 0.8, seed: 1, ..Default::default() },
+        SamplingParams { temperature: 0.7, top_k: 40, seed: 2, ..Default::default() },
+        SamplingParams { temperature: 1.0, top_p: 0.9, seed: 3, ..Default::default() },
+        SamplingParams { temperature: 1.2, min_p: 0.05, seed: 4, ..Default::default() },
+        SamplingParams { temperature: 0.9, top_k: 50, top_p: 0.8, min_p: 0.02, repetition_penalty: 1.3, seed: u64::MAX - 5 },
+    ]
+}
+
+gpu_test!(sample_seeded_draws_match_cpu_reference, async {
+    let gpu = gpu().await;
+    let draws = if cfg!(target_arch = "wasm32") { 24 } else { 120 };
+    let (mut same, mut total) = (0usize, 0usize);
+    for (c, &v) in VOCABS.iter().enumerate() {
+        let l = logits(v, 10 + c as u64, 3.0);
+        let context: Vec<u32> = (0..v as u32).step_by(97).collect();
+        for p in cases() {
+            let want = cpu_draws(&l, &p, &context, None, draws);
+            let got = gpu_draws(&gpu, &l, &p, &context, None, draws).await;
+            let agree = got.iter().zip(&want).filter(|(a, b)| a == b).count();
+            if agree < draws {
+                say!("vocab {v} {p:?}: {agree} of {draws} agree; first differences {:?}",
+                     got.iter().zip(&want).filter(|(a, b)| a != b).take(4).collect::<Vec<_>>());
+            }
+            assert!(got.iter().all(|&t| (t as usize) < v), "vocab {v} {p:?}: {got:?}");
+            same += agree;
+            total += draws;
+            if v > 1 && p.temperature > 0.0 {
+                let distinct: std::collections::HashSet<_> = got.iter().collect();
+                assert!(distinct.len() > 1 || v < 10, "vocab {v} {p:?}: always {:?}", got[0]);
+            }
+        }
+    }
+    say!("seeded GPU draws equal to the CPU reference: {same} of {total}");
+    assert!(same * 100 >= total * 99, "{same} of {total}");
+    // Same seed, same ids; another seed, other ids.
+    let l = logits(49152, 3, 3.0);
+    let p = &cases()[2];
+    let a = gpu_draws(&gpu, &l, p, &[], None, 16).await;
+    assert_eq!(a, gpu_draws(&gpu, &l, p, &[], None, 16).await);
+    assert_ne!(a, gpu_draws(&gpu, &l, &SamplingParams { seed: 99, ..p.clone() }, &[], None, 16).await);
+});
+
+gpu_test!(sample_distribution_chi_square_10k_draws, async {
+    // 10k GPU draws per case over 12 tokens; chi-square against the exact f64 distribution of
+    // the CPU Sampler's semantics at p = 0.001 (critical value < 33 for df ≤ 12), and never a
+    // token of probability 0 (outside top-k / top-p / min-p or masked).
+    let gpu = gpu().await;
+    let l = [2.0f32, 1.5, 1.5, 0.3, -0.7, f32::NAN, 1.0, -3.0, 0.9, 2.0, -1.0, 0.0];
+    let mask = [0b1111_1011_1111u32]; // token 6 masked out
+    for (c, p) in cases().into_iter().take(4).enumerate() {
+        let m = (c == 1).then_some(&mask[..]);
+        let want = reference::distribution(&l, &[false; 12], m, &p);
+        let n = 10_000;
+        let got = gpu_draws(&gpu, &l, &p, &[], m, n).await;
+        let mut counts = [0u32; 12];
+        for t in got {
+            counts[t as usize] += 1;
+        }
+        let (mut x, mut df) = (0.0, 0);
+        for (k, (&cnt, &q)) in counts.iter().zip(&want).enumerate() {
+            if q == 0.0 {
+                assert_eq!(cnt, 0, "case {c}: token {k} has probability 0: {counts:?}");
+            } else if q * n as f64 >= 5.0 {
+                let e = q * n as f64;
+                x += (f64::from(cnt) - e).powi(2) / e;
+                df += 1;
+            }
+        }
+        say!("case {c}: chi2 {x:.1} ({} df), counts {counts:?}", df - 1);
+        assert!(df >= 2 && x < 33.0, "case {c}: chi2 {x:.1}: {counts:?} vs {want:?}");
+    }
+});
