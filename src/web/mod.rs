@@ -17,7 +17,7 @@
 
 use crate::api::ChatRequest;
 use crate::error::Error;
-use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions};
+use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
 use crate::gpu::memory::MemoryTracker;
 use crate::gpu::Gpu;
 use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
