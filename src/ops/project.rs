@@ -205,6 +205,11 @@ impl GateUp {
         }
     }
 
+    /// Whether the weights are quantised (joined).
+    pub fn is_quant(&self) -> bool {
+        matches!(self, GateUp::Quant(_))
+    }
+
     /// The gate and up weights as separate [`Linear`]s (views of the joined quantised weight).
     pub fn parts(&self) -> Result<(Linear, Linear)> {
         match self {
