@@ -492,9 +492,14 @@ pub struct DecodeOptions {
     pub rope: Option<Rope>,
     /// Position of the query (for RoPE); default `cache.len() - 1` (the token just appended).
     pub q_pos: Option<usize>,
-    /// Keys per chunk; default chosen from the cache length so that long caches fill the GPU.
+    /// Keys per chunk (any size: a chunk longer than the workgroup's score buffer is walked in
+    /// pieces); default: the whole cache in one chunk up to [`SINGLE_CHUNK_MAX`] keys (one
+    /// dispatch), beyond that chunks sized so that long caches fill the GPU, then a merge.
     pub chunk: Option<usize>,
 }
+
+/// Cache length up to which [`decode`] uses one chunk (one dispatch, no merge) by default.
+pub const SINGLE_CHUNK_MAX: usize = 4096;
 
 /// Partial results of flash-decoding, sized once for a model (shared by all layers).
 #[derive(Debug)]
@@ -560,10 +565,9 @@ pub fn decode(
     let n_hg = group.div_ceil(tiles.hg) as usize;
     let max_chunk = tiles.max_chunk() as usize;
     let chunk = match opts.chunk {
-        Some(c) if c == 0 || c > max_chunk => {
-            return Err(shape_err(OP, format!("chunk {c} must be in 1..={max_chunk} on this device")));
-        }
-        Some(c) => c,
+        Some(0) => return Err(shape_err(OP, "chunk must be ≥ 1".into())),
+        Some(c) => c.min(len),
+        None if len <= SINGLE_CHUNK_MAX => len,
         None => {
             // About 256 workgroups in flight: long caches use the whole GPU, short ones few chunks.
             let want = (len * n_kv * n_hg).div_ceil(256);
