@@ -398,7 +398,6 @@ impl Llama {
         let fused = t == 1 && self.decode_path() == DecodePath::Fused;
         let tmp = [&s.tmp_h, &s.tmp_h2, &s.tmp_ff];
         let temps = QuantTemps { ones: &s.ones, tmp: &tmp };
-        let temps = Some(&temps);
         if fused {
             let q1 = s.q.reshape(&[nh, hd])?;
             let a1 = s.attn.reshape(&[nh, hd])?;
@@ -413,14 +412,16 @@ impl Llama {
             let ebq = Epilogue { bias: l.bq.as_ref(), ..Default::default() };
             let ebk = Epilogue { bias: l.bk.as_ref(), ..Default::default() };
             let ebv = Epilogue { bias: l.bv.as_ref(), ..Default::default() };
-            project::record(gpu, &mut b, &s.h, &l.wq, &s.q, None, &ebq, temps)?;
-            project::record(gpu, &mut b, &s.h, &l.wk, &s.k, None, &ebk, temps)?;
-            project::record(gpu, &mut b, &s.h, &l.wv, &s.v, None, &ebv, temps)?;
+            project::record_separate(gpu, &mut b, &s.h, &l.wq, &s.q, &ebq, &temps)?;
+            project::record_separate(gpu, &mut b, &s.h, &l.wk, &s.k, &ebk, &temps)?;
+            project::record_separate(gpu, &mut b, &s.h, &l.wv, &s.v, &ebv, &temps)?;
             l.cache.append(gpu, &mut b, &k3, &v3, Some(self.rope))?;
             if t == 1 {
                 let q1 = s.q.reshape(&[nh, hd])?;
                 let a1 = s.attn.reshape(&[nh, hd])?;
-                let opts = DecodeOptions { rope: Some(self.rope), ..Default::default() };
+                // The unfused path as it was: the split rule at every length (a merge dispatch).
+                let chunk = Some(attention::split_chunk_for(gpu, nh, &l.cache)?);
+                let opts = DecodeOptions { rope: Some(self.rope), chunk, ..Default::default() };
                 attention::decode(gpu, &mut b, &q1, &l.cache, &a1, &self.decode_scratch, &opts)?;
             } else {
                 self.rope_q.record(gpu, &mut b, &q3, None, start)?;
@@ -428,18 +429,18 @@ impl Llama {
                 attention::flash_prefill(gpu, &mut b, &q3, Kv::Cache(&l.cache), &a3, &opts)?;
             }
             let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
-            project::record(gpu, &mut b, &s.attn, &l.wo, &s.x, None, &add_x, temps)?;
+            project::record_separate(gpu, &mut b, &s.attn, &l.wo, &s.x, &add_x, &temps)?;
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.ffn_norm, eps))?;
             match (&l.w_gate, &l.w_up) {
                 // Decode: gate and up read together, silu(gate)·up in one dispatch (seed item 14).
                 (Linear::Dense(g), Linear::Dense(u)) if t == 1 => ffn::record_swiglu(gpu, &mut b, &s.h, g, u, &s.mid)?,
                 _ => {
-                    project::record(gpu, &mut b, &s.h, &l.w_up, &s.up, None, &Epilogue::NONE, temps)?;
+                    project::record_separate(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE, &temps)?;
                     let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
-                    project::record(gpu, &mut b, &s.h, &l.w_gate, &s.mid, None, &gate, temps)?;
+                    project::record_separate(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate, &temps)?;
                 }
             }
-            project::record(gpu, &mut b, &s.mid, &l.w_down, &s.x, None, &add_x, temps)?;
+            project::record_separate(gpu, &mut b, &s.mid, &l.w_down, &s.x, &add_x, &temps)?;
         }
         // The fused path folds the final norm into the lm_head GEMV's prologue (x is the one row).
         let head_norm = NormPrologue { weight: &self.final_norm, eps };

@@ -522,6 +522,24 @@ impl DecodeScratch {
     }
 }
 
+/// The chunk of a split over `len` keys for `groups` workgroups per chunk (KV heads × head
+/// groups): about 256 workgroups in flight, so long caches use the whole GPU, short ones few
+/// chunks; at most the workgroup's score buffer (`max_chunk`).
+fn split_chunk(len: usize, groups: usize, max_chunk: usize) -> usize {
+    let want = (len * groups).div_ceil(256);
+    want.next_multiple_of(MIN_CHUNK).clamp(MIN_CHUNK, max_chunk)
+}
+
+/// The chunk the split rule picks for `q_heads` query heads of `head_dim` over `cache` (the
+/// default before [`SINGLE_CHUNK_MAX`]; benchmark baselines pass it as [`DecodeOptions::chunk`]).
+pub fn split_chunk_for(gpu: &Gpu, q_heads: usize, cache: &KvCache) -> Result<usize> {
+    let n_kv = cache.n_kv_heads().max(1);
+    let group = (q_heads / n_kv).max(1) as u32;
+    let tiles = DecodeTiles::choose(gpu.caps(), group, cache.head_dim() as u32)?;
+    let n_hg = group.div_ceil(tiles.hg) as usize;
+    Ok(split_chunk(cache.len().max(1), n_kv * n_hg, tiles.max_chunk() as usize))
+}
+
 /// Record decode attention for one new query per head (`[n_heads, head_dim]`, `[1, n_heads,
 /// head_dim]` or `[1, 1, n_heads, head_dim]`) against every token in `cache`.
 pub fn decode(
@@ -568,11 +586,7 @@ pub fn decode(
         Some(0) => return Err(shape_err(OP, "chunk must be ≥ 1".into())),
         Some(c) => c.min(len),
         None if len <= SINGLE_CHUNK_MAX => len,
-        None => {
-            // About 256 workgroups in flight: long caches use the whole GPU, short ones few chunks.
-            let want = (len * n_kv * n_hg).div_ceil(256);
-            want.next_multiple_of(MIN_CHUNK).clamp(MIN_CHUNK, max_chunk)
-        }
+        None => split_chunk(len, n_kv * n_hg, max_chunk),
     };
     let n_chunks = len.div_ceil(chunk);
     if n_chunks > scratch.max_chunks {

@@ -147,6 +147,16 @@ pub fn record(
     }
 }
 
+/// [`record`] as the model recorded it before the fused epilogues (the benchmark baseline): for
+/// quantised weights the plain quant GEMV / matmul, then the epilogue as separate dispatches.
+pub fn record_separate(gpu: &Gpu, b: &mut Batch, x: &GpuTensor, w: &Linear, y: &GpuTensor, epi: &Epilogue, temps: &QuantTemps) -> Result<()> {
+    match w {
+        Linear::Dense(w) => linear::record(gpu, b, x, w, y, epi),
+        Linear::Quant(q) if epi.bias.is_none() && epi.act == Act::None && epi.residual.is_none() => quant::record(gpu, b, q, x, y),
+        Linear::Quant(q) => record_quant_unfused(gpu, b, q, x, y, epi, temps),
+    }
+}
+
 /// The quant matmul followed by its epilogue as separate dispatches (bias as `ones · biasᵀ`
 /// added in place by a K = 1 linear, SiLU in place, the residual sum or product elementwise).
 fn record_quant_unfused(gpu: &Gpu, b: &mut Batch, q: &QuantWeight, x: &GpuTensor, y: &GpuTensor, epi: &Epilogue, temps: &QuantTemps) -> Result<()> {

@@ -161,7 +161,7 @@ pub fn record(
     match &w.w {
         Linear::Dense(wt) => {
             let v = gemv::default_variant(gpu.caps(), heads * hd, k, wt.dtype());
-            let gemv::Variant::Vec4 { rows, workgroup, reduction } = v else {
+            let gemv::Variant::Vec4 { workgroup, reduction, .. } = v else {
                 return Err(Error::Internal("the default GEMV is vec4".into()));
             };
             let epi = Epilogue { bias: None, ..Default::default() }.bind(NAME, q_out, w.n_heads * hd)?;
@@ -169,9 +169,10 @@ pub fn record(
             consts.extend_from_slice(&epi.consts);
             consts[3] = ("HAS_BIAS", Const::Bool(w.has_bias));
             consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv));
+            // 4 rows per step: a head (64 / 128 rows) in 16 / 32 steps of one x load each.
             consts.extend_from_slice(&[
                 ("WG", Const::U32(workgroup)),
-                ("ROWS", Const::U32(rows)),
+                ("ROWS", Const::U32(4)),
                 ("ALIGNED", Const::Bool(k % chunk_elems(wt.dtype()) == 0)),
             ]);
             let pipeline = gpu.pipelines().get(gpu.device(), &gemv::KERNEL, "gemv_qkv", Some(reduction), &consts)?;
@@ -193,8 +194,11 @@ pub fn record(
         }
         Linear::Quant(q) => {
             let caps = gpu.caps();
-            let wg = 64u32.min(caps.max_invocations).min(caps.max_workgroup_size_x);
-            let variant = QVariant::GemvFast { workgroup: wg, lanes: wg, rows: 4, step: 1, reduction: caps.variants.reduction };
+            // One row group of up to 64 lanes (one unit of 32 weights each per row and step; 32
+            // at least: a whole NVIDIA subgroup), 8 rows per step: a head in 8 / 16 steps.
+            let units = (k / 32).max(1) as u32;
+            let wg = units.next_power_of_two().clamp(32, 64).min(caps.max_invocations).min(caps.max_workgroup_size_x);
+            let variant = QVariant::GemvFast { workgroup: wg, lanes: wg, rows: 8, step: 1, reduction: caps.variants.reduction };
             let reduction = quant::check_fast(gpu, variant)?;
             let mut consts = quant::fast_consts(q.qtype(), variant).to_vec();
             consts.extend_from_slice(&quant::fused_consts(true, w.has_bias, 0, 0, false, hd as u32, kv));

@@ -15,6 +15,7 @@
 
 use crate::attention::read_cache;
 use crate::common::*;
+use kjarni_web::cpu::compare::check_close;
 use kjarni_web::cpu::{self, attention as refa, linear as refl, norm as refn, quant as cq};
 use kjarni_web::ops::attention::Rope;
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
@@ -313,4 +314,74 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
     }
     say!("fused QKV: {checked} cases, worst |err| / bound {worst:.3}");
     assert!(checked > 0, "no case ran (the device lacks the storage bindings for every format?)");
+});
+
+/// Logits of `prompt` then of each id in `steps` (one-token forward passes).
+async fn decode_logits(gpu: &Gpu, m: &mut kjarni_web::models::llama::Llama, prompt: &[u32], steps: &[u32]) -> Vec<Vec<f32>> {
+    m.reset();
+    let mut out = vec![m.forward(gpu, prompt).await.unwrap()];
+    for &id in steps {
+        out.push(m.forward(gpu, &[id]).await.unwrap());
+    }
+    out
+}
+
+gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
+    use kjarni_web::cpu::synthetic::{self, Shape};
+    use kjarni_web::models::llama::{DecodePath, Llama, LlamaOptions};
+    let gpu = gpu().await;
+    // Small Llama / Qwen2 shapes: head_dim 64 (GQA 2, tied) and 128 (GQA 2, biases, untied lm_head).
+    let shapes = [
+        Shape { name: "llama", hidden: 256, layers: 2, heads: 4, kv_heads: 2, ff: 512, vocab: 300, qkv_bias: false, tied: true },
+        Shape { name: "qwen2", hidden: 512, layers: 2, heads: 4, kv_heads: 2, ff: 768, vocab: 260, qkv_bias: true, tied: false },
+    ];
+    let formats: [Option<QuantType>; 5] = [None, Some(QuantType::Q8_0), Some(QuantType::Q4_0), Some(QuantType::Q4_1), Some(QuantType::Q4_K)];
+    let prompt = [1u32, 17, 42, 99, 5, 250, 3];
+    let steps = [7u32, 11, 200, 13];
+    let mut case = 0;
+    for s in &shapes {
+        for fmt in formats {
+            for kv in [KvDType::F32, KvDType::F16, KvDType::Int8] {
+                case += 1;
+                if BROWSER && case % 6 != 0 {
+                    continue; // SwiftShader: a rotating sixth
+                }
+                let opts = LlamaOptions { kv_cache: kv, max_context: 64 };
+                let mut m = match fmt {
+                    None => Llama::load(&gpu, &synthetic::safetensors(s).0, &opts, &mut |_| {}).await.unwrap(),
+                    Some(t) => Llama::load_gguf(&gpu, &synthetic::gguf(s, t).0, "model.gguf", &opts, &mut |_| {}).await.unwrap(),
+                };
+                let what = format!("{} {fmt:?} kv {}", s.name, kv.name());
+                assert_eq!(m.decode_path(), DecodePath::Fused, "{what}: the weights should fuse");
+                m.set_decode_path(DecodePath::Unfused);
+                let want = decode_logits(&gpu, &mut m, &prompt, &steps).await;
+                let unfused_dispatches = m.dispatches_per_token();
+                m.set_decode_path(DecodePath::Fused);
+                let got = decode_logits(&gpu, &mut m, &prompt, &steps).await;
+                let fused_dispatches = m.dispatches_per_token();
+                // One embedding lookup, 5 per layer, the lm_head (one block).
+                assert_eq!(fused_dispatches, 2 + 5 * s.layers, "{what}: dispatches per token (unfused: {unfused_dispatches})");
+                // Same math, different f32 summation order and the norm folded into the GEMVs:
+                // logits agree to ~1e-5 relative of their size; int8 KV codes may round the
+                // other way on a value that differs by that much (one step, absmax / 127, of
+                // one element), which moves a logit by up to ~1e-2 of its size.
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let size = w.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                    let tol = match kv {
+                        KvDType::Int8 => 2e-2 * size,
+                        _ => 1e-3 * size,
+                    };
+                    check_close(&format!("{what}: step {i}"), g, w, kjarni_web::cpu::compare::Tolerance { atol: tol, rtol: 0.0 }).unwrap();
+                }
+                // Rewind into the decoded tokens and decode them again: the cache rows (int8: the
+                // shared scale words too) are rewritten, the logits come out identical.
+                m.truncate(prompt.len() + 1).unwrap();
+                for (i, &id) in steps.iter().enumerate().skip(1) {
+                    let again = m.forward(&gpu, &[id]).await.unwrap();
+                    assert_eq!(again, got[i + 1], "{what}: step {i} after truncate");
+                }
+                say!("{what}: fused {fused_dispatches} / unfused {unfused_dispatches} dispatches per token");
+            }
+        }
+    }
 });
