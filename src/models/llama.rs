@@ -5,7 +5,11 @@
 //! attention (prefill) or flash-decoding (decode) straight from the cache, `x += o_proj(attn)`
 //! fused into the projection's epilogue, `h = rmsnorm(x)`, SwiGLU (the product fused into the gate
 //! projection's epilogue), `x += down(h)` fused likewise. Activations are f32; weights stay as
-//! stored (bf16 / f16 / f32).
+//! stored (bf16 / f16 / f32, or quantised blocks from GGUF).
+//!
+//! One-token steps (decode) take the fused layer of [`crate::models::decoder_layer`] instead: five
+//! dispatches per layer, the norms folded into the GEMVs that consume them (the final norm into
+//! the lm_head), q/k/v and gate/up joined at load ([`DecodePath`]).
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor};
