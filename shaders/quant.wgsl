@@ -726,10 +726,13 @@ fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             rb[r] = row_block(hidx * HD + r0 + r);
         }
         let acc = fast_rows(rb, lane.index, 0u);
-        for (var r = 0u; r < ROWS; r = r + 1u) {
-            let total = wg_sum(acc[r], lane);
+        // Four rows per reduction (ROWS is a multiple of 4).
+        for (var r = 0u; r < ROWS; r = r + 4u) {
+            let total = wg_sum4(vec4<f32>(acc[r], acc[r + 1u], acc[r + 2u], acc[r + 3u]), lane);
             if (lane.index == 0u) {
-                head_buf[r0 + r] = total * inv + qkv_bias(hidx * HD + r0 + r);
+                for (var c = 0u; c < 4u; c = c + 1u) {
+                    head_buf[r0 + r + c] = total[c] * inv + qkv_bias(hidx * HD + r0 + r + c);
+                }
             }
         }
     }
