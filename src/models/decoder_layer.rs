@@ -50,6 +50,7 @@ pub(crate) struct DecodeBuffers<'a> {
 }
 
 /// Record one fused decode layer for the token in `buf.x` at the cache's next position.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn record_decode(
     gpu: &Gpu,
     b: &mut Batch,

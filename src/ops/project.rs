@@ -75,7 +75,7 @@ impl Linear {
                 let mut ts = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
-                        Linear::Dense(t) if t.dtype() == dt && t.shape().len() == 2 && (t.numel() * dt.size()) % 4 == 0 => ts.push(t),
+                        Linear::Dense(t) if t.dtype() == dt && t.shape().len() == 2 && (t.numel() * dt.size()).is_multiple_of(4) => ts.push(t),
                         _ => return Ok(None),
                     }
                 }
@@ -116,6 +116,7 @@ impl QuantTemps<'_> {
 /// `y = epilogue(x · Wᵀ)`, with the RMSNorm of x folded into the prologue when `norm` is given
 /// (one-row dense GEMV or quant GEMV only: the prefill path normalises separately). `temps` are
 /// needed only for quantised weights with more than [`quant::GEMV_MAX_M`] rows and an epilogue.
+#[allow(clippy::too_many_arguments)]
 pub fn record(
     gpu: &Gpu,
     b: &mut Batch,

@@ -112,6 +112,7 @@ impl QkvWeight {
 /// Record the fused QKV of one token x `[1, K]` (f32): q `[n_heads, hd]` (f32) into `q_out`,
 /// K and V appended to `cache` at its next row (advancing its length), RoPE by `rope` at that
 /// position on q and K.
+#[allow(clippy::too_many_arguments)]
 pub fn record(
     gpu: &Gpu,
     batch: &mut Batch,

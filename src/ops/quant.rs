@@ -164,7 +164,7 @@ impl QuantWeight {
     /// The parts' buffers can then be dropped: [`QuantWeight::rows_view`] gives them back.
     pub fn concat_rows(gpu: &Gpu, batch: &mut Batch, name: &str, parts: &[&QuantWeight]) -> Result<Option<Self>> {
         let Some(first) = parts.first() else { return Ok(None) };
-        if parts.iter().any(|p| p.qtype != first.qtype || p.cols != first.cols || p.block_bytes() % 4 != 0) {
+        if parts.iter().any(|p| p.qtype != first.qtype || p.cols != first.cols || !p.block_bytes().is_multiple_of(4)) {
             return Ok(None);
         }
         let rows = parts.iter().map(|p| p.rows).sum();
@@ -173,7 +173,7 @@ impl QuantWeight {
         for p in parts {
             let bytes = p.block_bytes() as u64;
             let from = p.qtype.bytes(p.row0, p.cols) as u64;
-            if from % 4 != 0 {
+            if !from.is_multiple_of(4) {
                 return Ok(None);
             }
             batch.copy(p.blocks.buffer(), from, out.blocks.buffer(), at, bytes);
@@ -449,7 +449,7 @@ pub fn record_fused(
     x.expect_dtype(NAME, &[DType::F32])?;
     y.expect_dtype(NAME, &[DType::F32])?;
     let n_out = if pair { w.rows / 2 } else { w.rows };
-    if (pair && w.rows % 2 != 0) || x.last_dim() != w.cols || y.last_dim() != n_out || x.rows() != y.rows() || x.rows() > GEMV_MAX_M {
+    if (pair && !w.rows.is_multiple_of(2)) || x.last_dim() != w.cols || y.last_dim() != n_out || x.rows() != y.rows() || x.rows() > GEMV_MAX_M {
         return Err(Error::Shape {
             op: NAME,
             detail: format!(
