@@ -96,7 +96,7 @@ gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
                 // here y is not x, so it is allowed, but the model never does it).
                 for epi_kind in 0..5 {
                     for norm_on in [false, true] {
-                        if BROWSER && (epi_kind + usize::from(norm_on) + ki) % 3 != 0 {
+                        if BROWSER && !(epi_kind + usize::from(norm_on) + ki).is_multiple_of(3) {
                             continue; // SwiftShader: a rotating third of the combinations
                         }
                         seed += 10;
@@ -216,10 +216,10 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
             for (ki, &kv) in kvs.iter().enumerate() {
                 for with_bias in [false, true] {
                     case += 1;
-                    if BROWSER && case % 5 != 0 {
+                    if BROWSER && !case.is_multiple_of(5) {
                         continue; // SwiftShader: a rotating fifth
                     }
-                    if !BROWSER && (ki + si + usize::from(with_bias)) % 2 == 1 && si > 0 {
+                    if !BROWSER && !(ki + si + usize::from(with_bias)).is_multiple_of(2) && si > 0 {
                         continue; // natively: every KV format and bias on the first shape, half elsewhere
                     }
                     seed += 10;
@@ -338,12 +338,12 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
     let formats: [Option<QuantType>; 5] = [None, Some(QuantType::Q8_0), Some(QuantType::Q4_0), Some(QuantType::Q4_1), Some(QuantType::Q4_K)];
     let prompt = [1u32, 17, 42, 99, 5, 250, 3];
     let steps = [7u32, 11, 200, 13];
-    let mut case = 0;
+    let mut case = 0usize;
     for s in &shapes {
         for fmt in formats {
             for kv in [KvDType::F32, KvDType::F16, KvDType::Int8] {
                 case += 1;
-                if BROWSER && case % 6 != 0 {
+                if BROWSER && !case.is_multiple_of(6) {
                     continue; // SwiftShader: a rotating sixth
                 }
                 let opts = LlamaOptions { kv_cache: kv, max_context: 64 };
