@@ -492,14 +492,11 @@ pub struct DecodeOptions {
     pub rope: Option<Rope>,
     /// Position of the query (for RoPE); default `cache.len() - 1` (the token just appended).
     pub q_pos: Option<usize>,
-    /// Keys per chunk (any size: a chunk longer than the workgroup's score buffer is walked in
-    /// pieces); default: the whole cache in one chunk up to [`SINGLE_CHUNK_MAX`] keys (one
-    /// dispatch), beyond that chunks sized so that long caches fill the GPU, then a merge.
+    /// Keys per chunk (at most the workgroup's score buffer, [`DecodeTiles::max_chunk`]);
+    /// default: the whole cache in one chunk while it fits there (one dispatch, no merge),
+    /// beyond that chunks sized so that long caches fill the GPU, then a merge.
     pub chunk: Option<usize>,
 }
-
-/// Cache length up to which [`decode`] uses one chunk (one dispatch, no merge) by default.
-pub const SINGLE_CHUNK_MAX: usize = 4096;
 
 /// Partial results of flash-decoding, sized once for a model (shared by all layers).
 #[derive(Debug)]
@@ -531,7 +528,8 @@ fn split_chunk(len: usize, groups: usize, max_chunk: usize) -> usize {
 }
 
 /// The chunk the split rule picks for `q_heads` query heads of `head_dim` over `cache` (the
-/// default before [`SINGLE_CHUNK_MAX`]; benchmark baselines pass it as [`DecodeOptions::chunk`]).
+/// default for every length before the one-chunk rule; benchmark baselines pass it as
+/// [`DecodeOptions::chunk`]).
 pub fn split_chunk_for(gpu: &Gpu, q_heads: usize, cache: &KvCache) -> Result<usize> {
     let n_kv = cache.n_kv_heads().max(1);
     let group = (q_heads / n_kv).max(1) as u32;
@@ -583,9 +581,11 @@ pub fn decode(
     let n_hg = group.div_ceil(tiles.hg) as usize;
     let max_chunk = tiles.max_chunk() as usize;
     let chunk = match opts.chunk {
-        Some(0) => return Err(shape_err(OP, "chunk must be ≥ 1".into())),
-        Some(c) => c.min(len),
-        None if len <= SINGLE_CHUNK_MAX => len,
+        Some(c) if c == 0 || c > max_chunk => {
+            return Err(shape_err(OP, format!("chunk {c} must be in 1..={max_chunk} on this device")));
+        }
+        Some(c) => c,
+        None if len <= max_chunk => len,
         None => split_chunk(len, n_kv * n_hg, max_chunk),
     };
     let n_chunks = len.div_ceil(chunk);
