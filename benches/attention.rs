@@ -26,6 +26,14 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
             prefill(gpu, args, report, &case, n).await?;
         }
     }
+    for (model, heads, kv_heads) in [("smollm2", 9usize, 3usize), ("qwen2.5", 14, 2)] {
+        for len in [128usize, 256, 512] {
+            let case = format!("attention_decode_small_{model}_{len}");
+            if args.wants(&case) {
+                decode_small(gpu, args, report, &case, len, heads, kv_heads).await?;
+            }
+        }
+    }
     for len in [1024usize, 8192, 32768] {
         for dtype in [KvDType::F32, KvDType::F16, KvDType::Int8] {
             let case = format!("attention_decode_{}k_{}", len / 1024, dtype.name());
@@ -141,5 +149,42 @@ async fn decode(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, len: us
         &timings,
     );
     report.annotate("cache_bytes", json!(cache.bytes()));
+    Ok(())
+}
+
+/// Decode attention of a small model (head_dim 64, f16 cache): the whole cache as one chunk (one
+/// dispatch, what `attention::decode` does while the cache fits the score buffer) beside the
+/// split rule with its merge (two dispatches): where does the split start to pay?
+#[allow(clippy::too_many_arguments)]
+async fn decode_small(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, len: usize, heads: usize, kv_heads: usize) -> Result<()> {
+    const HD: usize = 64;
+    let mut cache = KvCache::new(gpu, "cache", len, kv_heads, HD, KvDType::F16)?;
+    let kv_shape = [len, kv_heads, HD];
+    let kn = GpuTensor::from_f32(gpu, "k_new", &kv_shape, DType::F32, &cpu::random(len * kv_heads * HD, 4, -1.0, 1.0))?;
+    let vn = GpuTensor::from_f32(gpu, "v_new", &kv_shape, DType::F32, &cpu::random(len * kv_heads * HD, 5, -1.0, 1.0))?;
+    let mut batch = gpu.batch();
+    cache.append(gpu, &mut batch, &kn, &vn, None)?;
+    gpu.submit(batch)?;
+    gpu.sync().await?;
+    let q = GpuTensor::from_f32(gpu, "q", &[heads, HD], DType::F32, &cpu::random(heads * HD, 6, -1.0, 1.0))?;
+    let out = GpuTensor::zeros(gpu, "out", &[heads, HD], DType::F32)?;
+    let scratch = DecodeScratch::new(gpu, heads, HD, len)?;
+    let inner = if args.quick { 2 } else { 20 };
+    let mut timings = Vec::new();
+    let single = DecodeOptions { chunk: Some(len), ..Default::default() };
+    timings.push(time_op(gpu, args, "one_chunk", inner, |b| attention::decode(gpu, b, &q, &cache, &out, &scratch, &single)).await?);
+    let split_at = attention::split_chunk_for(gpu, heads, &cache)?;
+    let split = DecodeOptions { chunk: Some(split_at), ..Default::default() };
+    timings.push(time_op(gpu, args, "split_merge", inner, |b| attention::decode(gpu, b, &q, &cache, &out, &scratch, &split)).await?);
+    let bytes = 2.0 * (len * kv_heads * HD) as f64 * 2.0;
+    let flops = 4.0 * (len * heads * HD) as f64;
+    report.add(
+        case,
+        json!({"cache_len": len, "heads": heads, "kv_heads": kv_heads, "head_dim": HD, "format": "f16", "split_chunk": split_at}),
+        bytes,
+        flops,
+        "split_merge",
+        &timings,
+    );
     Ok(())
 }

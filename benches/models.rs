@@ -1,144 +1,24 @@
 //! End-to-end decoder speed: prefill and decode tokens/s of Llama-family models with synthetic
 //! weights of the real shapes (speed does not depend on the values; the GPU machine has no model
-//! files). Decode includes the logits readback of every token, as generation does.
+//! files; `kjarni_web::cpu::synthetic`). Decode includes the logits readback of every token, as
+//! generation does. `decode_fused_*`: the fused decode layer beside the unfused path.
 
 use crate::harness::{Args, Report, Timing};
-use kjarni_web::cpu;
+pub(crate) use kjarni_web::cpu::synthetic::{self as synth, Shape, MODELS};
 use kjarni_web::load::MemorySource;
-use kjarni_web::models::llama::{Llama, LlamaOptions};
+use kjarni_web::models::llama::{DecodePath, Llama, LlamaOptions};
+use kjarni_web::ops::quant::QuantType;
 use kjarni_web::ops::kv_cache::KvDType;
 use kjarni_web::{Gpu, Result};
 use serde_json::json;
 use std::time::Instant;
 
-pub(crate) struct Shape {
-    pub(crate) name: &'static str,
-    hidden: usize,
-    layers: usize,
-    heads: usize,
-    kv_heads: usize,
-    ff: usize,
-    vocab: usize,
-    qkv_bias: bool,
-}
-
-pub(crate) const MODELS: [Shape; 2] = [
-    Shape { name: "smollm2_135m", hidden: 576, layers: 30, heads: 9, kv_heads: 3, ff: 1536, vocab: 49152, qkv_bias: false },
-    Shape { name: "qwen2.5_0.5b", hidden: 896, layers: 24, heads: 14, kv_heads: 2, ff: 4864, vocab: 151936, qkv_bias: true },
-];
-
-/// A model directory in memory: config.json + one bf16 safetensors file of random weights.
 pub(crate) fn synthetic(s: &Shape) -> (MemorySource, u64) {
-    let hd = s.hidden / s.heads;
-    let mut tensors: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![s.vocab, s.hidden])];
-    for i in 0..s.layers {
-        let p = format!("model.layers.{i}");
-        let mut add = |n: &str, shape: Vec<usize>| tensors.push((format!("{p}.{n}"), shape));
-        add("input_layernorm.weight", vec![s.hidden]);
-        add("post_attention_layernorm.weight", vec![s.hidden]);
-        add("self_attn.q_proj.weight", vec![s.heads * hd, s.hidden]);
-        add("self_attn.k_proj.weight", vec![s.kv_heads * hd, s.hidden]);
-        add("self_attn.v_proj.weight", vec![s.kv_heads * hd, s.hidden]);
-        if s.qkv_bias {
-            add("self_attn.q_proj.bias", vec![s.heads * hd]);
-            add("self_attn.k_proj.bias", vec![s.kv_heads * hd]);
-            add("self_attn.v_proj.bias", vec![s.kv_heads * hd]);
-        }
-        add("self_attn.o_proj.weight", vec![s.hidden, s.heads * hd]);
-        add("mlp.gate_proj.weight", vec![s.ff, s.hidden]);
-        add("mlp.up_proj.weight", vec![s.ff, s.hidden]);
-        add("mlp.down_proj.weight", vec![s.hidden, s.ff]);
-    }
-    tensors.push(("model.norm.weight".into(), vec![s.hidden]));
-    let mut header = serde_json::Map::new();
-    let mut data: Vec<u8> = Vec::new();
-    for (i, (name, shape)) in tensors.iter().enumerate() {
-        let n: usize = shape.iter().product();
-        let vals = if shape.len() == 1 && name.ends_with("norm.weight") {
-            vec![1.0f32; n]
-        } else {
-            cpu::random(n, i as u64 + 1, -0.05, 0.05)
-        };
-        let start = data.len();
-        data.extend(vals.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()));
-        header.insert(name.clone(), json!({"dtype": "BF16", "shape": shape, "data_offsets": [start, data.len()]}));
-    }
-    let mut h = serde_json::to_vec(&header).unwrap_or_default();
-    while !h.len().is_multiple_of(8) {
-        h.push(b' ');
-    }
-    let mut file = (h.len() as u64).to_le_bytes().to_vec();
-    file.extend_from_slice(&h);
-    let weight_bytes = data.len() as u64;
-    file.extend_from_slice(&data);
-    let config = json!({
-        "model_type": if s.qkv_bias { "qwen2" } else { "llama" },
-        "hidden_size": s.hidden, "num_hidden_layers": s.layers, "num_attention_heads": s.heads,
-        "num_key_value_heads": s.kv_heads, "intermediate_size": s.ff, "vocab_size": s.vocab,
-        "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "max_position_embeddings": 8192,
-        "tie_word_embeddings": true, "hidden_act": "silu", "eos_token_id": 2,
-    });
-    let mut src = MemorySource::new();
-    src.insert("config.json", serde_json::to_vec(&config).unwrap_or_default());
-    src.insert("model.safetensors", file);
-    (src, weight_bytes)
+    synth::safetensors(s)
 }
 
-/// The same shape as a GGUF file as llama.cpp writes SmolLM2-135M-Instruct.Q4_1.gguf: Q4_1
-/// layers, Q8_0 token embedding (tied), F32 norms, random blocks, and a stand-in vocabulary.
-pub fn synthetic_gguf(s: &Shape) -> (MemorySource, u64) {
-    use kjarni_web::cpu::quant::random_blocks;
-    use kjarni_web::gguf::writer::GgufWriter;
-    use kjarni_web::gguf::{GgmlType, MetaArray, MetaValue};
-    use kjarni_web::ops::quant::QuantType;
-    let hd = s.hidden / s.heads;
-    let arch = if s.qkv_bias { "qwen2" } else { "llama" };
-    let tokens: Vec<String> = (0..s.vocab).map(|i| format!("t{i}")).collect();
-    let mut w = GgufWriter::new()
-        .kv("general.architecture", MetaValue::String(arch.into()))
-        .kv(&format!("{arch}.context_length"), MetaValue::U32(8192))
-        .kv(&format!("{arch}.embedding_length"), MetaValue::U32(s.hidden as u32))
-        .kv(&format!("{arch}.block_count"), MetaValue::U32(s.layers as u32))
-        .kv(&format!("{arch}.feed_forward_length"), MetaValue::U32(s.ff as u32))
-        .kv(&format!("{arch}.attention.head_count"), MetaValue::U32(s.heads as u32))
-        .kv(&format!("{arch}.attention.head_count_kv"), MetaValue::U32(s.kv_heads as u32))
-        .kv(&format!("{arch}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5))
-        .kv(&format!("{arch}.rope.freq_base"), MetaValue::F32(100_000.0))
-        .kv("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
-        .kv("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String(tokens)))
-        .kv("tokenizer.ggml.merges", MetaValue::Array(MetaArray::String(vec![])))
-        .kv("tokenizer.ggml.eos_token_id", MetaValue::U32(2));
-    let mut bytes = 0u64;
-    let mut seed = 1u64;
-    let mut quant = |w: GgufWriter, name: &str, t: QuantType, n: usize, k: usize| {
-        seed += 1;
-        let b = random_blocks(t, seed, n * k / t.block_size());
-        bytes += b.len() as u64;
-        w.tensor(name, t.ggml(), &[k as u64, n as u64], b)
-    };
-    w = quant(w, "token_embd.weight", QuantType::Q8_0, s.vocab, s.hidden);
-    let ones: Vec<u8> = (0..s.hidden).flat_map(|_| 1.0f32.to_le_bytes()).collect();
-    for i in 0..s.layers {
-        let p = |n: &str| format!("blk.{i}.{n}");
-        w = w.tensor(&p("attn_norm.weight"), GgmlType::F32, &[s.hidden as u64], ones.clone());
-        w = w.tensor(&p("ffn_norm.weight"), GgmlType::F32, &[s.hidden as u64], ones.clone());
-        w = quant(w, &p("attn_q.weight"), QuantType::Q4_1, s.heads * hd, s.hidden);
-        w = quant(w, &p("attn_k.weight"), QuantType::Q4_1, s.kv_heads * hd, s.hidden);
-        w = quant(w, &p("attn_v.weight"), QuantType::Q4_1, s.kv_heads * hd, s.hidden);
-        if s.qkv_bias {
-            for (n, r) in [("attn_q.bias", s.heads * hd), ("attn_k.bias", s.kv_heads * hd), ("attn_v.bias", s.kv_heads * hd)] {
-                w = w.tensor(&p(n), GgmlType::F32, &[r as u64], vec![0; r * 4]);
-            }
-        }
-        w = quant(w, &p("attn_output.weight"), QuantType::Q4_1, s.hidden, s.heads * hd);
-        w = quant(w, &p("ffn_gate.weight"), QuantType::Q4_1, s.ff, s.hidden);
-        w = quant(w, &p("ffn_up.weight"), QuantType::Q4_1, s.ff, s.hidden);
-        w = quant(w, &p("ffn_down.weight"), QuantType::Q4_1, s.hidden, s.ff);
-    }
-    w = w.tensor("output_norm.weight", GgmlType::F32, &[s.hidden as u64], ones);
-    let mut src = MemorySource::new();
-    src.insert("model.gguf", w.build());
-    (src, bytes)
+pub(crate) fn synthetic_gguf(s: &Shape) -> (MemorySource, u64) {
+    synth::gguf(s, QuantType::Q4_1)
 }
 
 /// Decode (and prefill) tokens/s of one loaded model.
@@ -189,7 +69,52 @@ async fn gguf_vs_bf16(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
     Ok(())
 }
 
+/// Decode through the fused layer (5 dispatches per layer) beside the unfused path, same model,
+/// same run: `decode_fused_{model}_{format}`.
+async fn fused_vs_unfused(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    let formats: [(&str, Option<QuantType>); 4] =
+        [("bf16", None), ("q4_1_gguf", Some(QuantType::Q4_1)), ("q4_k_gguf", Some(QuantType::Q4_K)), ("q8_0_gguf", Some(QuantType::Q8_0))];
+    for s in &MODELS {
+        for (fname, qtype) in formats {
+            // The set: SmolLM2 bf16 / Q4_1 / Q4_K, Qwen2.5 bf16 / Q4_K (Q8_0 for both).
+            if s.name.starts_with("qwen") && qtype == Some(QuantType::Q4_1) {
+                continue;
+            }
+            let case = format!("decode_fused_{}_{fname}", s.name);
+            if !args.wants(&case) {
+                continue;
+            }
+            let opts = LlamaOptions { kv_cache: KvDType::F16, max_context: 1024 };
+            let (mut m, bytes) = match qtype {
+                None => {
+                    let (src, bytes) = synth::safetensors(s);
+                    (Llama::load(gpu, &src, &opts, &mut |_| {}).await?, bytes)
+                }
+                Some(t) => {
+                    let (src, bytes) = synth::gguf(s, t);
+                    (Llama::load_gguf(gpu, &src, "model.gguf", &opts, &mut |_| {}).await?, bytes)
+                }
+            };
+            let mut timings = Vec::new();
+            let mut extra = serde_json::Map::new();
+            for (pname, path) in [("unfused", DecodePath::Unfused), ("fused", DecodePath::Fused)] {
+                m.set_decode_path(path);
+                let (per, _, n) = time_decode(gpu, args, &mut m).await?;
+                timings.push(Timing { name: format!("decode_{pname}"), median_us: per * 1e6, min_us: per * 1e6 });
+                extra.insert(format!("decode_tok_s_{pname}"), json!((1.0 / per).round()));
+                extra.insert(format!("dispatches_per_token_{pname}"), json!(m.dispatches_per_token()));
+                extra.insert("context".into(), json!(n));
+            }
+            extra.insert("layers".into(), json!(s.layers));
+            extra.insert("weight_bytes".into(), json!(bytes));
+            report.add(&case, serde_json::Value::Object(extra), bytes as f64, 0.0, "decode_unfused", &timings);
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    fused_vs_unfused(gpu, args, report).await?;
     gguf_vs_bf16(gpu, args, report).await?;
     for s in &MODELS {
         let case = format!("decoder_{}", s.name);

@@ -10,12 +10,14 @@
 // tail). The final reduction reuses the x buffer as scratch, so the kernel's whole workgroup
 // storage is exactly XT * 4 bytes: the 32 KiB variant fits a 32 KiB device.
 //
-// Prelude constants: WG (power of two), ROWS, XT, ALIGNED, and those of linear_common.wgsl.
+// NORM: RMSNorm prologue (x staged times the norm weight, both dot products times 1 / rms(x), the
+// sum of squares reduced with the partials).
+// Prelude constants: WG (power of two), ROWS, XT, ALIGNED, NORM, NV, and those of linear_common.wgsl.
 
 struct Params {
     n: u32,
     k: u32,
-    _pad0: u32,
+    eps: f32,  // NORM: the RMSNorm epsilon
     _pad1: u32,
 }
 
@@ -27,14 +29,18 @@ struct Params {
 @group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> x1: array<f32>;
 @group(0) @binding(7) var<storage, read_write> h: array<f32>;
+// NORM: the RMSNorm weight [K].
+@group(0) @binding(8) var<storage, read> nw: array<vec4<f32>>;
 
 var<workgroup> xs: array<vec4<f32>, XT / 4u>;
 
-// vec4 slots of partial sums per invocation: gate and up for each row.
-const NV: u32 = (2u * ROWS + 3u) / 4u;
+// NV (prelude): vec4 slots of partial sums per invocation: gate and up for each row, then (NORM)
+// the sum of squares of x: (2 ROWS + NORM + 3) / 4.
 
-// Stage x[kb .. kb + len) (len ≤ XT, the elements the block's full chunks use).
-fn stage_x(kb: u32, len: u32, t: u32) {
+// Stage x[kb .. kb + len) (len ≤ XT, the elements the block's full chunks use), times the norm
+// weight with NORM; returns this invocation's sum of squares of the raw x it staged.
+fn stage_x(kb: u32, len: u32, t: u32) -> f32 {
+    var ss = 0.0;
     for (var v = t; v < (len + 3u) / 4u; v = v + WG) {
         let e = kb + 4u * v;
         var val = vec4<f32>(0.0);
@@ -47,12 +53,17 @@ fn stage_x(kb: u32, len: u32, t: u32) {
                 }
             }
         }
+        ss = ss + dot(val, val);
+        if (NORM) {
+            val = val * nw[e / 4u];
+        }
         if (EPW == 2u) {
             xs[(v % 2u) * (XT / 8u) + v / 2u] = val;
         } else {
             xs[v] = val;
         }
     }
+    return ss;
 }
 
 @compute @workgroup_size(WG)
@@ -83,11 +94,12 @@ fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 
     var acc_g: array<f32, ROWS>;
     var acc_u: array<f32, ROWS>;
+    var ss = 0.0;
     let per_block = XT / CHUNK;
     let blocks = (nmain + per_block - 1u) / per_block;
     for (var b = 0u; b < blocks; b = b + 1u) {
         workgroupBarrier();
-        stage_x(b * XT, min(XT, nmain * CHUNK - b * XT), t);
+        ss = ss + stage_x(b * XT, min(XT, nmain * CHUNK - b * XT), t);
         workgroupBarrier();
         let c0 = b * per_block;
         let c1 = min(nmain, c0 + per_block);
@@ -116,7 +128,11 @@ fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     for (var kk = nmain * CHUNK + t; kk < k; kk = kk + WG) {
-        let xv = x1[kk];
+        var xv = x1[kk];
+        ss = ss + xv * xv;
+        if (NORM) {
+            xv = xv * nw[kk / 4u][kk % 4u];
+        }
         for (var r = 0u; r < ROWS; r = r + 1u) {
             let g = e0[r] + kk;
             acc_g[r] = acc_g[r] + decode_one(g1[g / EPW], g % EPW) * xv;
@@ -132,6 +148,8 @@ fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             let i = 4u * v + c;
             if (i < 2u * ROWS) {
                 slot[c] = select(acc_u[i / 2u], acc_g[i / 2u], i % 2u == 0u);
+            } else if (i == 2u * ROWS) {
+                slot[c] = ss;
             }
         }
         xs[v * WG + t] = slot;
@@ -147,8 +165,13 @@ fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     if (t < ROWS && row0 + t < p.n) {
         let gi = 2u * t;
-        let gate = xs[(gi / 4u) * WG][gi % 4u];
-        let up = xs[((gi + 1u) / 4u) * WG][(gi + 1u) % 4u];
+        var inv = 1.0;
+        if (NORM) {
+            let si = 2u * ROWS;
+            inv = inverseSqrt(xs[(si / 4u) * WG][si % 4u] / f32(p.k) + p.eps);
+        }
+        let gate = xs[(gi / 4u) * WG][gi % 4u] * inv;
+        let up = xs[((gi + 1u) / 4u) * WG][(gi + 1u) % 4u] * inv;
         h[row0 + t] = gate / (1.0 + exp(-gate)) * up;
     }
 }

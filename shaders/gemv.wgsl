@@ -14,14 +14,27 @@
 // gemv_scalar: the seed's kernel (one invocation per output row, one u32 = 2 bf16 per load), kept
 // as the benchmark baseline, made correct for odd K (seed item 4).
 //
-// Prelude constants: WG, ROWS, ALIGNED, CHUNK (= 4 * EPW), HAS_BIAS, RES, plus those of
+// Prelude constants: WG, ROWS, ALIGNED, CHUNK (= 4 * EPW), HAS_BIAS, RES, NORM, plus those of
 // linear_common.wgsl. RES: 0 none, 1 y = v + res[n], 2 y = v + y[n] (in place), 3 y = v * res[n].
+// NORM: RMSNorm prologue, y = epilogue((W · (x * nw)) / rms(x)); the kernel then must not write
+// x (every workgroup reads all of it).
+// gemv_qkv also needs HD (head size), KV_DTYPE and the helpers of attention_rope.wgsl and
+// qkv_epilogue.wgsl.
 
 struct Params {
     n: u32,
     k: u32,
+    eps: f32,           // NORM: the RMSNorm epsilon
     _pad0: u32,
+    // gemv_qkv only (qkv_epilogue.wgsl): heads, position and RoPE of the token.
+    n_heads: u32,
+    n_kv_heads: u32,
+    pos: u32,
+    rot: u32,
+    log2_theta: f32,
+    scale_stride: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,6 +45,46 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read> res: array<f32>;
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
+// NORM: the RMSNorm weight [K] (gemv_qkv: followed by the bias [N] when HAS_BIAS).
+@group(0) @binding(8) var<storage, read> nw: array<vec4<f32>>;
+
+// Element i of x as a scalar (tensor buffers are padded to 16 bytes, so the vec4 holding the
+// last element is inside the buffer).
+fn x_at(i: u32) -> f32 {
+    return x4[i >> 2u][i & 3u];
+}
+
+// x times the norm weight (NORM; the 1 / rms factor is applied to the finished dot product).
+fn xn4(i: u32) -> vec4<f32> {
+    if (NORM) {
+        return x4[i] * nw[i];
+    }
+    return x4[i];
+}
+fn xn1(i: u32) -> f32 {
+    if (NORM) {
+        return x_at(i) * nw[i >> 2u][i & 3u];
+    }
+    return x_at(i);
+}
+
+// RMSNorm prologue: 1 / sqrt(mean(x^2) + eps), recomputed by every workgroup from x (K ≤ a few
+// thousand floats: one pass through L2), 1 without NORM. Call from uniform control flow.
+fn norm_inv(lane: Lane) -> f32 {
+    if (!NORM) {
+        return 1.0;
+    }
+    var ss = 0.0;
+    for (var i = lane.index; i < p.k / 4u; i = i + WG) {
+        let v = x4[i];
+        ss = ss + dot(v, v);
+    }
+    for (var i = (p.k / 4u) * 4u + lane.index; i < p.k; i = i + WG) {
+        let v = x_at(i);
+        ss = ss + v * v;
+    }
+    return inverseSqrt(wg_sum(ss, lane) / f32(p.k) + p.eps);
+}
 
 fn store_output(row: u32, v: f32) {
     var o = v;
@@ -49,16 +102,12 @@ fn store_output(row: u32, v: f32) {
     y[row] = o;
 }
 
-@compute @workgroup_size(WG)
-fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
-    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
-    if (row0 >= p.n) {
-        return;
-    }
+// This invocation's partial sums of rows row0 .. row0 + ROWS (of invocations li, li + WG, ...):
+// rows past the end repeat the last row (the caller never stores them).
+fn vec4_rows(row0: u32, li: u32) -> array<f32, ROWS> {
     let k = p.k;
     // Per row: first element index, its vec4 index, word offset inside that vec4, and whether it
-    // starts on the high half of a word. Rows past the end repeat the last row (never stored), so
-    // every invocation reaches the reductions.
+    // starts on the high half of a word.
     var e0: array<u32, ROWS>;
     var q: array<u32, ROWS>;
     var ws: array<u32, ROWS>;
@@ -81,14 +130,14 @@ fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
 
     var acc: array<f32, ROWS>;
-    for (var j = lane.index; j < nmain; j = j + WG) {
+    for (var j = li; j < nmain; j = j + WG) {
         var xa: vec4<f32>;
         var xb = vec4<f32>(0.0);
         if (EPW == 2u) {
-            xa = x4[2u * j];
-            xb = x4[2u * j + 1u];
+            xa = xn4(2u * j);
+            xb = xn4(2u * j + 1u);
         } else {
-            xa = x4[j];
+            xa = xn4(j);
         }
         for (var r = 0u; r < ROWS; r = r + 1u) {
             let a = w4[q[r] + j];
@@ -99,19 +148,67 @@ fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
             acc[r] = acc[r] + chunk_dot(words, odd[r], xa, xb);
         }
     }
-    for (var kk = nmain * CHUNK + lane.index; kk < k; kk = kk + WG) {
-        let xv = x1[kk];
+    for (var kk = nmain * CHUNK + li; kk < k; kk = kk + WG) {
+        let xv = xn1(kk);
         for (var r = 0u; r < ROWS; r = r + 1u) {
             let g = e0[r] + kk;
-            acc[r] = acc[r] + decode_one(w1[g / EPW], g % EPW) * xv;
+            let wi = g / EPW;
+            acc[r] = acc[r] + decode_one(w4[wi >> 2u][wi & 3u], g % EPW) * xv;
         }
     }
+    return acc;
+}
+
+@compute @workgroup_size(WG)
+fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    if (row0 >= p.n) {
+        return;
+    }
+    let inv = norm_inv(lane);
+    let acc = vec4_rows(row0, lane.index);
     for (var r = 0u; r < ROWS; r = r + 1u) {
         let total = wg_sum(acc[r], lane);
         if (lane.index == 0u && row0 + r < p.n) {
-            store_output(row0 + r, total);
+            store_output(row0 + r, total * inv);
         }
     }
+}
+
+// Fused decode QKV (qkv_epilogue.wgsl is appended): workgroup h computes the HD rows of head h of
+// the concatenated [q heads | k heads | v heads] weight with the norm prologue, adds the bias
+// (stored after the norm weight in nw), and hands the head to the epilogue (RoPE, q out, KV
+// append).
+@compute @workgroup_size(WG)
+fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+    let hidx = wid.x + wid.y * nwg.x;
+    if (hidx >= p.n_heads + 2u * p.n_kv_heads) {
+        return;
+    }
+    let inv = norm_inv(lane);
+    for (var r0 = 0u; r0 < HD; r0 = r0 + ROWS) {
+        let acc = vec4_rows(hidx * HD + r0, lane.index);
+        // Four rows per reduction (ROWS is a multiple of 4).
+        for (var r = 0u; r < ROWS; r = r + 4u) {
+            let total = wg_sum4(vec4<f32>(acc[r], acc[r + 1u], acc[r + 2u], acc[r + 3u]), lane);
+            if (lane.index == 0u) {
+                for (var c = 0u; c < 4u; c = c + 1u) {
+                    head_buf[r0 + r + c] = total[c] * inv + qkv_bias(hidx * HD + r0 + r + c);
+                }
+            }
+        }
+    }
+    qkv_epilogue(hidx, lane);
+}
+
+// The bias of row `row` of the concatenated QKV weight (0 without HAS_BIAS): after the K norm
+// weights in nw.
+fn qkv_bias(row: u32) -> f32 {
+    if (!HAS_BIAS) {
+        return 0.0;
+    }
+    let i = select(0u, p.k, NORM) + row;
+    return nw[i >> 2u][i & 3u];
 }
 
 @compute @workgroup_size(WG)

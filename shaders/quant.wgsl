@@ -21,6 +21,12 @@
 // memory (vec4 along k; 8 KiB + 9 KiB at RM = 4), then 4 + RM vec4 loads feed 16·RM FMAs per
 // 4 k.
 
+// gemv_fast's fused prologue / epilogue (prelude constants, defined for every pipeline of the
+// file): NORM (RMSNorm prologue: x loads times the norm weight, the dot products times
+// 1 / rms(x)), HAS_BIAS, ACT (0 none, 2 SiLU), RES (0 none, 1 + res, 2 + y in place, 3 * res),
+// PAIR (SwiGLU over a [gate; up] weight of 2n rows: y = silu(gate · x) * (up · x)). gemv_qkv:
+// HD, KV_DTYPE and qkv_epilogue.wgsl (appended with attention_rope.wgsl).
+
 const Q8_0: u32 = 0u;
 const Q4_0: u32 = 1u;
 const Q4_1: u32 = 2u;
@@ -28,13 +34,22 @@ const Q4_K: u32 = 3u;
 
 struct Params {
     m: u32,      // x rows
-    n: u32,      // weight rows (outputs per x row)
+    n: u32,      // weight rows (outputs per x row; PAIR: the weight has 2n rows)
     k: u32,      // row length
     units: u32,  // k / 32
     groups_n: u32, // gemv: workgroups per x row; matmul: tiles along n
-    _pad0: u32,
+    eps: f32,    // NORM: the RMSNorm epsilon
+    row0: u32,   // first row of the weight inside the buffer (a row-block view)
     _pad1: u32,
+    // gemv_qkv only (qkv_epilogue.wgsl): heads, position and RoPE of the token.
+    n_heads: u32,
+    n_kv_heads: u32,
+    pos: u32,
+    rot: u32,
+    log2_theta: f32,
+    scale_stride: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,6 +58,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wq4: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// gemv_fast / gemv_qkv: the RMSNorm weight [K] (NORM; gemv_qkv: followed by the bias [N] when
+// HAS_BIAS), the bias [N] and the residual / product operand of the epilogue.
+@group(0) @binding(5) var<storage, read> nw: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(7) var<storage, read> res: array<f32>;
 
 fn block_bytes() -> u32 {
     switch (QTYPE) {
@@ -207,7 +227,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         for (var r = 0u; r < ROWS; r = r + 1u) {
             if (row0 + r < p.n) {
-                acc[r] = acc[r] + unit_dot((row0 + r) * p.units + u, xv);
+                acc[r] = acc[r] + unit_dot((p.row0 + row0 + r) * p.units + u, xv);
             }
         }
     }
@@ -233,7 +253,7 @@ var<workgroup> ws: array<vec4<f32>, TN * WS_STRIDE>;
 // Eight dequantised weights k = 8·part .. 8·part + 8 of the 32 in unit (row, ku).
 fn dequant8(row: u32, ku: u32, part: u32) -> array<f32, 8> {
     var out: array<f32, 8>;
-    let gu = row * p.units + ku;
+    let gu = (p.row0 + row) * p.units + ku;
     if (QTYPE == Q8_0) {
         let o = gu * 34u;
         let d = f16_at(o);
@@ -507,6 +527,142 @@ fn q4k_group_dot(rb: u32, u: u32, x0: XUnit, x1: XUnit, sx: vec2<f32>) -> f32 {
         - dm.y * (f32(mn & 0xffu) * sx.x + f32((mn >> 8u) & 0xffu) * sx.y);
 }
 
+// vec4 i of x row `xrow` (offset in vec4), times the norm weight with NORM (the 1 / rms factor is
+// applied to the finished dot products).
+fn xq(xrow: u32, i: u32) -> vec4<f32> {
+    if (NORM) {
+        return x[xrow + i] * nw[i];
+    }
+    return x[xrow + i];
+}
+
+// RMSNorm prologue: 1 / sqrt(mean(x^2) + eps) of x row `xrow`, recomputed by every workgroup;
+// 1 without NORM. Call from uniform control flow.
+fn norm_inv(xrow: u32, lane: Lane) -> f32 {
+    if (!NORM) {
+        return 1.0;
+    }
+    var ss = 0.0;
+    for (var i = lane.index; i < p.k / 4u; i = i + WG) {
+        let v = x[xrow + i];
+        ss = ss + dot(v, v);
+    }
+    return inverseSqrt(wg_sum(ss, lane) / f32(p.k) + p.eps);
+}
+
+// Epilogue of output `row` of x row `mrow`: y = act(v + bias) (+ | *) residual. RES: 0 none,
+// 1 + res, 2 + y (in place), 3 * res. ACT: 0 none, 2 SiLU.
+fn store_out(mrow: u32, row: u32, v: f32) {
+    let i = mrow * p.n + row;
+    var o = v;
+    if (HAS_BIAS) {
+        o = o + bias[row];
+    }
+    if (ACT == 2u) {
+        o = o / (1.0 + exp(-o));
+    }
+    if (RES == 1u) {
+        o = o + res[i];
+    } else if (RES == 2u) {
+        o = o + y[i];
+    } else if (RES == 3u) {
+        o = o * res[i];
+    }
+    y[i] = o;
+}
+
+// First block (Q4_K: vec4) of weight row `row`.
+fn row_block(row: u32) -> u32 {
+    if (QTYPE == Q4_K) {
+        return (p.row0 + row) * (p.units >> 3u) * 9u;
+    }
+    return (p.row0 + row) * p.units;
+}
+
+// Lane li's (of LANES) partial sums of the rows whose first blocks are rb, against x row xrow.
+fn fast_rows(rb: array<u32, ROWS>, li: u32, xrow: u32) -> array<f32, ROWS> {
+    var acc: array<f32, ROWS>;
+    let one = vec4<f32>(1.0);
+    if (STEP == 1u) {
+        for (var u = li; u < p.units; u = u + LANES) {
+            let xb = x_base(u);
+            let xh = xb + x_hi();
+            let xu = XUnit(xq(xrow, xb), xq(xrow, xb + 1u), xq(xrow, xb + 2u), xq(xrow, xb + 3u),
+                           xq(xrow, xh), xq(xrow, xh + 1u), xq(xrow, xh + 2u), xq(xrow, xh + 3u));
+            let sx = vec2<f32>(dot(xu.a0 + xu.a1 + xu.a2 + xu.a3, one), dot(xu.b0 + xu.b1 + xu.b2 + xu.b3, one));
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                acc[r] = acc[r] + fast_dot(rb[r], u, xu, sx);
+            }
+        }
+    } else if (QTYPE == Q4_K) {
+        // STEP 2: units u, u + 1 (u even) = the 32 qs bytes of group g = (u % 8) / 2; x of the
+        // group is 16 contiguous vec4 (sub-block 2g: 0..8, sub-block 2g + 1: 8..16).
+        for (var u = 2u * li; u < p.units; u = u + 2u * LANES) {
+            let xb = x_base(u);
+            let x0 = XUnit(xq(xrow, xb), xq(xrow, xb + 1u), xq(xrow, xb + 2u), xq(xrow, xb + 3u),
+                           xq(xrow, xb + 8u), xq(xrow, xb + 9u), xq(xrow, xb + 10u), xq(xrow, xb + 11u));
+            let x1 = XUnit(xq(xrow, xb + 4u), xq(xrow, xb + 5u), xq(xrow, xb + 6u), xq(xrow, xb + 7u),
+                           xq(xrow, xb + 12u), xq(xrow, xb + 13u), xq(xrow, xb + 14u), xq(xrow, xb + 15u));
+            let sx = vec2<f32>(dot(x0.a0 + x0.a1 + x0.a2 + x0.a3 + x1.a0 + x1.a1 + x1.a2 + x1.a3, one),
+                               dot(x0.b0 + x0.b1 + x0.b2 + x0.b3 + x1.b0 + x1.b1 + x1.b2 + x1.b3, one));
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                acc[r] = acc[r] + q4k_group_dot(rb[r], u, x0, x1, sx);
+            }
+        }
+    } else {
+        // STEP 2: blocks u and u + 1 of each row, both loaded before any math; a second unit
+        // past the row's end is clamped (read, never counted).
+        for (var u = 2u * li; u < p.units; u = u + 2u * LANES) {
+            let u1 = min(u + 1u, p.units - 1u);
+            let xb = x_base(u);
+            let xh = xb + x_hi();
+            let xa = XUnit(xq(xrow, xb), xq(xrow, xb + 1u), xq(xrow, xb + 2u), xq(xrow, xb + 3u),
+                           xq(xrow, xh), xq(xrow, xh + 1u), xq(xrow, xh + 2u), xq(xrow, xh + 3u));
+            let yb = x_base(u1);
+            let yh = yb + x_hi();
+            let xc = XUnit(xq(xrow, yb), xq(xrow, yb + 1u), xq(xrow, yb + 2u), xq(xrow, yb + 3u),
+                           xq(xrow, yh), xq(xrow, yh + 1u), xq(xrow, yh + 2u), xq(xrow, yh + 3u));
+            let sa = vec2<f32>(dot(xa.a0 + xa.a1 + xa.a2 + xa.a3, one), dot(xa.b0 + xa.b1 + xa.b2 + xa.b3, one));
+            let sc = vec2<f32>(dot(xc.a0 + xc.a1 + xc.a2 + xc.a3, one), dot(xc.b0 + xc.b1 + xc.b2 + xc.b3, one));
+            let second = u + 1u < p.units;
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                let da = fast_dot(rb[r], u, xa, sa);
+                let dc = fast_dot(rb[r], u1, xc, sc);
+                acc[r] = acc[r] + da + select(0.0, dc, second);
+            }
+        }
+    }
+    return acc;
+}
+
+// The workgroup's OUTS sums of the row groups' partials: invocation i < OUTS gets output i
+// (GROUPS > 1: through workgroup memory, one barrier; GROUPS == 1: wg_sum, every lane gets all).
+// Uniform control flow.
+fn group_sums(acc: array<f32, ROWS>, lane: Lane) -> array<f32, ROWS> {
+    var out: array<f32, ROWS>;
+    if (GROUPS == 1u) {
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            out[r] = wg_sum(acc[r], lane);
+        }
+        return out;
+    }
+    let grp = lane.index / LANES;
+    let li = lane.index % LANES;
+    workgroupBarrier(); // a previous round's reads are done
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        gf_part[li * (OUTS + 1u) + grp * ROWS + r] = acc[r];
+    }
+    workgroupBarrier();
+    if (lane.index < OUTS) {
+        var s = 0.0;
+        for (var l = 0u; l < LANES; l = l + 1u) {
+            s = s + gf_part[l * (OUTS + 1u) + lane.index];
+        }
+        out[0] = s;
+    }
+    return out;
+}
+
 @compute @workgroup_size(WG)
 fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
     let g = wid.x + wid.y * nwg.x;
@@ -519,80 +675,76 @@ fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let li = lane.index % LANES;
     let row0 = out0 + grp * ROWS;
     let xrow = mrow * (p.k >> 2u);
-    // First block (Q4_K: vec4) of each row; rows past the end read the last row (never stored).
+    let inv = norm_inv(xrow, lane);
+    // Rows past the end read the last row (never stored).
     var rb: array<u32, ROWS>;
     for (var r = 0u; r < ROWS; r = r + 1u) {
-        let row = min(row0 + r, p.n - 1u);
-        if (QTYPE == Q4_K) {
-            rb[r] = row * (p.units >> 3u) * 9u;
-        } else {
-            rb[r] = row * p.units;
-        }
+        rb[r] = row_block(min(row0 + r, p.n - 1u));
     }
-    var acc: array<f32, ROWS>;
-    let one = vec4<f32>(1.0);
-    if (STEP == 1u) {
-        for (var u = li; u < p.units; u = u + LANES) {
-            let xb = xrow + x_base(u);
-            let xh = xb + x_hi();
-            let xu = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]);
-            let sx = vec2<f32>(dot(xu.a0 + xu.a1 + xu.a2 + xu.a3, one), dot(xu.b0 + xu.b1 + xu.b2 + xu.b3, one));
-            for (var r = 0u; r < ROWS; r = r + 1u) {
-                acc[r] = acc[r] + fast_dot(rb[r], u, xu, sx);
-            }
+    let s = group_sums(fast_rows(rb, li, xrow), lane);
+    var su: array<f32, ROWS>;
+    if (PAIR) {
+        // SwiGLU: the up rows are n further on; out = silu(gate) * up.
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            rb[r] = row_block(min(row0 + r, p.n - 1u) + p.n);
         }
-    } else if (QTYPE == Q4_K) {
-        // STEP 2: units u, u + 1 (u even) = the 32 qs bytes of group g = (u % 8) / 2; x of the
-        // group is 16 contiguous vec4 (sub-block 2g: 0..8, sub-block 2g + 1: 8..16).
-        for (var u = 2u * li; u < p.units; u = u + 2u * LANES) {
-            let xb = xrow + x_base(u);
-            let x0 = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 8u], x[xb + 9u], x[xb + 10u], x[xb + 11u]);
-            let x1 = XUnit(x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u], x[xb + 12u], x[xb + 13u], x[xb + 14u], x[xb + 15u]);
-            let sx = vec2<f32>(dot(x0.a0 + x0.a1 + x0.a2 + x0.a3 + x1.a0 + x1.a1 + x1.a2 + x1.a3, one),
-                               dot(x0.b0 + x0.b1 + x0.b2 + x0.b3 + x1.b0 + x1.b1 + x1.b2 + x1.b3, one));
-            for (var r = 0u; r < ROWS; r = r + 1u) {
-                acc[r] = acc[r] + q4k_group_dot(rb[r], u, x0, x1, sx);
-            }
-        }
-    } else {
-        // STEP 2: blocks u and u + 1 of each row, both loaded before any math; a second unit
-        // past the row's end is clamped (read, never counted).
-        for (var u = 2u * li; u < p.units; u = u + 2u * LANES) {
-            let u1 = min(u + 1u, p.units - 1u);
-            let xb = xrow + x_base(u);
-            let xh = xb + x_hi();
-            let xa = XUnit(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]);
-            let yb = xrow + x_base(u1);
-            let yh = yb + x_hi();
-            let xc = XUnit(x[yb], x[yb + 1u], x[yb + 2u], x[yb + 3u], x[yh], x[yh + 1u], x[yh + 2u], x[yh + 3u]);
-            let sa = vec2<f32>(dot(xa.a0 + xa.a1 + xa.a2 + xa.a3, one), dot(xa.b0 + xa.b1 + xa.b2 + xa.b3, one));
-            let sc = vec2<f32>(dot(xc.a0 + xc.a1 + xc.a2 + xc.a3, one), dot(xc.b0 + xc.b1 + xc.b2 + xc.b3, one));
-            let second = u + 1u < p.units;
-            for (var r = 0u; r < ROWS; r = r + 1u) {
-                let da = fast_dot(rb[r], u, xa, sa);
-                let dc = fast_dot(rb[r], u1, xc, sc);
-                acc[r] = acc[r] + da + select(0.0, dc, second);
-            }
-        }
+        su = group_sums(fast_rows(rb, li, xrow), lane);
     }
     if (GROUPS == 1u) {
         for (var r = 0u; r < ROWS; r = r + 1u) {
-            let s = wg_sum(acc[r], lane);
             if (lane.index == 0u && row0 + r < p.n) {
-                y[mrow * p.n + row0 + r] = s;
+                var v = s[r] * inv;
+                if (PAIR) {
+                    v = v / (1.0 + exp(-v)) * (su[r] * inv);
+                }
+                store_out(mrow, row0 + r, v);
             }
         }
+    } else if (lane.index < OUTS && out0 + lane.index < p.n) {
+        var v = s[0] * inv;
+        if (PAIR) {
+            v = v / (1.0 + exp(-v)) * (su[0] * inv);
+        }
+        store_out(mrow, out0 + lane.index, v);
+    }
+}
+
+// Fused decode QKV (qkv_epilogue.wgsl is appended; LANES == WG, ROWS divides HD): workgroup h
+// computes the HD rows of head h of the concatenated [q heads | k heads | v heads] weight with
+// the norm prologue, adds the bias (stored after the norm weight in nw), and hands the head to
+// the epilogue (RoPE, q out, KV append).
+@compute @workgroup_size(WG)
+fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+    let hidx = wid.x + wid.y * nwg.x;
+    if (hidx >= p.n_heads + 2u * p.n_kv_heads) {
         return;
     }
-    for (var r = 0u; r < ROWS; r = r + 1u) {
-        gf_part[li * (OUTS + 1u) + grp * ROWS + r] = acc[r];
-    }
-    workgroupBarrier();
-    if (lane.index < OUTS && out0 + lane.index < p.n) {
-        var s = 0.0;
-        for (var l = 0u; l < LANES; l = l + 1u) {
-            s = s + gf_part[l * (OUTS + 1u) + lane.index];
+    let inv = norm_inv(0u, lane);
+    for (var r0 = 0u; r0 < HD; r0 = r0 + ROWS) {
+        var rb: array<u32, ROWS>;
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            rb[r] = row_block(hidx * HD + r0 + r);
         }
-        y[mrow * p.n + out0 + lane.index] = s;
+        let acc = fast_rows(rb, lane.index, 0u);
+        // Four rows per reduction (ROWS is a multiple of 4).
+        for (var r = 0u; r < ROWS; r = r + 4u) {
+            let total = wg_sum4(vec4<f32>(acc[r], acc[r + 1u], acc[r + 2u], acc[r + 3u]), lane);
+            if (lane.index == 0u) {
+                for (var c = 0u; c < 4u; c = c + 1u) {
+                    head_buf[r0 + r + c] = total[c] * inv + qkv_bias(hidx * HD + r0 + r + c);
+                }
+            }
+        }
     }
+    qkv_epilogue(hidx, lane);
+}
+
+// The bias of row `row` of the concatenated QKV weight (0 without HAS_BIAS): after the K norm
+// weights in nw.
+fn qkv_bias(row: u32) -> f32 {
+    if (!HAS_BIAS) {
+        return 0.0;
+    }
+    let i = select(0u, p.k, NORM) + row;
+    return nw[i >> 2u][i & 3u];
 }

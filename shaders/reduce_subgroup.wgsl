@@ -1,6 +1,6 @@
 // Workgroup reductions with subgroup operations (seed item 18): subgroupAdd / subgroupMax inside
 // each subgroup, then one lane per subgroup publishes its partial and every invocation combines
-// the partials. Interface shared with reduce_shared.wgsl: struct Lane, wg_sum, wg_max.
+// the partials. Interface shared with reduce_shared.wgsl: struct Lane, wg_sum, wg_max, wg_sum4.
 //
 // No subgroup size is assumed (4..128 occur) and lanes need not be contiguous in
 // local_invocation_index: each subgroup takes a slot with an atomic counter. The number of
@@ -46,6 +46,27 @@ fn wg_max(v: f32, lane: Lane) -> f32 {
     var r = red_partials[0];
     for (var i = 1u; i < n; i = i + 1u) {
         r = max(r, red_partials[i]);
+    }
+    return r;
+}
+
+// Four sums at once (one subgroupAdd of a vec4 and one exchange: a quarter of the barriers).
+var<workgroup> red_partials4: array<vec4<f32>, WG>;
+
+fn wg_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
+    let s = subgroupAdd(v);
+    if (lane.index == 0u) {
+        atomicStore(&red_slots, 0u);
+    }
+    workgroupBarrier();
+    if (lane.sg_lane == 0u) {
+        red_partials4[atomicAdd(&red_slots, 1u)] = s;
+    }
+    workgroupBarrier();
+    let n = max(WG / lane.sg_size, 1u);
+    var r = vec4<f32>(0.0);
+    for (var i = 0u; i < n; i = i + 1u) {
+        r = r + red_partials4[i];
     }
     return r;
 }

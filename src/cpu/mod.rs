@@ -14,6 +14,7 @@ pub mod norm;
 pub mod quant;
 pub mod repeat_kv;
 pub mod rope;
+pub mod synthetic;
 pub mod sample;
 
 /// Row softmax of `scale * x` over rows of length `cols`, accumulated in f64.

@@ -5,7 +5,11 @@
 //! attention (prefill) or flash-decoding (decode) straight from the cache, `x += o_proj(attn)`
 //! fused into the projection's epilogue, `h = rmsnorm(x)`, SwiGLU (the product fused into the gate
 //! projection's epilogue), `x += down(h)` fused likewise. Activations are f32; weights stay as
-//! stored (bf16 / f16 / f32).
+//! stored (bf16 / f16 / f32, or quantised blocks from GGUF).
+//!
+//! One-token steps (decode) take the fused layer of [`crate::models::decoder_layer`] instead: five
+//! dispatches per layer, the norms folded into the GEMVs that consume them (the final norm into
+//! the lm_head), q/k/v and gate/up joined at load ([`DecodePath`]).
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor};
@@ -14,39 +18,27 @@ use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
 use crate::ops::embedding::TokenIds;
+use crate::models::decoder_layer::{self, DecodeBuffers, FusedLayer, LayerRefs};
 use crate::ops::ffn;
 use crate::ops::kv_cache::{KvCache, KvDType};
-use crate::ops::linear::{self, Act, Epilogue, Residual};
+use crate::ops::linear::{Act, Epilogue, NormPrologue, Residual};
 use crate::ops::norm::{self, Norm};
-use crate::ops::elementwise::{self, Op};
-use crate::ops::quant::{self, QuantWeight};
+use crate::ops::project::{self, QuantTemps};
 use crate::ops::rope::{self as rope_op, RopeConfig, RopeLayout};
+
+pub use crate::ops::project::Linear;
 
 mod step;
 pub(crate) use step::Input;
 
-/// A projection weight: dense (f32 / f16 / bf16, the linear / ffn ops) or quantised blocks as
-/// stored (the quant GEMV / matmul).
-#[derive(Debug, Clone)]
-pub enum Linear {
-    /// `[N, K]` dense.
-    Dense(GpuTensor),
-    /// `[N, K]` in ggml blocks.
-    Quant(QuantWeight),
-}
-
-impl Linear {
-    /// Output features N.
-    pub fn rows(&self) -> usize {
-        match self {
-            Linear::Dense(t) => t.shape().first().copied().unwrap_or(0),
-            Linear::Quant(q) => q.rows(),
-        }
-    }
-    /// Whether the weight is quantised.
-    pub fn is_quant(&self) -> bool {
-        matches!(self, Linear::Quant(_))
-    }
+/// How a one-token forward pass is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecodePath {
+    /// Five dispatches per layer ([`crate::models::decoder_layer`]) where the weights allow it.
+    #[default]
+    Fused,
+    /// The separate norm / projection / append / attention dispatches (the benchmark baseline).
+    Unfused,
 }
 
 /// The token embedding table: one tensor for the lookup kernel, or f32 row blocks (a table over
@@ -116,6 +108,9 @@ pub struct Llama {
     dispatches_last_decode: usize,
     /// The token ids in the KV cache, in order (to reuse a chat's unchanged prefix).
     tokens: Vec<u32>,
+    /// Per layer, the fused decode weights (empty when a layer's weights cannot be fused).
+    fused: Vec<FusedLayer>,
+    decode_path: DecodePath,
     /// GPU-driven decoding: the sampled-id slot, the sampler, the generation's bookkeeping.
     step: step::StepState,
 }
@@ -219,11 +214,12 @@ impl Llama {
         embed: Embedding,
         lm_head: Vec<Linear>,
         final_norm: GpuTensor,
-        layers: Vec<Layer>,
+        mut layers: Vec<Layer>,
         max_ctx: usize,
     ) -> Result<Llama> {
         check_weight_shapes(&cfg, &embed, &lm_head, &final_norm, &layers)?;
         let (nh, hd) = (cfg.num_attention_heads, cfg.head_dim);
+        let fused = fuse_layers(gpu, &mut layers, (nh, cfg.num_key_value_heads, hd))?;
         let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd };
         let rope_q = rope_op::Rope::new(
             gpu,
@@ -268,8 +264,25 @@ impl Llama {
             kv_dtype: opts.kv_cache,
             dispatches_last_decode: 0,
             tokens: Vec::new(),
+            fused,
+            decode_path: DecodePath::default(),
             step: step::StepState::new(gpu)?,
         })
+    }
+
+    /// Choose how one-token steps are recorded (the fused path needs weights it could join at
+    /// load; otherwise the unfused one runs whatever is chosen).
+    pub fn set_decode_path(&mut self, path: DecodePath) {
+        self.decode_path = path;
+    }
+
+    /// The path one-token steps take.
+    pub fn decode_path(&self) -> DecodePath {
+        if self.fused.len() == self.layers.len() && !self.layers.is_empty() {
+            self.decode_path
+        } else {
+            DecodePath::Unfused
+        }
     }
 
     /// The configuration.
@@ -388,19 +401,33 @@ impl Llama {
         let k3 = s.k.reshape(&[t, nkv, hd])?;
         let v3 = s.v.reshape(&[t, nkv, hd])?;
         let a3 = s.attn.reshape(&[t, nh, hd])?;
-        for l in &mut self.layers {
+        let fused = t == 1 && self.decode_path() == DecodePath::Fused;
+        let tmp = [&s.tmp_h, &s.tmp_h2, &s.tmp_ff];
+        let temps = QuantTemps { ones: &s.ones, tmp: &tmp };
+        if fused {
+            let q1 = s.q.reshape(&[nh, hd])?;
+            let a1 = s.attn.reshape(&[nh, hd])?;
+            let buf = DecodeBuffers { x: &s.x, q: &q1, attn: &a1, mid: &s.mid, scratch: &self.decode_scratch };
+            for (l, f) in self.layers.iter_mut().zip(&self.fused) {
+                let refs = LayerRefs { wo: &l.wo, ffn_norm: &l.ffn_norm, w_down: &l.w_down };
+                decoder_layer::record_decode(gpu, &mut b, f, &refs, &mut l.cache, &buf, eps, self.rope)?;
+            }
+        }
+        for l in self.layers.iter_mut().filter(|_| !fused) {
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.attn_norm, eps))?;
             let ebq = Epilogue { bias: l.bq.as_ref(), ..Default::default() };
             let ebk = Epilogue { bias: l.bk.as_ref(), ..Default::default() };
             let ebv = Epilogue { bias: l.bv.as_ref(), ..Default::default() };
-            project(gpu, &mut b, &s, &s.h, &l.wq, &s.q, &ebq)?;
-            project(gpu, &mut b, &s, &s.h, &l.wk, &s.k, &ebk)?;
-            project(gpu, &mut b, &s, &s.h, &l.wv, &s.v, &ebv)?;
+            project::record_separate(gpu, &mut b, &s.h, &l.wq, &s.q, &ebq, &temps)?;
+            project::record_separate(gpu, &mut b, &s.h, &l.wk, &s.k, &ebk, &temps)?;
+            project::record_separate(gpu, &mut b, &s.h, &l.wv, &s.v, &ebv, &temps)?;
             l.cache.append(gpu, &mut b, &k3, &v3, Some(self.rope))?;
             if t == 1 {
                 let q1 = s.q.reshape(&[nh, hd])?;
                 let a1 = s.attn.reshape(&[nh, hd])?;
-                let opts = DecodeOptions { rope: Some(self.rope), ..Default::default() };
+                // The unfused path as it was: the split rule at every length (a merge dispatch).
+                let chunk = Some(attention::split_chunk_for(gpu, nh, &l.cache)?);
+                let opts = DecodeOptions { rope: Some(self.rope), chunk, ..Default::default() };
                 attention::decode(gpu, &mut b, &q1, &l.cache, &a1, &self.decode_scratch, &opts)?;
             } else {
                 self.rope_q.record(gpu, &mut b, &q3, None, start)?;
@@ -408,29 +435,33 @@ impl Llama {
                 attention::flash_prefill(gpu, &mut b, &q3, Kv::Cache(&l.cache), &a3, &opts)?;
             }
             let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
-            project(gpu, &mut b, &s, &s.attn, &l.wo, &s.x, &add_x)?;
+            project::record_separate(gpu, &mut b, &s.attn, &l.wo, &s.x, &add_x, &temps)?;
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.ffn_norm, eps))?;
             match (&l.w_gate, &l.w_up) {
                 // Decode: gate and up read together, silu(gate)·up in one dispatch (seed item 14).
                 (Linear::Dense(g), Linear::Dense(u)) if t == 1 => ffn::record_swiglu(gpu, &mut b, &s.h, g, u, &s.mid)?,
                 _ => {
-                    project(gpu, &mut b, &s, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
+                    project::record_separate(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE, &temps)?;
                     let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
-                    project(gpu, &mut b, &s, &s.h, &l.w_gate, &s.mid, &gate)?;
+                    project::record_separate(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate, &temps)?;
                 }
             }
-            project(gpu, &mut b, &s, &s.mid, &l.w_down, &s.x, &add_x)?;
+            project::record_separate(gpu, &mut b, &s.mid, &l.w_down, &s.x, &add_x, &temps)?;
         }
-        let row = (c.hidden_size * 4) as u64;
-        b.copy(s.x.buffer(), row * (t as u64 - 1), self.last.buffer(), 0, row);
-        norm::record(gpu, &mut b, &self.last, &self.last_norm, &Norm::rms(&self.final_norm, eps))?;
+        // The fused path folds the final norm into the lm_head GEMV's prologue (x is the one row).
+        let head_norm = NormPrologue { weight: &self.final_norm, eps };
+        let (head_x, head_norm) = if fused {
+            (&s.x, Some(&head_norm))
+        } else {
+            let row = (c.hidden_size * 4) as u64;
+            b.copy(s.x.buffer(), row * (t as u64 - 1), self.last.buffer(), 0, row);
+            norm::record(gpu, &mut b, &self.last, &self.last_norm, &Norm::rms(&self.final_norm, eps))?;
+            (&self.last_norm, None)
+        };
         let mut at = 0u64;
         for (w, part) in &self.lm_head {
             let out = part.as_ref().unwrap_or(&self.logits);
-            match w {
-                Linear::Dense(w) => linear::record(gpu, &mut b, &self.last_norm, w, out, &Epilogue::NONE)?,
-                Linear::Quant(q) => quant::record(gpu, &mut b, q, &self.last_norm, out)?,
-            }
+            project::record(gpu, &mut b, head_x, w, out, head_norm, &Epilogue::NONE, None)?;
             if let Some(p) = part {
                 let bytes = (p.numel() * 4) as u64;
                 b.copy(p.buffer(), 0, self.logits.buffer(), at, bytes);
@@ -450,48 +481,43 @@ impl Llama {
     }
 }
 
-/// `y = epilogue(x · Wᵀ)`: the fused linear ops for dense weights; for quantised ones the quant
-/// GEMV / matmul followed by the epilogue as separate dispatches (bias as `ones · biasᵀ` added
-/// in place by a K = 1 linear, SiLU in place, the residual sum or product elementwise).
-fn project(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, x: &GpuTensor, w: &Linear, y: &GpuTensor, epi: &Epilogue) -> Result<()> {
-    let q = match w {
-        Linear::Dense(w) => return linear::record(gpu, b, x, w, y, epi),
-        Linear::Quant(q) => q,
-    };
-    let n = y.last_dim();
-    let (tmp, tmp2) = if n == s.tmp_h.last_dim() { (&s.tmp_h, &s.tmp_h2) } else { (&s.tmp_ff, &s.tmp_h2) };
-    // Where the projection itself goes: straight into y without a residual.
-    let out = if epi.residual.is_some() {
-        if tmp.shape() != y.shape() {
-            return Err(Error::Shape { op: "Llama::project", detail: format!("no temporary of shape {:?}", y.shape()) });
-        }
-        tmp
-    } else {
-        y
-    };
-    quant::record(gpu, b, q, x, out)?;
-    if let Some(bias) = epi.bias {
-        let col = bias.reshape(&[bias.numel(), 1])?;
-        let add = Epilogue { residual: Some(Residual::Add(out)), ..Default::default() };
-        linear::record(gpu, b, &s.ones, &col, out, &add)?;
-    }
-    if epi.act == Act::Silu {
-        elementwise::record_inplace(gpu, b, Op::Silu, out)?;
-    } else if epi.act != Act::None {
-        return Err(Error::Shape { op: "Llama::project", detail: format!("activation {:?} after a quantised projection", epi.act) });
-    }
-    match epi.residual {
-        None => Ok(()),
-        Some(Residual::Mul(r)) => elementwise::record(gpu, b, Op::Mul, out, Some(r), y),
-        Some(Residual::Add(r)) => {
-            if tmp2.shape() != y.shape() {
-                return Err(Error::Shape { op: "Llama::project", detail: format!("no temporary of shape {:?}", y.shape()) });
-            }
-            elementwise::record(gpu, b, Op::Add, r, Some(out), tmp2)?;
-            b.copy(tmp2.buffer(), 0, y.buffer(), 0, (y.numel() * 4) as u64);
-            Ok(())
+/// Build each layer's fused decode weights. Quantised q/k/v and gate/up are joined and the
+/// layer's separate weights become row views of the joined ones (no second copy); dense q/k/v
+/// are copied (the prefill path keeps reading the separate ones). Empty when a layer cannot be
+/// fused.
+fn fuse_layers(gpu: &Gpu, layers: &mut [Layer], heads: (usize, usize, usize)) -> Result<Vec<FusedLayer>> {
+    let mut b = gpu.batch();
+    let mut fused = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let bias = match (&l.bq, &l.bk, &l.bv) {
+            (Some(q), Some(k), Some(v)) => Some((q, k, v)),
+            _ => None,
+        };
+        let f = FusedLayer::new(
+            gpu,
+            &mut b,
+            &format!("layers.{i}"),
+            (&l.wq, &l.wk, &l.wv),
+            bias,
+            &l.attn_norm,
+            (&l.w_gate, &l.w_up),
+            heads,
+        )?;
+        match f {
+            Some(f) => fused.push(f),
+            None => return Ok(Vec::new()),
         }
     }
+    gpu.submit(b)?;
+    for (l, f) in layers.iter_mut().zip(&fused) {
+        if let Some((q, k, v)) = f.qkv.quant_parts()? {
+            (l.wq, l.wk, l.wv) = (Linear::Quant(q), Linear::Quant(k), Linear::Quant(v));
+        }
+        if f.gate_up.is_quant() {
+            (l.w_gate, l.w_up) = f.gate_up.parts()?;
+        }
+    }
+    Ok(fused)
 }
 
 impl crate::generate::CausalLm for Llama {

@@ -492,7 +492,9 @@ pub struct DecodeOptions {
     pub rope: Option<Rope>,
     /// Position of the query (for RoPE); default `cache.len() - 1` (the token just appended).
     pub q_pos: Option<usize>,
-    /// Keys per chunk; default chosen from the cache length so that long caches fill the GPU.
+    /// Keys per chunk (at most the workgroup's score buffer, [`DecodeTiles::max_chunk`]);
+    /// default: the whole cache in one chunk while it fits there (one dispatch, no merge),
+    /// beyond that chunks sized so that long caches fill the GPU, then a merge.
     pub chunk: Option<usize>,
 }
 
@@ -515,6 +517,25 @@ impl DecodeScratch {
         let part = GpuTensor::zeros(gpu, "decode partials", &[n_heads * max_chunks * (head_dim + 4)], DType::F32)?;
         Ok(DecodeScratch { part, n_heads, head_dim, max_chunks })
     }
+}
+
+/// The chunk of a split over `len` keys for `groups` workgroups per chunk (KV heads × head
+/// groups): about 256 workgroups in flight, so long caches use the whole GPU, short ones few
+/// chunks; at most the workgroup's score buffer (`max_chunk`).
+fn split_chunk(len: usize, groups: usize, max_chunk: usize) -> usize {
+    let want = (len * groups).div_ceil(256);
+    want.next_multiple_of(MIN_CHUNK).clamp(MIN_CHUNK, max_chunk)
+}
+
+/// The chunk the split rule picks for `q_heads` query heads of `head_dim` over `cache` (the
+/// default for every length before the one-chunk rule; benchmark baselines pass it as
+/// [`DecodeOptions::chunk`]).
+pub fn split_chunk_for(gpu: &Gpu, q_heads: usize, cache: &KvCache) -> Result<usize> {
+    let n_kv = cache.n_kv_heads().max(1);
+    let group = (q_heads / n_kv).max(1) as u32;
+    let tiles = DecodeTiles::choose(gpu.caps(), group, cache.head_dim() as u32)?;
+    let n_hg = group.div_ceil(tiles.hg) as usize;
+    Ok(split_chunk(cache.len().max(1), n_kv * n_hg, tiles.max_chunk() as usize))
 }
 
 /// Record decode attention for one new query per head (`[n_heads, head_dim]`, `[1, n_heads,
@@ -564,11 +585,8 @@ pub fn decode(
             return Err(shape_err(OP, format!("chunk {c} must be in 1..={max_chunk} on this device")));
         }
         Some(c) => c,
-        None => {
-            // About 256 workgroups in flight: long caches use the whole GPU, short ones few chunks.
-            let want = (len * n_kv * n_hg).div_ceil(256);
-            want.next_multiple_of(MIN_CHUNK).clamp(MIN_CHUNK, max_chunk)
-        }
+        None if len <= max_chunk => len,
+        None => split_chunk(len, n_kv * n_hg, max_chunk),
     };
     let n_chunks = len.div_ceil(chunk);
     if n_chunks > scratch.max_chunks {

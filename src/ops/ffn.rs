@@ -8,7 +8,7 @@
 //!   memory, in the 32 KiB or 16 KiB variant (`caps.variants.swiglu`); and
 //!   [`record_swiglu_prefill`], two matmuls with the product fused into the second one's epilogue.
 
-use super::linear::{self, chunk_elems, distinct, dtype_consts, weight_shape, Act, Epilogue, Residual};
+use super::linear::{self, chunk_elems, distinct, dtype_consts, weight_shape, Act, Epilogue, NormPrologue, Residual};
 use super::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, SwigluVariant};
@@ -70,7 +70,8 @@ pub fn default_swiglu_shape(gpu: &Gpu, n: usize, k: usize, dtype: DType) -> Swig
 struct Params {
     n: u32,
     k: u32,
-    _pad: [u32; 2],
+    eps: f32,
+    _pad: u32,
 }
 
 /// `h = silu(x·Wgᵀ) * (x·Wuᵀ)` for one row x `[K]` (decode), with the device's variant.
@@ -80,12 +81,44 @@ pub fn record_swiglu(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, w_gate: &GpuTe
     record_swiglu_variant(gpu, batch, x, w_gate, w_up, h, gpu.caps().variants.swiglu, shape)
 }
 
+/// `h = silu(rmsnorm(x)·Wgᵀ) * (rmsnorm(x)·Wuᵀ)`: [`record_swiglu`] with the norm folded into
+/// the prologue (x is staged times the norm weight; both dot products times 1 / rms(x)).
+pub fn record_swiglu_normed(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    norm: &NormPrologue,
+    w_gate: &GpuTensor,
+    w_up: &GpuTensor,
+    h: &GpuTensor,
+) -> Result<()> {
+    let (n, k) = weight_shape("swiglu", w_gate)?;
+    let shape = default_swiglu_shape(gpu, n, k, w_gate.dtype());
+    record_swiglu_full(gpu, batch, x, Some(norm), w_gate, w_up, h, gpu.caps().variants.swiglu, shape)
+}
+
 /// The same with an explicit shared-memory variant and launch shape (tests, benchmarks).
 #[allow(clippy::too_many_arguments)]
 pub fn record_swiglu_variant(
     gpu: &Gpu,
     batch: &mut Batch,
     x: &GpuTensor,
+    w_gate: &GpuTensor,
+    w_up: &GpuTensor,
+    h: &GpuTensor,
+    variant: SwigluVariant,
+    shape: SwigluShape,
+) -> Result<()> {
+    record_swiglu_full(gpu, batch, x, None, w_gate, w_up, h, variant, shape)
+}
+
+/// [`record_swiglu_variant`] with an optional norm prologue.
+#[allow(clippy::too_many_arguments)]
+pub fn record_swiglu_full(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    norm: Option<&NormPrologue>,
     w_gate: &GpuTensor,
     w_up: &GpuTensor,
     h: &GpuTensor,
@@ -133,9 +166,13 @@ pub fn record_swiglu_variant(
     if !matches!(rows, 1 | 2 | 4 | 8) || !workgroup.is_power_of_two() || workgroup > caps.max_invocations.min(caps.max_workgroup_size_x) {
         return Err(unsupported("rows must be 1, 2, 4 or 8 and the workgroup a power of two within the device's limits".into()));
     }
-    // The reduction reuses the x buffer: (rows + 1) / 2 vec4 slots per invocation must fit.
-    if rows.div_ceil(2) * workgroup > xt / 4 {
-        return Err(unsupported(format!("{} reduction slots exceed the {} vec4 of the x buffer", rows.div_ceil(2) * workgroup, xt / 4)));
+    if let Some(nm) = norm {
+        nm.check(NAME, x, h, k)?;
+    }
+    // The reduction reuses the x buffer: (2 rows + norm) / 4 vec4 slots per invocation must fit.
+    let nv = (2 * rows + u32::from(norm.is_some())).div_ceil(4);
+    if nv * workgroup > xt / 4 {
+        return Err(unsupported(format!("{} reduction slots exceed the {} vec4 of the x buffer", nv * workgroup, xt / 4)));
     }
     let aligned = k % chunk_elems(w_gate.dtype()) == 0;
     let mut consts: Vec<(&'static str, Const)> = dtype_consts(w_gate.dtype()).to_vec();
@@ -145,10 +182,12 @@ pub fn record_swiglu_variant(
         ("ROWS", Const::U32(rows)),
         ("XT", Const::U32(xt)),
         ("ALIGNED", Const::Bool(aligned)),
+        ("NORM", Const::Bool(norm.is_some())),
+        ("NV", Const::U32(nv)),
     ]);
     let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "swiglu_fused", None, &consts)?;
     let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows)))?;
-    let params = Params { n: to_u32(NAME, "N", n)?, k: to_u32(NAME, "K", k)?, _pad: [0; 2] };
+    let params = Params { n: to_u32(NAME, "N", n)?, k: to_u32(NAME, "K", k)?, eps: norm.map_or(0.0, |nm| nm.eps), _pad: 0 };
     batch.dispatch(
         gpu,
         &pipeline,
@@ -161,6 +200,7 @@ pub fn record_swiglu_variant(
             (5, x.buffer()),
             (6, x.buffer()),
             (7, h.buffer()),
+            (8, norm.map_or(x.buffer(), |nm| nm.weight.buffer())),
         ],
         groups,
     )

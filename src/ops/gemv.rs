@@ -5,14 +5,19 @@
 //! workgroup reduction per row; any K works (odd K, K < 8, rows starting mid-word) without
 //! padding the weights. The seed's one-thread-per-row kernel is kept as the baseline.
 
-use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue};
+use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue, NormPrologue};
 use super::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
 pub(crate) const KERNEL: Kernel = Kernel {
     name: "gemv",
-    source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/gemv.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/linear_common.wgsl"),
+        include_str!("../../shaders/gemv.wgsl"),
+        include_str!("../../shaders/attention_rope.wgsl"),
+        include_str!("../../shaders/qkv_epilogue.wgsl")
+    ),
     uses_reduction: true,
     uses_f16: false,
 };
@@ -66,11 +71,25 @@ pub fn default_variant(caps: &Capabilities, n: usize, k: usize, dtype: DType) ->
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    k: u32,
-    _pad: [u32; 2],
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Params {
+    pub n: u32,
+    pub k: u32,
+    pub eps: f32,
+    pub _pad0: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub pos: u32,
+    pub rot: u32,
+    pub log2_theta: f32,
+    pub scale_stride: u32,
+    pub _pad: [u32; 2],
+}
+
+/// The constants every gemv.wgsl pipeline defines beyond its own (the module also holds the
+/// fused QKV entry point, whose head size and KV format they give).
+pub(crate) fn module_consts(norm: bool, hd: u32, kv_dtype: u32) -> [(&'static str, Const); 3] {
+    [("NORM", Const::Bool(norm)), ("HD", Const::U32(hd)), ("KV_DTYPE", Const::U32(kv_dtype))]
 }
 
 /// Record `y = epilogue(W · x)` with the default variant.
@@ -80,6 +99,14 @@ pub fn record(gpu: &Gpu, batch: &mut Batch, w: &GpuTensor, x: &GpuTensor, y: &Gp
     record_variant(gpu, batch, w, x, y, epi, v)
 }
 
+/// Record `y = epilogue(W · rmsnorm(x))` (the norm folded into the prologue) with the default
+/// variant. `y` must not be `x` (every workgroup reads all of x).
+pub fn record_normed(gpu: &Gpu, batch: &mut Batch, w: &GpuTensor, x: &GpuTensor, y: &GpuTensor, norm: &NormPrologue, epi: &Epilogue) -> Result<()> {
+    let (n, k) = weight_shape("gemv", w)?;
+    let v = default_variant(gpu.caps(), n, k, w.dtype());
+    record_full(gpu, batch, w, x, y, Some(norm), epi, v)
+}
+
 /// Record with an explicit variant (tests and benchmarks).
 pub fn record_variant(
     gpu: &Gpu,
@@ -87,6 +114,21 @@ pub fn record_variant(
     w: &GpuTensor,
     x: &GpuTensor,
     y: &GpuTensor,
+    epi: &Epilogue,
+    variant: Variant,
+) -> Result<()> {
+    record_full(gpu, batch, w, x, y, None, epi, variant)
+}
+
+/// Record with an optional norm prologue and an explicit variant.
+#[allow(clippy::too_many_arguments)]
+pub fn record_full(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    w: &GpuTensor,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    norm: Option<&NormPrologue>,
     epi: &Epilogue,
     variant: Variant,
 ) -> Result<()> {
@@ -110,13 +152,18 @@ pub fn record_variant(
     distinct(NAME, w, y)?;
     to_u32(NAME, "weight element count", w.numel())?;
     let bound = epi.bind(NAME, y, n)?;
-    let params = Params { n: to_u32(NAME, "N", n)?, k: to_u32(NAME, "K", k)?, _pad: [0; 2] };
+    if let Some(nm) = norm {
+        nm.check(NAME, x, y, k)?;
+    }
+    let params = Params { n: to_u32(NAME, "N", n)?, k: to_u32(NAME, "K", k)?, eps: norm.map_or(0.0, |nm| nm.eps), ..Default::default() };
     let dummy = x.buffer();
     let bias = bound.bias.as_ref().unwrap_or(dummy);
     let res = bound.residual.as_ref().unwrap_or(dummy);
+    let nw = norm.map_or(dummy, |nm| nm.weight.buffer());
 
     let mut consts: Vec<(&'static str, Const)> = dtype_consts(w.dtype()).to_vec();
     consts.extend_from_slice(&bound.consts);
+    consts.extend_from_slice(&module_consts(norm.is_some(), 16, 0));
     match variant {
         Variant::Vec4 { rows, workgroup, reduction } => {
             if !matches!(rows, 1 | 2 | 4 | 8) {
@@ -144,19 +191,14 @@ pub fn record_variant(
                 gpu,
                 &pipeline,
                 &params,
-                &[
-                    (1, w.buffer()),
-                    (2, w.buffer()),
-                    (3, x.buffer()),
-                    (4, x.buffer()),
-                    (5, bias),
-                    (6, res),
-                    (7, y.buffer()),
-                ],
+                &[(1, w.buffer()), (3, x.buffer()), (5, bias), (6, res), (7, y.buffer()), (8, nw)],
                 groups,
             )
         }
         Variant::Scalar => {
+            if norm.is_some() {
+                return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "no norm prologue in the baseline kernel".into() });
+            }
             let wg = gpu.caps().variants.reduce_workgroup.clamp(1, 256);
             consts.extend_from_slice(&[("WG", Const::U32(wg)), ("ROWS", Const::U32(1)), ("ALIGNED", Const::Bool(false))]);
             let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_scalar", None, &consts)?;

@@ -273,6 +273,17 @@ impl KvCache {
         Ok(())
     }
 
+    /// Claim the next `tokens` rows for a kernel that writes them itself (the fused decode QKV):
+    /// returns the first row and advances the length. Fails with [`Error::ContextFull`].
+    pub(crate) fn claim(&mut self, tokens: usize) -> Result<usize> {
+        if self.len + tokens > self.max_ctx {
+            return Err(Error::ContextFull { cache: self.name.clone(), len: self.len, adding: tokens, max: self.max_ctx });
+        }
+        let at = self.len;
+        self.len += tokens;
+        Ok(at)
+    }
+
     /// Tokens in a new K or V tensor, after checking its shape against the cache.
     fn check_new(&self, op: &'static str, t: &GpuTensor) -> Result<usize> {
         let s = t.shape();

@@ -61,6 +61,30 @@ impl<'a> Epilogue<'a> {
     }
 }
 
+/// RMSNorm folded into a decode GEMV's prologue: `y = epilogue(W · (x / rms(x) * weight))`, each
+/// workgroup recomputing `rms(x) = sqrt(mean(x²) + eps)` from x. The output must not be x.
+#[derive(Debug, Clone, Copy)]
+pub struct NormPrologue<'a> {
+    /// Scale `[K]`, f32.
+    pub weight: &'a GpuTensor,
+    /// Added to the mean square.
+    pub eps: f32,
+}
+
+impl NormPrologue<'_> {
+    pub(crate) fn check(&self, op: &'static str, x: &GpuTensor, y: &GpuTensor, k: usize) -> Result<()> {
+        self.weight.expect_dtype(op, &[DType::F32])?;
+        if self.weight.numel() != k {
+            return Err(Error::Shape {
+                op,
+                detail: format!("norm weight '{}' has {} elements, rows of x have K = {k}", self.weight.name(), self.weight.numel()),
+            });
+        }
+        distinct(op, self.weight, y)?;
+        distinct(op, x, y)
+    }
+}
+
 /// Shape of a linear weight: `(n, k)`.
 pub(crate) fn weight_shape(op: &'static str, w: &GpuTensor) -> Result<(usize, usize)> {
     w.expect_dtype(op, &[DType::F32, DType::F16, DType::BF16])?;

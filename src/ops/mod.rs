@@ -8,6 +8,8 @@ pub mod gemv;
 pub mod linear;
 pub mod matmul;
 pub mod pooling;
+pub mod project;
+pub mod qkv;
 pub mod quant;
 pub mod embedding;
 pub mod gelu;

@@ -19,7 +19,11 @@ use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
 const KERNEL: Kernel = Kernel {
     name: "quant",
-    source: include_str!("../../shaders/quant.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/quant.wgsl"),
+        include_str!("../../shaders/attention_rope.wgsl"),
+        include_str!("../../shaders/qkv_epilogue.wgsl")
+    ),
     uses_reduction: true,
     uses_f16: false,
 };
@@ -97,6 +101,8 @@ pub struct QuantWeight {
     rows: usize,
     cols: usize,
     blocks: GpuTensor,
+    /// First row inside `blocks` (a row-block view of a larger weight, see [`QuantWeight::rows_view`]).
+    row0: usize,
 }
 
 impl QuantWeight {
@@ -139,7 +145,41 @@ impl QuantWeight {
             .ok_or_else(|| Error::Shape { op: NAME, detail: format!("'{name}' [{rows}, {cols}] exceeds u32 byte indexing") })?;
         to_u32(NAME, "rows", rows)?;
         let blocks = GpuTensor::zeros(gpu, name, &[want.div_ceil(4)], DType::U32)?;
-        Ok(QuantWeight { qtype, rows, cols, blocks })
+        Ok(QuantWeight { qtype, rows, cols, blocks, row0: 0 })
+    }
+
+    /// Rows `start .. start + rows` of this weight, sharing its buffer.
+    pub fn rows_view(&self, start: usize, rows: usize) -> Result<Self> {
+        if rows == 0 || start + rows > self.rows {
+            return Err(Error::Shape {
+                op: "QuantWeight::rows_view",
+                detail: format!("rows {start}..{} of '{}' with {} rows", start + rows, self.name(), self.rows),
+            });
+        }
+        Ok(QuantWeight { qtype: self.qtype, rows, cols: self.cols, blocks: self.blocks.clone(), row0: self.row0 + start })
+    }
+
+    /// One weight holding the rows of `parts` in order (GPU buffer copies recorded into
+    /// `batch`), when they share the type and row length and every part is whole u32 words.
+    /// The parts' buffers can then be dropped: [`QuantWeight::rows_view`] gives them back.
+    pub fn concat_rows(gpu: &Gpu, batch: &mut Batch, name: &str, parts: &[&QuantWeight]) -> Result<Option<Self>> {
+        let Some(first) = parts.first() else { return Ok(None) };
+        if parts.iter().any(|p| p.qtype != first.qtype || p.cols != first.cols || !p.block_bytes().is_multiple_of(4)) {
+            return Ok(None);
+        }
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let out = Self::allocate(gpu, name, first.qtype, rows, first.cols)?;
+        let mut at = 0u64;
+        for p in parts {
+            let bytes = p.block_bytes() as u64;
+            let from = p.qtype.bytes(p.row0, p.cols) as u64;
+            if !from.is_multiple_of(4) {
+                return Ok(None);
+            }
+            batch.copy(p.blocks.buffer(), from, out.blocks.buffer(), at, bytes);
+            at += bytes;
+        }
+        Ok(Some(out))
     }
 
     /// Upload a GGUF tensor: `data` is its byte range of the file (`info.range()`).
@@ -169,6 +209,10 @@ impl QuantWeight {
     /// Bytes of the blocks (what one GEMV reads).
     pub fn block_bytes(&self) -> usize {
         self.qtype.bytes(self.rows, self.cols)
+    }
+    /// First row of this weight inside its buffer (non-zero for a [`QuantWeight::rows_view`]).
+    pub fn row_offset(&self) -> usize {
+        self.row0
     }
     /// The u32-word tensor holding the blocks.
     pub fn tensor(&self) -> &GpuTensor {
@@ -278,18 +322,189 @@ pub fn gemv_default(gpu: &Gpu, qtype: QuantType, n: usize, k: usize) -> Variant 
     Variant::GemvFast { workgroup: wg, lanes, rows, step: 1, reduction: caps.variants.reduction }
 }
 
+/// The fused constants of the plain kernels: everything off.
+const OFF: [(&str, Const); 7] = [
+    ("NORM", Const::Bool(false)),
+    ("HAS_BIAS", Const::Bool(false)),
+    ("ACT", Const::U32(0)),
+    ("RES", Const::U32(0)),
+    ("PAIR", Const::Bool(false)),
+    ("HD", Const::U32(16)),
+    ("KV_DTYPE", Const::U32(0)),
+];
+
 /// x rows up to which [`record`] uses the GEMV kernel.
 pub const GEMV_MAX_M: usize = 4;
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    units: u32,
-    groups_n: u32,
-    _pad: [u32; 3],
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Params {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub units: u32,
+    pub groups_n: u32,
+    pub eps: f32,
+    pub row0: u32,
+    pub _pad0: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub pos: u32,
+    pub rot: u32,
+    pub log2_theta: f32,
+    pub scale_stride: u32,
+    pub _pad1: [u32; 2],
+}
+
+/// The prologue / epilogue constants every pipeline of quant.wgsl defines (all off for the
+/// plain kernels).
+pub(crate) fn fused_consts(norm: bool, bias: bool, act: u32, res: u32, pair: bool, hd: u32, kv: u32) -> [(&'static str, Const); 7] {
+    [
+        ("NORM", Const::Bool(norm)),
+        ("HAS_BIAS", Const::Bool(bias)),
+        ("ACT", Const::U32(act)),
+        ("RES", Const::U32(res)),
+        ("PAIR", Const::Bool(pair)),
+        ("HD", Const::U32(hd)),
+        ("KV_DTYPE", Const::U32(kv)),
+    ]
+}
+
+/// The workgroup-shape checks of a `GemvFast` variant; returns the reduction path to compile.
+pub(crate) fn check_fast(gpu: &Gpu, variant: Variant) -> Result<Reduction> {
+    const NAME: &str = "quant_matmul";
+    let Variant::GemvFast { workgroup, lanes, rows, step, reduction } = variant else {
+        return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "not a gemv_fast variant".into() });
+    };
+    let caps = gpu.caps();
+    if !workgroup.is_power_of_two()
+        || workgroup > caps.max_invocations
+        || workgroup > caps.max_workgroup_size_x
+        || !lanes.is_power_of_two()
+        || lanes > workgroup
+        || !(1..=16).contains(&rows)
+        || !(1..=2).contains(&step)
+    {
+        return Err(Error::Unsupported {
+            kernel: NAME,
+            variant: variant.name(),
+            why: format!(
+                "workgroup and lanes must be powers of two with lanes ≤ workgroup ≤ {}, rows in 1..=16, step 1 or 2",
+                caps.max_invocations.min(caps.max_workgroup_size_x)
+            ),
+        });
+    }
+    let outs = (workgroup / lanes) * rows;
+    // Partials: lanes × (outs + 1) f32 (only when lanes < workgroup).
+    let storage = if lanes < workgroup { lanes * (outs + 1) * 4 } else { 0 };
+    if storage > caps.max_workgroup_storage {
+        return Err(Error::Unsupported {
+            kernel: NAME,
+            variant: variant.name(),
+            why: format!("needs {storage} bytes of workgroup storage, the device allows {}", caps.max_workgroup_storage),
+        });
+    }
+    if lanes == workgroup {
+        super::norm::require_reduction(gpu, NAME, reduction)?;
+        Ok(reduction)
+    } else {
+        Ok(Reduction::SharedMemory)
+    }
+}
+
+/// The constants of a `GemvFast` variant.
+pub(crate) fn fast_consts(qtype: QuantType, variant: Variant) -> [(&'static str, Const); 6] {
+    let (workgroup, lanes, rows, step) = match variant {
+        Variant::GemvFast { workgroup, lanes, rows, step, .. } => (workgroup, lanes, rows, step),
+        _ => (64, 64, 1, 1),
+    };
+    [
+        ("QTYPE", Const::U32(qtype.code())),
+        ("WG", Const::U32(workgroup)),
+        ("ROWS", Const::U32(rows)),
+        ("RM", Const::U32(1)),
+        ("LANES", Const::U32(lanes)),
+        ("STEP", Const::U32(step)),
+    ]
+}
+
+pub(crate) const QUANT_KERNEL: Kernel = KERNEL;
+
+/// `y = epilogue(x · Wᵀ)` (x rows ≤ [`GEMV_MAX_M`]) by the tuned GEMV with the prologue and
+/// epilogue fused: optional RMSNorm of x (each workgroup recomputes the row's statistics), bias,
+/// SiLU, residual add (in place when the residual is y) or product. With `pair` the weight is
+/// `[gate; up]` (2N rows, see [`QuantWeight::concat_rows`]) and `y = silu(x·Gᵀ) * (x·Uᵀ)`.
+#[allow(clippy::too_many_arguments)]
+pub fn record_fused(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    w: &QuantWeight,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    norm: Option<&super::linear::NormPrologue>,
+    epi: &super::linear::Epilogue,
+    pair: bool,
+) -> Result<()> {
+    const NAME: &str = "quant_gemv_fused";
+    x.expect_dtype(NAME, &[DType::F32])?;
+    y.expect_dtype(NAME, &[DType::F32])?;
+    let n_out = if pair { w.rows / 2 } else { w.rows };
+    if (pair && !w.rows.is_multiple_of(2)) || x.last_dim() != w.cols || y.last_dim() != n_out || x.rows() != y.rows() || x.rows() > GEMV_MAX_M {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!(
+                "'{}' {:?} · '{}' [{}, {}]ᵀ → '{}' {:?}: x must be [M ≤ {GEMV_MAX_M}, {}] and y [M, {n_out}]{}",
+                x.name(),
+                x.shape(),
+                w.name(),
+                w.rows,
+                w.cols,
+                y.name(),
+                y.shape(),
+                w.cols,
+                if pair { " (pair: an even row count)" } else { "" }
+            ),
+        });
+    }
+    if epi.act == super::linear::Act::Gelu {
+        return Err(Error::Unsupported { kernel: NAME, variant: "GELU".into(), why: "the quantised GEMV's epilogue has SiLU only".into() });
+    }
+    super::linear::distinct(NAME, x, y)?;
+    super::linear::distinct(NAME, &w.blocks, y)?;
+    if let Some(nm) = norm {
+        nm.check(NAME, x, y, w.cols)?;
+    }
+    let bound = epi.bind(NAME, y, n_out)?;
+    let m = to_u32(NAME, "rows of x", x.rows())?;
+    let n = to_u32(NAME, "outputs", n_out)?;
+    to_u32(NAME, "elements of y", y.numel())?;
+    let k = to_u32(NAME, "K", w.cols)?;
+    let variant = gemv_default(gpu, w.qtype, n_out, w.cols);
+    let reduction = check_fast(gpu, variant)?;
+    let Variant::GemvFast { workgroup, lanes, rows, .. } = variant else {
+        return Err(Error::Internal("gemv_default is a gemv_fast variant".into()));
+    };
+    let outs = (workgroup / lanes) * rows;
+    let groups_n = n.div_ceil(outs);
+    let [(_, has_bias), (_, act), (_, res)] = bound.consts;
+    let (Const::Bool(has_bias), Const::U32(act), Const::U32(res)) = (has_bias, act, res) else {
+        return Err(Error::Internal("epilogue constants".into()));
+    };
+    let mut consts = fast_consts(w.qtype, variant).to_vec();
+    consts.extend_from_slice(&fused_consts(norm.is_some(), has_bias, act, res, pair, 16, 0));
+    let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;
+    let params = Params { m, n, k, units: k / 32, groups_n, eps: norm.map_or(0.0, |nm| nm.eps), row0: to_u32(NAME, "row offset", w.row0)?, ..Default::default() };
+    let dummy = x.buffer();
+    let buffers = [
+        (1, w.blocks.buffer()),
+        (2, w.blocks.buffer()),
+        (3, x.buffer()),
+        (4, y.buffer()),
+        (5, norm.map_or(dummy, |nm| nm.weight.buffer())),
+        (6, bound.bias.as_ref().unwrap_or(dummy)),
+        (7, bound.residual.as_ref().unwrap_or(dummy)),
+    ];
+    batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
 }
 
 /// Workgroup storage of the matmul with `rm` x rows per invocation: the x tile (16·rm rows ×
@@ -364,57 +579,25 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
             let wg = units.next_power_of_two().clamp(64, gpu.caps().variants.reduce_workgroup.max(64));
             let wg = wg.min(gpu.caps().variants.reduce_workgroup);
             let groups_n = n.div_ceil(rows);
-            let consts = [("QTYPE", qtype), ("WG", Const::U32(wg)), ("ROWS", Const::U32(rows)), ("RM", Const::U32(1)), ("LANES", Const::U32(wg)), ("STEP", Const::U32(1))];
+            let mut consts = vec![("QTYPE", qtype), ("WG", Const::U32(wg)), ("ROWS", Const::U32(rows)), ("RM", Const::U32(1)), ("LANES", Const::U32(wg)), ("STEP", Const::U32(1))];
+            consts.extend_from_slice(&OFF);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv", Some(reduction), &consts)?;
-            let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
+            let params = Params { m, n, k, units, groups_n, row0: to_u32(NAME, "row offset", w.row0)?, ..Default::default() };
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
         }
-        Variant::GemvFast { workgroup, lanes, rows, step, reduction } => {
-            let caps = gpu.caps();
-            if !workgroup.is_power_of_two()
-                || workgroup > caps.max_invocations
-                || workgroup > caps.max_workgroup_size_x
-                || !lanes.is_power_of_two()
-                || lanes > workgroup
-                || !(1..=16).contains(&rows)
-                || !(1..=2).contains(&step)
-            {
-                return Err(Error::Unsupported {
-                    kernel: NAME,
-                    variant: variant.name(),
-                    why: format!(
-                        "workgroup and lanes must be powers of two with lanes ≤ workgroup ≤ {}, rows in 1..=16, step 1 or 2",
-                        caps.max_invocations.min(caps.max_workgroup_size_x)
-                    ),
-                });
-            }
-            let outs = (workgroup / lanes) * rows;
-            // Partials: lanes × (outs + 1) f32 (only when lanes < workgroup).
-            let storage = if lanes < workgroup { lanes * (outs + 1) * 4 } else { 0 };
-            if storage > caps.max_workgroup_storage {
-                return Err(Error::Unsupported {
-                    kernel: NAME,
-                    variant: variant.name(),
-                    why: format!("needs {storage} bytes of workgroup storage, the device allows {}", caps.max_workgroup_storage),
-                });
-            }
-            let reduction = if lanes == workgroup {
-                super::norm::require_reduction(gpu, NAME, reduction)?;
-                reduction
-            } else {
-                Reduction::SharedMemory
+        Variant::GemvFast { .. } => {
+            // The fused entry point with everything off: y = x · Wᵀ.
+            let reduction = check_fast(gpu, variant)?;
+            let Variant::GemvFast { workgroup, lanes, rows, .. } = variant else {
+                return Err(Error::Internal("gemv_fast variant".into()));
             };
-            let groups_n = n.div_ceil(outs);
-            let consts = [
-                ("QTYPE", qtype),
-                ("WG", Const::U32(workgroup)),
-                ("ROWS", Const::U32(rows)),
-                ("RM", Const::U32(1)),
-                ("LANES", Const::U32(lanes)),
-                ("STEP", Const::U32(step)),
-            ];
+            let groups_n = n.div_ceil((workgroup / lanes) * rows);
+            let mut consts = fast_consts(w.qtype, variant).to_vec();
+            consts.extend_from_slice(&OFF);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;
-            let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
+            let params = Params { m, n, k, units, groups_n, row0: to_u32(NAME, "row offset", w.row0)?, ..Default::default() };
+            let dummy = x.buffer();
+            let buffers = [(1, w.blocks.buffer()), (2, w.blocks.buffer()), (3, x.buffer()), (4, y.buffer()), (5, dummy), (6, dummy), (7, dummy)];
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
         }
         Variant::Matmul { rm } => {
@@ -433,16 +616,18 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
             }
             let groups_n = n.div_ceil(64);
             let tiles_m = m.div_ceil(16 * rm);
-            let consts = [
+            let mut consts = [
                 ("QTYPE", qtype),
                 ("WG", Const::U32(gpu.caps().variants.reduce_workgroup)),
                 ("ROWS", Const::U32(1)),
                 ("RM", Const::U32(rm)),
                 ("LANES", Const::U32(gpu.caps().variants.reduce_workgroup)),
                 ("STEP", Const::U32(1)),
-            ];
+            ]
+            .to_vec();
+            consts.extend_from_slice(&OFF);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul", Some(Reduction::SharedMemory), &consts)?;
-            let params = Params { m, n, k, units, groups_n, _pad: [0; 3] };
+            let params = Params { m, n, k, units, groups_n, row0: to_u32(NAME, "row offset", w.row0)?, ..Default::default() };
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(tiles_m))?)
         }
     }

@@ -210,7 +210,7 @@ fn kv_data(tokens: usize, heads: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f
 }
 
 /// The cache contents as f32 values (dequantised for int8), K and V, first `len` tokens.
-async fn read_cache(gpu: &Gpu, c: &KvCache) -> (Vec<f32>, Vec<f32>) {
+pub(crate) async fn read_cache(gpu: &Gpu, c: &KvCache) -> (Vec<f32>, Vec<f32>) {
     let n = c.len() * c.n_kv_heads() * c.head_dim();
     let mut k = c.k().to_f32_vec(gpu).await.unwrap();
     let mut v = c.v().to_f32_vec(gpu).await.unwrap();

@@ -11,6 +11,7 @@ mod bert;
 mod cache;
 mod elementwise;
 mod ffn;
+mod fused;
 mod gemv;
 mod linear_util;
 mod llama;

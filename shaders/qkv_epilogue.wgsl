@@ -1,0 +1,118 @@
+// Epilogue of the fused decode QKV projection (appended to gemv.wgsl and quant.wgsl, after
+// attention_rope.wgsl): the workgroup has computed one head (HD values, bias added) of the
+// concatenated [q heads | k heads | v heads] rows into `head_buf`; it
+//   - (place for a per-head q_norm / k_norm, Qwen3: an RMSNorm over head_buf before RoPE),
+//   - rotates q and k heads by RoPE at position p.pos (the helpers of attention_rope.wgsl, so q
+//     and K are bit-identical to the rotation of the unfused path),
+//   - writes a q head to q_out [n_heads, HD],
+//   - appends a k / v head to the KV cache row p.pos in its storage format exactly as
+//     kv_cache.wgsl does (f32; f16 pairs; int8 codes with the f16 absmax of the (token, head)).
+// Int8: two heads share one u32 word of f16 scales and different workgroups own them, so the
+// half is replaced with a compare-exchange loop (no stale half survives a truncated cache).
+//
+// Needs from the including kernel: Params fields n_heads, n_kv_heads, pos, rot, log2_theta,
+// scale_stride; constants WG, HD, KV_DTYPE; Lane and wg_max.
+
+@group(0) @binding(10) var<storage, read_write> q_out: array<f32>;
+@group(0) @binding(11) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(12) var<storage, read_write> v_cache: array<u32>;
+@group(0) @binding(13) var<storage, read_write> k_scales: array<atomic<u32>>;
+@group(0) @binding(14) var<storage, read_write> v_scales: array<atomic<u32>>;
+
+const QKV_EPT: u32 = (HD + WG - 1u) / WG;
+
+var<workgroup> head_buf: array<f32, HD>;
+
+fn qkv_store(is_k: bool, i: u32, w: u32) {
+    if (is_k) {
+        k_cache[i] = w;
+    } else {
+        v_cache[i] = w;
+    }
+}
+
+// Replace the f16 half `high` of scale word `wi` by `bits` (low 16 bits).
+fn qkv_store_scale(is_k: bool, wi: u32, high: bool, bits: u32) {
+    loop {
+        var old: u32;
+        if (is_k) {
+            old = atomicLoad(&k_scales[wi]);
+        } else {
+            old = atomicLoad(&v_scales[wi]);
+        }
+        let nv = select((old & 0xffff0000u) | bits, (old & 0xffffu) | (bits << 16u), high);
+        var done: bool;
+        if (is_k) {
+            done = atomicCompareExchangeWeak(&k_scales[wi], old, nv).exchanged;
+        } else {
+            done = atomicCompareExchangeWeak(&v_scales[wi], old, nv).exchanged;
+        }
+        if (done) {
+            break;
+        }
+    }
+}
+
+// Call from uniform control flow with head index hidx (uniform: from the workgroup id).
+fn qkv_epilogue(hidx: u32, lane: Lane) {
+    workgroupBarrier(); // head_buf complete
+    let is_q = hidx < p.n_heads;
+    let is_k = !is_q && hidx < p.n_heads + p.n_kv_heads;
+    let rot = select(0u, p.rot, is_q || is_k);
+    // (Per-head q_norm / k_norm goes here, before RoPE.)
+    var vals: array<f32, QKV_EPT>;
+    var amax = 0.0;
+    for (var c = 0u; c < QKV_EPT; c = c + 1u) {
+        let e = lane.index + c * WG;
+        if (e < HD) {
+            let v = rope_apply(e, head_buf[e], head_buf[rope_partner(e, rot)], p.pos, rot, p.log2_theta);
+            vals[c] = v;
+            amax = max(amax, abs(v));
+        }
+    }
+    if (is_q) {
+        for (var c = 0u; c < QKV_EPT; c = c + 1u) {
+            let e = lane.index + c * WG;
+            if (e < HD) {
+                q_out[hidx * HD + e] = vals[c];
+            }
+        }
+        return;
+    }
+    workgroupBarrier(); // every partner read before head_buf is overwritten
+    for (var c = 0u; c < QKV_EPT; c = c + 1u) {
+        let e = lane.index + c * WG;
+        if (e < HD) {
+            head_buf[e] = vals[c];
+        }
+    }
+    let h = select(hidx - p.n_heads - p.n_kv_heads, hidx - p.n_heads, is_k);
+    let base = (p.pos * p.n_kv_heads + h) * HD;
+    if (KV_DTYPE == KV_I8) {
+        // wg_max's barriers also publish head_buf.
+        let absmax = wg_max(amax, lane);
+        let bits = pack2x16float(vec2<f32>(absmax, 0.0)) & 0xffffu;
+        let stored = unpack2x16float(bits).x;
+        let inv = select(0.0, 127.0 / stored, stored > 0.0);
+        for (var w = lane.index; w < HD / 4u; w = w + WG) {
+            let q = clamp(round(vec4<f32>(head_buf[4u * w], head_buf[4u * w + 1u], head_buf[4u * w + 2u], head_buf[4u * w + 3u]) * inv),
+                          vec4<f32>(-127.0), vec4<f32>(127.0));
+            let b = vec4<u32>(bitcast<vec4<u32>>(vec4<i32>(q)) & vec4<u32>(0xffu));
+            qkv_store(is_k, base / 4u + w, b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u));
+        }
+        if (lane.index == 0u) {
+            qkv_store_scale(is_k, (p.pos * p.scale_stride + h) / 2u, (h & 1u) == 1u, bits);
+        }
+    } else {
+        workgroupBarrier();
+        if (KV_DTYPE == KV_F16) {
+            for (var w = lane.index; w < HD / 2u; w = w + WG) {
+                qkv_store(is_k, base / 2u + w, pack2x16float(vec2<f32>(head_buf[2u * w], head_buf[2u * w + 1u])));
+            }
+        } else {
+            for (var e = lane.index; e < HD; e = e + WG) {
+                qkv_store(is_k, base + e, bitcast<u32>(head_buf[e]));
+            }
+        }
+    }
+}

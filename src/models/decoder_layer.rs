@@ -1,0 +1,95 @@
+//! One Llama-family decoder layer for one token (decode), fused: five dispatches at contexts
+//! where one attention chunk suffices, for dense and quantised weights alike.
+//!
+//! 1. `qkv`: RMSNorm prologue, `[q; k; v] = W_qkv · h + b`, RoPE on q and k, q out, K / V appended
+//!    to the cache ([`crate::ops::qkv`]);
+//! 2. decode attention straight from the cache (q already rotated; split + merge only for long
+//!    caches, [`crate::ops::attention::decode`]);
+//! 3. `x += o_proj(attn)` (residual in the GEMV's epilogue);
+//! 4. `mid = silu(gate · h) * (up · h)`, `h = rmsnorm(x)` in the prologue;
+//! 5. `x += down(mid)`.
+//!
+//! Only 3 and 5 write x, and neither has a norm prologue (which reads all of x), so no
+//! workgroup reads an element of x another workgroup of the same dispatch writes.
+
+use crate::error::Result;
+use crate::gpu::{Batch, Gpu, GpuTensor};
+use crate::ops::attention::{self, DecodeOptions, DecodeScratch, Rope};
+use crate::ops::kv_cache::KvCache;
+use crate::ops::linear::{Epilogue, NormPrologue, Residual};
+use crate::ops::project::{self, GateUp, Linear};
+use crate::ops::qkv::{self, QkvWeight};
+
+/// The weights of one layer as the fused decode kernels read them (built at load by
+/// [`FusedLayer::new`] from the layer's separate weights).
+#[derive(Debug, Clone)]
+pub(crate) struct FusedLayer {
+    pub(crate) qkv: QkvWeight,
+    pub(crate) gate_up: GateUp,
+}
+
+/// Per-layer weights the fused path reads besides [`FusedLayer`].
+pub(crate) struct LayerRefs<'a> {
+    pub(crate) wo: &'a Linear,
+    pub(crate) ffn_norm: &'a GpuTensor,
+    pub(crate) w_down: &'a Linear,
+}
+
+/// The one-token activations the layer reads and writes.
+pub(crate) struct DecodeBuffers<'a> {
+    /// Residual stream `[1, hidden]`, updated in place.
+    pub(crate) x: &'a GpuTensor,
+    /// Rotated q `[n_heads, head_dim]`.
+    pub(crate) q: &'a GpuTensor,
+    /// Attention output `[n_heads, head_dim]`.
+    pub(crate) attn: &'a GpuTensor,
+    /// SwiGLU output `[1, intermediate]`.
+    pub(crate) mid: &'a GpuTensor,
+    /// Flash-decoding partials.
+    pub(crate) scratch: &'a DecodeScratch,
+}
+
+/// Record one fused decode layer for the token in `buf.x` at the cache's next position.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_decode(
+    gpu: &Gpu,
+    b: &mut Batch,
+    f: &FusedLayer,
+    w: &LayerRefs,
+    cache: &mut KvCache,
+    buf: &DecodeBuffers,
+    eps: f32,
+    rope: Rope,
+) -> Result<()> {
+    qkv::record(gpu, b, buf.x, &f.qkv, eps, buf.q, cache, Some(rope))?;
+    attention::decode(gpu, b, buf.q, cache, buf.attn, buf.scratch, &DecodeOptions::default())?;
+    let attn = buf.attn.reshape(&[1, buf.attn.numel()])?;
+    let add_x = Epilogue { residual: Some(Residual::Add(buf.x)), ..Default::default() };
+    project::record(gpu, b, &attn, w.wo, buf.x, None, &add_x, None)?;
+    let norm = NormPrologue { weight: w.ffn_norm, eps };
+    project::record_swiglu(gpu, b, buf.x, Some(&norm), &f.gate_up, buf.mid)?;
+    project::record(gpu, b, buf.mid, w.w_down, buf.x, None, &add_x, None)
+}
+
+impl FusedLayer {
+    /// Join the layer's q/k/v and (quantised) gate/up weights, recording the copies into `batch`.
+    /// `None` when a part cannot be fused (mixed weight types, too few storage bindings).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        gpu: &Gpu,
+        batch: &mut Batch,
+        name: &str,
+        (wq, wk, wv): (&Linear, &Linear, &Linear),
+        bias: Option<(&GpuTensor, &GpuTensor, &GpuTensor)>,
+        attn_norm: &GpuTensor,
+        (gate, up): (&Linear, &Linear),
+        (n_heads, n_kv_heads, head_dim): (usize, usize, usize),
+    ) -> Result<Option<FusedLayer>> {
+        let Some(qkv) = QkvWeight::new(gpu, batch, &format!("{name}.qkv"), (wq, wk, wv), attn_norm, bias, n_heads, n_kv_heads, head_dim)?
+        else {
+            return Ok(None);
+        };
+        let Some(gate_up) = GateUp::new(gpu, batch, &format!("{name}.gate_up"), gate, up)? else { return Ok(None) };
+        Ok(Some(FusedLayer { qkv, gate_up }))
+    }
+}

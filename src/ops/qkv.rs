@@ -1,0 +1,228 @@
+//! The fused decode QKV projection (`gemv_qkv` in `shaders/gemv.wgsl` and `shaders/quant.wgsl`,
+//! epilogue in `shaders/qkv_epilogue.wgsl`): for one token,
+//! `[q; k; v] = W_qkv · rmsnorm(x) + b`, RoPE on q and k at the token's position, q written out,
+//! k and v appended to the KV cache in its storage format: one dispatch instead of norm, three
+//! projections and the append.
+//!
+//! The weight is q, k and v's rows concatenated at load ([`QkvWeight::new`]); a workgroup owns
+//! one whole head (RoPE pairs elements half a head apart; int8 needs the head's absmax), so there
+//! are `n_heads + 2 n_kv_heads` workgroups. The norm weight and the bias travel in one f32 buffer
+//! (`[norm (K) | bias (N)]`) to stay within 8 storage bindings for dense weights (quantised: 9,
+//! the second view of the block buffer; devices offering fewer fall back, see
+//! [`QkvWeight::supported`]).
+
+use super::attention::Rope;
+use super::gemv;
+use super::kv_cache::KvCache;
+use super::linear::{chunk_elems, dtype_consts, Epilogue};
+use super::project::Linear;
+use super::quant::{self, QuantWeight, Variant as QVariant};
+use super::to_u32;
+use crate::error::{Error, Result};
+use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor};
+
+/// Concatenated q / k / v weights with their norm weight and biases, for [`record`].
+#[derive(Debug, Clone)]
+pub struct QkvWeight {
+    w: Linear,
+    aux: GpuTensor,
+    has_bias: bool,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl QkvWeight {
+    /// Join `wq` `[n_heads·hd, K]`, `wk`, `wv` `[n_kv_heads·hd, K]` (GPU copies recorded into
+    /// `batch`) with the attention norm weight `[K]` and the optional biases (all f32). `None`
+    /// when the weights cannot be joined (mixed types) or the device lacks the bindings.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        batch: &mut Batch,
+        name: &str,
+        (wq, wk, wv): (&Linear, &Linear, &Linear),
+        norm: &GpuTensor,
+        bias: Option<(&GpuTensor, &GpuTensor, &GpuTensor)>,
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+    ) -> Result<Option<QkvWeight>> {
+        const OP: &str = "QkvWeight::new";
+        let k = wq.cols();
+        if wq.rows() != n_heads * head_dim || wk.rows() != n_kv_heads * head_dim || wv.rows() != n_kv_heads * head_dim {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "q/k/v have {}/{}/{} rows; {n_heads} and {n_kv_heads} heads of {head_dim} need {}/{}/{}",
+                    wq.rows(),
+                    wk.rows(),
+                    wv.rows(),
+                    n_heads * head_dim,
+                    n_kv_heads * head_dim,
+                    n_kv_heads * head_dim
+                ),
+            });
+        }
+        if !Self::supported(gpu, wq.is_quant()) || !head_dim.is_multiple_of(16) {
+            return Ok(None);
+        }
+        let Some(w) = Linear::concat_rows(gpu, batch, name, &[wq, wk, wv])? else { return Ok(None) };
+        norm.expect_dtype(OP, &[DType::F32])?;
+        if norm.numel() != k {
+            return Err(Error::Shape { op: OP, detail: format!("norm weight '{}' has {} elements, K = {k}", norm.name(), norm.numel()) });
+        }
+        let n = w.rows();
+        let aux_len = k + if bias.is_some() { n } else { 0 };
+        let aux = GpuTensor::zeros(gpu, &format!("{name}.norm_bias"), &[aux_len], DType::F32)?;
+        batch.copy(norm.buffer(), 0, aux.buffer(), 0, (k * 4) as u64);
+        if let Some((bq, bk, bv)) = bias {
+            let mut at = (k * 4) as u64;
+            for (b, len) in [(bq, wq.rows()), (bk, wk.rows()), (bv, wv.rows())] {
+                b.expect_dtype(OP, &[DType::F32])?;
+                if b.numel() != len {
+                    return Err(Error::Shape { op: OP, detail: format!("bias '{}' has {} elements, expected {len}", b.name(), b.numel()) });
+                }
+                batch.copy(b.buffer(), 0, aux.buffer(), at, (len * 4) as u64);
+                at += (len * 4) as u64;
+            }
+        }
+        Ok(Some(QkvWeight { w, aux, has_bias: bias.is_some(), n_heads, n_kv_heads, head_dim }))
+    }
+
+    /// Whether the device offers the storage bindings of the fused kernel (8 dense, 9 quantised).
+    pub fn supported(gpu: &Gpu, quant: bool) -> bool {
+        gpu.caps().max_storage_buffers_per_stage >= if quant { 9 } else { 8 }
+    }
+
+    /// The joined weight `[(n_heads + 2 n_kv_heads)·hd, K]`.
+    pub fn weight(&self) -> &Linear {
+        &self.w
+    }
+
+    /// q, k and v as separate weights (row views of the joined one when quantised; `None` for
+    /// dense, whose parts the caller keeps).
+    pub fn quant_parts(&self) -> Result<Option<(QuantWeight, QuantWeight, QuantWeight)>> {
+        let Linear::Quant(q) = &self.w else { return Ok(None) };
+        let (nq, nkv) = (self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim);
+        Ok(Some((q.rows_view(0, nq)?, q.rows_view(nq, nkv)?, q.rows_view(nq + nkv, nkv)?)))
+    }
+}
+
+/// Record the fused QKV of one token x `[1, K]` (f32): q `[n_heads, hd]` (f32) into `q_out`,
+/// K and V appended to `cache` at its next row (advancing its length), RoPE by `rope` at that
+/// position on q and K.
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    w: &QkvWeight,
+    eps: f32,
+    q_out: &GpuTensor,
+    cache: &mut KvCache,
+    rope: Option<Rope>,
+) -> Result<()> {
+    const NAME: &str = "qkv";
+    x.expect_dtype(NAME, &[DType::F32])?;
+    q_out.expect_dtype(NAME, &[DType::F32])?;
+    let (k, hd) = (w.w.cols(), w.head_dim);
+    if x.numel() != k || q_out.numel() != w.n_heads * hd {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("x '{}' {:?} must be one row of {k}; q '{}' {:?} must hold {} heads of {hd}", x.name(), x.shape(), q_out.name(), q_out.shape(), w.n_heads),
+        });
+    }
+    if cache.n_kv_heads() != w.n_kv_heads || cache.head_dim() != hd {
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("cache '{}' has {} heads of {}, the weight {} of {hd}", cache.name(), cache.n_kv_heads(), cache.head_dim(), w.n_kv_heads),
+        });
+    }
+    super::linear::distinct(NAME, x, q_out)?;
+    let (rot, log2_theta) = match rope {
+        Some(r) => r.check(NAME, hd)?,
+        None => (0, 0.0),
+    };
+    let pos = cache.claim(1)?;
+    let heads = w.n_heads + 2 * w.n_kv_heads;
+    let n = to_u32(NAME, "rows", w.w.rows())?;
+    let kk = to_u32(NAME, "K", k)?;
+    let pos = to_u32(NAME, "position", pos)?;
+    let kv = cache.dtype().code();
+    let groups = gpu.grid(NAME, heads as u64)?;
+    let (ks, vs) = cache.scale_bindings();
+    let tail = [
+        (10, q_out.buffer()),
+        (11, cache.k().buffer()),
+        (12, cache.v().buffer()),
+        (13, ks.buffer()),
+        (14, vs.buffer()),
+    ];
+    match &w.w {
+        Linear::Dense(wt) => {
+            let v = gemv::default_variant(gpu.caps(), heads * hd, k, wt.dtype());
+            let gemv::Variant::Vec4 { workgroup, reduction, .. } = v else {
+                return Err(Error::Internal("the default GEMV is vec4".into()));
+            };
+            let epi = Epilogue { bias: None, ..Default::default() }.bind(NAME, q_out, w.n_heads * hd)?;
+            let mut consts: Vec<(&'static str, Const)> = dtype_consts(wt.dtype()).to_vec();
+            consts.extend_from_slice(&epi.consts);
+            consts[3] = ("HAS_BIAS", Const::Bool(w.has_bias));
+            consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv));
+            // 4 rows per step: a head (64 / 128 rows) in 16 / 32 steps of one x load each.
+            consts.extend_from_slice(&[
+                ("WG", Const::U32(workgroup)),
+                ("ROWS", Const::U32(4)),
+                ("ALIGNED", Const::Bool(k % chunk_elems(wt.dtype()) == 0)),
+            ]);
+            let pipeline = gpu.pipelines().get(gpu.device(), &gemv::KERNEL, "gemv_qkv", Some(reduction), &consts)?;
+            let params = gemv::Params {
+                n,
+                k: kk,
+                eps,
+                n_heads: w.n_heads as u32,
+                n_kv_heads: w.n_kv_heads as u32,
+                pos,
+                rot,
+                log2_theta,
+                scale_stride: cache.scale_stride(),
+                ..Default::default()
+            };
+            let mut buffers = vec![(1, wt.buffer()), (3, x.buffer()), (8, w.aux.buffer())];
+            buffers.extend_from_slice(&tail);
+            batch.dispatch(gpu, &pipeline, &params, &buffers, groups)
+        }
+        Linear::Quant(q) => {
+            let caps = gpu.caps();
+            // One row group of up to 64 lanes (one unit of 32 weights each per row and step; 32
+            // at least: a whole NVIDIA subgroup), 8 rows per step: a head in 8 / 16 steps.
+            let units = (k / 32).max(1) as u32;
+            let wg = units.next_power_of_two().clamp(32, 64).min(caps.max_invocations).min(caps.max_workgroup_size_x);
+            let variant = QVariant::GemvFast { workgroup: wg, lanes: wg, rows: 8, step: 1, reduction: caps.variants.reduction };
+            let reduction = quant::check_fast(gpu, variant)?;
+            let mut consts = quant::fast_consts(q.qtype(), variant).to_vec();
+            consts.extend_from_slice(&quant::fused_consts(true, w.has_bias, 0, 0, false, hd as u32, kv));
+            let pipeline = gpu.pipelines().get(gpu.device(), &quant::QUANT_KERNEL, "gemv_qkv", Some(reduction), &consts)?;
+            let params = quant::Params {
+                m: 1,
+                n,
+                k: kk,
+                units: kk / 32,
+                groups_n: 1,
+                eps,
+                row0: to_u32(NAME, "row offset", q.row_offset())?,
+                n_heads: w.n_heads as u32,
+                n_kv_heads: w.n_kv_heads as u32,
+                pos,
+                rot,
+                log2_theta,
+                scale_stride: cache.scale_stride(),
+                ..Default::default()
+            };
+            let mut buffers = vec![(1, q.tensor().buffer()), (2, q.tensor().buffer()), (3, x.buffer()), (5, w.aux.buffer())];
+            buffers.extend_from_slice(&tail);
+            batch.dispatch(gpu, &pipeline, &params, &buffers, groups)
+        }
+    }
+}

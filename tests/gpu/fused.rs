@@ -1,0 +1,387 @@
+//! The fused decode kernels against CPU references: the RMSNorm prologue and epilogues of the
+//! dense and quantised GEMVs (ops::project), SwiGLU with the norm prologue, and the fused QKV
+//! (norm + projection + bias + RoPE + KV append, ops::qkv) for every KV format.
+//!
+//! Tolerances. The reference normalises x in f64 (rounded to f32) and multiplies in f64; the GPU
+//! multiplies x by the norm weight in f32, sums w·x in f32 (vec4 dots, strided partial sums, a
+//! tree) and scales by 1/rms once (inverseSqrt, a few ULP). As in the quant / GEMV tests the
+//! error is bounded relative to Σ|w·x̂| (x̂ the normalised x): 2e-5 · Σ|w·x̂| (the quant GEMV's
+//! own bound is 1e-5; the prologue's products and 1/rms add a few 1e-7 relative), plus 1e-6 and
+//! 1e-6 relative for the epilogue's adds. SwiGLU propagates the two errors through silu(g)·u.
+//! RoPE adds its own ≤ 1e-5 absolute on values ≤ 3 (see the rope tests) — scaled by the values'
+//! size here. The cache formats add their rounding: f16 half an ULP (2^-11 relative), int8 half
+//! a step (absmax / 254) — and a value within the GPU's error of a rounding boundary may round
+//! the other way, so those bounds add to, not replace, the computation's.
+
+use crate::attention::read_cache;
+use crate::common::*;
+use kjarni_web::cpu::compare::check_close;
+use kjarni_web::cpu::{self, attention as refa, linear as refl, norm as refn, quant as cq};
+use kjarni_web::ops::attention::Rope;
+use kjarni_web::ops::kv_cache::{KvCache, KvDType};
+use kjarni_web::ops::linear::{Act, Epilogue, NormPrologue, Residual};
+use kjarni_web::ops::project::{self, GateUp, Linear};
+use kjarni_web::ops::qkv::{self, QkvWeight};
+use kjarni_web::ops::quant::{QuantType, QuantWeight};
+use kjarni_web::{DType, Gpu, GpuTensor};
+
+const BROWSER: bool = cfg!(target_arch = "wasm32");
+const EPS: f32 = 1e-5;
+
+/// A weight format of the tests.
+#[derive(Debug, Clone, Copy)]
+enum Fmt {
+    Dense(DType),
+    Quant(QuantType),
+}
+
+/// `[n, k]` random weights in `fmt`: (GPU weight, the values the GPU reads, as f32).
+fn weight(gpu: &Gpu, fmt: Fmt, n: usize, k: usize, seed: u64) -> (Linear, Vec<f32>) {
+    let w = cpu::random(n * k, seed, -1.0, 1.0);
+    match fmt {
+        Fmt::Dense(dt) => {
+            let vals = refl::round_to(dt, &w);
+            (Linear::Dense(GpuTensor::from_f32(gpu, "w", &[n, k], dt, &vals).unwrap()), vals)
+        }
+        Fmt::Quant(t) => {
+            let blocks = cq::quantize(t, &w);
+            let vals = cq::dequantize(t, &blocks);
+            (Linear::Quant(QuantWeight::from_blocks(gpu, "w", t, n, k, &blocks).unwrap()), vals)
+        }
+    }
+}
+
+/// |got - want| ≤ bound[i] for every element; returns the worst |err| / bound.
+fn check_bound(what: &str, got: &[f32], want: &[f32], bound: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = 0.0f32;
+    for (i, ((&g, &w), &b)) in got.iter().zip(want).zip(bound).enumerate() {
+        let e = (g - w).abs();
+        assert!(e <= b, "{what}: element {i}: got {g}, want {w}, |err| {e:.3e} > bound {b:.3e}");
+        worst = worst.max(e / b);
+    }
+    worst
+}
+
+/// The formats every test covers: dense f32 / f16 / bf16 and the four block types.
+fn formats() -> Vec<Fmt> {
+    let mut v = vec![Fmt::Dense(DType::F32), Fmt::Dense(DType::F16), Fmt::Dense(DType::BF16)];
+    v.extend(QuantType::ALL.into_iter().map(Fmt::Quant));
+    v
+}
+
+/// Row lengths for a format: odd and not a multiple of 64 for dense, a multiple of the block
+/// (and for the 32-weight blocks not of 64) for quantised.
+fn ks(fmt: Fmt) -> &'static [usize] {
+    match fmt {
+        Fmt::Dense(_) => &[77, 576],
+        Fmt::Quant(QuantType::Q4_K) => &[256, 768],
+        Fmt::Quant(_) => &[96, 608],
+    }
+}
+
+gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
+    let gpu = gpu().await;
+    let mut seed = 7000;
+    let mut worst = 0.0f32;
+    for fmt in formats() {
+        for (ki, &k) in ks(fmt).iter().enumerate() {
+            // (rows of x, N): one row for every format; quantised also two rows (M ≤ 4 GEMV).
+            let ms: &[usize] = if matches!(fmt, Fmt::Quant(_)) && ki == 0 { &[1, 2] } else { &[1] };
+            for &m in ms {
+                let n = if ki == 0 { 33 } else { 96 };
+                // Epilogues: 0 none, 1 bias, 2 bias + SiLU · product, 3 residual add in place,
+                // 4 residual add from another tensor; with and without the norm prologue (not
+                // with the in-place add: a kernel that writes x must not have the prologue —
+                // here y is not x, so it is allowed, but the model never does it).
+                for epi_kind in 0..5 {
+                    for norm_on in [false, true] {
+                        if BROWSER && !(epi_kind + usize::from(norm_on) + ki).is_multiple_of(3) {
+                            continue; // SwiftShader: a rotating third of the combinations
+                        }
+                        seed += 10;
+                        let (w, wv) = weight(&gpu, fmt, n, k, seed);
+                        let x = cpu::random(m * k, seed + 1, -1.0, 1.0);
+                        let gamma = cpu::random(k, seed + 2, 0.5, 1.5);
+                        let bias = cpu::random(n, seed + 3, -1.0, 1.0);
+                        let other = cpu::random(m * n, seed + 4, -1.0, 1.0);
+                        let y0 = cpu::random(m * n, seed + 5, -1.0, 1.0);
+                        let xn = if norm_on { refn::rms_norm(&x, None, &gamma, k, EPS) } else { x.clone() };
+                        let epi_ref = match epi_kind {
+                            0 => refl::Epi::default(),
+                            1 => refl::Epi { bias: Some(&bias), ..Default::default() },
+                            2 => refl::Epi { bias: Some(&bias), act: Act::Silu, mul: Some(&other), ..Default::default() },
+                            3 => refl::Epi { add: Some(&y0), ..Default::default() },
+                            _ => refl::Epi { add: Some(&other), ..Default::default() },
+                        };
+                        let want = refl::linear(&xn, &wv, m, n, k, epi_ref);
+                        let mag = refl::abs_dot(&xn, &wv, m, n, k);
+                        let tx = upload(&gpu, "x", &[m, k], &x);
+                        let tg = upload(&gpu, "gamma", &[k], &gamma);
+                        let tb = upload(&gpu, "bias", &[n], &bias);
+                        let to = upload(&gpu, "other", &[m, n], &other);
+                        let ty = upload(&gpu, "y", &[m, n], &y0);
+                        let epi = match epi_kind {
+                            0 => Epilogue::NONE,
+                            1 => Epilogue::bias(&tb),
+                            2 => Epilogue { bias: Some(&tb), act: Act::Silu, residual: Some(Residual::Mul(&to)) },
+                            3 => Epilogue { residual: Some(Residual::Add(&ty)), ..Default::default() },
+                            _ => Epilogue { residual: Some(Residual::Add(&to)), ..Default::default() },
+                        };
+                        let norm = NormPrologue { weight: &tg, eps: EPS };
+                        let mut b = gpu.batch();
+                        project::record(&gpu, &mut b, &tx, &w, &ty, norm_on.then_some(&norm), &epi, None).unwrap();
+                        gpu.submit(b).unwrap();
+                        let got = ty.to_f32_vec(&gpu).await.unwrap();
+                        // SiLU's derivative is ≤ 1.1 and the product operand ≤ 1.
+                        let bound: Vec<f32> = mag.iter().zip(&want).map(|(&s, &v)| 2.2e-5 * s + 1e-6 * (1.0 + v.abs())).collect();
+                        let what = format!("{fmt:?} m={m} n={n} k={k} epilogue {epi_kind} norm {norm_on}");
+                        worst = worst.max(check_bound(&what, &got, &want, &bound));
+                    }
+                }
+            }
+        }
+    }
+    say!("fused GEMV prologue / epilogues: worst |err| / bound {worst:.3}");
+});
+
+gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
+    let gpu = gpu().await;
+    let mut seed = 8000;
+    let mut worst = 0.0f32;
+    for fmt in formats() {
+        for &k in ks(fmt) {
+            for norm_on in [false, true] {
+                if BROWSER && norm_on != (k % 2 == 0) {
+                    continue;
+                }
+                seed += 10;
+                let n = 40;
+                let (g, gv) = weight(&gpu, fmt, n, k, seed);
+                let (u, uv) = weight(&gpu, fmt, n, k, seed + 1);
+                let x = cpu::random(k, seed + 2, -1.0, 1.0);
+                let gamma = cpu::random(k, seed + 3, 0.5, 1.5);
+                let xn = if norm_on { refn::rms_norm(&x, None, &gamma, k, EPS) } else { x.clone() };
+                let gr = refl::linear(&xn, &gv, 1, n, k, refl::Epi::default());
+                let ur = refl::linear(&xn, &uv, 1, n, k, refl::Epi::default());
+                let (gm, um) = (refl::abs_dot(&xn, &gv, 1, n, k), refl::abs_dot(&xn, &uv, 1, n, k));
+                let want: Vec<f32> = gr.iter().zip(&ur).map(|(&a, &b)| (f64::from(a) / (1.0 + (-f64::from(a)).exp()) * f64::from(b)) as f32).collect();
+                let bound: Vec<f32> = (0..n)
+                    .map(|i| {
+                        let (eg, eu) = (2e-5 * gm[i] + 1e-6, 2e-5 * um[i] + 1e-6);
+                        1.1 * eg * (ur[i].abs() + eu) + (gr[i].abs() + eg) * eu + 1e-6
+                    })
+                    .collect();
+                let mut b = gpu.batch();
+                let gu = GateUp::new(&gpu, &mut b, "gate_up", &g, &u).unwrap().unwrap();
+                gpu.submit(b).unwrap();
+                let tx = upload(&gpu, "x", &[1, k], &x);
+                let tg = upload(&gpu, "gamma", &[k], &gamma);
+                let h = upload(&gpu, "h", &[1, n], &vec![f32::NAN; n]);
+                let norm = NormPrologue { weight: &tg, eps: EPS };
+                let mut b = gpu.batch();
+                project::record_swiglu(&gpu, &mut b, &tx, norm_on.then_some(&norm), &gu, &h).unwrap();
+                gpu.submit(b).unwrap();
+                let got = h.to_f32_vec(&gpu).await.unwrap();
+                worst = worst.max(check_bound(&format!("swiglu {fmt:?} k={k} norm {norm_on}"), &got, &want, &bound));
+                // The joined quantised weight's row views are the parts again.
+                if let (Linear::Quant(_), (Linear::Quant(gv2), Linear::Quant(uv2))) = (&g, gu.parts().unwrap()) {
+                    assert_eq!((gv2.rows(), gv2.row_offset(), uv2.rows(), uv2.row_offset()), (n, 0, n, n));
+                    let y = upload(&gpu, "y", &[1, n], &vec![f32::NAN; n]);
+                    let mut b = gpu.batch();
+                    project::record(&gpu, &mut b, &tx, &Linear::Quant(uv2), &y, None, &Epilogue::NONE, None).unwrap();
+                    gpu.submit(b).unwrap();
+                    let x_only = refl::linear(&x, &uv, 1, n, k, refl::Epi::default());
+                    let mag = refl::abs_dot(&x, &uv, 1, n, k);
+                    let bound: Vec<f32> = mag.iter().map(|&s| 2e-5 * s + 1e-6).collect();
+                    check_bound(&format!("up view {fmt:?} k={k}"), &y.to_f32_vec(&gpu).await.unwrap(), &x_only, &bound);
+                }
+            }
+        }
+    }
+    say!("fused SwiGLU: worst |err| / bound {worst:.3}");
+});
+
+gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
+    let gpu = gpu().await;
+    let mut seed = 9000;
+    // (query heads, kv heads, head_dim): GQA 3 (SmolLM2), GQA 4 with head_dim 128, MHA.
+    let shapes = [(9usize, 3usize, 64usize), (4, 1, 128), (2, 2, 64)];
+    let kvs = [KvDType::F32, KvDType::F16, KvDType::Int8];
+    let mut case = 0usize;
+    let (mut checked, mut worst) = (0usize, 0.0f32);
+    for fmt in formats() {
+        for (si, &(nh, nkv, hd)) in shapes.iter().enumerate() {
+            let k = ks(fmt)[si % 2];
+            for (ki, &kv) in kvs.iter().enumerate() {
+                for with_bias in [false, true] {
+                    case += 1;
+                    if BROWSER && !case.is_multiple_of(5) {
+                        continue; // SwiftShader: a rotating fifth
+                    }
+                    if !BROWSER && !(ki + si + usize::from(with_bias)).is_multiple_of(2) && si > 0 {
+                        continue; // natively: every KV format and bias on the first shape, half elsewhere
+                    }
+                    seed += 10;
+                    let (nq, nk) = (nh * hd, nkv * hd);
+                    let (wq, wqv) = weight(&gpu, fmt, nq, k, seed);
+                    let (wk, wkv) = weight(&gpu, fmt, nk, k, seed + 1);
+                    let (wv, wvv) = weight(&gpu, fmt, nk, k, seed + 2);
+                    let x = cpu::random(k, seed + 3, -1.0, 1.0);
+                    let gamma = cpu::random(k, seed + 4, 0.5, 1.5);
+                    let bias = cpu::random(nq + 2 * nk, seed + 5, -1.0, 1.0);
+                    let rope = Rope { theta: 10000.0, rotary_dim: hd };
+                    // A cache already holding `pos` tokens: the new row lands at pos > 0.
+                    let pos = 5;
+                    let mut cache = KvCache::new(&gpu, "cache", pos + 2, nkv, hd, kv).unwrap();
+                    let prev_k = upload(&gpu, "pk", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 6, -1.0, 1.0));
+                    let prev_v = upload(&gpu, "pv", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 7, -1.0, 1.0));
+                    let mut b = gpu.batch();
+                    cache.append(&gpu, &mut b, &prev_k, &prev_v, Some(rope)).unwrap();
+                    gpu.submit(b).unwrap();
+                    let (before_k, before_v) = read_cache(&gpu, &cache).await;
+
+                    let tg = upload(&gpu, "gamma", &[k], &gamma);
+                    let tb = [
+                        upload(&gpu, "bq", &[nq], &bias[..nq]),
+                        upload(&gpu, "bk", &[nk], &bias[nq..nq + nk]),
+                        upload(&gpu, "bv", &[nk], &bias[nq + nk..]),
+                    ];
+                    let mut b = gpu.batch();
+                    let biases = with_bias.then(|| (&tb[0], &tb[1], &tb[2]));
+                    let w = QkvWeight::new(&gpu, &mut b, "qkv", (&wq, &wk, &wv), &tg, biases, nh, nkv, hd).unwrap();
+                    gpu.submit(b).unwrap();
+                    let Some(w) = w else {
+                        assert!(!QkvWeight::supported(&gpu, matches!(fmt, Fmt::Quant(_))), "{fmt:?}: the weights should join");
+                        continue;
+                    };
+                    let tx = upload(&gpu, "x", &[1, k], &x);
+                    let q = upload(&gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
+                    let mut b = gpu.batch();
+                    qkv::record(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope)).unwrap();
+                    gpu.submit(b).unwrap();
+                    assert_eq!(cache.len(), pos + 1);
+
+                    // Reference: normalise, project (+ bias), rotate q and k at `pos`.
+                    let xn = refn::rms_norm(&x, None, &gamma, k, EPS);
+                    let mut all_w = wqv.clone();
+                    all_w.extend_from_slice(&wkv);
+                    all_w.extend_from_slice(&wvv);
+                    let n = nq + 2 * nk;
+                    let epi = refl::Epi { bias: with_bias.then_some(&bias[..]), ..Default::default() };
+                    let y = refl::linear(&xn, &all_w, 1, n, k, epi);
+                    let mag = refl::abs_dot(&xn, &all_w, 1, n, k);
+                    let (mut qr, mut kr, vr) = (y[..nq].to_vec(), y[nq..nq + nk].to_vec(), y[nq + nk..].to_vec());
+                    refa::rope(&mut qr, nh, hd, pos, rope.theta, hd);
+                    refa::rope(&mut kr, nkv, hd, pos, rope.theta, hd);
+                    // Per head: the projection bound of its largest row plus RoPE's 1e-5 per unit of size.
+                    let head_bound = |range: std::ops::Range<usize>, vals: &[f32]| -> Vec<f32> {
+                        let m = mag[range].chunks(hd).map(|h| h.iter().fold(0.0f32, |a, &b| a.max(b))).collect::<Vec<_>>();
+                        vals.chunks(hd)
+                            .zip(&m)
+                            .flat_map(|(h, &s)| {
+                                let size = h.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                                let e = 2e-5 * s * 2.0 + 1e-5 * size + 1e-6;
+                                vec![e; hd]
+                            })
+                            .collect()
+                    };
+                    let what = format!("qkv {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias}", kv.name());
+                    let got_q = q.to_f32_vec(&gpu).await.unwrap();
+                    worst = worst.max(check_bound(&format!("{what}: q"), &got_q, &qr, &head_bound(0..nq, &qr)));
+                    let (after_k, after_v) = read_cache(&gpu, &cache).await;
+                    assert_eq!(&after_k[..pos * nk], &before_k[..], "{what}: earlier K rows changed");
+                    assert_eq!(&after_v[..pos * nk], &before_v[..], "{what}: earlier V rows changed");
+                    for (name, got, want, range) in [("k", &after_k[pos * nk..], &kr, nq..nq + nk), ("v", &after_v[pos * nk..], &vr, nq + nk..n)] {
+                        let mut bound = head_bound(range, want);
+                        // The storage format's rounding (see the module comment).
+                        for (hi, head) in want.chunks(hd).enumerate() {
+                            let amax = head.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                            for (e, &v) in head.iter().enumerate() {
+                                bound[hi * hd + e] += match kv {
+                                    KvDType::F32 => 0.0,
+                                    KvDType::F16 => v.abs() / 2048.0,
+                                    KvDType::Int8 => amax / 254.0 * 1.01 + amax / 2048.0,
+                                };
+                            }
+                        }
+                        worst = worst.max(check_bound(&format!("{what}: cache {name}"), got, want, &bound));
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    say!("fused QKV: {checked} cases, worst |err| / bound {worst:.3}");
+    assert!(checked > 0, "no case ran (the device lacks the storage bindings for every format?)");
+});
+
+/// Logits of `prompt` then of each id in `steps` (one-token forward passes).
+async fn decode_logits(gpu: &Gpu, m: &mut kjarni_web::models::llama::Llama, prompt: &[u32], steps: &[u32]) -> Vec<Vec<f32>> {
+    m.reset();
+    let mut out = vec![m.forward(gpu, prompt).await.unwrap()];
+    for &id in steps {
+        out.push(m.forward(gpu, &[id]).await.unwrap());
+    }
+    out
+}
+
+gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
+    use kjarni_web::cpu::synthetic::{self, Shape};
+    use kjarni_web::models::llama::{DecodePath, Llama, LlamaOptions};
+    let gpu = gpu().await;
+    // Small Llama / Qwen2 shapes: head_dim 64 (GQA 2, tied) and 128 (GQA 2, biases, untied lm_head).
+    let shapes = [
+        Shape { name: "llama", hidden: 256, layers: 2, heads: 4, kv_heads: 2, ff: 512, vocab: 300, qkv_bias: false, tied: true },
+        Shape { name: "qwen2", hidden: 512, layers: 2, heads: 4, kv_heads: 2, ff: 768, vocab: 260, qkv_bias: true, tied: false },
+    ];
+    let formats: [Option<QuantType>; 5] = [None, Some(QuantType::Q8_0), Some(QuantType::Q4_0), Some(QuantType::Q4_1), Some(QuantType::Q4_K)];
+    let prompt = [1u32, 17, 42, 99, 5, 250, 3];
+    let steps = [7u32, 11, 200, 13];
+    let mut case = 0usize;
+    for s in &shapes {
+        for fmt in formats {
+            for kv in [KvDType::F32, KvDType::F16, KvDType::Int8] {
+                case += 1;
+                if BROWSER && !case.is_multiple_of(6) {
+                    continue; // SwiftShader: a rotating sixth
+                }
+                let opts = LlamaOptions { kv_cache: kv, max_context: 64 };
+                let mut m = match fmt {
+                    None => Llama::load(&gpu, &synthetic::safetensors(s).0, &opts, &mut |_| {}).await.unwrap(),
+                    Some(t) => Llama::load_gguf(&gpu, &synthetic::gguf(s, t).0, "model.gguf", &opts, &mut |_| {}).await.unwrap(),
+                };
+                let what = format!("{} {fmt:?} kv {}", s.name, kv.name());
+                assert_eq!(m.decode_path(), DecodePath::Fused, "{what}: the weights should fuse");
+                m.set_decode_path(DecodePath::Unfused);
+                let want = decode_logits(&gpu, &mut m, &prompt, &steps).await;
+                let unfused_dispatches = m.dispatches_per_token();
+                m.set_decode_path(DecodePath::Fused);
+                let got = decode_logits(&gpu, &mut m, &prompt, &steps).await;
+                let fused_dispatches = m.dispatches_per_token();
+                // One embedding lookup, 5 per layer, the lm_head (one block).
+                assert_eq!(fused_dispatches, 2 + 5 * s.layers, "{what}: dispatches per token (unfused: {unfused_dispatches})");
+                // Same math, different f32 summation order and the norm folded into the GEMVs:
+                // logits agree to ~1e-5 relative of their size; int8 KV codes may round the
+                // other way on a value that differs by that much (one step, absmax / 127, of
+                // one element), which moves a logit by up to ~1e-2 of its size.
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let size = w.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                    let tol = match kv {
+                        KvDType::Int8 => 2e-2 * size,
+                        _ => 1e-3 * size,
+                    };
+                    check_close(&format!("{what}: step {i}"), g, w, kjarni_web::cpu::compare::Tolerance { atol: tol, rtol: 0.0 }).unwrap();
+                }
+                // Rewind into the decoded tokens and decode them again: the cache rows (int8: the
+                // shared scale words too) are rewritten, the logits come out identical.
+                m.truncate(prompt.len() + 1).unwrap();
+                for (i, &id) in steps.iter().enumerate().skip(1) {
+                    let again = m.forward(&gpu, &[id]).await.unwrap();
+                    assert_eq!(again, got[i + 1], "{what}: step {i} after truncate");
+                }
+                say!("{what}: fused {fused_dispatches} / unfused {unfused_dispatches} dispatches per token");
+            }
+        }
+    }
+});
