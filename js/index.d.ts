@@ -10,6 +10,7 @@ export type KjarniErrorCode =
   | 'NETWORK'
   | 'NOT_FOUND'
   | 'BAD_MODEL_FILE'
+  | 'UNSUPPORTED_MODEL'
   | 'UNSUPPORTED'
   | 'CONTEXT_OVERFLOW'
   | 'ABORTED'

@@ -1,4 +1,5 @@
-// Attention (seeds 6, 7, 20). The Rust side prepends attention_rope.wgsl (RoPE + KV formats).
+// Attention (seeds 6, 7, 20). The Rust side prepends common/rope.wgsl (RoPE) and
+// attention_rope.wgsl (KV formats).
 //
 // Layouts: Q [batch, q_len, n_heads, D] and out the same; K / V [batch, kv_rows, n_kv_heads, D]
 // in the KV_DTYPE format (f32 activations, or a KV cache in f32 / f16 / int8). Grouped-query
@@ -35,6 +36,7 @@ struct Params {
     neg_inf_bits: u32,   // 0xff800000: -inf at run time (Tint rejects -inf constants)
     _pad0: u32,
     _pad1: u32,
+    rope_scaling: vec4<f32>, // rope_inv_freq's scaling (shaders/common/rope.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -490,7 +492,7 @@ fn decode_partial(
                 for (var c = 0u; c < 4u; c = c + 1u) {
                     let e = 4u * w + c;
                     let pe = rope_partner(e, p.rot);
-                    x[c] = rope_apply(e, x[c], q[(qb + pe) / 4u][pe % 4u], p.q_pos0, p.rot, p.log2_theta);
+                    x[c] = rope_apply(e, x[c], q[(qb + pe) / 4u][pe % 4u], p.q_pos0, p.rot, p.log2_theta, p.rope_scaling);
                 }
             }
         }

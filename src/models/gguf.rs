@@ -1,4 +1,4 @@
-//! Llama-family decoders (`llama`, `qwen2`) from a single `.gguf` file: hyper-parameters,
+//! Llama-family decoders (`llama`, `qwen2`, `qwen3`) from a single `.gguf` file: hyper-parameters,
 //! tokenizer and chat template from the metadata, weights streamed by
 //! [`crate::load::gguf`] — projections kept as quantised blocks where a kernel reads them.
 //!
@@ -19,12 +19,11 @@
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorInfo};
 use crate::gpu::{DType, Gpu, GpuTensor};
-use crate::load::config::{DecoderArch, DecoderConfig};
-use crate::load::gguf::{float_dtype, load_tensors, read_header, GgufWeights, TensorPlan};
+use crate::load::config::{DecoderArch, DecoderConfig, RopeScaling};
+use crate::load::gguf::{float_dtype, load_tensors, read_header, TensorPlan};
 use crate::load::source::ByteSource;
 use crate::load::{LoadOptions, Progress};
-use crate::models::llama::{as_f32, Embedding, Layer, Linear, Llama, LlamaOptions};
-use crate::ops::kv_cache::KvCache;
+use crate::models::llama::{Llama, LlamaOptions};
 use crate::ops::quant::QuantType;
 use crate::tokenizer::Tokenizer;
 
@@ -72,14 +71,17 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
         file: header.file.clone(),
         detail,
     };
-    let (arch, qkv_bias) = match hp.architecture.as_str() {
-        "llama" => (DecoderArch::Llama, false),
-        "qwen2" => (DecoderArch::Qwen2, true),
-        a => {
-            return Err(bad(format!(
-                "architecture '{a}' is not supported (llama, qwen2)"
-            )))
-        }
+    let unsupported = |field: String, value: String, supported: &str| Error::UnsupportedConfig {
+        file: header.file.clone(),
+        field,
+        value,
+        supported: supported.to_string(),
+    };
+    let (arch, qkv_bias, qk_norm) = match hp.architecture.as_str() {
+        "llama" => (DecoderArch::Llama, false, false),
+        "qwen2" => (DecoderArch::Qwen2, true, false),
+        "qwen3" => (DecoderArch::Qwen3, false, true),
+        a => return Err(unsupported("general.architecture".into(), format!("'{a}'"), "llama, qwen2, qwen3")),
     };
     if hp.rope_dimension_count != hp.head_dim() {
         return Err(bad(format!(
@@ -87,6 +89,21 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
             hp.rope_dimension_count,
             hp.head_dim()
         )));
+    }
+    let a = &hp.architecture;
+    let rope_scaling = match header.get_str(&format!("{a}.rope.scaling.type"))? {
+        None | Some("none") => RopeScaling::None,
+        Some("linear") => {
+            let key = format!("{a}.rope.scaling.factor");
+            let factor = header.get_f32(&key)?.ok_or_else(|| bad(format!("rope scaling 'linear' without '{key}'")))?;
+            RopeScaling::Linear { factor: f64::from(factor) }
+        }
+        Some(t) => return Err(unsupported(format!("{a}.rope.scaling.type"), format!("'{t}'"), "none, linear")),
+    };
+    rope_scaling.check(&header.file)?;
+    // Llama 3.x files carry their frequency scaling as per-pair divisors in this tensor.
+    if header.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
+        return Err(unsupported("rope_freqs.weight".into(), "present".into(), "no per-pair RoPE frequency factors"));
     }
     let tok = header.tokenizer()?;
     let embd = header.tensor("token_embd.weight")?;
@@ -112,6 +129,8 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
         pad_token_id: tok.padding,
         dtype: None,
         sliding_window: None,
+        rope_scaling,
+        qk_norm,
     })
 }
 
@@ -132,8 +151,6 @@ fn plan(
         let over = GpuTensor::padded_bytes(info.elements() as usize, d) > limit;
         p.dense = Some(if over { DType::F32 } else { d });
         p.quant = cfg.tie_word_embeddings && QuantType::from_ggml(info.ggml_type).is_some();
-    } else if n == "rope_freqs.weight" {
-        return None;
     }
     if permuted {
         if n.ends_with(".attn_q.weight") || n.ends_with(".attn_q.bias") {
@@ -145,32 +162,7 @@ fn plan(
     Some(p)
 }
 
-fn linear(w: &GgufWeights, name: &str) -> Result<Linear> {
-    if w.has_quant(name) {
-        Ok(Linear::Quant(w.quant(name)?.clone()))
-    } else {
-        Ok(Linear::Dense(w.dense(name)?.clone()))
-    }
-}
-
-/// A weight that may be held as row blocks (the lm_head of a large vocabulary).
-fn linear_parts(w: &GgufWeights, name: &str) -> Result<Vec<Linear>> {
-    if w.has_quant(name) {
-        Ok(w.quant_parts(name)?
-            .iter()
-            .cloned()
-            .map(Linear::Quant)
-            .collect())
-    } else {
-        Ok(w.dense_parts(name)?
-            .iter()
-            .cloned()
-            .map(Linear::Dense)
-            .collect())
-    }
-}
-
-/// Load a llama / qwen2 GGUF file: the decoder and its tokenizer.
+/// Load a llama / qwen2 / qwen3 GGUF file: the decoder and its tokenizer.
 pub async fn load_llama_gguf<S: ByteSource>(
     gpu: &Gpu,
     source: &S,
@@ -185,99 +177,16 @@ pub async fn load_llama_gguf<S: ByteSource>(
     let name = header.get_str("general.name")?.map(str::to_string);
     let permuted = header.qk_rows_permuted()?;
     let mut notes = Vec::new();
-    let arch = cfg_arch(&header)?;
-    if let Some(t) = header.get_str(&format!("{arch}.rope.scaling.type"))? {
-        if t != "none" {
-            notes.push(format!("rope scaling '{t}' is ignored (plain RoPE)"));
-        }
-    }
     let dense = gguf.dense;
     let limit = crate::load::safetensors::part_limit(gpu, &gguf.load);
     let plan_fn = |i: &TensorInfo| plan(&cfg, permuted, dense, limit, i);
     let w = load_tensors(gpu, source, file, header, &gguf.load, &plan_fn, progress).await?;
     let weight_bytes = w.gpu_bytes();
 
-    let max_ctx = opts
-        .max_context
-        .min(cfg.max_position_embeddings.max(1))
-        .max(1);
-    let (nkv, hd) = (cfg.num_key_value_heads, cfg.head_dim);
-    let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-    for i in 0..cfg.num_hidden_layers {
-        let p = |s: &str| format!("blk.{i}.{s}");
-        let bias = |s: &str| -> Result<Option<GpuTensor>> {
-            if cfg.qkv_bias {
-                Ok(Some(w.dense(&p(s))?.clone()))
-            } else {
-                Ok(None)
-            }
-        };
-        let (bq, bk, bv) = (
-            bias("attn_q.bias")?,
-            bias("attn_k.bias")?,
-            bias("attn_v.bias")?,
-        );
-        layers.push(Layer {
-            attn_norm: as_f32(gpu, w.dense(&p("attn_norm.weight"))?).await?,
-            wq: linear(&w, &p("attn_q.weight"))?,
-            wk: linear(&w, &p("attn_k.weight"))?,
-            wv: linear(&w, &p("attn_v.weight"))?,
-            bq: match bq {
-                Some(b) => Some(as_f32(gpu, &b).await?),
-                None => None,
-            },
-            bk: match bk {
-                Some(b) => Some(as_f32(gpu, &b).await?),
-                None => None,
-            },
-            bv: match bv {
-                Some(b) => Some(as_f32(gpu, &b).await?),
-                None => None,
-            },
-            wo: linear(&w, &p("attn_output.weight"))?,
-            ffn_norm: as_f32(gpu, w.dense(&p("ffn_norm.weight"))?).await?,
-            w_gate: linear(&w, &p("ffn_gate.weight"))?,
-            w_up: linear(&w, &p("ffn_up.weight"))?,
-            w_down: linear(&w, &p("ffn_down.weight"))?,
-            cache: KvCache::new(
-                gpu,
-                &format!("blk.{i}.kv_cache"),
-                max_ctx,
-                nkv,
-                hd,
-                opts.kv_cache,
-            )?,
-        });
-    }
-    let embed = match w.dense_parts("token_embd.weight")? {
-        [one] => Embedding::Table(one.clone()),
-        parts => {
-            notes.push(format!(
-                "token_embd.weight held as {} f32 row blocks (over the storage binding limit)",
-                parts.len()
-            ));
-            Embedding::Rows(parts.to_vec())
-        }
-    };
-    let lm_head = linear_parts(
-        &w,
-        if cfg.tie_word_embeddings {
-            "token_embd.weight"
-        } else {
-            "output.weight"
-        },
-    )?;
-    if lm_head.len() > 1 {
-        notes.push(format!(
-            "lm_head held as {} row blocks (over the storage binding limit)",
-            lm_head.len()
-        ));
-    }
-    let final_norm = as_f32(gpu, w.dense("output_norm.weight")?).await?;
+    let model = Llama::from_weights(gpu, cfg, &w, opts, &mut notes).await?;
     let mut warnings = w.warnings.clone();
     warnings.extend(notes);
     drop(w);
-    let model = Llama::assemble(gpu, cfg, opts, embed, lm_head, final_norm, layers, max_ctx)?;
     Ok(GgufLlama {
         model,
         tokenizer,
@@ -286,10 +195,6 @@ pub async fn load_llama_gguf<S: ByteSource>(
         weight_bytes,
         name,
     })
-}
-
-fn cfg_arch(header: &GgufHeader) -> Result<String> {
-    Ok(header.architecture()?.to_string())
 }
 
 impl Llama {

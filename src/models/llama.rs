@@ -12,6 +12,7 @@ use crate::gpu::{DType, Gpu, GpuTensor};
 use crate::load::config::{DecoderConfig, ModelConfig};
 use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
+use crate::models::weights::{self, WeightSource};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
 use crate::ops::embedding::{self, Lookup, Tables, TokenIds};
 use crate::ops::ffn;
@@ -69,6 +70,10 @@ pub(crate) struct Layer {
     pub(crate) w_gate: Linear,
     pub(crate) w_up: Linear,
     pub(crate) w_down: Linear,
+    /// Qwen3: per-head RMSNorm weights `[head_dim]` of q and k, applied before RoPE.
+    pub(crate) q_norm: Option<GpuTensor>,
+    /// See `q_norm`.
+    pub(crate) k_norm: Option<GpuTensor>,
     pub(crate) cache: KvCache,
 }
 
@@ -80,6 +85,9 @@ struct Scratch {
     q: GpuTensor,
     k: GpuTensor,
     v: GpuTensor,
+    /// q and k after the per-head norms (Qwen3).
+    qn: GpuTensor,
+    kn: GpuTensor,
     attn: GpuTensor,
     up: GpuTensor,
     mid: GpuTensor,
@@ -129,15 +137,6 @@ impl Default for LlamaOptions {
     }
 }
 
-/// Norm weights and biases are read by kernels as f32: widen 16-bit ones once at load.
-pub(crate) async fn as_f32(gpu: &Gpu, t: &GpuTensor) -> Result<GpuTensor> {
-    if t.dtype() == DType::F32 {
-        return Ok(t.clone());
-    }
-    let v = t.to_f32_vec(gpu).await?;
-    GpuTensor::from_f32(gpu, t.name(), t.shape(), DType::F32, &v)
-}
-
 impl Llama {
     /// Load `config.json` and the safetensors weights from `source`.
     pub async fn load<S: ByteSource>(
@@ -164,44 +163,48 @@ impl Llama {
             }
         };
         let weights = load_weights(gpu, source, load, progress).await?;
-        let w = |name: &str| weights.get(name).cloned();
-        let max_ctx = opts.max_context.min(cfg.max_position_embeddings.max(1)).max(1);
-        let (nkv, hd) = (cfg.num_key_value_heads, cfg.head_dim);
+        Self::from_weights(gpu, cfg, &weights, opts, &mut Vec::new()).await
+    }
+
+    /// Build the model from loaded weights of either format (the one layer loader,
+    /// [`weights::load_layer`], checks every shape); notes about how tensors are held go to
+    /// `notes`.
+    pub(crate) async fn from_weights(
+        gpu: &Gpu,
+        cfg: DecoderConfig,
+        ws: &dyn WeightSource,
+        opts: &LlamaOptions,
+        notes: &mut Vec<String>,
+    ) -> Result<Llama> {
+        let max_ctx = opts.max_context.min(cfg.context_limit()).max(1);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let bias = |n: &str| -> Result<Option<GpuTensor>> {
-                if cfg.qkv_bias {
-                    Ok(Some(weights.get(&format!("{p}.self_attn.{n}.bias"))?.clone()))
-                } else {
-                    Ok(None)
-                }
-            };
-            let (bq, bk, bv) = (bias("q_proj")?, bias("k_proj")?, bias("v_proj")?);
-            layers.push(Layer {
-                attn_norm: as_f32(gpu, &w(&format!("{p}.input_layernorm.weight"))?).await?,
-                wq: Linear::Dense(w(&format!("{p}.self_attn.q_proj.weight"))?),
-                wk: Linear::Dense(w(&format!("{p}.self_attn.k_proj.weight"))?),
-                wv: Linear::Dense(w(&format!("{p}.self_attn.v_proj.weight"))?),
-                bq: match bq { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-                bk: match bk { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-                bv: match bv { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-                wo: Linear::Dense(w(&format!("{p}.self_attn.o_proj.weight"))?),
-                ffn_norm: as_f32(gpu, &w(&format!("{p}.post_attention_layernorm.weight"))?).await?,
-                w_gate: Linear::Dense(w(&format!("{p}.mlp.gate_proj.weight"))?),
-                w_up: Linear::Dense(w(&format!("{p}.mlp.up_proj.weight"))?),
-                w_down: Linear::Dense(w(&format!("{p}.mlp.down_proj.weight"))?),
-                cache: KvCache::new(gpu, &format!("{p}.kv_cache"), max_ctx, nkv, hd, opts.kv_cache)?,
-            });
+            layers.push(weights::load_layer(gpu, ws, &cfg, i, max_ctx, opts.kv_cache).await?);
         }
-        let embed = w("model.embed_tokens.weight")?;
-        let lm_head = if cfg.tie_word_embeddings || !weights.contains("lm_head.weight") {
-            embed.clone()
-        } else {
-            w("lm_head.weight")?
+        let (v, h) = (cfg.vocab_size, cfg.hidden_size);
+        let embed_name = "model.embed_tokens.weight";
+        let embed = match ws.dense_parts(embed_name)?.as_slice() {
+            [one] => {
+                if one.shape() != [v, h] {
+                    return Err(Error::BadModelFile {
+                        file: ws.file(),
+                        detail: format!("tensor '{embed_name}' is {:?}, the config needs [{v}, {h}]", one.shape()),
+                    });
+                }
+                Embedding::Table(one.clone())
+            }
+            parts => {
+                notes.push(format!("{embed_name} held as {} f32 row blocks (over the storage binding limit)", parts.len()));
+                Embedding::Rows(parts.to_vec())
+            }
         };
-        let final_norm = as_f32(gpu, &w("model.norm.weight")?).await?;
-        Self::assemble(gpu, cfg, opts, Embedding::Table(embed), vec![Linear::Dense(lm_head)], final_norm, layers, max_ctx)
+        let tied = cfg.tie_word_embeddings || !ws.has("lm_head.weight");
+        let lm_head = weights::linear_parts_checked(ws, if tied { embed_name } else { "lm_head.weight" }, v, h)?;
+        if lm_head.len() > 1 {
+            notes.push(format!("lm_head held as {} row blocks (over the storage binding limit)", lm_head.len()));
+        }
+        let final_norm = weights::vector_checked(gpu, ws, "model.norm.weight", h).await?;
+        Self::assemble(gpu, cfg, opts, embed, lm_head, final_norm, layers, max_ctx)
     }
 
     /// Put a loaded model together (both loaders end here).
@@ -217,10 +220,16 @@ impl Llama {
         max_ctx: usize,
     ) -> Result<Llama> {
         let (nh, hd) = (cfg.num_attention_heads, cfg.head_dim);
-        let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd };
+        let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd, scaling: cfg.rope_scaling };
         let rope_q = rope_op::Rope::new(
             gpu,
-            RopeConfig { theta: cfg.rope_theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit },
+            RopeConfig {
+                theta: cfg.rope_theta,
+                head_dim: hd,
+                rotary_dim: hd,
+                layout: RopeLayout::HalfSplit,
+                scaling: cfg.rope_scaling,
+            },
         )?;
         let h = cfg.hidden_size;
         let v = match lm_head.iter().map(Linear::rows).sum::<usize>() {
@@ -337,6 +346,8 @@ impl Llama {
             q: z("q", &[t, nh * hd])?,
             k: z("k", &[t, nkv * hd])?,
             v: z("v", &[t, nkv * hd])?,
+            qn: z("q_normed", &[t, nh * hd])?,
+            kn: z("k_normed", &[t, nkv * hd])?,
             attn: z("attn", &[t, nh * hd])?,
             up: z("up", &[t, ff])?,
             mid: z("mid", &[t, ff])?,
@@ -382,8 +393,12 @@ impl Llama {
                 }
             }
         }
-        let q3 = s.q.reshape(&[t, nh, hd])?;
-        let k3 = s.k.reshape(&[t, nkv, hd])?;
+        // Qwen3 (models2): q and k through per-head RMSNorm into qn / kn, which then stand in
+        // for q and k; other models use q and k as projected.
+        let qk_norm = self.layers.first().is_some_and(|l| l.q_norm.is_some());
+        let (q_use, k_use) = if qk_norm { (&s.qn, &s.kn) } else { (&s.q, &s.k) };
+        let q3 = q_use.reshape(&[t, nh, hd])?;
+        let k3 = k_use.reshape(&[t, nkv, hd])?;
         let v3 = s.v.reshape(&[t, nkv, hd])?;
         let a3 = s.attn.reshape(&[t, nh, hd])?;
         for l in &mut self.layers {
@@ -394,9 +409,15 @@ impl Llama {
             project(gpu, &mut b, &s, &s.h, &l.wq, &s.q, &ebq)?;
             project(gpu, &mut b, &s, &s.h, &l.wk, &s.k, &ebk)?;
             project(gpu, &mut b, &s, &s.h, &l.wv, &s.v, &ebv)?;
+            if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+                // Qwen3 (models2): RMSNorm over each head's head_dim values.
+                let rows = |x: &GpuTensor, heads: usize| x.reshape(&[t * heads, hd]);
+                norm::record(gpu, &mut b, &rows(&s.q, nh)?, &rows(&s.qn, nh)?, &Norm::rms(qn, eps))?;
+                norm::record(gpu, &mut b, &rows(&s.k, nkv)?, &rows(&s.kn, nkv)?, &Norm::rms(kn, eps))?;
+            }
             l.cache.append(gpu, &mut b, &k3, &v3, Some(self.rope))?;
             if t == 1 {
-                let q1 = s.q.reshape(&[nh, hd])?;
+                let q1 = q_use.reshape(&[nh, hd])?;
                 let a1 = s.attn.reshape(&[nh, hd])?;
                 let opts = DecodeOptions { rope: Some(self.rope), ..Default::default() };
                 attention::decode(gpu, &mut b, &q1, &l.cache, &a1, &self.decode_scratch, &opts)?;

@@ -3,3 +3,4 @@
 pub mod bert;
 pub mod llama;
 pub mod gguf;
+pub mod weights;

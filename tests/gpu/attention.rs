@@ -201,7 +201,7 @@ gpu_test!(unfused_attention_matches_reference, async {
 // ---------------------------------------------------------------------------------------------
 // KV cache
 
-const ROPE: Rope = Rope { theta: 10000.0, rotary_dim: 64 };
+const ROPE: Rope = Rope::plain(10000.0, 64);
 
 /// K, V for `tokens` new tokens, and the cache contents the reference expects after RoPE.
 fn kv_data(tokens: usize, heads: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
@@ -334,7 +334,7 @@ gpu_test!(kv_cache_limits_reset_and_memory, async {
     let bad = upload(&gpu, "k", &[6, 3, 64], &vec![0.0; 6 * 3 * 64]);
     assert!(matches!(cache.append(&gpu, &mut batch, &bad, &bad, None), Err(Error::Shape { .. })));
     assert!(matches!(
-        cache.append(&gpu, &mut batch, &tk, &tv, Some(Rope { theta: 1e4, rotary_dim: 65 })),
+        cache.append(&gpu, &mut batch, &tk, &tv, Some(Rope::plain(1e4, 65))),
         Err(Error::Shape { .. })
     ));
     gpu.submit(batch).unwrap();
@@ -410,7 +410,7 @@ gpu_test!(decode_attention_matches_reference_for_every_format, async {
                     continue;
                 }
                 seed += 3;
-                let rope = Rope { theta: 10000.0, rotary_dim: d };
+                let rope = Rope::plain(10000.0, d);
                 let (cache, k, v) = filled_cache(&gpu, len, nkv, d, dtype, rope, seed).await;
                 let (ck, cv) = read_cache(&gpu, &cache).await;
                 let q = random(nh * d, seed + 2, -1.0, 1.0);
