@@ -27,4 +27,5 @@ mod load;
 mod models;
 mod runtime;
 mod softmax;
+mod tiny;
 mod tokenizer;
