@@ -1,6 +1,7 @@
 //! Models: one readable file per architecture, built from the ops.
 
 pub mod bert;
+pub mod cross_encoder;
 pub mod llama;
 pub mod gguf;
 pub mod weights;

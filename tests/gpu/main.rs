@@ -26,6 +26,7 @@ mod rope;
 mod load;
 mod models;
 mod runtime;
+mod sentence;
 mod softmax;
 mod tiny;
 mod tokenizer;
