@@ -45,6 +45,10 @@ async function handle(id, op, args) {
       rows.forEach((r, i) => flat.set(r, i * dim));
       return { value: flat, transfer: [flat.buffer] };
     }
+    case 'rerank': {
+      const scores = await needEngine().rerank(args.query, args.docs);
+      return { value: scores, transfer: [scores.buffer] };
+    }
     case 'stats':
       return engine ? engine.stats() : null;
     case 'dispose': {

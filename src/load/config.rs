@@ -57,6 +57,16 @@ pub struct BertConfig {
     /// `absolute` is the only one supported by the models here.
     #[serde(default = "default_absolute")]
     pub position_embedding_type: String,
+    /// `BertModel`, `BertForSequenceClassification` (a cross-encoder), ...
+    #[serde(default)]
+    pub architectures: Vec<String>,
+}
+
+impl BertConfig {
+    /// A classification model (a cross-encoder reranker): `BertForSequenceClassification`.
+    pub fn is_classifier(&self) -> bool {
+        self.architectures.iter().any(|a| a.ends_with("ForSequenceClassification"))
+    }
 }
 
 fn default_gelu() -> String {
@@ -86,6 +96,19 @@ pub enum DecoderArch {
     Mistral,
     /// Qwen3: no q/k/v biases, per-head RMSNorm of q and k (`q_norm`, `k_norm`) before RoPE.
     Qwen3,
+    /// Gemma 3 (text): (1 + w) RMSNorms, norms before and after attention and MLP, GELU(tanh)
+    /// gated MLP, embeddings scaled by √hidden, q/k norms, sliding-window layers with their own
+    /// RoPE base, `query_pre_attn_scalar`.
+    Gemma3,
+}
+
+/// The gate activation of the gated MLP: `act(gate) · up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlpAct {
+    /// SiLU (SwiGLU: Llama, Qwen).
+    Silu,
+    /// GELU, tanh approximation (GeGLU: Gemma's `gelu_pytorch_tanh`).
+    GeluTanh,
 }
 
 /// A Llama-style decoder.
@@ -135,8 +158,25 @@ pub struct DecoderConfig {
     pub sliding_window: Option<usize>,
     /// RoPE frequency scaling (`rope_scaling` / `rope_parameters` type `linear` or `llama3`).
     pub rope_scaling: RopeScaling,
-    /// Per-head RMSNorm of q and k before RoPE (Qwen3's `q_norm` / `k_norm`).
+    /// Per-head RMSNorm of q and k before RoPE (Qwen3's, Gemma 3's `q_norm` / `k_norm`).
     pub qk_norm: bool,
+    /// Norm weights are stored as `w` and applied as `1 + w` (Gemma; added once at load).
+    pub norm_plus_one: bool,
+    /// RMSNorm of the attention output and of the MLP output before each residual add (Gemma's
+    /// `post_attention_layernorm` / `post_feedforward_layernorm`; the MLP's input norm is then
+    /// `pre_feedforward_layernorm`).
+    pub sandwich_norms: bool,
+    /// The gated MLP's activation.
+    pub mlp_act: MlpAct,
+    /// Embeddings are multiplied by this (Gemma: √hidden).
+    pub embed_scale: Option<f32>,
+    /// Attention softmax scale when it is not `1 / √head_dim` (Gemma: `query_pre_attn_scalar^-½`).
+    pub attn_scale: Option<f64>,
+    /// Per layer, the sliding window of a local layer (`None`: global); empty when no layer is
+    /// windowed beyond [`DecoderConfig::sliding_window`]'s context cap (Gemma 3 interleaves).
+    pub layer_windows: Vec<Option<usize>>,
+    /// RoPE base of the windowed layers (Gemma 3's `rope_local_base_freq`, no scaling).
+    pub rope_local_theta: Option<f64>,
 }
 
 impl DecoderConfig {
@@ -178,6 +218,11 @@ struct RawDecoder {
     mlp_bias: Option<bool>,
     attn_logit_softcapping: Option<f64>,
     final_logit_softcapping: Option<f64>,
+    hidden_activation: Option<String>,
+    query_pre_attn_scalar: Option<f64>,
+    rope_local_base_freq: Option<f64>,
+    #[serde(alias = "_sliding_window_pattern")]
+    sliding_window_pattern: Option<usize>,
 }
 
 /// The RoPE scaling a `rope_parameters` / `rope_scaling` object asks for; `field` names it in
@@ -245,6 +290,7 @@ impl ModelConfig {
                 Some(a) if a.starts_with("Llama") => "llama".into(),
                 Some(a) if a.starts_with("Qwen2") => "qwen2".into(),
                 Some(a) if a.starts_with("Qwen3") => "qwen3".into(),
+                Some(a) if a.starts_with("Gemma3ForCausalLM") => "gemma3_text".into(),
                 Some(a) if a.starts_with("Mistral") => "mistral".into(),
                 _ => return Err(bad("no model_type and no known architectures".into())),
             },
@@ -259,12 +305,13 @@ impl ModelConfig {
             "qwen2" => DecoderArch::Qwen2,
             "mistral" => DecoderArch::Mistral,
             "qwen3" => DecoderArch::Qwen3,
+            "gemma3_text" => DecoderArch::Gemma3,
             other => {
                 return Err(Error::UnsupportedConfig {
                     file: file.to_string(),
                     field: "model_type".into(),
                     value: format!("'{other}'"),
-                    supported: "bert, llama, qwen2, qwen3, mistral".into(),
+                    supported: "bert, llama, qwen2, qwen3, mistral, gemma3_text".into(),
                 })
             }
         };
@@ -280,7 +327,28 @@ impl ModelConfig {
             (Some(p), _) => (Some(p), "rope_parameters"),
             (None, s) => (s, "rope_scaling"),
         };
-        let rope_scaling = rope_scaling(file, rope_field, rope.as_ref())?;
+        let gemma = arch == DecoderArch::Gemma3;
+        // transformers 5 writes Gemma 3's RoPE per layer kind: {"full_attention": {...},
+        // "sliding_attention": {...}}; 4 has rope_theta / rope_scaling (global layers) and
+        // rope_local_base_freq (local layers, never scaled).
+        let per_kind = rope.as_ref().and_then(|v| v.get("full_attention")).is_some();
+        let (global_rope, local_rope) = match &rope {
+            Some(v) if per_kind => (v.get("full_attention").cloned(), v.get("sliding_attention").cloned()),
+            other => (other.clone(), None),
+        };
+        let global_field = if per_kind { format!("{rope_field}.full_attention") } else { rope_field.to_string() };
+        let rope_scaling = rope_scaling(file, &global_field, global_rope.as_ref())?;
+        if let Some(local) = &local_rope {
+            let f = format!("{rope_field}.sliding_attention");
+            if self::rope_scaling(file, &f, Some(local))? != RopeScaling::None {
+                return Err(unsupported(&format!("{f}.rope_type"), "scaled".into(), "default"));
+            }
+        }
+        let rope_local_theta = match (&local_rope, gemma) {
+            (Some(l), _) => Some(l.get("rope_theta").and_then(Value::as_f64).unwrap_or(10_000.0)),
+            (None, true) => Some(r.rope_local_base_freq.unwrap_or(10_000.0)),
+            (None, false) => None,
+        };
         if let Some(f) = r.partial_rotary_factor.filter(|&f| f != 1.0) {
             return Err(unsupported("partial_rotary_factor", f.to_string(), "1 (RoPE over the whole head)"));
         }
@@ -299,13 +367,20 @@ impl ModelConfig {
             (_, Some(true)) => return Err(unsupported("attention_bias", "true".into(), "false")),
             _ => false,
         };
-        let act = r.hidden_act.unwrap_or_else(|| "silu".into());
-        if !matches!(act.as_str(), "silu" | "swish") {
-            return Err(unsupported("hidden_act", format!("'{act}'"), "silu"));
-        }
+        let (act_field, act) = match (r.hidden_activation, r.hidden_act) {
+            (Some(a), _) if gemma => ("hidden_activation", a),
+            (_, Some(a)) => ("hidden_act", a),
+            (Some(a), None) => ("hidden_activation", a),
+            (None, None) => ("hidden_act", if gemma { "gelu_pytorch_tanh".into() } else { "silu".into() }),
+        };
+        let mlp_act = match act.as_str() {
+            "silu" | "swish" => MlpAct::Silu,
+            "gelu_pytorch_tanh" | "gelu_new" if gemma => MlpAct::GeluTanh,
+            _ => return Err(unsupported(act_field, format!("'{act}'"), if gemma { "gelu_pytorch_tanh" } else { "silu" })),
+        };
         let rope_theta = r
             .rope_theta
-            .or_else(|| rope.as_ref().and_then(|v| v.get("rope_theta")).and_then(Value::as_f64))
+            .or_else(|| global_rope.as_ref().and_then(|v| v.get("rope_theta")).and_then(Value::as_f64))
             .unwrap_or(10_000.0);
         let heads = r.num_attention_heads;
         let kv = r.num_key_value_heads.unwrap_or(heads);
@@ -330,7 +405,24 @@ impl ModelConfig {
             }
             None => r.use_sliding_window.unwrap_or(arch == DecoderArch::Mistral),
         };
-        let sliding_window = if windowed { r.sliding_window } else { None };
+        // Gemma 3 interleaves local (windowed) and global layers: real per-layer windows. Other
+        // families window every layer alike: the context is capped at the window instead.
+        let mut layer_windows = Vec::new();
+        let mut sliding_window = if windowed { r.sliding_window } else { None };
+        if gemma {
+            let n = r.num_hidden_layers;
+            let local: Vec<bool> = match (&r.layer_types, r.sliding_window_pattern) {
+                (Some(t), _) => t.iter().map(|k| k == "sliding_attention").collect(),
+                (None, Some(p)) if p > 0 => (0..n).map(|i| (i + 1) % p != 0).collect(),
+                _ => vec![false; n],
+            };
+            if local.len() != n {
+                return Err(bad(format!("layer_types has {} entries for {n} layers", local.len())));
+            }
+            if let Some(w) = sliding_window.take().or(r.sliding_window) {
+                layer_windows = local.iter().map(|&l| if l { Some(w) } else { None }).collect();
+            }
+        }
         let c = DecoderConfig {
             arch,
             vocab_size: r.vocab_size,
@@ -346,14 +438,21 @@ impl ModelConfig {
             max_position_embeddings: r.max_position_embeddings.unwrap_or(2048),
             tie_word_embeddings: r.tie_word_embeddings.unwrap_or(false),
             qkv_bias,
-            hidden_act: act,
+            hidden_act: act.clone(),
             bos_token_id: r.bos_token_id,
             eos_token_ids: ids(r.eos_token_id),
             pad_token_id: r.pad_token_id,
             dtype: r.dtype,
             sliding_window,
             rope_scaling,
-            qk_norm: arch == DecoderArch::Qwen3,
+            qk_norm: matches!(arch, DecoderArch::Qwen3 | DecoderArch::Gemma3),
+            norm_plus_one: gemma,
+            sandwich_norms: gemma,
+            mlp_act,
+            embed_scale: gemma.then(|| (r.hidden_size as f32).sqrt()),
+            attn_scale: if gemma { Some(r.query_pre_attn_scalar.unwrap_or(head_dim as f64).powf(-0.5)) } else { None },
+            layer_windows,
+            rope_local_theta,
         };
         if c.vocab_size == 0 || c.hidden_size == 0 || c.num_hidden_layers == 0 || !c.head_dim.is_multiple_of(2) {
             return Err(bad(format!(

@@ -19,7 +19,7 @@
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorInfo};
 use crate::gpu::{DType, Gpu, GpuTensor};
-use crate::load::config::{DecoderArch, DecoderConfig, RopeScaling};
+use crate::load::config::{DecoderArch, DecoderConfig, MlpAct, RopeScaling};
 use crate::load::gguf::{float_dtype, load_tensors, read_header, TensorPlan};
 use crate::load::source::ByteSource;
 use crate::load::{LoadOptions, Progress};
@@ -131,6 +131,13 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
         sliding_window: None,
         rope_scaling,
         qk_norm,
+        norm_plus_one: false,
+        sandwich_norms: false,
+        mlp_act: MlpAct::Silu,
+        embed_scale: None,
+        attn_scale: None,
+        layer_windows: Vec::new(),
+        rope_local_theta: None,
     })
 }
 

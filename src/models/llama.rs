@@ -9,13 +9,14 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor};
-use crate::load::config::{DecoderConfig, ModelConfig};
+use crate::load::config::{DecoderConfig, MlpAct, ModelConfig};
 use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
 use crate::models::weights::{self, WeightSource};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
 use crate::ops::embedding::{self, Lookup, Tables, TokenIds};
 use crate::ops::ffn;
+use crate::ops::gelu::{self, Gelu};
 use crate::ops::kv_cache::{KvCache, KvDType};
 use crate::ops::linear::{self, Act, Epilogue, Residual};
 use crate::ops::norm::{self, Norm};
@@ -74,6 +75,12 @@ pub(crate) struct Layer {
     pub(crate) q_norm: Option<GpuTensor>,
     /// See `q_norm`.
     pub(crate) k_norm: Option<GpuTensor>,
+    /// Gemma: RMSNorm of the attention output before its residual add.
+    pub(crate) post_attn_norm: Option<GpuTensor>,
+    /// Gemma: RMSNorm of the MLP output before its residual add.
+    pub(crate) post_ffn_norm: Option<GpuTensor>,
+    /// Sliding window of a local layer (Gemma 3), which also takes the local RoPE base.
+    pub(crate) window: Option<usize>,
     pub(crate) cache: KvCache,
 }
 
@@ -110,6 +117,8 @@ pub struct Llama {
     layers: Vec<Layer>,
     rope: Rope,
     rope_q: rope_op::Rope,
+    /// Gemma 3's local (sliding-window) layers: their own RoPE base, unscaled.
+    rope_local: Option<(Rope, rope_op::Rope)>,
     decode_scratch: DecodeScratch,
     scratch: Option<Scratch>,
     last: GpuTensor,
@@ -203,7 +212,7 @@ impl Llama {
         if lm_head.len() > 1 {
             notes.push(format!("lm_head held as {} row blocks (over the storage binding limit)", lm_head.len()));
         }
-        let final_norm = weights::vector_checked(gpu, ws, "model.norm.weight", h).await?;
+        let final_norm = weights::norm_checked(gpu, ws, &cfg, "model.norm.weight", h).await?;
         Self::assemble(gpu, cfg, opts, embed, lm_head, final_norm, layers, max_ctx)
     }
 
@@ -231,6 +240,14 @@ impl Llama {
                 scaling: cfg.rope_scaling,
             },
         )?;
+        let rope_local = match cfg.rope_local_theta {
+            Some(theta) => {
+                let cfg_q =
+                    RopeConfig { theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit, scaling: Default::default() };
+                Some((Rope::plain(theta as f32, hd), rope_op::Rope::new(gpu, cfg_q)?))
+            }
+            None => None,
+        };
         let h = cfg.hidden_size;
         let v = match lm_head.iter().map(Linear::rows).sum::<usize>() {
             0 => cfg.vocab_size,
@@ -265,6 +282,7 @@ impl Llama {
             layers,
             rope,
             rope_q,
+            rope_local,
             scratch: None,
             max_ctx,
             kv_dtype: opts.kv_cache,
@@ -393,6 +411,10 @@ impl Llama {
                 }
             }
         }
+        // Gemma (models2): embeddings scaled by √hidden.
+        if let Some(scale) = c.embed_scale {
+            elementwise::record_inplace(gpu, &mut b, Op::Axpb { alpha: scale, beta: 0.0 }, &s.x)?;
+        }
         // Qwen3 (models2): q and k through per-head RMSNorm into qn / kn, which then stand in
         // for q and k; other models use q and k as projected.
         let qk_norm = self.layers.first().is_some_and(|l| l.q_norm.is_some());
@@ -415,21 +437,42 @@ impl Llama {
                 norm::record(gpu, &mut b, &rows(&s.q, nh)?, &rows(&s.qn, nh)?, &Norm::rms(qn, eps))?;
                 norm::record(gpu, &mut b, &rows(&s.k, nkv)?, &rows(&s.kn, nkv)?, &Norm::rms(kn, eps))?;
             }
-            l.cache.append(gpu, &mut b, &k3, &v3, Some(self.rope))?;
+            // Gemma 3 (models2): a local layer has a sliding window and its own RoPE base;
+            // `scale` is query_pre_attn_scalar^-½ where the config sets it.
+            let (rope, rope_q) = match (&self.rope_local, l.window) {
+                (Some((r, rq)), Some(_)) => (*r, rq),
+                _ => (self.rope, &self.rope_q),
+            };
+            let (scale, window) = (c.attn_scale.map(|x| x as f32), l.window);
+            l.cache.append(gpu, &mut b, &k3, &v3, Some(rope))?;
             if t == 1 {
                 let q1 = q_use.reshape(&[nh, hd])?;
                 let a1 = s.attn.reshape(&[nh, hd])?;
-                let opts = DecodeOptions { rope: Some(self.rope), ..Default::default() };
+                let opts = DecodeOptions { rope: Some(rope), scale, window, ..Default::default() };
                 attention::decode(gpu, &mut b, &q1, &l.cache, &a1, &self.decode_scratch, &opts)?;
             } else {
-                self.rope_q.record(gpu, &mut b, &q3, None, start)?;
-                let opts = AttentionOptions { causal: true, ..Default::default() };
+                rope_q.record(gpu, &mut b, &q3, None, start)?;
+                let opts = AttentionOptions { causal: true, scale, window, ..Default::default() };
                 attention::flash_prefill(gpu, &mut b, &q3, Kv::Cache(&l.cache), &a3, &opts)?;
             }
             let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
-            project(gpu, &mut b, &s, &s.attn, &l.wo, &s.x, &add_x)?;
+            match &l.post_attn_norm {
+                // Gemma (models2): x += norm(o_proj(attn)).
+                Some(w) => {
+                    project(gpu, &mut b, &s, &s.attn, &l.wo, &s.tmp_h, &Epilogue::NONE)?;
+                    sandwich_add(gpu, &mut b, &s, w, eps)?;
+                }
+                None => project(gpu, &mut b, &s, &s.attn, &l.wo, &s.x, &add_x)?,
+            }
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.ffn_norm, eps))?;
             match (&l.w_gate, &l.w_up) {
+                // Gemma (models2): GELU(tanh)-gated MLP, gelu(gate) · up.
+                _ if c.mlp_act == MlpAct::GeluTanh => {
+                    project(gpu, &mut b, &s, &s.h, &l.w_up, &s.up, &Epilogue::NONE)?;
+                    project(gpu, &mut b, &s, &s.h, &l.w_gate, &s.tmp_ff, &Epilogue::NONE)?;
+                    gelu::record_inplace(gpu, &mut b, Gelu::Tanh, &s.tmp_ff)?;
+                    elementwise::record(gpu, &mut b, Op::Mul, &s.tmp_ff, Some(&s.up), &s.mid)?;
+                }
                 // Decode: gate and up read together, silu(gate)·up in one dispatch (seed item 14).
                 (Linear::Dense(g), Linear::Dense(u)) if t == 1 => ffn::record_swiglu(gpu, &mut b, &s.h, g, u, &s.mid)?,
                 _ => {
@@ -438,7 +481,14 @@ impl Llama {
                     project(gpu, &mut b, &s, &s.h, &l.w_gate, &s.mid, &gate)?;
                 }
             }
-            project(gpu, &mut b, &s, &s.mid, &l.w_down, &s.x, &add_x)?;
+            match &l.post_ffn_norm {
+                // Gemma (models2): x += norm(down(mid)).
+                Some(w) => {
+                    project(gpu, &mut b, &s, &s.mid, &l.w_down, &s.tmp_h, &Epilogue::NONE)?;
+                    sandwich_add(gpu, &mut b, &s, w, eps)?;
+                }
+                None => project(gpu, &mut b, &s, &s.mid, &l.w_down, &s.x, &add_x)?,
+            }
         }
         let row = (c.hidden_size * 4) as u64;
         b.copy(s.x.buffer(), row * (t as u64 - 1), self.last.buffer(), 0, row);
@@ -464,6 +514,15 @@ impl Llama {
         self.tokens.extend_from_slice(ids);
         self.logits.to_f32_vec(gpu).await
     }
+}
+
+/// Gemma's sandwich norm (models2): `x += rmsnorm(tmp_h) · w`, through tmp_h2 (norm), tmp_h (sum)
+/// and a copy back into x.
+fn sandwich_add(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, w: &GpuTensor, eps: f32) -> Result<()> {
+    norm::record(gpu, b, &s.tmp_h, &s.tmp_h2, &Norm::rms(w, eps))?;
+    elementwise::record(gpu, b, Op::Add, &s.x, Some(&s.tmp_h2), &s.tmp_h)?;
+    b.copy(s.tmp_h.buffer(), 0, s.x.buffer(), 0, (s.x.numel() * 4) as u64);
+    Ok(())
 }
 
 /// `y = epilogue(x · Wᵀ)`: the fused linear ops for dense weights; for quantised ones the quant

@@ -183,6 +183,17 @@ pub(crate) async fn vector_checked(gpu: &Gpu, ws: &dyn WeightSource, hf: &str, l
     as_f32(gpu, &t).await
 }
 
+/// An RMSNorm weight of `len` elements as the kernels apply it (`x · w`): Gemma stores `w` for
+/// `x · (1 + w)`, so 1 is added here, once (in f32, as Gemma's forward does).
+pub(crate) async fn norm_checked(gpu: &Gpu, ws: &dyn WeightSource, cfg: &DecoderConfig, hf: &str, len: usize) -> Result<GpuTensor> {
+    let t = vector_checked(gpu, ws, hf, len).await?;
+    if !cfg.norm_plus_one {
+        return Ok(t);
+    }
+    let v: Vec<f32> = t.to_f32_vec(gpu).await?.iter().map(|w| 1.0 + w).collect();
+    GpuTensor::from_f32(gpu, t.name(), t.shape(), DType::F32, &v)
+}
+
 /// Load layer `i` of a decoder from either format, checking every shape against `cfg`.
 pub(crate) async fn load_layer(
     gpu: &Gpu,
@@ -204,17 +215,21 @@ pub(crate) async fn load_layer(
             }
         }
     };
-    let norm = |s: &'static str| {
+    let norm = |s: &'static str, on: bool, n: usize| {
         let name = p(s);
         async move {
-            match cfg.qk_norm {
-                true => Ok::<_, Error>(Some(vector_checked(gpu, ws, &name, hd).await?)),
+            match on {
+                true => Ok::<_, Error>(Some(norm_checked(gpu, ws, cfg, &name, n).await?)),
                 false => Ok(None),
             }
         }
     };
+    // Sandwich norms (Gemma): post_attention_layernorm normalises the attention output and the
+    // MLP's input norm is pre_feedforward_layernorm.
+    let sw = cfg.sandwich_norms;
+    let ffn_norm = if sw { "pre_feedforward_layernorm.weight" } else { "post_attention_layernorm.weight" };
     Ok(Layer {
-        attn_norm: vector_checked(gpu, ws, &p("input_layernorm.weight"), h).await?,
+        attn_norm: norm_checked(gpu, ws, cfg, &p("input_layernorm.weight"), h).await?,
         wq: linear_checked(ws, &p("self_attn.q_proj.weight"), nh * hd, h)?,
         wk: linear_checked(ws, &p("self_attn.k_proj.weight"), nkv * hd, h)?,
         wv: linear_checked(ws, &p("self_attn.v_proj.weight"), nkv * hd, h)?,
@@ -222,12 +237,15 @@ pub(crate) async fn load_layer(
         bk: bias("self_attn.k_proj.bias", nkv * hd).await?,
         bv: bias("self_attn.v_proj.bias", nkv * hd).await?,
         wo: linear_checked(ws, &p("self_attn.o_proj.weight"), h, nh * hd)?,
-        ffn_norm: vector_checked(gpu, ws, &p("post_attention_layernorm.weight"), h).await?,
+        ffn_norm: norm_checked(gpu, ws, cfg, &p(ffn_norm), h).await?,
         w_gate: linear_checked(ws, &p("mlp.gate_proj.weight"), ff, h)?,
         w_up: linear_checked(ws, &p("mlp.up_proj.weight"), ff, h)?,
         w_down: linear_checked(ws, &p("mlp.down_proj.weight"), h, ff)?,
-        q_norm: norm("self_attn.q_norm.weight").await?,
-        k_norm: norm("self_attn.k_norm.weight").await?,
+        q_norm: norm("self_attn.q_norm.weight", cfg.qk_norm, hd).await?,
+        k_norm: norm("self_attn.k_norm.weight", cfg.qk_norm, hd).await?,
+        post_attn_norm: norm("post_attention_layernorm.weight", sw, h).await?,
+        post_ffn_norm: norm("post_feedforward_layernorm.weight", sw, h).await?,
+        window: cfg.layer_windows.get(i).copied().flatten(),
         cache: KvCache::new(gpu, &p("kv_cache"), max_ctx, nkv, hd, kv)?,
     })
 }

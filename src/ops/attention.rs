@@ -84,6 +84,8 @@ pub struct AttentionOptions<'a> {
     pub q_pos0: Option<usize>,
     /// Valid keys per batch entry (f32 `[batch]` holding integers): the padding mask.
     pub kv_lens: Option<&'a GpuTensor>,
+    /// Sliding window: each query sees only the last `window` positions up to its own.
+    pub window: Option<usize>,
 }
 
 /// Workgroup tiles of the flash / unfused kernels.
@@ -217,7 +219,7 @@ struct Params {
     chunk: u32,
     scale_stride: u32,
     neg_inf_bits: u32,
-    _pad0: u32,
+    window: u32,
     _pad1: u32,
     rope_scaling: [f32; 4],
 }
@@ -320,6 +322,7 @@ fn base_params(op: &'static str, dims: &Dims, opts: &AttentionOptions<'_>, kv: K
         has_lens: u32::from(opts.kv_lens.is_some()),
         scale_stride,
         neg_inf_bits: f32::NEG_INFINITY.to_bits(),
+        window: to_u32(op, "window", opts.window.unwrap_or(0))?,
         ..Params::default()
     })
 }
@@ -508,6 +511,8 @@ pub struct DecodeOptions {
     pub q_pos: Option<usize>,
     /// Keys per chunk; default chosen from the cache length so that long caches fill the GPU.
     pub chunk: Option<usize>,
+    /// Sliding window: only the last `window` positions up to the query's are attended.
+    pub window: Option<usize>,
 }
 
 /// Partial results of flash-decoding, sized once for a model (shared by all layers).
@@ -615,7 +620,7 @@ pub fn decode(
         chunk: chunk as u32,
         scale_stride: cache.scale_stride(),
         neg_inf_bits: f32::NEG_INFINITY.to_bits(),
-        _pad0: 0,
+        window: to_u32(OP, "window", opts.window.unwrap_or(0))?,
         _pad1: 0,
         rope_scaling,
     };

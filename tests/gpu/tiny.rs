@@ -114,3 +114,19 @@ gpu_test!(tiny_qwen3_matches_transformers, async {
     let d = check("qwen3", src, r, None).await;
     assert!(d <= TOL, "qwen3: max logit diff {d} > {TOL}");
 });
+
+gpu_test!(tiny_gemma3_matches_transformers, async {
+    // Window 4 with prompts of 7..15 tokens: the local layer's window cuts in both in prefill
+    // and in every decode step.
+    let (src, r) = tiny!("gemma3");
+    let d = check("gemma3", src, r, None).await;
+    assert!(d <= TOL, "gemma3: max logit diff {d} > {TOL}");
+});
+
+gpu_test!(tiny_gemma3_without_its_window_misses, async {
+    // The local layer made global: the window matters for these prompts.
+    let (src, r) = tiny!("gemma3");
+    let global = |c: &mut serde_json::Value| c["layer_types"] = serde_json::json!(["full_attention", "full_attention"]);
+    let d = check("gemma3 (window dropped)", src, r, Some(&global)).await;
+    assert!(d > 0.1, "dropping the sliding window should move the logits, moved {d}");
+});
