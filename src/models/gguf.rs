@@ -64,8 +64,36 @@ pub struct GgufLlama {
     pub name: Option<String>,
 }
 
-/// The decoder configuration from a GGUF header.
+/// The decoder configuration from a GGUF header (a file with `rope_freqs.weight` is refused:
+/// see [`decoder_config_with_freqs`]).
 pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
+    decoder_config_with_freqs(header, None)
+}
+
+/// The Llama 3 scaling whose per-pair frequency divisors llama.cpp writes as `rope_freqs.weight`
+/// (`inv_freq / factors[i]` is the scaled frequency), when `factors` are those of Llama 3's
+/// formula with low / high frequency factors 1 / 4 and an original context of 8192 (every
+/// Llama 3.1 / 3.2 / 3.3) or `original` (the file's `rope.scaling.original_context_length`):
+/// within 1e-3 relative for every pair.
+pub fn llama3_from_freq_factors(factors: &[f32], theta: f64, rot: usize, original: Option<f64>) -> Option<RopeScaling> {
+    let factor = f64::from(factors.iter().copied().fold(f32::NAN, f32::max));
+    if factors.len() != rot / 2 || !(factor.is_finite() && factor >= 1.0) {
+        return None;
+    }
+    let unscaled = crate::ops::rope::inv_freq(theta, rot, RopeScaling::None);
+    [original, Some(8192.0)].into_iter().flatten().find_map(|ctx| {
+        let s = RopeScaling::Llama3 { factor, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: ctx };
+        let fits = unscaled.iter().zip(factors).all(|(&f, &got)| {
+            let want = f / s.apply(f);
+            (want - f64::from(got)).abs() <= 1e-3 * want
+        });
+        fits.then_some(s)
+    })
+}
+
+/// [`decoder_config`] with the contents of `rope_freqs.weight` when the file has it: accepted
+/// when they are Llama 3's scaling ([`llama3_from_freq_factors`]), refused otherwise.
+pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>) -> Result<DecoderConfig> {
     let hp = header.hparams()?;
     let bad = |detail: String| Error::BadModelFile {
         file: header.file.clone(),
@@ -102,9 +130,19 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
     };
     rope_scaling.check(&header.file)?;
     // Llama 3.x files carry their frequency scaling as per-pair divisors in this tensor.
-    if header.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
-        return Err(unsupported("rope_freqs.weight".into(), "present".into(), "no per-pair RoPE frequency factors"));
-    }
+    let rope_scaling = match (header.tensors.iter().any(|t| t.name == "rope_freqs.weight"), rope_freqs) {
+        (false, _) => rope_scaling,
+        (true, Some(f)) if rope_scaling == RopeScaling::None => {
+            let original = header.get_f32(&format!("{a}.rope.scaling.original_context_length"))?.map(f64::from);
+            let theta = f64::from(hp.rope_freq_base);
+            llama3_from_freq_factors(f, theta, hp.rope_dimension_count, original).ok_or_else(|| {
+                unsupported("rope_freqs.weight".into(), "per-pair factors".into(), "those of Llama 3's rope scaling")
+            })?
+        }
+        (true, _) => {
+            return Err(unsupported("rope_freqs.weight".into(), "present".into(), "Llama 3 factors, read with the data"))
+        }
+    };
     let tok = header.tokenizer()?;
     let embd = header.tensor("token_embd.weight")?;
     let vocab = hp.vocab_size.unwrap_or(embd.rows_cols().0 as usize);
@@ -179,7 +217,15 @@ pub async fn load_llama_gguf<S: ByteSource>(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<GgufLlama> {
     let (header, header_requests) = read_header(source, file).await?;
-    let cfg = decoder_config(&header)?;
+    // llama.cpp's Llama 3 files: the frequency factors (rot / 2 f32 values) are read up front.
+    let freqs = match header.tensors.iter().find(|t| t.name == "rope_freqs.weight") {
+        Some(t) if t.ggml_type == crate::gguf::GgmlType::F32 && t.size <= 4096 => {
+            let (bytes, _) = source.read_range(file, t.offset, t.offset + t.size).await?;
+            Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<f32>>())
+        }
+        _ => None,
+    };
+    let cfg = decoder_config_with_freqs(&header, freqs.as_deref())?;
     let tokenizer = Tokenizer::from_gguf(&header)?;
     let name = header.get_str("general.name")?.map(str::to_string);
     let permuted = header.qk_rows_permuted()?;
@@ -219,5 +265,30 @@ impl Llama {
                 .await?
                 .model,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama3_scaling_is_recovered_from_rope_freqs() {
+        let s = RopeScaling::Llama3 {
+            factor: 32.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192.0,
+        };
+        // What llama.cpp's converter writes for Llama 3.2 (theta 5e5, head_dim 64).
+        let unscaled = crate::ops::rope::inv_freq(5e5, 64, RopeScaling::None);
+        let factors: Vec<f32> = unscaled.iter().map(|&f| (f / s.apply(f)) as f32).collect();
+        assert!(factors.iter().any(|&f| f > 1.0 && f < 32.0), "a blended pair");
+        assert_eq!(llama3_from_freq_factors(&factors, 5e5, 64, None), Some(s));
+        // Other factors are not taken for Llama 3's.
+        let mut off = factors.clone();
+        off[20] *= 1.5;
+        assert_eq!(llama3_from_freq_factors(&off, 5e5, 64, None), None);
+        assert_eq!(llama3_from_freq_factors(&factors[..31], 5e5, 64, None), None);
     }
 }
