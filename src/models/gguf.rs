@@ -133,7 +133,11 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
     let rope_scaling = match (header.tensors.iter().any(|t| t.name == "rope_freqs.weight"), rope_freqs) {
         (false, _) => rope_scaling,
         (true, Some(f)) if rope_scaling == RopeScaling::None => {
-            let original = header.get_f32(&format!("{a}.rope.scaling.original_context_length"))?.map(f64::from);
+            let key = format!("{a}.rope.scaling.original_context_length");
+            let original = match header.get_u64(&key) {
+                Ok(v) => v.map(|v| v as f64),
+                Err(_) => header.get_f32(&key)?.map(f64::from),
+            };
             let theta = f64::from(hp.rope_freq_base);
             llama3_from_freq_factors(f, theta, hp.rope_dimension_count, original).ok_or_else(|| {
                 unsupported("rope_freqs.weight".into(), "per-pair factors".into(), "those of Llama 3's rope scaling")
