@@ -136,11 +136,11 @@ gpu_test!(tiny_gemma3_without_its_window_misses, async {
     assert!(d > 0.1, "dropping the sliding window should move the logits, moved {d}");
 });
 
-/// The tiny Llama 3 checkpoint written as llama.cpp would: GGUF `llama`, q/k rows permuted,
-/// `rope_freqs.weight` holding Llama 3's per-pair frequency divisors, f32 tensors, a stand-in
-/// byte-level tokenizer of 512 tokens. Loaded through the GGUF path (the same layer loader by
-/// way of the HF ↔ GGUF name table, rows un-permuted while streaming, the scaling recovered from
-/// rope_freqs), it must give transformers' logits like the safetensors checkpoint.
+// The tiny Llama 3 checkpoint written as llama.cpp would: GGUF `llama`, q/k rows permuted,
+// `rope_freqs.weight` holding Llama 3's per-pair frequency divisors, f32 tensors, a stand-in
+// byte-level tokenizer of 512 tokens. Loaded through the GGUF path (the same layer loader by
+// way of the HF ↔ GGUF name table, rows un-permuted while streaming, the scaling recovered from
+// rope_freqs), it must give transformers' logits like the safetensors checkpoint.
 gpu_test!(tiny_llama3_from_gguf_matches_transformers, async {
     use kjarni_web::gguf::writer::GgufWriter;
     use kjarni_web::gguf::{unpermute_qk_rows, GgmlType, MetaArray, MetaValue};
