@@ -136,57 +136,69 @@ gpu_test!(tiny_gemma3_without_its_window_misses, async {
     assert!(d > 0.1, "dropping the sliding window should move the logits, moved {d}");
 });
 
-// The tiny Llama 3 checkpoint written as llama.cpp would: GGUF `llama`, q/k rows permuted,
-// `rope_freqs.weight` holding Llama 3's per-pair frequency divisors, f32 tensors, a stand-in
-// byte-level tokenizer of 512 tokens. Loaded through the GGUF path (the same layer loader by
-// way of the HF ↔ GGUF name table, rows un-permuted while streaming, the scaling recovered from
-// rope_freqs), it must give transformers' logits like the safetensors checkpoint.
-gpu_test!(tiny_llama3_from_gguf_matches_transformers, async {
+/// A tiny safetensors checkpoint written as llama.cpp's converter would: architecture `arch`,
+/// f32 tensors under their GGUF names (`permute`: q/k rows permuted, as for `llama`), the given
+/// extra metadata and tensors, a stand-in byte-level tokenizer of 512 tokens.
+struct TinyGguf<'a> {
+    arch: &'a str,
+    safetensors: &'a [u8],
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    permute: bool,
+    meta: Vec<(String, kjarni_web::gguf::MetaValue)>,
+    extra: Vec<(&'a str, Vec<u64>, Vec<f32>)>,
+}
+
+fn tiny_gguf(t: TinyGguf<'_>) -> Vec<u8> {
     use kjarni_web::gguf::writer::GgufWriter;
     use kjarni_web::gguf::{unpermute_qk_rows, GgmlType, MetaArray, MetaValue};
-    use kjarni_web::models::gguf::{load_llama_gguf, GgufOptions};
     use kjarni_web::models::weights::gguf_name;
-    use kjarni_web::ops::rope::{inv_freq, RopeScaling};
-    let st: &[u8] = include_bytes!("../fixtures/tiny/llama3/model.safetensors");
-    let reference = include_str!("../fixtures/tiny/llama3/reference.json");
+    let st = t.safetensors;
     let n = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
     let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&st[8..8 + n]).unwrap();
     let data = &st[8 + n..];
-    let (heads, kv_heads, hd) = (4usize, 2usize, 16usize);
+    let a = t.arch;
+    let u = |v: usize| MetaValue::U32(v as u32);
     let mut w = GgufWriter::new()
-        .kv("general.architecture", MetaValue::String("llama".into()))
-        .kv("llama.context_length", MetaValue::U32(128))
-        .kv("llama.embedding_length", MetaValue::U32(64))
-        .kv("llama.block_count", MetaValue::U32(2))
-        .kv("llama.feed_forward_length", MetaValue::U32(128))
-        .kv("llama.attention.head_count", MetaValue::U32(heads as u32))
-        .kv("llama.attention.head_count_kv", MetaValue::U32(kv_heads as u32))
-        .kv("llama.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-6))
-        .kv("llama.rope.freq_base", MetaValue::F32(10_000.0))
-        .kv("llama.rope.dimension_count", MetaValue::U32(hd as u32))
-        .kv("llama.rope.scaling.original_context_length", MetaValue::U32(32))
-        .kv("llama.vocab_size", MetaValue::U32(512))
+        .kv("general.architecture", MetaValue::String(a.into()))
+        .kv(&format!("{a}.context_length"), u(128))
+        .kv(&format!("{a}.embedding_length"), u(64))
+        .kv(&format!("{a}.block_count"), u(2))
+        .kv(&format!("{a}.feed_forward_length"), u(128))
+        .kv(&format!("{a}.attention.head_count"), u(t.heads))
+        .kv(&format!("{a}.attention.head_count_kv"), u(t.kv_heads))
+        .kv(&format!("{a}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-6))
+        .kv(&format!("{a}.rope.dimension_count"), u(t.head_dim))
+        .kv(&format!("{a}.vocab_size"), u(512))
         .kv("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
         .kv("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String((0..512).map(|i| format!("t{i}")).collect())))
         .kv("tokenizer.ggml.merges", MetaValue::Array(MetaArray::String(Vec::new())))
-        .kv("tokenizer.ggml.bos_token_id", MetaValue::U32(1))
-        .kv("tokenizer.ggml.eos_token_id", MetaValue::U32(2));
+        .kv("tokenizer.ggml.bos_token_id", u(1))
+        .kv("tokenizer.ggml.eos_token_id", u(2));
+    for (k, v) in t.meta {
+        w = w.kv(&k, v);
+    }
     let mut names: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
     names.sort();
     for name in names {
-        let t = &header[name.as_str()];
-        assert_eq!(t["dtype"], "BF16", "{name}");
-        let shape: Vec<u64> = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
-        let off: Vec<usize> = t["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let info = &header[name.as_str()];
+        assert_eq!(info["dtype"], "BF16", "{name}");
+        let shape: Vec<u64> = info["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        let off: Vec<usize> = info["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
         let vals: Vec<f32> = data[off[0]..off[1]]
             .chunks_exact(2)
             .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
             .collect();
         let cols = *shape.last().unwrap() as usize;
         let rows = vals.len() / cols;
-        // llama.cpp permutes q / k rows: GGUF row order[r] holds HF row r.
-        let permute = if name.ends_with("q_proj.weight") { Some(heads) } else if name.ends_with("k_proj.weight") { Some(kv_heads) } else { None };
-        let vals = match permute {
+        // llama.cpp permutes `llama` q / k rows: GGUF row order[r] holds HF row r.
+        let heads = match (t.permute, name) {
+            (true, n) if n.ends_with("q_proj.weight") => Some(t.heads),
+            (true, n) if n.ends_with("k_proj.weight") => Some(t.kv_heads),
+            _ => None,
+        };
+        let vals = match heads {
             Some(h) => {
                 let order = unpermute_qk_rows(rows, h).unwrap();
                 let mut out = vec![0.0f32; vals.len()];
@@ -198,22 +210,71 @@ gpu_test!(tiny_llama3_from_gguf_matches_transformers, async {
             None => vals,
         };
         let dims: Vec<u64> = shape.iter().rev().copied().collect();
-        let bytes: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
-        w = w.tensor(&gguf_name(name).unwrap(), GgmlType::F32, &dims, bytes);
+        w = w.tensor(&gguf_name(name).unwrap(), GgmlType::F32, &dims, vals.iter().flat_map(|x| x.to_le_bytes()).collect());
     }
-    let s = RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 32.0 };
-    let factors: Vec<u8> = inv_freq(1e4, hd, RopeScaling::None)
-        .iter()
-        .flat_map(|&f| ((f / s.apply(f)) as f32).to_le_bytes())
-        .collect();
-    let file = w.tensor("rope_freqs.weight", GgmlType::F32, &[hd as u64 / 2], factors).build();
+    for (name, dims, vals) in t.extra {
+        w = w.tensor(name, GgmlType::F32, &dims, vals.iter().flat_map(|x| x.to_le_bytes()).collect());
+    }
+    w.build()
+}
+
+async fn check_gguf(name: &str, file: Vec<u8>, reference: &str) -> Llama {
+    use kjarni_web::models::gguf::{load_llama_gguf, GgufOptions};
     let mut src = MemorySource::new();
-    src.insert("tiny-llama3.gguf", file);
+    src.insert("tiny.gguf", file);
     let gpu = crate::common::gpu().await;
     let opts = LlamaOptions { kv_cache: KvDType::F32, max_context: 64 };
     let gguf = GgufOptions { dense: kjarni_web::DType::F32, ..Default::default() };
-    let mut loaded = load_llama_gguf(&gpu, &src, "tiny-llama3.gguf", &opts, &gguf, &mut |_| {}).await.unwrap();
-    assert_eq!(loaded.model.config().rope_scaling, s, "scaling recovered from rope_freqs.weight");
-    let d = check_model("llama3 (GGUF)", &gpu, &mut loaded.model, reference, true).await;
-    assert!(d <= TOL, "llama3 from GGUF: max logit diff {d} > {TOL}");
+    let mut m = load_llama_gguf(&gpu, &src, "tiny.gguf", &opts, &gguf, &mut |_| {}).await.unwrap().model;
+    let d = check_model(name, &gpu, &mut m, reference, true).await;
+    assert!(d <= TOL, "{name}: max logit diff {d} > {TOL}");
+    m
+}
+
+// The tiny Llama 3 checkpoint written as llama.cpp would: GGUF `llama`, q/k rows permuted,
+// `rope_freqs.weight` holding Llama 3's per-pair frequency divisors. Loaded through the GGUF
+// path (the same layer loader by way of the HF ↔ GGUF name table, rows un-permuted while
+// streaming, the scaling recovered from rope_freqs), it gives transformers' logits.
+gpu_test!(tiny_llama3_from_gguf_matches_transformers, async {
+    use kjarni_web::gguf::MetaValue;
+    use kjarni_web::ops::rope::{inv_freq, RopeScaling};
+    let s = RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 32.0 };
+    let factors: Vec<f32> = inv_freq(1e4, 16, RopeScaling::None).iter().map(|&f| (f / s.apply(f)) as f32).collect();
+    let file = tiny_gguf(TinyGguf {
+        arch: "llama",
+        safetensors: include_bytes!("../fixtures/tiny/llama3/model.safetensors"),
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 16,
+        permute: true,
+        meta: vec![
+            ("llama.rope.freq_base".into(), MetaValue::F32(1e4)),
+            ("llama.rope.scaling.original_context_length".into(), MetaValue::U32(32)),
+        ],
+        extra: vec![("rope_freqs.weight", vec![8], factors)],
+    });
+    let m = check_gguf("llama3 (GGUF)", file, include_str!("../fixtures/tiny/llama3/reference.json")).await;
+    assert_eq!(m.config().rope_scaling, s, "scaling recovered from rope_freqs.weight");
+});
+
+// The tiny Qwen3 as GGUF `qwen3`: head_dim 32 from `attention.key_length` (≠ 64 / 4), q/k norms
+// as attn_q_norm / attn_k_norm, untied output.weight.
+gpu_test!(tiny_qwen3_from_gguf_matches_transformers, async {
+    use kjarni_web::gguf::MetaValue;
+    let file = tiny_gguf(TinyGguf {
+        arch: "qwen3",
+        safetensors: include_bytes!("../fixtures/tiny/qwen3/model.safetensors"),
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 32,
+        permute: false,
+        meta: vec![
+            ("qwen3.rope.freq_base".into(), MetaValue::F32(1e6)),
+            ("qwen3.attention.key_length".into(), MetaValue::U32(32)),
+            ("qwen3.attention.value_length".into(), MetaValue::U32(32)),
+        ],
+        extra: Vec::new(),
+    });
+    let m = check_gguf("qwen3 (GGUF)", file, include_str!("../fixtures/tiny/qwen3/reference.json")).await;
+    assert_eq!((m.config().head_dim, m.config().tie_word_embeddings), (32, false));
 });
