@@ -378,7 +378,7 @@ mod tests {
         // K and V: 32 tokens × 2 heads × 16 × f16 = 2048 bytes each, + 16-byte scale stand-ins.
         assert_eq!(e.kv_cache, 2 * (2048 + 16));
         let t = 32u64;
-        let act = 4 * (2 * t * 64 + 2 * t * 64 + 2 * t * 32 + 2 * t * 128) + t * 4 + 4 * 4 * 20 + 2 * 256 + 400;
+        let act = 4 * (2 * t * 64 + 3 * t * 64 + 3 * t * 32 + 2 * t * 128) + t * 4 + 4 * 4 * 20 + 2 * 256 + 400;
         assert_eq!(e.activations, act);
         assert_eq!(e.total, e.weights + e.widened + e.kv_cache + e.activations);
         assert_eq!(e.largest_buffer, ("model.layers.0.mlp.up_proj.weight".into(), 16384));
