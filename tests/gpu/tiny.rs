@@ -75,7 +75,7 @@ async fn check_model(name: &str, gpu: &kjarni_web::Gpu, m: &mut Llama, reference
     for (n, p) in r["prompts"].as_array().unwrap().iter().enumerate() {
         m.reset();
         let prompt = ids(&p["ids"]);
-        let mut logits = m.forward(&gpu, &prompt).await.unwrap();
+        let mut logits = m.forward(gpu, &prompt).await.unwrap();
         worst = worst.max(max_diff(&logits, &floats(&p["last_logits"])));
         let want_greedy = ids(&p["greedy"]);
         let steps = p["step_logits"].as_array().unwrap();
@@ -86,7 +86,7 @@ async fn check_model(name: &str, gpu: &kjarni_web::Gpu, m: &mut Llama, reference
             if got_greedy != want_greedy[..=i] {
                 break;
             }
-            logits = m.forward(&gpu, &[next]).await.unwrap();
+            logits = m.forward(gpu, &[next]).await.unwrap();
             if let Some(s) = steps.get(i) {
                 worst = worst.max(max_diff(&logits, &floats(s)));
             }
