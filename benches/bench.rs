@@ -5,6 +5,8 @@
 //! On the GPU machine, see README ("Benchmarks") for the device-tool command.
 
 mod attention;
+mod dawn;
+mod dispatch;
 mod harness;
 mod kernels1;
 mod kernels2;
@@ -26,12 +28,14 @@ async fn run() -> kjarni_web::Result<()> {
     let gpu = Gpu::new().await?;
     eprintln!("{}", gpu.caps());
     let mut report = harness::Report::default();
+    dispatch::run(&gpu, &args, &mut report).await?;
     softmax::run(&gpu, &args, &mut report).await?;
     kernels1::run(&gpu, &args, &mut report).await?;
     kernels2::run(&gpu, &args, &mut report).await?;
     attention::run(&gpu, &args, &mut report).await?;
     quant::run(&gpu, &args, &mut report).await?;
     models::run(&gpu, &args, &mut report).await?;
+    dawn::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 /// Command-line options.
 pub struct Args {
-    /// Only cases whose name contains this.
+    /// Only cases whose name contains this (or one of its comma-separated parts).
     pub filter: Option<String>,
     /// Fewer samples (smoke runs on a CPU adapter).
     pub quick: bool,
@@ -32,8 +32,9 @@ impl Args {
         Args { filter, quick }
     }
 
+    /// Whether `case` contains the filter (or one of its comma-separated parts).
     pub fn wants(&self, case: &str) -> bool {
-        self.filter.as_deref().is_none_or(|f| case.contains(f))
+        self.filter.as_deref().is_none_or(|f| f.split(',').any(|p| case.contains(p)))
     }
 
     fn samples(&self) -> (usize, usize) {

@@ -27,10 +27,15 @@ export type KjarniErrorCode =
   | 'INTERNAL';
 
 export class KjarniError extends Error {
-  constructor(code: KjarniErrorCode | string, message: string, options?: { cause?: unknown });
+  constructor(code: KjarniErrorCode | string, message: string, options?: { cause?: unknown; field?: string });
   readonly name: 'KjarniError';
   readonly code: KjarniErrorCode;
+  /** For INVALID_ARGUMENT: the request field that was refused (e.g. `messages[0].role`). */
+  readonly field?: string;
 }
+
+/** How long WorkerEngine.dispose() waits for its worker before terminating it (ms). */
+export const DISPOSE_TIMEOUT_MS: number;
 
 export function toKjarniError(e: unknown): KjarniError;
 
@@ -89,6 +94,8 @@ export interface LoadOptions {
    * weight is downloaded (code MODEL_TOO_LARGE). Buffers over the device limits always are.
    */
   memoryBudget?: number;
+  /** Abort a request that makes no progress for this long (ms, default 30000): NETWORK. */
+  idleTimeoutMs?: number;
   /** Where kjarni_web_bg.wasm is (default: next to index.js). */
   wasmUrl?: string | URL;
   /** Where worker.js is (default: next to index.js). */
@@ -195,6 +202,25 @@ export interface EngineStats {
   deviceLost: boolean;
 }
 
+/** GPU time of one decode step, per dispatch (timestamp queries; times null without them). */
+export interface DecodeProfile {
+  /** The device has timestamp-query: times were measured. */
+  timestamps: boolean;
+  /** Every time is a multiple of 65.536 µs: the browser quantises timestamps (Chrome does unless
+   *  chrome://flags "WebGPU Developer Features" is on), so per-kernel times are not meaningful. */
+  quantized: boolean;
+  /** Dispatches of the step (= dispatches per decoded token). */
+  dispatches: number;
+  total_gpu_us: number | null;
+  /** Per pipeline label (`kernel::entry[variant constants]`), the most expensive first. */
+  kernels: Array<{ label: string; count: number; gpu_us: number | null }>;
+  /** Every dispatch, in order. */
+  trace: Array<{ label: string; gpu_us: number | null }>;
+  adapter: string;
+  variants: Capabilities['variants'];
+  context_tokens: number;
+}
+
 export interface Chat {
   completions: {
     create(request: ChatCompletionRequest & { stream: true }): Promise<ChatCompletionStream>;
@@ -213,6 +239,10 @@ interface EngineApi {
   /** Relevance of each document to `query` (cross-encoder models): one score per document, in order; higher is more relevant (the first logit). */
   rerank(query: string, docs: string | string[]): Promise<Float32Array>;
   stats(): Promise<EngineStats>;
+  /** Decoder models: run one decode step with a GPU timestamp around every dispatch (each in
+   *  a compute pass of its own) and return the per-kernel times. Appends one token to the KV
+   *  cache, as generation would. */
+  profileDecodeStep(): Promise<DecodeProfile>;
   /** Free the model and destroy the GPU device. */
   dispose(): Promise<void>;
 }
@@ -228,6 +258,7 @@ export class Engine implements EngineApi {
   embed(texts: string | string[]): Promise<Float32Array[]>;
   rerank(query: string, docs: string | string[]): Promise<Float32Array>;
   stats(): Promise<EngineStats>;
+  profileDecodeStep(): Promise<DecodeProfile>;
   dispose(): Promise<void>;
 }
 
@@ -239,5 +270,7 @@ export class WorkerEngine implements EngineApi {
   embed(texts: string | string[]): Promise<Float32Array[]>;
   rerank(query: string, docs: string | string[]): Promise<Float32Array>;
   stats(): Promise<EngineStats>;
-  dispose(): Promise<void>;
+  profileDecodeStep(): Promise<DecodeProfile>;
+  /** Terminates the worker; one that does not answer within `timeoutMs` (default DISPOSE_TIMEOUT_MS) is terminated anyway. */
+  dispose(options?: { timeoutMs?: number }): Promise<void>;
 }

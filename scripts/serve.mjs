@@ -5,11 +5,14 @@
 //
 //   node scripts/serve.mjs [--port 8080] [--host 127.0.0.1] /=www /models/=models /pkg/=pkg
 //
+// Only what is under a mounted directory is served: symbolic links that lead out of it are 404,
+// and nothing is mounted by default (serving `.` would expose `.git`).
+//
 // As a module: `const s = await serveStatic({ '/': 'www', '/models/': 'models' }, { port: 0 })`
 // → { url, port, requests, close() }.
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -54,6 +57,7 @@ export function parseRange(header, size) {
 export async function serveStatic(mounts, { port = 0, host = '127.0.0.1', log = false, ranges = true } = {}) {
   const table = Object.entries(mounts)
     .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : prefix + '/', resolve(dir)])
+    .map(([prefix, dir]) => [prefix, dir, realpath(dir).catch(() => dir)])
     .sort((a, b) => b[0].length - a[0].length);
   const requests = [];
   const server = createServer(async (req, res) => {
@@ -82,7 +86,7 @@ export async function serveStatic(mounts, { port = 0, host = '127.0.0.1', log = 
       done(404);
       return;
     }
-    const [prefix, base] = mount;
+    const [prefix, base, realBase] = mount;
     let file = normalize(join(base, path.slice(prefix.length)));
     if (file !== base && !file.startsWith(base + sep)) {
       res.writeHead(403).end();
@@ -96,6 +100,10 @@ export async function serveStatic(mounts, { port = 0, host = '127.0.0.1', log = 
         file = join(file, 'index.html');
         info = await stat(file);
       }
+      // A symbolic link (the file or a directory on its way) must not lead out of the mount.
+      const real = await realpath(file);
+      const root = await realBase;
+      if (real !== root && !real.startsWith(root + sep)) throw new Error('outside the mount');
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
       done(404);
@@ -112,7 +120,8 @@ export async function serveStatic(mounts, { port = 0, host = '127.0.0.1', log = 
     let status = 200;
     let start = 0;
     let end = size - 1;
-    if (range && ranges) {
+    // An empty file has no bytes to range over: the whole (empty) file, 200.
+    if (range && ranges && size > 0) {
       const r = parseRange(range, size);
       if (r === 'unsatisfiable') {
         res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
@@ -172,7 +181,10 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       mounts[args[i].slice(0, at)] = args[i].slice(at + 1);
     }
   }
-  if (Object.keys(mounts).length === 0) mounts['/'] = '.';
+  if (Object.keys(mounts).length === 0) {
+    console.error('usage: serve.mjs [--port N] [--host H] /prefix/=dir ...  (name what to serve: nothing is served by default)');
+    process.exit(2);
+  }
   const s = await serveStatic(mounts, { port, host, log: !!process.env.SERVE_LOG });
   const list = Object.entries(mounts).map(([p, d]) => `${p} → ${d}`).join(', ');
   console.log(`Serving ${list} at ${s.url}`);

@@ -5,7 +5,8 @@
 #   2. browser: wasm-pack test --headless --chrome (WebGPU in headless Chromium);
 #   3. pages: the npm package (pkg/, copied to www/pkg/), the demo and a plain ESM page served on
 #      localhost (scripts/serve.mjs, HTTP Range), driven in headless Chromium by playwright-core
-#      (node --test tests/page/); screenshots in target/page-artifacts/.
+#      (node --test tests/page/); screenshots in target/page-artifacts/. Before them, a smoke run
+#      of the Dawn benchmark (the package under node + Dawn on SwiftShader, tiny models).
 # Usage: scripts/test.sh [--native-only | --browser-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,9 @@ fi
 if [ "$mode" != "--native-only" ]; then
   echo "== pages: npm package (scripts/build_pkg.sh -> pkg/, www/pkg/) + node --test tests/page/"
   bash scripts/build_pkg.sh
+  echo "== Dawn: the npm package under node + Dawn (Chrome's WebGPU) on SwiftShader, tiny models (benches/dawn.mjs --quick)"
+  VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json timeout 180 \
+    node benches/dawn.mjs --quick --work "$scratch/dawn-models" --out "$scratch/dawn.json"
   # One test file at a time: each drives its own Chromium with SwiftShader (CPU-bound).
   TMPDIR="$scratch" node --test --test-concurrency=1 tests/page/
 fi

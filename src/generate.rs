@@ -295,6 +295,8 @@ pub async fn generate<M: CausalLm>(
     if prompt.len() > model.context_left() {
         return Err(crate::Error::ContextFull { cache: "kv_cache".into(), len: 0, adding: prompt.len(), max: model.context_left() });
     }
+    crate::api::check_sampling(&opts.sampling)?;
+    crate::api::check_stops(&opts.stop)?;
     let mut sampler = Sampler::new(opts.sampling.clone());
     let mut stops = model.eos_ids();
     stops.extend(&opts.stop_token_ids);
@@ -307,6 +309,7 @@ pub async fn generate<M: CausalLm>(
         if cancel.is_cancelled() {
             break FinishReason::Cancelled;
         }
+        crate::api::check_logits(&logits, tokens.len())?;
         let Some(next) = sampler.sample(&mut logits, &context) else {
             break FinishReason::Stop;
         };

@@ -1,6 +1,8 @@
 // The kjarni-web demo: chat (SmolLM2) and sentence similarity (MiniLM), each engine in its own
-// Web Worker, plus the device's capabilities. No inline scripts (CSP).
+// Web Worker, a benchmark of this browser's WebGPU (bench.js, the same measurement as the Dawn
+// benchmark benches/dawn.mjs), plus the device's capabilities. No inline scripts (CSP).
 import { Engine, capabilities, capabilitiesReport, hasWebGPU } from './pkg/index.js';
+import { benchDecoder, benchEncoder, profileCase } from './bench.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -286,13 +288,169 @@ $('compare').addEventListener('click', async () => {
   }
 });
 
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark (bench.js: the same measurement benches/dawn.mjs runs under node + Dawn)
+
+let benchReport = null;
+
+for (const kind of ['decoder', 'encoder']) {
+  $(`bench-${kind}`).addEventListener('change', () => {
+    $(`bench-${kind}-url`).hidden = $(`bench-${kind}`).value !== 'custom';
+  });
+}
+
+function benchUrl(kind) {
+  const v = $(`bench-${kind}`).value;
+  return v === 'custom' ? $(`bench-${kind}-url`).value.trim() : v;
+}
+
+function addRow(tbody, cells) {
+  const tr = document.createElement('tr');
+  for (const c of cells) {
+    const td = document.createElement('td');
+    td.textContent = c;
+    tr.append(td);
+  }
+  tbody.append(tr);
+}
+
+const FIGURES = [
+  [/^decode_tok_s_kv/, 'decode tok/s'],
+  [/^decode_tok_s_wall/, 'decode tok/s (wall clock, with streaming)'],
+  [/^prefill_\d+_tok_s_kv/, 'prefill tok/s'],
+  [/^ttft_ms/, 'time to first token, ms'],
+  [/^dispatches_per_token$/, 'dispatches per token'],
+  [/^gpu_peak_bytes/, 'GPU memory, peak MB'],
+  [/^embeddings_per_s_batch_/, 'embeddings/s'],
+  [/^load_ms/, 'load, ms'],
+];
+
+function showBenchCase(c, label) {
+  const tbody = $('bench-results').querySelector('tbody');
+  if (c.error) {
+    addRow(tbody, [label, 'failed', c.error]);
+    return;
+  }
+  for (const [k, v] of Object.entries(c.shape)) {
+    const f = FIGURES.find(([re]) => re.test(k));
+    if (!f || v == null) continue;
+    const value = /bytes/.test(k) ? (v / 1e6).toFixed(1) : typeof v === 'number' ? rate(v) : String(v);
+    addRow(tbody, [label, `${f[1]} (${k})`, value]);
+  }
+}
+
+function showProfile(p) {
+  const box = $('bench-profile');
+  const tbody = box.querySelector('tbody');
+  tbody.replaceChildren();
+  box.hidden = false;
+  const total = p.total_gpu_us;
+  $('bench-profile-note').textContent = !p.timestamps
+    ? `${p.dispatches} dispatches; this device has no timestamp queries: counts only.`
+    : `${p.dispatches} dispatches, ${total.toFixed(1)} µs of GPU time (each dispatch in a compute pass of its own).` +
+      (p.quantized ? ' The browser quantises timestamps: the times are not measurements (Chrome: enable chrome://flags/#enable-webgpu-developer-features).' : '');
+  for (const k of p.kernels) {
+    addRow(tbody, [k.label, String(k.count), k.gpu_us == null ? '–' : k.gpu_us.toFixed(1), k.gpu_us == null || !total ? '–' : `${((100 * k.gpu_us) / total).toFixed(1)} %`]);
+  }
+}
+
+async function runBench() {
+  clearError();
+  const quick = $('bench-quick').checked;
+  const status = $('bench-status');
+  $('bench-run').disabled = true;
+  $('bench-copy').disabled = true;
+  document.body.dataset.bench = 'running';
+  $('bench-results').hidden = false;
+  $('bench-results').querySelector('tbody').replaceChildren();
+  $('bench-profile').hidden = true;
+  const report = {
+    engine: `kjarni-web in the browser${useWorker ? ' (Web Worker)' : ''}`,
+    user_agent: navigator.userAgent,
+    quick,
+    worker: useWorker,
+    adapter: null,
+    variants_chosen: null,
+    cases: [],
+  };
+  const log = (line) => (status.textContent = line.trim());
+  try {
+    const caps = await capabilities();
+    Object.assign(report, { adapter: caps.adapter, backend: caps.backend, variants_chosen: caps.variants, capabilities: caps });
+    $('bench-variants').textContent = `Adapter ${caps.adapter}: subgroups ${caps.subgroups ? `yes (${caps.subgroup_min_size}–${caps.subgroup_max_size})` : 'no'}, shader-f16 ${caps.f16 ? 'yes' : 'no'}, timestamps ${caps.timestamps ? 'yes' : 'no'}; variants: ${Object.entries(caps.variants).map(([k, v]) => `${k} ${v}`).join(', ')}.`;
+    const decoder = benchUrl('decoder');
+    if (decoder) {
+      const name = `decoder ${decoder.replace(/\/$/, '').split('/').pop()}`;
+      status.textContent = `Loading ${decoder}…`;
+      const engine = await Engine.load(decoder, { worker: useWorker, kvCache: 'f16', maxContext: 1024 });
+      try {
+        const c = { case: name, shape: {}, variants: [] };
+        const r = await benchDecoder(engine, { quick, label: 'kv_f16', log });
+        Object.assign(c.shape, r.shape);
+        c.variants.push(...r.variants);
+        report.cases.push(c);
+        showBenchCase(c, name);
+        const p = profileCase(name, r.profile);
+        if (p) {
+          report.cases.push(p);
+          showProfile(r.profile);
+        }
+      } finally {
+        await engine.dispose();
+      }
+    }
+    const encoder = benchUrl('encoder');
+    if (encoder) {
+      const name = `encoder ${encoder.replace(/\/$/, '').split('/').pop()}`;
+      status.textContent = `Loading ${encoder}…`;
+      const engine = await Engine.load(encoder, { worker: useWorker });
+      try {
+        const r = await benchEncoder(engine, { quick, log });
+        const c = { case: name, shape: r.shape, variants: r.variants };
+        report.cases.push(c);
+        showBenchCase(c, name);
+      } finally {
+        await engine.dispose();
+      }
+    }
+    status.textContent = 'Done.';
+    document.body.dataset.bench = 'done';
+  } catch (e) {
+    report.error = `${e?.code ? `${e.code}: ` : ''}${e?.message ?? e}`;
+    status.textContent = 'Failed.';
+    showError(e, 'Benchmark');
+    document.body.dataset.bench = 'failed';
+  } finally {
+    benchReport = report;
+    $('bench-json').textContent = JSON.stringify(report, null, 1);
+    $('bench-run').disabled = false;
+    $('bench-copy').disabled = false;
+  }
+}
+
+$('bench-run').addEventListener('click', runBench);
+$('bench-copy').addEventListener('click', async () => {
+  const text = JSON.stringify(benchReport, null, 1);
+  try {
+    await navigator.clipboard.writeText(text);
+    $('bench-status').textContent = 'Report copied to the clipboard.';
+  } catch {
+    // No clipboard permission (e.g. an insecure origin): select the JSON for a manual copy.
+    const pre = $('bench-json');
+    pre.closest('details').open = true;
+    getSelection().selectAllChildren(pre);
+    $('bench-status').textContent = 'Clipboard unavailable: the report is selected, copy it with Ctrl+C.';
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 
 if (!hasWebGPU()) {
   $('webgpu-missing').hidden = false;
   $('status').textContent = 'WebGPU is not available in this browser (Chrome/Edge 113+, or enable it in your browser flags).';
   $('status').className = 'error';
-  for (const b of ['chat-load', 'embed-load']) $(b).disabled = true;
+  for (const b of ['chat-load', 'embed-load', 'bench-run']) $(b).disabled = true;
 } else {
   setChatState('idle');
   probe();

@@ -225,6 +225,9 @@ pub(super) fn parse(file: &str, prefix: &[u8], file_size: u64) -> R<Parsed> {
         ));
     }
 
+    if n_tensors > crate::load::safetensors::MAX_TENSORS as u64 {
+        return bad(format!("{n_tensors} tensors is over the limit of {}", crate::load::safetensors::MAX_TENSORS));
+    }
     let mut metadata = Vec::with_capacity(r.cap(n_kv, 13));
     let mut index = HashMap::with_capacity(r.cap(n_kv, 13));
     for i in 0..n_kv {

@@ -93,6 +93,31 @@ impl Batch {
         self.cmds.push(Cmd::Copy { src: src.clone(), src_offset, dst: dst.clone(), dst_offset, size });
     }
 
+    /// Profiling: each dispatch in a compute pass of its own, with the timestamp writes
+    /// `writes(index, pipeline)` returns for it (see `gpu::profile`).
+    pub(crate) fn encode_each_pass<'q>(
+        self,
+        encoder: &mut wgpu::CommandEncoder,
+        mut writes: impl FnMut(usize, &wgpu::ComputePipeline) -> Option<wgpu::ComputePassTimestampWrites<'q>>,
+    ) {
+        let mut i = 0;
+        for cmd in self.cmds {
+            match cmd {
+                Cmd::Copy { src, src_offset, dst, dst_offset, size } => {
+                    encoder.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, size);
+                }
+                Cmd::Dispatch { pipeline, bind_group, groups } => {
+                    let timestamp_writes = writes(i, &pipeline);
+                    i += 1;
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+                    pass.set_pipeline(&pipeline);
+                    pass.set_bind_group(0, &bind_group, &[]);
+                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                }
+            }
+        }
+    }
+
     pub(crate) fn encode(self, encoder: &mut wgpu::CommandEncoder) {
         let mut cmds = self.cmds.into_iter().peekable();
         while let Some(cmd) = cmds.next() {

@@ -36,6 +36,8 @@ pub struct Gpu {
     pub(crate) memory: Arc<MemoryTracker>,
     bind_groups: Mutex<std::collections::HashMap<super::batch::BindKey, wgpu::BindGroup>>,
     reports: Arc<Mutex<Reports>>,
+    /// The profile being recorded (`begin_profile` … `end_profile`), if any.
+    pub(crate) profile: Mutex<Option<super::profile::Recorder>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -149,6 +151,7 @@ impl Gpu {
             memory: Arc::new(MemoryTracker::default()),
             bind_groups: Mutex::new(std::collections::HashMap::new()),
             reports,
+            profile: Mutex::new(None),
         })
     }
 
@@ -261,7 +264,13 @@ impl Gpu {
             arena.upload(&self.queue, &batch.uniforms)?;
         }
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
-        batch.encode(&mut encoder);
+        {
+            let mut profile = self.profile.lock().map_err(|_| Error::Internal("profile lock poisoned".into()))?;
+            match profile.as_mut() {
+                Some(recorder) => recorder.encode(self, batch, &mut encoder)?,
+                None => batch.encode(&mut encoder),
+            }
+        }
         self.queue.submit([encoder.finish()]);
         self.check_errors("submit")
     }

@@ -6,6 +6,7 @@ pub mod caps;
 mod context;
 pub mod memory;
 pub mod pipelines;
+pub mod profile;
 pub mod shader;
 pub mod subgroups;
 pub mod tensor;
@@ -15,6 +16,7 @@ pub use batch::Batch;
 pub use caps::{Capabilities, Reduction, SwigluVariant, Variants};
 pub use context::{Gpu, GpuOptions};
 pub use memory::{Buffer, MemoryStats};
+pub use profile::Profile;
 pub use shader::{Const, Kernel};
 pub use tensor::{DType, GpuTensor};
 

@@ -24,6 +24,8 @@ pub struct PipelineKey {
 #[derive(Debug, Default)]
 pub struct PipelineCache {
     map: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Each pipeline's label (`kernel::entry[variant constants]`), for profiles.
+    labels: Mutex<HashMap<wgpu::ComputePipeline, String>>,
 }
 
 impl PipelineCache {
@@ -45,13 +47,12 @@ impl PipelineCache {
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
-        let label = format!(
-            "{}::{}[{}{}]",
-            kernel.name,
-            entry,
-            reduction.map(|r| r.name()).unwrap_or(""),
-            consts.iter().map(|(n, v)| format!(" {n}={v:?}")).collect::<String>()
-        );
+        let variant: Vec<String> = reduction
+            .map(|r| r.name().to_string())
+            .into_iter()
+            .chain(consts.iter().map(|(n, v)| format!("{n}={v:?}")))
+            .collect();
+        let label = format!("{}::{}[{}]", kernel.name, entry, variant.join(" "));
         let source = assemble(kernel, reduction, consts);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
@@ -66,7 +67,19 @@ impl PipelineCache {
             cache: None,
         });
         map.insert(key, pipeline.clone());
+        if let Ok(mut labels) = self.labels.lock() {
+            labels.insert(pipeline.clone(), label);
+        }
         Ok(pipeline)
+    }
+
+    /// The label of a pipeline this cache compiled (`kernel::entry[variant constants]`).
+    pub fn label(&self, pipeline: &wgpu::ComputePipeline) -> String {
+        self.labels
+            .lock()
+            .ok()
+            .and_then(|l| l.get(pipeline).cloned())
+            .unwrap_or_else(|| "unlabelled".into())
     }
 
     /// Number of distinct pipelines compiled so far.

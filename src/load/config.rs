@@ -299,6 +299,7 @@ impl ModelConfig {
             "bert" => {
                 let c: BertConfig = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
                 check(file, "num_attention_heads", c.num_attention_heads, c.hidden_size)?;
+                super::sanity::check_bert(file, &c)?;
                 return Ok(ModelConfig::Bert(c));
             }
             "llama" => DecoderArch::Llama,
@@ -460,6 +461,7 @@ impl ModelConfig {
                 c.vocab_size, c.hidden_size, c.num_hidden_layers, c.head_dim
             )));
         }
+        super::sanity::check_decoder(file, &c)?;
         Ok(ModelConfig::Decoder(c))
     }
 }

@@ -309,6 +309,48 @@ fn decoder_runtime(c: &DecoderConfig, opts: &EstimateOptions, tally: &mut Tally)
     Ok((kv_cache, act, ctx, t))
 }
 
+/// Estimate a GGUF decoder from the header its load uses (before any weight is read): the
+/// stored tensor bytes (quantised blocks are uploaded as stored), the token embedding once more
+/// as the dense f16 table the lookup reads when it is quantised, and the KV cache and
+/// activations of `cfg`. Checked against `limits` as [`estimate`] is.
+pub fn estimate_gguf(
+    header: &crate::gguf::GgufHeader,
+    cfg: &DecoderConfig,
+    opts: &EstimateOptions,
+    limits: &DeviceLimits,
+) -> Result<Estimate> {
+    let mut tally = Tally { limits, largest: (String::new(), 0) };
+    let mut weights = 0u64;
+    let mut download = 0u64;
+    for t in &header.tensors {
+        download = download.saturating_add(t.size);
+        weights = weights.saturating_add(t.size.div_ceil(16).max(1) * 16);
+        tally.note(&t.name, t.size);
+        let float = matches!(t.ggml_type.name().as_str(), "F32" | "F16" | "BF16");
+        if t.name == "token_embd.weight" && !float {
+            let n = t.dims.iter().fold(1u64, |a, &d| a.saturating_mul(d));
+            weights = weights.saturating_add(pad(n, DType::F16));
+        }
+    }
+    let (kv_cache, activations, max_context, prefill) = decoder_runtime(cfg, opts, &mut tally)?;
+    let total = [weights, kv_cache, activations].iter().fold(0u64, |a, &b| a.saturating_add(b));
+    let est = Estimate {
+        weights,
+        widened: 0,
+        kv_cache,
+        activations,
+        total,
+        download,
+        largest_buffer: tally.largest,
+        split: Vec::new(),
+        skipped: Vec::new(),
+        max_context,
+        prefill_tokens: prefill,
+    };
+    est.check_budget(limits)?;
+    Ok(est)
+}
+
 /// Read `config.json` and the checkpoint headers from `source` (small reads, no weights) and
 /// estimate. The JS engine calls this before `load_weights`.
 pub async fn estimate_source<S: ByteSource>(

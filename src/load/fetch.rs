@@ -54,6 +54,61 @@ pub const MIN_TEE_BYTES: u64 = 1 << 20;
 /// Resumed requests per open, by default.
 pub const DEFAULT_RETRIES: u32 = 3;
 
+/// A request whose answer or body makes no progress for this long is aborted ([`Error::Network`]),
+/// by default: a stalled server must not hold a load forever.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u32 = 30_000;
+
+/// How often a waiting request looks at the cancel token and the idle clock.
+const WATCH_TICK_MS: i32 = 200;
+
+/// What a waiting request watches: the load's cancel token (its `abort()` reaches the network at
+/// once: the fetch is aborted) and the idle timeout.
+#[derive(Debug, Clone)]
+struct Watch {
+    cancel: Option<crate::generate::CancelToken>,
+    idle_ms: u32,
+}
+
+/// A promise resolving to `value` after `ms` milliseconds (setTimeout of the global).
+fn timer(ms: i32, value: &JsValue) -> Promise {
+    let global = js_sys::global();
+    Promise::new(&mut |resolve, _| {
+        if let Ok(f) = Reflect::get(&global, &JsValue::from_str("setTimeout")).and_then(|f| f.dyn_into::<Function>().map_err(JsValue::from)) {
+            let _ = f.call3(&global, &resolve, &JsValue::from(ms), value);
+        }
+    })
+}
+
+/// Await `promise` while watching `watch`: a cancelled token aborts the request and returns
+/// [`Error::Cancelled`]; no settlement for `idle_ms` aborts it and returns [`Error::Network`].
+/// Otherwise the promise's own outcome.
+async fn watched(url: &str, promise: &Promise, abort: Option<&AbortController>, watch: &Watch) -> Result<std::result::Result<JsValue, JsValue>> {
+    let start = js_sys::Date::now();
+    let tick = JsValue::from(js_sys::Object::new());
+    loop {
+        let race = Promise::race(&Array::of2(promise, &timer(WATCH_TICK_MS, &tick)));
+        match JsFuture::from(race).await {
+            Ok(v) if v == tick => {}
+            other => return Ok(other),
+        }
+        if watch.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            if let Some(a) = abort {
+                a.abort();
+            }
+            return Err(Error::Cancelled(format!("loading {url}")));
+        }
+        if js_sys::Date::now() - start > f64::from(watch.idle_ms) {
+            if let Some(a) = abort {
+                a.abort();
+            }
+            return Err(Error::Network {
+                url: url.to_string(),
+                detail: format!("no data for {} ms (stalled server?); the request was aborted", watch.idle_ms),
+            });
+        }
+    }
+}
+
 /// What the cache did for one [`FetchSource`] (and its clones).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -97,6 +152,7 @@ pub struct FetchSource {
     base: String,
     cache: Option<String>,
     retries: u32,
+    watch: Watch,
     shared: Rc<Shared>,
 }
 
@@ -108,7 +164,22 @@ impl FetchSource {
         if !base.is_empty() && !base.ends_with('/') {
             base.push('/');
         }
-        FetchSource { base, cache: None, retries: DEFAULT_RETRIES, shared: Rc::default() }
+        let watch = Watch { cancel: None, idle_ms: DEFAULT_IDLE_TIMEOUT_MS };
+        FetchSource { base, cache: None, retries: DEFAULT_RETRIES, watch, shared: Rc::default() }
+    }
+
+    /// Abort the request in flight as soon as `cancel` is set (the load then fails with
+    /// [`Error::Cancelled`] without waiting for the server).
+    pub fn with_cancel(mut self, cancel: Option<crate::generate::CancelToken>) -> Self {
+        self.watch.cancel = cancel;
+        self
+    }
+
+    /// Abort a request whose answer or body makes no progress for `ms` milliseconds
+    /// (default [`DEFAULT_IDLE_TIMEOUT_MS`]).
+    pub fn with_idle_timeout(mut self, ms: u32) -> Self {
+        self.watch.idle_ms = ms.max(1);
+        self
     }
 
     /// Keep completely downloaded files in the Cache API cache `name` (e.g.
@@ -249,7 +320,7 @@ async fn cached_blob(cache: &Cache, url: &str) -> Option<Blob> {
 
 /// `fetch(request)` through the global's `fetch` property (looked up at call time, so a
 /// page's or test's wrapper of `globalThis.fetch` sees the request). Works in Window and Worker.
-async fn global_fetch(url: &str, request: &Request) -> Result<Response> {
+async fn global_fetch(url: &str, request: &Request, abort: &AbortController, watch: &Watch) -> Result<Response> {
     let net = |e: JsValue| Error::Network { url: url.to_string(), detail: js_detail(&e) };
     let global = js_sys::global();
     let f = Reflect::get(&global, &JsValue::from_str("fetch")).map_err(net)?;
@@ -257,7 +328,7 @@ async fn global_fetch(url: &str, request: &Request) -> Result<Response> {
         .dyn_into()
         .map_err(|_| Error::Network { url: url.to_string(), detail: "no fetch in this JS context".into() })?;
     let promise: Promise = f.call1(&global, request).map_err(net)?.dyn_into().map_err(net)?;
-    JsFuture::from(promise).await.map_err(net)?.dyn_into::<Response>().map_err(net)
+    watched(url, &promise, Some(abort), watch).await?.map_err(net)?.dyn_into::<Response>().map_err(net)
 }
 
 /// Wait `ms` milliseconds (setTimeout of the global).
@@ -283,7 +354,7 @@ struct Answer {
 
 /// GET `url` from byte `start` (to `end`, exclusive; `None`: to the end). `ranged: false` asks
 /// for the whole file (the cache path).
-async fn request(url: &str, start: u64, end: Option<u64>, ranged: bool, abort: &AbortController) -> Result<Answer> {
+async fn request(url: &str, start: u64, end: Option<u64>, ranged: bool, abort: &AbortController, watch: &Watch) -> Result<Answer> {
     let net = |e: JsValue| Error::Network { url: url.to_string(), detail: js_detail(&e) };
     let init = RequestInit::new();
     init.set_method("GET");
@@ -296,7 +367,7 @@ async fn request(url: &str, start: u64, end: Option<u64>, ranged: bool, abort: &
         };
         request.headers().set("Range", &value).map_err(net)?;
     }
-    let response = global_fetch(url, &request).await?;
+    let response = global_fetch(url, &request, abort, watch).await?;
     let status = response.status();
     let length = header(&response, "Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
     let encoded = header(&response, "Content-Encoding").is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
@@ -376,6 +447,14 @@ impl ByteSource for FetchSource {
     async fn open(&self, file: &str, start: u64, end: Option<u64>) -> Result<FetchReader> {
         check_relative(&self.base, file)?;
         let url = self.locate(file);
+        // The URL parser must not take the name out of the model directory either.
+        let (abs, base) = (absolute(&url), absolute(&self.base));
+        if !abs.starts_with(&base) || abs.len() == base.len() {
+            return Err(Error::BadModelFile {
+                file: file.to_string(),
+                detail: format!("resolves to {abs}, outside {base}"),
+            });
+        }
         let mut tee_into = None;
         if let Some(name) = &self.cache {
             if let Some(cache) = open_cache(name).await {
@@ -399,7 +478,7 @@ impl ByteSource for FetchSource {
             }
         }
         let abort = AbortController::new().map_err(|e| Error::Network { url: url.clone(), detail: js_detail(&e) })?;
-        let answer = request(&url, start, end, tee_into.is_none(), &abort).await?;
+        let answer = request(&url, start, end, tee_into.is_none(), &abort, &self.watch).await?;
         self.learn_len(&url, answer.len);
         let body = answer
             .response
@@ -430,6 +509,7 @@ impl ByteSource for FetchSource {
             next: start,
             end,
             resume: Some(Resume { abort, retries_left: self.retries, attempts: 0, etag, shared: self.shared.clone() }),
+            watch: self.watch.clone(),
         })
     }
 }
@@ -463,6 +543,8 @@ pub struct FetchReader {
     end: Option<u64>,
     /// `None` for cached Blobs (nothing to resume).
     resume: Option<Resume>,
+    /// Cancel token and idle timeout of every read.
+    watch: Watch,
 }
 
 impl FetchReader {
@@ -484,6 +566,7 @@ impl FetchReader {
             next: s,
             end: Some(e),
             resume: None,
+            watch: Watch { cancel: None, idle_ms: DEFAULT_IDLE_TIMEOUT_MS },
         })
     }
 
@@ -510,7 +593,7 @@ impl FetchReader {
                 (Some(e), Some(l)) if e >= l => None,
                 (e, _) => e,
             };
-            let answer = match request(&self.url, self.next, end, true, &abort).await {
+            let answer = match request(&self.url, self.next, end, true, &abort, &self.watch).await {
                 Ok(a) => a,
                 Err(Error::Network { .. }) => continue,
                 Err(e) => return Err(e),
@@ -547,7 +630,17 @@ impl FetchReader {
     /// Next non-empty chunk of the body, or `None` at its end; resumes a dropped stream.
     async fn next_chunk(&mut self) -> Result<Option<Uint8Array>> {
         loop {
-            let result = match JsFuture::from(self.reader.read()).await {
+            let read = self.reader.read();
+            let abort = self.resume.as_ref().map(|r| r.abort.clone());
+            let outcome = match watched(&self.url, &read, abort.as_ref(), &self.watch).await {
+                Ok(o) => o,
+                Err(e) => {
+                    self.done = true;
+                    let _ = self.reader.cancel();
+                    return Err(e);
+                }
+            };
+            let result = match outcome {
                 Ok(r) => r,
                 Err(e) => {
                     let detail = js_detail(&e);

@@ -522,7 +522,7 @@ pub async fn load_tensors<S: ByteSource>(
         _ => Some(source.open(file, data_start, Some(data_end)).await?),
     };
     let no_reader = || Error::Internal(format!("{name}: no reader for a non-empty data section"));
-    let mut staging = vec![0u8; cap.min(total.max(4) as usize).max(unit_max)];
+    let mut staging = vec![0u8; ((cap as u64).min(total.max(4)) as usize).max(unit_max)];
     let mut permuted: Vec<u8> = Vec::new();
     let mut values: Vec<f32> = Vec::new();
     let mut encoded: Vec<u8> = Vec::new();
@@ -554,13 +554,14 @@ pub async fn load_tensors<S: ByteSource>(
         let info = &job.info;
         while pos < info.offset {
             check_cancel(cancel, &name)?;
-            let n = ((info.offset - pos) as usize).min(staging.len());
+            // In u64: a gap of a multiple of 4 GiB must not become a read of 0 bytes on wasm32.
+            let n = (info.offset - pos).min(staging.len() as u64) as usize;
             let got = reader
                 .as_mut()
                 .ok_or_else(no_reader)?
                 .fill(&mut staging[..n])
                 .await?;
-            if got < n {
+            if got < n || got == 0 {
                 return Err(truncated(info, pos + got as u64));
             }
             pos += got as u64;
@@ -603,13 +604,13 @@ pub async fn load_tensors<S: ByteSource>(
         let end = info.offset + info.size;
         while pos < end {
             check_cancel(cancel, &name)?;
-            let n = ((end - pos) as usize).min(chunk);
+            let n = (end - pos).min(chunk as u64) as usize;
             let got = reader
                 .as_mut()
                 .ok_or_else(no_reader)?
                 .fill(&mut staging[..n])
                 .await?;
-            if got < n {
+            if got < n || got == 0 {
                 return Err(truncated(info, pos + got as u64));
             }
             pos += n as u64;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod estimate;
 pub mod gguf;
 pub mod safetensors;
+pub mod sanity;
 pub mod source;
 
 pub use self::safetensors::{read_header, Header, ShardIndex, SplitTensor, TensorInfo, Weight, Weights};

@@ -20,6 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// safetensors' own bound on the header (100 MB); anything larger is a corrupt length.
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
+/// Tensors one file may hold (a large model has a few thousand).
+pub const MAX_TENSORS: usize = 100_000;
+
 /// The largest staging chunk the loader uses (also the default).
 pub const MAX_STAGING_BYTES: usize = 16 << 20;
 
@@ -170,6 +173,12 @@ pub fn parse_header(file: &str, json: &[u8], data_len: Option<u64>) -> Result<He
             .map(|&d| usize::try_from(d).ok())
             .collect::<Option<Vec<usize>>>()
             .ok_or_else(|| bad(format!("tensor '{name}': shape {:?} does not fit in memory", raw.shape)))?;
+        if shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
+            return Err(bad(format!("tensor '{name}': shape {shape:?} overflows (more elements than fit in memory)")));
+        }
+        if tensors.len() >= MAX_TENSORS {
+            return Err(bad(format!("more than {MAX_TENSORS} tensors")));
+        }
         let bytes = shape
             .iter()
             .try_fold(size as u64, |acc, &d| acc.checked_mul(d as u64))
@@ -443,41 +452,47 @@ pub(crate) async fn stream_file<S: ByteSource>(
     let limit = part_limit(gpu, opts);
     let cap = (opts.staging_bytes.clamp(4, MAX_STAGING_BYTES)) / 4 * 4;
 
-    // Allocate every buffer first (fails before any download if the device cannot hold them).
-    let mut segments = Vec::new();
-    let mut pending: Vec<(String, Weight)> = Vec::new();
+    // Plan every tensor; allocate every buffer first when the file's length is known (fails
+    // before any download if the device cannot hold them). With an unknown length (no
+    // Content-Length, a compressed answer) nothing says the data exists: each tensor's buffers
+    // are allocated only when its bytes start to arrive.
+    let mut plans = Vec::new();
     for (i, t) in header.tensors.iter().enumerate() {
         let Some(dtype) = t.dtype else {
             out.skipped.insert(t.name.clone(), t.dtype_name.clone());
             continue;
         };
-        match plan_split(t, dtype, limit, name)? {
-            None => {
-                let tensor = GpuTensor::zeros(gpu, &t.name, &t.shape, dtype)?;
-                segments.push(Segment { tensor: i, buffer: tensor.buffer().clone(), start: t.start, end: t.end });
-                pending.push((t.name.clone(), Weight::Whole(tensor)));
-            }
-            Some(per) => {
-                let rows = t.shape[0];
-                let cols = t.numel() / rows.max(1);
-                let mut parts = Vec::new();
-                let mut r = 0;
-                while r < rows {
-                    let n = per.min(rows - r);
-                    let mut shape = t.shape.clone();
-                    shape[0] = n;
-                    let part = GpuTensor::zeros(gpu, &format!("{}[rows {r}..{}]", t.name, r + n), &shape, dtype)?;
-                    let start = t.start + (r * cols * dtype.size()) as u64;
-                    let end = start + (n * cols * dtype.size()) as u64;
-                    segments.push(Segment { tensor: i, buffer: part.buffer().clone(), start, end });
-                    parts.push(part);
-                    r += n;
-                }
-                let split =
-                    SplitTensor { name: t.name.clone(), shape: t.shape.clone(), dtype, rows_per_part: per, parts };
-                pending.push((t.name.clone(), Weight::Split(split)));
-            }
+        plans.push((i, dtype, plan_split(t, dtype, limit, name)?));
+    }
+    let allocate = |&(i, dtype, plan): &(usize, DType, Option<usize>)| -> Result<(Vec<Segment>, Weight)> {
+        let t = &header.tensors[i];
+        let Some(per) = plan else {
+            let tensor = GpuTensor::zeros(gpu, &t.name, &t.shape, dtype)?;
+            let seg = Segment { tensor: i, buffer: tensor.buffer().clone(), start: t.start, end: t.end };
+            return Ok((vec![seg], Weight::Whole(tensor)));
+        };
+        let rows = t.shape[0];
+        let row_bytes = (t.numel() / rows.max(1)) as u64 * dtype.size() as u64;
+        let (mut parts, mut segs) = (Vec::new(), Vec::new());
+        let mut r = 0;
+        while r < rows {
+            let n = per.min(rows - r);
+            let mut shape = t.shape.clone();
+            shape[0] = n;
+            let part = GpuTensor::zeros(gpu, &format!("{}[rows {r}..{}]", t.name, r + n), &shape, dtype)?;
+            let start = t.start + r as u64 * row_bytes;
+            let end = start + n as u64 * row_bytes;
+            segs.push(Segment { tensor: i, buffer: part.buffer().clone(), start, end });
+            parts.push(part);
+            r += n;
         }
+        let split = SplitTensor { name: t.name.clone(), shape: t.shape.clone(), dtype, rows_per_part: per, parts };
+        Ok((segs, Weight::Split(split)))
+    };
+    let up_front = header.file_len.is_some();
+    let mut allocated = Vec::with_capacity(plans.len());
+    for p in &plans {
+        allocated.push(if up_front { Some(allocate(p)?) } else { None });
     }
     gpu.check_errors(&format!("allocating the tensors of {name}"))?;
 
@@ -489,7 +504,7 @@ pub(crate) async fn stream_file<S: ByteSource>(
         _ => Some(source.open(file, data_start, Some(data_start + file_total)).await?),
     };
     let no_reader = || Error::Internal(format!("{name}: no reader for a non-empty data section"));
-    let mut staging = vec![0u8; cap.min(file_total.max(4) as usize).div_ceil(4) * 4];
+    let mut staging = vec![0u8; ((cap as u64).min(file_total.max(4)) as usize).div_ceil(4) * 4];
     let cap = staging.len();
     let mut pos = 0u64; // data-section offset of the next byte the reader gives
     let mut unflushed = 0usize;
@@ -502,53 +517,63 @@ pub(crate) async fn stream_file<S: ByteSource>(
         ),
     };
 
-    for seg in &segments {
-        let info = &header.tensors[seg.tensor];
-        // Holes between tensors: read and drop.
-        while pos < seg.start {
-            check_cancel(cancel, name)?;
-            let n = ((seg.start - pos) as usize).min(cap);
-            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
-            if got < n {
-                return Err(truncated(info, pos + got as u64));
+    let mut pending: Vec<(String, Weight)> = Vec::with_capacity(plans.len());
+    for (plan, slot) in plans.iter().zip(allocated) {
+        let (segments, weight) = match slot {
+            Some(a) => a,
+            None => allocate(plan)?,
+        };
+        for seg in &segments {
+            let info = &header.tensors[seg.tensor];
+            // Holes between tensors: read and drop. In u64: a hole of a multiple of 4 GiB must
+            // not become a read of 0 bytes (an endless loop) on wasm32.
+            while pos < seg.start {
+                check_cancel(cancel, name)?;
+                let n = (seg.start - pos).min(cap as u64) as usize;
+                let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
+                if got < n || got == 0 {
+                    return Err(truncated(info, pos + got as u64));
+                }
+                pos += got as u64;
             }
-            pos += got as u64;
+            // The segment, in staging-sized pieces written at 4-byte-aligned offsets of its
+            // buffer: every piece but the last is a multiple of 4 bytes (cap is), the last is
+            // zero-padded.
+            let mut written = 0u64;
+            while pos < seg.end {
+                check_cancel(cancel, name)?;
+                let n = (seg.end - pos).min(cap as u64) as usize;
+                let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
+                if got < n || got == 0 {
+                    return Err(truncated(info, pos + got as u64));
+                }
+                pos += n as u64;
+                let whole = n.div_ceil(4) * 4;
+                staging[n..whole].fill(0);
+                gpu.queue().write_buffer(seg.buffer.raw(), written, &staging[..whole]);
+                written += whole as u64;
+                unflushed += whole;
+                if unflushed >= cap {
+                    flush(gpu);
+                    unflushed = 0;
+                }
+                let file_done = pos;
+                if file_done - reported >= (1 << 20) || file_done == file_total {
+                    tally.done += file_done - reported;
+                    reported = file_done;
+                    (tally.progress)(&Progress {
+                        file: name,
+                        file_index: tally.file_index,
+                        file_count: tally.file_count,
+                        file_done,
+                        file_total,
+                        done: tally.done,
+                        total: tally.total,
+                    });
+                }
+            }
         }
-        // The segment, in staging-sized pieces written at 4-byte-aligned offsets of its buffer:
-        // every piece but the last is a multiple of 4 bytes (cap is), the last is zero-padded.
-        let mut written = 0u64;
-        while pos < seg.end {
-            check_cancel(cancel, name)?;
-            let n = ((seg.end - pos) as usize).min(cap);
-            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
-            if got < n {
-                return Err(truncated(info, pos + got as u64));
-            }
-            pos += n as u64;
-            let whole = n.div_ceil(4) * 4;
-            staging[n..whole].fill(0);
-            gpu.queue().write_buffer(seg.buffer.raw(), written, &staging[..whole]);
-            written += whole as u64;
-            unflushed += whole;
-            if unflushed >= cap {
-                flush(gpu);
-                unflushed = 0;
-            }
-            let file_done = pos;
-            if file_done - reported >= (1 << 20) || file_done == file_total {
-                tally.done += file_done - reported;
-                reported = file_done;
-                (tally.progress)(&Progress {
-                    file: name,
-                    file_index: tally.file_index,
-                    file_count: tally.file_count,
-                    file_done,
-                    file_total,
-                    done: tally.done,
-                    total: tally.total,
-                });
-            }
-        }
+        pending.push((header.tensors[plan.0].name.clone(), weight));
     }
     flush(gpu);
     if reported < file_total {

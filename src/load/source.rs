@@ -46,14 +46,25 @@ pub trait ByteSource {
         Ok((buf, reader.file_len()))
     }
 
-    /// Read a whole (small) file: config.json, tokenizer.json.
+    /// Read a whole (small) file: config.json, tokenizer.json. A file over
+    /// [`MAX_SMALL_FILE_BYTES`] (or a body that never ends) is [`Error::BadModelFile`].
     async fn read_all(&self, file: &str) -> Result<Vec<u8>> {
         let mut reader = self.open(file, 0, None).await?;
-        let mut out = Vec::with_capacity(reader.file_len().unwrap_or(0).min(64 << 20) as usize);
+        let too_big = |n: u64| Error::BadModelFile {
+            file: self.locate(file),
+            detail: format!("{n} bytes or more is over the {MAX_SMALL_FILE_BYTES}-byte limit for this file"),
+        };
+        if let Some(len) = reader.file_len().filter(|&l| l > MAX_SMALL_FILE_BYTES) {
+            return Err(too_big(len));
+        }
+        let mut out = Vec::with_capacity(reader.file_len().unwrap_or(0).min(MAX_SMALL_FILE_BYTES) as usize);
         let mut chunk = vec![0u8; 256 * 1024];
         loop {
             let n = reader.fill(&mut chunk).await?;
             out.extend_from_slice(&chunk[..n]);
+            if out.len() as u64 > MAX_SMALL_FILE_BYTES {
+                return Err(too_big(out.len() as u64));
+            }
             if n < chunk.len() {
                 return Ok(out);
             }
@@ -83,13 +94,20 @@ pub trait RangeReader {
     async fn fill(&mut self, buf: &mut [u8]) -> Result<usize>;
 }
 
+/// Bytes a whole-file read ([`ByteSource::read_all`]: config, tokenizer, index, template) may
+/// return: an endless or huge body must not fill the (wasm) memory.
+pub const MAX_SMALL_FILE_BYTES: u64 = 64 << 20;
+
 /// Reject file names that could leave the model directory (names come from index files too).
+/// Only `A-Z a-z 0-9 . _ -` and `/` between non-empty parts are allowed, and no part is `.` or
+/// `..`: percent escapes (`%2e%2e`), backslashes, control characters (a URL parser drops tabs
+/// and newlines, joining `.\t.` into `..`) and schemes never reach a URL.
 pub fn check_relative(base: &str, file: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/');
     let bad = file.is_empty()
-        || file.starts_with('/')
-        || file.starts_with('\\')
-        || file.contains("://")
-        || file.split(['/', '\\']).any(|p| p == "..");
+        || file.len() > 255
+        || !file.chars().all(allowed)
+        || file.split('/').any(|p| p.is_empty() || p == "." || p == "..");
     if bad {
         return Err(Error::BadModelFile {
             file: file.to_string(),
@@ -276,7 +294,7 @@ impl RangeReader for FileReader {
 #[path = "fetch.rs"]
 mod fetch;
 #[cfg(target_arch = "wasm32")]
-pub use fetch::{cached_files, clear_cache, CacheStats, FetchReader, FetchSource};
+pub use fetch::{cached_files, clear_cache, CacheStats, FetchReader, FetchSource, DEFAULT_IDLE_TIMEOUT_MS};
 
 
 #[cfg(test)]
@@ -292,10 +310,26 @@ mod tests {
     }
 
     #[test]
+    fn whole_file_reads_are_capped() {
+        let big = vec![b' '; MAX_SMALL_FILE_BYTES as usize + 1];
+        let mut m = MemorySource::new();
+        m.insert("config.json", big);
+        m.insert("small.json", b"{}".to_vec());
+        for src in [m.clone(), m.with_hidden_len().with_piece_size(1 << 20)] {
+            let r = pollster::block_on(src.read_all("config.json"));
+            assert!(matches!(&r, Err(Error::BadModelFile { detail, .. }) if detail.contains("limit")), "{r:?}");
+            assert_eq!(pollster::block_on(src.read_all("small.json")).unwrap(), b"{}");
+        }
+    }
+
+    #[test]
     fn file_names_stay_inside_the_directory() {
         assert!(check_relative("d", "model-00001-of-00002.safetensors").is_ok());
         assert!(check_relative("d", "sub/model.safetensors").is_ok());
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "https://evil/x", "..\\x"] {
+        for bad in [
+            "", "/etc/passwd", "../x", "a/../../x", "https://evil/x", "..\\x", "%2e%2e/x", ".%2E/x", "%2e%2e",
+            ".\t./x", ".\n./x", "a//b", "./x", "a/.", "x?y", "x#y", "a b", "C:x", "\u{2024}\u{2024}/x",
+        ] {
             assert!(check_relative("d", bad).is_err(), "{bad}");
         }
     }

@@ -37,6 +37,9 @@ pub struct GgufOptions {
     pub dense: DType,
     /// Staging size and cancellation, as for safetensors.
     pub load: LoadOptions,
+    /// Check the memory estimate ([`crate::load::estimate::estimate_gguf`]) against these
+    /// limits before any weight is read (`None`: no check).
+    pub limits: Option<crate::load::estimate::DeviceLimits>,
 }
 
 impl Default for GgufOptions {
@@ -44,6 +47,7 @@ impl Default for GgufOptions {
         GgufOptions {
             dense: DType::F16,
             load: LoadOptions::default(),
+            limits: None,
         }
     }
 }
@@ -150,7 +154,7 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
     let tok = header.tokenizer()?;
     let embd = header.tensor("token_embd.weight")?;
     let vocab = hp.vocab_size.unwrap_or(embd.rows_cols().0 as usize);
-    Ok(DecoderConfig {
+    let c = DecoderConfig {
         arch,
         vocab_size: vocab,
         hidden_size: hp.embedding_length,
@@ -180,7 +184,9 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
         attn_scale: None,
         layer_windows: Vec::new(),
         rope_local_theta: None,
-    })
+    };
+    crate::load::sanity::check_decoder(&header.file, &c)?;
+    Ok(c)
 }
 
 /// What to make of each tensor of a llama-family file.
@@ -230,6 +236,15 @@ pub async fn load_llama_gguf<S: ByteSource>(
         _ => None,
     };
     let cfg = decoder_config_with_freqs(&header, freqs.as_deref())?;
+    if let Some(limits) = &gguf.limits {
+        let eo = crate::load::estimate::EstimateOptions {
+            max_context: opts.max_context,
+            kv_dtype: opts.kv_cache,
+            prefill_tokens: None,
+            max_part_bytes: gguf.load.max_part_bytes,
+        };
+        crate::load::estimate::estimate_gguf(&header, &cfg, &eo, limits)?;
+    }
     let tokenizer = Tokenizer::from_gguf(&header)?;
     let name = header.get_str("general.name")?.map(str::to_string);
     let permuted = header.qk_rows_permuted()?;

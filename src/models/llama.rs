@@ -228,6 +228,7 @@ impl Llama {
         layers: Vec<Layer>,
         max_ctx: usize,
     ) -> Result<Llama> {
+        check_weight_shapes(&cfg, &embed, &lm_head, &final_norm, &layers)?;
         let (nh, hd) = (cfg.num_attention_heads, cfg.head_dim);
         let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd, scaling: cfg.rope_scaling };
         let rope_q = rope_op::Rope::new(
@@ -579,4 +580,116 @@ impl crate::generate::CausalLm for Llama {
     fn context_left(&self) -> usize {
         self.max_ctx.saturating_sub(self.cached_tokens())
     }
+}
+
+/// Every weight's shape against the config (both loaders end in [`Llama::assemble`]): a file
+/// whose tensors disagree with its config is refused at load, naming the tensor.
+fn check_weight_shapes(
+    cfg: &DecoderConfig,
+    embed: &Embedding,
+    lm_head: &[Linear],
+    final_norm: &GpuTensor,
+    layers: &[Layer],
+) -> Result<()> {
+    let (h, v, i) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
+    let (q, kv) = (
+        cfg.num_attention_heads * cfg.head_dim,
+        cfg.num_key_value_heads * cfg.head_dim,
+    );
+    let bad = |name: &str, got: String, want: String| Error::BadModelFile {
+        file: "model weights".into(),
+        detail: format!("tensor '{name}' is {got}, the config says {want}"),
+    };
+    let lin = |l: &Linear, n: usize, k: usize| -> Result<()> {
+        let (name, got) = match l {
+            Linear::Dense(t) => (
+                t.name().to_string(),
+                (t.shape().len() == 2).then(|| (t.shape()[0], t.shape()[1])),
+            ),
+            Linear::Quant(w) => (w.tensor().name().to_string(), Some((w.rows(), w.cols()))),
+        };
+        if got != Some((n, k)) {
+            return Err(bad(&name, format!("{got:?}"), format!("[{n}, {k}]")));
+        }
+        Ok(())
+    };
+    let vec = |t: &GpuTensor, n: usize| -> Result<()> {
+        if t.numel() != n {
+            return Err(bad(
+                t.name(),
+                format!("{:?}", t.shape()),
+                format!("{n} values"),
+            ));
+        }
+        Ok(())
+    };
+    let rows = match embed {
+        Embedding::Table(t) => {
+            if t.shape().len() != 2 || t.last_dim() != h {
+                return Err(bad(
+                    t.name(),
+                    format!("{:?}", t.shape()),
+                    format!("[{v}, {h}]"),
+                ));
+            }
+            t.shape()[0]
+        }
+        Embedding::Rows(parts) => parts
+            .iter()
+            .map(|p| p.shape().first().copied().unwrap_or(0))
+            .sum(),
+    };
+    if rows != v {
+        return Err(bad(
+            "token embeddings",
+            format!("{rows} rows"),
+            format!("vocab_size {v}"),
+        ));
+    }
+    let head_rows: usize = lm_head.iter().map(Linear::rows).sum();
+    if head_rows != v {
+        return Err(bad(
+            "lm_head",
+            format!("{head_rows} rows"),
+            format!("vocab_size {v}"),
+        ));
+    }
+    for l in lm_head {
+        let k = match l {
+            Linear::Dense(t) => t.last_dim(),
+            Linear::Quant(w) => w.cols(),
+        };
+        if k != h {
+            return Err(bad(
+                "lm_head",
+                format!("{k} columns"),
+                format!("hidden_size {h}"),
+            ));
+        }
+    }
+    vec(final_norm, h)?;
+    if layers.len() != cfg.num_hidden_layers {
+        return Err(Error::Internal(format!(
+            "{} layers built for {}",
+            layers.len(),
+            cfg.num_hidden_layers
+        )));
+    }
+    for l in layers {
+        vec(&l.attn_norm, h)?;
+        vec(&l.ffn_norm, h)?;
+        lin(&l.wq, q, h)?;
+        lin(&l.wk, kv, h)?;
+        lin(&l.wv, kv, h)?;
+        lin(&l.wo, h, q)?;
+        lin(&l.w_gate, i, h)?;
+        lin(&l.w_up, i, h)?;
+        lin(&l.w_down, h, i)?;
+        for (b, n) in [(&l.bq, q), (&l.bk, kv), (&l.bv, kv)] {
+            if let Some(b) = b {
+                vec(b, n)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -131,6 +131,7 @@ fn template_env() -> Environment<'static> {
         Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
     });
     env.add_filter("tojson", tojson);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env
 }
 
@@ -237,6 +238,7 @@ impl Tokenizer {
         tokenizer_config: Option<&[u8]>,
         chat_template: Option<&str>,
     ) -> Result<Self> {
+        check_tokenizer_json(tokenizer_json)?;
         let mut inner =
             tokenizers::Tokenizer::from_bytes(tokenizer_json).map_err(|e| tok_err("reading tokenizer.json", e))?;
         inner.with_padding(None);
@@ -287,6 +289,15 @@ impl Tokenizer {
         }
         let mut env = template_env();
         for (name, body) in &templates {
+            if body.len() > MAX_FILE_BYTES {
+                return Err(tok_err(
+                    &format!("chat template '{name}'"),
+                    format!(
+                        "{} bytes is over the {MAX_FILE_BYTES}-byte limit",
+                        body.len()
+                    ),
+                ));
+            }
             env.add_template_owned(name.clone(), body.clone())
                 .map_err(|e| tok_err(&format!("chat template '{name}' does not compile"), e))?;
         }
@@ -393,21 +404,301 @@ impl Tokenizer {
             }
         }
         ctx.entry("add_generation_prompt".to_string()).or_insert(serde_json::Value::Bool(false));
-        template.render(ctx).map_err(|e| {
+        let mut out = CappedWriter { buf: Vec::new(), cap: MAX_RENDER_BYTES };
+        template.render_captured_to(ctx, &mut out).map(|_| ()).map_err(|e| {
             let mut msg = format!("rendering chat template '{name}': {e}");
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 msg.push_str(&format!(": {s}"));
                 source = s.source();
             }
+            if out.buf.len() >= out.cap {
+                msg = format!("rendering chat template '{name}': the output is over the {MAX_RENDER_BYTES}-byte limit");
+            }
             Error::Tokenizer(msg)
-        })
+        })?;
+        String::from_utf8(out.buf)
+            .map_err(|e| tok_err(&format!("rendering chat template '{name}'"), e))
     }
+}
+
+/// Bytes a rendered chat template may have (a prompt is far smaller; a template that loops
+/// forever or doubles strings stops here).
+pub const MAX_RENDER_BYTES: usize = 4 << 20;
+
+/// Template instructions one render may execute (minijinja fuel): nested `range` loops end here.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+
+/// Bytes a tokenizer / template file may have.
+pub const MAX_FILE_BYTES: usize = crate::load::source::MAX_SMALL_FILE_BYTES as usize;
+
+/// A `Write` that refuses to grow past `cap` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            self.buf.resize(self.cap, 0);
+            return Err(std::io::Error::other("output size limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Check the parts of a `tokenizer.json` that make `tokenizers` 0.23 panic instead of returning
+/// an error (a hostile or broken file must not crash the page): BPE merges whose joined pieces
+/// are longer than every vocabulary entry or shorter than the continuing-subword prefix,
+/// `FixedLength` pre-tokenizers of length 0, `TemplateProcessing` post-processors that name
+/// special tokens they do not define (or the second sequence in the single template).
+pub fn check_tokenizer_json(bytes: &[u8]) -> Result<()> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(tok_err(
+            "tokenizer.json",
+            format!(
+                "{} bytes is over the {MAX_FILE_BYTES}-byte limit",
+                bytes.len()
+            ),
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| tok_err("reading tokenizer.json", e))?;
+    check_tokenizer_value(&v)
+}
+
+fn check_tokenizer_value(v: &serde_json::Value) -> Result<()> {
+    let bad = |what: String| Err(Error::Tokenizer(format!("tokenizer.json: {what}")));
+    if let Some(model) = v.get("model") {
+        if model.get("type").and_then(|t| t.as_str()) == Some("BPE")
+            || model.get("merges").is_some()
+        {
+            check_bpe(model)?;
+        }
+    }
+    // Walk every object (pre-tokenizers and post-processors nest in `Sequence`s).
+    let mut stack = vec![v];
+    while let Some(node) = stack.pop() {
+        match node {
+            serde_json::Value::Array(a) => stack.extend(a.iter()),
+            serde_json::Value::Object(o) => {
+                match o.get("type").and_then(|t| t.as_str()) {
+                    Some("FixedLength") if o.get("length").is_some_and(|l| l.as_u64() == Some(0)) => {
+                        return bad("a FixedLength pre-tokenizer of length 0".into());
+                    }
+                    Some("TemplateProcessing") => check_template_processing(o)?,
+                    _ => {}
+                }
+                stack.extend(o.values());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_bpe(model: &serde_json::Value) -> Result<()> {
+    let bad = |what: String| {
+        Err(Error::Tokenizer(format!(
+            "tokenizer.json: BPE model: {what}"
+        )))
+    };
+    let Some(vocab) = model.get("vocab").and_then(|v| v.as_object()) else {
+        return Ok(());
+    };
+    let max_len = vocab.keys().map(String::len).max().unwrap_or(0);
+    let prefix = model
+        .get("continuing_subword_prefix")
+        .and_then(|p| p.as_str())
+        .unwrap_or("");
+    let Some(merges) = model.get("merges").and_then(|m| m.as_array()) else {
+        return Ok(());
+    };
+    for (i, m) in merges.iter().enumerate() {
+        let (a, b) = match m {
+            serde_json::Value::String(s) => match s.split_once(' ') {
+                Some(p) => p,
+                None => continue, // tokenizers reports this itself
+            },
+            serde_json::Value::Array(p) => match (
+                p.first().and_then(|x| x.as_str()),
+                p.get(1).and_then(|x| x.as_str()),
+            ) {
+                (Some(a), Some(b)) => (a, b),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if !vocab.contains_key(a) || !vocab.contains_key(b) {
+            continue; // MergeTokenOutOfVocabulary, an error
+        }
+        if !b.starts_with(prefix) {
+            return bad(format!("merge {i} ('{a}' '{b}'): the second part does not start with the continuing-subword prefix '{prefix}'"));
+        }
+        if a.len() + b.len() - prefix.len() > max_len {
+            return bad(format!(
+                "merge {i} ('{a}' '{b}') is longer than every vocabulary entry"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_template_processing(o: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let bad = |what: String| {
+        Err(Error::Tokenizer(format!(
+            "tokenizer.json: TemplateProcessing: {what}"
+        )))
+    };
+    let specials = o.get("special_tokens").and_then(|s| s.as_object());
+    if let Some(specials) = specials {
+        for (k, t) in specials {
+            let ids = t.get("ids").and_then(|x| x.as_array()).map_or(0, Vec::len);
+            let tokens = t
+                .get("tokens")
+                .and_then(|x| x.as_array())
+                .map_or(0, Vec::len);
+            if ids != tokens {
+                return bad(format!(
+                    "special token '{k}' has {ids} ids but {tokens} tokens"
+                ));
+            }
+        }
+    }
+    for which in ["single", "pair"] {
+        let Some(pieces) = o.get(which).and_then(|p| p.as_array()) else {
+            continue;
+        };
+        for p in pieces {
+            if let Some(id) = p
+                .get("SpecialToken")
+                .and_then(|s| s.get("id"))
+                .and_then(|i| i.as_str())
+            {
+                if !specials.is_some_and(|s| s.contains_key(id)) {
+                    return bad(format!(
+                        "the {which} template uses special token '{id}', which is not defined"
+                    ));
+                }
+            }
+            if which == "single" {
+                if let Some(seq) = p
+                    .get("Sequence")
+                    .and_then(|s| s.get("id"))
+                    .and_then(|i| i.as_str())
+                {
+                    if seq != "A" {
+                        return bad(format!("the single template uses sequence {seq}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bpe(vocab: &str, merges: &str, prefix: &str, extra: &str) -> String {
+        format!(
+            r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":null,"post_processor":null,"decoder":null{extra},
+            "model":{{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":"{prefix}",
+            "end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,"ignore_merges":false,
+            "vocab":{vocab},"merges":{merges}}}}}"#
+        )
+    }
+
+    fn refused(json: &str, want: &str) {
+        match Tokenizer::from_bytes(json.as_bytes(), None, None) {
+            Err(Error::Tokenizer(m)) => assert!(m.contains(want), "{m}"),
+            other => panic!("expected a tokenizer error containing '{want}', got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn panicking_tokenizer_files_are_refused() {
+        // Valid: the merge joins to a vocabulary entry.
+        let ok = bpe(r#"{"a":0,"b":1,"ab":2}"#, r#"[["a","b"]]"#, "", "");
+        assert!(Tokenizer::from_bytes(ok.as_bytes(), None, None).is_ok());
+        // A merge longer than every vocabulary entry (tokenizers 0.23 indexes past its buffer).
+        refused(
+            &bpe(r#"{"aa":0,"bb":1}"#, r#"[["aa","bb"]]"#, "", ""),
+            "longer than every vocabulary entry",
+        );
+        refused(
+            &bpe(r#"{"aa":0,"bb":1}"#, r#"["aa bb"]"#, "", ""),
+            "longer than every vocabulary entry",
+        );
+        // A second part shorter than the continuing-subword prefix (subtraction underflow).
+        refused(
+            &bpe(r#"{"a":0,"b":1,"ab":2}"#, r#"[["a","b"]]"#, "##", ""),
+            "continuing-subword prefix",
+        );
+        // FixedLength of 0 (chunks(0)).
+        let pre = r#","pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"FixedLength","length":0}]}"#;
+        let json = bpe(r#"{"a":0}"#, "[]", "", "").replace(r#""pre_tokenizer":null,"#, "");
+        refused(
+            &json.replacen("\"decoder\":null", &format!("\"decoder\":null{pre}"), 1),
+            "FixedLength",
+        );
+        // TemplateProcessing naming an undefined special token, or $B in the single template.
+        let tp = |single: &str| {
+            format!(
+                r#","post_processor":{{"type":"TemplateProcessing","single":{single},"pair":[{{"Sequence":{{"id":"A","type_id":0}}}},{{"Sequence":{{"id":"B","type_id":1}}}}],"special_tokens":{{}}}}"#
+            )
+        };
+        let base = bpe(r#"{"a":0}"#, "[]", "", "").replace(r#""post_processor":null,"#, "");
+        let with =
+            |pp: String| base.replacen("\"decoder\":null", &format!("\"decoder\":null{pp}"), 1);
+        refused(
+            &with(tp(
+                r#"[{"SpecialToken":{"id":"[CLS]","type_id":0}},{"Sequence":{"id":"A","type_id":0}}]"#,
+            )),
+            "[CLS]",
+        );
+        refused(
+            &with(tp(r#"[{"Sequence":{"id":"B","type_id":0}}]"#)),
+            "sequence B",
+        );
+        let fine = with(tp(r#"[{"Sequence":{"id":"A","type_id":0}}]"#));
+        let t = Tokenizer::from_bytes(fine.as_bytes(), None, None).unwrap();
+        assert_eq!(t.encode("a", true).unwrap(), [0]);
+    }
+
+    fn with_template(template: &str) -> Tokenizer {
+        let json = bpe(r#"{"a":0}"#, "[]", "", "");
+        Tokenizer::from_bytes(json.as_bytes(), None, Some(template)).unwrap()
+    }
+
+    #[test]
+    fn endless_templates_stop() {
+        let t = with_template(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x",
+        );
+        let e = t
+            .apply_chat_template(&[ChatMessage::new("user", "hi")], true)
+            .unwrap_err();
+        assert!(e.to_string().contains("fuel"), "{e}");
+        let t = with_template("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}");
+        let e = t
+            .apply_chat_template(&[ChatMessage::new("user", "hi")], true)
+            .unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
+        let t = with_template("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}");
+        assert_eq!(
+            t.apply_chat_template(&[ChatMessage::new("user", "hi")], false)
+                .unwrap(),
+            "<user>hi"
+        );
+    }
 
     #[test]
     fn tojson_matches_python() {

@@ -15,8 +15,9 @@
 //! `cancel()`, `stats()` and `dispose()` can be called while a load or a generation runs
 //! (wasm-bindgen's own `&self` async methods would hold a borrow across every `await`).
 
+use crate::api::ChatRequest;
 use crate::error::Error;
-use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
+use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions};
 use crate::gpu::memory::MemoryTracker;
 use crate::gpu::Gpu;
 use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
@@ -26,7 +27,7 @@ use crate::models::cross_encoder::CrossEncoder;
 use crate::models::gguf::{load_llama_gguf, GgufOptions};
 use crate::models::llama::{Llama, LlamaOptions};
 use crate::ops::kv_cache::KvDType;
-use crate::tokenizer::{ChatMessage, Tokenizer};
+use crate::tokenizer::Tokenizer;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -34,10 +35,48 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
-/// Installs the panic hook so that a bug shows a Rust message in the console, not "unreachable".
+thread_local! {
+    /// The JS function told of a panic (`setPanicHandler`).
+    static PANIC_HANDLER: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+}
+
+/// Installs the panic hook: a bug shows a Rust message in the console (not "unreachable"), and
+/// the handler set with `setPanicHandler` is called with it, so that the JS layer can fail every
+/// pending call with `INTERNAL` (the wasm instance traps after a panic: its promises would
+/// otherwise never settle).
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let message = info.to_string();
+        let handler = PANIC_HANDLER.with(|h| h.try_borrow().ok().and_then(|h| h.clone()));
+        if let Some(f) = handler {
+            let _ = f.call1(&JsValue::NULL, &JsValue::from_str(&message));
+        }
+    }));
+}
+
+/// Set (or clear) the function called with the message of a panic, before the instance traps.
+#[wasm_bindgen(js_name = setPanicHandler)]
+pub fn set_panic_handler(handler: Option<js_sys::Function>) {
+    PANIC_HANDLER.with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut() {
+            *h = handler;
+        }
+    });
+}
+
+/// Testing aid: a promise whose future panics when first polled (the instance is unusable
+/// afterwards). The panic hook must fail every pending call with `INTERNAL`.
+#[wasm_bindgen(js_name = debugPanic)]
+#[allow(clippy::panic)]
+pub fn debug_panic() -> js_sys::Promise {
+    future_to_promise(async {
+        if js_sys::Math::random() < 2.0 {
+            panic!("debugPanic: a deliberate panic");
+        }
+        Ok(JsValue::UNDEFINED)
+    })
 }
 
 /// A JS `Error` with a stable `code` property.
@@ -165,28 +204,8 @@ struct LoadOpts {
     /// Bytes of GPU memory the model may use in all (`None`: only the per-buffer limits are
     /// checked; WebGPU reports no memory size). Checked before any weight is downloaded.
     memory_budget: Option<u64>,
-}
-
-/// A chat-completion request (JSON, OpenAI field names; the JS wrapper validates it).
-#[derive(serde::Deserialize)]
-struct ChatRequest {
-    messages: Vec<ChatMessage>,
-    #[serde(default)]
-    max_tokens: Option<usize>,
-    #[serde(default)]
-    temperature: Option<f32>,
-    #[serde(default)]
-    top_p: Option<f32>,
-    #[serde(default)]
-    top_k: Option<usize>,
-    #[serde(default)]
-    min_p: Option<f32>,
-    #[serde(default)]
-    repetition_penalty: Option<f32>,
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    stop: Vec<String>,
+    /// Milliseconds a request may make no progress before it is aborted (NETWORK).
+    idle_timeout_ms: Option<u32>,
 }
 
 fn kv_dtype(name: Option<&str>) -> Result<KvDType, JsValue> {
@@ -215,8 +234,15 @@ async fn load_model(
     if crate::load::gguf::is_gguf(path) {
         // One .gguf file is a whole model: weights, hyper-parameters, tokenizer, chat template.
         let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
-        let source = FetchSource::new(dir).with_cache(opts.cache.as_deref());
-        let gguf = GgufOptions { load: LoadOptions { cancel: Some(cancel.clone()), ..Default::default() }, ..Default::default() };
+        let source = FetchSource::new(dir)
+            .with_cache(opts.cache.as_deref())
+            .with_cancel(Some(cancel.clone()))
+            .with_idle_timeout(opts.idle_timeout_ms.unwrap_or(crate::load::source::DEFAULT_IDLE_TIMEOUT_MS));
+        let gguf = GgufOptions {
+            load: LoadOptions { cancel: Some(cancel.clone()), ..Default::default() },
+            limits: Some(DeviceLimits::of(&gpu, opts.memory_budget)),
+            ..Default::default()
+        };
         let lopts = LlamaOptions { kv_cache: kv, max_context };
         let loaded = load_llama_gguf(&gpu, &source, file, &lopts, &gguf, &mut progress_reporter(on_progress)).await?;
         for w in &loaded.warnings {
@@ -229,7 +255,10 @@ async fn load_model(
         let model = Model::Decoder { lm: Box::new(loaded.model), tok: Box::new(loaded.tokenizer) };
         return Ok(Loaded { gpu, model });
     }
-    let source = FetchSource::new(url).with_cache(opts.cache.as_deref());
+    let source = FetchSource::new(url)
+        .with_cache(opts.cache.as_deref())
+        .with_cancel(Some(cancel.clone()))
+        .with_idle_timeout(opts.idle_timeout_ms.unwrap_or(crate::load::source::DEFAULT_IDLE_TIMEOUT_MS));
     // Fail early (before any weight is downloaded) when the model cannot fit.
     let est_opts = EstimateOptions { max_context, kv_dtype: kv, ..EstimateOptions::default() };
     let limits = DeviceLimits::of(&gpu, opts.memory_budget);
@@ -361,16 +390,8 @@ async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, 
         });
     };
     let prompt = tok.encode_chat(&req.messages, true)?;
-    let d = SamplingParams::default();
     let opts = GenerateOptions {
-        sampling: SamplingParams {
-            temperature: req.temperature.unwrap_or(d.temperature),
-            top_k: req.top_k.unwrap_or(d.top_k),
-            top_p: req.top_p.unwrap_or(d.top_p),
-            min_p: req.min_p.unwrap_or(d.min_p),
-            repetition_penalty: req.repetition_penalty.unwrap_or(d.repetition_penalty),
-            seed: req.seed.unwrap_or(d.seed),
-        },
+        sampling: req.sampling.clone(),
         max_tokens: req.max_tokens.unwrap_or(0),
         stop: req.stop.clone(),
         stop_token_ids: Vec::new(),
@@ -398,6 +419,39 @@ async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, 
         "decode_steps": session.decode_steps,
     })
     .to_string())
+}
+
+/// One decode step of the loaded decoder with per-dispatch GPU times ([`crate::gpu::profile`]).
+/// The step runs after the cached tokens (after one token of its own when none are cached) and
+/// appends its token to the cache, as generation would.
+async fn profile_decode(loaded: &mut Loaded) -> crate::Result<String> {
+    let Loaded { gpu, model } = loaded;
+    let Model::Decoder { lm, .. } = model else {
+        return Err(Error::Unsupported {
+            kernel: "profileDecodeStep",
+            variant: "an encoder model".into(),
+            why: "the decode-step profile needs a decoder".into(),
+        });
+    };
+    let token = lm.cached_ids().last().copied().unwrap_or(0);
+    if lm.cached_ids().is_empty() {
+        lm.forward(gpu, &[token]).await?;
+    }
+    // Room for the warm-up step and the profiled one.
+    if lm.cached_tokens() + 2 > lm.max_context() {
+        lm.truncate(lm.max_context().saturating_sub(2))?;
+    }
+    // A step before the profiled one compiles the one-token pipelines and fills the caches.
+    lm.forward(gpu, &[token]).await?;
+    gpu.begin_profile()?;
+    let step = lm.forward(gpu, &[token]).await;
+    let profile = gpu.end_profile().await?;
+    step?;
+    let mut json: serde_json::Value = serde_json::from_str(&profile.to_json()).unwrap_or(serde_json::Value::Null);
+    json["adapter"] = serde_json::json!(gpu.caps().adapter);
+    json["variants"] = serde_json::to_value(&gpu.caps().variants).unwrap_or(serde_json::Value::Null);
+    json["context_tokens"] = serde_json::json!(lm.cached_tokens());
+    Ok(json.to_string())
 }
 
 /// One model on one GPU device. Build it with `new WasmEngine()`, then `load(url, …)`.
@@ -467,9 +521,21 @@ impl WasmEngine {
         let s = self.s.clone();
         // Parse and take the model now, synchronously: a `cancel()` right after this call then
         // reaches this generation's token.
-        let started = serde_json::from_str::<ChatRequest>(&request)
-            .map_err(|e| coded_error("INVALID_ARGUMENT", &format!("chat request: {e}")))
-            .and_then(|req| s.begin().map(|(loaded, cancel)| (req, loaded, cancel)));
+        // Checked field by field (INVALID_ARGUMENT naming the field), max_tokens against the
+        // loaded model's context.
+        let started = s.begin().and_then(|(loaded, cancel)| {
+            let context = match &loaded.model {
+                Model::Decoder { lm, .. } => lm.max_context(),
+                Model::Encoder(_) => usize::MAX,
+            };
+            match ChatRequest::parse(&request, context) {
+                Ok(req) => Ok((req, loaded, cancel)),
+                Err(e) => {
+                    s.end(loaded, Ok(()))?;
+                    Err(js_error(e))
+                }
+            }
+        });
         future_to_promise(async move {
             let (req, mut loaded, cancel) = started?;
             let r = run_chat(&mut loaded, &req, &cancel, &on_text).await;
@@ -500,6 +566,21 @@ impl WasmEngine {
             let rows = s.end(loaded, r)?;
             let flat: Vec<f32> = rows.into_iter().flatten().collect();
             Ok(js_sys::Float32Array::from(flat.as_slice()).into())
+        })
+    }
+
+    /// Profile one decode step of the loaded decoder: resolves to JSON `{ timestamps,
+    /// quantized, dispatches, total_gpu_us, kernels: [{ label, count, gpu_us }], trace: [{
+    /// label, gpu_us }], adapter, variants, context_tokens }` (times `null` where the device has
+    /// no `timestamp-query`).
+    #[wasm_bindgen(js_name = profileDecodeStep)]
+    pub fn profile_decode_step(&self) -> js_sys::Promise {
+        let s = self.s.clone();
+        let started = s.begin();
+        future_to_promise(async move {
+            let (mut loaded, _) = started?;
+            let r = profile_decode(&mut loaded).await;
+            s.end(loaded, r).map(|json| JsValue::from_str(&json))
         })
     }
 

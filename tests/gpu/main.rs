@@ -20,6 +20,7 @@ mod quant;
 mod embedding;
 mod gelu;
 mod gguf;
+mod harden;
 mod norm;
 mod repeat_kv;
 mod rope;

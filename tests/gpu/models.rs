@@ -1,5 +1,5 @@
 //! The real test models (scripts/fetch_models.sh puts them in models/) and the reference
-//! fixtures (../shared/models/fixtures). Natively the models are read from the directory
+//! fixtures (tests/fixtures, copied from the shared model helpers). Natively the models are read from the directory
 //! (`KJARNI_MODELS` or `<crate>/models`); in the browser they are fetched from the test server,
 //! which serves the crate root, so `/models/<name>/` works in both runners.
 
@@ -9,9 +9,9 @@ use kjarni_web::Error;
 pub const MINILM: &str = "all-MiniLM-L6-v2";
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct";
 
-/// Fixtures, compiled in (the CI clone has ../shared beside the repository).
-pub const MINILM_FIXTURE: &str = include_str!("../../../shared/models/fixtures/minilm.json");
-pub const SMOLLM2_FIXTURE: &str = include_str!("../../../shared/models/fixtures/smollm2.json");
+/// Fixtures, compiled in from tests/fixtures.
+pub const MINILM_FIXTURE: &str = include_str!("../fixtures/minilm.json");
+pub const SMOLLM2_FIXTURE: &str = include_str!("../fixtures/smollm2.json");
 
 #[cfg(not(target_arch = "wasm32"))]
 pub type Source = kjarni_web::load::DirSource;

@@ -83,3 +83,56 @@ gpu_test!(bad_input_gives_typed_errors, async {
     assert!(matches!(e, Error::DType { .. }), "{e}");
     assert_eq!(batch.dispatches(), 0);
 });
+
+gpu_test!(profile_labels_and_times_every_dispatch_and_keeps_results, async {
+    let gpu = gpu().await;
+    let x = GpuTensor::zeros(&gpu, "counter", &[1000], DType::F32).unwrap();
+    let y = GpuTensor::zeros(&gpu, "copy", &[1000], DType::F32).unwrap();
+    let z = GpuTensor::zeros(&gpu, "sum", &[1000], DType::F32).unwrap();
+    assert!(gpu.end_profile().await.is_err(), "end_profile without begin_profile is an error, not a panic");
+    gpu.begin_profile().unwrap();
+    assert!(gpu.is_profiling());
+    // Two submissions, one of them over the 2048 dispatches a query set of 4096 timestamps holds,
+    // with a copy between dispatches (not profiled).
+    let mut a = gpu.batch();
+    for _ in 0..2100 {
+        elementwise::record_inplace(&gpu, &mut a, Op::Axpb { alpha: 1.0, beta: 1.0 }, &x).unwrap();
+    }
+    a.copy(x.buffer(), 0, y.buffer(), 0, 4000);
+    elementwise::record_inplace(&gpu, &mut a, Op::Axpb { alpha: 2.0, beta: 0.0 }, &y).unwrap();
+    gpu.submit(a).unwrap();
+    let mut b = gpu.batch();
+    elementwise::record(&gpu, &mut b, Op::Add, &x, Some(&y), &z).unwrap();
+    gpu.submit(b).unwrap();
+    let p = gpu.end_profile().await.unwrap();
+    assert!(!gpu.is_profiling());
+    say!("profile: {} dispatches, {:?} µs, timestamps {}, quantized {}", p.dispatches, p.total_gpu_us, p.timestamps, p.quantized);
+    for k in &p.kernels {
+        say!("  {:>6} × {:?} µs  {}", k.count, k.gpu_us, k.label);
+    }
+    assert_eq!(p.dispatches, 2102);
+    assert_eq!(p.trace.len(), 2102);
+    assert_eq!(p.kernels.iter().map(|k| k.count).sum::<usize>(), 2102);
+    // Two labels: the in-place unary pipeline (2101 dispatches) and the binary one.
+    assert_eq!(p.kernels.len(), 2, "{:?}", p.kernels.iter().map(|k| &k.label).collect::<Vec<_>>());
+    assert!(p.kernels.iter().all(|k| k.label.starts_with("elementwise::")), "labels name the kernel");
+    assert!(p.trace.last().is_some_and(|d| d.label != p.trace[0].label), "trace in submission order");
+    assert_eq!(p.timestamps, gpu.caps().timestamps);
+    if p.timestamps {
+        assert!(p.trace.iter().all(|d| d.gpu_us.is_some_and(|t| (0.0..1e6).contains(&t))), "a time for every dispatch");
+        if !p.quantized {
+            assert!(p.total_gpu_us.is_some_and(|t| t > 0.0));
+        }
+    } else {
+        assert!(p.trace.iter().all(|d| d.gpu_us.is_none()) && p.total_gpu_us.is_none());
+    }
+    // One pass per dispatch computes what one pass does: x = 2100, y = 2·2100, z = x + y.
+    assert_tensor(&gpu, "counter", &x, &[2100.0; 1000], Tolerance::EXACT).await;
+    assert_tensor(&gpu, "copy", &y, &[4200.0; 1000], Tolerance::EXACT).await;
+    assert_tensor(&gpu, "sum", &z, &[6300.0; 1000], Tolerance::EXACT).await;
+    // The profile's buffers are freed with it; a normal submission works after it.
+    let mut c = gpu.batch();
+    elementwise::record_inplace(&gpu, &mut c, Op::Axpb { alpha: 1.0, beta: 1.0 }, &x).unwrap();
+    gpu.submit(c).unwrap();
+    assert_tensor(&gpu, "counter", &x, &[2101.0; 1000], Tolerance::EXACT).await;
+});

@@ -12,8 +12,7 @@ import { browser, screenshot, root } from './harness.mjs';
 import { serveStatic } from '../../scripts/serve.mjs';
 import { ensureTinyModel } from './tiny_model.mjs';
 
-const shared = process.env.KJARNI_SHARED ?? join(root, '..', 'shared');
-const fixture = async (name) => JSON.parse(await readFile(join(shared, 'models', 'fixtures', name), 'utf8'));
+const fixture = async (name) => JSON.parse(await readFile(join(root, 'tests', 'fixtures', name), 'utf8'));
 const TOKENS = Number(process.env.KJARNI_PAGE_TOKENS ?? 2);
 
 let server;

@@ -59,3 +59,56 @@ test('serve answers ranges and logs requests', async () => {
     await rm(dir, { recursive: true });
   }
 });
+
+test('symbolic links out of the served folder are not followed; links inside are', async () => {
+  const { symlink, mkdir } = await import('node:fs/promises');
+  const outside = await mkdtemp(join(tmpdir(), 'kjarni-outside-'));
+  const dir = await mkdtemp(join(tmpdir(), 'kjarni-serve-'));
+  await writeFile(join(outside, 'secret.txt'), 'secret');
+  await writeFile(join(dir, 'a.txt'), 'inside');
+  await mkdir(join(dir, 'sub'));
+  await symlink(join(outside, 'secret.txt'), join(dir, 'leak.txt'));
+  await symlink(outside, join(dir, 'sub', 'out'));
+  await symlink(join(dir, 'a.txt'), join(dir, 'sub', 'b.txt'));
+  const s = await serve(dir);
+  try {
+    for (const [path, status, body] of [['a.txt', 200, 'inside'], ['leak.txt', 404], ['sub/out/secret.txt', 404], ['sub/b.txt', 200, 'inside']]) {
+      const r = await fetch(s.url + path);
+      assert.equal(r.status, status, path);
+      const text = await r.text();
+      if (body) assert.equal(text, body);
+      else assert.ok(!text.includes('secret'), path);
+    }
+  } finally {
+    await s.close();
+    await rm(dir, { recursive: true });
+    await rm(outside, { recursive: true });
+  }
+});
+
+test('ranges on an empty file get a valid answer (the whole, empty file)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kjarni-serve-'));
+  await writeFile(join(dir, 'empty.bin'), '');
+  const s = await serve(dir);
+  try {
+    for (const range of ['bytes=0-', 'bytes=-10', 'bytes=0-0']) {
+      const r = await fetch(s.url + 'empty.bin', { headers: { Range: range } });
+      assert.equal(r.status, 200, range);
+      assert.equal(r.headers.get('content-length'), '0');
+      assert.equal(r.headers.get('content-range'), null);
+      assert.equal((await r.arrayBuffer()).byteLength, 0);
+    }
+  } finally {
+    await s.close();
+    await rm(dir, { recursive: true });
+  }
+});
+
+test('the command line serves nothing by default', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const script = fileURLToPath(new URL('../../scripts/serve.mjs', import.meta.url));
+  const r = spawnSync(process.execPath, [script, '--port', '0'], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.status, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /nothing is served by default/);
+});

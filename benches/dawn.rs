@@ -1,0 +1,115 @@
+//! Native counterparts of the cases the Dawn benchmark (benches/dawn.mjs) adds, with the same
+//! names, so one device run shows Dawn and wgpu native line by line:
+//!
+//! - `profile_decoder_<model>`: one decode step (after a 48-token prompt) with a GPU timestamp
+//!   around every dispatch (`Gpu::begin_profile`), per kernel label, most expensive first.
+//! - `encoder_minilm_l6`: sentence embeddings per second, one at a time and in a batch of 32.
+//!   The model directory is `$KJARNI_BENCH_MODELS/minilm_l6` (written by benches/dawn_models.mjs
+//!   with the sentences the Dawn run embeds) or else `$KJARNI_MODELS/all-MiniLM-L6-v2`.
+
+use crate::harness::{Args, Report, Timing};
+use crate::models::{synthetic, MODELS};
+use kjarni_web::load::DirSource;
+use kjarni_web::models::bert::BertModel;
+use kjarni_web::models::llama::{Llama, LlamaOptions};
+use kjarni_web::ops::kv_cache::KvDType;
+use kjarni_web::{Gpu, Result};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    for s in &MODELS {
+        let case = format!("profile_decoder_{}", s.name);
+        if args.wants(&case) {
+            profile_decode(gpu, report, &case, s).await?;
+        }
+    }
+    if args.wants("encoder_minilm_l6") {
+        minilm(gpu, args, report).await?;
+    }
+    Ok(())
+}
+
+async fn profile_decode(gpu: &Gpu, report: &mut Report, case: &str, s: &crate::models::Shape) -> Result<()> {
+    let (src, _) = synthetic(s);
+    let opts = LlamaOptions { kv_cache: KvDType::F16, max_context: 1024 };
+    let mut m = Llama::load(gpu, &src, &opts, &mut |_| {}).await?;
+    // ~ the context of the Dawn run's profile (a short chat prompt with its template).
+    let prompt: Vec<u32> = (0..48).map(|i| (i * 7 % 1000) as u32).collect();
+    m.forward(gpu, &prompt).await?;
+    m.forward(gpu, &[5]).await?; // compiles the one-token pipelines
+    gpu.begin_profile()?;
+    let step = m.forward(gpu, &[5]).await;
+    let p = gpu.end_profile().await?;
+    step?;
+    let total = p.total_gpu_us.unwrap_or(f64::NAN);
+    let shape = json!({
+        "dispatches": p.dispatches,
+        "timestamps": p.timestamps,
+        "quantized": p.quantized,
+        "context_tokens": m.cached_tokens(),
+    });
+    let timing = Timing { name: "decode_step_gpu_total".into(), median_us: total, min_us: total };
+    report.add(case, shape, 0.0, 0.0, "decode_step_gpu_total", &[timing]);
+    let kernels: Vec<_> = p
+        .kernels
+        .iter()
+        .map(|k| json!({ "label": k.label, "count": k.count, "gpu_us": k.gpu_us.map(|u| (u * 100.0).round() / 100.0) }))
+        .collect();
+    report.annotate("kernels", json!(kernels));
+    Ok(())
+}
+
+fn minilm_dir() -> Option<PathBuf> {
+    let generated = std::env::var_os("KJARNI_BENCH_MODELS").map(|d| PathBuf::from(d).join("minilm_l6"));
+    let real = PathBuf::from(std::env::var_os("KJARNI_MODELS").unwrap_or_else(|| "models".into())).join("all-MiniLM-L6-v2");
+    generated.into_iter().chain([real]).find(|d| d.join("model.safetensors").is_file())
+}
+
+async fn minilm(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    let case = "encoder_minilm_l6";
+    let Some(dir) = minilm_dir() else {
+        eprintln!("{case}: skipped (no model directory: set KJARNI_BENCH_MODELS or KJARNI_MODELS)");
+        return Ok(());
+    };
+    let model = BertModel::load(gpu, &DirSource::new(&dir)).await?;
+    let sentences: Vec<String> = std::fs::read(dir.join("bench_sentences.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| (0..32).map(|i| format!("sentence number {i} is about a man who plays the guitar by the river")).collect());
+    let n = if args.quick { 4 } else { sentences.len() };
+    let list: Vec<&str> = sentences.iter().take(n).map(String::as_str).collect();
+    let runs = if args.quick { 1 } else { 3 };
+    model.embed(gpu, &list[..2.min(list.len())]).await?;
+    model.embed(gpu, &list).await?;
+    let mut one = Vec::new();
+    for _ in 0..runs {
+        for s in &list {
+            let t = Instant::now();
+            model.embed(gpu, &[s]).await?;
+            one.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let mut batch = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        model.embed(gpu, &list).await?;
+        batch.push(t.elapsed().as_secs_f64() * 1e6 / list.len() as f64);
+    }
+    one.sort_by(f64::total_cmp);
+    batch.sort_by(f64::total_cmp);
+    let (us1, usb) = (one[one.len() / 2], batch[batch.len() / 2]);
+    let mut shape = json!({
+        "sentences": list.len(),
+        "embeddings_per_s_batch_1": (1e7 / us1).round() / 10.0,
+        "model_dir": dir.display().to_string(),
+    });
+    shape[format!("embeddings_per_s_batch_{}", list.len())] = json!((1e7 / usb).round() / 10.0);
+    let timings = [
+        Timing { name: "embed_batch_1".into(), median_us: us1, min_us: one[0] },
+        Timing { name: format!("embed_batch_{}", list.len()), median_us: usb, min_us: batch[0] },
+    ];
+    report.add(case, shape, 0.0, 0.0, "embed_batch_1", &timings);
+    Ok(())
+}

