@@ -10,6 +10,8 @@ use kjarni_web::models::cross_encoder::CrossEncoder;
 use kjarni_web::ops::pooling::Pooling;
 use kjarni_web::Error;
 
+const BROWSER: bool = cfg!(target_arch = "wasm32");
+
 /// As bert.rs: hidden-state values are O(1), f32 error through 6 layers ~1e-5.
 const HIDDEN_TOL: f32 = 1e-3;
 
