@@ -526,7 +526,7 @@ impl WasmEngine {
         let started = s.begin().and_then(|(loaded, cancel)| {
             let context = match &loaded.model {
                 Model::Decoder { lm, .. } => lm.max_context(),
-                Model::Encoder(_) => usize::MAX,
+                Model::Encoder(_) | Model::Reranker(_) => usize::MAX,
             };
             match ChatRequest::parse(&request, context) {
                 Ok(req) => Ok((req, loaded, cancel)),
