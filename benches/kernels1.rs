@@ -7,7 +7,7 @@ use crate::harness::{time_op, Args, Report, Timing};
 use kjarni_web::ops::embedding::{self, Lookup, Tables, TokenIds};
 use kjarni_web::ops::gelu::{self, Gelu};
 use kjarni_web::ops::norm::{self, Norm, NormKind};
-use kjarni_web::ops::rope::{self, Rope, RopeConfig, RopeLayout};
+use kjarni_web::ops::rope::{self, Rope, RopeConfig, RopeLayout, RopeScaling};
 use kjarni_web::ops::softmax::{self, Mask, MaskedVariant};
 use kjarni_web::ops::{elementwise, repeat_kv};
 use kjarni_web::{cpu, DType, Gpu, GpuTensor, Result};
@@ -99,7 +99,7 @@ async fn rope_case(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     let q = tensor(gpu, "q", &[tokens, heads, d], 5)?;
     let k = tensor(gpu, "k", &[tokens, heads, d], 6)?;
     let copy_dst = GpuTensor::zeros(gpu, "copy", &[tokens, heads, d], DType::F32)?;
-    let r = Rope::new(gpu, RopeConfig { theta: 1e4, head_dim: d, rotary_dim: d, layout: RopeLayout::HalfSplit })?;
+    let r = Rope::new(gpu, RopeConfig { theta: 1e4, head_dim: d, rotary_dim: d, layout: RopeLayout::HalfSplit, scaling: RopeScaling::None })?;
     let n = inner(args);
     let mut t: Vec<Timing> = Vec::new();
     for (name, v) in [

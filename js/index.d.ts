@@ -10,6 +10,7 @@ export type KjarniErrorCode =
   | 'NETWORK'
   | 'NOT_FOUND'
   | 'BAD_MODEL_FILE'
+  | 'UNSUPPORTED_MODEL'
   | 'UNSUPPORTED'
   | 'CONTEXT_OVERFLOW'
   | 'ABORTED'
@@ -185,7 +186,8 @@ export interface ModelInfo {
   url: string;
   config:
     | { kind: 'decoder'; architecture: string; layers: number; hidden_size: number; vocab_size: number; max_context: number; kv_cache: string; chat_templates: string[] }
-    | { kind: 'encoder'; architecture: string; layers: number; hidden_size: number; dim: number; max_tokens: number };
+    | { kind: 'encoder'; architecture: string; layers: number; hidden_size: number; dim: number; max_tokens: number; pooling: 'Mean' | 'Cls' | 'LastToken'; normalize: boolean }
+    | { kind: 'reranker'; architecture: string; layers: number; hidden_size: number; labels: number; max_tokens: number };
   capabilities: Capabilities;
 }
 
@@ -232,8 +234,10 @@ interface EngineApi {
   readonly chat: Chat;
   /** Adapter, limits, features and the chosen kernel variants of this engine's device. */
   capabilities(): Capabilities;
-  /** Sentence embeddings (encoder models): one unit-length vector per text. */
+  /** Sentence embeddings (encoder models): one vector per text, pooled and normalised as the model's sentence-transformers files say. */
   embed(texts: string | string[]): Promise<Float32Array[]>;
+  /** Relevance of each document to `query` (cross-encoder models): one score per document, in order; higher is more relevant (the first logit). */
+  rerank(query: string, docs: string | string[]): Promise<Float32Array>;
   stats(): Promise<EngineStats>;
   /** Decoder models: run one decode step with a GPU timestamp around every dispatch (each in
    *  a compute pass of its own) and return the per-kernel times. Appends one token to the KV
@@ -252,6 +256,7 @@ export class Engine implements EngineApi {
   readonly chat: Chat;
   capabilities(): Capabilities;
   embed(texts: string | string[]): Promise<Float32Array[]>;
+  rerank(query: string, docs: string | string[]): Promise<Float32Array>;
   stats(): Promise<EngineStats>;
   profileDecodeStep(): Promise<DecodeProfile>;
   dispose(): Promise<void>;
@@ -263,6 +268,7 @@ export class WorkerEngine implements EngineApi {
   readonly chat: Chat;
   capabilities(): Capabilities;
   embed(texts: string | string[]): Promise<Float32Array[]>;
+  rerank(query: string, docs: string | string[]): Promise<Float32Array>;
   stats(): Promise<EngineStats>;
   profileDecodeStep(): Promise<DecodeProfile>;
   /** Terminates the worker; one that does not answer within `timeoutMs` (default DISPOSE_TIMEOUT_MS) is terminated anyway. */

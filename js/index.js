@@ -396,6 +396,26 @@ export class Engine {
     });
   }
 
+  /**
+   * Relevance of each document to `query` (cross-encoder / reranker models, e.g.
+   * ms-marco-MiniLM-L-6-v2): one score per document, in their order (higher is more relevant;
+   * the model's first logit, apply a sigmoid for sentence-transformers' 0..1 scores).
+   */
+  async rerank(query, docs) {
+    const list = typeof docs === 'string' ? [docs] : Array.from(docs ?? [], String);
+    if (this.#info.config.kind !== 'reranker') {
+      throw new KjarniError('UNSUPPORTED', `${this.#info.model} is not a cross-encoder: rerank() needs one (e.g. ms-marco-MiniLM-L-6-v2)`);
+    }
+    if (list.length === 0) return new Float32Array(0);
+    return this.#run(async (w) => {
+      try {
+        return await w.rerank(String(query), JSON.stringify(list));
+      } catch (e) {
+        throw toKjarniError(e);
+      }
+    });
+  }
+
   /** GPU buffers counted by the runtime and the wasm memory size (bytes). */
   async stats() {
     if (!this.#w) return this.#final;
@@ -554,6 +574,11 @@ export class WorkerEngine {
     const flat = await this.#call('embed', { texts: list });
     const dim = list.length ? flat.length / list.length : 0;
     return list.map((_, i) => flat.subarray(i * dim, (i + 1) * dim));
+  }
+
+  async rerank(query, docs) {
+    const list = typeof docs === 'string' ? [docs] : Array.from(docs ?? [], String);
+    return this.#call('rerank', { query: String(query), docs: list });
   }
 
   async stats() {

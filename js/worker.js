@@ -47,6 +47,10 @@ async function handle(id, op, args) {
     }
     case 'profile':
       return needEngine().profileDecodeStep();
+    case 'rerank': {
+      const scores = await needEngine().rerank(args.query, args.docs);
+      return { value: scores, transfer: [scores.buffer] };
+    }
     case 'stats':
       return engine ? engine.stats() : null;
     case 'dispose': {

@@ -1,10 +1,13 @@
-// Attention (seeds 6, 7, 20). The Rust side prepends attention_rope.wgsl (RoPE + KV formats).
+// Attention (seeds 6, 7, 20). The Rust side prepends common/rope.wgsl (RoPE) and
+// attention_rope.wgsl (KV formats).
 //
 // Layouts: Q [batch, q_len, n_heads, D] and out the same; K / V [batch, kv_rows, n_kv_heads, D]
 // in the KV_DTYPE format (f32 activations, or a KV cache in f32 / f16 / int8). Grouped-query
 // attention reads kv_head = head / group directly (no repeat_kv copy). Query row r sits at
-// position q_pos0 + r; with `causal` it sees keys j <= q_pos0 + r; every row sees keys
-// j < kv_len (per batch entry when `has_lens`: the padding mask).
+// position q_pos0 + r; with `causal` it sees keys j <= q_pos0 + r; with a sliding `window` > 0
+// only keys j > q_pos0 + r - window (the last `window` positions, its own included: Gemma's,
+// Mistral's local layers); every row sees keys j < kv_len (per batch entry when `has_lens`:
+// the padding mask).
 //
 // Entry points:
 //   flash_prefill   Flash Attention 2: one workgroup per (BR query rows, head), online softmax in
@@ -33,8 +36,9 @@ struct Params {
     chunk: u32,          // decode: keys per chunk
     scale_stride: u32,   // int8: halves per key row in the scale buffers
     neg_inf_bits: u32,   // 0xff800000: -inf at run time (Tint rejects -inf constants)
-    _pad0: u32,
+    window: u32,         // sliding-window span (0: none)
     _pad1: u32,
+    rope_scaling: vec4<f32>, // rope_inv_freq's scaling (shaders/common/rope.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -88,7 +92,7 @@ fn q_elem(b: u32, r: u32, h: u32) -> u32 {
 }
 
 fn key_visible(key: u32, row: u32, kv_len: u32) -> bool {
-    return key < kv_len && (p.causal == 0u || key <= p.q_pos0 + row);
+    return key < kv_len && (p.causal == 0u || key <= p.q_pos0 + row) && (p.window == 0u || key + p.window > p.q_pos0 + row);
 }
 
 fn kv_len_of(b: u32) -> u32 {
@@ -251,7 +255,7 @@ fn flash_prefill(
     for (var c0 = 0u; c0 < kv_end; c0 = c0 + BC) {
         var s = score_tile(b, h, kvh, r0, c0, kv_len, li);
         // Mask only where the tile can reach past kv_len or above the diagonal.
-        if (c0 + BC > kv_len || (p.causal != 0u && c0 + BC > p.q_pos0 + r0 + 1u)) {
+        if (c0 + BC > kv_len || (p.causal != 0u && c0 + BC > p.q_pos0 + r0 + 1u) || p.window != 0u) {
             for (var i = 0u; i < 4u; i = i + 1u) {
                 for (var jj = 0u; jj < 4u; jj = jj + 1u) {
                     if (!key_visible(c0 + 4u * tx + jj, r0 + 4u * ty + i, kv_len)) {
@@ -490,7 +494,7 @@ fn decode_partial(
                 for (var c = 0u; c < 4u; c = c + 1u) {
                     let e = 4u * w + c;
                     let pe = rope_partner(e, p.rot);
-                    x[c] = rope_apply(e, x[c], q[(qb + pe) / 4u][pe % 4u], p.q_pos0, p.rot, p.log2_theta);
+                    x[c] = rope_apply(e, x[c], q[(qb + pe) / 4u][pe % 4u], p.q_pos0, p.rot, p.log2_theta, p.rope_scaling);
                 }
             }
         }
@@ -506,7 +510,7 @@ fn decode_partial(
     for (var kk = 0u; kk < KPT; kk = kk + 1u) {
         let jl = li + kk * WGD;
         var s: array<f32, HG>;
-        if (jl < nk) {
+        if (jl < nk && (p.window == 0u || j0 + jl + p.window > p.q_pos0)) {
             let j = j0 + jl;
             let e0 = kv_elem(0u, j, kvh);
             if (KV_DTYPE == KV_F32) {

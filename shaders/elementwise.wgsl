@@ -1,7 +1,7 @@
 // Elementwise ops, one invocation per element; OP (a prelude constant) picks the function so
 // every op is its own pipeline with no runtime branch:
 //   binary:        out = a OP b              (OP_ADD, OP_MUL)
-//   unary:         out = f(a)                (OP_SILU, OP_AXPB: alpha * a + beta)
+//   unary:         out = f(a)                (OP_SILU, OP_AXPB: alpha * a + beta, OP_TANH)
 //   unary_inplace: a = f(a)                  (same functions, one read-write buffer)
 // Also copy_vec4: the bandwidth baseline for benchmarks (moves the same bytes a kernel must).
 
@@ -9,6 +9,7 @@ const OP_ADD: u32 = 0u;
 const OP_MUL: u32 = 1u;
 const OP_SILU: u32 = 2u;
 const OP_AXPB: u32 = 3u;
+const OP_TANH: u32 = 4u;
 
 struct Params {
     n: u32,
@@ -28,6 +29,12 @@ struct Params {
 fn unary_fn(v: f32) -> f32 {
     if (OP == OP_SILU) {
         return v / (1.0 + exp(-v));
+    }
+    if (OP == OP_TANH) {
+        // (1 - e^-2|v|) / (1 + e^-2|v|) with v's sign: no overflow, no builtin tanh (whose
+        // precision WGSL leaves to the implementation).
+        let t = exp(-2.0 * abs(v));
+        return sign(v) * (1.0 - t) / (1.0 + t);
     }
     return p.alpha * v + p.beta;
 }

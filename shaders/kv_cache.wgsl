@@ -1,6 +1,6 @@
 // KV-cache append (seeds 7 and 20): write T new tokens of K and V ([T, n_kv_heads, D] f32) into
 // the cache at rows pos0.., converting to the cache's storage format (KV_DTYPE, see
-// attention_rope.wgsl) and applying RoPE to K on the way (rot > 0), so K is rotated once when it
+// attention_rope.wgsl; RoPE from common/rope.wgsl) and applying RoPE to K on the way (rot > 0), so K is rotated once when it
 // is written instead of on every read.
 //
 // One workgroup per token; it walks K then V, head by head: the head's D values go through
@@ -16,6 +16,7 @@ struct Params {
     log2_theta: f32,
     scale_stride: u32,  // halves per token row in the scale buffers (n_kv_heads rounded up to even)
     _pad: u32,
+    rope_scaling: vec4<f32>, // rope_inv_freq's scaling (shaders/common/rope.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -60,7 +61,7 @@ fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
             for (var k = 0u; k < EPT; k = k + 1u) {
                 let e = lane.index + k * WG;
                 if (e < D) {
-                    let x = rope_apply(e, row[e], row[rope_partner(e, rot)], dst_row, rot, p.log2_theta);
+                    let x = rope_apply(e, row[e], row[rope_partner(e, rot)], dst_row, rot, p.log2_theta, p.rope_scaling);
                     vals[k] = x;
                     amax = max(amax, abs(x));
                 }

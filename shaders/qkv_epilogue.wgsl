@@ -13,6 +13,10 @@
 // Needs from the including kernel: Params fields n_heads, n_kv_heads, pos, rot, log2_theta,
 // scale_stride; constants WG, HD, KV_DTYPE; Lane and wg_max.
 
+// The fused epilogue rotates with unscaled frequencies (models with RoPE scaling decode through
+// the unfused path; src/ops/qkv.rs refuses them).
+const ROPE_UNSCALED: vec4<f32> = vec4<f32>(1.0, 0.0, 0.0, 0.0);
+
 @group(0) @binding(10) var<storage, read_write> q_out: array<f32>;
 @group(0) @binding(11) var<storage, read_write> k_cache: array<u32>;
 @group(0) @binding(12) var<storage, read_write> v_cache: array<u32>;
@@ -65,7 +69,7 @@ fn qkv_epilogue(hidx: u32, lane: Lane) {
     for (var c = 0u; c < QKV_EPT; c = c + 1u) {
         let e = lane.index + c * WG;
         if (e < HD) {
-            let v = rope_apply(e, head_buf[e], head_buf[rope_partner(e, rot)], p.pos, rot, p.log2_theta);
+            let v = rope_apply(e, head_buf[e], head_buf[rope_partner(e, rot)], p.pos, rot, p.log2_theta, ROPE_UNSCALED);
             vals[c] = v;
             amax = max(amax, abs(v));
         }

@@ -4,13 +4,9 @@
 //   x1' = x1 cos - x2 sin,   x2' = x2 cos + x1 sin
 // where (x1, x2) = (x[i], x[i + rotary_dim/2]) in the HF "rotate_half" layout (INTERLEAVED false)
 // or (x[2i], x[2i + 1]) in the interleaved layout. Dimensions >= rotary_dim are left alone.
-//
-// Angles are reduced exactly: freqs[i] holds inv_freq[i] / 2pi (turns per position) as a 64-bit
-// fixed-point fraction (hi, lo words, computed in f64 on the CPU). The top 32 bits of
-// pos * freq mod 1 are formed with integer arithmetic and split exactly into quarter turns and a
-// remainder; only the remainder becomes an f32 angle, in [-pi/4, pi/4): no f32
-// rounding of a large pos * inv_freq product (HF's f32 angles are off by ~|angle| * 6e-8,
-// 2e-3 rad at position 32k), and cos / sin come from short polynomials, not the builtins.
+// The Rust side prepends common/rope.wgsl: the frequency (with the model's scaling), angle and
+// cos / sin are the ones of K on KV append and decode Q (rope_cos_sin), so Q and K always turn
+// by the same angles.
 //
 // rope_vec2_*: WG (64 or 128) invocations per group, each rotating two neighbouring pairs with
 // two vec2 loads and stores (needs rotary_dim % 4 == 0 and an even head_dim).
@@ -26,50 +22,18 @@ struct Params {
     pos_offset: u32,
     nq: u32,
     n: u32,
-    _pad: u32,
+    log2_theta: f32,
+    rope_scaling: vec4<f32>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> q: array<f32>;
 @group(0) @binding(2) var<storage, read_write> k: array<f32>;
-@group(0) @binding(3) var<storage, read> freqs: array<vec2<u32>>;
 @group(0) @binding(4) var<storage, read_write> q2: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read_write> k2: array<vec2<f32>>;
 
-const TURN: f32 = 1.4629180792671596e-9; // 2 pi / 2^32
-
-// High 32 bits of the 64-bit product a * b.
-fn mulhi(a: u32, b: u32) -> u32 {
-    let a0 = a & 0xffffu;
-    let a1 = a >> 16u;
-    let b0 = b & 0xffffu;
-    let b1 = b >> 16u;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let mid = ((a0 * b0) >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-    return a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
-}
-
-// (cos, sin) of pos * inv_freq[pair]. The angle in fixed-point turns is split exactly into a
-// quadrant and a remainder in [-pi/4, pi/4), where Taylor polynomials to a^9 / a^10 are accurate
-// to 2e-9: the result is f32-rounding accurate on every device. (WGSL's sin/cos only promise
-// 2^-11; SwiftShader's are off by 6e-6.)
 fn cos_sin(pos: u32, pair: u32) -> vec2<f32> {
-    let f = freqs[pair];
-    let turns = pos * f.x + mulhi(pos, f.y); // wraps mod 2^32 = whole turns dropped
-    let quadrant = (turns + 0x20000000u) >> 30u;
-    let a = f32(bitcast<i32>(turns - (quadrant << 30u))) * TURN;
-    let a2 = a * a;
-    let s = a * (1.0 + a2 * (-1.6666666666666666e-1 + a2 * (8.333333333333333e-3 + a2 * (-1.984126984126984e-4 + a2 * 2.755731922398589e-6))));
-    let c = 1.0 + a2 * (-0.5 + a2 * (4.1666666666666664e-2 + a2 * (-1.388888888888889e-3 + a2 * (2.48015873015873e-5 + a2 * -2.755731922398589e-7))));
-    var cs = vec2<f32>(c, s);
-    if ((quadrant & 1u) == 1u) {
-        cs = vec2<f32>(-s, c);
-    }
-    if ((quadrant & 2u) == 2u) {
-        cs = -cs;
-    }
-    return cs;
+    return rope_cos_sin(pos, pair, 2u * p.half_rot, p.log2_theta, p.rope_scaling);
 }
 
 struct Unit {

@@ -113,6 +113,21 @@ pub enum Error {
         detail: String,
     },
 
+    /// A model whose configuration asks for something the forward pass does not implement
+    /// (a RoPE scaling type, an activation, logit soft-capping, an architecture...): refused
+    /// at load instead of run with different math.
+    #[error("model file '{file}': {field} = {value} is not supported ({supported})")]
+    UnsupportedConfig {
+        /// The file (config.json, a .gguf).
+        file: String,
+        /// The field, e.g. `rope_scaling.rope_type` or `hidden_act`.
+        field: String,
+        /// Its value as written.
+        value: String,
+        /// What is supported instead.
+        supported: String,
+    },
+
     /// A model file that does not exist (HTTP 404, no such file).
     #[error("model file '{file}' not found")]
     NotFound {
@@ -186,6 +201,7 @@ impl Error {
             Error::Unsupported { .. } => "UNSUPPORTED",
             Error::ContextFull { .. } => "CONTEXT_OVERFLOW",
             Error::BadModelFile { .. } => "BAD_MODEL_FILE",
+            Error::UnsupportedConfig { .. } => "UNSUPPORTED_MODEL",
             Error::NotFound { .. } => "NOT_FOUND",
             Error::Network { .. } => "NETWORK",
             Error::Cancelled(_) => "ABORTED",

@@ -29,6 +29,8 @@ pub struct Mask {
     pub q_pos0: Option<usize>,
     /// Valid keys per sequence (padding); `None`: all.
     pub kv_lens: Option<Vec<usize>>,
+    /// Sliding window: query row r sees only keys j > q_pos0 + r - window.
+    pub window: Option<usize>,
 }
 
 /// softmax(scale Q K^T + mask) V with grouped-query heads, for the query rows in `rows` (all when
@@ -46,23 +48,24 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], dims: Dims, mask: &Mask, scale
         let valid = mask.kv_lens.as_ref().map_or(kv_len, |l| l[b].min(kv_len));
         for &r in rows {
             let visible = if mask.causal { valid.min(q_pos0 + r + 1) } else { valid };
+            let first = mask.window.map_or(0, |w| (q_pos0 + r + 1).saturating_sub(w)).min(visible);
             for h in 0..n_heads {
                 let kvh = h / group;
                 let qo = ((b * q_len + r) * n_heads + h) * d;
                 let qrow = &q[qo..qo + d];
                 let mut m = f64::NEG_INFINITY;
-                for (j, sj) in s.iter_mut().enumerate().take(visible) {
+                for (j, sj) in s.iter_mut().enumerate().take(visible).skip(first) {
                     let ko = ((b * kv_len + j) * n_kv_heads + kvh) * d;
                     let dot: f64 = qrow.iter().zip(&k[ko..ko + d]).map(|(&a, &c)| f64::from(a) * f64::from(c)).sum();
                     *sj = dot * f64::from(scale);
                     m = m.max(*sj);
                 }
-                if visible == 0 {
+                if visible == first {
                     continue;
                 }
                 acc.iter_mut().for_each(|a| *a = 0.0);
                 let mut total = 0.0;
-                for (j, &sj) in s.iter().enumerate().take(visible) {
+                for (j, &sj) in s.iter().enumerate().take(visible).skip(first) {
                     let pj = (sj - m).exp();
                     total += pj;
                     let vo = ((b * kv_len + j) * n_kv_heads + kvh) * d;

@@ -40,11 +40,23 @@ pub fn softmax(x: &[f32], cols: usize, scale: f32) -> Vec<f32> {
 
 /// Mean over the first `len` of `seq` tokens of `h` [batch, seq, dim], optionally L2-normalised.
 pub fn mean_pool(h: &[f32], seq: usize, dim: usize, lens: &[u32], normalize: bool) -> Vec<f32> {
+    pool(h, seq, dim, lens, crate::ops::pooling::Pooling::Mean, normalize)
+}
+
+/// Mean / first / last of the first `len` of `seq` tokens of `h` [batch, seq, dim], optionally
+/// L2-normalised.
+pub fn pool(h: &[f32], seq: usize, dim: usize, lens: &[u32], mode: crate::ops::pooling::Pooling, normalize: bool) -> Vec<f32> {
+    use crate::ops::pooling::Pooling;
     let mut out = Vec::with_capacity(lens.len() * dim);
     for (b, &len) in lens.iter().enumerate() {
-        let n = (len as usize).min(seq);
+        let valid = (len as usize).min(seq);
+        let (first, n) = match mode {
+            Pooling::Mean => (0, valid),
+            Pooling::Cls => (0, valid.min(1)),
+            Pooling::LastToken => (valid.max(1) - 1, valid.min(1)),
+        };
         let mut m: Vec<f64> = (0..dim)
-            .map(|c| (0..n).map(|t| f64::from(h[(b * seq + t) * dim + c])).sum::<f64>() / (n.max(1) as f64))
+            .map(|c| (first..first + n).map(|t| f64::from(h[(b * seq + t) * dim + c])).sum::<f64>() / (n.max(1) as f64))
             .collect();
         if normalize {
             let norm = m.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);

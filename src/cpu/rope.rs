@@ -1,4 +1,5 @@
-//! RoPE reference: f64 angles `pos * inv_freq[i]` (no reduction error) and f64 rotation.
+//! RoPE reference: angles `pos * inv_freq[i]` rounded to f32 as transformers computes them (the
+//! GPU kernels do the same), sin / cos and the rotation in f64.
 
 /// Rotate `x: [tokens, heads, head_dim]` in place; token t at position `offset + t`.
 /// `interleaved` pairs `(2i, 2i+1)`, otherwise `(i, i + rotary_dim/2)`.
@@ -11,7 +12,7 @@ pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, inv_freq: &[f64], inte
         let pos = (offset + row / heads) as f64;
         for (i, &f) in inv_freq.iter().enumerate() {
             let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
-            let (s, c) = (pos * f).sin_cos();
+            let (s, c) = f64::from(pos as f32 * f as f32).sin_cos();
             let (x1, x2) = (f64::from(h[a]), f64::from(h[b]));
             h[a] = (x1 * c - x2 * s) as f32;
             h[b] = (x2 * c + x1 * s) as f32;

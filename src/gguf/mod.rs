@@ -175,12 +175,15 @@ pub struct HParams {
     pub rope_dimension_count: usize,
     /// `{arch}.vocab_size` when present (otherwise the tokenizer's token count).
     pub vocab_size: Option<usize>,
+    /// `{arch}.attention.key_length`: the head size when it is not `embedding_length /
+    /// head_count` (Qwen3-0.6B: 128 with 1024 / 16).
+    pub key_length: Option<usize>,
 }
 
 impl HParams {
     /// Per-head dimension.
     pub fn head_dim(&self) -> usize {
-        self.embedding_length / self.head_count.max(1)
+        self.key_length.unwrap_or(self.embedding_length / self.head_count.max(1))
     }
 }
 
@@ -286,12 +289,21 @@ impl GgufHeader {
         let head_count = self.required(&k("attention.head_count"))?;
         let embedding_length = self.required(&k("embedding_length"))?;
         let head_count_kv = self.usize_key(&k("attention.head_count_kv"))?.unwrap_or(head_count);
-        if head_count == 0 || head_count_kv == 0 || embedding_length % head_count != 0 || head_count % head_count_kv != 0 {
+        let key_length = self.usize_key(&k("attention.key_length"))?;
+        let value_length = self.usize_key(&k("attention.value_length"))?;
+        if matches!((key_length, value_length), (Some(a), Some(b)) if a != b) || key_length == Some(0) {
+            return Err(self.bad(format!("attention.key_length {key_length:?} and value_length {value_length:?} must be equal")));
+        }
+        if head_count == 0
+            || head_count_kv == 0
+            || (key_length.is_none() && embedding_length % head_count != 0)
+            || head_count % head_count_kv != 0
+        {
             return Err(self.bad(format!(
                 "inconsistent attention shape: embedding_length {embedding_length}, head_count {head_count}, head_count_kv {head_count_kv}"
             )));
         }
-        let head_dim = embedding_length / head_count;
+        let head_dim = key_length.unwrap_or(embedding_length / head_count);
         let rope_dimension_count = self.usize_key(&k("rope.dimension_count"))?.unwrap_or(head_dim);
         if rope_dimension_count > head_dim || rope_dimension_count % 2 != 0 {
             return Err(self.bad(format!("rope.dimension_count {rope_dimension_count} does not fit head_dim {head_dim}")));
@@ -308,6 +320,7 @@ impl GgufHeader {
             rope_freq_base: self.get_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0),
             rope_dimension_count,
             vocab_size: self.usize_key(&k("vocab_size"))?,
+            key_length,
             architecture: arch,
         })
     }

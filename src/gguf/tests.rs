@@ -123,6 +123,7 @@ fn sample_file_parses_with_every_value_type() {
             rope_freq_base: 100_000.0,
             rope_dimension_count: 16,
             vocab_size: None,
+            key_length: None,
         }
     );
     assert_eq!(hp.head_dim(), 16);

@@ -27,7 +27,7 @@ use crate::ops::kv_cache::KvDType;
 #[derive(Debug, Clone)]
 pub struct EstimateOptions {
     /// Decoders: context length the KV cache is allocated for (capped by the config's
-    /// `max_position_embeddings`, as `LlamaOptions::max_context` is).
+    /// `max_position_embeddings` and any sliding window, as `LlamaOptions::max_context` is).
     pub max_context: usize,
     /// Decoders: KV cache storage.
     pub kv_dtype: KvDType,
@@ -276,7 +276,7 @@ pub fn estimate(
 
 /// KV cache and activation bytes of a Llama-style decoder (as `models::llama` allocates them).
 fn decoder_runtime(c: &DecoderConfig, opts: &EstimateOptions, tally: &mut Tally) -> Result<(u64, u64, usize, usize)> {
-    let ctx = opts.max_context.min(c.max_position_embeddings.max(1)).max(1);
+    let ctx = opts.max_context.min(c.context_limit()).max(1);
     let t = opts.prefill_tokens.unwrap_or(ctx).clamp(1, ctx);
     let (h, nh, nkv, hd, ff, v) =
         (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size, c.vocab_size);
@@ -296,8 +296,9 @@ fn decoder_runtime(c: &DecoderConfig, opts: &EstimateOptions, tally: &mut Tally)
     let z = |tally: &mut Tally, name: &str, n: u64| tally.buffer(name, n, DType::F32, &hint);
     let parts = [
         z(tally, "x", mul(&[t, h]))?.saturating_mul(2),
-        z(tally, "q", mul(&[t, nh, hd]))?.saturating_mul(2),
-        z(tally, "k", mul(&[t, nkv, hd]))?.saturating_mul(2),
+        // q, attn and the normed q (Qwen3 / Gemma q_norm); k, v and the normed k.
+        z(tally, "q", mul(&[t, nh, hd]))?.saturating_mul(3),
+        z(tally, "k", mul(&[t, nkv, hd]))?.saturating_mul(3),
         z(tally, "up", mul(&[t, ff]))?.saturating_mul(2),
         pad(t as u64, DType::U32),
         z(tally, "decode partials", mul(&[nh, ctx.div_ceil(64).max(1), hd.saturating_add(4)]))?,
@@ -419,7 +420,7 @@ mod tests {
         // K and V: 32 tokens × 2 heads × 16 × f16 = 2048 bytes each, + 16-byte scale stand-ins.
         assert_eq!(e.kv_cache, 2 * (2048 + 16));
         let t = 32u64;
-        let act = 4 * (2 * t * 64 + 2 * t * 64 + 2 * t * 32 + 2 * t * 128) + t * 4 + 4 * 4 * 20 + 2 * 256 + 400;
+        let act = 4 * (2 * t * 64 + 3 * t * 64 + 3 * t * 32 + 2 * t * 128) + t * 4 + 4 * 4 * 20 + 2 * 256 + 400;
         assert_eq!(e.activations, act);
         assert_eq!(e.total, e.weights + e.widened + e.kv_cache + e.activations);
         assert_eq!(e.largest_buffer, ("model.layers.0.mlp.up_proj.weight".into(), 16384));

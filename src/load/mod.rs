@@ -16,7 +16,7 @@ pub mod sanity;
 pub mod source;
 
 pub use self::safetensors::{read_header, Header, ShardIndex, SplitTensor, TensorInfo, Weight, Weights};
-pub use config::{BertConfig, DecoderArch, DecoderConfig, GenerationConfig, ModelConfig};
+pub use config::{BertConfig, DecoderArch, DecoderConfig, GenerationConfig, MlpAct, ModelConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::DirSource;
 #[cfg(target_arch = "wasm32")]

@@ -1,6 +1,8 @@
-//! BERT encoder for sentence embeddings (all-MiniLM-L6-v2 and other `BertModel` checkpoints):
-//! embeddings → post-LayerNorm encoder layers → mean pooling over valid tokens → L2
-//! normalisation, as sentence-transformers computes it.
+//! BERT encoder for sentence embeddings (all-MiniLM-L6-v2, bge, e5, gte, arctic-embed and other
+//! `BertModel` checkpoints): embeddings → post-LayerNorm encoder layers → the pooling and
+//! normalisation that sentence-transformers' `modules.json` + `1_Pooling/config.json` name
+//! ([`SentenceHead`]: mean, CLS or last token; L2 normalisation when a `Normalize` module is
+//! listed), as sentence-transformers computes it.
 //!
 //! Several sentences run as one padded batch: each is padded with `[PAD]` to the batch's longest
 //! sequence, attention masks the padding keys per sequence (`kv_lens`), and pooling averages
@@ -14,7 +16,7 @@ use crate::ops::attention::{self, AttentionOptions, Kv};
 use crate::ops::embedding::{self, Lookup, Tables, TokenIds};
 use crate::ops::linear::{self, Act, Epilogue};
 use crate::ops::norm::{self, Norm};
-use crate::ops::pooling;
+use crate::ops::pooling::{self, Pooling};
 use crate::tokenizer::Tokenizer;
 
 /// Kernel dispatches of one encoder layer: Q, K, V projections (bias fused), flash attention,
@@ -44,9 +46,109 @@ struct Layer {
     ln2_b: GpuTensor,
 }
 
+/// What sentence-transformers does after the encoder: the `Pooling` module's mode and whether a
+/// `Normalize` module follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentenceHead {
+    /// Which tokens are pooled.
+    pub pooling: Pooling,
+    /// L2-normalise the pooled vector.
+    pub normalize: bool,
+}
+
+impl Default for SentenceHead {
+    /// Mean pooling, normalised (all-MiniLM-L6-v2's head; used when `modules.json` is absent).
+    fn default() -> Self {
+        SentenceHead { pooling: Pooling::Mean, normalize: true }
+    }
+}
+
+const ST: &str = "sentence_transformers.models.";
+
+impl SentenceHead {
+    /// Read `modules.json` and the pooling module's `config.json` from a model directory; the
+    /// default head when there is no `modules.json`. Modules other than Transformer, Pooling and
+    /// Normalize (Dense projections, ...) and pooling modes other than mean / CLS / last token
+    /// are refused with [`Error::UnsupportedConfig`] naming them.
+    pub async fn load<S: ByteSource>(source: &S) -> Result<Self> {
+        let Some(bytes) = source.read_optional("modules.json").await? else { return Ok(Self::default()) };
+        let file = source.locate("modules.json");
+        let modules: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| bad(&file, e.to_string()))?;
+        let mut head = SentenceHead { pooling: Pooling::Mean, normalize: false };
+        let mut pooled = false;
+        for m in &modules {
+            let kind = m.get("type").and_then(|t| t.as_str()).unwrap_or("");
+            match kind.strip_prefix(ST).unwrap_or(kind) {
+                "Transformer" => {}
+                "Normalize" => head.normalize = true,
+                "Pooling" => {
+                    let path = m.get("path").and_then(|p| p.as_str()).unwrap_or("1_Pooling");
+                    let name = format!("{}/config.json", path.trim_end_matches('/'));
+                    let cfg = source.read_all(&name).await?;
+                    head.pooling = Self::parse_pooling(&source.locate(&name), &cfg)?;
+                    pooled = true;
+                }
+                other => {
+                    return Err(Error::UnsupportedConfig {
+                        file,
+                        field: "modules.json type".into(),
+                        value: format!("'{other}'"),
+                        supported: "Transformer, Pooling, Normalize".into(),
+                    })
+                }
+            }
+        }
+        if !pooled {
+            return Err(bad(&file, "no sentence_transformers.models.Pooling module".into()));
+        }
+        Ok(head)
+    }
+
+    /// The pooling mode of a `1_Pooling/config.json`: exactly one of mean, CLS, last token.
+    pub fn parse_pooling(file: &str, bytes: &[u8]) -> Result<Pooling> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(file, e.to_string()))?;
+        let on = |k: &str| v.get(k).and_then(|b| b.as_bool()).unwrap_or(false);
+        for k in ["pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens"] {
+            if on(k) {
+                return Err(Error::UnsupportedConfig {
+                    file: file.to_string(),
+                    field: k.into(),
+                    value: "true".into(),
+                    supported: "pooling_mode_mean_tokens, pooling_mode_cls_token, pooling_mode_lasttoken".into(),
+                });
+            }
+        }
+        if v.get("include_prompt").and_then(|b| b.as_bool()) == Some(false) {
+            return Err(Error::UnsupportedConfig {
+                file: file.to_string(),
+                field: "include_prompt".into(),
+                value: "false".into(),
+                supported: "true".into(),
+            });
+        }
+        let modes = [
+            ("pooling_mode_mean_tokens", Pooling::Mean),
+            ("pooling_mode_cls_token", Pooling::Cls),
+            ("pooling_mode_lasttoken", Pooling::LastToken),
+        ];
+        let set: Vec<_> = modes.iter().filter(|(k, _)| on(k)).collect();
+        match set.as_slice() {
+            [(_, p)] => Ok(*p),
+            [] => Err(bad(file, "no pooling mode is set".into())),
+            many => Err(Error::UnsupportedConfig {
+                file: file.to_string(),
+                field: many.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(" + "),
+                value: "true".into(),
+                supported: "exactly one pooling mode (concatenated modes are not implemented)".into(),
+            }),
+        }
+    }
+}
+
 /// A loaded BERT sentence-embedding model: config, tokenizer and weights on the GPU.
 pub struct BertModel {
     config: BertConfig,
+    head: SentenceHead,
     tokenizer: Tokenizer,
     max_tokens: usize,
     eps: f32,
@@ -62,7 +164,7 @@ pub struct BertModel {
 pub struct Encoded {
     /// Last hidden state `[batch, seq, hidden]` (padding rows included; they are not meaningful).
     pub hidden: GpuTensor,
-    /// Mean-pooled, L2-normalised embeddings `[batch, hidden]`.
+    /// Pooled (and, per the model's head, L2-normalised) embeddings `[batch, hidden]`.
     pub pooled: GpuTensor,
     /// Valid tokens per sequence.
     pub lens: Vec<usize>,
@@ -70,7 +172,7 @@ pub struct Encoded {
     pub seq: usize,
     // Scratch that must outlive the submission.
     _scratch: Vec<GpuTensor>,
-    _ids: TokenIds,
+    _ids: (TokenIds, Option<TokenIds>),
 }
 
 fn bad(file: &str, detail: String) -> Error {
@@ -78,7 +180,7 @@ fn bad(file: &str, detail: String) -> Error {
 }
 
 /// Take a tensor held in one buffer (split tensors are not expected in a BERT checkpoint).
-fn take(w: &mut Weights, name: &str) -> Result<GpuTensor> {
+pub(crate) fn take(w: &mut Weights, name: &str) -> Result<GpuTensor> {
     match w.take(name)? {
         Weight::Whole(t) => Ok(t),
         Weight::Split(s) => Err(Error::Unsupported {
@@ -91,7 +193,7 @@ fn take(w: &mut Weights, name: &str) -> Result<GpuTensor> {
 
 /// A bias / LayerNorm vector as f32 (the ops take those in f32): converted through the host when
 /// the checkpoint stores it as f16 / bf16 (a few KiB per vector).
-async fn vector(gpu: &Gpu, w: &mut Weights, name: &str, len: usize) -> Result<GpuTensor> {
+pub(crate) async fn vector(gpu: &Gpu, w: &mut Weights, name: &str, len: usize) -> Result<GpuTensor> {
     let t = take(w, name)?;
     if t.numel() != len {
         return Err(bad(load::SAFETENSORS_FILE, format!("'{name}' is {:?}, expected [{len}]", t.shape())));
@@ -104,7 +206,7 @@ async fn vector(gpu: &Gpu, w: &mut Weights, name: &str, len: usize) -> Result<Gp
 }
 
 /// A `[rows, cols]` matrix as stored (f32, f16 or bf16).
-fn matrix(w: &mut Weights, name: &str, rows: usize, cols: usize) -> Result<GpuTensor> {
+pub(crate) fn matrix(w: &mut Weights, name: &str, rows: usize, cols: usize) -> Result<GpuTensor> {
     let t = take(w, name)?;
     if t.shape() != [rows, cols] {
         return Err(bad(load::SAFETENSORS_FILE, format!("'{name}' is {:?}, expected [{rows}, {cols}]", t.shape())));
@@ -125,6 +227,17 @@ impl BertModel {
         opts: &LoadOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Self> {
+        // Whatever is left (pooler, position_ids) is dropped here, freeing its buffers.
+        Ok(Self::load_parts(gpu, source, opts, progress).await?.0)
+    }
+
+    /// Load the encoder; also returns the checkpoint's other tensors (a classification head).
+    pub(crate) async fn load_parts<S: ByteSource>(
+        gpu: &Gpu,
+        source: &S,
+        opts: &LoadOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(Self, Weights)> {
         let config = match ModelConfig::load(source).await? {
             ModelConfig::Bert(c) => c,
             other => return Err(bad("config.json", format!("not a BERT config: {other:?}"))),
@@ -160,6 +273,7 @@ impl BertModel {
                 max_tokens = max_tokens.min(m as usize);
             }
         }
+        let head = SentenceHead::load(source).await?;
         let tokenizer = Tokenizer::load(source).await?;
         let mut w = load::load_weights(gpu, source, opts, progress).await?;
         let p = if w.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
@@ -193,15 +307,20 @@ impl BertModel {
                 ln2_b: vector(gpu, &mut w, &n("output.LayerNorm.bias"), h).await?,
             });
         }
-        // Whatever is left (pooler, position_ids) is dropped here, freeing its buffers.
-        drop(w);
         let eps = config.layer_norm_eps as f32;
-        Ok(BertModel { config, tokenizer, max_tokens, eps, word, position, token_type, emb_ln_w, emb_ln_b, layers })
+        let model =
+            BertModel { config, head, tokenizer, max_tokens, eps, word, position, token_type, emb_ln_w, emb_ln_b, layers };
+        Ok((model, w))
     }
 
     /// The model's config.
     pub fn config(&self) -> &BertConfig {
         &self.config
+    }
+
+    /// The sentence-transformers head (pooling, normalisation).
+    pub fn head(&self) -> SentenceHead {
+        self.head
     }
 
     /// The tokenizer.
@@ -234,7 +353,24 @@ impl BertModel {
     /// [`max_tokens`](Self::max_tokens)). Nothing is submitted; the returned tensors are valid
     /// once `batch` has been submitted.
     pub fn record(&self, gpu: &Gpu, batch: &mut Batch, seqs: &[Vec<u32>]) -> Result<Encoded> {
+        self.record_typed(gpu, batch, seqs, None)
+    }
+
+    /// [`record`](Self::record) with token type (segment) ids per sequence (sentence pairs:
+    /// 0 for the first, 1 for the second); `None`: all 0.
+    pub fn record_typed(&self, gpu: &Gpu, batch: &mut Batch, seqs: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Result<Encoded> {
         const OP: &str = "BertModel::record";
+        if let Some(t) = types {
+            if t.len() != seqs.len() || t.iter().zip(seqs).any(|(a, b)| a.len() != b.len()) {
+                return Err(Error::Shape { op: OP, detail: "token types must match the sequences' lengths".into() });
+            }
+            if let Some(bad) = t.iter().flatten().find(|&&x| x as usize >= self.config.type_vocab_size) {
+                return Err(Error::Shape {
+                    op: OP,
+                    detail: format!("token type {bad} is outside type_vocab_size {}", self.config.type_vocab_size),
+                });
+            }
+        }
         let b = seqs.len();
         let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
         if b == 0 || seqs.iter().any(Vec::is_empty) {
@@ -258,6 +394,17 @@ impl BertModel {
         }
         let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
         let ids = TokenIds::new(gpu, "bert.ids", &flat)?;
+        let type_ids = match types {
+            Some(types) => {
+                let mut flat_types = Vec::with_capacity(t);
+                for s in types {
+                    flat_types.extend_from_slice(s);
+                    flat_types.extend(std::iter::repeat_n(0, seq - s.len()));
+                }
+                Some(TokenIds::new(gpu, "bert.token_types", &flat_types)?)
+            }
+            None => None,
+        };
         let z = |name: &str, shape: &[usize]| GpuTensor::zeros(gpu, name, shape, DType::F32);
         let x = z("bert.hidden", &[t, h])?;
         let a = z("bert.attn_out", &[t, h])?;
@@ -283,7 +430,7 @@ impl BertModel {
 
         // Embeddings: word + position (t % seq) + token type 0, then LayerNorm into x.
         let tables = Tables { word: &self.word, position: Some(&self.position), token_type: Some(&self.token_type) };
-        let lookup = Lookup { ids: &ids, token_types: None, position_offset: 0, seq_len: seq };
+        let lookup = Lookup { ids: &ids, token_types: type_ids.as_ref(), position_offset: 0, seq_len: seq };
         embedding::record(gpu, batch, &tables, &lookup, &a)?;
         norm::record(gpu, batch, &a, &x, &Norm::layer(&self.emb_ln_w, Some(&self.emb_ln_b), self.eps))?;
 
@@ -309,10 +456,10 @@ impl BertModel {
             norm::record(gpu, batch, &g, &x, &Norm::layer(&l.ln2_w, Some(&l.ln2_b), self.eps).residual(&h1, false))?;
         }
         let hidden = x.reshape(&[b, seq, h])?;
-        pooling::record_mean(gpu, batch, &hidden, &pool_lens, &pooled, true)?;
+        pooling::record(gpu, batch, &hidden, &pool_lens, &pooled, self.head.pooling, self.head.normalize)?;
         let mut scratch = vec![x, a, h1, q, k, v, ctx, f, g, pool_lens];
         scratch.extend(kv_lens);
-        Ok(Encoded { hidden, pooled, lens, seq, _scratch: scratch, _ids: ids })
+        Ok(Encoded { hidden, pooled, lens, seq, _scratch: scratch, _ids: (ids, type_ids) })
     }
 
     /// Run the encoder on texts (one padded batch) and return the submitted forward pass.
@@ -324,7 +471,8 @@ impl BertModel {
         Ok(enc)
     }
 
-    /// Sentence embeddings (mean-pooled, L2-normalised), one per text, computed as one padded batch.
+    /// Sentence embeddings (pooled and normalised as the model's [`SentenceHead`] says), one per
+    /// text, computed as one padded batch.
     pub async fn embed(&self, gpu: &Gpu, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());

@@ -1,4 +1,4 @@
-//! Llama-family decoders (`llama`, `qwen2`) from a single `.gguf` file: hyper-parameters,
+//! Llama-family decoders (`llama`, `qwen2`, `qwen3`) from a single `.gguf` file: hyper-parameters,
 //! tokenizer and chat template from the metadata, weights streamed by
 //! [`crate::load::gguf`] — projections kept as quantised blocks where a kernel reads them.
 //!
@@ -19,12 +19,11 @@
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorInfo};
 use crate::gpu::{DType, Gpu, GpuTensor};
-use crate::load::config::{DecoderArch, DecoderConfig};
-use crate::load::gguf::{float_dtype, load_tensors, read_header, GgufWeights, TensorPlan};
+use crate::load::config::{DecoderArch, DecoderConfig, MlpAct, RopeScaling};
+use crate::load::gguf::{float_dtype, load_tensors, read_header, TensorPlan};
 use crate::load::source::ByteSource;
 use crate::load::{LoadOptions, Progress};
-use crate::models::llama::{as_f32, Embedding, Layer, Linear, Llama, LlamaOptions};
-use crate::ops::kv_cache::KvCache;
+use crate::models::llama::{Llama, LlamaOptions};
 use crate::ops::quant::QuantType;
 use crate::tokenizer::Tokenizer;
 
@@ -69,21 +68,52 @@ pub struct GgufLlama {
     pub name: Option<String>,
 }
 
-/// The decoder configuration from a GGUF header.
+/// The decoder configuration from a GGUF header (a file with `rope_freqs.weight` is refused:
+/// see [`decoder_config_with_freqs`]).
 pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
+    decoder_config_with_freqs(header, None)
+}
+
+/// The Llama 3 scaling whose per-pair frequency divisors llama.cpp writes as `rope_freqs.weight`
+/// (`inv_freq / factors[i]` is the scaled frequency), when `factors` are those of Llama 3's
+/// formula with low / high frequency factors 1 / 4 and an original context of 8192 (every
+/// Llama 3.1 / 3.2 / 3.3) or `original` (the file's `rope.scaling.original_context_length`):
+/// within 1e-3 relative for every pair.
+pub fn llama3_from_freq_factors(factors: &[f32], theta: f64, rot: usize, original: Option<f64>) -> Option<RopeScaling> {
+    let factor = f64::from(factors.iter().copied().fold(f32::NAN, f32::max));
+    if factors.len() != rot / 2 || !(factor.is_finite() && factor >= 1.0) {
+        return None;
+    }
+    let unscaled = crate::ops::rope::inv_freq(theta, rot, RopeScaling::None);
+    [original, Some(8192.0)].into_iter().flatten().find_map(|ctx| {
+        let s = RopeScaling::Llama3 { factor, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: ctx };
+        let fits = unscaled.iter().zip(factors).all(|(&f, &got)| {
+            let want = f / s.apply(f);
+            (want - f64::from(got)).abs() <= 1e-3 * want
+        });
+        fits.then_some(s)
+    })
+}
+
+/// [`decoder_config`] with the contents of `rope_freqs.weight` when the file has it: accepted
+/// when they are Llama 3's scaling ([`llama3_from_freq_factors`]), refused otherwise.
+pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>) -> Result<DecoderConfig> {
     let hp = header.hparams()?;
     let bad = |detail: String| Error::BadModelFile {
         file: header.file.clone(),
         detail,
     };
-    let (arch, qkv_bias) = match hp.architecture.as_str() {
-        "llama" => (DecoderArch::Llama, false),
-        "qwen2" => (DecoderArch::Qwen2, true),
-        a => {
-            return Err(bad(format!(
-                "architecture '{a}' is not supported (llama, qwen2)"
-            )))
-        }
+    let unsupported = |field: String, value: String, supported: &str| Error::UnsupportedConfig {
+        file: header.file.clone(),
+        field,
+        value,
+        supported: supported.to_string(),
+    };
+    let (arch, qkv_bias, qk_norm) = match hp.architecture.as_str() {
+        "llama" => (DecoderArch::Llama, false, false),
+        "qwen2" => (DecoderArch::Qwen2, true, false),
+        "qwen3" => (DecoderArch::Qwen3, false, true),
+        a => return Err(unsupported("general.architecture".into(), format!("'{a}'"), "llama, qwen2, qwen3")),
     };
     if hp.rope_dimension_count != hp.head_dim() {
         return Err(bad(format!(
@@ -92,6 +122,35 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
             hp.head_dim()
         )));
     }
+    let a = &hp.architecture;
+    let rope_scaling = match header.get_str(&format!("{a}.rope.scaling.type"))? {
+        None | Some("none") => RopeScaling::None,
+        Some("linear") => {
+            let key = format!("{a}.rope.scaling.factor");
+            let factor = header.get_f32(&key)?.ok_or_else(|| bad(format!("rope scaling 'linear' without '{key}'")))?;
+            RopeScaling::Linear { factor: f64::from(factor) }
+        }
+        Some(t) => return Err(unsupported(format!("{a}.rope.scaling.type"), format!("'{t}'"), "none, linear")),
+    };
+    rope_scaling.check(&header.file)?;
+    // Llama 3.x files carry their frequency scaling as per-pair divisors in this tensor.
+    let rope_scaling = match (header.tensors.iter().any(|t| t.name == "rope_freqs.weight"), rope_freqs) {
+        (false, _) => rope_scaling,
+        (true, Some(f)) if rope_scaling == RopeScaling::None => {
+            let key = format!("{a}.rope.scaling.original_context_length");
+            let original = match header.get_u64(&key) {
+                Ok(v) => v.map(|v| v as f64),
+                Err(_) => header.get_f32(&key)?.map(f64::from),
+            };
+            let theta = f64::from(hp.rope_freq_base);
+            llama3_from_freq_factors(f, theta, hp.rope_dimension_count, original).ok_or_else(|| {
+                unsupported("rope_freqs.weight".into(), "per-pair factors".into(), "those of Llama 3's rope scaling")
+            })?
+        }
+        (true, _) => {
+            return Err(unsupported("rope_freqs.weight".into(), "present".into(), "Llama 3 factors, read with the data"))
+        }
+    };
     let tok = header.tokenizer()?;
     let embd = header.tensor("token_embd.weight")?;
     let vocab = hp.vocab_size.unwrap_or(embd.rows_cols().0 as usize);
@@ -116,6 +175,15 @@ pub fn decoder_config(header: &GgufHeader) -> Result<DecoderConfig> {
         pad_token_id: tok.padding,
         dtype: None,
         sliding_window: None,
+        rope_scaling,
+        qk_norm,
+        norm_plus_one: false,
+        sandwich_norms: false,
+        mlp_act: MlpAct::Silu,
+        embed_scale: None,
+        attn_scale: None,
+        layer_windows: Vec::new(),
+        rope_local_theta: None,
     };
     crate::load::sanity::check_decoder(&header.file, &c)?;
     Ok(c)
@@ -138,8 +206,6 @@ fn plan(
         let over = GpuTensor::padded_bytes(info.elements() as usize, d) > limit;
         p.dense = Some(if over { DType::F32 } else { d });
         p.quant = cfg.tie_word_embeddings && QuantType::from_ggml(info.ggml_type).is_some();
-    } else if n == "rope_freqs.weight" {
-        return None;
     }
     if permuted {
         if n.ends_with(".attn_q.weight") || n.ends_with(".attn_q.bias") {
@@ -151,32 +217,7 @@ fn plan(
     Some(p)
 }
 
-fn linear(w: &GgufWeights, name: &str) -> Result<Linear> {
-    if w.has_quant(name) {
-        Ok(Linear::Quant(w.quant(name)?.clone()))
-    } else {
-        Ok(Linear::Dense(w.dense(name)?.clone()))
-    }
-}
-
-/// A weight that may be held as row blocks (the lm_head of a large vocabulary).
-fn linear_parts(w: &GgufWeights, name: &str) -> Result<Vec<Linear>> {
-    if w.has_quant(name) {
-        Ok(w.quant_parts(name)?
-            .iter()
-            .cloned()
-            .map(Linear::Quant)
-            .collect())
-    } else {
-        Ok(w.dense_parts(name)?
-            .iter()
-            .cloned()
-            .map(Linear::Dense)
-            .collect())
-    }
-}
-
-/// Load a llama / qwen2 GGUF file: the decoder and its tokenizer.
+/// Load a llama / qwen2 / qwen3 GGUF file: the decoder and its tokenizer.
 pub async fn load_llama_gguf<S: ByteSource>(
     gpu: &Gpu,
     source: &S,
@@ -186,7 +227,15 @@ pub async fn load_llama_gguf<S: ByteSource>(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<GgufLlama> {
     let (header, header_requests) = read_header(source, file).await?;
-    let cfg = decoder_config(&header)?;
+    // llama.cpp's Llama 3 files: the frequency factors (rot / 2 f32 values) are read up front.
+    let freqs = match header.tensors.iter().find(|t| t.name == "rope_freqs.weight") {
+        Some(t) if t.ggml_type == crate::gguf::GgmlType::F32 && t.size <= 4096 => {
+            let (bytes, _) = source.read_range(file, t.offset, t.offset + t.size).await?;
+            Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<f32>>())
+        }
+        _ => None,
+    };
+    let cfg = decoder_config_with_freqs(&header, freqs.as_deref())?;
     if let Some(limits) = &gguf.limits {
         let eo = crate::load::estimate::EstimateOptions {
             max_context: opts.max_context,
@@ -200,99 +249,16 @@ pub async fn load_llama_gguf<S: ByteSource>(
     let name = header.get_str("general.name")?.map(str::to_string);
     let permuted = header.qk_rows_permuted()?;
     let mut notes = Vec::new();
-    let arch = cfg_arch(&header)?;
-    if let Some(t) = header.get_str(&format!("{arch}.rope.scaling.type"))? {
-        if t != "none" {
-            notes.push(format!("rope scaling '{t}' is ignored (plain RoPE)"));
-        }
-    }
     let dense = gguf.dense;
     let limit = crate::load::safetensors::part_limit(gpu, &gguf.load);
     let plan_fn = |i: &TensorInfo| plan(&cfg, permuted, dense, limit, i);
     let w = load_tensors(gpu, source, file, header, &gguf.load, &plan_fn, progress).await?;
     let weight_bytes = w.gpu_bytes();
 
-    let max_ctx = opts
-        .max_context
-        .min(cfg.max_position_embeddings.max(1))
-        .max(1);
-    let (nkv, hd) = (cfg.num_key_value_heads, cfg.head_dim);
-    let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-    for i in 0..cfg.num_hidden_layers {
-        let p = |s: &str| format!("blk.{i}.{s}");
-        let bias = |s: &str| -> Result<Option<GpuTensor>> {
-            if cfg.qkv_bias {
-                Ok(Some(w.dense(&p(s))?.clone()))
-            } else {
-                Ok(None)
-            }
-        };
-        let (bq, bk, bv) = (
-            bias("attn_q.bias")?,
-            bias("attn_k.bias")?,
-            bias("attn_v.bias")?,
-        );
-        layers.push(Layer {
-            attn_norm: as_f32(gpu, w.dense(&p("attn_norm.weight"))?).await?,
-            wq: linear(&w, &p("attn_q.weight"))?,
-            wk: linear(&w, &p("attn_k.weight"))?,
-            wv: linear(&w, &p("attn_v.weight"))?,
-            bq: match bq {
-                Some(b) => Some(as_f32(gpu, &b).await?),
-                None => None,
-            },
-            bk: match bk {
-                Some(b) => Some(as_f32(gpu, &b).await?),
-                None => None,
-            },
-            bv: match bv {
-                Some(b) => Some(as_f32(gpu, &b).await?),
-                None => None,
-            },
-            wo: linear(&w, &p("attn_output.weight"))?,
-            ffn_norm: as_f32(gpu, w.dense(&p("ffn_norm.weight"))?).await?,
-            w_gate: linear(&w, &p("ffn_gate.weight"))?,
-            w_up: linear(&w, &p("ffn_up.weight"))?,
-            w_down: linear(&w, &p("ffn_down.weight"))?,
-            cache: KvCache::new(
-                gpu,
-                &format!("blk.{i}.kv_cache"),
-                max_ctx,
-                nkv,
-                hd,
-                opts.kv_cache,
-            )?,
-        });
-    }
-    let embed = match w.dense_parts("token_embd.weight")? {
-        [one] => Embedding::Table(one.clone()),
-        parts => {
-            notes.push(format!(
-                "token_embd.weight held as {} f32 row blocks (over the storage binding limit)",
-                parts.len()
-            ));
-            Embedding::Rows(parts.to_vec())
-        }
-    };
-    let lm_head = linear_parts(
-        &w,
-        if cfg.tie_word_embeddings {
-            "token_embd.weight"
-        } else {
-            "output.weight"
-        },
-    )?;
-    if lm_head.len() > 1 {
-        notes.push(format!(
-            "lm_head held as {} row blocks (over the storage binding limit)",
-            lm_head.len()
-        ));
-    }
-    let final_norm = as_f32(gpu, w.dense("output_norm.weight")?).await?;
+    let model = Llama::from_weights(gpu, cfg, &w, opts, &mut notes).await?;
     let mut warnings = w.warnings.clone();
     warnings.extend(notes);
     drop(w);
-    let model = Llama::assemble(gpu, cfg, opts, embed, lm_head, final_norm, layers, max_ctx)?;
     Ok(GgufLlama {
         model,
         tokenizer,
@@ -301,10 +267,6 @@ pub async fn load_llama_gguf<S: ByteSource>(
         weight_bytes,
         name,
     })
-}
-
-fn cfg_arch(header: &GgufHeader) -> Result<String> {
-    Ok(header.architecture()?.to_string())
 }
 
 impl Llama {
@@ -322,5 +284,30 @@ impl Llama {
                 .await?
                 .model,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama3_scaling_is_recovered_from_rope_freqs() {
+        let s = RopeScaling::Llama3 {
+            factor: 32.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192.0,
+        };
+        // What llama.cpp's converter writes for Llama 3.2 (theta 5e5, head_dim 64).
+        let unscaled = crate::ops::rope::inv_freq(5e5, 64, RopeScaling::None);
+        let factors: Vec<f32> = unscaled.iter().map(|&f| (f / s.apply(f)) as f32).collect();
+        assert!(factors.iter().any(|&f| f > 1.0 && f < 32.0), "a blended pair");
+        assert_eq!(llama3_from_freq_factors(&factors, 5e5, 64, None), Some(s));
+        // Other factors are not taken for Llama 3's.
+        let mut off = factors.clone();
+        off[20] *= 1.5;
+        assert_eq!(llama3_from_freq_factors(&off, 5e5, 64, None), None);
+        assert_eq!(llama3_from_freq_factors(&factors[..31], 5e5, 64, None), None);
     }
 }

@@ -13,14 +13,17 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor};
-use crate::load::config::{DecoderConfig, ModelConfig};
+use crate::load::config::{DecoderConfig, MlpAct, ModelConfig};
 use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
+use crate::models::weights::{self, WeightSource};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
 use crate::ops::embedding::TokenIds;
 use crate::models::decoder_layer::{self, DecodeBuffers, FusedLayer, LayerRefs};
 use crate::ops::ffn;
+use crate::ops::gelu::{self, Gelu};
 use crate::ops::kv_cache::{KvCache, KvDType};
+use crate::ops::elementwise::{self, Op};
 use crate::ops::linear::{Act, Epilogue, NormPrologue, Residual};
 use crate::ops::norm::{self, Norm};
 use crate::ops::project::{self, QuantTemps};
@@ -65,6 +68,16 @@ pub(crate) struct Layer {
     pub(crate) w_gate: Linear,
     pub(crate) w_up: Linear,
     pub(crate) w_down: Linear,
+    /// Qwen3: per-head RMSNorm weights `[head_dim]` of q and k, applied before RoPE.
+    pub(crate) q_norm: Option<GpuTensor>,
+    /// See `q_norm`.
+    pub(crate) k_norm: Option<GpuTensor>,
+    /// Gemma: RMSNorm of the attention output before its residual add.
+    pub(crate) post_attn_norm: Option<GpuTensor>,
+    /// Gemma: RMSNorm of the MLP output before its residual add.
+    pub(crate) post_ffn_norm: Option<GpuTensor>,
+    /// Sliding window of a local layer (Gemma 3), which also takes the local RoPE base.
+    pub(crate) window: Option<usize>,
     pub(crate) cache: KvCache,
 }
 
@@ -76,6 +89,9 @@ struct Scratch {
     q: GpuTensor,
     k: GpuTensor,
     v: GpuTensor,
+    /// q and k after the per-head norms (Qwen3).
+    qn: GpuTensor,
+    kn: GpuTensor,
     attn: GpuTensor,
     up: GpuTensor,
     mid: GpuTensor,
@@ -98,6 +114,8 @@ pub struct Llama {
     layers: Vec<Layer>,
     rope: Rope,
     rope_q: rope_op::Rope,
+    /// Gemma 3's local (sliding-window) layers: their own RoPE base, unscaled.
+    rope_local: Option<(Rope, rope_op::Rope)>,
     decode_scratch: DecodeScratch,
     scratch: Option<Scratch>,
     last: GpuTensor,
@@ -130,15 +148,6 @@ impl Default for LlamaOptions {
     }
 }
 
-/// Norm weights and biases are read by kernels as f32: widen 16-bit ones once at load.
-pub(crate) async fn as_f32(gpu: &Gpu, t: &GpuTensor) -> Result<GpuTensor> {
-    if t.dtype() == DType::F32 {
-        return Ok(t.clone());
-    }
-    let v = t.to_f32_vec(gpu).await?;
-    GpuTensor::from_f32(gpu, t.name(), t.shape(), DType::F32, &v)
-}
-
 impl Llama {
     /// Load `config.json` and the safetensors weights from `source`.
     pub async fn load<S: ByteSource>(
@@ -165,44 +174,48 @@ impl Llama {
             }
         };
         let weights = load_weights(gpu, source, load, progress).await?;
-        let w = |name: &str| weights.get(name).cloned();
-        let max_ctx = opts.max_context.min(cfg.max_position_embeddings.max(1)).max(1);
-        let (nkv, hd) = (cfg.num_key_value_heads, cfg.head_dim);
+        Self::from_weights(gpu, cfg, &weights, opts, &mut Vec::new()).await
+    }
+
+    /// Build the model from loaded weights of either format (the one layer loader,
+    /// [`weights::load_layer`], checks every shape); notes about how tensors are held go to
+    /// `notes`.
+    pub(crate) async fn from_weights(
+        gpu: &Gpu,
+        cfg: DecoderConfig,
+        ws: &dyn WeightSource,
+        opts: &LlamaOptions,
+        notes: &mut Vec<String>,
+    ) -> Result<Llama> {
+        let max_ctx = opts.max_context.min(cfg.context_limit()).max(1);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let bias = |n: &str| -> Result<Option<GpuTensor>> {
-                if cfg.qkv_bias {
-                    Ok(Some(weights.get(&format!("{p}.self_attn.{n}.bias"))?.clone()))
-                } else {
-                    Ok(None)
-                }
-            };
-            let (bq, bk, bv) = (bias("q_proj")?, bias("k_proj")?, bias("v_proj")?);
-            layers.push(Layer {
-                attn_norm: as_f32(gpu, &w(&format!("{p}.input_layernorm.weight"))?).await?,
-                wq: Linear::Dense(w(&format!("{p}.self_attn.q_proj.weight"))?),
-                wk: Linear::Dense(w(&format!("{p}.self_attn.k_proj.weight"))?),
-                wv: Linear::Dense(w(&format!("{p}.self_attn.v_proj.weight"))?),
-                bq: match bq { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-                bk: match bk { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-                bv: match bv { Some(b) => Some(as_f32(gpu, &b).await?), None => None },
-                wo: Linear::Dense(w(&format!("{p}.self_attn.o_proj.weight"))?),
-                ffn_norm: as_f32(gpu, &w(&format!("{p}.post_attention_layernorm.weight"))?).await?,
-                w_gate: Linear::Dense(w(&format!("{p}.mlp.gate_proj.weight"))?),
-                w_up: Linear::Dense(w(&format!("{p}.mlp.up_proj.weight"))?),
-                w_down: Linear::Dense(w(&format!("{p}.mlp.down_proj.weight"))?),
-                cache: KvCache::new(gpu, &format!("{p}.kv_cache"), max_ctx, nkv, hd, opts.kv_cache)?,
-            });
+            layers.push(weights::load_layer(gpu, ws, &cfg, i, max_ctx, opts.kv_cache).await?);
         }
-        let embed = w("model.embed_tokens.weight")?;
-        let lm_head = if cfg.tie_word_embeddings || !weights.contains("lm_head.weight") {
-            embed.clone()
-        } else {
-            w("lm_head.weight")?
+        let (v, h) = (cfg.vocab_size, cfg.hidden_size);
+        let embed_name = "model.embed_tokens.weight";
+        let embed = match ws.dense_parts(embed_name)?.as_slice() {
+            [one] => {
+                if one.shape() != [v, h] {
+                    return Err(Error::BadModelFile {
+                        file: ws.file(),
+                        detail: format!("tensor '{embed_name}' is {:?}, the config needs [{v}, {h}]", one.shape()),
+                    });
+                }
+                Embedding::Table(one.clone())
+            }
+            parts => {
+                notes.push(format!("{embed_name} held as {} f32 row blocks (over the storage binding limit)", parts.len()));
+                Embedding::Rows(parts.to_vec())
+            }
         };
-        let final_norm = as_f32(gpu, &w("model.norm.weight")?).await?;
-        Self::assemble(gpu, cfg, opts, Embedding::Table(embed), vec![Linear::Dense(lm_head)], final_norm, layers, max_ctx)
+        let tied = cfg.tie_word_embeddings || !ws.has("lm_head.weight");
+        let lm_head = weights::linear_parts_checked(ws, if tied { embed_name } else { "lm_head.weight" }, v, h)?;
+        if lm_head.len() > 1 {
+            notes.push(format!("lm_head held as {} row blocks (over the storage binding limit)", lm_head.len()));
+        }
+        let final_norm = weights::norm_checked(gpu, ws, &cfg, "model.norm.weight", h).await?;
+        Self::assemble(gpu, cfg, opts, embed, lm_head, final_norm, layers, max_ctx)
     }
 
     /// Put a loaded model together (both loaders end here).
@@ -219,12 +232,30 @@ impl Llama {
     ) -> Result<Llama> {
         check_weight_shapes(&cfg, &embed, &lm_head, &final_norm, &layers)?;
         let (nh, hd) = (cfg.num_attention_heads, cfg.head_dim);
-        let fused = fuse_layers(gpu, &mut layers, (nh, cfg.num_key_value_heads, hd))?;
-        let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd };
+        let fused = if fusable(&cfg, &layers) {
+            fuse_layers(gpu, &mut layers, (nh, cfg.num_key_value_heads, hd))?
+        } else {
+            Vec::new()
+        };
+        let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd, scaling: cfg.rope_scaling };
         let rope_q = rope_op::Rope::new(
             gpu,
-            RopeConfig { theta: cfg.rope_theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit },
+            RopeConfig {
+                theta: cfg.rope_theta,
+                head_dim: hd,
+                rotary_dim: hd,
+                layout: RopeLayout::HalfSplit,
+                scaling: cfg.rope_scaling,
+            },
         )?;
+        let rope_local = match cfg.rope_local_theta {
+            Some(theta) => {
+                let cfg_q =
+                    RopeConfig { theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit, scaling: Default::default() };
+                Some((Rope::plain(theta as f32, hd), rope_op::Rope::new(gpu, cfg_q)?))
+            }
+            None => None,
+        };
         let h = cfg.hidden_size;
         let v = match lm_head.iter().map(Linear::rows).sum::<usize>() {
             0 => cfg.vocab_size,
@@ -259,6 +290,7 @@ impl Llama {
             layers,
             rope,
             rope_q,
+            rope_local,
             scratch: None,
             max_ctx,
             kv_dtype: opts.kv_cache,
@@ -358,6 +390,8 @@ impl Llama {
             q: z("q", &[t, nh * hd])?,
             k: z("k", &[t, nkv * hd])?,
             v: z("v", &[t, nkv * hd])?,
+            qn: z("q_normed", &[t, nh * hd])?,
+            kn: z("k_normed", &[t, nkv * hd])?,
             attn: z("attn", &[t, nh * hd])?,
             up: z("up", &[t, ff])?,
             mid: z("mid", &[t, ff])?,
@@ -397,8 +431,16 @@ impl Llama {
         let eps = c.rms_norm_eps as f32;
         let mut b = std::mem::take(batch);
         self.record_embedding(gpu, &mut b, &mut s, input)?;
-        let q3 = s.q.reshape(&[t, nh, hd])?;
-        let k3 = s.k.reshape(&[t, nkv, hd])?;
+        // Gemma: embeddings scaled by √hidden.
+        if let Some(scale) = c.embed_scale {
+            elementwise::record_inplace(gpu, &mut b, Op::Axpb { alpha: scale, beta: 0.0 }, &s.x)?;
+        }
+        // Qwen3 / Gemma 3: q and k through per-head RMSNorm into qn / kn, which then stand in
+        // for q and k; other models use q and k as projected.
+        let qk_norm = self.layers.first().is_some_and(|l| l.q_norm.is_some());
+        let (q_use, k_use) = if qk_norm { (&s.qn, &s.kn) } else { (&s.q, &s.k) };
+        let q3 = q_use.reshape(&[t, nh, hd])?;
+        let k3 = k_use.reshape(&[t, nkv, hd])?;
         let v3 = s.v.reshape(&[t, nkv, hd])?;
         let a3 = s.attn.reshape(&[t, nh, hd])?;
         let fused = t == 1 && self.decode_path() == DecodePath::Fused;
@@ -421,23 +463,50 @@ impl Llama {
             project::record_separate(gpu, &mut b, &s.h, &l.wq, &s.q, &ebq, &temps)?;
             project::record_separate(gpu, &mut b, &s.h, &l.wk, &s.k, &ebk, &temps)?;
             project::record_separate(gpu, &mut b, &s.h, &l.wv, &s.v, &ebv, &temps)?;
-            l.cache.append(gpu, &mut b, &k3, &v3, Some(self.rope))?;
+            if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+                // Qwen3 (models2): RMSNorm over each head's head_dim values.
+                let rows = |x: &GpuTensor, heads: usize| x.reshape(&[t * heads, hd]);
+                norm::record(gpu, &mut b, &rows(&s.q, nh)?, &rows(&s.qn, nh)?, &Norm::rms(qn, eps))?;
+                norm::record(gpu, &mut b, &rows(&s.k, nkv)?, &rows(&s.kn, nkv)?, &Norm::rms(kn, eps))?;
+            }
+            // Gemma 3 (models2): a local layer has a sliding window and its own RoPE base;
+            // `scale` is query_pre_attn_scalar^-½ where the config sets it.
+            let (rope, rope_q) = match (&self.rope_local, l.window) {
+                (Some((r, rq)), Some(_)) => (*r, rq),
+                _ => (self.rope, &self.rope_q),
+            };
+            let (scale, window) = (c.attn_scale.map(|x| x as f32), l.window);
+            l.cache.append(gpu, &mut b, &k3, &v3, Some(rope))?;
             if t == 1 {
-                let q1 = s.q.reshape(&[nh, hd])?;
+                let q1 = q_use.reshape(&[nh, hd])?;
                 let a1 = s.attn.reshape(&[nh, hd])?;
                 // The unfused path as it was: the split rule at every length (a merge dispatch).
                 let chunk = Some(attention::split_chunk_for(gpu, nh, &l.cache)?);
-                let opts = DecodeOptions { rope: Some(self.rope), chunk, ..Default::default() };
+                let opts = DecodeOptions { rope: Some(rope), chunk, scale, window, ..Default::default() };
                 attention::decode(gpu, &mut b, &q1, &l.cache, &a1, &self.decode_scratch, &opts)?;
             } else {
-                self.rope_q.record(gpu, &mut b, &q3, None, start)?;
-                let opts = AttentionOptions { causal: true, ..Default::default() };
+                rope_q.record(gpu, &mut b, &q3, None, start)?;
+                let opts = AttentionOptions { causal: true, scale, window, ..Default::default() };
                 attention::flash_prefill(gpu, &mut b, &q3, Kv::Cache(&l.cache), &a3, &opts)?;
             }
             let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
-            project::record_separate(gpu, &mut b, &s.attn, &l.wo, &s.x, &add_x, &temps)?;
+            match &l.post_attn_norm {
+                // Gemma (models2): x += norm(o_proj(attn)).
+                Some(w) => {
+                    project::record_separate(gpu, &mut b, &s.attn, &l.wo, &s.tmp_h, &Epilogue::NONE, &temps)?;
+                    sandwich_add(gpu, &mut b, &s, w, eps)?;
+                }
+                None => project::record_separate(gpu, &mut b, &s.attn, &l.wo, &s.x, &add_x, &temps)?,
+            }
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.ffn_norm, eps))?;
             match (&l.w_gate, &l.w_up) {
+                // Gemma (models2): GELU(tanh)-gated MLP, gelu(gate) · up.
+                _ if c.mlp_act == MlpAct::GeluTanh => {
+                    project::record_separate(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE, &temps)?;
+                    project::record_separate(gpu, &mut b, &s.h, &l.w_gate, &s.tmp_ff, &Epilogue::NONE, &temps)?;
+                    gelu::record_inplace(gpu, &mut b, Gelu::Tanh, &s.tmp_ff)?;
+                    elementwise::record(gpu, &mut b, Op::Mul, &s.tmp_ff, Some(&s.up), &s.mid)?;
+                }
                 // Decode: gate and up read together, silu(gate)·up in one dispatch (seed item 14).
                 (Linear::Dense(g), Linear::Dense(u)) if t == 1 => ffn::record_swiglu(gpu, &mut b, &s.h, g, u, &s.mid)?,
                 _ => {
@@ -446,7 +515,14 @@ impl Llama {
                     project::record_separate(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate, &temps)?;
                 }
             }
-            project::record_separate(gpu, &mut b, &s.mid, &l.w_down, &s.x, &add_x, &temps)?;
+            match &l.post_ffn_norm {
+                // Gemma (models2): x += norm(down(mid)).
+                Some(w) => {
+                    project::record_separate(gpu, &mut b, &s.mid, &l.w_down, &s.tmp_h, &Epilogue::NONE, &temps)?;
+                    sandwich_add(gpu, &mut b, &s, w, eps)?;
+                }
+                None => project::record_separate(gpu, &mut b, &s.mid, &l.w_down, &s.x, &add_x, &temps)?,
+            }
         }
         // The fused path folds the final norm into the lm_head GEMV's prologue (x is the one row).
         let head_norm = NormPrologue { weight: &self.final_norm, eps };
@@ -479,6 +555,28 @@ impl Llama {
         }
         Ok(())
     }
+}
+
+/// Gemma's sandwich norm: `x += rmsnorm(tmp_h) · w`, through tmp_h2 (norm), tmp_h (sum) and a
+/// copy back into x.
+fn sandwich_add(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, w: &GpuTensor, eps: f32) -> Result<()> {
+    norm::record(gpu, b, &s.tmp_h, &s.tmp_h2, &Norm::rms(w, eps))?;
+    elementwise::record(gpu, b, Op::Add, &s.x, Some(&s.tmp_h2), &s.tmp_h)?;
+    b.copy(s.tmp_h.buffer(), 0, s.x.buffer(), 0, (s.x.numel() * 4) as u64);
+    Ok(())
+}
+
+/// Whether the fused decode layer implements everything this configuration asks of a layer:
+/// plain RMSNorm pre-norms, SiLU-gated MLP, RoPE without scaling and one base, no per-head q/k
+/// norms, no sandwich norms, no sliding windows, the default attention scale. Other models decode
+/// through the unfused path.
+fn fusable(cfg: &DecoderConfig, layers: &[Layer]) -> bool {
+    cfg.mlp_act == MlpAct::Silu
+        && cfg.rope_scaling == Default::default()
+        && cfg.rope_local_theta.is_none()
+        && cfg.attn_scale.is_none()
+        && !cfg.qk_norm
+        && layers.iter().all(|l| l.q_norm.is_none() && l.k_norm.is_none() && l.post_attn_norm.is_none() && l.post_ffn_norm.is_none() && l.window.is_none())
 }
 
 /// Build each layer's fused decode weights. Quantised q/k/v and gate/up are joined and the

@@ -2,5 +2,7 @@
 
 pub mod bert;
 pub mod decoder_layer;
+pub mod cross_encoder;
 pub mod llama;
 pub mod gguf;
+pub mod weights;

@@ -9,13 +9,18 @@
 //! sequence's valid length (padding).
 
 use super::kv_cache::{KvCache, KvDType};
+use super::rope::RopeScaling;
 use super::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
 const KERNEL: Kernel = Kernel {
     name: "attention",
-    source: concat!(include_str!("../../shaders/attention_rope.wgsl"), include_str!("../../shaders/attention.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/common/rope.wgsl"),
+        include_str!("../../shaders/attention_rope.wgsl"),
+        include_str!("../../shaders/attention.wgsl")
+    ),
     uses_reduction: true,
     uses_f16: false,
 };
@@ -28,11 +33,18 @@ pub struct Rope {
     /// Rotated dimensions from the start of each head (even, ≤ head_dim); the rest pass
     /// through (partial rotary, e.g. Phi-2). Usually the head size.
     pub rotary_dim: usize,
+    /// Frequency scaling (Llama 3, linear); see `shaders/common/rope.wgsl`.
+    pub scaling: RopeScaling,
 }
 
 impl Rope {
-    /// (rotated dims, log2 theta) after checking against the head size.
-    pub(crate) fn check(&self, op: &'static str, head_dim: usize) -> Result<(u32, f32)> {
+    /// Unscaled RoPE.
+    pub const fn plain(theta: f32, rotary_dim: usize) -> Rope {
+        Rope { theta, rotary_dim, scaling: RopeScaling::None }
+    }
+
+    /// (rotated dims, log2 theta, the WGSL scaling vector) after checking against the head size.
+    pub(crate) fn check(&self, op: &'static str, head_dim: usize) -> Result<(u32, f32, [f32; 4])> {
         if self.rotary_dim == 0 || !self.rotary_dim.is_multiple_of(2) || self.rotary_dim > head_dim {
             return Err(Error::Shape {
                 op,
@@ -42,7 +54,8 @@ impl Rope {
         if !(self.theta > 1.0 && self.theta.is_finite()) {
             return Err(Error::Shape { op, detail: format!("rope theta {} must be finite and > 1", self.theta) });
         }
-        Ok((self.rotary_dim as u32, self.theta.log2()))
+        self.scaling.check(op)?;
+        Ok((self.rotary_dim as u32, self.theta.log2(), self.scaling.wgsl()))
     }
 }
 
@@ -71,6 +84,8 @@ pub struct AttentionOptions<'a> {
     pub q_pos0: Option<usize>,
     /// Valid keys per batch entry (f32 `[batch]` holding integers): the padding mask.
     pub kv_lens: Option<&'a GpuTensor>,
+    /// Sliding window: each query sees only the last `window` positions up to its own.
+    pub window: Option<usize>,
 }
 
 /// Workgroup tiles of the flash / unfused kernels.
@@ -204,8 +219,9 @@ struct Params {
     chunk: u32,
     scale_stride: u32,
     neg_inf_bits: u32,
-    _pad0: u32,
+    window: u32,
     _pad1: u32,
+    rope_scaling: [f32; 4],
 }
 
 /// Shapes of one attention call, checked.
@@ -306,6 +322,7 @@ fn base_params(op: &'static str, dims: &Dims, opts: &AttentionOptions<'_>, kv: K
         has_lens: u32::from(opts.kv_lens.is_some()),
         scale_stride,
         neg_inf_bits: f32::NEG_INFINITY.to_bits(),
+        window: to_u32(op, "window", opts.window.unwrap_or(0))?,
         ..Params::default()
     })
 }
@@ -496,6 +513,8 @@ pub struct DecodeOptions {
     /// default: the whole cache in one chunk while it fits there (one dispatch, no merge),
     /// beyond that chunks sized so that long caches fill the GPU, then a merge.
     pub chunk: Option<usize>,
+    /// Sliding window: only the last `window` positions up to the query's are attended.
+    pub window: Option<usize>,
 }
 
 /// Partial results of flash-decoding, sized once for a model (shared by all layers).
@@ -595,9 +614,9 @@ pub fn decode(
             format!("{n_chunks} chunks of {chunk} exceed the scratch's {} (made for a shorter context)", scratch.max_chunks),
         ));
     }
-    let (rot, log2_theta) = match opts.rope {
+    let (rot, log2_theta, rope_scaling) = match opts.rope {
         Some(r) => r.check(OP, d)?,
-        None => (0, 0.0),
+        None => (0, 0.0, RopeScaling::None.wgsl()),
     };
     let scale = opts.scale.unwrap_or(1.0 / (d as f32).sqrt());
     let params = Params {
@@ -619,8 +638,9 @@ pub fn decode(
         chunk: chunk as u32,
         scale_stride: cache.scale_stride(),
         neg_inf_bits: f32::NEG_INFINITY.to_bits(),
-        _pad0: 0,
+        window: to_u32(OP, "window", opts.window.unwrap_or(0))?,
         _pad1: 0,
+        rope_scaling,
     };
     let c = consts(gpu, d, cache.dtype(), NO_TILES, tiles);
     let get = |entry| gpu.pipelines().get(gpu.device(), &KERNEL, entry, Some(Reduction::SharedMemory), &c);

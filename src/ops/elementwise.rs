@@ -31,6 +31,8 @@ pub enum Op {
         /// Offset.
         beta: f32,
     },
+    /// tanh(a) (the BERT pooler of cross-encoders).
+    Tanh,
 }
 
 impl Op {
@@ -40,6 +42,7 @@ impl Op {
             Op::Mul => 1,
             Op::Silu => 2,
             Op::Axpb { .. } => 3,
+            Op::Tanh => 4,
         }
     }
     fn binary(self) -> bool {

@@ -15,6 +15,7 @@ pub(crate) const KERNEL: Kernel = Kernel {
     source: concat!(
         include_str!("../../shaders/linear_common.wgsl"),
         include_str!("../../shaders/gemv.wgsl"),
+        include_str!("../../shaders/common/rope.wgsl"),
         include_str!("../../shaders/attention_rope.wgsl"),
         include_str!("../../shaders/qkv_epilogue.wgsl")
     ),

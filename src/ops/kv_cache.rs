@@ -16,7 +16,11 @@ use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
 const KERNEL: Kernel = Kernel {
     name: "kv_cache",
-    source: concat!(include_str!("../../shaders/attention_rope.wgsl"), include_str!("../../shaders/kv_cache.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/common/rope.wgsl"),
+        include_str!("../../shaders/attention_rope.wgsl"),
+        include_str!("../../shaders/kv_cache.wgsl")
+    ),
     uses_reduction: true,
     uses_f16: false,
 };
@@ -74,6 +78,7 @@ struct Params {
     log2_theta: f32,
     scale_stride: u32,
     _pad: u32,
+    rope_scaling: [f32; 4],
 }
 
 /// One layer's K and V for up to `max_ctx` tokens.
@@ -225,9 +230,9 @@ impl KvCache {
                 detail: format!("'{}' is {:?} but '{}' is {:?}", k_new.name(), k_new.shape(), v_new.name(), v_new.shape()),
             });
         }
-        let (rot, log2_theta) = match rope {
+        let (rot, log2_theta, rope_scaling) = match rope {
             Some(r) => r.check(OP, self.head_dim)?,
-            None => (0, 0.0),
+            None => (0, 0.0, super::rope::RopeScaling::None.wgsl()),
         };
         if self.len + tokens > self.max_ctx {
             return Err(Error::ContextFull { cache: self.name.clone(), len: self.len, adding: tokens, max: self.max_ctx });
@@ -244,6 +249,7 @@ impl KvCache {
             log2_theta,
             scale_stride: self.scale_stride(),
             _pad: 0,
+            rope_scaling,
         };
         let consts = [
             ("D", Const::U32(self.head_dim as u32)),

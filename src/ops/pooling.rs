@@ -1,5 +1,5 @@
-//! Mean pooling over valid tokens, optionally L2-normalised (`shaders/pooling.wgsl`): the
-//! sentence-transformers head of embedding models.
+//! Pooling over valid tokens (mean, CLS, last token), optionally L2-normalised
+//! (`shaders/pooling.wgsl`): the sentence-transformers head of embedding models.
 
 use super::to_u32;
 use crate::error::{Error, Result};
@@ -21,6 +21,28 @@ struct Params {
     _pad: u32,
 }
 
+/// Which tokens make a sentence's embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// The mean over valid tokens (`pooling_mode_mean_tokens`: MiniLM, e5, gte).
+    #[default]
+    Mean,
+    /// The first token, `[CLS]` (`pooling_mode_cls_token`: bge, arctic-embed).
+    Cls,
+    /// The last valid token (`pooling_mode_lasttoken`: decoder-based embedders).
+    LastToken,
+}
+
+impl Pooling {
+    fn code(self) -> u32 {
+        match self {
+            Pooling::Mean => 0,
+            Pooling::Cls => 1,
+            Pooling::LastToken => 2,
+        }
+    }
+}
+
 /// Record `out[b] = (l2-normalised) mean of hidden[b, t] over t < lens[b]`.
 /// `hidden` is [batch, seq, dim], `lens` a [batch] u32 tensor of valid lengths, `out` [batch, dim].
 pub fn record_mean(
@@ -31,7 +53,20 @@ pub fn record_mean(
     out: &GpuTensor,
     normalize: bool,
 ) -> Result<()> {
-    const NAME: &str = "mean_pool";
+    record(gpu, batch, hidden, lens, out, Pooling::Mean, normalize)
+}
+
+/// Record `out[b] = (l2-normalised) pool of hidden[b, t] over the valid tokens t < lens[b]`.
+pub fn record(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    hidden: &GpuTensor,
+    lens: &GpuTensor,
+    out: &GpuTensor,
+    pooling: Pooling,
+    normalize: bool,
+) -> Result<()> {
+    const NAME: &str = "pool";
     hidden.expect_dtype(NAME, &[DType::F32])?;
     out.expect_dtype(NAME, &[DType::F32])?;
     let [b, s, d] = match hidden.shape() {
@@ -60,7 +95,7 @@ pub fn record_mean(
         &KERNEL,
         "mean_pool",
         Some(gpu.caps().variants.reduction),
-        &[("WG", Const::U32(wg)), ("NORMALIZE", Const::Bool(normalize))],
+        &[("WG", Const::U32(wg)), ("NORMALIZE", Const::Bool(normalize)), ("MODE", Const::U32(pooling.code()))],
     )?;
     if b > gpu.caps().max_workgroups_per_dim as usize {
         return Err(Error::Limit {

@@ -141,7 +141,19 @@ pub fn record(
     }
     super::linear::distinct(NAME, x, q_out)?;
     let (rot, log2_theta) = match rope {
-        Some(r) => r.check(NAME, hd)?,
+        // The fused epilogue rotates with the plain frequencies only: scaled RoPE (Llama 3) takes
+        // the unfused path, and asking for it here is refused rather than computed wrong.
+        Some(r) if r.scaling != Default::default() => {
+            return Err(Error::Unsupported {
+                kernel: NAME,
+                variant: format!("RoPE scaling {:?}", r.scaling),
+                why: "the fused QKV epilogue implements unscaled RoPE only".into(),
+            })
+        }
+        Some(r) => {
+            let (rot, log2_theta, _) = r.check(NAME, hd)?;
+            (rot, log2_theta)
+        }
         None => (0, 0.0),
     };
     let pos = cache.claim(1)?;

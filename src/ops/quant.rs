@@ -21,6 +21,7 @@ const KERNEL: Kernel = Kernel {
     name: "quant",
     source: concat!(
         include_str!("../../shaders/quant.wgsl"),
+        include_str!("../../shaders/common/rope.wgsl"),
         include_str!("../../shaders/attention_rope.wgsl"),
         include_str!("../../shaders/qkv_epilogue.wgsl")
     ),

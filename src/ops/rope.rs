@@ -2,22 +2,23 @@
 //! `[tokens, heads, head_dim]`: both layouts (HF `rotate_half` and interleaved pairs), theta from
 //! the config, partial rotary dimension, and a position offset for decode.
 //!
-//! A [`Rope`] is built once per model: it uploads the per-pair frequencies as 64-bit fixed-point
-//! turns per position, which lets the kernel reduce angles exactly at any position (see the
-//! shader). Scaled variants (Llama 3, YaRN...) only change the frequencies: [`Rope::with_inv_freq`].
+//! The frequencies, angles and cos / sin come from `shaders/common/rope.wgsl`, shared with K on
+//! KV append and decode Q: one computation, so Q and K turn by the same angles (an error in a
+//! frequency then moves q·k by the error times the *distance* of the two tokens, not their
+//! positions). Scaled variants (linear, Llama 3) change only the frequencies: [`RopeScaling`].
 //!
 //! ```ignore
-//! let rope = Rope::new(gpu, RopeConfig { theta: 10000.0, head_dim: 64, rotary_dim: 64, layout: RopeLayout::HalfSplit })?;
+//! let rope = Rope::new(gpu, RopeConfig { theta: 10000.0, head_dim: 64, rotary_dim: 64, layout: RopeLayout::HalfSplit, scaling: RopeScaling::None })?;
 //! rope.record(gpu, &mut batch, &q, Some(&k), cached_tokens)?;
 //! ```
 
 use super::to_u32;
 use crate::error::{Error, Result};
-use crate::gpu::{Batch, Buffer, Const, DType, Gpu, GpuTensor, Kernel};
+use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
 const KERNEL: Kernel = Kernel {
     name: "rope",
-    source: include_str!("../../shaders/rope.wgsl"),
+    source: concat!(include_str!("../../shaders/common/rope.wgsl"), include_str!("../../shaders/rope.wgsl")),
     uses_reduction: false,
     uses_f16: false,
 };
@@ -31,6 +32,88 @@ pub enum RopeLayout {
     Interleaved,
 }
 
+/// How a model scales its RoPE frequencies (`rope_scaling` / `rope_parameters` of config.json).
+/// Every RoPE path (prefill Q here, K on KV append, decode Q in the attention kernel) computes
+/// the per-pair frequency with the one WGSL function `rope_inv_freq` of
+/// `shaders/common/rope.wgsl`, which takes [`RopeScaling::wgsl`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum RopeScaling {
+    /// `inv_freq[i] = theta^(-2i / rotary_dim)`.
+    #[default]
+    None,
+    /// Positions divided by `factor` (`rope_type: "linear"`), i.e. every frequency divided by it.
+    Linear {
+        /// The divisor (> 0).
+        factor: f64,
+    },
+    /// Llama 3.1 / 3.2 (`rope_type: "llama3"`): wavelengths longer than
+    /// `original / low_freq_factor` divided by `factor`, shorter than `original /
+    /// high_freq_factor` kept, a linear blend in `original / wavelength` between.
+    Llama3 {
+        /// Divisor of the low frequencies (8 for Llama 3.1, 32 for Llama 3.2).
+        factor: f64,
+        /// `low_freq_factor` (1).
+        low_freq_factor: f64,
+        /// `high_freq_factor` (4).
+        high_freq_factor: f64,
+        /// `original_max_position_embeddings` (8192).
+        original_max_position_embeddings: f64,
+    },
+}
+
+impl RopeScaling {
+    /// The `scaling: vec4<f32>` argument of the WGSL `rope_inv_freq`: `(factor, low_freq_factor,
+    /// high_freq_factor, original context)`; original context 0 means linear (plain is linear
+    /// with factor 1).
+    pub fn wgsl(&self) -> [f32; 4] {
+        match *self {
+            RopeScaling::None => [1.0, 0.0, 0.0, 0.0],
+            RopeScaling::Linear { factor } => [factor as f32, 0.0, 0.0, 0.0],
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => [
+                factor as f32,
+                low_freq_factor as f32,
+                high_freq_factor as f32,
+                original_max_position_embeddings as f32,
+            ],
+        }
+    }
+
+    /// Scale one unscaled inverse frequency (f64: the CPU references and the frequency table).
+    pub fn apply(&self, inv_freq: f64) -> f64 {
+        match *self {
+            RopeScaling::None => inv_freq,
+            RopeScaling::Linear { factor } => inv_freq / factor,
+            RopeScaling::Llama3 { factor, low_freq_factor: lo, high_freq_factor: hi, original_max_position_embeddings: ctx } => {
+                let wavelen = std::f64::consts::TAU / inv_freq;
+                if wavelen < ctx / hi {
+                    inv_freq
+                } else if wavelen > ctx / lo {
+                    inv_freq / factor
+                } else {
+                    let smooth = (ctx / wavelen - lo) / (hi - lo);
+                    (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
+                }
+            }
+        }
+    }
+
+    /// Finite, positive parameters (`low < high` for Llama 3); `what` names the source in errors.
+    pub fn check(&self, what: &str) -> Result<()> {
+        let ok = match *self {
+            RopeScaling::None => true,
+            RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
+            RopeScaling::Llama3 { factor, low_freq_factor: lo, high_freq_factor: hi, original_max_position_embeddings: c } => {
+                [factor, lo, hi, c].iter().all(|v| v.is_finite() && *v > 0.0) && lo < hi
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Shape { op: "rope", detail: format!("{what}: bad RoPE scaling parameters {self:?}") })
+        }
+    }
+}
+
 /// RoPE settings from the model config.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RopeConfig {
@@ -42,6 +125,8 @@ pub struct RopeConfig {
     pub rotary_dim: usize,
     /// Pair layout.
     pub layout: RopeLayout,
+    /// Frequency scaling (Llama 3, linear).
+    pub scaling: RopeScaling,
 }
 
 /// Which kernel.
@@ -72,62 +157,42 @@ struct Params {
     pos_offset: u32,
     nq: u32,
     n: u32,
-    _pad: u32,
+    log2_theta: f32,
+    rope_scaling: [f32; 4],
 }
 
-/// RoPE for one model: its config and the frequency table on the GPU.
+/// RoPE for one model: its config (the kernel computes the frequencies, see
+/// `shaders/common/rope.wgsl`).
 #[derive(Debug)]
 pub struct Rope {
     config: RopeConfig,
-    freqs: Buffer,
 }
 
-/// `inv_freq[i] = theta^(-2i / rotary_dim)`, computed in f64 and rounded to f32 as HF keeps it
-/// (the frequencies the model was trained with, within an ulp); only the angles are then exact.
-pub fn inv_freq(theta: f64, rotary_dim: usize) -> Vec<f64> {
+/// `inv_freq[i] = theta^(-2i / rotary_dim)`, scaled, computed in f64 and rounded to f32 as HF
+/// keeps it (the CPU references' frequencies).
+pub fn inv_freq(theta: f64, rotary_dim: usize, scaling: RopeScaling) -> Vec<f64> {
     (0..rotary_dim / 2)
         .map(|i| f64::from(theta.powf(-((2 * i) as f64) / rotary_dim as f64) as f32))
+        .map(|f| f64::from(scaling.apply(f) as f32))
         .collect()
 }
 
-/// `inv_freq / 2pi` mod 1 as a 64-bit fixed-point fraction, split into (high, low) words.
-fn fixed_point_turns(inv_freq: f64) -> [u32; 2] {
-    let turns = (inv_freq / std::f64::consts::TAU).rem_euclid(1.0);
-    // f64 keeps 53 bits: the fraction scaled by 2^64 is exact up to its last 11 bits.
-    let fixed = (turns * 18_446_744_073_709_551_616.0) as u64;
-    [(fixed >> 32) as u32, fixed as u32]
-}
-
 impl Rope {
-    /// Standard RoPE frequencies from `theta`.
-    pub fn new(gpu: &Gpu, config: RopeConfig) -> Result<Rope> {
-        Self::with_inv_freq(gpu, config, &inv_freq(config.theta, config.rotary_dim))
-    }
-
-    /// Explicit per-pair inverse frequencies (`rotary_dim / 2` of them), for scaled RoPE variants.
-    pub fn with_inv_freq(gpu: &Gpu, config: RopeConfig, inv_freq: &[f64]) -> Result<Rope> {
+    /// RoPE for a model's config (checked: even rotary_dim ≤ head_dim, theta > 1, scaling).
+    pub fn new(_gpu: &Gpu, config: RopeConfig) -> Result<Rope> {
         const NAME: &str = "rope";
-        let RopeConfig { head_dim, rotary_dim, .. } = config;
+        let RopeConfig { head_dim, rotary_dim, theta, scaling, .. } = config;
         if rotary_dim == 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim {
             return Err(Error::Shape {
                 op: NAME,
                 detail: format!("rotary_dim {rotary_dim} must be even, non-zero and ≤ head_dim {head_dim}"),
             });
         }
-        if inv_freq.len() != rotary_dim / 2 || inv_freq.iter().any(|f| !f.is_finite()) {
-            return Err(Error::Shape {
-                op: NAME,
-                detail: format!("{} finite inverse frequencies for rotary_dim {rotary_dim}", inv_freq.len()),
-            });
+        if !(theta > 1.0 && theta.is_finite()) {
+            return Err(Error::Shape { op: NAME, detail: format!("rope theta {theta} must be finite and > 1") });
         }
-        let words: Vec<u32> = inv_freq.iter().flat_map(|&f| fixed_point_turns(f)).collect();
-        let freqs = gpu.create_buffer(
-            "rope frequencies",
-            (words.len() * 4) as u64,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        )?;
-        gpu.queue().write_buffer(freqs.raw(), 0, bytemuck::cast_slice(&words));
-        Ok(Rope { config, freqs })
+        scaling.check(NAME)?;
+        Ok(Rope { config })
     }
 
     /// The config it was built with.
@@ -212,7 +277,8 @@ impl Rope {
             pos_offset: to_u32(NAME, "last position", position_offset + tokens)? - to_u32(NAME, "tokens", tokens)?,
             nq: to_u32(NAME, "units", nq)?,
             n: to_u32(NAME, "units", n)?,
-            _pad: 0,
+            log2_theta: (c.theta as f32).log2(),
+            rope_scaling: c.scaling.wgsl(),
         };
         let entry = match (vec2, k.is_some()) {
             (true, true) => "rope_vec2_qk",
@@ -224,7 +290,7 @@ impl Rope {
         let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &consts)?;
         let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(wg)))?;
         let (qb, kb) = if vec2 { (4, 5) } else { (1, 2) };
-        let mut buffers = vec![(3, &self.freqs), (qb, q.buffer())];
+        let mut buffers = vec![(qb, q.buffer())];
         if let Some(k) = k {
             buffers.push((kb, k.buffer()));
         }

@@ -311,6 +311,13 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids and token type ids of a sentence pair with special tokens (`[CLS] a [SEP] b
+    /// [SEP]`, types 0 … 0 1 … 1 for BERT): the input of a cross-encoder.
+    pub fn encode_pair(&self, a: &str, b: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        let enc = self.inner.encode((a, b), true).map_err(|e| tok_err("encode pair", e))?;
+        Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()))
+    }
+
     /// Text of `ids`.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| tok_err("decode", e))

@@ -23,6 +23,7 @@ use crate::gpu::Gpu;
 use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
 use crate::load::{FetchSource, LoadOptions, ModelConfig, Progress};
 use crate::models::bert::BertModel;
+use crate::models::cross_encoder::CrossEncoder;
 use crate::models::gguf::{load_llama_gguf, GgufOptions};
 use crate::models::llama::{Llama, LlamaOptions};
 use crate::ops::kv_cache::KvDType;
@@ -122,6 +123,7 @@ fn now_ms() -> f64 {
 enum Model {
     Decoder { lm: Box<Llama>, tok: Box<Tokenizer> },
     Encoder(Box<BertModel>),
+    Reranker(Box<CrossEncoder>),
 }
 
 struct Loaded {
@@ -270,6 +272,9 @@ async fn load_model(
             let lm = Llama::load_with(&gpu, &source, &lopts, &load, &mut report).await?;
             Model::Decoder { lm: Box::new(lm), tok: Box::new(tok) }
         }
+        ModelConfig::Bert(c) if c.is_classifier() => {
+            Model::Reranker(Box::new(CrossEncoder::load_with(&gpu, &source, &load, &mut report).await?))
+        }
         ModelConfig::Bert(_) => Model::Encoder(Box::new(BertModel::load_with(&gpu, &source, &load, &mut report).await?)),
     };
     if cancel.is_cancelled() {
@@ -318,6 +323,16 @@ fn info_json(url: &str, loaded: &Loaded) -> String {
             "hidden_size": b.config().hidden_size,
             "dim": b.dim(),
             "max_tokens": b.max_tokens(),
+            "pooling": format!("{:?}", b.head().pooling),
+            "normalize": b.head().normalize,
+        }),
+        Model::Reranker(c) => serde_json::json!({
+            "kind": "reranker",
+            "architecture": "BertForSequenceClassification",
+            "layers": c.encoder().config().num_hidden_layers,
+            "hidden_size": c.encoder().config().hidden_size,
+            "labels": c.labels(),
+            "max_tokens": c.encoder().max_tokens(),
         }),
     };
     serde_json::json!({ "model": model_name(url), "url": url, "config": model, "capabilities": caps }).to_string()
@@ -536,7 +551,7 @@ impl WasmEngine {
         let started = s.begin().and_then(|(loaded, cancel)| {
             let context = match &loaded.model {
                 Model::Decoder { lm, .. } => lm.max_context(),
-                Model::Encoder(_) => usize::MAX,
+                Model::Encoder(_) | Model::Reranker(_) => usize::MAX,
             };
             match ChatRequest::parse(&request, context) {
                 Ok(req) => Ok((req, loaded, cancel)),
@@ -567,9 +582,9 @@ impl WasmEngine {
                     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                     b.embed(&loaded.gpu, &refs).await
                 }
-                Model::Decoder { .. } => Err(Error::Unsupported {
+                _ => Err(Error::Unsupported {
                     kernel: "embed",
-                    variant: "a decoder model".into(),
+                    variant: "a decoder or reranker model".into(),
                     why: "embeddings need an encoder (e.g. all-MiniLM-L6-v2)".into(),
                 }),
             };
@@ -591,6 +606,32 @@ impl WasmEngine {
             let (mut loaded, _) = started?;
             let r = profile_decode(&mut loaded).await;
             s.end(loaded, r).map(|json| JsValue::from_str(&json))
+        })
+    }
+
+    /// Relevance scores of `docs` (JSON array of strings) for `query` with a cross-encoder
+    /// (reranker) model: resolves to a `Float32Array` with one score (the first logit) per
+    /// document, in their order.
+    pub fn rerank(&self, query: String, docs: String) -> js_sys::Promise {
+        let s = self.s.clone();
+        let started = serde_json::from_str::<Vec<String>>(&docs)
+            .map_err(|e| coded_error("INVALID_ARGUMENT", &format!("rerank expects an array of strings: {e}")))
+            .and_then(|docs| s.begin().map(|(loaded, _)| (docs, loaded)));
+        future_to_promise(async move {
+            let (docs, loaded) = started?;
+            let r = match &loaded.model {
+                Model::Reranker(c) => {
+                    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+                    c.rerank(&loaded.gpu, &query, &refs).await
+                }
+                _ => Err(Error::Unsupported {
+                    kernel: "rerank",
+                    variant: "a model without a classification head".into(),
+                    why: "reranking needs a cross-encoder (BertForSequenceClassification, e.g. ms-marco-MiniLM-L-6-v2)".into(),
+                }),
+            };
+            let scores = s.end(loaded, r)?;
+            Ok(js_sys::Float32Array::from(scores.as_slice()).into())
         })
     }
 

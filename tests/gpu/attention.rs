@@ -102,7 +102,8 @@ async fn check_flash(gpu: &Gpu, c: &Case, mask: &Mask, tiles: Option<FlashTiles>
         let f: Vec<f32> = l.iter().map(|&x| x as f32).collect();
         upload(gpu, "kv_lens", &[c.batch], &f)
     });
-    let opts = AttentionOptions { causal: c.causal, q_pos0: mask.q_pos0, kv_lens: lens.as_ref(), ..Default::default() };
+    let opts =
+        AttentionOptions { causal: c.causal, q_pos0: mask.q_pos0, kv_lens: lens.as_ref(), window: mask.window, ..Default::default() };
     let mut batch = gpu.batch();
     let kv = Kv::F32 { k: &tk, v: &tv };
     match tiles {
@@ -173,6 +174,41 @@ gpu_test!(flash_attention_padding_mask, async {
     check_flash(&gpu, &c, &mask, None, 51).await;
 });
 
+gpu_test!(sliding_window_attention_matches_reference, async {
+    let gpu = gpu().await;
+    // Prefill: windows of 1 (only itself), 5 (inside one tile), 64 (a tile's width) and 100
+    // (past the sequence: plain causal) over 70 causal rows, GQA 2, with a q_pos0 offset too.
+    let c = case(1, 70, 4, 70, 2, 64, true);
+    for (i, w) in [1usize, 5, 64, 100].into_iter().enumerate().take(if BROWSER { 2 } else { 4 }) {
+        check_flash(&gpu, &c, &Mask { causal: true, window: Some(w), ..Default::default() }, None, 70 + i as u64).await;
+    }
+    let c = case(1, 20, 4, 90, 2, 64, true);
+    check_flash(&gpu, &c, &Mask { causal: true, window: Some(33), ..Default::default() }, None, 75).await;
+    // Decode: the last `window` of 150 cached tokens, chunks of 64 so whole chunks fall outside.
+    let (len, nh, nkv, d) = (150usize, 4usize, 2usize, 64usize);
+    let rope = Rope::plain(10000.0, d);
+    let (cache, _, _) = filled_cache(&gpu, len, nkv, d, KvDType::F32, rope, 76).await;
+    let (ck, cv) = read_cache(&gpu, &cache).await;
+    let q = random(nh * d, 77, -1.0, 1.0);
+    let mut qr = q.clone();
+    refr::rope(&mut qr, nh, d, len - 1, rope.theta, rope.rotary_dim);
+    let dims = Dims { batch: 1, q_len: 1, n_heads: nh, kv_len: len, n_kv_heads: nkv, head_dim: d };
+    let scratch = DecodeScratch::new(&gpu, nh, d, len + 3).unwrap();
+    for w in [1usize, 40, 150] {
+        let mask = Mask { causal: true, window: Some(w), ..Default::default() };
+        let want = refr::attention(&qr, &ck, &cv, dims, &mask, 0.125, None);
+        let tq = upload(&gpu, "q", &[1, nh, d], &q);
+        let out = upload(&gpu, "out", &[1, nh, d], &vec![f32::NAN; nh * d]);
+        let opts = DecodeOptions { rope: Some(rope), window: Some(w), chunk: Some(64), ..Default::default() };
+        let mut batch = gpu.batch();
+        attention::decode(&gpu, &mut batch, &tq, &cache, &out, &scratch, &opts).unwrap();
+        gpu.submit(batch).unwrap();
+        // As decode_attention_matches_reference_for_every_format: RoPE's error on q and K folded
+        // into 2e-4 absolute. Dropping the window moves the output by ~1e-1.
+        assert_tensor(&gpu, &format!("decode, window {w}"), &out, &want, Tolerance { atol: 2e-4, rtol: 1e-4 }).await;
+    }
+});
+
 gpu_test!(unfused_attention_matches_reference, async {
     let gpu = gpu().await;
     // In the browser one case: SwiftShader spends ~2 s compiling each pipeline.
@@ -201,7 +237,7 @@ gpu_test!(unfused_attention_matches_reference, async {
 // ---------------------------------------------------------------------------------------------
 // KV cache
 
-const ROPE: Rope = Rope { theta: 10000.0, rotary_dim: 64 };
+const ROPE: Rope = Rope::plain(10000.0, 64);
 
 /// K, V for `tokens` new tokens, and the cache contents the reference expects after RoPE.
 fn kv_data(tokens: usize, heads: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
@@ -334,7 +370,7 @@ gpu_test!(kv_cache_limits_reset_and_memory, async {
     let bad = upload(&gpu, "k", &[6, 3, 64], &vec![0.0; 6 * 3 * 64]);
     assert!(matches!(cache.append(&gpu, &mut batch, &bad, &bad, None), Err(Error::Shape { .. })));
     assert!(matches!(
-        cache.append(&gpu, &mut batch, &tk, &tv, Some(Rope { theta: 1e4, rotary_dim: 65 })),
+        cache.append(&gpu, &mut batch, &tk, &tv, Some(Rope::plain(1e4, 65))),
         Err(Error::Shape { .. })
     ));
     gpu.submit(batch).unwrap();
@@ -410,7 +446,7 @@ gpu_test!(decode_attention_matches_reference_for_every_format, async {
                     continue;
                 }
                 seed += 3;
-                let rope = Rope { theta: 10000.0, rotary_dim: d };
+                let rope = Rope::plain(10000.0, d);
                 let (cache, k, v) = filled_cache(&gpu, len, nkv, d, dtype, rope, seed).await;
                 let (ck, cv) = read_cache(&gpu, &cache).await;
                 let q = random(nh * d, seed + 2, -1.0, 1.0);

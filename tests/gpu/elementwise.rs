@@ -13,14 +13,18 @@ gpu_test!(elementwise_matches_reference_on_awkward_sizes, async {
         let b = cpu::random(n, 97 + i as u64, -8.0, 8.0);
         let ta = upload(&gpu, "a", &[n], &a);
         let tb = upload(&gpu, "b", &[n], &b);
-        let outs: Vec<_> = (0..3).map(|_| upload(&gpu, "out", &[n], &vec![0.0; n])).collect();
+        let outs: Vec<_> = (0..4).map(|_| upload(&gpu, "out", &[n], &vec![0.0; n])).collect();
         let mut batch = gpu.batch();
         elementwise::record(&gpu, &mut batch, Op::Add, &ta, Some(&tb), &outs[0]).unwrap();
         elementwise::record(&gpu, &mut batch, Op::Mul, &ta, Some(&tb), &outs[1]).unwrap();
         elementwise::record(&gpu, &mut batch, Op::Silu, &ta, None, &outs[2]).unwrap();
+        elementwise::record(&gpu, &mut batch, Op::Tanh, &ta, None, &outs[3]).unwrap();
         gpu.submit(batch).unwrap();
         assert_tensor(&gpu, &format!("add n={n}"), &outs[0], &cpu::add(&a, &b), Tolerance::EXACT).await;
         assert_tensor(&gpu, &format!("mul n={n}"), &outs[1], &cpu::mul(&a, &b), Tolerance::EXACT).await;
         assert_tensor(&gpu, &format!("silu n={n}"), &outs[2], &cpu::silu(&a), SILU_TOL).await;
+        // tanh from one exp and a division: the same bound as SiLU.
+        let tanh: Vec<f32> = a.iter().map(|&x| f64::from(x).tanh() as f32).collect();
+        assert_tensor(&gpu, &format!("tanh n={n}"), &outs[3], &tanh, SILU_TOL).await;
     }
 });

@@ -230,7 +230,7 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     let x = cpu::random(k, seed + 3, -1.0, 1.0);
                     let gamma = cpu::random(k, seed + 4, 0.5, 1.5);
                     let bias = cpu::random(nq + 2 * nk, seed + 5, -1.0, 1.0);
-                    let rope = Rope { theta: 10000.0, rotary_dim: hd };
+                    let rope = Rope::plain(10000.0, hd);
                     // A cache already holding `pos` tokens: the new row lands at pos > 0.
                     let pos = 5;
                     let mut cache = KvCache::new(&gpu, "cache", pos + 2, nkv, hd, kv).unwrap();

@@ -30,5 +30,7 @@ mod models;
 mod runtime;
 mod sample;
 mod generate;
+mod sentence;
 mod softmax;
+mod tiny;
 mod tokenizer;

@@ -1,6 +1,6 @@
 use crate::common::*;
 use kjarni_web::cpu::{self, compare::Tolerance};
-use kjarni_web::ops::pooling;
+use kjarni_web::ops::pooling::{self, Pooling};
 use kjarni_web::GpuTensor;
 
 // Sums of ≤ 37 f32 values in [-4, 4] per column and one norm over ≤ 1000 squares: relative error
@@ -15,12 +15,16 @@ gpu_test!(mean_pool_with_padding_matches_reference, async {
         let th = upload(&gpu, "hidden", &[batch, seq, dim], &h);
         let tl = GpuTensor::from_u32(&gpu, "lens", &[batch], &lens).unwrap();
         for normalize in [false, true] {
-            let out = upload(&gpu, "pooled", &[batch, dim], &vec![0.0; batch * dim]);
-            let mut b = gpu.batch();
-            pooling::record_mean(&gpu, &mut b, &th, &tl, &out, normalize).unwrap();
-            gpu.submit(b).unwrap();
-            let want = cpu::mean_pool(&h, seq, dim, &lens, normalize);
-            assert_tensor(&gpu, &format!("pool {batch}x{seq}x{dim} norm={normalize}"), &out, &want, TOL).await;
+            for mode in [Pooling::Mean, Pooling::Cls, Pooling::LastToken] {
+                let out = upload(&gpu, "pooled", &[batch, dim], &vec![0.0; batch * dim]);
+                let mut b = gpu.batch();
+                pooling::record(&gpu, &mut b, &th, &tl, &out, mode, normalize).unwrap();
+                gpu.submit(b).unwrap();
+                let want = cpu::pool(&h, seq, dim, &lens, mode, normalize);
+                // The last-token rows differ from the CLS rows wherever a sequence is padded.
+                let what = format!("pool {mode:?} {batch}x{seq}x{dim} norm={normalize}");
+                assert_tensor(&gpu, &what, &out, &want, TOL).await;
+            }
         }
     }
 });
