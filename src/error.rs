@@ -154,6 +154,15 @@ pub enum Error {
     /// An internal invariant failed; a bug in kjarni-web, reported instead of panicking.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// A caller's argument (a request field, an option) is out of range or malformed.
+    #[error("{field} {detail}")]
+    InvalidArgument {
+        /// The field, as the caller named it (`messages[0].role`, `temperature`).
+        field: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// The crate's result type.
@@ -183,6 +192,7 @@ impl Error {
             Error::Tokenizer(_) => "TOKENIZER",
             Error::Internal(_) => "INTERNAL",
             Error::ModelTooLarge { .. } => "MODEL_TOO_LARGE",
+            Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
         }
     }
 }

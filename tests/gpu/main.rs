@@ -29,4 +29,5 @@ mod runtime;
 mod sample;
 mod generate;
 mod softmax;
+mod structured;
 mod tokenizer;
