@@ -11,6 +11,7 @@ mod kernels2;
 mod models;
 mod quant;
 mod softmax;
+mod structured;
 
 use kjarni_web::Gpu;
 
@@ -32,6 +33,7 @@ async fn run() -> kjarni_web::Result<()> {
     attention::run(&gpu, &args, &mut report).await?;
     quant::run(&gpu, &args, &mut report).await?;
     models::run(&gpu, &args, &mut report).await?;
+    structured::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }

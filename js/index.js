@@ -131,6 +131,18 @@ function normaliseRequest(req) {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new KjarniError('INVALID_ARGUMENT', `${k} must be a non-negative number`);
     body[k] = ['max_tokens', 'top_k', 'seed'].includes(k) ? Math.floor(v) : v;
   }
+  // Structured output (checked in Rust: INVALID_ARGUMENT names the schema path).
+  if (req.response_format != null) {
+    if (typeof req.response_format !== 'object' || typeof req.response_format.type !== 'string') {
+      throw new KjarniError('INVALID_ARGUMENT', "response_format must be { type: 'text' | 'json_object' | 'json_schema' | 'regex' | 'grammar', ... }");
+    }
+    body.response_format = req.response_format;
+  }
+  if (req.tools != null) {
+    if (!Array.isArray(req.tools)) throw new KjarniError('INVALID_ARGUMENT', 'tools must be an array of { type: "function", function: { name, description, parameters } }');
+    body.tools = req.tools;
+    if (req.tool_choice != null) body.tool_choice = req.tool_choice;
+  }
   return body;
 }
 
@@ -316,9 +328,28 @@ export class Engine {
       const hook = { hook: null, abortedEarly: false };
       const stream = new ChatCompletionStream(() => (hook.hook ? hook.hook() : (hook.abortedEarly = true)));
       stream._push(chunk(id, created, model, { role: 'assistant', content: '' }, null));
-      this.#generate(body, request.signal, (text) => stream._push(chunk(id, created, model, { content: text }, null)), hook).then(
+      // With tools, an answer starting with '{' is a call (free text cannot start with it): its
+      // text is held back and sent as delta.tool_calls at the end.
+      const mayCall = body.tools?.length > 0 && body.tool_choice !== 'none';
+      let held = null;
+      let sent = false;
+      const onText = (text) => {
+        if (mayCall && !sent && (held !== null || text.startsWith('{'))) {
+          held = (held ?? '') + text;
+          return;
+        }
+        sent = true;
+        stream._push(chunk(id, created, model, { content: text }, null));
+      };
+      this.#generate(body, request.signal, onText, hook).then(
         (r) => {
-          stream._push(chunk(id, created, model, {}, r.finish_reason, { usage: usageOf(r), timings: timingsOf(r) }));
+          if (r.tool_calls) {
+            const calls = r.tool_calls.map((c, index) => ({ index, ...c }));
+            stream._push(chunk(id, created, model, { tool_calls: calls }, null));
+          } else if (held !== null) {
+            stream._push(chunk(id, created, model, { content: held }, null));
+          }
+          stream._push(chunk(id, created, model, {}, r.finish_reason, { usage: usageOf(r), timings: timingsOf(r), ...(r.incomplete ? { incomplete: r.incomplete } : {}) }));
           stream._end();
         },
         (e) => stream._end(toKjarniError(e)),
@@ -332,9 +363,15 @@ export class Engine {
       object: 'chat.completion',
       created,
       model,
-      choices: [{ index: 0, message: { role: 'assistant', content: r.text }, logprobs: null, finish_reason: r.finish_reason }],
+      choices: [{
+        index: 0,
+        message: r.tool_calls ? { role: 'assistant', content: null, tool_calls: r.tool_calls } : { role: 'assistant', content: r.text },
+        logprobs: null,
+        finish_reason: r.finish_reason,
+      }],
       usage: usageOf(r),
       timings: timingsOf(r),
+      ...(r.incomplete ? { incomplete: r.incomplete } : {}),
     };
   }
 
