@@ -272,18 +272,24 @@ impl Constraint {
     /// fed to the parser first). Once the grammar is complete only the end token is allowed.
     pub fn mask(&mut self, tokens: &[u32]) -> Result<Vec<u32>> {
         let t0 = llguidance::Instant::now();
-        for &t in tokens.get(self.fed..).unwrap_or_default() {
-            self.matcher
-                .consume_token(t)
-                .map_err(|e| Error::Internal(format!("constrained decoding: token {t} was sampled outside the mask: {e}")))?;
-        }
-        self.fed = tokens.len();
+        self.feed(tokens)?;
         let m = self.matcher.compute_mask_or_eos().map_err(|e| Error::Internal(format!("constrained decoding: {e}")))?;
         let mut words = m.as_slice().to_vec();
         words.resize(self.words, 0);
         self.mask_ms += t0.elapsed().as_secs_f64() * 1e3;
         self.steps += 1;
         Ok(words)
+    }
+
+    /// Feed the tokens of `tokens` (the generation so far) not fed yet.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<()> {
+        for &t in tokens.get(self.fed..).unwrap_or_default() {
+            self.matcher
+                .consume_token(t)
+                .map_err(|e| Error::Internal(format!("constrained decoding: token {t} was sampled outside the mask: {e}")))?;
+        }
+        self.fed = tokens.len().max(self.fed);
+        Ok(())
     }
 
     /// Whether the output so far is complete (the grammar accepts it as it is).
@@ -366,7 +372,8 @@ impl Prepared {
     /// The outcome of generation `g`.
     pub fn finish(&mut self, g: &crate::generate::Generation) -> Outcome {
         use crate::generate::FinishReason;
-        let complete = self.constraint.as_mut().is_none_or(Constraint::is_accepting);
+        // The last token (sampled with max_tokens reached) was never fed for a next mask.
+        let complete = self.constraint.as_mut().is_none_or(|c| c.feed(&g.tokens).is_ok() && c.is_accepting());
         let tools: Vec<&Tool> = self.tools.iter().collect();
         if complete && !tools.is_empty() {
             if let Some(call) = tools::parse_call(&g.text, &tools, 0) {
@@ -374,12 +381,14 @@ impl Prepared {
             }
         }
         let finish_reason = match g.finish {
-            FinishReason::Stop if complete => "stop",
-            FinishReason::Stop | FinishReason::Length => "length",
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
             FinishReason::Cancelled => "abort",
         };
-        let incomplete = (!complete && g.finish != FinishReason::Cancelled)
-            .then(|| format!("the output ended after {} tokens before the format was complete (raise max_tokens)", g.tokens.len()));
+        let incomplete = (!complete && g.finish != FinishReason::Cancelled).then(|| match g.finish {
+            FinishReason::Length => format!("the output ended after {} tokens, before the format was complete (raise max_tokens)", g.tokens.len()),
+            _ => format!("a stop string or token ended the output after {} tokens, before the format was complete", g.tokens.len()),
+        });
         Outcome { content: Some(g.text.clone()), tool_calls: Vec::new(), finish_reason, incomplete }
     }
 }
