@@ -8,6 +8,7 @@ mod attention;
 mod harness;
 mod kernels1;
 mod kernels2;
+mod driver;
 mod models;
 mod quant;
 mod softmax;
@@ -33,6 +34,7 @@ async fn run() -> kjarni_web::Result<()> {
     attention::run(&gpu, &args, &mut report).await?;
     quant::run(&gpu, &args, &mut report).await?;
     models::run(&gpu, &args, &mut report).await?;
+    driver::run(&gpu, &args, &mut report).await?;
     structured::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())

@@ -11,7 +11,7 @@ use kjarni_web::{Gpu, Result};
 use serde_json::json;
 use std::time::Instant;
 
-struct Shape {
+pub struct Shape {
     name: &'static str,
     hidden: usize,
     layers: usize,
@@ -22,13 +22,13 @@ struct Shape {
     qkv_bias: bool,
 }
 
-const MODELS: [Shape; 2] = [
+pub const MODELS: [Shape; 2] = [
     Shape { name: "smollm2_135m", hidden: 576, layers: 30, heads: 9, kv_heads: 3, ff: 1536, vocab: 49152, qkv_bias: false },
     Shape { name: "qwen2.5_0.5b", hidden: 896, layers: 24, heads: 14, kv_heads: 2, ff: 4864, vocab: 151936, qkv_bias: true },
 ];
 
 /// A model directory in memory: config.json + one bf16 safetensors file of random weights.
-fn synthetic(s: &Shape) -> (MemorySource, u64) {
+pub fn synthetic(s: &Shape) -> (MemorySource, u64) {
     let hd = s.hidden / s.heads;
     let mut tensors: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![s.vocab, s.hidden])];
     for i in 0..s.layers {
@@ -86,7 +86,7 @@ fn synthetic(s: &Shape) -> (MemorySource, u64) {
 
 /// The same shape as a GGUF file as llama.cpp writes SmolLM2-135M-Instruct.Q4_1.gguf: Q4_1
 /// layers, Q8_0 token embedding (tied), F32 norms, random blocks, and a stand-in vocabulary.
-fn synthetic_gguf(s: &Shape) -> (MemorySource, u64) {
+pub fn synthetic_gguf(s: &Shape) -> (MemorySource, u64) {
     use kjarni_web::cpu::quant::random_blocks;
     use kjarni_web::gguf::writer::GgufWriter;
     use kjarni_web::gguf::{GgmlType, MetaArray, MetaValue};

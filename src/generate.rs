@@ -322,6 +322,9 @@ pub async fn generate<M: CausalLm>(
     generate_masked(model, gpu, decode, prompt, opts, cancel, on_text, None).await
 }
 
+/// The per-token logit mask of [`generate_masked`]: tokens so far → allowed-token bitmask.
+pub type LogitMask<'a> = dyn FnMut(&[u32]) -> Result<Vec<u32>> + 'a;
+
 /// [`generate`] with a per-token logit mask: `mask(tokens so far)` gives the allowed-token
 /// bitmask (bit `i % 32` of word `i / 32`, `ceil(vocab / 32)` words) of the next token. The
 /// mask depends on the previous token, so one step is in flight at a time.
@@ -334,7 +337,7 @@ pub async fn generate_masked<M: CausalLm>(
     opts: &GenerateOptions,
     cancel: &CancelToken,
     on_text: &mut dyn FnMut(&str),
-    mut mask: Option<&mut dyn FnMut(&[u32]) -> Result<Vec<u32>>>,
+    mut mask: Option<&mut LogitMask<'_>>,
 ) -> Result<Generation> {
     if prompt.len() > model.context_left() {
         return Err(crate::Error::ContextFull { cache: "kv_cache".into(), len: 0, adding: prompt.len(), max: model.context_left() });

@@ -16,8 +16,9 @@ use serde_json::json;
 const VOCAB: usize = 300;
 
 /// A tiny Llama (2 layers, hidden 64, 4 heads of 16, 2 KV heads, vocab 300: not a multiple of
-/// 32) with random bf16 weights, as config.json + model.safetensors in memory.
-pub fn tiny_model() -> MemorySource {
+/// 32) with random bf16 weights, as config.json + model.safetensors in memory; `qwen2`: q/k/v
+/// biases and an untied lm_head.
+pub fn tiny_model(qwen2: bool) -> MemorySource {
     let (h, layers, heads, kv, ff, hd) = (64usize, 2, 4, 2, 128, 16);
     let mut tensors: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![VOCAB, h])];
     for i in 0..layers {
@@ -35,8 +36,16 @@ pub fn tiny_model() -> MemorySource {
         ] {
             tensors.push((format!("{p}.{n}"), shape));
         }
+        if qwen2 {
+            for (n, r) in [("q_proj", heads * hd), ("k_proj", kv * hd), ("v_proj", kv * hd)] {
+                tensors.push((format!("{p}.self_attn.{n}.bias"), vec![r]));
+            }
+        }
     }
     tensors.push(("model.norm.weight".into(), vec![h]));
+    if qwen2 {
+        tensors.push(("lm_head.weight".into(), vec![VOCAB, h]));
+    }
     let mut header = serde_json::Map::new();
     let mut data: Vec<u8> = Vec::new();
     for (i, (name, shape)) in tensors.iter().enumerate() {
@@ -54,9 +63,9 @@ pub fn tiny_model() -> MemorySource {
     file.extend_from_slice(&hdr);
     file.extend_from_slice(&data);
     let config = json!({
-        "model_type": "llama", "hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "model_type": if qwen2 { "qwen2" } else { "llama" }, "hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": heads,
         "num_key_value_heads": kv, "intermediate_size": ff, "vocab_size": VOCAB, "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0, "max_position_embeddings": 4096, "tie_word_embeddings": true,
+        "rope_theta": 10000.0, "max_position_embeddings": 4096, "tie_word_embeddings": !qwen2,
         "hidden_act": "silu", "eos_token_id": 2,
     });
     let mut src = MemorySource::new();
@@ -66,8 +75,12 @@ pub fn tiny_model() -> MemorySource {
 }
 
 async fn load(gpu: &Gpu, max_context: usize) -> Llama {
-    let opts = LlamaOptions { kv_cache: KvDType::F32, max_context };
-    Llama::load(gpu, &tiny_model(), &opts, &mut |_| {}).await.unwrap()
+    load_with(gpu, max_context, KvDType::F32, false).await
+}
+
+async fn load_with(gpu: &Gpu, max_context: usize, kv_cache: KvDType, qwen2: bool) -> Llama {
+    let opts = LlamaOptions { kv_cache, max_context };
+    Llama::load(gpu, &tiny_model(qwen2), &opts, &mut |_| {}).await.unwrap()
 }
 
 /// Every token decodes to its own non-empty text, so each id streams one delta.
@@ -113,6 +126,13 @@ gpu_test!(generate_greedy_equals_the_logits_path_at_every_depth, async {
         assert_eq!(m.cached_ids(), [&PROMPT[..], &want[..39]].concat(), "depth {depth}");
     }
     say!("tiny model: {} dispatches per decoded token (sampling included)", m.dispatches_per_token());
+    // f16 / int8 KV caches and the Qwen2 layout (q/k/v biases, untied lm_head) likewise.
+    for (kv, qwen2) in [(KvDType::F16, false), (KvDType::Int8, false), (KvDType::F16, true)] {
+        let mut m = load_with(&gpu, 256, kv, qwen2).await;
+        let want = greedy_reference(&gpu, &mut m, 24).await;
+        let g = run(&gpu, &mut m, &opts(24, 3), &CancelToken::new(), &mut |_| {}).await;
+        assert_eq!(g.tokens, want, "KV {} qwen2 {qwen2}", kv.name());
+    }
 });
 
 gpu_test!(generate_seeded_sampling_equals_cpu_reference_step_by_step, async {
@@ -122,7 +142,7 @@ gpu_test!(generate_seeded_sampling_equals_cpu_reference_step_by_step, async {
     let n = 24;
     let cases = [
         SamplingParams { temperature: 0.9, seed: 11, ..Default::default() },
-        SamplingParams { temperature: 1.1, top_k: 50, top_p: 0.9, min_p: 0.01, repetition_penalty: 1.2, seed: 12, ..Default::default() },
+        SamplingParams { temperature: 1.1, top_k: 50, top_p: 0.9, min_p: 0.01, repetition_penalty: 1.2, seed: 12 },
     ];
     for p in cases {
         let g = run(&gpu, &mut m, &GenerateOptions { sampling: p.clone(), ..opts(n, 3) }, &CancelToken::new(), &mut |_| {}).await;

@@ -102,7 +102,7 @@ fn cases() -> Vec<SamplingParams> {
         SamplingParams { temperature: 0.7, top_k: 40, seed: 2, ..Default::default() },
         SamplingParams { temperature: 1.0, top_p: 0.9, seed: 3, ..Default::default() },
         SamplingParams { temperature: 1.2, min_p: 0.05, seed: 4, ..Default::default() },
-        SamplingParams { temperature: 0.9, top_k: 50, top_p: 0.8, min_p: 0.02, repetition_penalty: 1.3, seed: u64::MAX - 5, ..Default::default() },
+        SamplingParams { temperature: 0.9, top_k: 50, top_p: 0.8, min_p: 0.02, repetition_penalty: 1.3, seed: u64::MAX - 5 },
     ]
 }
 

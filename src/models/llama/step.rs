@@ -88,7 +88,7 @@ impl Llama {
 
     fn sampler(&mut self, gpu: &Gpu) -> Result<&mut GpuSampler> {
         let vocab = self.logits.numel();
-        let fresh = !self.step.sampler.as_ref().is_some_and(|s| s.vocab() == vocab);
+        let fresh = self.step.sampler.as_ref().is_none_or(|s| s.vocab() != vocab);
         if fresh {
             self.step.sampler = Some(GpuSampler::new(gpu, vocab)?);
         }
@@ -99,7 +99,9 @@ impl Llama {
     /// with `params` (the repetition penalty's context is `context`, usually the whole prompt)
     /// into the sampled-id slot and `out` (4 bytes, COPY_DST); submit without waiting.
     pub fn submit_prefill(&mut self, gpu: &Gpu, ids: &[u32], context: &[u32], params: &SamplingParams, out: &Buffer) -> Result<()> {
+        // Should recording fail, `finish_generation` keeps the cache as it is.
         self.step.fed = 0;
+        self.step.gen_start = self.cached_tokens();
         let mut b = gpu.batch();
         self.record(gpu, &mut b, Input::Ids(ids))?;
         self.step.gen_start = self.cached_tokens();
