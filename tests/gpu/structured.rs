@@ -306,6 +306,7 @@ fn bad_formats_are_invalid_argument_with_a_path() {
         let tools: Vec<Tool> = serde_json::from_value(json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "not": {}}}}])).unwrap();
         let e = structured::prepare(&vocab, &msgs, None, &tools, &ToolChoice::Auto).unwrap_err();
         assert!(e.to_string().starts_with("tools[0].function.parameters/not"), "{e}");
+        let tools: Vec<Tool> = serde_json::from_value(json!([{"type": "function", "function": {"name": "f"}}])).unwrap();
         let e = structured::prepare(&vocab, &msgs, None, &tools, &serde_json::from_value(json!({"type": "function", "function": {"name": "g"}})).unwrap()).unwrap_err();
         assert!(e.to_string().starts_with("tool_choice.function.name"), "{e}");
         // A valid output is accepted and a wrong one refused by the checker the sweep uses.
@@ -320,7 +321,7 @@ fn bad_formats_are_invalid_argument_with_a_path() {
 gpu_test!(constrained_regex_on_the_tiny_model_stays_in_the_language, async {
     use kjarni_web::generate::CausalLm;
     let gpu = crate::common::gpu().await;
-    let mut lm = Llama::load(&gpu, &crate::generate::tiny_model(), &LlamaOptions { kv_cache: KvDType::F32, max_context: 64 }, &mut |_| {}).await.unwrap();
+    let mut lm = Llama::load(&gpu, &crate::generate::tiny_model(false), &LlamaOptions { kv_cache: KvDType::F32, max_context: 64 }, &mut |_| {}).await.unwrap();
     // A byte-level tokenizer over the tiny model's 300 ids: ids 0-255 are the bytes.
     let tok = tiny_tokenizer();
     let vocab = Vocab::new(&tok, 300, &lm.eos_ids()).unwrap();
