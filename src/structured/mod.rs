@@ -395,6 +395,7 @@ impl Prepared {
 
 /// [`crate::generate::generate`] under `constraint` (one step in flight: each mask needs the
 /// previous token).
+#[allow(clippy::too_many_arguments)]
 pub async fn generate<M: crate::generate::CausalLm>(
     model: &mut M,
     gpu: &crate::gpu::Gpu,

@@ -16,7 +16,7 @@
 //! (wasm-bindgen's own `&self` async methods would hold a borrow across every `await`).
 
 use crate::error::Error;
-use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
+use crate::generate::{CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
 use crate::gpu::memory::MemoryTracker;
 use crate::gpu::Gpu;
 use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
