@@ -4,6 +4,8 @@
 //! engine). Natively the 30-schema sweep runs greedy with at most 48 tokens each (a few minutes
 //! on lavapipe); `KJARNI_STRUCTURED_LONG=1` adds a sampled sweep (3 seeds, temperature 0.8,
 //! 96 tokens). In Chromium (SwiftShader: seconds per token) only the tiny random model runs.
+// The SmolLM2 helpers are native-only (the browser runs the tiny model).
+#![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
 
 use kjarni_web::generate::{CancelToken, FinishReason, GenerateOptions, SamplingParams};
 use kjarni_web::models::llama::{Llama, LlamaOptions};
