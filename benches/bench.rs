@@ -14,6 +14,7 @@ mod driver;
 mod models;
 mod quant;
 mod softmax;
+mod structured;
 
 use kjarni_web::Gpu;
 
@@ -38,6 +39,7 @@ async fn run() -> kjarni_web::Result<()> {
     models::run(&gpu, &args, &mut report).await?;
     dawn::run(&gpu, &args, &mut report).await?;
     driver::run(&gpu, &args, &mut report).await?;
+    structured::run(&gpu, &args, &mut report).await?;
     println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
     Ok(())
 }

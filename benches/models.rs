@@ -21,6 +21,11 @@ pub(crate) fn synthetic_gguf(s: &Shape) -> (MemorySource, u64) {
     synth::gguf(s, QuantType::Q4_1)
 }
 
+/// SmolLM2-135M's shape with random bf16 weights, and its weight bytes (benches/structured.rs).
+pub fn synthetic_smollm2() -> (MemorySource, u64) {
+    synthetic(&MODELS[0])
+}
+
 /// Decode (and prefill) tokens/s of one loaded model.
 async fn time_decode(gpu: &Gpu, args: &Args, m: &mut Llama) -> Result<(f64, f64, usize)> {
     let prompt: Vec<u32> = (0..if args.quick { 16 } else { 512 }).map(|i| (i * 7 % 1000) as u32).collect();

@@ -121,11 +121,41 @@ export interface ChatCompletionRequest {
   repetition_penalty?: number;
   seed?: number;
   stop?: string | string[];
+  /** Constrain the output (llguidance; an invalid or unsupported schema is INVALID_ARGUMENT
+   *  naming its path, before any token is generated). */
+  response_format?: ResponseFormat;
+  /** Functions the model may call; the arguments are constrained by each `parameters` schema. */
+  tools?: Tool[];
+  /** Default 'auto' (text or one call); 'required' or a named function forces a call. */
+  tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
   signal?: AbortSignal;
 }
 
-/** "abort": stopped by an AbortSignal or stream.abort() (the text so far is kept). */
-export type FinishReason = 'stop' | 'length' | 'abort';
+/** OpenAI's response formats, plus `regex` (whole output) and `grammar` (Lark, llguidance's
+ *  dialect: a `start` rule, `%json { schema }` for embedded JSON). */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name: string; schema: object; strict?: boolean } }
+  | { type: 'regex'; pattern: string }
+  | { type: 'grammar'; grammar: string };
+
+export interface Tool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: object };
+}
+
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  /** `arguments` is JSON text, valid under the tool's `parameters`. */
+  function: { name: string; arguments: string };
+}
+
+/** "abort": stopped by an AbortSignal or stream.abort() (the text so far is kept).
+ *  "length" with a response_format or tools: the output was cut before it was complete
+ *  (the completion's `incomplete` says so). "tool_calls": the answer is a call. */
+export type FinishReason = 'stop' | 'length' | 'abort' | 'tool_calls';
 
 export interface Usage {
   prompt_tokens: number;
@@ -149,7 +179,7 @@ export interface ChatCompletionChunk {
   model: string;
   choices: Array<{
     index: number;
-    delta: { role?: 'assistant'; content?: string };
+    delta: { role?: 'assistant'; content?: string; tool_calls?: Array<ToolCall & { index: number }> };
     logprobs: null;
     finish_reason: FinishReason | null;
   }>;
@@ -166,12 +196,14 @@ export interface ChatCompletion {
   model: string;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string };
+    message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] };
     logprobs: null;
     finish_reason: FinishReason;
   }>;
   usage: Usage;
   timings: Timings;
+  /** Why a constrained output is not complete (finish_reason "length"). */
+  incomplete?: string;
 }
 
 export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> {

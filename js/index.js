@@ -338,9 +338,28 @@ export class Engine {
       const hook = { hook: null, abortedEarly: false };
       const stream = new ChatCompletionStream(() => (hook.hook ? hook.hook() : (hook.abortedEarly = true)));
       stream._push(chunk(id, created, model, { role: 'assistant', content: '' }, null));
-      this.#generate(body, request.signal, (text) => stream._push(chunk(id, created, model, { content: text }, null)), hook).then(
+      // With tools, an answer starting with '{' is a call (free text cannot start with it): its
+      // text is held back and sent as delta.tool_calls at the end.
+      const mayCall = body.tools?.length > 0 && body.tool_choice !== 'none';
+      let held = null;
+      let sent = false;
+      const onText = (text) => {
+        if (mayCall && !sent && (held !== null || text.startsWith('{'))) {
+          held = (held ?? '') + text;
+          return;
+        }
+        sent = true;
+        stream._push(chunk(id, created, model, { content: text }, null));
+      };
+      this.#generate(body, request.signal, onText, hook).then(
         (r) => {
-          stream._push(chunk(id, created, model, {}, r.finish_reason, { usage: usageOf(r), timings: timingsOf(r) }));
+          if (r.tool_calls) {
+            const calls = r.tool_calls.map((c, index) => ({ index, ...c }));
+            stream._push(chunk(id, created, model, { tool_calls: calls }, null));
+          } else if (held !== null) {
+            stream._push(chunk(id, created, model, { content: held }, null));
+          }
+          stream._push(chunk(id, created, model, {}, r.finish_reason, { usage: usageOf(r), timings: timingsOf(r), ...(r.incomplete ? { incomplete: r.incomplete } : {}) }));
           stream._end();
         },
         (e) => stream._end(toKjarniError(e)),
@@ -354,9 +373,15 @@ export class Engine {
       object: 'chat.completion',
       created,
       model,
-      choices: [{ index: 0, message: { role: 'assistant', content: r.text }, logprobs: null, finish_reason: r.finish_reason }],
+      choices: [{
+        index: 0,
+        message: r.tool_calls ? { role: 'assistant', content: null, tool_calls: r.tool_calls } : { role: 'assistant', content: r.text },
+        logprobs: null,
+        finish_reason: r.finish_reason,
+      }],
       usage: usageOf(r),
       timings: timingsOf(r),
+      ...(r.incomplete ? { incomplete: r.incomplete } : {}),
     };
   }
 

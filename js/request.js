@@ -97,5 +97,17 @@ export function normaliseRequest(req, maxContext) {
     const v = number(req, k, spec);
     if (v !== undefined) body[k] = v;
   }
+  // Structured output (the schema itself is checked in Rust: INVALID_ARGUMENT names its path).
+  if (req.response_format != null) {
+    if (typeof req.response_format !== 'object' || typeof req.response_format.type !== 'string') {
+      throw invalid('response_format', "must be { type: 'text' | 'json_object' | 'json_schema' | 'regex' | 'grammar', ... }");
+    }
+    body.response_format = req.response_format;
+  }
+  if (req.tools != null) {
+    if (!Array.isArray(req.tools)) throw invalid('tools', 'must be an array of { type: "function", function: { name, description, parameters } }');
+    body.tools = req.tools;
+    if (req.tool_choice != null) body.tool_choice = req.tool_choice;
+  }
   return body;
 }

@@ -34,6 +34,20 @@ pub struct ChatRequest {
     pub sampling: SamplingParams,
     /// Stop strings.
     pub stop: Vec<String>,
+    /// Structured output: `{type: 'text' | 'json_object' | 'json_schema' | 'regex' | 'grammar', …}`.
+    pub response_format: Option<crate::structured::ResponseFormat>,
+    /// Tools the model may call (OpenAI `tools`).
+    pub tools: Vec<crate::structured::Tool>,
+    /// OpenAI `tool_choice`.
+    pub tool_choice: crate::structured::ToolChoice,
+}
+
+/// An optional field deserialised into its type (`null` is absent); a mismatch names the field.
+fn typed<T: serde::de::DeserializeOwned>(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Option<T>> {
+    match obj.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| invalid(key, e.to_string())),
+    }
 }
 
 fn number(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Option<f64>> {
@@ -143,6 +157,9 @@ impl ChatRequest {
             max_tokens,
             sampling,
             stop,
+            response_format: typed(obj, "response_format")?,
+            tools: typed(obj, "tools")?.unwrap_or_default(),
+            tool_choice: typed(obj, "tool_choice")?.unwrap_or_default(),
         })
     }
 }

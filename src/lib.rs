@@ -15,6 +15,7 @@ pub mod gpu;
 pub mod load;
 pub mod models;
 pub mod ops;
+pub mod structured;
 pub mod tokenizer;
 
 #[cfg(any(test, feature = "reference"))]

@@ -156,6 +156,24 @@ $('clear').addEventListener('click', () => {
 
 $('stop').addEventListener('click', () => running?.abort());
 
+$('json-mode').addEventListener('change', () => {
+  $('json-schema-box').hidden = !$('json-mode').checked;
+});
+
+/** The response_format of the JSON toggle (null when off); a schema that is not JSON throws. */
+function responseFormat() {
+  if (!$('json-mode').checked) return null;
+  const text = $('json-schema').value.trim();
+  if (!text) return { type: 'json_object' };
+  let schema;
+  try {
+    schema = JSON.parse(text);
+  } catch (e) {
+    throw Object.assign(new Error(`the schema is not JSON: ${e.message}`), { code: 'INVALID_ARGUMENT' });
+  }
+  return { type: 'json_schema', json_schema: { name: 'demo', schema, strict: true } };
+}
+
 $('prompt').addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && !ev.shiftKey) {
     ev.preventDefault();
@@ -188,7 +206,9 @@ $('chat-form').addEventListener('submit', async (ev) => {
   $('tps').textContent = '';
   let reply = '';
   try {
+    const format = responseFormat();
     running = await chat.chat.completions.create({
+      ...(format ? { response_format: format } : {}),
       messages: history,
       stream: true,
       temperature: numberInput('temperature', 0.7),
@@ -211,7 +231,7 @@ $('chat-form').addEventListener('submit', async (ev) => {
       }
     }
     history.push({ role: 'assistant', content: reply });
-    $('finish').textContent = finish === 'abort' ? 'stopped' : finish === 'length' ? 'max tokens reached' : 'done';
+    $('finish').textContent = finish === 'abort' ? 'stopped' : finish === 'length' ? (last?.incomplete ? 'max tokens reached: the JSON is incomplete' : 'max tokens reached') : 'done';
     $('finish').dataset.reason = finish;
     if (last?.timings) {
       const t = last.timings;

@@ -333,6 +333,12 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// The wrapped `tokenizers` tokenizer (the constrained-decoding vocabulary reads its
+    /// decoder type and added tokens).
+    pub(crate) fn hf(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -17,7 +17,7 @@
 
 use crate::api::ChatRequest;
 use crate::error::Error;
-use crate::generate::{self, CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
+use crate::generate::{CancelToken, CausalLm, FinishReason, GenerateOptions, SamplingParams};
 use crate::gpu::memory::MemoryTracker;
 use crate::gpu::Gpu;
 use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
@@ -145,6 +145,9 @@ struct Shared {
     tracker: RefCell<Option<Arc<MemoryTracker>>>,
     /// JSON description of the loaded model (kind, config, capabilities).
     info: RefCell<Option<String>>,
+    /// The constrained-decoding vocabulary of the loaded decoder, built at its first
+    /// `response_format` / `tools` request (a walk over the whole vocabulary).
+    vocab: RefCell<Option<crate::structured::Vocab>>,
 }
 
 impl Shared {
@@ -396,7 +399,13 @@ impl CausalLm for Session<'_> {
     }
 }
 
-async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, on_text: &js_sys::Function) -> crate::Result<String> {
+async fn run_chat(
+    loaded: &mut Loaded,
+    req: &ChatRequest,
+    cancel: &CancelToken,
+    on_text: &js_sys::Function,
+    vocab: &RefCell<Option<crate::structured::Vocab>>,
+) -> crate::Result<String> {
     let Loaded { gpu, model } = loaded;
     let Model::Decoder { lm, tok } = model else {
         return Err(Error::Unsupported {
@@ -405,7 +414,19 @@ async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, 
             why: "chat needs a decoder (e.g. SmolLM2); encoders support embed()".into(),
         });
     };
-    let prompt = tok.encode_chat(&req.messages, true)?;
+    // Structured output: checked (INVALID_ARGUMENT) before any token is generated.
+    let structured = !req.tools.is_empty() || req.response_format.as_ref().is_some_and(|f| *f != crate::structured::ResponseFormat::Text);
+    let mut prepared = None;
+    if structured {
+        let v = match vocab.borrow().clone() {
+            Some(v) => v,
+            None => crate::structured::Vocab::new(tok, lm.config().vocab_size, &CausalLm::eos_ids(&**lm))?,
+        };
+        *vocab.borrow_mut() = Some(v.clone());
+        prepared = Some(crate::structured::prepare(&v, &req.messages, req.response_format.as_ref(), &req.tools, &req.tool_choice)?);
+    }
+    let messages = prepared.as_ref().map_or(&req.messages, |p| &p.messages);
+    let prompt = tok.encode_chat(messages, true)?;
     let opts = GenerateOptions {
         sampling: req.sampling.clone(),
         max_tokens: req.max_tokens.unwrap_or(0),
@@ -426,16 +447,22 @@ async fn run_chat(loaded: &mut Loaded, req: &ChatRequest, cancel: &CancelToken, 
         let _ = on_text.call1(&JsValue::NULL, &JsValue::from_str(s));
     };
     let tok_ref: &Tokenizer = &**tok;
-    let g = generate::generate(&mut session, gpu, |ids: &[u32]| tok_ref.decode(ids, true), &prompt, &opts, cancel, &mut emit)
+    let constraint = prepared.as_mut().and_then(|p| p.constraint.as_mut());
+    let g = crate::structured::generate(&mut session, gpu, |ids: &[u32]| tok_ref.decode(ids, true), &prompt, &opts, cancel, &mut emit, constraint)
         .await?;
     let finish = match g.finish {
         FinishReason::Stop => "stop",
         FinishReason::Length => "length",
         FinishReason::Cancelled => "abort",
     };
+    let outcome = prepared.as_mut().map(|p| p.finish(&g));
+    let mask = prepared.as_ref().and_then(|p| p.constraint.as_ref()).map(|c| c.mask_time());
     Ok(serde_json::json!({
         "text": g.text,
-        "finish_reason": finish,
+        "finish_reason": outcome.as_ref().map_or(finish, |o| o.finish_reason),
+        "tool_calls": outcome.as_ref().map(|o| &o.tool_calls).filter(|c| !c.is_empty()),
+        "incomplete": outcome.as_ref().and_then(|o| o.incomplete.as_deref()),
+        "mask_ms": mask.map(|m| m.0),
         "prompt_tokens": prompt.len(),
         "completion_tokens": g.tokens.len(),
         "cached_prompt_tokens": session.reused,
@@ -532,13 +559,16 @@ impl WasmEngine {
             let info = info_json(&url, &loaded);
             *s.tracker.borrow_mut() = Some(loaded.gpu.memory.clone());
             *s.info.borrow_mut() = Some(info.clone());
+            *s.vocab.borrow_mut() = None;
             *s.loaded.borrow_mut() = Some(loaded);
             Ok(JsValue::from_str(&info))
         })
     }
 
     /// Run a chat completion. `request`: JSON with OpenAI field names (`messages`, `max_tokens`,
-    /// `temperature`, `top_p`, `top_k`, `min_p`, `repetition_penalty`, `seed`, `stop`).
+    /// `temperature`, `top_p`, `top_k`, `min_p`, `repetition_penalty`, `seed`, `stop`,
+    /// `response_format`, `tools`, `tool_choice`; src/structured). Adds `tool_calls` (a call's
+    /// text is not streamed), `incomplete` (why a constrained output was cut) and `mask_ms`.
     /// `on_text(delta)` receives the text as it is generated. Resolves to JSON `{ text,
     /// finish_reason ("stop" | "length" | "abort"), prompt_tokens, completion_tokens,
     /// cached_prompt_tokens, prefill_ms, decode_ms, decode_steps }`.
@@ -563,7 +593,7 @@ impl WasmEngine {
         });
         future_to_promise(async move {
             let (req, mut loaded, cancel) = started?;
-            let r = run_chat(&mut loaded, &req, &cancel, &on_text).await;
+            let r = run_chat(&mut loaded, &req, &cancel, &on_text, &s.vocab).await;
             s.end(loaded, r).map(|json| JsValue::from_str(&json))
         })
     }

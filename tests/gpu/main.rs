@@ -33,4 +33,5 @@ mod generate;
 mod sentence;
 mod softmax;
 mod tiny;
+mod structured;
 mod tokenizer;

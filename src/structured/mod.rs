@@ -1,0 +1,416 @@
+//! Constrained decoding (notes/structured.md): JSON Schema, regular expressions and Lark grammars
+//! compiled by `llguidance` into a per-step set of allowed tokens, applied to the logits on the
+//! GPU through the sampler's logit mask (bit `i % 32` of word `i / 32` = token `i` allowed).
+//!
+//! [`Vocab`] holds the token trie of one tokenizer (built once per model); [`Constraint`] is one
+//! generation's parser state, fed with each accepted token, giving the next token's mask.
+//! [`ResponseFormat`] and [`Tool`] are the OpenAI request shapes; [`tools`] renders tool
+//! definitions into the prompt and parses tool calls out of the output.
+
+pub mod schema;
+pub mod tools;
+
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::{Matcher, ParserFactory};
+use std::sync::Arc;
+
+pub use tools::{Tool, ToolCall, ToolChoice};
+
+/// What the output must look like (OpenAI's `response_format`, plus `regex` and `grammar`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Free text (no constraint).
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid under a schema.
+    JsonSchema {
+        /// `{ name, schema, strict }`.
+        json_schema: JsonSchemaFormat,
+    },
+    /// Text matching a regular expression (whole output; Rust `regex` syntax, no look-around).
+    Regex {
+        /// The pattern.
+        pattern: String,
+    },
+    /// Text in the language of a Lark grammar (llguidance's dialect: `start` rule, `%json {…}`).
+    Grammar {
+        /// The grammar.
+        grammar: String,
+    },
+}
+
+/// OpenAI's `json_schema` object.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct JsonSchemaFormat {
+    /// A name for the schema (informational).
+    #[serde(default)]
+    pub name: String,
+    /// The JSON Schema (`true`-like `{}` allows any JSON value).
+    #[serde(default = "empty_object")]
+    pub schema: serde_json::Value,
+    /// OpenAI's strict mode: objects without `additionalProperties` get `false` (no keys beyond
+    /// `properties`). Off: extra keys are allowed where the schema allows them.
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+fn invalid(field: &str, detail: impl Into<String>) -> Error {
+    Error::InvalidArgument { field: field.to_string(), detail: detail.into() }
+}
+
+/// The byte-level vocabulary of one tokenizer as llguidance needs it: each id's bytes (special
+/// tokens marked so that grammars never produce them as text), and a tokenizer for its
+/// forced-token logic.
+struct Env {
+    trie: TokTrie,
+    tok: tokenizers::Tokenizer,
+}
+
+impl TokenizerEnv for Env {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        let text = String::from_utf8_lossy(s);
+        self.tok.encode_fast(text.as_ref(), false).map(|e| e.get_ids().to_vec()).unwrap_or_default()
+    }
+}
+
+/// GPT-2's byte ↔ printable-character table (byte-level BPE token strings).
+fn byte_level_chars() -> std::collections::HashMap<char, u8> {
+    let mut map = std::collections::HashMap::new();
+    let mut k = 0x100u32;
+    for b in 0..=255u8 {
+        let c = char::from(b);
+        let printable = matches!(c, '!'..='~' | '\u{A1}'..='\u{AC}' | '\u{AE}'..='\u{FF}');
+        if printable {
+            map.insert(c, b);
+        } else {
+            if let Some(c) = char::from_u32(k) {
+                map.insert(c, b);
+            }
+            k += 1;
+        }
+    }
+    map
+}
+
+/// How the tokenizer's token strings map to bytes.
+#[derive(Clone, Copy, PartialEq)]
+enum Scheme {
+    /// GPT-2 byte-level (SmolLM2, Qwen, Llama 3).
+    ByteLevel,
+    /// SentencePiece with byte fallback (`<0xAB>` tokens, `▁` for spaces).
+    ByteFallback,
+}
+
+fn scheme(d: &tokenizers::DecoderWrapper) -> Option<Scheme> {
+    use tokenizers::DecoderWrapper as D;
+    match d {
+        D::ByteLevel(_) => Some(Scheme::ByteLevel),
+        D::ByteFallback(_) => Some(Scheme::ByteFallback),
+        D::Sequence(s) => s.get_decoders().iter().find_map(scheme),
+        _ => None,
+    }
+}
+
+/// The token trie of one tokenizer and llguidance's parser factory over it (building it walks
+/// the whole vocabulary: do it once per model and share it).
+#[derive(Clone)]
+pub struct Vocab {
+    factory: Arc<ParserFactory>,
+    words: usize,
+}
+
+impl std::fmt::Debug for Vocab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocab").field("mask_words", &self.words).finish()
+    }
+}
+
+impl Vocab {
+    /// The vocabulary of `tok` for a model with `logits` outputs (masks have `ceil(logits / 32)`
+    /// words; ids past the tokenizer's vocabulary are never allowed) ending generations with
+    /// `eos` (the first is the grammar's end token).
+    pub fn new(tok: &Tokenizer, logits: usize, eos: &[u32]) -> Result<Self> {
+        let hf = tok.hf();
+        let scheme = hf.get_decoder().and_then(scheme).ok_or_else(|| Error::Unsupported {
+            kernel: "constrained decoding",
+            variant: "this tokenizer".into(),
+            why: "its decoder is neither byte-level nor byte-fallback".into(),
+        })?;
+        let n = logits.max(tok.vocab_size());
+        let vocab_size = u32::try_from(n).map_err(|_| Error::Internal(format!("vocabulary of {n} tokens")))?;
+        let eos0 = eos.first().copied().or_else(|| tok.eos_token_id()).ok_or_else(|| Error::Unsupported {
+            kernel: "constrained decoding",
+            variant: "this model".into(),
+            why: "it names no end-of-sequence token".into(),
+        })?;
+        let mut info = TokRxInfo::new(vocab_size, eos0);
+        let mut bytes: Vec<Vec<u8>> = vec![Vec::new(); n];
+        let added = hf.get_added_tokens_decoder();
+        let chars = byte_level_chars();
+        for (id, word) in bytes.iter_mut().enumerate() {
+            let id32 = id as u32;
+            if let Some(a) = added.get(&id32) {
+                let mut b = a.content.as_bytes().to_vec();
+                if a.special || (a.content.starts_with('<') && a.content.ends_with('>')) {
+                    b.insert(0, TokTrie::SPECIAL_TOKEN_MARKER);
+                }
+                *word = b;
+                continue;
+            }
+            let Some(name) = hf.id_to_token(id32) else { continue };
+            *word = match scheme {
+                Scheme::ByteLevel => match name.chars().map(|c| chars.get(&c).copied()).collect::<Option<Vec<u8>>>() {
+                    Some(b) => b,
+                    None => continue,
+                },
+                Scheme::ByteFallback => {
+                    let hex = name.strip_prefix("<0x").and_then(|h| h.strip_suffix('>'));
+                    match hex.map(|h| u8::from_str_radix(h, 16)) {
+                        Some(Ok(b)) => vec![b],
+                        Some(Err(_)) => continue,
+                        None => name.replace('\u{2581}', " ").into_bytes(),
+                    }
+                }
+            };
+        }
+        if let Some(t) = tok.bos_token_id() {
+            info.tok_bos = Some(t);
+        }
+        let trie = TokTrie::from(&info, &bytes);
+        let env: TokEnv = Arc::new(Env { trie, tok: hf.clone() });
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
+        factory.quiet();
+        Ok(Vocab { factory: Arc::new(factory), words: logits.div_ceil(32) })
+    }
+
+    /// Words of each mask (`ceil(logits / 32)`).
+    pub fn mask_words(&self) -> usize {
+        self.words
+    }
+}
+
+/// One generation's grammar state.
+pub struct Constraint {
+    matcher: Matcher,
+    fed: usize,
+    words: usize,
+    mask_ms: f64,
+    steps: usize,
+}
+
+impl std::fmt::Debug for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Constraint").field("fed", &self.fed).finish()
+    }
+}
+
+/// Compile options put into every JSON schema: one space after `,` and `:`, no other
+/// whitespace (free whitespace lets a small model pad forever).
+fn with_options(mut schema: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = schema.as_object_mut() {
+        o.insert(
+            "x-guidance".into(),
+            serde_json::json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " }),
+        );
+    }
+    schema
+}
+
+impl Constraint {
+    /// A constraint for `format` (`field` names it in errors, e.g. `response_format`); `None` for
+    /// [`ResponseFormat::Text`]. An invalid or unsupported schema, pattern or grammar is
+    /// [`Error::InvalidArgument`] naming where it is wrong.
+    pub fn new(vocab: &Vocab, format: &ResponseFormat, field: &str) -> Result<Option<Self>> {
+        let grammar = match format {
+            ResponseFormat::Text => return Ok(None),
+            ResponseFormat::JsonObject => TopLevelGrammar::from_json_schema(with_options(serde_json::json!({ "type": "object" }))),
+            ResponseFormat::JsonSchema { json_schema } => {
+                let path = format!("{field}.json_schema.schema");
+                let schema = schema::prepare(&json_schema.schema, json_schema.strict.unwrap_or(false), &path)?;
+                TopLevelGrammar::from_json_schema(with_options(schema))
+            }
+            ResponseFormat::Regex { pattern } => TopLevelGrammar::from_regex(pattern),
+            ResponseFormat::Grammar { grammar } => TopLevelGrammar::from_lark(grammar.clone()),
+        };
+        let what = match format {
+            ResponseFormat::Regex { .. } => format!("{field}.pattern"),
+            ResponseFormat::Grammar { .. } => format!("{field}.grammar"),
+            ResponseFormat::JsonSchema { .. } => format!("{field}.json_schema.schema"),
+            _ => field.to_string(),
+        };
+        Self::from_grammar(vocab, grammar, &what).map(Some)
+    }
+
+    /// A constraint from an llguidance grammar (`what` names it in errors).
+    pub fn from_grammar(vocab: &Vocab, grammar: TopLevelGrammar, what: &str) -> Result<Self> {
+        let parser = vocab.factory.create_parser(grammar).map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
+        let mut matcher = Matcher::new(Ok(parser));
+        if let Some(e) = matcher.get_error() {
+            return Err(invalid(what, format!("cannot be compiled: {e}")));
+        }
+        // Nothing allowed at the start: the grammar is empty or unsatisfiable.
+        let first = matcher.compute_mask().map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
+        if first.is_zero() {
+            return Err(invalid(what, "allows no output"));
+        }
+        Ok(Constraint { matcher, fed: 0, words: vocab.words, mask_ms: 0.0, steps: 0 })
+    }
+
+    /// The mask of the next token after `tokens` (the generation so far; tokens not seen yet are
+    /// fed to the parser first). Once the grammar is complete only the end token is allowed.
+    pub fn mask(&mut self, tokens: &[u32]) -> Result<Vec<u32>> {
+        let t0 = llguidance::Instant::now();
+        self.feed(tokens)?;
+        let m = self.matcher.compute_mask_or_eos().map_err(|e| Error::Internal(format!("constrained decoding: {e}")))?;
+        let mut words = m.as_slice().to_vec();
+        words.resize(self.words, 0);
+        self.mask_ms += t0.elapsed().as_secs_f64() * 1e3;
+        self.steps += 1;
+        Ok(words)
+    }
+
+    /// Feed the tokens of `tokens` (the generation so far) not fed yet.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<()> {
+        for &t in tokens.get(self.fed..).unwrap_or_default() {
+            self.matcher
+                .consume_token(t)
+                .map_err(|e| Error::Internal(format!("constrained decoding: token {t} was sampled outside the mask: {e}")))?;
+        }
+        self.fed = tokens.len().max(self.fed);
+        Ok(())
+    }
+
+    /// Whether the output so far is complete (the grammar accepts it as it is).
+    pub fn is_accepting(&mut self) -> bool {
+        self.matcher.is_accepting().unwrap_or(false) || self.matcher.is_stopped() && !self.matcher.is_error()
+    }
+
+    /// Milliseconds spent computing masks, and the number of masks.
+    pub fn mask_time(&self) -> (f64, usize) {
+        (self.mask_ms, self.steps)
+    }
+}
+
+/// Whether `text` is in the language of `grammar` (a check independent of the sampled tokens:
+/// it re-tokenises the text). Tests use it to validate outputs.
+pub fn accepts(vocab: &Vocab, format: &ResponseFormat, text: &str) -> Result<bool> {
+    let Some(mut c) = Constraint::new(vocab, format, "format")? else { return Ok(true) };
+    let env = vocab.factory.tok_env().clone();
+    let ids = env.tokenize_bytes(text.as_bytes());
+    let n = c.matcher.validate_tokens(&ids).map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
+    if n < ids.len() {
+        return Ok(false);
+    }
+    c.matcher.consume_tokens(&ids).map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
+    Ok(c.is_accepting())
+}
+
+/// A chat request's structured-output parts, resolved before any token is generated: the
+/// messages to render (with the tool description where tools may be called) and the constraint.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The messages to render with the chat template.
+    pub messages: Vec<crate::tokenizer::ChatMessage>,
+    /// The constraint of the output (`None`: free text).
+    pub constraint: Option<Constraint>,
+    tools: Vec<Tool>,
+}
+
+/// The end of a constrained chat completion, in OpenAI's terms.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Outcome {
+    /// The message text (`None` when the answer is a tool call).
+    pub content: Option<String>,
+    /// Tool calls (empty: none).
+    pub tool_calls: Vec<ToolCall>,
+    /// `stop`, `length`, `tool_calls` or `abort`.
+    pub finish_reason: &'static str,
+    /// Why the output does not satisfy the format, when it does not (cut by `max_tokens`).
+    pub incomplete: Option<String>,
+}
+
+/// Resolve `response_format`, `tools` and `tool_choice` of a chat request. Errors
+/// ([`Error::InvalidArgument`] naming the field and schema path) come before any generation.
+/// A tool call takes precedence over `response_format` (the call is JSON already).
+pub fn prepare(
+    vocab: &Vocab,
+    messages: &[crate::tokenizer::ChatMessage],
+    response_format: Option<&ResponseFormat>,
+    tools: &[Tool],
+    tool_choice: &ToolChoice,
+) -> Result<Prepared> {
+    let (callable, required) = tools::callable(tools, tool_choice)?;
+    if !callable.is_empty() {
+        let grammar = tools::grammar(&callable, required);
+        let constraint = Constraint::from_grammar(vocab, grammar, "tools")?;
+        return Ok(Prepared {
+            messages: tools::with_tools(messages, &callable, required),
+            constraint: Some(constraint),
+            tools: callable.into_iter().cloned().collect(),
+        });
+    }
+    let constraint = match response_format {
+        Some(f) => Constraint::new(vocab, f, "response_format")?,
+        None => None,
+    };
+    Ok(Prepared { messages: messages.to_vec(), constraint, tools: Vec::new() })
+}
+
+impl Prepared {
+    /// The outcome of generation `g`.
+    pub fn finish(&mut self, g: &crate::generate::Generation) -> Outcome {
+        use crate::generate::FinishReason;
+        // The last token (sampled with max_tokens reached) was never fed for a next mask.
+        let complete = self.constraint.as_mut().is_none_or(|c| c.feed(&g.tokens).is_ok() && c.is_accepting());
+        let tools: Vec<&Tool> = self.tools.iter().collect();
+        if complete && !tools.is_empty() {
+            if let Some(call) = tools::parse_call(&g.text, &tools, 0) {
+                return Outcome { content: None, tool_calls: vec![call], finish_reason: "tool_calls", incomplete: None };
+            }
+        }
+        let finish_reason = match g.finish {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "abort",
+        };
+        let incomplete = (!complete && g.finish != FinishReason::Cancelled).then(|| match g.finish {
+            FinishReason::Length => format!("the output ended after {} tokens, before the format was complete (raise max_tokens)", g.tokens.len()),
+            _ => format!("a stop string or token ended the output after {} tokens, before the format was complete", g.tokens.len()),
+        });
+        Outcome { content: Some(g.text.clone()), tool_calls: Vec::new(), finish_reason, incomplete }
+    }
+}
+
+/// [`crate::generate::generate`] under `constraint` (one step in flight: each mask needs the
+/// previous token).
+#[allow(clippy::too_many_arguments)]
+pub async fn generate<M: crate::generate::CausalLm>(
+    model: &mut M,
+    gpu: &crate::gpu::Gpu,
+    decode: impl FnMut(&[u32]) -> Result<String>,
+    prompt: &[u32],
+    opts: &crate::generate::GenerateOptions,
+    cancel: &crate::generate::CancelToken,
+    on_text: &mut dyn FnMut(&str),
+    constraint: Option<&mut Constraint>,
+) -> Result<crate::generate::Generation> {
+    match constraint {
+        None => crate::generate::generate(model, gpu, decode, prompt, opts, cancel, on_text).await,
+        Some(c) => {
+            let mut f = |t: &[u32]| c.mask(t);
+            crate::generate::generate_masked(model, gpu, decode, prompt, opts, cancel, on_text, Some(&mut f)).await
+        }
+    }
+}
