@@ -50,7 +50,8 @@ impl Linear {
 }
 
 /// The token embedding table: one tensor for the lookup kernel, or f32 row blocks (a table over
-/// the storage binding limit) gathered with one buffer copy per token.
+/// the storage binding limit) gathered by one lookup dispatch per block (each writes the rows of
+/// the ids that fall in it; the ids may be written on the GPU).
 #[derive(Debug, Clone)]
 pub enum Embedding {
     /// `[vocab, hidden]`, f32 / f16 / bf16.
