@@ -68,12 +68,13 @@ pub fn default_variant(caps: &Capabilities, n: usize, k: usize, dtype: DType) ->
     let chunks = k.div_ceil(chunk_elems(dtype)).max(1);
     let max_wg = caps.variants.reduce_workgroup.max(1);
     if chunks <= 512 && max_wg >= 64 {
-        // Short rows (K ≤ 4096 bf16): 4–16 chunks per lane in groups of 4–32 lanes, one barrier
-        // per workgroup instead of a workgroup reduction per row; 256 invocations for large N
-        // (the lm_head), 64 for the hidden-sized projections (N = 576: 144 workgroups).
-        let lanes = (chunks / 4).next_power_of_two().clamp(4, 32) as u32;
+        // Short rows (K ≤ 4096 bf16): groups of 4–64 lanes, ≤ 3 chunks per lane (a lane's
+        // loads are a dependent chain: few steps, two rows' loads in flight per step), one
+        // barrier per workgroup instead of a workgroup reduction per row; 256 invocations for
+        // large N (the lm_head), 64 for the hidden-sized projections.
         let workgroup = if n >= 4096 { max_wg.min(256) } else { 64 };
-        return Variant::Grouped { lanes: lanes.min(workgroup), rows: 1, workgroup, reduction: caps.variants.reduction };
+        let lanes = ((chunks / 3).next_power_of_two().clamp(4, 64) as u32).min(workgroup);
+        return Variant::Grouped { lanes, rows: 2, workgroup, reduction: caps.variants.reduction };
     }
     let mut wg = 1u32;
     while wg * 2 <= max_wg && (wg as usize) * 2 * 2 <= chunks.max(128) {

@@ -227,12 +227,13 @@ pub fn record(
 }
 
 /// The dense `gemv_qkv` shape (workgroup, lanes per row group, rows per group): up to 256
-/// invocations in groups of up to 16 lanes (a 576-long bf16 row is 72 chunks: 4–5 per lane),
-/// the groups covering the head once; the partials (`lanes × (hd + 1)` f32), the head and the
-/// reduction slots must fit the workgroup storage.
+/// invocations in groups of up to 32 lanes (a 576-long bf16 row is 72 chunks: 2–3 steps per
+/// lane, each with the group's rows' loads in flight), the groups covering the head once; the
+/// partials (`lanes × (hd + 1)` f32), the head and the reduction slots must fit the workgroup
+/// storage.
 fn dense_shape(max_wg: u32, storage: u32, hd: u32) -> (u32, u32, u32) {
     let wg = max_wg.clamp(1, 256);
-    let mut lanes = 16.min(wg);
+    let mut lanes = 32.min(wg);
     while lanes > 1 && lanes * (hd + 1) * 4 + hd * 4 + wg * 20 > storage {
         lanes /= 2;
     }
