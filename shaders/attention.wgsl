@@ -430,10 +430,8 @@ fn unfused_pv(
 // Phase 1: one invocation per key computes the HG scores (q in workgroup memory, broadcast).
 // Chunk max and sum per head by a tree in workgroup memory. Phase 2: invocation (w, kg) owns
 // elements 4w..4w+3 of every head's output for the keys kg, kg + KG, ...; the KG partial outputs
-// are summed through workgroup memory. A chunk longer than CMAX keys is walked in pieces of CMAX
-// with an online softmax (running max, sum and output rescaled per piece), so one chunk per head
-// group can cover a whole cache: one dispatch, no merge. Partial (max, sum, output) go to `part`,
-// or straight to `out` when there is one chunk.
+// are summed through workgroup memory. Partial (max, sum, output) go to `part`, or straight to
+// `out` when there is one chunk.
 
 const DW: u32 = D / 4u;
 const KG: u32 = WGD / DW;
@@ -478,8 +476,8 @@ fn decode_partial(
     let g0 = hg * HG;
     let ng = min(HG, p.group - g0);
     let h0 = kvh * p.group + g0;
-    let c0 = chunk * p.chunk;
-    let nk_all = min(p.chunk, p.kv_len - c0);
+    let j0 = chunk * p.chunk;
+    let nk = min(p.chunk, p.kv_len - j0);
 
     for (var idx = li; idx < HG * DW; idx = idx + WGD) {
         let g = idx / DW;
@@ -499,21 +497,6 @@ fn decode_partial(
         dq[idx] = x * p.scale_log2;
     }
     workgroupBarrier();
-
-    // The chunk in pieces of CMAX keys (scores held in dsc), combined with an online softmax: the
-    // running max m_run, sum l_run and output o are rescaled by exp2(m_old - m_new) per piece.
-    var m_run: array<f32, HG>;
-    var l_run: array<f32, HG>;
-    var o: array<vec4<f32>, HG>;
-    for (var g = 0u; g < HG; g = g + 1u) {
-        m_run[g] = LOWEST;
-    }
-    let w = li % DW;
-    let kg = li / DW;
-    for (var sub = 0u; sub < nk_all; sub = sub + CMAX) {
-    let j0 = c0 + sub;
-    let nk = min(CMAX, nk_all - sub);
-    workgroupBarrier(); // the previous piece's probabilities are read
 
     // Phase 1: scores, one key per invocation.
     var mloc: array<f32, HG>;
@@ -574,11 +557,8 @@ fn decode_partial(
     }
     dred_tree(li, true);
     var mh: array<f32, HG>;
-    var alpha: array<f32, HG>;
     for (var g = 0u; g < HG; g = g + 1u) {
-        mh[g] = max(m_run[g], dred[g * WGD]);
-        alpha[g] = exp2(m_run[g] - mh[g]);
-        m_run[g] = mh[g];
+        mh[g] = dred[g * WGD];
     }
     var lsum: array<f32, HG>;
     for (var kk = 0u; kk < KPT; kk = kk + 1u) {
@@ -595,12 +575,11 @@ fn decode_partial(
         dred[g * WGD + li] = lsum[g];
     }
     dred_tree(li, false); // its barriers also publish the probabilities in dsc
-    for (var g = 0u; g < HG; g = g + 1u) {
-        l_run[g] = l_run[g] * alpha[g] + dred[g * WGD];
-        o[g] = o[g] * alpha[g];
-    }
 
-    // Phase 2: O += P V over the piece.
+    // Phase 2: O = P V over the chunk.
+    let w = li % DW;
+    let kg = li / DW;
+    var o: array<vec4<f32>, HG>;
     if (kg < KG) {
         for (var jl = kg; jl < nk; jl = jl + KG) {
             let j = j0 + jl;
@@ -609,8 +588,6 @@ fn decode_partial(
                 o[g] = fma(vec4<f32>(dsc[g * CMAX + jl]), v, o[g]);
             }
         }
-    }
-    workgroupBarrier(); // every invocation has read the sums out of dred
     }
     for (var step = 0u; step < KG; step = step + 1u) {
         if (kg == step) {
@@ -629,13 +606,13 @@ fn decode_partial(
         let wi = idx % DW;
         if (g < ng) {
             let h = h0 + g;
-            let total = l_run[g];
+            let total = dred[g * WGD];
             if (p.n_chunks == 1u) {
                 out[h * DW + wi] = select(vec4<f32>(0.0), dq[idx] / total, total > 0.0);
             } else {
                 part[(h * p.n_chunks + chunk) * DW + wi] = dq[idx];
                 if (wi == 0u) {
-                    part[p.n_heads * p.n_chunks * DW + h * p.n_chunks + chunk] = vec4<f32>(m_run[g], total, 0.0, 0.0);
+                    part[p.n_heads * p.n_chunks * DW + h * p.n_chunks + chunk] = vec4<f32>(mh[g], total, 0.0, 0.0);
                 }
             }
         }

@@ -160,14 +160,20 @@ impl DecodeTiles {
         self.wg * self.kpt
     }
 
-    /// The shape for one chunk of `len` keys (no split, no merge): one query head per workgroup
-    /// (n_heads workgroups instead of n_kv_heads: more of the GPU at short contexts; the group's
-    /// K / V re-reads hit L2) and a workgroup no wider than the keys need (fewer tree levels).
-    /// Falls back to `self` where the smaller shape would not fit.
+    /// The shape for one chunk of `len` keys (no split, no merge; `len` ≤ `self.max_chunk()`):
+    /// one query head per workgroup (n_heads workgroups instead of n_kv_heads: more of the GPU
+    /// at short contexts; the group's K / V re-reads hit L2) and a workgroup no wider than the
+    /// keys need (fewer tree levels). Falls back to `self` where that shape would not hold the
+    /// chunk or not fit the device.
     pub fn single_chunk(self, caps: &Capabilities, len: usize, d: u32) -> DecodeTiles {
         let want = (len.next_power_of_two() as u32).clamp(64, 256).max((d / 4).next_power_of_two());
-        let t = DecodeTiles { wg: want, kpt: 1, hg: 1 };
-        if t.wg <= caps.max_invocations && t.wg <= caps.max_workgroup_size_x && t.storage_bytes(d) <= caps.max_workgroup_storage {
+        let kpt = (len as u32).div_ceil(want).clamp(1, 2);
+        let t = DecodeTiles { wg: want, kpt, hg: 1 };
+        if t.max_chunk() as usize >= len
+            && t.wg <= caps.max_invocations
+            && t.wg <= caps.max_workgroup_size_x
+            && t.storage_bytes(d) <= caps.max_workgroup_storage
+        {
             t
         } else {
             self
@@ -506,14 +512,11 @@ pub struct DecodeOptions {
     pub rope: Option<Rope>,
     /// Position of the query (for RoPE); default `cache.len() - 1` (the token just appended).
     pub q_pos: Option<usize>,
-    /// Keys per chunk (any size: a chunk longer than the workgroup's score buffer is walked in
-    /// pieces); default: the whole cache in one chunk up to [`SINGLE_CHUNK_MAX`] keys (one
-    /// dispatch), beyond that chunks sized so that long caches fill the GPU, then a merge.
+    /// Keys per chunk (at most the workgroup's score buffer, [`DecodeTiles::max_chunk`]);
+    /// default: the whole cache in one chunk while it fits there (one dispatch, no merge),
+    /// beyond that chunks sized so that long caches fill the GPU, then a merge.
     pub chunk: Option<usize>,
 }
-
-/// Cache length up to which [`decode`] uses one chunk (one dispatch, no merge) by default.
-pub const SINGLE_CHUNK_MAX: usize = 4096;
 
 /// Partial results of flash-decoding, sized once for a model (shared by all layers).
 #[derive(Debug)]
@@ -545,7 +548,8 @@ fn split_chunk(len: usize, groups: usize, max_chunk: usize) -> usize {
 }
 
 /// The chunk the split rule picks for `q_heads` query heads of `head_dim` over `cache` (the
-/// default before [`SINGLE_CHUNK_MAX`]; benchmark baselines pass it as [`DecodeOptions::chunk`]).
+/// default for every length before the one-chunk rule; benchmark baselines pass it as
+/// [`DecodeOptions::chunk`]).
 pub fn split_chunk_for(gpu: &Gpu, q_heads: usize, cache: &KvCache) -> Result<usize> {
     let n_kv = cache.n_kv_heads().max(1);
     let group = (q_heads / n_kv).max(1) as u32;
@@ -594,15 +598,17 @@ pub fn decode(
     }
     let group = (n_heads / n_kv) as u32;
     let mut tiles = DecodeTiles::choose(gpu.caps(), group, d as u32)?;
-    let single = opts.chunk.is_none() && len <= SINGLE_CHUNK_MAX;
+    let single = opts.chunk.is_none() && len <= tiles.max_chunk() as usize;
     if single {
         tiles = tiles.single_chunk(gpu.caps(), len, d as u32);
     }
     let n_hg = group.div_ceil(tiles.hg) as usize;
     let max_chunk = tiles.max_chunk() as usize;
     let chunk = match opts.chunk {
-        Some(0) => return Err(shape_err(OP, "chunk must be ≥ 1".into())),
-        Some(c) => c.min(len),
+        Some(c) if c == 0 || c > max_chunk => {
+            return Err(shape_err(OP, format!("chunk {c} must be in 1..={max_chunk} on this device")));
+        }
+        Some(c) => c,
         None if single => len,
         None => split_chunk(len, n_kv * n_hg, max_chunk),
     };
