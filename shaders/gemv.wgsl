@@ -18,7 +18,7 @@
 // linear_common.wgsl. RES: 0 none, 1 y = v + res[n], 2 y = v + y[n] (in place), 3 y = v * res[n].
 // NORM: RMSNorm prologue, y = epilogue((W · (x * nw)) / rms(x)); the kernel then must not write
 // x (every workgroup reads all of it).
-// gemv_qkv also needs HD (head size), KV_DTYPE and the helpers of attention_rope.wgsl and
+// gemv_qkv also needs HD (head size), QKV_LANES (lanes per row group), KV_DTYPE and the helpers of attention_rope.wgsl and
 // qkv_epilogue.wgsl.
 
 struct Params {
@@ -102,9 +102,9 @@ fn store_output(row: u32, v: f32) {
     y[row] = o;
 }
 
-// This invocation's partial sums of rows row0 .. row0 + ROWS (of invocations li, li + WG, ...):
+// This invocation's partial sums of rows row0 .. row0 + ROWS (chunks li, li + stride, ...):
 // rows past the end repeat the last row (the caller never stores them).
-fn vec4_rows(row0: u32, li: u32) -> array<f32, ROWS> {
+fn vec4_rows(row0: u32, li: u32, stride: u32) -> array<f32, ROWS> {
     let k = p.k;
     // Per row: first element index, its vec4 index, word offset inside that vec4, and whether it
     // starts on the high half of a word.
@@ -130,7 +130,7 @@ fn vec4_rows(row0: u32, li: u32) -> array<f32, ROWS> {
     }
 
     var acc: array<f32, ROWS>;
-    for (var j = li; j < nmain; j = j + WG) {
+    for (var j = li; j < nmain; j = j + stride) {
         var xa: vec4<f32>;
         var xb = vec4<f32>(0.0);
         if (EPW == 2u) {
@@ -148,7 +148,7 @@ fn vec4_rows(row0: u32, li: u32) -> array<f32, ROWS> {
             acc[r] = acc[r] + chunk_dot(words, odd[r], xa, xb);
         }
     }
-    for (var kk = nmain * CHUNK + li; kk < k; kk = kk + WG) {
+    for (var kk = nmain * CHUNK + li; kk < k; kk = kk + stride) {
         let xv = xn1(kk);
         for (var r = 0u; r < ROWS; r = r + 1u) {
             let g = e0[r] + kk;
@@ -166,7 +166,7 @@ fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         return;
     }
     let inv = norm_inv(lane);
-    let acc = vec4_rows(row0, lane.index);
+    let acc = vec4_rows(row0, lane.index, WG);
     for (var r = 0u; r < ROWS; r = r + 1u) {
         let total = wg_sum(acc[r], lane);
         if (lane.index == 0u && row0 + r < p.n) {
@@ -175,10 +175,46 @@ fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
+// gemv_grouped: gemv_vec4 for short rows. The WG invocations form WG / QKV_LANES groups of
+// QKV_LANES lanes; group g computes rows g·ROWS .. g·ROWS + ROWS of the workgroup's HD (= the
+// outputs per workgroup, WG / QKV_LANES · ROWS) at once, its lanes striding over the row's
+// chunks. The partials go to workgroup memory (qkv_part, [lane][row]) and after one barrier
+// invocation e sums output e: no per-row workgroup reductions, no subgroups.
+@compute @workgroup_size(WG)
+fn gemv_grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+    let out0 = (wid.x + wid.y * nwg.x) * HD;
+    if (out0 >= p.n) {
+        return;
+    }
+    let inv = norm_inv(lane);
+    let li = lane.index % QKV_LANES;
+    let r0 = (lane.index / QKV_LANES) * ROWS;
+    let acc = vec4_rows(out0 + r0, li, QKV_LANES);
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        qkv_part[li * (HD + 1u) + r0 + r] = acc[r];
+    }
+    workgroupBarrier();
+    for (var e = lane.index; e < HD; e = e + WG) {
+        if (out0 + e < p.n) {
+            var s = 0.0;
+            for (var l = 0u; l < QKV_LANES; l = l + 1u) {
+                s = s + qkv_part[l * (HD + 1u) + e];
+            }
+            store_output(out0 + e, s * inv);
+        }
+    }
+}
+
 // Fused decode QKV (qkv_epilogue.wgsl is appended): workgroup h computes the HD rows of head h of
 // the concatenated [q heads | k heads | v heads] weight with the norm prologue, adds the bias
 // (stored after the norm weight in nw), and hands the head to the epilogue (RoPE, q out, KV
-// append).
+// append). The WG invocations form WG / QKV_LANES groups of QKV_LANES lanes; group g computes
+// rows g·ROWS .. g·ROWS + ROWS of the head at once (each x load serves ROWS rows), its lanes
+// striding over the row's chunks. All partials go to workgroup memory ([lane][row], row stride
+// HD + 1: conflict-free) and after ONE barrier invocation e sums row e's QKV_LANES partials: no
+// per-row workgroup reductions, no subgroups needed.
+var<workgroup> qkv_part: array<f32, QKV_LANES * (HD + 1u)>;
+
 @compute @workgroup_size(WG)
 fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
     let hidx = wid.x + wid.y * nwg.x;
@@ -186,17 +222,22 @@ fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         return;
     }
     let inv = norm_inv(lane);
-    for (var r0 = 0u; r0 < HD; r0 = r0 + ROWS) {
-        let acc = vec4_rows(hidx * HD + r0, lane.index);
-        // Four rows per reduction (ROWS is a multiple of 4).
-        for (var r = 0u; r < ROWS; r = r + 4u) {
-            let total = wg_sum4(vec4<f32>(acc[r], acc[r + 1u], acc[r + 2u], acc[r + 3u]), lane);
-            if (lane.index == 0u) {
-                for (var c = 0u; c < 4u; c = c + 1u) {
-                    head_buf[r0 + r + c] = total[c] * inv + qkv_bias(hidx * HD + r0 + r + c);
-                }
-            }
+    let li = lane.index % QKV_LANES;
+    let r0 = (lane.index / QKV_LANES) * ROWS;
+    // Rows past the head's end (r0 + r ≥ HD) read the next rows or the last one: never stored.
+    let acc = vec4_rows(hidx * HD + r0, li, QKV_LANES);
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        if (r0 + r < HD) {
+            qkv_part[li * (HD + 1u) + r0 + r] = acc[r];
         }
+    }
+    workgroupBarrier();
+    for (var e = lane.index; e < HD; e = e + WG) {
+        var s = 0.0;
+        for (var l = 0u; l < QKV_LANES; l = l + 1u) {
+            s = s + qkv_part[l * (HD + 1u) + e];
+        }
+        head_buf[e] = s * inv + qkv_bias(hidx * HD + e);
     }
     qkv_epilogue(hidx, lane);
 }

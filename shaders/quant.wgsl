@@ -709,10 +709,12 @@ fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
-// Fused decode QKV (qkv_epilogue.wgsl is appended; LANES == WG, ROWS divides HD): workgroup h
-// computes the HD rows of head h of the concatenated [q heads | k heads | v heads] weight with
-// the norm prologue, adds the bias (stored after the norm weight in nw), and hands the head to
-// the epilogue (RoPE, q out, KV append).
+// Fused decode QKV (qkv_epilogue.wgsl is appended): workgroup h computes the HD rows of head h
+// of the concatenated [q heads | k heads | v heads] weight with the norm prologue, adds the bias
+// (stored after the norm weight in nw), and hands the head to the epilogue (RoPE, q out, KV
+// append). Rounds of OUTS rows: group g computes rows g·ROWS .. g·ROWS + ROWS of the round
+// (group_sums: one barrier per round with GROUPS > 1). Rows past the head are read (clamped),
+// never stored.
 @compute @workgroup_size(WG)
 fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
     let hidx = wid.x + wid.y * nwg.x;
@@ -720,20 +722,24 @@ fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         return;
     }
     let inv = norm_inv(0u, lane);
-    for (var r0 = 0u; r0 < HD; r0 = r0 + ROWS) {
+    let grp = lane.index / LANES;
+    let li = lane.index % LANES;
+    for (var r0 = 0u; r0 < HD; r0 = r0 + OUTS) {
         var rb: array<u32, ROWS>;
         for (var r = 0u; r < ROWS; r = r + 1u) {
-            rb[r] = row_block(hidx * HD + r0 + r);
+            rb[r] = row_block(hidx * HD + min(r0 + grp * ROWS + r, HD - 1u));
         }
-        let acc = fast_rows(rb, lane.index, 0u);
-        // Four rows per reduction (ROWS is a multiple of 4).
-        for (var r = 0u; r < ROWS; r = r + 4u) {
-            let total = wg_sum4(vec4<f32>(acc[r], acc[r + 1u], acc[r + 2u], acc[r + 3u]), lane);
+        let s = group_sums(fast_rows(rb, li, 0u), lane);
+        if (GROUPS == 1u) {
             if (lane.index == 0u) {
-                for (var c = 0u; c < 4u; c = c + 1u) {
-                    head_buf[r0 + r + c] = total[c] * inv + qkv_bias(hidx * HD + r0 + r + c);
+                for (var r = 0u; r < ROWS; r = r + 1u) {
+                    if (r0 + r < HD) {
+                        head_buf[r0 + r] = s[r] * inv + qkv_bias(hidx * HD + r0 + r);
+                    }
                 }
             }
+        } else if (lane.index < OUTS && r0 + lane.index < HD) {
+            head_buf[r0 + lane.index] = s[0] * inv + qkv_bias(hidx * HD + r0 + lane.index);
         }
     }
     qkv_epilogue(hidx, lane);

@@ -175,6 +175,26 @@ impl DecodeTiles {
         self.wg * self.kpt
     }
 
+    /// The shape for one chunk of `len` keys (no split, no merge; `len` ≤ `self.max_chunk()`):
+    /// one query head per workgroup (n_heads workgroups instead of n_kv_heads: more of the GPU
+    /// at short contexts; the group's K / V re-reads hit L2) and a workgroup no wider than the
+    /// keys need (fewer tree levels). Falls back to `self` where that shape would not hold the
+    /// chunk or not fit the device.
+    pub fn single_chunk(self, caps: &Capabilities, len: usize, d: u32) -> DecodeTiles {
+        let want = (len.next_power_of_two() as u32).clamp(64, 256).max((d / 4).next_power_of_two());
+        let kpt = (len as u32).div_ceil(want).clamp(1, 2);
+        let t = DecodeTiles { wg: want, kpt, hg: 1 };
+        if t.max_chunk() as usize >= len
+            && t.wg <= caps.max_invocations
+            && t.wg <= caps.max_workgroup_size_x
+            && t.storage_bytes(d) <= caps.max_workgroup_storage
+        {
+            t
+        } else {
+            self
+        }
+    }
+
     /// Pick the shape for `group` query heads per KV head and head size `d`.
     pub fn choose(caps: &Capabilities, group: u32, d: u32) -> Result<DecodeTiles> {
         // Query heads per workgroup: all of the group up to 8, else an even split of it.
@@ -596,7 +616,11 @@ pub fn decode(
         return Err(shape_err(OP, format!("cache '{}' is empty: append the token's K and V first", cache.name())));
     }
     let group = (n_heads / n_kv) as u32;
-    let tiles = DecodeTiles::choose(gpu.caps(), group, d as u32)?;
+    let mut tiles = DecodeTiles::choose(gpu.caps(), group, d as u32)?;
+    let single = opts.chunk.is_none() && len <= tiles.max_chunk() as usize;
+    if single {
+        tiles = tiles.single_chunk(gpu.caps(), len, d as u32);
+    }
     let n_hg = group.div_ceil(tiles.hg) as usize;
     let max_chunk = tiles.max_chunk() as usize;
     let chunk = match opts.chunk {
@@ -604,7 +628,7 @@ pub fn decode(
             return Err(shape_err(OP, format!("chunk {c} must be in 1..={max_chunk} on this device")));
         }
         Some(c) => c,
-        None if len <= max_chunk => len,
+        None if single => len,
         None => split_chunk(len, n_kv * n_hg, max_chunk),
     };
     let n_chunks = len.div_ceil(chunk);

@@ -157,7 +157,12 @@ pub fn record_swiglu_full(
     distinct(NAME, w_up, h)?;
     to_u32(NAME, "weight element count", w_gate.numel())?;
     let SwigluShape { rows, workgroup } = shape;
-    let xt = variant.bytes() / 4;
+    // x is staged in blocks of XT f32: no larger than K needs (rounded up to a power of two, at
+    // least the reduction's slots), so short rows do not hold the variant's whole 16 / 32 KiB
+    // of workgroup memory (more workgroups resident per SM; K = 576: 4 KiB instead of 32).
+    let nv = (2 * rows + u32::from(norm.is_some())).div_ceil(4);
+    let fit = (k.next_power_of_two().max(1024) as u64).max(u64::from(nv) * u64::from(workgroup) * 4);
+    let xt = (variant.bytes() / 4).min(u32::try_from(fit).unwrap_or(u32::MAX));
     let caps = gpu.caps();
     let unsupported = |why: String| Error::Unsupported { kernel: NAME, variant: format!("{variant:?} rows {rows} workgroup {workgroup}"), why };
     if variant.bytes() > caps.max_workgroup_storage {
@@ -170,7 +175,6 @@ pub fn record_swiglu_full(
         nm.check(NAME, x, h, k)?;
     }
     // The reduction reuses the x buffer: (2 rows + norm) / 4 vec4 slots per invocation must fit.
-    let nv = (2 * rows + u32::from(norm.is_some())).div_ceil(4);
     if nv * workgroup > xt / 4 {
         return Err(unsupported(format!("{} reduction slots exceed the {} vec4 of the x buffer", nv * workgroup, xt / 4)));
     }

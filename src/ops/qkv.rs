@@ -173,19 +173,17 @@ pub fn record(
     ];
     match &w.w {
         Linear::Dense(wt) => {
-            let v = gemv::default_variant(gpu.caps(), heads * hd, k, wt.dtype());
-            let gemv::Variant::Vec4 { workgroup, reduction, .. } = v else {
-                return Err(Error::Internal("the default GEMV is vec4".into()));
-            };
+            let caps = gpu.caps();
+            let reduction = caps.variants.reduction;
+            let (workgroup, lanes, rows) = dense_shape(caps.variants.reduce_workgroup, caps.max_workgroup_storage, hd as u32);
             let epi = Epilogue { bias: None, ..Default::default() }.bind(NAME, q_out, w.n_heads * hd)?;
             let mut consts: Vec<(&'static str, Const)> = dtype_consts(wt.dtype()).to_vec();
             consts.extend_from_slice(&epi.consts);
             consts[3] = ("HAS_BIAS", Const::Bool(w.has_bias));
-            consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv));
-            // 4 rows per step: a head (64 / 128 rows) in 16 / 32 steps of one x load each.
+            consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv, lanes));
             consts.extend_from_slice(&[
                 ("WG", Const::U32(workgroup)),
-                ("ROWS", Const::U32(4)),
+                ("ROWS", Const::U32(rows)),
                 ("ALIGNED", Const::Bool(k % chunk_elems(wt.dtype()) == 0)),
             ]);
             let pipeline = gpu.pipelines().get(gpu.device(), &gemv::KERNEL, "gemv_qkv", Some(reduction), &consts)?;
@@ -207,11 +205,12 @@ pub fn record(
         }
         Linear::Quant(q) => {
             let caps = gpu.caps();
-            // One row group of up to 64 lanes (one unit of 32 weights each per row and step; 32
-            // at least: a whole NVIDIA subgroup), 8 rows per step: a head in 8 / 16 steps.
+            // Row groups of `lanes` lanes (one unit of 32 weights each per row and step), each
+            // group `rows` rows of the head at once: one round of one barrier per head (HD ≤ 64 ·
+            // rows per group … see quant_shape).
             let units = (k / 32).max(1) as u32;
-            let wg = units.next_power_of_two().clamp(32, 64).min(caps.max_invocations).min(caps.max_workgroup_size_x);
-            let variant = QVariant::GemvFast { workgroup: wg, lanes: wg, rows: 8, step: 1, reduction: caps.variants.reduction };
+            let (wg, lanes, rows) = quant_shape(caps.variants.reduce_workgroup, units, hd as u32);
+            let variant = QVariant::GemvFast { workgroup: wg, lanes, rows, step: 1, reduction: caps.variants.reduction };
             let reduction = quant::check_fast(gpu, variant)?;
             let mut consts = quant::fast_consts(q.qtype(), variant).to_vec();
             consts.extend_from_slice(&quant::fused_consts(true, w.has_bias, 0, 0, false, hd as u32, kv));
@@ -237,4 +236,29 @@ pub fn record(
             batch.dispatch(gpu, &pipeline, &params, &buffers, groups)
         }
     }
+}
+
+/// The dense `gemv_qkv` shape (workgroup, lanes per row group, rows per group): up to 256
+/// invocations in groups of up to 32 lanes (a 576-long bf16 row is 72 chunks: 2–3 steps per
+/// lane, each with the group's rows' loads in flight), the groups covering the head once; the
+/// partials (`lanes × (hd + 1)` f32), the head and the reduction slots must fit the workgroup
+/// storage.
+fn dense_shape(max_wg: u32, storage: u32, hd: u32) -> (u32, u32, u32) {
+    let wg = max_wg.clamp(1, 256);
+    let mut lanes = 32.min(wg);
+    while lanes > 1 && lanes * (hd + 1) * 4 + hd * 4 + wg * 20 > storage {
+        lanes /= 2;
+    }
+    let groups = wg / lanes;
+    (wg, lanes, hd.div_ceil(groups).clamp(1, 16))
+}
+
+/// The quantised `gemv_qkv` shape (workgroup, lanes, rows per group): 256 invocations (or the
+/// device's reduction maximum), lanes a power of two ≤ 16 and ≤ the row's units, the groups'
+/// rows covering 64 rows of the head per round.
+fn quant_shape(max_wg: u32, units: u32, hd: u32) -> (u32, u32, u32) {
+    let wg = max_wg.clamp(1, 256);
+    let lanes = units.next_power_of_two().clamp(1, 16).min(wg);
+    let groups = wg / lanes;
+    (wg, lanes, hd.min(64).div_ceil(groups).clamp(1, 16))
 }

@@ -34,6 +34,7 @@ fn variants(gpu: &kjarni_web::Gpu) -> Vec<Variant> {
             Variant::Scalar,
             Variant::Vec4 { rows: 4, workgroup: 64, reduction: r },
             Variant::Vec4 { rows: 1, workgroup: 64, reduction: Reduction::SharedMemory },
+            Variant::Grouped { lanes: 16, rows: 2, workgroup: 64, reduction: r },
         ];
     }
     let mut v = vec![Variant::Scalar];
@@ -45,6 +46,10 @@ fn variants(gpu: &kjarni_web::Gpu) -> Vec<Variant> {
     let reduction = gpu.caps().variants.reduction;
     v.push(Variant::Vec4 { rows: 2, workgroup: 128, reduction });
     v.push(Variant::Vec4 { rows: 8, workgroup: 32, reduction });
+    // Short-row groups: 4 / 16 / 32 lanes, one to three rows per group (odd outputs per workgroup).
+    v.push(Variant::Grouped { lanes: 4, rows: 1, workgroup: 64, reduction });
+    v.push(Variant::Grouped { lanes: 16, rows: 3, workgroup: 256, reduction });
+    v.push(Variant::Grouped { lanes: 32, rows: 2, workgroup: 64, reduction: Reduction::SharedMemory });
     v
 }
 
