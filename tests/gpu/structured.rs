@@ -1,9 +1,11 @@
 //! Constrained decoding (src/structured): JSON Schema, regex, Lark grammar and tool calls with
 //! SmolLM2-135M-Instruct, every output parsed and validated by a small JSON Schema validator
 //! written here (independent of llguidance; string patterns are checked with llguidance's regex
-//! engine). Natively the 30-schema sweep runs greedy with at most 48 tokens each (a few minutes
-//! on lavapipe); `KJARNI_STRUCTURED_LONG=1` adds a sampled sweep (3 seeds, temperature 0.8,
-//! 96 tokens). In Chromium (SwiftShader: seconds per token) only the tiny random model runs.
+//! engine). Natively the default run checks every fifth of the 30 schemas greedily (6 schemas,
+//! at most 48 tokens each: CI time on lavapipe); `KJARNI_STRUCTURED_ALL=1` runs all 30 (30/30
+//! valid when this was written, notes/structured.md) and `KJARNI_STRUCTURED_LONG=1` adds a sampled
+//! sweep (3 seeds, temperature 0.8, 96 tokens). In Chromium (SwiftShader: seconds per token) only
+//! the tiny random model runs.
 // The SmolLM2 helpers are native-only (the browser runs the tiny model).
 #![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
 
@@ -198,7 +200,10 @@ fn ask(schema: &Value) -> Vec<ChatMessage> {
 
 async fn sweep(m: &mut Smol, max_tokens: usize, sampling: SamplingParams) {
     let mut bad = Vec::new();
-    for (name, schema) in schemas() {
+    let all = std::env::var("KJARNI_STRUCTURED_ALL").is_ok() || std::env::var("KJARNI_STRUCTURED_LONG").is_ok();
+    let list: Vec<_> = schemas().into_iter().enumerate().filter(|(i, _)| all || i % 5 == 0).map(|(_, s)| s).collect();
+    let n = list.len();
+    for (name, schema) in list {
         let f = ResponseFormat::JsonSchema { json_schema: serde_json::from_value(json!({"name": name, "schema": schema, "strict": true})).unwrap() };
         let (out, g) = complete(m, &ask(&schema), Some(&f), &[], &ToolChoice::Auto, max_tokens, sampling.clone()).await;
         let text = out.content.clone().unwrap_or_default();
@@ -213,7 +218,7 @@ async fn sweep(m: &mut Smol, max_tokens: usize, sampling: SamplingParams) {
             bad.push(format!("{name}: {e}: {text}"));
         }
     }
-    assert!(bad.is_empty(), "{} of 30 outputs invalid:\n{}", bad.len(), bad.join("\n"));
+    assert!(bad.is_empty(), "{} of {n} outputs invalid:\n{}", bad.len(), bad.join("\n"));
 }
 
 #[cfg(not(target_arch = "wasm32"))]
