@@ -258,6 +258,8 @@ pub fn rope_scaling(file: &str, field: &str, v: Option<&Value>) -> Result<RopeSc
 
 /// A parsed `config.json`.
 #[derive(Debug, Clone, PartialEq)]
+// Parsed once per load: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ModelConfig {
     /// BERT encoder.
     Bert(BertConfig),
