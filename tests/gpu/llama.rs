@@ -1,4 +1,4 @@
-//! SmolLM2-135M-Instruct against the reference fixtures (../shared/models/fixtures/smollm2.json,
+//! SmolLM2-135M-Instruct against the reference fixtures (tests/fixtures/smollm2.json,
 //! PyTorch float32 compute on the same bf16 weights).
 
 use crate::models::{fixture, ids, model, SMOLLM2, SMOLLM2_FIXTURE};

@@ -1,6 +1,6 @@
-// scripts/fetch_models.sh: when the shared conversion fails for want of torch and the torch-free
+// scripts/fetch_models.sh: when the standard conversion fails for want of torch and the torch-free
 // fallback succeeds, the run succeeds without printing the first attempt's Python traceback.
-// No network: python3 and the shared script are stand-ins.
+// No network: python3 and fetch.sh are stand-ins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, writeFile, chmod, rm } from 'node:fs/promises';
@@ -14,14 +14,14 @@ const script = fileURLToPath(new URL('../../scripts/fetch_models.sh', import.met
 test('a successful fetch_models.sh prints no Python traceback', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'kjarni-fetch-'));
   try {
-    const shared = join(dir, 'shared');
+    const fetchDir = join(dir, 'fetch');
     const models = join(dir, 'models');
     const bin = join(dir, 'bin');
-    await mkdir(join(shared, 'models'), { recursive: true });
+    await mkdir(fetchDir, { recursive: true });
     await mkdir(join(models, 'gguf'), { recursive: true });
     await mkdir(bin);
     await writeFile(join(models, 'gguf', 'SmolLM2-135M-Instruct.Q4_1.gguf'), 'gguf');
-    await writeFile(join(shared, 'models', 'fetch.sh'), [
+    await writeFile(join(fetchDir, 'fetch.sh'), [
       'echo "fetching MiniLM"',
       'echo "Traceback (most recent call last):" >&2',
       'echo "  File \\"convert.py\\", line 1, in <module>" >&2',
@@ -41,7 +41,7 @@ test('a successful fetch_models.sh prints no Python traceback', async () => {
     await chmod(join(bin, 'python3'), 0o755);
     const r = spawnSync('bash', [script], {
       encoding: 'utf8',
-      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, KJARNI_SHARED: shared, KJARNI_MODELS: models },
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, KJARNI_FETCH_DIR: fetchDir, KJARNI_MODELS: models },
     });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.doesNotMatch(r.stdout + r.stderr, /Traceback/);
