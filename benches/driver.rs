@@ -52,14 +52,30 @@ fn prompt() -> Vec<u32> {
 
 /// Seconds per decoded token through `generate`.
 async fn new_path(gpu: &Gpu, m: &mut Llama, steps: usize, depth: usize, sampling: SamplingParams) -> Result<f64> {
+    Ok(timed_generate(gpu, m, &prompt(), steps, depth, sampling).await?.1)
+}
+
+/// `generate` as the public API runs it (GPU sampling, `depth` steps in flight, 0: the default)
+/// after `m.reset()`: (seconds from the call to the first id — prefill of `prompt` and the first
+/// sample —, seconds per decoded token after it).
+pub(crate) async fn timed_generate(
+    gpu: &Gpu,
+    m: &mut Llama,
+    prompt: &[u32],
+    steps: usize,
+    depth: usize,
+    sampling: SamplingParams,
+) -> Result<(f64, f64)> {
     m.reset();
     let mut t = Timed { lm: m, arrivals: Vec::new() };
     let opts = GenerateOptions { sampling, max_tokens: steps + 1, ignore_eos: true, steps_in_flight: depth, ..Default::default() };
-    let g = generate(&mut t, gpu, |_: &[u32]| Ok(String::new()), &prompt(), &opts, &CancelToken::new(), &mut |_| {}).await?;
+    let t0 = Instant::now();
+    let g = generate(&mut t, gpu, |_: &[u32]| Ok(String::new()), prompt, &opts, &CancelToken::new(), &mut |_| {}).await?;
     let n = g.tokens.len().min(t.arrivals.len());
+    let first = t.arrivals.first().map_or(f64::NAN, |a| a.duration_since(t0).as_secs_f64());
     match (t.arrivals.first(), t.arrivals.get(n.saturating_sub(1))) {
-        (Some(a), Some(b)) if n > 1 => Ok(b.duration_since(*a).as_secs_f64() / (n - 1) as f64),
-        _ => Ok(f64::NAN),
+        (Some(a), Some(b)) if n > 1 => Ok((first, b.duration_since(*a).as_secs_f64() / (n - 1) as f64)),
+        _ => Ok((first, f64::NAN)),
     }
 }
 

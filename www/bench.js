@@ -41,7 +41,7 @@ export function sentences(n = 32) {
 export function settings(quick) {
   return quick
     ? { promptTokens: 16, shortPromptWords: 4, decodeTokens: 4, runs: 1, embedRuns: 1, batch: 4, warmTokens: 2 }
-    : { promptTokens: 512, shortPromptWords: 24, decodeTokens: 128, runs: 3, embedRuns: 3, batch: 32, warmTokens: 4 };
+    : { promptTokens: 512, shortPromptWords: 24, decodeTokens: 128, runs: 5, embedRuns: 5, batch: 32, warmTokens: 128 };
 }
 
 const median = (xs) => {
@@ -83,7 +83,8 @@ async function streamed(engine, content, maxTokens) {
 export async function benchDecoder(engine, { quick = false, label = 'kv_f16', log = () => {} } = {}) {
   const cfg = settings(quick);
   const shape = {};
-  // Warm-up: pipelines for prefill and decode.
+  // Warm-up: pipelines for prefill and decode, and a whole decode run (on the H200 under Dawn the
+  // first 128-token run after a load decoded at half the speed of the next ones: clocks ramping).
   await engine.chat.completions.create({ messages: [{ role: 'user', content: words(cfg.shortPromptWords, 1) }], max_tokens: cfg.warmTokens, temperature: 0 });
   // Decode and time to first token.
   const runs = [];
