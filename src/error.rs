@@ -1,4 +1,4 @@
-//! One error type for the whole crate (seed item 8): every fallible path returns
+//! One error type for the whole crate: every fallible path returns
 //! `Result<T, Error>`, and every error says which kernel, tensor, file or limit it is about.
 
 use thiserror::Error;

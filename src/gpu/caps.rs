@@ -5,7 +5,7 @@
 use serde::Serialize;
 use std::fmt;
 
-/// How kernels reduce across a workgroup (seed item 18).
+/// How kernels reduce across a workgroup (softmax, norms, GEMV): the same WGSL interface either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reduction {
@@ -25,7 +25,8 @@ impl Reduction {
     }
 }
 
-/// The fused SwiGLU FFN keeps a slice of the hidden state in workgroup memory (seed item 14).
+/// The fused SwiGLU FFN keeps a slice of the hidden state in workgroup memory (x is read once
+/// per workgroup for both gate and up), sized by the device's workgroup-storage limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum SwigluVariant {
     /// 8192 f32 = 32 KiB of workgroup storage.

@@ -1,4 +1,4 @@
-//! Embedding lookup (`shaders/embedding.wgsl`, seed item 17): word embeddings from f32, f16 or
+//! Embedding lookup (`shaders/embedding.wgsl`): word embeddings from f32, f16 or
 //! bf16 tables with vec4 loads, plus BERT's position and token-type embeddings in the same pass:
 //! `out[t] = word[ids[t]] + pos[offset + t % seq_len] + type[type_ids[t]]`, always f32.
 //!
@@ -142,7 +142,7 @@ impl<'a> Lookup<'a> {
 pub enum Variant {
     /// Eight outputs per invocation with vec4 loads (needs hidden % 8 == 0).
     Vec8,
-    /// One output per invocation (any hidden; the seed's original lookup, benchmark baseline).
+    /// One output per invocation (any hidden size; the simplest lookup, kept as the benchmark baseline).
     Scalar,
 }
 

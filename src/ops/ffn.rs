@@ -1,4 +1,4 @@
-//! FFN blocks with f32 / f16 / bf16 weights (seed items 13 and 14).
+//! FFN blocks with f32 / f16 / bf16 weights: GELU MLPs (BERT, GPT-2) and SwiGLU (Llama family).
 //!
 //! - BERT / GPT-2 style: [`record_fc1_gelu`] (`h = gelu(x·W1ᵀ + b1)`) and [`record_fc2_residual`]
 //!   (`y = h·W2ᵀ + b2 + residual`, in place when the residual is `y`): the GEMV (one row) or the

@@ -1,4 +1,4 @@
-//! GELU (`shaders/gelu.wgsl`, seed item 19): exact-erf (Abramowitz & Stegun 7.1.26), tanh
+//! GELU (`shaders/gelu.wgsl`): exact-erf (Abramowitz & Stegun 7.1.26), tanh
 //! approximation, and a rational erf without exp; vec4 kernels, out of place or in place.
 //! [`Gelu::from_hidden_act`] maps an HF config's `hidden_act` to the formula the model was
 //! trained with (notes/kernels1.md has the error table).

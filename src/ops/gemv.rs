@@ -1,9 +1,9 @@
-//! GEMV for decode (`shaders/gemv.wgsl`, seed items 4 and 5): `y = epilogue(W · x)` with W
+//! GEMV for decode (`shaders/gemv.wgsl`): `y = epilogue(W · x)` with W
 //! `[N, K]` in f32 / f16 / bf16 (read as u32 words: f16 needs no `shader-f16`), x `[K]` f32.
 //!
 //! The vec4 kernel computes `rows` outputs per workgroup with 16-byte weight loads and one
 //! workgroup reduction per row; any K works (odd K, K < 8, rows starting mid-word) without
-//! padding the weights. The seed's one-thread-per-row kernel is kept as the baseline.
+//! padding the weights. The naive one-thread-per-row kernel is kept as the baseline.
 
 use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue, NormPrologue};
 use super::to_u32;
@@ -47,7 +47,7 @@ pub enum Variant {
         /// Reduction path of the norm prologue.
         reduction: Reduction,
     },
-    /// The seed's kernel: one invocation per output row, u32 loads (benchmark baseline).
+    /// The naive kernel: one invocation per output row, u32 loads (benchmark baseline).
     Scalar,
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The epilogue is fused into both kernels and selected by prelude constants (no runtime branch):
 //! `y = act(v + bias) (+ residual | * other)`. That covers FC1 + GELU, FC2 + residual and the
-//! SwiGLU product of the FFN blocks (seed item 13).
+//! SwiGLU product of the FFN blocks.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Buffer, Const, DType, Gpu, GpuTensor};

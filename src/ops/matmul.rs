@@ -1,10 +1,10 @@
-//! Tiled matmul for prefill (`shaders/matmul.wgsl`, seed items 9 and 10):
+//! Tiled matmul for prefill (`shaders/matmul.wgsl`):
 //! `Y[M, N] = epilogue(X[M, K] · W[N, K]ᵀ)`, X and Y f32, W f32 / f16 / bf16 (Linear layout).
 //!
 //! Tiles of 16..128 rows and columns with register blocking (4x4 or 8x8 outputs per invocation),
 //! double-buffered workgroup staging. The tile comes from [`autotune`] when this device has timed
 //! the shape's bucket, otherwise from [`default_tile`]; candidates are filtered by the device's
-//! invocation and workgroup-storage limits. The seed's 32x32 single-buffered kernel is the baseline.
+//! invocation and workgroup-storage limits. A plain 32x32 single-buffered kernel is kept as the baseline.
 
 use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue};
 use super::to_u32;
@@ -117,7 +117,7 @@ pub fn default_tile(caps: &Capabilities, m: usize, _n: usize) -> Tile {
 pub enum Variant {
     /// The tiled, register-blocked, double-buffered kernel with this tile.
     Tiled(Tile),
-    /// The seed's 32x32 single-buffered kernel (benchmark baseline).
+    /// A plain 32x32 single-buffered tile kernel (benchmark baseline; no model selects it).
     Tile32,
 }
 

@@ -1,4 +1,4 @@
-//! LayerNorm and RMSNorm (`shaders/norm.wgsl`, seed items 2, 18, 20): one workgroup per row with
+//! LayerNorm and RMSNorm (`shaders/norm.wgsl`): one workgroup per row with
 //! Welford statistics combined by `wg_sum` (shared-memory or subgroup path), optionally fused with
 //! the residual add `y = norm(x + r)` that also stores `x + r` back into `x` (the residual stream)
 //! when the caller needs it. The one-thread-per-row kernel is kept as the benchmark baseline.
@@ -66,7 +66,7 @@ impl<'a> Norm<'a> {
 pub enum Variant {
     /// One workgroup per row, reductions by the given path.
     Workgroup(Reduction),
-    /// The seed's original kernel: one thread per row (benchmark baseline).
+    /// The naive kernel: one thread per row (benchmark baseline).
     RowPerThread,
 }
 

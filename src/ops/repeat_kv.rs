@@ -1,4 +1,4 @@
-//! repeat_kv (`shaders/repeat_kv.wgsl`, seed item 15): `[tokens, kv_heads, d]` ->
+//! repeat_kv (`shaders/repeat_kv.wgsl`): `[tokens, kv_heads, d]` ->
 //! `[tokens, kv_heads * n_rep, d]` with vec4 loads; the baseline for the attention kernels,
 //! which read grouped K/V heads without materialising them.
 
@@ -20,7 +20,7 @@ const WG: u32 = 256;
 pub enum Variant {
     /// One vec4 per invocation (d % 4 == 0).
     Vec4,
-    /// One element per invocation (any d; the seed's original, benchmark baseline).
+    /// One element per invocation (any d; the naive kernel, benchmark baseline).
     Scalar,
 }
 

@@ -1,4 +1,4 @@
-//! Rotary position embeddings (`shaders/rope.wgsl`, seed items 11, 12), in place on Q and K
+//! Rotary position embeddings (`shaders/rope.wgsl`), in place on Q and K
 //! `[tokens, heads, head_dim]`: both layouts (HF `rotate_half` and interleaved pairs), theta from
 //! the config, partial rotary dimension, and a position offset for decode.
 //!
@@ -137,14 +137,14 @@ pub enum Variant {
         /// Invocations per workgroup (64 or 128).
         workgroup: u32,
     },
-    /// One pair per invocation, scalar loads (any even rotary_dim); workgroup 16 is the seed's.
+    /// One pair per invocation, scalar loads (any even rotary_dim); workgroup 16 is the original baseline's.
     Scalar {
         /// Invocations per workgroup.
         workgroup: u32,
     },
 }
 
-/// The seed's original kernel, kept as the benchmark baseline.
+/// The naive kernel, kept as the benchmark baseline.
 pub const BASELINE: Variant = Variant::Scalar { workgroup: 16 };
 
 #[repr(C)]

@@ -1,7 +1,7 @@
-//! Row softmax with scale (`shaders/softmax.wgsl`, seed item 1): one workgroup per row with a
+//! Row softmax with scale (`shaders/softmax.wgsl`): one workgroup per row with a
 //! parallel online max/sum, and the one-thread-per-row baseline.
 //!
-//! Fused scale + mask + softmax for attention scores (seed items 16, 20): [`record_masked`]
+//! Fused scale + mask + softmax for attention scores: [`record_masked`]
 //! applies a causal mask (with the decode offset) and a padding mask (lengths or a keep mask)
 //! inside the kernel; masked keys behave as -inf, a row with nothing visible gives zeros.
 //!
@@ -27,7 +27,7 @@ const KERNEL: Kernel = Kernel {
 pub enum Variant {
     /// One workgroup per row, reductions by the given path.
     Workgroup(Reduction),
-    /// The seed's original kernel: one thread per row (benchmark baseline).
+    /// The naive kernel: one thread per row (benchmark baseline).
     RowPerThread,
 }
 
@@ -87,7 +87,7 @@ impl<'a> Mask<'a> {
 pub enum MaskedVariant {
     /// Mask applied inside the softmax kernel (one dispatch).
     Fused(Reduction),
-    /// The seed's way, the benchmark baseline: a pass writing -inf into the masked scores of `x`
+    /// The unfused way, the benchmark baseline: a pass writing -inf into the masked scores of `x`
     /// **in place**, then the unmasked softmax (two dispatches; `x` is modified).
     Unfused(Reduction),
 }

@@ -1,4 +1,4 @@
-//! A small autotuner (seed item 10, the cubecl way): candidate kernels for a shape class are timed
+//! A small autotuner (as cubecl does it): candidate kernels for a shape class are timed
 //! once per device and the winner is kept in memory, keyed by (device, op, dtype, shape bucket).
 //! Buckets are the next powers of two of each dimension, so one tuning serves every prompt
 //! length of the same order.
