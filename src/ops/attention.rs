@@ -10,7 +10,7 @@
 
 use super::kv_cache::{KvCache, KvDType};
 use super::rope::RopeScaling;
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -274,9 +274,7 @@ fn check_dims(op: &'static str, q: &GpuTensor, kv: Kv<'_>, out: &GpuTensor) -> R
     if out.shape() != q.shape() {
         return Err(shape_err(op, format!("out '{}' is {:?} but q '{}' is {:?}", out.name(), out.shape(), q.name(), q.shape())));
     }
-    if out.buffer().raw() == q.buffer().raw() {
-        return Err(shape_err(op, format!("out '{}' must not be the q tensor", out.name())));
-    }
+    super::checks::no_alias(op, &[out], &[q])?;
     let (kv_len, n_kv_heads, kd) = match kv {
         Kv::F32 { k, v } => {
             k.expect_dtype(op, &[DType::F32])?;
@@ -595,9 +593,10 @@ pub fn decode(
         [h, d] | [1, h, d] | [1, 1, h, d] => (h, d),
         _ => return Err(shape_err(OP, format!("q '{}' is {:?}, expected one token: [n_heads, head_dim]", q.name(), q.shape()))),
     };
-    if out.shape() != q.shape() || out.buffer().raw() == q.buffer().raw() {
-        return Err(shape_err(OP, format!("out '{}' {:?} must be a separate tensor shaped like q {:?}", out.name(), out.shape(), q.shape())));
+    if out.shape() != q.shape() {
+        return Err(shape_err(OP, format!("out '{}' {:?} must be shaped like q {:?}", out.name(), out.shape(), q.shape())));
     }
+    super::checks::no_alias(OP, &[out], &[q])?;
     let n_kv = cache.n_kv_heads();
     if d != cache.head_dim() || !n_heads.is_multiple_of(n_kv) {
         return Err(shape_err(

@@ -1,7 +1,7 @@
 //! Elementwise ops (`shaders/elementwise.wgsl`): add, mul, SiLU, alpha·x+beta, and the vec4 copy
 //! kernel that benchmarks use as their bandwidth baseline.
 
-use super::{same_shape, to_u32};
+use super::checks::{same_shape, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 

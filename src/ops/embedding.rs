@@ -12,7 +12,7 @@
 //! embedding::record(gpu, &mut batch, &tables, &Lookup::new(&ids), &out)?;
 //! ```
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Buffer, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -232,7 +232,7 @@ pub fn record_variant(
         types.check(NAME, table)?;
     }
     let reads: Vec<&GpuTensor> = all.into_iter().flatten().collect();
-    super::norm::no_alias(NAME, &[out], &reads)?;
+    super::checks::no_alias(NAME, &[out], &reads)?;
     to_u32(NAME, "output element count", n * hidden)?;
     for t in &reads {
         to_u32(NAME, "table element count", t.numel())?;
@@ -293,7 +293,7 @@ pub fn record_gpu_ids(gpu: &Gpu, batch: &mut Batch, word: &GpuTensor, ids: &Toke
         });
     }
     out.expect_dtype(NAME, &[DType::F32])?;
-    super::norm::no_alias(NAME, &[out], &[word])?;
+    super::checks::no_alias(NAME, &[out], &[word])?;
     to_u32(NAME, "output element count", n * hidden)?;
     to_u32(NAME, "table element count", word.numel())?;
     let params = Params {

@@ -8,8 +8,8 @@
 //!   memory, in the 32 KiB or 16 KiB variant (`caps.variants.swiglu`); and
 //!   [`record_swiglu_prefill`], two matmuls with the product fused into the second one's epilogue.
 
-use super::linear::{self, chunk_elems, distinct, dtype_consts, weight_shape, Act, Epilogue, NormPrologue, Residual};
-use super::to_u32;
+use super::linear::{self, chunk_elems, dtype_consts, weight_shape, Act, Epilogue, NormPrologue, Residual};
+use super::checks::{no_alias, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, SwigluVariant};
 
@@ -152,9 +152,7 @@ pub fn record_swiglu_full(
     if h.numel() != n {
         return Err(Error::Shape { op: NAME, detail: format!("h '{}' is {:?}, expected N = {n} elements", h.name(), h.shape()) });
     }
-    distinct(NAME, x, h)?;
-    distinct(NAME, w_gate, h)?;
-    distinct(NAME, w_up, h)?;
+    no_alias(NAME, &[h], &[x, w_gate, w_up])?;
     to_u32(NAME, "weight element count", w_gate.numel())?;
     let SwigluShape { rows, workgroup } = shape;
     // x is staged in blocks of XT f32: no larger than K needs (rounded up to a power of two, at

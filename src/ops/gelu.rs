@@ -3,7 +3,7 @@
 //! [`Gelu::from_hidden_act`] maps an HF config's `hidden_act` to the formula the model was
 //! trained with (notes/kernels1.md has the error table).
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -77,7 +77,7 @@ pub fn record(gpu: &Gpu, batch: &mut Batch, kind: Gelu, x: &GpuTensor, out: &Gpu
             detail: format!("'{}' {:?} and '{}' {:?} differ in size", x.name(), x.shape(), out.name(), out.shape()),
         });
     }
-    super::norm::no_alias(NAME, &[out], &[x])?;
+    super::checks::no_alias(NAME, &[out], &[x])?;
     dispatch(gpu, batch, kind, "gelu_vec4", "gelu_scalar", x.numel(), &[(3, 1, x), (4, 2, out)])
 }
 

@@ -5,8 +5,8 @@
 //! workgroup reduction per row; any K works (odd K, K < 8, rows starting mid-word) without
 //! padding the weights. The naive one-thread-per-row kernel is kept as the baseline.
 
-use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue, NormPrologue};
-use super::to_u32;
+use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue, NormPrologue};
+use super::checks::{no_alias, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -172,8 +172,7 @@ pub fn record_full(
             detail: format!("y '{}' is {:?}, the weight '{}' has N = {n} rows", y.name(), y.shape(), w.name()),
         });
     }
-    distinct(NAME, x, y)?;
-    distinct(NAME, w, y)?;
+    no_alias(NAME, &[y], &[x, w])?;
     to_u32(NAME, "weight element count", w.numel())?;
     let bound = epi.bind(NAME, y, n)?;
     if let Some(nm) = norm {

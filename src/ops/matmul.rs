@@ -6,8 +6,8 @@
 //! the shape's bucket, otherwise from [`default_tile`]; candidates are filtered by the device's
 //! invocation and workgroup-storage limits. A plain 32x32 single-buffered kernel is kept as the baseline.
 
-use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue};
-use super::to_u32;
+use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue};
+use super::checks::{no_alias, to_u32};
 use super::tune::{self, TuneKey};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel};
@@ -164,8 +164,7 @@ fn check(x: &GpuTensor, w: &GpuTensor, y: &GpuTensor) -> Result<Shape> {
             detail: format!("y '{}' is {:?}, expected {m} rows of N = {n} (x '{}' is {:?})", y.name(), y.shape(), x.name(), x.shape()),
         });
     }
-    distinct(NAME, x, y)?;
-    distinct(NAME, w, y)?;
+    no_alias(NAME, &[y], &[x, w])?;
     to_u32(NAME, "x element count", x.numel())?;
     to_u32(NAME, "y element count", y.numel())?;
     to_u32(NAME, "weight element count", w.numel())?;

@@ -8,7 +8,7 @@
 //! norm::record(gpu, &mut batch, &h, &y, &Norm::rms(&w, 1e-6).residual(&attn_out, true))?; // Llama: h += attn_out; y = rms(h)
 //! ```
 
-use super::to_u32;
+use super::checks::{no_alias, require_reduction, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -159,36 +159,4 @@ pub fn record_variant(
         (5, y.buffer()),
     ];
     batch.dispatch(gpu, &pipeline, &params, &buffers, groups)
-}
-
-/// Fail unless the device can run the reduction path.
-pub(crate) fn require_reduction(gpu: &Gpu, kernel: &'static str, reduction: Reduction) -> Result<()> {
-    if reduction == Reduction::Subgroup && !gpu.caps().subgroups {
-        return Err(Error::Unsupported {
-            kernel,
-            variant: "subgroup reduction".into(),
-            why: "the device has no subgroups".into(),
-        });
-    }
-    Ok(())
-}
-
-/// WebGPU forbids binding a buffer as writable storage together with any other binding of the
-/// same buffer in one dispatch: check it here and name the tensors instead of failing validation.
-pub(crate) fn no_alias(op: &'static str, written: &[&GpuTensor], read: &[&GpuTensor]) -> Result<()> {
-    for (i, w) in written.iter().enumerate() {
-        for o in written[i + 1..].iter().chain(read) {
-            if w.buffer().raw() == o.buffer().raw() {
-                return Err(Error::Shape {
-                    op,
-                    detail: format!(
-                        "'{}' is written and '{}' is bound too, but they share one buffer (not supported in place)",
-                        w.name(),
-                        o.name()
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Pooling over valid tokens (mean, CLS, last token), optionally L2-normalised
 //! (`shaders/pooling.wgsl`): the sentence-transformers head of embedding models.
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 

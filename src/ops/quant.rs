@@ -12,7 +12,7 @@
 //! quant::record(gpu, &mut batch, &w, &x, &y)?;                       // x [M, K] → y [M, N]
 //! ```
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
@@ -406,7 +406,7 @@ pub(crate) fn check_fast(gpu: &Gpu, variant: Variant) -> Result<Reduction> {
         });
     }
     if lanes == workgroup {
-        super::norm::require_reduction(gpu, NAME, reduction)?;
+        super::checks::require_reduction(gpu, NAME, reduction)?;
         Ok(reduction)
     } else {
         Ok(Reduction::SharedMemory)
@@ -470,8 +470,7 @@ pub fn record_fused(
     if epi.act == super::linear::Act::Gelu {
         return Err(Error::Unsupported { kernel: NAME, variant: "GELU".into(), why: "the quantised GEMV's epilogue has SiLU only".into() });
     }
-    super::linear::distinct(NAME, x, y)?;
-    super::linear::distinct(NAME, &w.blocks, y)?;
+    super::checks::no_alias(NAME, &[y], &[x, &w.blocks])?;
     if let Some(nm) = norm {
         nm.check(NAME, x, y, w.cols)?;
     }
@@ -561,7 +560,7 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
             ),
         });
     }
-    super::norm::no_alias(NAME, &[y], &[x, &w.blocks])?;
+    super::checks::no_alias(NAME, &[y], &[x, &w.blocks])?;
     let m = to_u32(NAME, "rows of x", x.rows())?;
     let n = to_u32(NAME, "rows of W", w.rows)?;
     to_u32(NAME, "elements of x", x.numel())?;
@@ -572,7 +571,7 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
     let buffers = [(1, w.blocks.buffer()), (2, w.blocks.buffer()), (3, x.buffer()), (4, y.buffer())];
     match variant {
         Variant::Gemv { rows, reduction } => {
-            super::norm::require_reduction(gpu, NAME, reduction)?;
+            super::checks::require_reduction(gpu, NAME, reduction)?;
             if !(1..=8).contains(&rows) {
                 return Err(Error::Shape { op: NAME, detail: format!("GEMV rows per workgroup {rows} not in 1..=8") });
             }

@@ -2,7 +2,7 @@
 //! `[tokens, kv_heads * n_rep, d]` with vec4 loads; the baseline for the attention kernels,
 //! which read grouped K/V heads without materialising them.
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -65,7 +65,7 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTe
     if variant == Variant::Vec4 && d % 4 != 0 {
         return Err(Error::Shape { op: NAME, detail: format!("the vec4 kernel needs d % 4 == 0, got {d}") });
     }
-    super::norm::no_alias(NAME, &[dst], &[src])?;
+    super::checks::no_alias(NAME, &[dst], &[src])?;
     to_u32(NAME, "element count", dst.numel())?;
     let width = if variant == Variant::Vec4 { 4 } else { 1 };
     let params = Params {

@@ -12,7 +12,7 @@
 //! rope.record(gpu, &mut batch, &q, Some(&k), cached_tokens)?;
 //! ```
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -244,7 +244,7 @@ impl Rope {
             to_u32(NAME, "element count", t.numel())?;
         }
         if let Some(k) = k {
-            super::norm::no_alias(NAME, &[q, k], &[])?;
+            super::checks::no_alias(NAME, &[q, k], &[])?;
         }
         let (vec2, wg) = match variant {
             Variant::Vec2 { workgroup } => (true, workgroup),

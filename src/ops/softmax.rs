@@ -11,7 +11,7 @@
 //! softmax::record_masked(gpu, &mut b, &scores, &probs, 0.125, &Mask::causal(12, 0).lengths(&lengths))?;
 //! ```
 
-use super::{same_shape, to_u32};
+use super::checks::{same_shape, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -147,7 +147,7 @@ pub fn record_variant(
     let params = Params::plain(rows, cols, scale);
     match variant {
         Variant::Workgroup(reduction) => {
-            super::norm::require_reduction(gpu, NAME, reduction)?;
+            super::checks::require_reduction(gpu, NAME, reduction)?;
             let consts = mask_consts(wg, false, PAD_NONE);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
             let buffers = [(1, x.buffer()), (2, y.buffer()), (3, x.buffer())];
@@ -244,21 +244,21 @@ pub fn record_masked_variant(
     let reduction = match variant {
         MaskedVariant::Fused(r) | MaskedVariant::Unfused(r) => r,
     };
-    super::norm::require_reduction(gpu, NAME, reduction)?;
+    super::checks::require_reduction(gpu, NAME, reduction)?;
     let wg = gpu.caps().variants.reduce_workgroup;
     let rows = u64::from(params.rows);
     match variant {
         MaskedVariant::Fused(_) => {
-            super::norm::no_alias(NAME, &[y], &[x, keep])?;
+            super::checks::no_alias(NAME, &[y], &[x, keep])?;
             let consts = mask_consts(wg, mask.causal.is_some(), pad);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
             let buffers = [(1, x.buffer()), (2, y.buffer()), (3, keep.buffer())];
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, rows)?)
         }
         MaskedVariant::Unfused(_) => {
-            super::norm::no_alias(NAME, &[y, x], &[])?;
+            super::checks::no_alias(NAME, &[y, x], &[])?;
             if pad == PAD_KEEP {
-                super::norm::no_alias(NAME, &[x], &[keep])?;
+                super::checks::no_alias(NAME, &[x], &[keep])?;
             }
             let consts = mask_consts(wg, mask.causal.is_some(), pad);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "mask_scores", None, &consts)?;
