@@ -42,14 +42,7 @@ pub(crate) fn no_alias(op: &'static str, written: &[&GpuTensor], read: &[&GpuTen
     for (i, w) in written.iter().enumerate() {
         for o in written[i + 1..].iter().chain(read) {
             if w.buffer().raw() == o.buffer().raw() {
-                return Err(Error::Shape {
-                    op,
-                    detail: format!(
-                        "'{}' is written and '{}' is bound too, but they share one buffer (not supported in place)",
-                        w.name(),
-                        o.name()
-                    ),
-                });
+                return Err(Error::Aliased { op, written: w.name().to_string(), other: o.name().to_string() });
             }
         }
     }

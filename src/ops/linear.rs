@@ -153,10 +153,7 @@ impl Epilogue<'_> {
                     (Some(Residual::Add(_)), false) => (1, Some(t.buffer().clone())),
                     (_, false) => (3, Some(t.buffer().clone())),
                     (_, true) => {
-                        return Err(Error::Shape {
-                            op,
-                            detail: format!("the product operand '{}' cannot be the output itself", t.name()),
-                        })
+                        return Err(Error::Aliased { op, written: y.name().to_string(), other: t.name().to_string() })
                     }
                 }
             }
