@@ -22,7 +22,6 @@ const KERNEL: Kernel = Kernel {
         include_str!("../../shaders/attention.wgsl")
     ),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Rotary position embedding, HF half-split ("rotate_half") layout.

@@ -9,7 +9,6 @@ const KERNEL: Kernel = Kernel {
     name: "elementwise",
     source: include_str!("../../shaders/elementwise.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// Invocations per workgroup for elementwise kernels.

@@ -20,7 +20,6 @@ const KERNEL: Kernel = Kernel {
     name: "embedding",
     source: include_str!("../../shaders/embedding.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 const WG: u32 = 256;

@@ -17,7 +17,6 @@ const KERNEL: Kernel = Kernel {
     name: "ffn",
     source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/ffn.wgsl")),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// `h = gelu(x·W1ᵀ + b1)` (erf GELU), x `[rows, K]`, W1 `[N, K]`, h `[rows, N]`.

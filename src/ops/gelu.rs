@@ -11,7 +11,6 @@ const KERNEL: Kernel = Kernel {
     name: "gelu",
     source: include_str!("../../shaders/gelu.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 const WG: u32 = 256;

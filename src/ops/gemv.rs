@@ -20,7 +20,6 @@ pub(crate) const KERNEL: Kernel = Kernel {
         include_str!("../../shaders/qkv_epilogue.wgsl")
     ),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Which kernel computes the GEMV.

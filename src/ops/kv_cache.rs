@@ -22,7 +22,6 @@ const KERNEL: Kernel = Kernel {
         include_str!("../../shaders/kv_cache.wgsl")
     ),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Invocations per append workgroup (one workgroup per token).

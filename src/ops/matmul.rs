@@ -16,7 +16,6 @@ pub(crate) const KERNEL: Kernel = Kernel {
     name: "matmul",
     source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/matmul.wgsl")),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// A tile configuration of the tiled kernel.

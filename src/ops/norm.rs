@@ -16,7 +16,6 @@ const KERNEL: Kernel = Kernel {
     name: "norm",
     source: include_str!("../../shaders/norm.wgsl"),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Which statistics normalise the row.

@@ -26,7 +26,6 @@ const KERNEL: Kernel = Kernel {
         include_str!("../../shaders/qkv_epilogue.wgsl")
     ),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// The block formats the kernels read.
@@ -228,7 +227,10 @@ impl QuantWeight {
 /// Which kernel computes `y = x · Wᵀ`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// Workgroup per `rows` outputs of one x row, `workgroup` invocations, reduction path.
+    /// The first quantised GEMV: a workgroup per `rows` outputs of one x row, a unit (32
+    /// weights) per invocation, reduction path. No model path selects it; kept as the baseline
+    /// of the `quant_gemv` benchmark and tested for correctness as such ([`GemvFast`](Self::GemvFast)
+    /// is what [`record`] runs for decode).
     Gemv {
         /// Outputs per workgroup (x values are loaded once for all of them).
         rows: u32,
@@ -513,11 +515,11 @@ pub fn matmul_workgroup_bytes(rm: u32) -> u32 {
     16 * rm * 32 * 4 + 64 * 36 * 4
 }
 
-/// The preferred kernel family for `m` x rows: `Gemv` (decode; [`record`] then picks the tuned
-/// GEMV's parameters with [`gemv_default`]) or the tiled `Matmul` with its tile height.
-pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
+/// The variant [`record`] runs for `m` x rows of `w`: the tuned GEMV ([`gemv_default`]) for
+/// decode (m ≤ [`GEMV_MAX_M`]), the tiled `Matmul` with its tile height beyond.
+pub fn preferred_variant(gpu: &Gpu, w: &QuantWeight, m: usize) -> Variant {
     if m <= GEMV_MAX_M {
-        return Variant::Gemv { rows: 4, reduction: gpu.caps().variants.reduction };
+        return gemv_default(gpu, w.qtype, w.rows, w.cols);
     }
     let want = if m >= 48 { 4 } else if m >= 24 { 2 } else { 1 };
     // rm = 4 needs 17 KiB of workgroup storage: above WebGPU's default 16 KiB limit.
@@ -531,11 +533,7 @@ pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
 /// Record `y = x · Wᵀ` (`x: [.., K]` f32 with M rows, `y: [.., N]` f32 with M rows), GEMV for
 /// small M, the tiled matmul beyond.
 pub fn record(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
-    let v = match preferred_variant(gpu, x.rows()) {
-        Variant::Gemv { .. } => gemv_default(gpu, w.qtype, w.rows, w.cols),
-        v => v,
-    };
-    record_variant(gpu, batch, w, x, y, v)
+    record_variant(gpu, batch, w, x, y, preferred_variant(gpu, w, x.rows()))
 }
 
 /// Record with an explicit variant (tests and benchmarks).

@@ -10,7 +10,6 @@ const KERNEL: Kernel = Kernel {
     name: "repeat_kv",
     source: include_str!("../../shaders/repeat_kv.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 const WG: u32 = 256;

@@ -20,7 +20,6 @@ const KERNEL: Kernel = Kernel {
     name: "rope",
     source: concat!(include_str!("../../shaders/common/rope.wgsl"), include_str!("../../shaders/rope.wgsl")),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// Which elements form a rotated pair.

@@ -27,7 +27,6 @@ const KERNEL: Kernel = Kernel {
     name: "sample",
     source: include_str!("../../shaders/sample.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// Invocations per workgroup (also the radix-select histogram size: must stay 256).

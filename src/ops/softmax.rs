@@ -5,6 +5,10 @@
 //! applies a causal mask (with the decode offset) and a padding mask (lengths or a keep mask)
 //! inside the kernel; masked keys behave as -inf, a row with nothing visible gives zeros.
 //!
+//! No model runs this op (attention fuses its softmax into the flash kernels); it is kept as the
+//! reference design of the row reductions, for its tests and for the `softmax` / `kernels1`
+//! benchmarks.
+//!
 //! ```ignore
 //! // prefill of batch 2 × 12 heads, scores [24, q, k], second sequence padded to 5 keys:
 //! let lengths = [k as u32, 5];
@@ -19,7 +23,6 @@ const KERNEL: Kernel = Kernel {
     name: "softmax",
     source: include_str!("../../shaders/softmax.wgsl"),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Which kernel computes the softmax.
