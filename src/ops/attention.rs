@@ -243,6 +243,8 @@ struct Params {
     rope_scaling: [f32; 4],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [batch, q_len, kv_len, n_heads, n_kv_heads, group, q_pos0, causal, scale_log2, kv_batch_stride, kv_row_stride, has_lens, rot, log2_theta, n_chunks, chunk, scale_stride, neg_inf_bits, window, rope_scaling]);
+
 /// Shapes of one attention call, checked.
 struct Dims {
     batch: usize,

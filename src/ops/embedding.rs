@@ -157,6 +157,8 @@ struct Params {
     _pad: [u32; 2],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [n, hidden, seq_len, pos_offset, id_base, id_rows]);
+
 fn dt_code(op: &'static str, t: &GpuTensor) -> Result<u32> {
     t.expect_dtype(op, &[DType::F32, DType::F16, DType::BF16])?;
     Ok(match t.dtype() {

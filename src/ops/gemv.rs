@@ -109,6 +109,8 @@ pub(crate) struct Params {
     pub _pad: [u32; 2],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [n, k, eps, n_heads, n_kv_heads, pos, rot, log2_theta, scale_stride]);
+
 /// The constants every gemv.wgsl pipeline defines beyond its own (the module also holds the
 /// fused QKV entry point, whose head size and KV format they give).
 pub(crate) fn module_consts(norm: bool, hd: u32, kv_dtype: u32, qkv_lanes: u32) -> [(&'static str, Const); 4] {

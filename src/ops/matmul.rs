@@ -139,6 +139,8 @@ struct Params {
     tiles_n: u32,
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [m, n, k, tiles_n]);
+
 struct Shape {
     m: usize,
     n: usize,

@@ -78,6 +78,8 @@ struct Params {
     _pad: u32,
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [rows, cols, eps]);
+
 /// Record `y = norm(x [+ r])` over the last dimension with the device's preferred variant.
 pub fn record(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, y: &GpuTensor, norm: &Norm) -> Result<()> {
     record_variant(gpu, batch, x, y, norm, Variant::Workgroup(gpu.caps().variants.reduction))

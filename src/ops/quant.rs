@@ -359,6 +359,8 @@ pub(crate) struct Params {
     pub _pad1: [u32; 2],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [m, n, k, units, groups_n, eps, row0, n_heads, n_kv_heads, pos, rot, log2_theta, scale_stride]);
+
 /// The prologue / epilogue constants every pipeline of quant.wgsl defines (all off for the
 /// plain kernels).
 pub(crate) fn fused_consts(norm: bool, bias: bool, act: u32, res: u32, pair: bool, hd: u32, kv: u32) -> [(&'static str, Const); 7] {

@@ -160,6 +160,8 @@ struct Params {
     rope_scaling: [f32; 4],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [heads_q, heads_k, head_dim, half_rot, pos_offset, nq, n, log2_theta, rope_scaling]);
+
 /// RoPE for one model: its config (the kernel computes the frequencies, see
 /// `shaders/common/rope.wgsl`).
 #[derive(Debug)]

@@ -109,6 +109,8 @@ struct Params {
     lengths: [u32; MAX_LENGTHS],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [rows, cols, scale, q_len, heads, offset, neg_inf, lengths]);
+
 impl Params {
     fn plain(rows: u32, cols: u32, scale: f32) -> Self {
         Params {
