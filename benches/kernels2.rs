@@ -1,4 +1,4 @@
-//! Kernels II: GEMV (vec4 variants vs the seed's scalar kernel and a copy of the same bytes), the
+//! Kernels II: GEMV (vec4 variants vs the naive scalar kernel and a copy of the same bytes), the
 //! tiled matmul (each tile, the default and the autotuned choice vs the 32x32 baseline) and the
 //! fused SwiGLU (32 KiB and 16 KiB variants vs two unfused GEMVs).
 //!

@@ -1,4 +1,4 @@
-//! Softmax [rows, cols]: the workgroup-per-row kernel (each reduction path) against the seed's
+//! Softmax [rows, cols]: the workgroup-per-row kernel (each reduction path) against the naive
 //! one-thread-per-row kernel and a vec4 copy of the same bytes.
 
 use crate::harness::{time_op, Args, Report};

@@ -17,6 +17,7 @@ export type KjarniErrorCode =
   | 'TOKENIZER'
   | 'GPU_ERROR'
   | 'SHAPE'
+  | 'ALIASED'
   | 'DTYPE'
   | 'BAD_DATA'
   | 'INVALID_ARGUMENT'

@@ -1,4 +1,4 @@
-// Embedding lookup (seed item 17): out[t, :] = word[ids[t], :] (+ pos[offset + t % seq_len, :])
+// Embedding lookup: out[t, :] = word[ids[t], :] (+ pos[offset + t % seq_len, :])
 // (+ type[type_ids[t] or 0, :]), written as f32. BERT sums all three; decoders use word only.
 //
 // Tables are f32, f16 or bf16 (WORD_DT / POS_DT / TYPE_DT). All are bound as array<vec4<u32>>
@@ -7,7 +7,7 @@
 //
 // embed_vec8 (hidden % 8 == 0): one invocation per 8 outputs: a 16-bit table row slice is one
 // vec4<u32> load, an f32 one two vec4 loads; two vec4<f32> stores.
-// embed_scalar: one invocation per output element: any hidden size, and the seed's original
+// embed_scalar: one invocation per output element: any hidden size, and the original
 // scalar lookup kept as the benchmark baseline.
 //
 // Token ids are checked on the CPU before any dispatch (ops/embedding.rs), never clamped here,

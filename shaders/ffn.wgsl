@@ -1,4 +1,4 @@
-// Fused SwiGLU projection for decode (seed item 14): h[n] = silu(Wg[n]·x) * (Wu[n]·x), with the
+// Fused SwiGLU projection for decode: h[n] = silu(Wg[n]·x) * (Wu[n]·x), with the
 // gate and up weights [N, K] (f32 / f16 / bf16, Linear layout) read in the same pass and x f32.
 // linear_common.wgsl is prepended (decoding).
 //

@@ -1,6 +1,6 @@
-// GELU (seed item 19), three formulas chosen by KIND:
+// GELU, three formulas chosen by KIND:
 //   KIND_ERF:      0.5 x (1 + erf(x / sqrt 2)), erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7;
-//                  one exp, one division): HF hidden_act "gelu" (BERT). The seed's kernel.
+//                  one exp, one division): HF hidden_act "gelu" (BERT). The baseline.
 //   KIND_TANH:     0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as x / (1 + exp(-2u))
 //                  so it never forms tanh (whose sinh/cosh overflow gives NaN on some backends):
 //                  HF "gelu_new", "gelu_pytorch_tanh", "gelu_fast" (GPT-2, Gemma).

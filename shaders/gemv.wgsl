@@ -1,7 +1,7 @@
 // GEMV for decode: y[n] = epilogue(sum_k W[n, k] * x[k]) with W [N, K] row-major (PyTorch Linear
 // layout) in f32, f16 or bf16, x and y in f32. linear_common.wgsl is prepended (decoding, epilogue).
 //
-// gemv_vec4 (seed items 4 and 5): a workgroup of WG invocations computes ROWS rows. Every
+// gemv_vec4: a workgroup of WG invocations computes ROWS rows. Every
 // invocation walks its strided share of the row's chunks (one vec4<u32> load = 8 bf16 / f16 or 4
 // f32 per row) for all ROWS rows at once, so each x load serves ROWS weight loads and ROWS
 // loads are in flight per step; then one wg_sum per row (subgroups where the device has them).
@@ -11,8 +11,9 @@
 // stays one pass over W. Chunks whose loads would pass the end of the buffer, and the last K % chunk
 // elements, go through a scalar tail (u32 loads, exact indexing).
 //
-// gemv_scalar: the seed's kernel (one invocation per output row, one u32 = 2 bf16 per load), kept
-// as the benchmark baseline, made correct for odd K (seed item 4).
+// gemv_scalar: the naive kernel (one invocation per output row, one u32 = 2 bf16 per load), kept
+// as the benchmark baseline, made correct for odd K (the last
+// element of an odd row has a u32 of its own and is read separately).
 //
 // Prelude constants: WG, ROWS, ALIGNED, CHUNK (= 4 * EPW), HAS_BIAS, RES, NORM, plus those of
 // linear_common.wgsl. RES: 0 none, 1 y = v + res[n], 2 y = v + y[n] (in place), 3 y = v * res[n].
@@ -275,7 +276,7 @@ fn gemv_scalar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         }
     }
     if (kk < p.k) {
-        // The seed's bug (item 4): this last element of an odd row was skipped.
+        // The last element of an odd row (K odd: its u32 holds one bf16); easy to skip.
         acc = acc + decode_one(w1[(e + kk) / EPW], 0u) * x1[kk];
     }
     store_output(row, acc);

@@ -1,7 +1,7 @@
 // Tiled matmul for prefill: Y[M, N] = epilogue(X[M, K] · W[N, K]ᵀ), X and Y f32, W f32 / f16 /
 // bf16 in the PyTorch Linear layout. linear_common.wgsl is prepended (decoding, epilogue).
 //
-// matmul_tiled (seed items 9 and 10): a workgroup computes a BM x BN tile of Y; each of its
+// matmul_tiled: a workgroup computes a BM x BN tile of Y; each of its
 // (BM/TM) * (BN/TN) invocations a TM x TN block in registers (vec4 accumulators). X and W slices of
 // BK columns are staged in workgroup memory transposed ([k][m], [k][n]) and converted to f32, so
 // the inner loop reads TM/4 + TN/4 vec4s per k for TM * TN FMAs. The staging is double-buffered:
@@ -12,7 +12,7 @@
 // 16-byte weight loads need rows on 16-byte boundaries (ALIGNED_W: K % CHUNK == 0); otherwise
 // weights are read element by element (u32 loads, any K). X likewise (ALIGNED_X: K % 4 == 0).
 //
-// matmul_tile32: the seed's original kernel (32x32 tile, one buffer, scalar loads, 2x2 outputs per
+// matmul_tile32: the plain baseline kernel (32x32 tile, one buffer, scalar loads, 2x2 outputs per
 // invocation), kept as the benchmark baseline.
 //
 // Prelude constants: BM, BN, BK, TM, TN, WG (= BM/TM * BN/TN), LA, LB (quads held in registers per

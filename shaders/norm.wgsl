@@ -1,5 +1,4 @@
-// LayerNorm and RMSNorm over the last dimension, optionally fused with the residual add
-// (seed items 2, 18, 20):
+// LayerNorm and RMSNorm over the last dimension, optionally fused with the residual add:
 //   v   = x + r                      (RESIDUAL; otherwise v = x)
 //   x   = v                          (STORE_SUM: the residual stream is updated in place)
 //   y   = (v - mean) / sqrt(var + eps) * gamma + beta     (LayerNorm, beta only with BIAS)
@@ -13,7 +12,7 @@
 // The row is read twice (statistics, then output) and written once; wg_sum comes from the
 // reduction include (shared-memory tree or subgroups, chosen by the loader).
 //
-// norm_row_per_thread: the seed's original kernel, one invocation per row with three
+// norm_row_per_thread: the naive kernel, one invocation per row with three
 // sequential sweeps; kept as the benchmark baseline.
 //
 // Bindings that a variant does not use (r without RESIDUAL, beta without BIAS) are still

@@ -1,4 +1,4 @@
-// Workgroup reductions with subgroup operations (seed item 18): subgroupAdd / subgroupMax inside
+// Workgroup reductions with subgroup operations: subgroupAdd / subgroupMax inside
 // each subgroup, then one lane per subgroup publishes its partial and every invocation combines
 // the partials. Interface shared with reduce_shared.wgsl: struct Lane, wg_sum, wg_max, wg_sum4.
 //

@@ -1,10 +1,10 @@
-// repeat_kv (seed item 15): grouped-query attention's K/V heads repeated for every query head,
+// repeat_kv: grouped-query attention's K/V heads repeated for every query head,
 // [tokens, kv_heads, d] -> [tokens, kv_heads * n_rep, d], output head h reads kv head h / n_rep
 // (HF repeat_kv order). The attention kernels read the grouped heads directly; this is kept as
 // their baseline and for code paths that want materialised heads.
 //
 // repeat_kv_vec4 (d % 4 == 0): one vec4 load and store per invocation.
-// repeat_kv_scalar: one element per invocation (any d; the seed's original kernel).
+// repeat_kv_scalar: one element per invocation (any d; the naive kernel).
 
 struct Params {
     kv_heads: u32,

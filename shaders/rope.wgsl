@@ -1,5 +1,5 @@
 // Rotary position embeddings applied in place to Q [tokens, heads, head_dim] and K
-// [tokens, kv_heads, head_dim] (seed items 11, 12). Pair i (i < rotary_dim / 2) of a head at
+// [tokens, kv_heads, head_dim]. Pair i (i < rotary_dim / 2) of a head at
 // position pos = offset + token is rotated by angle pos * inv_freq[i]:
 //   x1' = x1 cos - x2 sin,   x2' = x2 cos + x1 sin
 // where (x1, x2) = (x[i], x[i + rotary_dim/2]) in the HF "rotate_half" layout (INTERLEAVED false)
@@ -11,7 +11,7 @@
 // rope_vec2_*: WG (64 or 128) invocations per group, each rotating two neighbouring pairs with
 // two vec2 loads and stores (needs rotary_dim % 4 == 0 and an even head_dim).
 // rope_scalar_*: one pair per invocation with scalar loads (any even rotary_dim); with WG = 16
-// this is the seed's original kernel, the benchmark baseline.
+// this is the naive kernel, the benchmark baseline.
 // *_qk rotate Q and K in one dispatch (units past nq belong to K); *_q rotate Q only.
 
 struct Params {

@@ -1,12 +1,12 @@
 // Row softmax with a scale: y[r, :] = softmax(scale * x[r, :]), optionally masked in-kernel.
 //
-// softmax_rows (seed item 1): one workgroup per row, all WG invocations cooperate. Each keeps an
+// softmax_rows: one workgroup per row, all WG invocations cooperate. Each keeps an
 // online (max, sum-of-exp) pair over its strided slice of the row, one reduction combines the
 // maxima and one the rescaled sums, then a second sweep writes the output: two reads and one
 // write of the row instead of the naive three sweeps by one thread.
 // -inf entries contribute nothing; a row with nothing visible gives zeros, not NaN.
 //
-// Masks (seed items 16, 20), for attention scores laid out [batch * heads, q_len, k_len]
+// Masks, for attention scores laid out [batch * heads, q_len, k_len]
 // (row = (b * heads + h) * q_len + i):
 //   CAUSAL:            query i sits at absolute position offset + i and sees keys 0..=offset + i;
 //   PAD == PAD_LENGTHS: batch b sees keys 0..len[b] (lengths travel in the uniform);
@@ -14,10 +14,10 @@
 // A masked key is skipped, never read or replaced by -1e9: it behaves as -inf whatever the
 // scores are (even -3e38 or +1e4), and keys past the causal / length bound are not even read.
 //
-// mask_scores: the unfused baseline (the seed's apply_mask pass): writes -inf into masked
+// mask_scores: the unfused baseline (a separate apply-mask pass): writes -inf into masked
 // scores in place, to be followed by softmax_rows without a mask.
 //
-// softmax_row_per_thread: the seed's original one-thread-per-row kernel, kept as the baseline.
+// softmax_row_per_thread: the naive one-thread-per-row kernel, kept as the baseline.
 
 const PAD_NONE: u32 = 0u;
 const PAD_LENGTHS: u32 = 1u;

@@ -1,4 +1,4 @@
-//! One error type for the whole crate (seed item 8): every fallible path returns
+//! One error type for the whole crate: every fallible path returns
 //! `Result<T, Error>`, and every error says which kernel, tensor, file or limit it is about.
 
 use thiserror::Error;
@@ -34,6 +34,19 @@ pub enum Error {
         op: &'static str,
         /// What is wrong, naming the tensors.
         detail: String,
+    },
+
+    /// A tensor written by a dispatch shares its buffer with another binding of the same dispatch
+    /// (WebGPU forbids a writable binding that aliases any other): the op cannot run in place
+    /// this way; pass a separate output.
+    #[error("{op}: '{written}' is written and '{other}' is bound too, but they share one buffer (not supported in place)")]
+    Aliased {
+        /// The op that rejected its bindings.
+        op: &'static str,
+        /// The tensor the dispatch writes.
+        written: String,
+        /// The other tensor bound to the same buffer.
+        other: String,
     },
 
     /// An op got a tensor of a dtype it has no kernel for.
@@ -193,6 +206,7 @@ impl Error {
             Error::RequestDevice(_) => "DEVICE_REQUEST_FAILED",
             Error::Limit { .. } => "LIMIT_EXCEEDED",
             Error::Shape { .. } => "SHAPE",
+            Error::Aliased { .. } => "ALIASED",
             Error::DType { .. } => "DTYPE",
             Error::Data { .. } => "BAD_DATA",
             Error::Gpu { .. } => "GPU_ERROR",
@@ -230,5 +244,52 @@ mod tests {
         let codes: Vec<_> = all.iter().map(Error::code).collect();
         assert_eq!(codes, ["WEBGPU_UNAVAILABLE", "DEVICE_LOST", "CONTEXT_OVERFLOW", "ABORTED", "NETWORK", "BAD_MODEL_FILE"]);
         assert!(codes.iter().all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')));
+    }
+
+    /// One value of every variant.
+    fn every_variant() -> Vec<Error> {
+        let s = String::new;
+        vec![
+            Error::NoAdapter(s()),
+            Error::RequestDevice(s()),
+            Error::Limit { context: s(), limit: "", needed: 0, available: 0 },
+            Error::Shape { op: "", detail: s() },
+            Error::Aliased { op: "", written: s(), other: s() },
+            Error::DType { op: "", tensor: s(), got: s(), expected: s() },
+            Error::Data { tensor: s(), detail: s() },
+            Error::Gpu { context: None, message: s() },
+            Error::Readback { what: s(), message: s() },
+            Error::DeviceLost(s()),
+            Error::Unsupported { kernel: "", variant: s(), why: s() },
+            Error::ContextFull { cache: s(), len: 0, adding: 0, max: 0 },
+            Error::BadModelFile { file: s(), detail: s() },
+            Error::UnsupportedConfig { file: s(), field: s(), value: s(), supported: s() },
+            Error::NotFound { file: s() },
+            Error::Network { url: s(), detail: s() },
+            Error::Cancelled(s()),
+            Error::ModelTooLarge { needed: 0, limit: "", available: 0, detail: s() },
+            Error::Tokenizer(s()),
+            Error::Internal(s()),
+            Error::InvalidArgument { field: s(), detail: s() },
+        ]
+    }
+
+    #[test]
+    fn every_code_is_in_the_js_types_and_the_js_error_table() {
+        let dts = include_str!("../js/index.d.ts");
+        let readme = include_str!("../js/README.md");
+        let table = &readme[readme.find("## Errors").unwrap_or(0)..];
+        for e in every_variant() {
+            let code = e.code();
+            assert!(dts.contains(&format!("'{code}'")), "{code} is missing from js/index.d.ts's KjarniErrorCode");
+            assert!(table.contains(&format!("`{code}`")), "{code} is missing from js/README.md's error table");
+        }
+    }
+
+    #[test]
+    fn aliasing_is_not_a_shape_error() {
+        let e = Error::Aliased { op: "norm", written: "y".into(), other: "x".into() };
+        assert_eq!(e.code(), "ALIASED");
+        assert_eq!(e.to_string(), "norm: 'y' is written and 'x' is bound too, but they share one buffer (not supported in place)");
     }
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use std::fmt;
 
-/// How kernels reduce across a workgroup (seed item 18).
+/// How kernels reduce across a workgroup (softmax, norms, GEMV): the same WGSL interface either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reduction {
@@ -25,7 +25,8 @@ impl Reduction {
     }
 }
 
-/// The fused SwiGLU FFN keeps a slice of the hidden state in workgroup memory (seed item 14).
+/// The fused SwiGLU FFN keeps a slice of the hidden state in workgroup memory (x is read once
+/// per workgroup for both gate and up), sized by the device's workgroup-storage limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum SwigluVariant {
     /// 8192 f32 = 32 KiB of workgroup storage.
@@ -55,10 +56,6 @@ pub struct Variants {
     pub reduce_workgroup: u32,
     /// Shared-memory size of the fused SwiGLU kernel.
     pub swiglu: SwigluVariant,
-    /// Starting square tile for the tiled matmul (the autotuner refines it per shape).
-    pub matmul_tile: u32,
-    /// Whether kernels may compute in f16 (`shader-f16`).
-    pub f16_compute: bool,
 }
 
 /// Limits, features and the chosen variants of one device.
@@ -125,11 +122,6 @@ impl Capabilities {
         } else {
             SwigluVariant::Shared16K
         };
-        // Two double-buffered f32 tiles of T x 16 (A and B) must fit: 4 * T * 16 * 4 bytes.
-        let matmul_tile = [128u32, 64, 32]
-            .into_iter()
-            .find(|&t| 4 * t * 16 * 4 <= storage && t * t / 16 <= max_invocations)
-            .unwrap_or(16);
         let sg_min = info.subgroup_min_size;
         let reduction = if features.subgroups && sg_min >= 1 && reduce_workgroup >= sg_min {
             Reduction::Subgroup
@@ -158,8 +150,6 @@ impl Capabilities {
                 reduction,
                 reduce_workgroup,
                 swiglu,
-                matmul_tile,
-                f16_compute: features.f16,
             },
         }
     }
@@ -211,16 +201,14 @@ impl fmt::Display for Capabilities {
         )?;
         write!(
             f,
-            "variants: reduction {} (workgroup {}), swiglu {} ({} B), matmul tile {}, f16 compute {}",
+            "variants: reduction {} (workgroup {}), swiglu {} ({} B)",
             self.variants.reduction.name(),
             self.variants.reduce_workgroup,
             match self.variants.swiglu {
                 SwigluVariant::Shared32K => "32 KiB",
                 SwigluVariant::Shared16K => "16 KiB",
             },
-            self.variants.swiglu.bytes(),
-            self.variants.matmul_tile,
-            self.variants.f16_compute
+            self.variants.swiglu.bytes()
         )
     }
 }
@@ -243,7 +231,6 @@ mod tests {
         assert_eq!(caps.variants.swiglu, SwigluVariant::Shared16K);
         assert_eq!(caps.variants.reduction, Reduction::SharedMemory);
         assert_eq!(caps.variants.reduce_workgroup, 256);
-        assert_eq!(caps.variants.matmul_tile, 64);
     }
 
     #[test]
@@ -258,7 +245,6 @@ mod tests {
         let caps = Capabilities::new(&info(32), &limits, f);
         assert_eq!(caps.variants.swiglu, SwigluVariant::Shared32K);
         assert_eq!(caps.variants.reduction, Reduction::Subgroup);
-        assert_eq!(caps.variants.matmul_tile, 128);
         assert!(caps.to_string().contains("subgroup"));
     }
 }

@@ -1,5 +1,6 @@
 //! Allocation accounting: every GPU buffer the crate creates is counted while it lives, so tests
-//! can assert that nothing is allocated per encode (seed item 3) and models can check a budget
+//! can assert that nothing is allocated per encode (parameters go through the
+//! uniform arena) and models can check a budget
 //! before they allocate.
 
 use std::sync::atomic::{AtomicU64, Ordering};

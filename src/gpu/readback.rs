@@ -71,11 +71,6 @@ impl IdRing {
         Ok(())
     }
 
-    /// Whether slot `k` has a read in progress.
-    pub fn is_pending(&self, k: usize) -> bool {
-        self.slots.get(k).is_some_and(|s| s.pending.is_some())
-    }
-
     /// Await slot `k`'s id (and unmap it for reuse).
     pub async fn read(&mut self, gpu: &Gpu, k: usize) -> Result<u32> {
         let slot = self.slots.get_mut(k).ok_or_else(|| Error::Internal(format!("id readback slot {k}")))?;

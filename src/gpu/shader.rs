@@ -20,8 +20,6 @@ pub struct Kernel {
     pub source: &'static str,
     /// Whether the kernel calls the workgroup reduction helpers.
     pub uses_reduction: bool,
-    /// Whether the kernel needs `enable f16;`.
-    pub uses_f16: bool,
 }
 
 /// The value of one prelude constant.
@@ -59,9 +57,6 @@ const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl")
 /// Build the full WGSL text of one variant.
 pub fn assemble(kernel: &Kernel, reduction: Option<Reduction>, consts: &[(&'static str, Const)]) -> String {
     let mut s = String::new();
-    if kernel.uses_f16 {
-        s.push_str("enable f16;\n");
-    }
     let subgroups = kernel.uses_reduction && reduction == Some(Reduction::Subgroup);
     if subgroups && cfg!(target_arch = "wasm32") {
         s.push_str("enable subgroups;\n");
@@ -83,9 +78,9 @@ mod tests {
 
     #[test]
     fn prelude_comes_before_the_body_and_picks_the_reduction() {
-        let k = Kernel { name: "k", source: "fn body() {}", uses_reduction: true, uses_f16: true };
+        let k = Kernel { name: "k", source: "fn body() {}", uses_reduction: true };
         let s = assemble(&k, Some(Reduction::SharedMemory), &[("WG", Const::U32(64)), ("ON", Const::Bool(true))]);
-        assert!(s.starts_with("enable f16;\nconst WG: u32 = 64u;\nconst ON: bool = true;\n"));
+        assert!(s.starts_with("const WG: u32 = 64u;\nconst ON: bool = true;\n"));
         assert!(s.contains("var<workgroup> red_scratch"));
         assert!(s.ends_with("fn body() {}"));
         let s = assemble(&k, Some(Reduction::Subgroup), &[]);

@@ -1,4 +1,4 @@
-//! The uniform arena (seed item 3): kernel parameters live in a few long-lived uniform buffers,
+//! The uniform arena: kernel parameters live in a few long-lived uniform buffers,
 //! never in a buffer created per encode.
 //!
 //! A [`Batch`](super::Batch) appends each dispatch's parameters to its own CPU-side byte vector

@@ -18,7 +18,7 @@
 use super::config::{DecoderConfig, ModelConfig};
 use super::safetensors::{plan_split, Header};
 use super::source::ByteSource;
-use super::{read_headers, LoadOptions};
+use super::read_headers;
 use crate::error::{Error, Result};
 use crate::gpu::{Capabilities, DType, Gpu, GpuTensor};
 use crate::ops::kv_cache::KvDType;
@@ -34,20 +34,13 @@ pub struct EstimateOptions {
     /// Tokens of the largest forward pass (prefill prompt, or BERT batch × sequence).
     /// `None`: the whole context (decoders) / `max_position_embeddings` (BERT).
     pub prefill_tokens: Option<usize>,
-    /// As [`LoadOptions::max_part_bytes`].
+    /// As [`super::LoadOptions::max_part_bytes`].
     pub max_part_bytes: Option<u64>,
 }
 
 impl Default for EstimateOptions {
     fn default() -> Self {
         EstimateOptions { max_context: 2048, kv_dtype: KvDType::F16, prefill_tokens: None, max_part_bytes: None }
-    }
-}
-
-impl EstimateOptions {
-    /// The options matching a [`LoadOptions`] (same part limit).
-    pub fn for_load(opts: &LoadOptions) -> Self {
-        EstimateOptions { max_part_bytes: opts.max_part_bytes, ..EstimateOptions::default() }
     }
 }
 

@@ -200,11 +200,6 @@ impl FetchSource {
         &self.base
     }
 
-    /// The cache name, when caching is on.
-    pub fn cache_name(&self) -> Option<&str> {
-        self.cache.as_deref()
-    }
-
     /// What the cache did so far.
     pub fn cache_stats(&self) -> CacheStats {
         self.shared.stats.get()

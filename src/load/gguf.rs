@@ -183,10 +183,6 @@ impl GgufWeights {
     pub fn has_quant(&self, name: &str) -> bool {
         self.quant.contains_key(name)
     }
-    /// Whether a dense upload exists.
-    pub fn has_dense(&self, name: &str) -> bool {
-        self.dense.contains_key(name)
-    }
     /// Whether the file has a tensor of this name.
     pub fn contains(&self, name: &str) -> bool {
         self.quant.contains_key(name) || self.dense.contains_key(name)

@@ -507,7 +507,7 @@ impl Llama {
                     gelu::record_inplace(gpu, &mut b, Gelu::Tanh, &s.tmp_ff)?;
                     elementwise::record(gpu, &mut b, Op::Mul, &s.tmp_ff, Some(&s.up), &s.mid)?;
                 }
-                // Decode: gate and up read together, silu(gate)·up in one dispatch (seed item 14).
+                // Decode: gate and up read together, silu(gate)·up in one dispatch, so x is read once for both.
                 (Linear::Dense(g), Linear::Dense(u)) if t == 1 => ffn::record_swiglu(gpu, &mut b, &s.h, g, u, &s.mid)?,
                 _ => {
                     project::record_separate(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE, &temps)?;

@@ -10,7 +10,7 @@
 
 use super::kv_cache::{KvCache, KvDType};
 use super::rope::RopeScaling;
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -22,7 +22,6 @@ const KERNEL: Kernel = Kernel {
         include_str!("../../shaders/attention.wgsl")
     ),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Rotary position embedding, HF half-split ("rotate_half") layout.
@@ -244,6 +243,8 @@ struct Params {
     rope_scaling: [f32; 4],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [batch, q_len, kv_len, n_heads, n_kv_heads, group, q_pos0, causal, scale_log2, kv_batch_stride, kv_row_stride, has_lens, rot, log2_theta, n_chunks, chunk, scale_stride, neg_inf_bits, window, rope_scaling]);
+
 /// Shapes of one attention call, checked.
 struct Dims {
     batch: usize,
@@ -274,9 +275,7 @@ fn check_dims(op: &'static str, q: &GpuTensor, kv: Kv<'_>, out: &GpuTensor) -> R
     if out.shape() != q.shape() {
         return Err(shape_err(op, format!("out '{}' is {:?} but q '{}' is {:?}", out.name(), out.shape(), q.name(), q.shape())));
     }
-    if out.buffer().raw() == q.buffer().raw() {
-        return Err(shape_err(op, format!("out '{}' must not be the q tensor", out.name())));
-    }
+    super::checks::no_alias(op, &[out], &[q])?;
     let (kv_len, n_kv_heads, kd) = match kv {
         Kv::F32 { k, v } => {
             k.expect_dtype(op, &[DType::F32])?;
@@ -595,9 +594,10 @@ pub fn decode(
         [h, d] | [1, h, d] | [1, 1, h, d] => (h, d),
         _ => return Err(shape_err(OP, format!("q '{}' is {:?}, expected one token: [n_heads, head_dim]", q.name(), q.shape()))),
     };
-    if out.shape() != q.shape() || out.buffer().raw() == q.buffer().raw() {
-        return Err(shape_err(OP, format!("out '{}' {:?} must be a separate tensor shaped like q {:?}", out.name(), out.shape(), q.shape())));
+    if out.shape() != q.shape() {
+        return Err(shape_err(OP, format!("out '{}' {:?} must be shaped like q {:?}", out.name(), out.shape(), q.shape())));
     }
+    super::checks::no_alias(OP, &[out], &[q])?;
     let n_kv = cache.n_kv_heads();
     if d != cache.head_dim() || !n_heads.is_multiple_of(n_kv) {
         return Err(shape_err(

@@ -1,7 +1,7 @@
 //! Elementwise ops (`shaders/elementwise.wgsl`): add, mul, SiLU, alpha·x+beta, and the vec4 copy
 //! kernel that benchmarks use as their bandwidth baseline.
 
-use super::{same_shape, to_u32};
+use super::checks::{same_shape, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -9,7 +9,6 @@ const KERNEL: Kernel = Kernel {
     name: "elementwise",
     source: include_str!("../../shaders/elementwise.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// Invocations per workgroup for elementwise kernels.

@@ -1,4 +1,4 @@
-//! Embedding lookup (`shaders/embedding.wgsl`, seed item 17): word embeddings from f32, f16 or
+//! Embedding lookup (`shaders/embedding.wgsl`): word embeddings from f32, f16 or
 //! bf16 tables with vec4 loads, plus BERT's position and token-type embeddings in the same pass:
 //! `out[t] = word[ids[t]] + pos[offset + t % seq_len] + type[type_ids[t]]`, always f32.
 //!
@@ -12,7 +12,7 @@
 //! embedding::record(gpu, &mut batch, &tables, &Lookup::new(&ids), &out)?;
 //! ```
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Buffer, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -20,7 +20,6 @@ const KERNEL: Kernel = Kernel {
     name: "embedding",
     source: include_str!("../../shaders/embedding.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 const WG: u32 = 256;
@@ -142,7 +141,7 @@ impl<'a> Lookup<'a> {
 pub enum Variant {
     /// Eight outputs per invocation with vec4 loads (needs hidden % 8 == 0).
     Vec8,
-    /// One output per invocation (any hidden; the seed's original lookup, benchmark baseline).
+    /// One output per invocation (any hidden size; the simplest lookup, kept as the benchmark baseline).
     Scalar,
 }
 
@@ -157,6 +156,8 @@ struct Params {
     id_rows: u32,
     _pad: [u32; 2],
 }
+
+super::checks::params_layout_test!(Params, KERNEL.source, [n, hidden, seq_len, pos_offset, id_base, id_rows]);
 
 fn dt_code(op: &'static str, t: &GpuTensor) -> Result<u32> {
     t.expect_dtype(op, &[DType::F32, DType::F16, DType::BF16])?;
@@ -232,7 +233,7 @@ pub fn record_variant(
         types.check(NAME, table)?;
     }
     let reads: Vec<&GpuTensor> = all.into_iter().flatten().collect();
-    super::norm::no_alias(NAME, &[out], &reads)?;
+    super::checks::no_alias(NAME, &[out], &reads)?;
     to_u32(NAME, "output element count", n * hidden)?;
     for t in &reads {
         to_u32(NAME, "table element count", t.numel())?;
@@ -293,7 +294,7 @@ pub fn record_gpu_ids(gpu: &Gpu, batch: &mut Batch, word: &GpuTensor, ids: &Toke
         });
     }
     out.expect_dtype(NAME, &[DType::F32])?;
-    super::norm::no_alias(NAME, &[out], &[word])?;
+    super::checks::no_alias(NAME, &[out], &[word])?;
     to_u32(NAME, "output element count", n * hidden)?;
     to_u32(NAME, "table element count", word.numel())?;
     let params = Params {

@@ -1,4 +1,4 @@
-//! FFN blocks with f32 / f16 / bf16 weights (seed items 13 and 14).
+//! FFN blocks with f32 / f16 / bf16 weights: GELU MLPs (BERT, GPT-2) and SwiGLU (Llama family).
 //!
 //! - BERT / GPT-2 style: [`record_fc1_gelu`] (`h = gelu(x·W1ᵀ + b1)`) and [`record_fc2_residual`]
 //!   (`y = h·W2ᵀ + b2 + residual`, in place when the residual is `y`): the GEMV (one row) or the
@@ -8,8 +8,8 @@
 //!   memory, in the 32 KiB or 16 KiB variant (`caps.variants.swiglu`); and
 //!   [`record_swiglu_prefill`], two matmuls with the product fused into the second one's epilogue.
 
-use super::linear::{self, chunk_elems, distinct, dtype_consts, weight_shape, Act, Epilogue, NormPrologue, Residual};
-use super::to_u32;
+use super::linear::{self, chunk_elems, dtype_consts, weight_shape, Act, Epilogue, NormPrologue, Residual};
+use super::checks::{no_alias, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, SwigluVariant};
 
@@ -17,7 +17,6 @@ const KERNEL: Kernel = Kernel {
     name: "ffn",
     source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/ffn.wgsl")),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// `h = gelu(x·W1ᵀ + b1)` (erf GELU), x `[rows, K]`, W1 `[N, K]`, h `[rows, N]`.
@@ -152,9 +151,7 @@ pub fn record_swiglu_full(
     if h.numel() != n {
         return Err(Error::Shape { op: NAME, detail: format!("h '{}' is {:?}, expected N = {n} elements", h.name(), h.shape()) });
     }
-    distinct(NAME, x, h)?;
-    distinct(NAME, w_gate, h)?;
-    distinct(NAME, w_up, h)?;
+    no_alias(NAME, &[h], &[x, w_gate, w_up])?;
     to_u32(NAME, "weight element count", w_gate.numel())?;
     let SwigluShape { rows, workgroup } = shape;
     // x is staged in blocks of XT f32: no larger than K needs (rounded up to a power of two, at

@@ -1,9 +1,9 @@
-//! GELU (`shaders/gelu.wgsl`, seed item 19): exact-erf (Abramowitz & Stegun 7.1.26), tanh
+//! GELU (`shaders/gelu.wgsl`): exact-erf (Abramowitz & Stegun 7.1.26), tanh
 //! approximation, and a rational erf without exp; vec4 kernels, out of place or in place.
 //! [`Gelu::from_hidden_act`] maps an HF config's `hidden_act` to the formula the model was
 //! trained with (notes/kernels1.md has the error table).
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -11,7 +11,6 @@ const KERNEL: Kernel = Kernel {
     name: "gelu",
     source: include_str!("../../shaders/gelu.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 const WG: u32 = 256;
@@ -77,7 +76,7 @@ pub fn record(gpu: &Gpu, batch: &mut Batch, kind: Gelu, x: &GpuTensor, out: &Gpu
             detail: format!("'{}' {:?} and '{}' {:?} differ in size", x.name(), x.shape(), out.name(), out.shape()),
         });
     }
-    super::norm::no_alias(NAME, &[out], &[x])?;
+    super::checks::no_alias(NAME, &[out], &[x])?;
     dispatch(gpu, batch, kind, "gelu_vec4", "gelu_scalar", x.numel(), &[(3, 1, x), (4, 2, out)])
 }
 

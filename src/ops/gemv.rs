@@ -1,12 +1,12 @@
-//! GEMV for decode (`shaders/gemv.wgsl`, seed items 4 and 5): `y = epilogue(W · x)` with W
+//! GEMV for decode (`shaders/gemv.wgsl`): `y = epilogue(W · x)` with W
 //! `[N, K]` in f32 / f16 / bf16 (read as u32 words: f16 needs no `shader-f16`), x `[K]` f32.
 //!
 //! The vec4 kernel computes `rows` outputs per workgroup with 16-byte weight loads and one
 //! workgroup reduction per row; any K works (odd K, K < 8, rows starting mid-word) without
-//! padding the weights. The seed's one-thread-per-row kernel is kept as the baseline.
+//! padding the weights. The naive one-thread-per-row kernel is kept as the baseline.
 
-use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue, NormPrologue};
-use super::to_u32;
+use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue, NormPrologue};
+use super::checks::{no_alias, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -20,7 +20,6 @@ pub(crate) const KERNEL: Kernel = Kernel {
         include_str!("../../shaders/qkv_epilogue.wgsl")
     ),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Which kernel computes the GEMV.
@@ -47,7 +46,7 @@ pub enum Variant {
         /// Reduction path of the norm prologue.
         reduction: Reduction,
     },
-    /// The seed's kernel: one invocation per output row, u32 loads (benchmark baseline).
+    /// The naive kernel: one invocation per output row, u32 loads (benchmark baseline).
     Scalar,
 }
 
@@ -109,6 +108,8 @@ pub(crate) struct Params {
     pub scale_stride: u32,
     pub _pad: [u32; 2],
 }
+
+super::checks::params_layout_test!(Params, KERNEL.source, [n, k, eps, n_heads, n_kv_heads, pos, rot, log2_theta, scale_stride]);
 
 /// The constants every gemv.wgsl pipeline defines beyond its own (the module also holds the
 /// fused QKV entry point, whose head size and KV format they give).
@@ -172,8 +173,7 @@ pub fn record_full(
             detail: format!("y '{}' is {:?}, the weight '{}' has N = {n} rows", y.name(), y.shape(), w.name()),
         });
     }
-    distinct(NAME, x, y)?;
-    distinct(NAME, w, y)?;
+    no_alias(NAME, &[y], &[x, w])?;
     to_u32(NAME, "weight element count", w.numel())?;
     let bound = epi.bind(NAME, y, n)?;
     if let Some(nm) = norm {

@@ -10,7 +10,7 @@
 //! 25.8 % at head_dim 64, 25.4 % at 128.
 
 use super::attention::Rope;
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -22,7 +22,6 @@ const KERNEL: Kernel = Kernel {
         include_str!("../../shaders/kv_cache.wgsl")
     ),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Invocations per append workgroup (one workgroup per token).

@@ -4,8 +4,9 @@
 //!
 //! The epilogue is fused into both kernels and selected by prelude constants (no runtime branch):
 //! `y = act(v + bias) (+ residual | * other)`. That covers FC1 + GELU, FC2 + residual and the
-//! SwiGLU product of the FFN blocks (seed item 13).
+//! SwiGLU product of the FFN blocks.
 
+use super::checks::no_alias;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Buffer, Const, DType, Gpu, GpuTensor};
 
@@ -80,8 +81,7 @@ impl NormPrologue<'_> {
                 detail: format!("norm weight '{}' has {} elements, rows of x have K = {k}", self.weight.name(), self.weight.numel()),
             });
         }
-        distinct(op, self.weight, y)?;
-        distinct(op, x, y)
+        no_alias(op, &[y], &[self.weight, x])
     }
 }
 
@@ -153,10 +153,7 @@ impl Epilogue<'_> {
                     (Some(Residual::Add(_)), false) => (1, Some(t.buffer().clone())),
                     (_, false) => (3, Some(t.buffer().clone())),
                     (_, true) => {
-                        return Err(Error::Shape {
-                            op,
-                            detail: format!("the product operand '{}' cannot be the output itself", t.name()),
-                        })
+                        return Err(Error::Aliased { op, written: y.name().to_string(), other: t.name().to_string() })
                     }
                 }
             }
@@ -171,18 +168,6 @@ impl Epilogue<'_> {
             residual,
         })
     }
-}
-
-/// Inputs of a linear op must not alias its output (WebGPU forbids a writable binding that
-/// aliases another binding of the same dispatch).
-pub(crate) fn distinct(op: &'static str, input: &GpuTensor, y: &GpuTensor) -> Result<()> {
-    if input.buffer().raw() == y.buffer().raw() {
-        return Err(Error::Shape {
-            op,
-            detail: format!("'{}' and the output '{}' share a buffer", input.name(), y.name()),
-        });
-    }
-    Ok(())
 }
 
 /// `y = epilogue(x · Wᵀ)` for x `[.., K]` and y `[.., N]` with the same leading rows: one row goes

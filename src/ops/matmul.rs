@@ -1,13 +1,13 @@
-//! Tiled matmul for prefill (`shaders/matmul.wgsl`, seed items 9 and 10):
+//! Tiled matmul for prefill (`shaders/matmul.wgsl`):
 //! `Y[M, N] = epilogue(X[M, K] · W[N, K]ᵀ)`, X and Y f32, W f32 / f16 / bf16 (Linear layout).
 //!
 //! Tiles of 16..128 rows and columns with register blocking (4x4 or 8x8 outputs per invocation),
 //! double-buffered workgroup staging. The tile comes from [`autotune`] when this device has timed
 //! the shape's bucket, otherwise from [`default_tile`]; candidates are filtered by the device's
-//! invocation and workgroup-storage limits. The seed's 32x32 single-buffered kernel is the baseline.
+//! invocation and workgroup-storage limits. A plain 32x32 single-buffered kernel is kept as the baseline.
 
-use super::linear::{chunk_elems, distinct, dtype_consts, weight_shape, Epilogue};
-use super::to_u32;
+use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue};
+use super::checks::{no_alias, to_u32};
 use super::tune::{self, TuneKey};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel};
@@ -16,7 +16,6 @@ pub(crate) const KERNEL: Kernel = Kernel {
     name: "matmul",
     source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/matmul.wgsl")),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// A tile configuration of the tiled kernel.
@@ -117,7 +116,7 @@ pub fn default_tile(caps: &Capabilities, m: usize, _n: usize) -> Tile {
 pub enum Variant {
     /// The tiled, register-blocked, double-buffered kernel with this tile.
     Tiled(Tile),
-    /// The seed's 32x32 single-buffered kernel (benchmark baseline).
+    /// A plain 32x32 single-buffered tile kernel (benchmark baseline; no model selects it).
     Tile32,
 }
 
@@ -139,6 +138,8 @@ struct Params {
     k: u32,
     tiles_n: u32,
 }
+
+super::checks::params_layout_test!(Params, KERNEL.source, [m, n, k, tiles_n]);
 
 struct Shape {
     m: usize,
@@ -164,8 +165,7 @@ fn check(x: &GpuTensor, w: &GpuTensor, y: &GpuTensor) -> Result<Shape> {
             detail: format!("y '{}' is {:?}, expected {m} rows of N = {n} (x '{}' is {:?})", y.name(), y.shape(), x.name(), x.shape()),
         });
     }
-    distinct(NAME, x, y)?;
-    distinct(NAME, w, y)?;
+    no_alias(NAME, &[y], &[x, w])?;
     to_u32(NAME, "x element count", x.numel())?;
     to_u32(NAME, "y element count", y.numel())?;
     to_u32(NAME, "weight element count", w.numel())?;

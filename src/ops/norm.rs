@@ -1,4 +1,4 @@
-//! LayerNorm and RMSNorm (`shaders/norm.wgsl`, seed items 2, 18, 20): one workgroup per row with
+//! LayerNorm and RMSNorm (`shaders/norm.wgsl`): one workgroup per row with
 //! Welford statistics combined by `wg_sum` (shared-memory or subgroup path), optionally fused with
 //! the residual add `y = norm(x + r)` that also stores `x + r` back into `x` (the residual stream)
 //! when the caller needs it. The one-thread-per-row kernel is kept as the benchmark baseline.
@@ -8,7 +8,7 @@
 //! norm::record(gpu, &mut batch, &h, &y, &Norm::rms(&w, 1e-6).residual(&attn_out, true))?; // Llama: h += attn_out; y = rms(h)
 //! ```
 
-use super::to_u32;
+use super::checks::{no_alias, require_reduction, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -16,7 +16,6 @@ const KERNEL: Kernel = Kernel {
     name: "norm",
     source: include_str!("../../shaders/norm.wgsl"),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Which statistics normalise the row.
@@ -66,7 +65,7 @@ impl<'a> Norm<'a> {
 pub enum Variant {
     /// One workgroup per row, reductions by the given path.
     Workgroup(Reduction),
-    /// The seed's original kernel: one thread per row (benchmark baseline).
+    /// The naive kernel: one thread per row (benchmark baseline).
     RowPerThread,
 }
 
@@ -78,6 +77,8 @@ struct Params {
     eps: f32,
     _pad: u32,
 }
+
+super::checks::params_layout_test!(Params, KERNEL.source, [rows, cols, eps]);
 
 /// Record `y = norm(x [+ r])` over the last dimension with the device's preferred variant.
 pub fn record(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, y: &GpuTensor, norm: &Norm) -> Result<()> {
@@ -159,36 +160,4 @@ pub fn record_variant(
         (5, y.buffer()),
     ];
     batch.dispatch(gpu, &pipeline, &params, &buffers, groups)
-}
-
-/// Fail unless the device can run the reduction path.
-pub(crate) fn require_reduction(gpu: &Gpu, kernel: &'static str, reduction: Reduction) -> Result<()> {
-    if reduction == Reduction::Subgroup && !gpu.caps().subgroups {
-        return Err(Error::Unsupported {
-            kernel,
-            variant: "subgroup reduction".into(),
-            why: "the device has no subgroups".into(),
-        });
-    }
-    Ok(())
-}
-
-/// WebGPU forbids binding a buffer as writable storage together with any other binding of the
-/// same buffer in one dispatch: check it here and name the tensors instead of failing validation.
-pub(crate) fn no_alias(op: &'static str, written: &[&GpuTensor], read: &[&GpuTensor]) -> Result<()> {
-    for (i, w) in written.iter().enumerate() {
-        for o in written[i + 1..].iter().chain(read) {
-            if w.buffer().raw() == o.buffer().raw() {
-                return Err(Error::Shape {
-                    op,
-                    detail: format!(
-                        "'{}' is written and '{}' is bound too, but they share one buffer (not supported in place)",
-                        w.name(),
-                        o.name()
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Pooling over valid tokens (mean, CLS, last token), optionally L2-normalised
 //! (`shaders/pooling.wgsl`): the sentence-transformers head of embedding models.
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -9,7 +9,6 @@ const KERNEL: Kernel = Kernel {
     name: "pooling",
     source: include_str!("../../shaders/pooling.wgsl"),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 #[repr(C)]
@@ -41,19 +40,6 @@ impl Pooling {
             Pooling::LastToken => 2,
         }
     }
-}
-
-/// Record `out[b] = (l2-normalised) mean of hidden[b, t] over t < lens[b]`.
-/// `hidden` is [batch, seq, dim], `lens` a [batch] u32 tensor of valid lengths, `out` [batch, dim].
-pub fn record_mean(
-    gpu: &Gpu,
-    batch: &mut Batch,
-    hidden: &GpuTensor,
-    lens: &GpuTensor,
-    out: &GpuTensor,
-    normalize: bool,
-) -> Result<()> {
-    record(gpu, batch, hidden, lens, out, Pooling::Mean, normalize)
 }
 
 /// Record `out[b] = (l2-normalised) pool of hidden[b, t] over the valid tokens t < lens[b]`.

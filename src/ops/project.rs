@@ -172,7 +172,13 @@ fn record_quant_unfused(gpu: &Gpu, b: &mut Batch, q: &QuantWeight, x: &GpuTensor
     match epi.act {
         Act::None => {}
         Act::Silu => elementwise::record_inplace(gpu, b, Op::Silu, out)?,
-        a => return Err(Error::Shape { op: "project", detail: format!("activation {a:?} after a quantised projection") }),
+        a => {
+            return Err(Error::Unsupported {
+                kernel: "project",
+                variant: format!("activation {a:?} after a quantised projection"),
+                why: "only SiLU is recorded after the quantised matmul".into(),
+            })
+        }
     }
     match epi.residual {
         None => Ok(()),

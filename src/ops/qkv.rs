@@ -17,7 +17,7 @@ use super::kv_cache::KvCache;
 use super::linear::{chunk_elems, dtype_consts, Epilogue};
 use super::project::Linear;
 use super::quant::{self, QuantWeight, Variant as QVariant};
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor};
 
@@ -139,7 +139,7 @@ pub fn record(
             detail: format!("cache '{}' has {} heads of {}, the weight {} of {hd}", cache.name(), cache.n_kv_heads(), cache.head_dim(), w.n_kv_heads),
         });
     }
-    super::linear::distinct(NAME, x, q_out)?;
+    super::checks::no_alias(NAME, &[q_out], &[x])?;
     let (rot, log2_theta) = match rope {
         // The fused epilogue rotates with the plain frequencies only: scaled RoPE (Llama 3) takes
         // the unfused path, and asking for it here is refused rather than computed wrong.

@@ -12,7 +12,7 @@
 //! quant::record(gpu, &mut batch, &w, &x, &y)?;                       // x [M, K] → y [M, N]
 //! ```
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
@@ -26,7 +26,6 @@ const KERNEL: Kernel = Kernel {
         include_str!("../../shaders/qkv_epilogue.wgsl")
     ),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// The block formats the kernels read.
@@ -228,7 +227,10 @@ impl QuantWeight {
 /// Which kernel computes `y = x · Wᵀ`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// Workgroup per `rows` outputs of one x row, `workgroup` invocations, reduction path.
+    /// The first quantised GEMV: a workgroup per `rows` outputs of one x row, a unit (32
+    /// weights) per invocation, reduction path. No model path selects it; kept as the baseline
+    /// of the `quant_gemv` benchmark and tested for correctness as such ([`GemvFast`](Self::GemvFast)
+    /// is what [`record`] runs for decode).
     Gemv {
         /// Outputs per workgroup (x values are loaded once for all of them).
         rows: u32,
@@ -357,6 +359,8 @@ pub(crate) struct Params {
     pub _pad1: [u32; 2],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [m, n, k, units, groups_n, eps, row0, n_heads, n_kv_heads, pos, rot, log2_theta, scale_stride]);
+
 /// The prologue / epilogue constants every pipeline of quant.wgsl defines (all off for the
 /// plain kernels).
 pub(crate) fn fused_consts(norm: bool, bias: bool, act: u32, res: u32, pair: bool, hd: u32, kv: u32) -> [(&'static str, Const); 7] {
@@ -406,7 +410,7 @@ pub(crate) fn check_fast(gpu: &Gpu, variant: Variant) -> Result<Reduction> {
         });
     }
     if lanes == workgroup {
-        super::norm::require_reduction(gpu, NAME, reduction)?;
+        super::checks::require_reduction(gpu, NAME, reduction)?;
         Ok(reduction)
     } else {
         Ok(Reduction::SharedMemory)
@@ -470,8 +474,7 @@ pub fn record_fused(
     if epi.act == super::linear::Act::Gelu {
         return Err(Error::Unsupported { kernel: NAME, variant: "GELU".into(), why: "the quantised GEMV's epilogue has SiLU only".into() });
     }
-    super::linear::distinct(NAME, x, y)?;
-    super::linear::distinct(NAME, &w.blocks, y)?;
+    super::checks::no_alias(NAME, &[y], &[x, &w.blocks])?;
     if let Some(nm) = norm {
         nm.check(NAME, x, y, w.cols)?;
     }
@@ -514,11 +517,11 @@ pub fn matmul_workgroup_bytes(rm: u32) -> u32 {
     16 * rm * 32 * 4 + 64 * 36 * 4
 }
 
-/// The preferred kernel family for `m` x rows: `Gemv` (decode; [`record`] then picks the tuned
-/// GEMV's parameters with [`gemv_default`]) or the tiled `Matmul` with its tile height.
-pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
+/// The variant [`record`] runs for `m` x rows of `w`: the tuned GEMV ([`gemv_default`]) for
+/// decode (m ≤ [`GEMV_MAX_M`]), the tiled `Matmul` with its tile height beyond.
+pub fn preferred_variant(gpu: &Gpu, w: &QuantWeight, m: usize) -> Variant {
     if m <= GEMV_MAX_M {
-        return Variant::Gemv { rows: 4, reduction: gpu.caps().variants.reduction };
+        return gemv_default(gpu, w.qtype, w.rows, w.cols);
     }
     let want = if m >= 48 { 4 } else if m >= 24 { 2 } else { 1 };
     // rm = 4 needs 17 KiB of workgroup storage: above WebGPU's default 16 KiB limit.
@@ -532,11 +535,7 @@ pub fn preferred_variant(gpu: &Gpu, m: usize) -> Variant {
 /// Record `y = x · Wᵀ` (`x: [.., K]` f32 with M rows, `y: [.., N]` f32 with M rows), GEMV for
 /// small M, the tiled matmul beyond.
 pub fn record(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTensor, y: &GpuTensor) -> Result<()> {
-    let v = match preferred_variant(gpu, x.rows()) {
-        Variant::Gemv { .. } => gemv_default(gpu, w.qtype, w.rows, w.cols),
-        v => v,
-    };
-    record_variant(gpu, batch, w, x, y, v)
+    record_variant(gpu, batch, w, x, y, preferred_variant(gpu, w, x.rows()))
 }
 
 /// Record with an explicit variant (tests and benchmarks).
@@ -561,7 +560,7 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
             ),
         });
     }
-    super::norm::no_alias(NAME, &[y], &[x, &w.blocks])?;
+    super::checks::no_alias(NAME, &[y], &[x, &w.blocks])?;
     let m = to_u32(NAME, "rows of x", x.rows())?;
     let n = to_u32(NAME, "rows of W", w.rows)?;
     to_u32(NAME, "elements of x", x.numel())?;
@@ -572,7 +571,7 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
     let buffers = [(1, w.blocks.buffer()), (2, w.blocks.buffer()), (3, x.buffer()), (4, y.buffer())];
     match variant {
         Variant::Gemv { rows, reduction } => {
-            super::norm::require_reduction(gpu, NAME, reduction)?;
+            super::checks::require_reduction(gpu, NAME, reduction)?;
             if !(1..=8).contains(&rows) {
                 return Err(Error::Shape { op: NAME, detail: format!("GEMV rows per workgroup {rows} not in 1..=8") });
             }

@@ -1,8 +1,8 @@
-//! repeat_kv (`shaders/repeat_kv.wgsl`, seed item 15): `[tokens, kv_heads, d]` ->
+//! repeat_kv (`shaders/repeat_kv.wgsl`): `[tokens, kv_heads, d]` ->
 //! `[tokens, kv_heads * n_rep, d]` with vec4 loads; the baseline for the attention kernels,
 //! which read grouped K/V heads without materialising them.
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -10,7 +10,6 @@ const KERNEL: Kernel = Kernel {
     name: "repeat_kv",
     source: include_str!("../../shaders/repeat_kv.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 const WG: u32 = 256;
@@ -20,7 +19,7 @@ const WG: u32 = 256;
 pub enum Variant {
     /// One vec4 per invocation (d % 4 == 0).
     Vec4,
-    /// One element per invocation (any d; the seed's original, benchmark baseline).
+    /// One element per invocation (any d; the naive kernel, benchmark baseline).
     Scalar,
 }
 
@@ -65,7 +64,7 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTe
     if variant == Variant::Vec4 && d % 4 != 0 {
         return Err(Error::Shape { op: NAME, detail: format!("the vec4 kernel needs d % 4 == 0, got {d}") });
     }
-    super::norm::no_alias(NAME, &[dst], &[src])?;
+    super::checks::no_alias(NAME, &[dst], &[src])?;
     to_u32(NAME, "element count", dst.numel())?;
     let width = if variant == Variant::Vec4 { 4 } else { 1 };
     let params = Params {

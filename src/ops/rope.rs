@@ -1,4 +1,4 @@
-//! Rotary position embeddings (`shaders/rope.wgsl`, seed items 11, 12), in place on Q and K
+//! Rotary position embeddings (`shaders/rope.wgsl`), in place on Q and K
 //! `[tokens, heads, head_dim]`: both layouts (HF `rotate_half` and interleaved pairs), theta from
 //! the config, partial rotary dimension, and a position offset for decode.
 //!
@@ -12,7 +12,7 @@
 //! rope.record(gpu, &mut batch, &q, Some(&k), cached_tokens)?;
 //! ```
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -20,7 +20,6 @@ const KERNEL: Kernel = Kernel {
     name: "rope",
     source: concat!(include_str!("../../shaders/common/rope.wgsl"), include_str!("../../shaders/rope.wgsl")),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// Which elements form a rotated pair.
@@ -137,14 +136,14 @@ pub enum Variant {
         /// Invocations per workgroup (64 or 128).
         workgroup: u32,
     },
-    /// One pair per invocation, scalar loads (any even rotary_dim); workgroup 16 is the seed's.
+    /// One pair per invocation, scalar loads (any even rotary_dim); workgroup 16 is the original baseline's.
     Scalar {
         /// Invocations per workgroup.
         workgroup: u32,
     },
 }
 
-/// The seed's original kernel, kept as the benchmark baseline.
+/// The naive kernel, kept as the benchmark baseline.
 pub const BASELINE: Variant = Variant::Scalar { workgroup: 16 };
 
 #[repr(C)]
@@ -160,6 +159,8 @@ struct Params {
     log2_theta: f32,
     rope_scaling: [f32; 4],
 }
+
+super::checks::params_layout_test!(Params, KERNEL.source, [heads_q, heads_k, head_dim, half_rot, pos_offset, nq, n, log2_theta, rope_scaling]);
 
 /// RoPE for one model: its config (the kernel computes the frequencies, see
 /// `shaders/common/rope.wgsl`).
@@ -244,7 +245,7 @@ impl Rope {
             to_u32(NAME, "element count", t.numel())?;
         }
         if let Some(k) = k {
-            super::norm::no_alias(NAME, &[q, k], &[])?;
+            super::checks::no_alias(NAME, &[q, k], &[])?;
         }
         let (vec2, wg) = match variant {
             Variant::Vec2 { workgroup } => (true, workgroup),

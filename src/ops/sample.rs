@@ -18,7 +18,7 @@
 //! s.record(gpu, &mut batch, &logits, ids.buffer(), 0)?;
 //! ```
 
-use super::to_u32;
+use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::generate::SamplingParams;
 use crate::gpu::{Batch, Buffer, Const, DType, Gpu, GpuTensor, Kernel};
@@ -27,7 +27,6 @@ const KERNEL: Kernel = Kernel {
     name: "sample",
     source: include_str!("../../shaders/sample.wgsl"),
     uses_reduction: false,
-    uses_f16: false,
 };
 
 /// Invocations per workgroup (also the radix-select histogram size: must stay 256).

@@ -1,9 +1,13 @@
-//! Row softmax with scale (`shaders/softmax.wgsl`, seed item 1): one workgroup per row with a
+//! Row softmax with scale (`shaders/softmax.wgsl`): one workgroup per row with a
 //! parallel online max/sum, and the one-thread-per-row baseline.
 //!
-//! Fused scale + mask + softmax for attention scores (seed items 16, 20): [`record_masked`]
+//! Fused scale + mask + softmax for attention scores: [`record_masked`]
 //! applies a causal mask (with the decode offset) and a padding mask (lengths or a keep mask)
 //! inside the kernel; masked keys behave as -inf, a row with nothing visible gives zeros.
+//!
+//! No model runs this op (attention fuses its softmax into the flash kernels); it is kept as the
+//! reference design of the row reductions, for its tests and for the `softmax` / `kernels1`
+//! benchmarks.
 //!
 //! ```ignore
 //! // prefill of batch 2 × 12 heads, scores [24, q, k], second sequence padded to 5 keys:
@@ -11,7 +15,7 @@
 //! softmax::record_masked(gpu, &mut b, &scores, &probs, 0.125, &Mask::causal(12, 0).lengths(&lengths))?;
 //! ```
 
-use super::{same_shape, to_u32};
+use super::checks::{same_shape, to_u32};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -19,7 +23,6 @@ const KERNEL: Kernel = Kernel {
     name: "softmax",
     source: include_str!("../../shaders/softmax.wgsl"),
     uses_reduction: true,
-    uses_f16: false,
 };
 
 /// Which kernel computes the softmax.
@@ -27,7 +30,7 @@ const KERNEL: Kernel = Kernel {
 pub enum Variant {
     /// One workgroup per row, reductions by the given path.
     Workgroup(Reduction),
-    /// The seed's original kernel: one thread per row (benchmark baseline).
+    /// The naive kernel: one thread per row (benchmark baseline).
     RowPerThread,
 }
 
@@ -87,7 +90,7 @@ impl<'a> Mask<'a> {
 pub enum MaskedVariant {
     /// Mask applied inside the softmax kernel (one dispatch).
     Fused(Reduction),
-    /// The seed's way, the benchmark baseline: a pass writing -inf into the masked scores of `x`
+    /// The unfused way, the benchmark baseline: a pass writing -inf into the masked scores of `x`
     /// **in place**, then the unmasked softmax (two dispatches; `x` is modified).
     Unfused(Reduction),
 }
@@ -105,6 +108,8 @@ struct Params {
     _pad: u32,
     lengths: [u32; MAX_LENGTHS],
 }
+
+super::checks::params_layout_test!(Params, KERNEL.source, [rows, cols, scale, q_len, heads, offset, neg_inf, lengths]);
 
 impl Params {
     fn plain(rows: u32, cols: u32, scale: f32) -> Self {
@@ -147,7 +152,7 @@ pub fn record_variant(
     let params = Params::plain(rows, cols, scale);
     match variant {
         Variant::Workgroup(reduction) => {
-            super::norm::require_reduction(gpu, NAME, reduction)?;
+            super::checks::require_reduction(gpu, NAME, reduction)?;
             let consts = mask_consts(wg, false, PAD_NONE);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
             let buffers = [(1, x.buffer()), (2, y.buffer()), (3, x.buffer())];
@@ -244,21 +249,21 @@ pub fn record_masked_variant(
     let reduction = match variant {
         MaskedVariant::Fused(r) | MaskedVariant::Unfused(r) => r,
     };
-    super::norm::require_reduction(gpu, NAME, reduction)?;
+    super::checks::require_reduction(gpu, NAME, reduction)?;
     let wg = gpu.caps().variants.reduce_workgroup;
     let rows = u64::from(params.rows);
     match variant {
         MaskedVariant::Fused(_) => {
-            super::norm::no_alias(NAME, &[y], &[x, keep])?;
+            super::checks::no_alias(NAME, &[y], &[x, keep])?;
             let consts = mask_consts(wg, mask.causal.is_some(), pad);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
             let buffers = [(1, x.buffer()), (2, y.buffer()), (3, keep.buffer())];
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, rows)?)
         }
         MaskedVariant::Unfused(_) => {
-            super::norm::no_alias(NAME, &[y, x], &[])?;
+            super::checks::no_alias(NAME, &[y, x], &[])?;
             if pad == PAD_KEEP {
-                super::norm::no_alias(NAME, &[x], &[keep])?;
+                super::checks::no_alias(NAME, &[x], &[keep])?;
             }
             let consts = mask_consts(wg, mask.causal.is_some(), pad);
             let p = gpu.pipelines().get(gpu.device(), &KERNEL, "mask_scores", None, &consts)?;

@@ -1,4 +1,4 @@
-//! A small autotuner (seed item 10, the cubecl way): candidate kernels for a shape class are timed
+//! A small autotuner (as cubecl does it): candidate kernels for a shape class are timed
 //! once per device and the winner is kept in memory, keyed by (device, op, dtype, shape bucket).
 //! Buckets are the next powers of two of each dimension, so one tuning serves every prompt
 //! length of the same order.
@@ -57,8 +57,8 @@ pub fn clear() {
     }
 }
 
-/// Milliseconds from an arbitrary origin: `Instant` natively, `performance.now()` in the browser
-/// (window or worker), where `std::time::Instant` is not available.
+/// Milliseconds from an arbitrary origin: `Instant` natively; in the browser (window or worker),
+/// where `std::time::Instant` is not available, `performance.now()` through [`crate::web`].
 pub fn now_ms() -> f64 {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -67,13 +67,7 @@ pub fn now_ms() -> f64 {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        use wasm_bindgen::JsCast;
-        let perf = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
-        let now = perf.as_ref().and_then(|p| {
-            let f = js_sys::Reflect::get(p, &"now".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
-            f.call0(p).ok()?.as_f64()
-        });
-        now.unwrap_or_else(js_sys::Date::now)
+        crate::web::now_ms()
     }
 }
 

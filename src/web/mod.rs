@@ -79,6 +79,18 @@ pub fn debug_panic() -> js_sys::Promise {
     })
 }
 
+/// `performance.now()` of this JS context (window or worker), or `Date.now()` where there is no
+/// `performance`: the clock of [`crate::ops::tune::now_ms`] in the browser and of the
+/// generation timings here (only differences are used).
+pub(crate) fn now_ms() -> f64 {
+    let perf = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    let now = perf.as_ref().and_then(|p| {
+        let f = js_sys::Reflect::get(p, &"now".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+        f.call0(p).ok()?.as_f64()
+    });
+    now.unwrap_or_else(js_sys::Date::now)
+}
+
 /// A JS `Error` with a stable `code` property.
 fn coded_error(code: &str, message: &str) -> JsValue {
     let err = js_sys::Error::new(message);
@@ -114,10 +126,6 @@ pub fn wasm_memory_bytes() -> f64 {
         .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
         .map(|b| f64::from(b.byte_length()))
         .unwrap_or(0.0)
-}
-
-fn now_ms() -> f64 {
-    js_sys::Date::now()
 }
 
 enum Model {

@@ -517,14 +517,15 @@ gpu_test!(attention_rejects_bad_inputs, async {
     let out = upload(&gpu, "out", &[4, 6, 64], &vec![0.0; 4 * 6 * 64]);
     let opts = AttentionOptions::default();
     let mut batch = gpu.batch();
-    // 6 heads over 4 KV heads, head_dim mismatch, out aliasing q.
+    // 6 heads over 4 KV heads, head_dim mismatch; out aliasing q.
     for r in [
         attention::flash_prefill(&gpu, &mut batch, &q, Kv::F32 { k: &k, v: &k }, &out, &opts),
         attention::flash_prefill(&gpu, &mut batch, &q, Kv::F32 { k: &k80, v: &k80 }, &out, &opts),
-        attention::flash_prefill(&gpu, &mut batch, &q, Kv::F32 { k: &k, v: &k }, &q, &opts),
     ] {
         assert!(matches!(r, Err(Error::Shape { .. })), "{r:?}");
     }
+    let r = attention::flash_prefill(&gpu, &mut batch, &q, Kv::F32 { k: &k, v: &k }, &q, &opts);
+    assert!(matches!(r, Err(Error::Aliased { .. })), "{r:?}");
     let cache = KvCache::new(&gpu, "empty", 16, 2, 64, KvDType::Int8).unwrap();
     let scratch = DecodeScratch::new(&gpu, 6, 64, 16).unwrap();
     let q1 = upload(&gpu, "q1", &[6, 64], &[0.0; 6 * 64]);

@@ -210,8 +210,9 @@ gpu_test!(quant_record_picks_gemv_or_matmul_and_checks_shapes, async {
         QuantWeight::from_blocks(&gpu, "w", t, 8, 64, &blocks[1..]),
         Err(kjarni_web::Error::Data { .. })
     ));
-    assert!(matches!(quant::preferred_variant(&gpu, 1), Variant::Gemv { .. }));
-    assert!(matches!(quant::preferred_variant(&gpu, 100), Variant::Matmul { .. }));
+    assert_eq!(quant::preferred_variant(&gpu, &w, 1), quant::gemv_default(&gpu, t, 8, 64));
+    assert!(matches!(quant::preferred_variant(&gpu, &w, 1), Variant::GemvFast { .. }));
+    assert!(matches!(quant::preferred_variant(&gpu, &w, 100), Variant::Matmul { .. }));
     for t in QuantType::ALL {
         assert!(matches!(quant::gemv_default(&gpu, t, 4096, 4096), Variant::GemvFast { lanes: 64, rows: 4, step: 1, .. }));
         let gate_up = quant::gemv_default(&gpu, t, 14336, 4096);
