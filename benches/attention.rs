@@ -52,7 +52,10 @@ async fn prefill(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, n: usi
     let k = GpuTensor::from_f32(gpu, "k", &shape, DType::F32, &cpu::random(numel, 2, -1.0, 1.0))?;
     let v = GpuTensor::from_f32(gpu, "v", &shape, DType::F32, &cpu::random(numel, 3, -1.0, 1.0))?;
     let out = GpuTensor::zeros(gpu, "out", &shape, DType::F32)?;
-    let opts = AttentionOptions { causal: true, ..Default::default() };
+    let opts = AttentionOptions {
+        causal: true,
+        ..Default::default()
+    };
     let inner = if args.quick || n >= 8192 { 1 } else { 3 };
     let mut timings = Vec::new();
     let mut peaks = serde_json::Map::new();
@@ -60,13 +63,20 @@ async fn prefill(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, n: usi
     gpu.sync().await?;
     gpu.reset_peak_memory();
     timings.push(
-        time_op(gpu, args, "flash", inner, |b| attention::flash_prefill(gpu, b, &q, Kv::F32 { k: &k, v: &v }, &out, &opts))
-            .await?,
+        time_op(gpu, args, "flash", inner, |b| {
+            attention::flash_prefill(gpu, b, &q, Kv::F32 { k: &k, v: &v }, &out, &opts)
+        })
+        .await?,
     );
     peaks.insert("flash".into(), json!(gpu.memory().peak_bytes));
     // The browser's 32 KiB tiles beside the device's choice (autotuning data for the lead).
     let chosen = FlashTiles::choose(gpu.caps(), D as u32)?;
-    let small = FlashTiles { br: 64, bc: 64, dk: 16, vk: 16 };
+    let small = FlashTiles {
+        br: 64,
+        bc: 64,
+        dk: 16,
+        vk: 16,
+    };
     if chosen != small {
         let name = "flash_tiles_64x64_dk16";
         timings.push(
@@ -90,14 +100,24 @@ async fn prefill(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, n: usi
         gpu.reset_peak_memory();
         let scores = GpuTensor::zeros(gpu, "scores", &[HEADS * n * n], DType::F32)?;
         timings.push(
-            time_op(gpu, args, "unfused", inner, |b| attention::unfused(gpu, b, &q, &k, &v, &out, &scores, &opts)).await?,
+            time_op(gpu, args, "unfused", inner, |b| {
+                attention::unfused(gpu, b, &q, &k, &v, &out, &scores, &opts)
+            })
+            .await?,
         );
         peaks.insert("unfused".into(), json!(gpu.memory().peak_bytes));
     }
     let flops = 4.0 * (n * n * D * HEADS) as f64 / 2.0;
     let bytes = (4 * numel * 4) as f64;
     let baseline = if skipped.is_some() { "flash" } else { "unfused" };
-    report.add(case, json!({"seq": n, "heads": HEADS, "head_dim": D, "causal": true}), bytes, flops, baseline, &timings);
+    report.add(
+        case,
+        json!({"seq": n, "heads": HEADS, "head_dim": D, "causal": true}),
+        bytes,
+        flops,
+        baseline,
+        &timings,
+    );
     report.annotate("peak_gpu_bytes", json!(peaks));
     report.annotate("flash_tiles", json!(format!("{chosen:?}")));
     if let Some(why) = skipped {
@@ -112,8 +132,20 @@ async fn decode(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, len: us
     // Fill in blocks of up to 4096 tokens from one random block.
     let block = len.min(4096);
     let kv_shape = [block, KV_HEADS, D];
-    let kn = GpuTensor::from_f32(gpu, "k_new", &kv_shape, DType::F32, &cpu::random(block * KV_HEADS * D, 4, -1.0, 1.0))?;
-    let vn = GpuTensor::from_f32(gpu, "v_new", &kv_shape, DType::F32, &cpu::random(block * KV_HEADS * D, 5, -1.0, 1.0))?;
+    let kn = GpuTensor::from_f32(
+        gpu,
+        "k_new",
+        &kv_shape,
+        DType::F32,
+        &cpu::random(block * KV_HEADS * D, 4, -1.0, 1.0),
+    )?;
+    let vn = GpuTensor::from_f32(
+        gpu,
+        "v_new",
+        &kv_shape,
+        DType::F32,
+        &cpu::random(block * KV_HEADS * D, 5, -1.0, 1.0),
+    )?;
     while cache.len() < len {
         let mut batch = gpu.batch();
         cache.append(gpu, &mut batch, &kn, &vn, None)?;
@@ -127,11 +159,21 @@ async fn decode(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, len: us
     let max_chunk = DecodeTiles::choose(gpu.caps(), (HEADS / KV_HEADS) as u32, D as u32)?.max_chunk() as usize;
     let mut timings = Vec::new();
     let auto = DecodeOptions::default();
-    timings.push(time_op(gpu, args, "split_auto", inner, |b| attention::decode(gpu, b, &q, &cache, &out, &scratch, &auto)).await?);
-    let widest = DecodeOptions { chunk: Some(max_chunk), ..Default::default() };
     timings.push(
-        time_op(gpu, args, &format!("chunk_{max_chunk}"), inner, |b| attention::decode(gpu, b, &q, &cache, &out, &scratch, &widest))
-            .await?,
+        time_op(gpu, args, "split_auto", inner, |b| {
+            attention::decode(gpu, b, &q, &cache, &out, &scratch, &auto)
+        })
+        .await?,
+    );
+    let widest = DecodeOptions {
+        chunk: Some(max_chunk),
+        ..Default::default()
+    };
+    timings.push(
+        time_op(gpu, args, &format!("chunk_{max_chunk}"), inner, |b| {
+            attention::decode(gpu, b, &q, &cache, &out, &scratch, &widest)
+        })
+        .await?,
     );
     let elem_bytes = match dtype {
         KvDType::F32 => 4.0,
@@ -156,26 +198,68 @@ async fn decode(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, len: us
 /// dispatch, what `attention::decode` does while the cache fits the score buffer) beside the
 /// split rule with its merge (two dispatches): where does the split start to pay?
 #[allow(clippy::too_many_arguments)]
-async fn decode_small(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, len: usize, heads: usize, kv_heads: usize) -> Result<()> {
+async fn decode_small(
+    gpu: &Gpu,
+    args: &Args,
+    report: &mut Report,
+    case: &str,
+    len: usize,
+    heads: usize,
+    kv_heads: usize,
+) -> Result<()> {
     const HD: usize = 64;
     let mut cache = KvCache::new(gpu, "cache", len, kv_heads, HD, KvDType::F16)?;
     let kv_shape = [len, kv_heads, HD];
-    let kn = GpuTensor::from_f32(gpu, "k_new", &kv_shape, DType::F32, &cpu::random(len * kv_heads * HD, 4, -1.0, 1.0))?;
-    let vn = GpuTensor::from_f32(gpu, "v_new", &kv_shape, DType::F32, &cpu::random(len * kv_heads * HD, 5, -1.0, 1.0))?;
+    let kn = GpuTensor::from_f32(
+        gpu,
+        "k_new",
+        &kv_shape,
+        DType::F32,
+        &cpu::random(len * kv_heads * HD, 4, -1.0, 1.0),
+    )?;
+    let vn = GpuTensor::from_f32(
+        gpu,
+        "v_new",
+        &kv_shape,
+        DType::F32,
+        &cpu::random(len * kv_heads * HD, 5, -1.0, 1.0),
+    )?;
     let mut batch = gpu.batch();
     cache.append(gpu, &mut batch, &kn, &vn, None)?;
     gpu.submit(batch)?;
     gpu.sync().await?;
-    let q = GpuTensor::from_f32(gpu, "q", &[heads, HD], DType::F32, &cpu::random(heads * HD, 6, -1.0, 1.0))?;
+    let q = GpuTensor::from_f32(
+        gpu,
+        "q",
+        &[heads, HD],
+        DType::F32,
+        &cpu::random(heads * HD, 6, -1.0, 1.0),
+    )?;
     let out = GpuTensor::zeros(gpu, "out", &[heads, HD], DType::F32)?;
     let scratch = DecodeScratch::new(gpu, heads, HD, len)?;
     let inner = if args.quick { 2 } else { 20 };
     let mut timings = Vec::new();
-    let single = DecodeOptions { chunk: Some(len), ..Default::default() };
-    timings.push(time_op(gpu, args, "one_chunk", inner, |b| attention::decode(gpu, b, &q, &cache, &out, &scratch, &single)).await?);
+    let single = DecodeOptions {
+        chunk: Some(len),
+        ..Default::default()
+    };
+    timings.push(
+        time_op(gpu, args, "one_chunk", inner, |b| {
+            attention::decode(gpu, b, &q, &cache, &out, &scratch, &single)
+        })
+        .await?,
+    );
     let split_at = attention::split_chunk_for(gpu, heads, &cache)?;
-    let split = DecodeOptions { chunk: Some(split_at), ..Default::default() };
-    timings.push(time_op(gpu, args, "split_merge", inner, |b| attention::decode(gpu, b, &q, &cache, &out, &scratch, &split)).await?);
+    let split = DecodeOptions {
+        chunk: Some(split_at),
+        ..Default::default()
+    };
+    timings.push(
+        time_op(gpu, args, "split_merge", inner, |b| {
+            attention::decode(gpu, b, &q, &cache, &out, &scratch, &split)
+        })
+        .await?,
+    );
     let bytes = 2.0 * (len * kv_heads * HD) as f64 * 2.0;
     let flops = 4.0 * (len * heads * HD) as f64;
     report.add(

@@ -7,10 +7,10 @@
 mod attention;
 mod dawn;
 mod dispatch;
+mod driver;
 mod harness;
 mod kernels1;
 mod kernels2;
-mod driver;
 mod models;
 mod quant;
 mod softmax;
@@ -40,6 +40,9 @@ async fn run() -> kjarni_web::Result<()> {
     dawn::run(&gpu, &args, &mut report).await?;
     driver::run(&gpu, &args, &mut report).await?;
     structured::run(&gpu, &args, &mut report).await?;
-    println!("{}", serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default()
+    );
     Ok(())
 }

@@ -33,7 +33,10 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
 
 async fn profile_decode(gpu: &Gpu, report: &mut Report, case: &str, s: &crate::models::Shape) -> Result<()> {
     let (src, _) = synthetic(s);
-    let opts = LlamaOptions { kv_cache: KvDType::F16, max_context: 1024 };
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F16,
+        max_context: 1024,
+    };
     let mut m = Llama::load(gpu, &src, &opts, &mut |_| {}).await?;
     // ~ the context of the Dawn run's profile (a short chat prompt with its template).
     let prompt: Vec<u32> = (0..48).map(|i| (i * 7 % 1000) as u32).collect();
@@ -50,7 +53,11 @@ async fn profile_decode(gpu: &Gpu, report: &mut Report, case: &str, s: &crate::m
         "quantized": p.quantized,
         "context_tokens": m.cached_tokens(),
     });
-    let timing = Timing { name: "decode_step_gpu_total".into(), median_us: total, min_us: total };
+    let timing = Timing {
+        name: "decode_step_gpu_total".into(),
+        median_us: total,
+        min_us: total,
+    };
     report.add(case, shape, 0.0, 0.0, "decode_step_gpu_total", &[timing]);
     let kernels: Vec<_> = p
         .kernels
@@ -63,8 +70,12 @@ async fn profile_decode(gpu: &Gpu, report: &mut Report, case: &str, s: &crate::m
 
 fn minilm_dir() -> Option<PathBuf> {
     let generated = std::env::var_os("KJARNI_BENCH_MODELS").map(|d| PathBuf::from(d).join("minilm_l6"));
-    let real = PathBuf::from(std::env::var_os("KJARNI_MODELS").unwrap_or_else(|| "models".into())).join("all-MiniLM-L6-v2");
-    generated.into_iter().chain([real]).find(|d| d.join("model.safetensors").is_file())
+    let real =
+        PathBuf::from(std::env::var_os("KJARNI_MODELS").unwrap_or_else(|| "models".into())).join("all-MiniLM-L6-v2");
+    generated
+        .into_iter()
+        .chain([real])
+        .find(|d| d.join("model.safetensors").is_file())
 }
 
 async fn minilm(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
@@ -77,7 +88,11 @@ async fn minilm(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     let sentences: Vec<String> = std::fs::read(dir.join("bench_sentences.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_else(|| (0..32).map(|i| format!("sentence number {i} is about a man who plays the guitar by the river")).collect());
+        .unwrap_or_else(|| {
+            (0..32)
+                .map(|i| format!("sentence number {i} is about a man who plays the guitar by the river"))
+                .collect()
+        });
     let n = if args.quick { 4 } else { sentences.len() };
     let list: Vec<&str> = sentences.iter().take(n).map(String::as_str).collect();
     let runs = if args.quick { 1 } else { 3 };
@@ -107,8 +122,16 @@ async fn minilm(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     });
     shape[format!("embeddings_per_s_batch_{}", list.len())] = json!((1e7 / usb).round() / 10.0);
     let timings = [
-        Timing { name: "embed_batch_1".into(), median_us: us1, min_us: one[0] },
-        Timing { name: format!("embed_batch_{}", list.len()), median_us: usb, min_us: batch[0] },
+        Timing {
+            name: "embed_batch_1".into(),
+            median_us: us1,
+            min_us: one[0],
+        },
+        Timing {
+            name: format!("embed_batch_{}", list.len()),
+            median_us: usb,
+            min_us: batch[0],
+        },
     ];
     report.add(case, shape, 0.0, 0.0, "embed_batch_1", &timings);
     Ok(())

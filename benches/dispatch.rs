@@ -33,7 +33,9 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     if !args.wants(case) {
         return Ok(());
     }
-    let xs = (0..N).map(|i| GpuTensor::zeros(gpu, &format!("x{i}"), &[576], DType::F32)).collect::<Result<Vec<_>>>()?;
+    let xs = (0..N)
+        .map(|i| GpuTensor::zeros(gpu, &format!("x{i}"), &[576], DType::F32))
+        .collect::<Result<Vec<_>>>()?;
     let samples = if args.quick { 3 } else { 20 };
     let mut timings = Vec::new();
     let mut extra = serde_json::Map::new();
@@ -57,7 +59,11 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
         }
         for (what, v) in [("record_cpu", rec), ("encode_submit_cpu", sub), ("total", total)] {
             let (m, lo) = median(v);
-            timings.push(Timing { name: format!("{tag}_{what}_per_dispatch"), median_us: m, min_us: lo });
+            timings.push(Timing {
+                name: format!("{tag}_{what}_per_dispatch"),
+                median_us: m,
+                min_us: lo,
+            });
         }
     }
     // Readback round trips: a vocabulary of logits (49152 f32) and one token id.
@@ -72,9 +78,20 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
             }
         }
         let (m, lo) = median(v);
-        timings.push(Timing { name: name.into(), median_us: m, min_us: lo });
+        timings.push(Timing {
+            name: name.into(),
+            median_us: m,
+            min_us: lo,
+        });
     }
     extra.insert("dispatches_per_sample".into(), json!(N));
-    report.add(case, serde_json::Value::Object(extra), 0.0, 0.0, "dependent_total_per_dispatch", &timings);
+    report.add(
+        case,
+        serde_json::Value::Object(extra),
+        0.0,
+        0.0,
+        "dependent_total_per_dispatch",
+        &timings,
+    );
     Ok(())
 }

@@ -67,12 +67,33 @@ pub(crate) async fn timed_generate(
     sampling: SamplingParams,
 ) -> Result<(f64, f64)> {
     m.reset();
-    let mut t = Timed { lm: m, arrivals: Vec::new() };
-    let opts = GenerateOptions { sampling, max_tokens: steps + 1, ignore_eos: true, steps_in_flight: depth, ..Default::default() };
+    let mut t = Timed {
+        lm: m,
+        arrivals: Vec::new(),
+    };
+    let opts = GenerateOptions {
+        sampling,
+        max_tokens: steps + 1,
+        ignore_eos: true,
+        steps_in_flight: depth,
+        ..Default::default()
+    };
     let t0 = Instant::now();
-    let g = generate(&mut t, gpu, |_: &[u32]| Ok(String::new()), prompt, &opts, &CancelToken::new(), &mut |_| {}).await?;
+    let g = generate(
+        &mut t,
+        gpu,
+        |_: &[u32]| Ok(String::new()),
+        prompt,
+        &opts,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .await?;
     let n = g.tokens.len().min(t.arrivals.len());
-    let first = t.arrivals.first().map_or(f64::NAN, |a| a.duration_since(t0).as_secs_f64());
+    let first = t
+        .arrivals
+        .first()
+        .map_or(f64::NAN, |a| a.duration_since(t0).as_secs_f64());
     match (t.arrivals.first(), t.arrivals.get(n.saturating_sub(1))) {
         (Some(a), Some(b)) if n > 1 => Ok((first, b.duration_since(*a).as_secs_f64() / (n - 1) as f64)),
         _ => Ok((first, f64::NAN)),
@@ -98,9 +119,22 @@ async fn old_path(gpu: &Gpu, m: &mut Llama, steps: usize, sampling: SamplingPara
 async fn one_model(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, m: &mut Llama, bytes: u64) -> Result<()> {
     let steps = if args.quick { 8 } else { 256 };
     let greedy = SamplingParams::default();
-    let temp = SamplingParams { temperature: 0.7, seed: 1, ..Default::default() };
-    let top_p = SamplingParams { top_p: 0.9, ..temp.clone() };
-    let all = SamplingParams { top_k: 40, top_p: 0.9, min_p: 0.05, repetition_penalty: 1.1, ..temp.clone() };
+    let temp = SamplingParams {
+        temperature: 0.7,
+        seed: 1,
+        ..Default::default()
+    };
+    let top_p = SamplingParams {
+        top_p: 0.9,
+        ..temp.clone()
+    };
+    let all = SamplingParams {
+        top_k: 40,
+        top_p: 0.9,
+        min_p: 0.05,
+        repetition_penalty: 1.1,
+        ..temp.clone()
+    };
     // Warm every pipeline once.
     old_path(gpu, m, 2, greedy.clone()).await?;
     new_path(gpu, m, 2, 2, all.clone()).await?;
@@ -109,20 +143,48 @@ async fn one_model(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, m: &
     let mut extra = serde_json::Map::new();
     let mut add = |name: String, per: f64, timings: &mut Vec<Timing>| {
         extra.insert(format!("tok_s_{name}"), json!((1.0 / per).round()));
-        timings.push(Timing { name, median_us: per * 1e6, min_us: per * 1e6 });
+        timings.push(Timing {
+            name,
+            median_us: per * 1e6,
+            min_us: per * 1e6,
+        });
     };
-    add("old_greedy_logits_readback_cpu_argmax".into(), old_path(gpu, m, steps, greedy.clone()).await?, &mut timings);
-    add("old_top_p_0.9_cpu_sampler".into(), old_path(gpu, m, steps, top_p.clone()).await?, &mut timings);
+    add(
+        "old_greedy_logits_readback_cpu_argmax".into(),
+        old_path(gpu, m, steps, greedy.clone()).await?,
+        &mut timings,
+    );
+    add(
+        "old_top_p_0.9_cpu_sampler".into(),
+        old_path(gpu, m, steps, top_p.clone()).await?,
+        &mut timings,
+    );
     let old_disp = m.dispatches_per_token();
     for depth in [1, 2, 3, 4, 6] {
-        add(format!("new_greedy_gpu_in_flight_{depth}"), new_path(gpu, m, steps, depth, greedy.clone()).await?, &mut timings);
+        add(
+            format!("new_greedy_gpu_in_flight_{depth}"),
+            new_path(gpu, m, steps, depth, greedy.clone()).await?,
+            &mut timings,
+        );
     }
     let new_disp = m.dispatches_per_token();
-    add("new_temperature_0.7_gpu_in_flight_3".into(), new_path(gpu, m, steps, 3, temp).await?, &mut timings);
-    add("new_top_p_0.9_gpu_in_flight_3".into(), new_path(gpu, m, steps, 3, top_p).await?, &mut timings);
+    add(
+        "new_temperature_0.7_gpu_in_flight_3".into(),
+        new_path(gpu, m, steps, 3, temp).await?,
+        &mut timings,
+    );
+    add(
+        "new_top_p_0.9_gpu_in_flight_3".into(),
+        new_path(gpu, m, steps, 3, top_p).await?,
+        &mut timings,
+    );
     let filtered_disp = {
         let per = new_path(gpu, m, steps, 3, all).await?;
-        add("new_top_k_40_top_p_0.9_min_p_penalty_gpu_in_flight_3".into(), per, &mut timings);
+        add(
+            "new_top_k_40_top_p_0.9_min_p_penalty_gpu_in_flight_3".into(),
+            per,
+            &mut timings,
+        );
         m.dispatches_per_token()
     };
     extra.insert("dispatches_per_token_old".into(), json!(old_disp));
@@ -130,12 +192,22 @@ async fn one_model(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, m: &
     extra.insert("dispatches_per_token_new_top_k_top_p".into(), json!(filtered_disp));
     extra.insert("vocab".into(), json!(m.config().vocab_size));
     extra.insert("weight_bytes".into(), json!(bytes));
-    report.add(case, serde_json::Value::Object(extra), bytes as f64, 0.0, "old_greedy_logits_readback_cpu_argmax", &timings);
+    report.add(
+        case,
+        serde_json::Value::Object(extra),
+        bytes as f64,
+        0.0,
+        "old_greedy_logits_readback_cpu_argmax",
+        &timings,
+    );
     Ok(())
 }
 
 pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
-    let opts = LlamaOptions { kv_cache: KvDType::F16, max_context: 1024 };
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F16,
+        max_context: 1024,
+    };
     let case = "decode_driver_smollm2_135m_bf16";
     if args.wants(case) {
         let (src, bytes) = synthetic(&MODELS[0]);

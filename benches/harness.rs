@@ -34,7 +34,9 @@ impl Args {
 
     /// Whether `case` contains the filter (or one of its comma-separated parts).
     pub fn wants(&self, case: &str) -> bool {
-        self.filter.as_deref().is_none_or(|f| f.split(',').any(|p| case.contains(p)))
+        self.filter
+            .as_deref()
+            .is_none_or(|f| f.split(',').any(|p| case.contains(p)))
     }
 
     fn samples(&self) -> (usize, usize) {
@@ -77,7 +79,11 @@ pub async fn time_op(
         }
     }
     times.sort_by(f64::total_cmp);
-    Ok(Timing { name: name.to_string(), median_us: times[times.len() / 2], min_us: times[0] })
+    Ok(Timing {
+        name: name.to_string(),
+        median_us: times[times.len() / 2],
+        min_us: times[0],
+    })
 }
 
 /// The JSON report: one entry per case, each with its variants side by side and their ratios.

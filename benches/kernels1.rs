@@ -37,7 +37,11 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
 
 async fn norms(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     for kind in [NormKind::Layer, NormKind::Rms] {
-        let family = if kind == NormKind::Layer { "layernorm" } else { "rmsnorm" };
+        let family = if kind == NormKind::Layer {
+            "layernorm"
+        } else {
+            "rmsnorm"
+        };
         for [rows, cols] in [[128usize, 768usize], [4096, 4096]] {
             let case = format!("{family}_{rows}x{cols}");
             let fused_case = format!("add_{family}_{rows}x{cols}");
@@ -59,11 +63,33 @@ async fn norms(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
                 let mut t: Vec<Timing> = Vec::new();
                 for red in gpu.caps().reductions() {
                     let v = norm::Variant::Workgroup(red);
-                    t.push(time_op(gpu, args, &format!("workgroup_{}", red.name()), k, |bt| norm::record_variant(gpu, bt, &x, &y, &n, v)).await?);
+                    t.push(
+                        time_op(gpu, args, &format!("workgroup_{}", red.name()), k, |bt| {
+                            norm::record_variant(gpu, bt, &x, &y, &n, v)
+                        })
+                        .await?,
+                    );
                 }
-                t.push(time_op(gpu, args, "row_per_thread", k.min(5), |bt| norm::record_variant(gpu, bt, &x, &y, &n, norm::Variant::RowPerThread)).await?);
-                t.push(time_op(gpu, args, "copy_vec4", k, |bt| elementwise::record_copy(gpu, bt, &x, &y)).await?);
-                report.add(&case, json!([rows, cols]), (2 * rows * cols * 4) as f64, 0.0, "row_per_thread", &t);
+                t.push(
+                    time_op(gpu, args, "row_per_thread", k.min(5), |bt| {
+                        norm::record_variant(gpu, bt, &x, &y, &n, norm::Variant::RowPerThread)
+                    })
+                    .await?,
+                );
+                t.push(
+                    time_op(gpu, args, "copy_vec4", k, |bt| {
+                        elementwise::record_copy(gpu, bt, &x, &y)
+                    })
+                    .await?,
+                );
+                report.add(
+                    &case,
+                    json!([rows, cols]),
+                    (2 * rows * cols * 4) as f64,
+                    0.0,
+                    "row_per_thread",
+                    &t,
+                );
             }
             if args.wants(&fused_case) {
                 // norm(x + r) that also stores x + r (the residual stream): one fused dispatch vs
@@ -73,7 +99,12 @@ async fn norms(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
                 let mut t: Vec<Timing> = Vec::new();
                 for red in gpu.caps().reductions() {
                     let v = norm::Variant::Workgroup(red);
-                    t.push(time_op(gpu, args, &format!("fused_{}", red.name()), k, |bt| norm::record_variant(gpu, bt, &x, &y, &nf, v)).await?);
+                    t.push(
+                        time_op(gpu, args, &format!("fused_{}", red.name()), k, |bt| {
+                            norm::record_variant(gpu, bt, &x, &y, &nf, v)
+                        })
+                        .await?,
+                    );
                 }
                 t.push(
                     time_op(gpu, args, "add_then_norm", k, |bt| {
@@ -82,8 +113,20 @@ async fn norms(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
                     })
                     .await?,
                 );
-                t.push(time_op(gpu, args, "copy_vec4", k, |bt| elementwise::record_copy(gpu, bt, &x, &y)).await?);
-                report.add(&fused_case, json!([rows, cols]), (4 * rows * cols * 4) as f64, 0.0, "add_then_norm", &t);
+                t.push(
+                    time_op(gpu, args, "copy_vec4", k, |bt| {
+                        elementwise::record_copy(gpu, bt, &x, &y)
+                    })
+                    .await?,
+                );
+                report.add(
+                    &fused_case,
+                    json!([rows, cols]),
+                    (4 * rows * cols * 4) as f64,
+                    0.0,
+                    "add_then_norm",
+                    &t,
+                );
             }
         }
     }
@@ -99,7 +142,16 @@ async fn rope_case(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     let q = tensor(gpu, "q", &[tokens, heads, d], 5)?;
     let k = tensor(gpu, "k", &[tokens, heads, d], 6)?;
     let copy_dst = GpuTensor::zeros(gpu, "copy", &[tokens, heads, d], DType::F32)?;
-    let r = Rope::new(gpu, RopeConfig { theta: 1e4, head_dim: d, rotary_dim: d, layout: RopeLayout::HalfSplit, scaling: RopeScaling::None })?;
+    let r = Rope::new(
+        gpu,
+        RopeConfig {
+            theta: 1e4,
+            head_dim: d,
+            rotary_dim: d,
+            layout: RopeLayout::HalfSplit,
+            scaling: RopeScaling::None,
+        },
+    )?;
     let n = inner(args);
     let mut t: Vec<Timing> = Vec::new();
     for (name, v) in [
@@ -118,7 +170,14 @@ async fn rope_case(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
         })
         .await?,
     );
-    report.add(&case, json!({"q": [tokens, heads, d], "k": [tokens, heads, d]}), (4 * tokens * heads * d * 4) as f64, 0.0, "scalar_wg16", &t);
+    report.add(
+        &case,
+        json!({"q": [tokens, heads, d], "k": [tokens, heads, d]}),
+        (4 * tokens * heads * d * 4) as f64,
+        0.0,
+        "scalar_wg16",
+        &t,
+    );
     Ok(())
 }
 
@@ -129,20 +188,46 @@ async fn embedding_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<
         if !args.wants(&case) {
             continue;
         }
-        let table = GpuTensor::from_f32(gpu, "word", &[vocab, hidden], dt, &cpu::random(vocab * hidden, 7, -1.0, 1.0))?;
+        let table = GpuTensor::from_f32(
+            gpu,
+            "word",
+            &[vocab, hidden],
+            dt,
+            &cpu::random(vocab * hidden, 7, -1.0, 1.0),
+        )?;
         let ids: Vec<u32> = (0..tokens).map(|i| ((i * 7919) % vocab) as u32).collect();
         let ids = TokenIds::new(gpu, "ids", &ids)?;
         let out = GpuTensor::zeros(gpu, "out", &[tokens, hidden], DType::F32)?;
         let out2 = GpuTensor::zeros(gpu, "out2", &[tokens, hidden], DType::F32)?;
-        let tables = Tables { word: &table, position: None, token_type: None };
+        let tables = Tables {
+            word: &table,
+            position: None,
+            token_type: None,
+        };
         let n = inner(args);
         let t = vec![
-            time_op(gpu, args, "vec8", n, |b| embedding::record_variant(gpu, b, &tables, &Lookup::new(&ids), &out, embedding::Variant::Vec8)).await?,
-            time_op(gpu, args, "scalar", n, |b| embedding::record_variant(gpu, b, &tables, &Lookup::new(&ids), &out, embedding::Variant::Scalar)).await?,
-            time_op(gpu, args, "copy_vec4_output", n, |b| elementwise::record_copy(gpu, b, &out, &out2)).await?,
+            time_op(gpu, args, "vec8", n, |b| {
+                embedding::record_variant(gpu, b, &tables, &Lookup::new(&ids), &out, embedding::Variant::Vec8)
+            })
+            .await?,
+            time_op(gpu, args, "scalar", n, |b| {
+                embedding::record_variant(gpu, b, &tables, &Lookup::new(&ids), &out, embedding::Variant::Scalar)
+            })
+            .await?,
+            time_op(gpu, args, "copy_vec4_output", n, |b| {
+                elementwise::record_copy(gpu, b, &out, &out2)
+            })
+            .await?,
         ];
         let bytes = tokens * hidden * (dt.size() + 4);
-        report.add(&case, json!({"tokens": tokens, "vocab": vocab, "hidden": hidden, "dtype": name}), bytes as f64, 0.0, "scalar", &t);
+        report.add(
+            &case,
+            json!({"tokens": tokens, "vocab": vocab, "hidden": hidden, "dtype": name}),
+            bytes as f64,
+            0.0,
+            "scalar",
+            &t,
+        );
     }
     Ok(())
 }
@@ -157,7 +242,11 @@ async fn gelu_case(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     let y = GpuTensor::zeros(gpu, "y", &[n], DType::F32)?;
     let k = inner(args);
     let mut t: Vec<Timing> = Vec::new();
-    for (name, kind) in [("erf", Gelu::Erf), ("tanh", Gelu::Tanh), ("erf_rational", Gelu::ErfRational)] {
+    for (name, kind) in [
+        ("erf", Gelu::Erf),
+        ("tanh", Gelu::Tanh),
+        ("erf_rational", Gelu::ErfRational),
+    ] {
         t.push(time_op(gpu, args, name, k, |b| gelu::record(gpu, b, kind, &x, &y)).await?);
     }
     t.push(time_op(gpu, args, "copy_vec4", k, |b| elementwise::record_copy(gpu, b, &x, &y)).await?);
@@ -178,14 +267,31 @@ async fn masked_softmax_case(gpu: &Gpu, args: &Args, report: &mut Report) -> Res
     let mut t: Vec<Timing> = Vec::new();
     for red in gpu.caps().reductions() {
         let v = MaskedVariant::Fused(red);
-        t.push(time_op(gpu, args, &format!("fused_{}", red.name()), n, |b| softmax::record_masked_variant(gpu, b, &x, &y, 0.125, &mask, v)).await?);
+        t.push(
+            time_op(gpu, args, &format!("fused_{}", red.name()), n, |b| {
+                softmax::record_masked_variant(gpu, b, &x, &y, 0.125, &mask, v)
+            })
+            .await?,
+        );
     }
     for red in gpu.caps().reductions() {
         let v = MaskedVariant::Unfused(red);
-        t.push(time_op(gpu, args, &format!("mask_then_softmax_{}", red.name()), n, |b| softmax::record_masked_variant(gpu, b, &x, &y, 0.125, &mask, v)).await?);
+        t.push(
+            time_op(gpu, args, &format!("mask_then_softmax_{}", red.name()), n, |b| {
+                softmax::record_masked_variant(gpu, b, &x, &y, 0.125, &mask, v)
+            })
+            .await?,
+        );
     }
     t.push(time_op(gpu, args, "copy_vec4", n, |b| elementwise::record_copy(gpu, b, &x, &y)).await?);
-    report.add(&case, json!({"scores": [heads, q, k], "causal": true}), (2 * heads * q * k * 4) as f64, 0.0, "mask_then_softmax_shared", &t);
+    report.add(
+        &case,
+        json!({"scores": [heads, q, k], "causal": true}),
+        (2 * heads * q * k * 4) as f64,
+        0.0,
+        "mask_then_softmax_shared",
+        &t,
+    );
     Ok(())
 }
 
@@ -200,10 +306,26 @@ async fn repeat_kv_case(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<(
     let dst2 = GpuTensor::zeros(gpu, "copy", &[tokens, kv * rep, d], DType::F32)?;
     let n = inner(args);
     let t = vec![
-        time_op(gpu, args, "vec4", n, |b| repeat_kv::record_variant(gpu, b, &src, &dst, repeat_kv::Variant::Vec4)).await?,
-        time_op(gpu, args, "scalar", n, |b| repeat_kv::record_variant(gpu, b, &src, &dst, repeat_kv::Variant::Scalar)).await?,
-        time_op(gpu, args, "copy_vec4_output", n, |b| elementwise::record_copy(gpu, b, &dst, &dst2)).await?,
+        time_op(gpu, args, "vec4", n, |b| {
+            repeat_kv::record_variant(gpu, b, &src, &dst, repeat_kv::Variant::Vec4)
+        })
+        .await?,
+        time_op(gpu, args, "scalar", n, |b| {
+            repeat_kv::record_variant(gpu, b, &src, &dst, repeat_kv::Variant::Scalar)
+        })
+        .await?,
+        time_op(gpu, args, "copy_vec4_output", n, |b| {
+            elementwise::record_copy(gpu, b, &dst, &dst2)
+        })
+        .await?,
     ];
-    report.add(&case, json!({"src": [tokens, kv, d], "dst": [tokens, kv * rep, d]}), (tokens * kv * d * 4 * (1 + rep)) as f64, 0.0, "scalar", &t);
+    report.add(
+        &case,
+        json!({"src": [tokens, kv, d], "dst": [tokens, kv * rep, d]}),
+        (tokens * kv * d * 4 * (1 + rep)) as f64,
+        0.0,
+        "scalar",
+        &t,
+    );
     Ok(())
 }

@@ -13,11 +13,11 @@
 
 use crate::harness::{time_op, Args, Report, Timing};
 use kjarni_web::gpu::SwigluVariant;
+use kjarni_web::ops::elementwise;
 use kjarni_web::ops::ffn::{self, SwigluShape};
 use kjarni_web::ops::gemv::{self, Variant as GemvVariant};
 use kjarni_web::ops::linear::{Act, Epilogue, Residual};
 use kjarni_web::ops::matmul::{self, Variant as MatmulVariant};
-use kjarni_web::ops::elementwise;
 use kjarni_web::{cpu, DType, Gpu, GpuTensor, Result};
 use serde_json::json;
 
@@ -60,8 +60,12 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
 async fn copy_timing(gpu: &Gpu, args: &Args, bytes: usize, inner: usize) -> Result<Timing> {
     let words = (bytes / 2).div_ceil(16) * 4; // f32 elements of a vec4-multiple half
     let n = copies(args, bytes, 16);
-    let srcs: Vec<GpuTensor> = (0..n).map(|i| GpuTensor::zeros(gpu, &format!("copy_src{i}"), &[words], DType::F32)).collect::<Result<_>>()?;
-    let dsts: Vec<GpuTensor> = (0..n).map(|i| GpuTensor::zeros(gpu, &format!("copy_dst{i}"), &[words], DType::F32)).collect::<Result<_>>()?;
+    let srcs: Vec<GpuTensor> = (0..n)
+        .map(|i| GpuTensor::zeros(gpu, &format!("copy_src{i}"), &[words], DType::F32))
+        .collect::<Result<_>>()?;
+    let dsts: Vec<GpuTensor> = (0..n)
+        .map(|i| GpuTensor::zeros(gpu, &format!("copy_dst{i}"), &[words], DType::F32))
+        .collect::<Result<_>>()?;
     let mut i = 0;
     time_op(gpu, args, "copy_vec4", inner, |b| {
         i = (i + 1) % n;
@@ -88,14 +92,20 @@ async fn gemv_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
         }
         let wbytes = n * k * dtype.size();
         let ncopies = copies(args, wbytes, 64);
-        let ws: Vec<GpuTensor> = (0..ncopies).map(|i| weight(gpu, &format!("w{i}"), n, k, dtype, i as u64 + 1)).collect::<Result<_>>()?;
+        let ws: Vec<GpuTensor> = (0..ncopies)
+            .map(|i| weight(gpu, &format!("w{i}"), n, k, dtype, i as u64 + 1))
+            .collect::<Result<_>>()?;
         let x = vector(gpu, "x", &[k], 7)?;
         let y = GpuTensor::zeros(gpu, "y", &[n], DType::F32)?;
         let inner = inner_for(args, wbytes as f64, 0.0);
         let mut variants = vec![GemvVariant::Scalar, gemv::default_variant(gpu.caps(), n, k, dtype)];
         for reduction in gpu.caps().reductions() {
             for rows in [1, 2, 4] {
-                let v = GemvVariant::Vec4 { rows, workgroup: gpu.caps().variants.reduce_workgroup.min(256), reduction };
+                let v = GemvVariant::Vec4 {
+                    rows,
+                    workgroup: gpu.caps().variants.reduce_workgroup.min(256),
+                    reduction,
+                };
                 if !variants.contains(&v) {
                     variants.push(v);
                 }
@@ -103,9 +113,17 @@ async fn gemv_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
         }
         let mut timings = Vec::new();
         for (idx, v) in variants.iter().enumerate() {
-            let name = if idx == 1 { format!("default_{}", v.name()) } else { v.name() };
+            let name = if idx == 1 {
+                format!("default_{}", v.name())
+            } else {
+                v.name()
+            };
             // The scalar kernel is slow: fewer dispatches.
-            let inner = if *v == GemvVariant::Scalar { inner.div_ceil(8).max(2) } else { inner };
+            let inner = if *v == GemvVariant::Scalar {
+                inner.div_ceil(8).max(2)
+            } else {
+                inner
+            };
             let mut i = 0;
             timings.push(
                 time_op(gpu, args, &name, inner, |b| {
@@ -134,7 +152,9 @@ async fn matmul_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
         }
         let wbytes = n * k * 2;
         let ncopies = copies(args, wbytes, 8);
-        let ws: Vec<GpuTensor> = (0..ncopies).map(|i| weight(gpu, &format!("w{i}"), n, k, DType::BF16, i as u64 + 1)).collect::<Result<_>>()?;
+        let ws: Vec<GpuTensor> = (0..ncopies)
+            .map(|i| weight(gpu, &format!("w{i}"), n, k, DType::BF16, i as u64 + 1))
+            .collect::<Result<_>>()?;
         let x = vector(gpu, "x", &[m, k], 7)?;
         let y = GpuTensor::zeros(gpu, "y", &[m, n], DType::F32)?;
         let flops = 2.0 * (m * n * k) as f64;
@@ -143,7 +163,10 @@ async fn matmul_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
         let tuned = matmul::autotune(gpu, &x, &ws[0], &y).await?;
         let mut variants: Vec<(String, MatmulVariant)> = vec![
             ("tile32_baseline".into(), MatmulVariant::Tile32),
-            (format!("default_{}", matmul::default_tile(gpu.caps(), m, n).name()), MatmulVariant::Tiled(matmul::default_tile(gpu.caps(), m, n))),
+            (
+                format!("default_{}", matmul::default_tile(gpu.caps(), m, n).name()),
+                MatmulVariant::Tiled(matmul::default_tile(gpu.caps(), m, n)),
+            ),
             (format!("autotuned_{}", tuned.name()), MatmulVariant::Tiled(tuned)),
         ];
         for t in matmul::candidates(gpu.caps(), m) {
@@ -151,7 +174,11 @@ async fn matmul_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
         }
         let mut timings = Vec::new();
         for (name, v) in &variants {
-            let inner = if *v == MatmulVariant::Tile32 { inner.div_ceil(4).max(1) } else { inner };
+            let inner = if *v == MatmulVariant::Tile32 {
+                inner.div_ceil(4).max(1)
+            } else {
+                inner
+            };
             let mut i = 0;
             timings.push(
                 time_op(gpu, args, name, inner, |b| {
@@ -174,7 +201,8 @@ async fn matmul_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
                 .await?,
             );
         }
-        let shape = json!({ "m": m, "n": n, "k": k, "dtype": "bf16", "weight_copies": ncopies, "autotuned": tuned.name() });
+        let shape =
+            json!({ "m": m, "n": n, "k": k, "dtype": "bf16", "weight_copies": ncopies, "autotuned": tuned.name() });
         report.add(&case, shape, bytes, flops, "tile32_baseline", &timings);
     }
     Ok(())
@@ -188,8 +216,12 @@ async fn swiglu_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
         }
         let pair_bytes = 2 * n * k * 2;
         let ncopies = copies(args, pair_bytes, 64);
-        let gates: Vec<GpuTensor> = (0..ncopies).map(|i| weight(gpu, &format!("gate{i}"), n, k, DType::BF16, 2 * i as u64 + 1)).collect::<Result<_>>()?;
-        let ups: Vec<GpuTensor> = (0..ncopies).map(|i| weight(gpu, &format!("up{i}"), n, k, DType::BF16, 2 * i as u64 + 2)).collect::<Result<_>>()?;
+        let gates: Vec<GpuTensor> = (0..ncopies)
+            .map(|i| weight(gpu, &format!("gate{i}"), n, k, DType::BF16, 2 * i as u64 + 1))
+            .collect::<Result<_>>()?;
+        let ups: Vec<GpuTensor> = (0..ncopies)
+            .map(|i| weight(gpu, &format!("up{i}"), n, k, DType::BF16, 2 * i as u64 + 2))
+            .collect::<Result<_>>()?;
         let x = vector(gpu, "x", &[k], 7)?;
         let h = GpuTensor::zeros(gpu, "h", &[n], DType::F32)?;
         let up = GpuTensor::zeros(gpu, "up_scratch", &[n], DType::F32)?;
@@ -202,13 +234,25 @@ async fn swiglu_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
             }
             let mut shapes = vec![shape];
             for rows in [2, 4] {
-                let s = SwigluShape { rows, workgroup: shape.workgroup };
+                let s = SwigluShape {
+                    rows,
+                    workgroup: shape.workgroup,
+                };
                 if !shapes.contains(&s) {
                     shapes.push(s);
                 }
             }
             for s in shapes {
-                let name = format!("fused_{}_r{}_wg{}", if variant == SwigluVariant::Shared32K { "32KiB" } else { "16KiB" }, s.rows, s.workgroup);
+                let name = format!(
+                    "fused_{}_r{}_wg{}",
+                    if variant == SwigluVariant::Shared32K {
+                        "32KiB"
+                    } else {
+                        "16KiB"
+                    },
+                    s.rows,
+                    s.workgroup
+                );
                 let mut i = 0;
                 timings.push(
                     time_op(gpu, args, &name, inner, |b| {
@@ -226,7 +270,19 @@ async fn swiglu_cases(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
             time_op(gpu, args, "gemv_pair", inner, |b| {
                 i = (i + 1) % ncopies;
                 gemv::record_variant(gpu, b, &ups[i], &x, &up, &Epilogue::NONE, v)?;
-                gemv::record_variant(gpu, b, &gates[i], &x, &h, &Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&up)) }, v)
+                gemv::record_variant(
+                    gpu,
+                    b,
+                    &gates[i],
+                    &x,
+                    &h,
+                    &Epilogue {
+                        bias: None,
+                        act: Act::Silu,
+                        residual: Some(Residual::Mul(&up)),
+                    },
+                    v,
+                )
             })
             .await?,
         );

@@ -90,7 +90,13 @@ fn candidates(gpu: &Gpu) -> Vec<Variant> {
     let mut v = Vec::new();
     for (workgroup, lanes, rows, step) in list {
         if workgroup <= max_wg {
-            v.push(Variant::GemvFast { workgroup, lanes, rows, step, reduction });
+            v.push(Variant::GemvFast {
+                workgroup,
+                lanes,
+                rows,
+                step,
+                reduction,
+            });
         }
     }
     v
@@ -107,7 +113,16 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
             let nq = copies(args, qbytes);
             // Raw random blocks: same bytes and work as real weights, no quantisation wait.
             let ws: Vec<QuantWeight> = (0..nq)
-                .map(|i| QuantWeight::from_blocks(gpu, &format!("w{i}"), t, n, k, &cq::random_blocks(t, 7 + i as u64, n * k / t.block_size())))
+                .map(|i| {
+                    QuantWeight::from_blocks(
+                        gpu,
+                        &format!("w{i}"),
+                        t,
+                        n,
+                        k,
+                        &cq::random_blocks(t, 7 + i as u64, n * k / t.block_size()),
+                    )
+                })
                 .collect::<Result<_>>()?;
             let x = GpuTensor::from_f32(gpu, "x", &[1, k], DType::F32, &cpu::random(k, 3, -1.0, 1.0))?;
             let y = GpuTensor::zeros(gpu, "y", &[1, n], DType::F32)?;
@@ -140,7 +155,15 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
             let bbytes = n * k * 2;
             let nb = copies(args, bbytes);
             let bws: Vec<GpuTensor> = (0..nb)
-                .map(|i| GpuTensor::from_f32(gpu, &format!("wb{i}"), &[n, k], DType::BF16, &cpu::random(n * k, 11 + i as u64, -0.05, 0.05)))
+                .map(|i| {
+                    GpuTensor::from_f32(
+                        gpu,
+                        &format!("wb{i}"),
+                        &[n, k],
+                        DType::BF16,
+                        &cpu::random(n * k, 11 + i as u64, -0.05, 0.05),
+                    )
+                })
                 .collect::<Result<_>>()?;
             let xb = GpuTensor::from_f32(gpu, "xb", &[k], DType::F32, &cpu::random(k, 3, -1.0, 1.0))?;
             let yb = GpuTensor::zeros(gpu, "yb", &[n], DType::F32)?;
@@ -157,8 +180,12 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
             // Copy ceiling: half the quantised bytes read + half written, rotating buffers.
             let words = (qbytes / 2).div_ceil(16) * 4;
             let nc = copies(args, qbytes);
-            let srcs: Vec<GpuTensor> = (0..nc).map(|i| GpuTensor::zeros(gpu, &format!("copy_src{i}"), &[words], DType::U32)).collect::<Result<_>>()?;
-            let dsts: Vec<GpuTensor> = (0..nc).map(|i| GpuTensor::zeros(gpu, &format!("copy_dst{i}"), &[words], DType::U32)).collect::<Result<_>>()?;
+            let srcs: Vec<GpuTensor> = (0..nc)
+                .map(|i| GpuTensor::zeros(gpu, &format!("copy_src{i}"), &[words], DType::U32))
+                .collect::<Result<_>>()?;
+            let dsts: Vec<GpuTensor> = (0..nc)
+                .map(|i| GpuTensor::zeros(gpu, &format!("copy_dst{i}"), &[words], DType::U32))
+                .collect::<Result<_>>()?;
             let mut i = 0;
             timings.push(
                 time_op(gpu, args, "copy_vec4", inner, |b| {
@@ -189,14 +216,34 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
         let mut timings = Vec::new();
         for rm in [4u32, 2, 1] {
             let v = Variant::Matmul { rm };
-            timings.push(time_op(gpu, args, &format!("matmul_rm{rm}"), inner, |b| quant::record_variant(gpu, b, &w, &x, &y, v)).await?);
+            timings.push(
+                time_op(gpu, args, &format!("matmul_rm{rm}"), inner, |b| {
+                    quant::record_variant(gpu, b, &w, &x, &y, v)
+                })
+                .await?,
+            );
         }
         // GEMV per x row would re-read the weights M times: the prefill kernel must beat it.
-        let v = Variant::Gemv { rows: 4, reduction: Reduction::SharedMemory };
-        timings.push(time_op(gpu, args, "gemv_rows4_shared", inner, |b| quant::record_variant(gpu, b, &w, &x, &y, v)).await?);
+        let v = Variant::Gemv {
+            rows: 4,
+            reduction: Reduction::SharedMemory,
+        };
+        timings.push(
+            time_op(gpu, args, "gemv_rows4_shared", inner, |b| {
+                quant::record_variant(gpu, b, &w, &x, &y, v)
+            })
+            .await?,
+        );
         let bytes = (w.block_bytes() + (m * k + m * n) * 4) as f64;
         let shape = json!({ "m": m, "n": n, "k": k, "type": name(t) });
-        report.add(&case, shape, bytes, 2.0 * (m * n * k) as f64, "gemv_rows4_shared", &timings);
+        report.add(
+            &case,
+            shape,
+            bytes,
+            2.0 * (m * n * k) as f64,
+            "gemv_rows4_shared",
+            &timings,
+        );
     }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! one-thread-per-row kernel and a vec4 copy of the same bytes.
 
 use crate::harness::{time_op, Args, Report};
-use kjarni_web::ops::{elementwise, softmax};
 use kjarni_web::ops::softmax::Variant;
+use kjarni_web::ops::{elementwise, softmax};
 use kjarni_web::{cpu, DType, Gpu, GpuTensor, Result};
 use serde_json::json;
 
@@ -13,7 +13,13 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
         if !args.wants(&case) {
             continue;
         }
-        let x = GpuTensor::from_f32(gpu, "x", &[rows, cols], DType::F32, &cpu::random(rows * cols, 1, -10.0, 10.0))?;
+        let x = GpuTensor::from_f32(
+            gpu,
+            "x",
+            &[rows, cols],
+            DType::F32,
+            &cpu::random(rows * cols, 1, -10.0, 10.0),
+        )?;
         let y = GpuTensor::zeros(gpu, "y", &[rows, cols], DType::F32)?;
         let inner = if args.quick { 2 } else { 20 };
         let mut timings = Vec::new();
@@ -32,7 +38,12 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
             })
             .await?,
         );
-        timings.push(time_op(gpu, args, "copy_vec4", inner, |b| elementwise::record_copy(gpu, b, &x, &y)).await?);
+        timings.push(
+            time_op(gpu, args, "copy_vec4", inner, |b| {
+                elementwise::record_copy(gpu, b, &x, &y)
+            })
+            .await?,
+        );
         let bytes = (2 * rows * cols * 4) as f64;
         report.add(&case, json!([rows, cols]), bytes, 0.0, "row_per_thread", &timings);
     }

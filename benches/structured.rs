@@ -33,14 +33,26 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     }
     let tok = Tokenizer::load(&src).await?;
     let (weights, weight_bytes) = crate::models::synthetic_smollm2();
-    let mut m = Llama::load(gpu, &weights, &LlamaOptions { kv_cache: KvDType::F16, max_context: 1024 }, &mut |_| {}).await?;
+    let mut m = Llama::load(
+        gpu,
+        &weights,
+        &LlamaOptions {
+            kv_cache: KvDType::F16,
+            max_context: 1024,
+        },
+        &mut |_| {},
+    )
+    .await?;
     let vocab = Vocab::new(&tok, m.config().vocab_size, &m.eos_ids())?;
     // At least 100 records: the grammar cannot end before max_tokens, whatever the random model picks.
     let schema = json!({"type": "array", "minItems": 100, "items": {"type": "object", "properties": {
         "name": {"type": "string"}, "age": {"type": "integer"}, "tags": {"type": "array", "items": {"enum": ["a", "b", "c"]}},
         "address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string", "pattern": "^[0-9]{5}$"}}, "required": ["city", "zip"]}},
         "required": ["name", "age", "tags", "address"]}});
-    let format = ResponseFormat::JsonSchema { json_schema: serde_json::from_value(json!({"name": "bench", "schema": schema})).map_err(|e| kjarni_web::Error::Internal(e.to_string()))? };
+    let format = ResponseFormat::JsonSchema {
+        json_schema: serde_json::from_value(json!({"name": "bench", "schema": schema}))
+            .map_err(|e| kjarni_web::Error::Internal(e.to_string()))?,
+    };
     let steps = if args.quick { 8 } else { 128 };
     let prompt: Vec<u32> = (0..32).map(|i| (i * 7 % 1000) as u32).collect();
     let reps = if args.quick { 1 } else { 3 };
@@ -48,19 +60,41 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     let decode = |ids: &[u32]| Ok("x".repeat(ids.len()));
     let mut timings = Vec::new();
     let mut extra = serde_json::Map::new();
-    for (name, depth, constrained) in [("decode_free_depth3", 0, false), ("decode_free_depth1", 1, false), ("decode_json_schema", 1, true)] {
+    for (name, depth, constrained) in [
+        ("decode_free_depth3", 0, false),
+        ("decode_free_depth1", 1, false),
+        ("decode_json_schema", 1, true),
+    ] {
         let mut best = f64::MAX;
         let mut mask = (0.0, 0usize);
         for _ in 0..reps {
             m.reset();
-            let opts = GenerateOptions { max_tokens: steps, ignore_eos: !constrained, steps_in_flight: depth, ..Default::default() };
-            let mut c = if constrained { structured::Constraint::new(&vocab, &format, "bench")? } else { None };
+            let opts = GenerateOptions {
+                max_tokens: steps,
+                ignore_eos: !constrained,
+                steps_in_flight: depth,
+                ..Default::default()
+            };
+            let mut c = if constrained {
+                structured::Constraint::new(&vocab, &format, "bench")?
+            } else {
+                None
+            };
             // The first token includes the prefill: time the decode steps after it (every token
             // streams a delta with this decoder).
             let mut first: Option<Instant> = None;
-            let g = structured::generate(&mut m, gpu, decode, &prompt, &opts, &CancelToken::new(), &mut |_| {
-                first.get_or_insert_with(Instant::now);
-            }, c.as_mut())
+            let g = structured::generate(
+                &mut m,
+                gpu,
+                decode,
+                &prompt,
+                &opts,
+                &CancelToken::new(),
+                &mut |_| {
+                    first.get_or_insert_with(Instant::now);
+                },
+                c.as_mut(),
+            )
             .await?;
             let end = Instant::now();
             let per = first.map_or(0.0, |f| (end - f).as_secs_f64()) / g.tokens.len().saturating_sub(1).max(1) as f64;
@@ -70,15 +104,35 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
             }
             extra.insert(format!("{name}_tokens"), json!(g.tokens.len()));
         }
-        timings.push(Timing { name: name.into(), median_us: best * 1e6, min_us: best * 1e6 });
+        timings.push(Timing {
+            name: name.into(),
+            median_us: best * 1e6,
+            min_us: best * 1e6,
+        });
         if constrained {
-            extra.insert("mask_cpu_us_per_token".into(), json!((mask.0 * 1e3 / mask.1.max(1) as f64).round()));
+            extra.insert(
+                "mask_cpu_us_per_token".into(),
+                json!((mask.0 * 1e3 / mask.1.max(1) as f64).round()),
+            );
         }
     }
     let us = |n: &str| timings.iter().find(|t| t.name == n).map_or(0.0, |t| t.median_us);
-    extra.insert("overhead_us_per_token_vs_depth1".into(), json!((us("decode_json_schema") - us("decode_free_depth1")).round()));
-    extra.insert("overhead_us_per_token_vs_depth3".into(), json!((us("decode_json_schema") - us("decode_free_depth3")).round()));
+    extra.insert(
+        "overhead_us_per_token_vs_depth1".into(),
+        json!((us("decode_json_schema") - us("decode_free_depth1")).round()),
+    );
+    extra.insert(
+        "overhead_us_per_token_vs_depth3".into(),
+        json!((us("decode_json_schema") - us("decode_free_depth3")).round()),
+    );
     extra.insert("note".into(), json!("per token = wall time from the first token's arrival to the last / (tokens - 1); mask_cpu includes the first (prompt) mask"));
-    report.add(CASE, serde_json::Value::Object(extra), weight_bytes as f64, 0.0, "decode_free_depth3", &timings);
+    report.add(
+        CASE,
+        serde_json::Value::Object(extra),
+        weight_bytes as f64,
+        0.0,
+        "decode_free_depth3",
+        &timings,
+    );
     Ok(())
 }

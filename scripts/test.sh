@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test: installs what is missing (idempotent, seconds when installed), then
-#   1. native: cargo clippy (no unwrap/expect in the library) and cargo test on whatever adapter
+#   1. native: cargo fmt --check, cargo clippy (no unwrap/expect in the library) and cargo test on whatever adapter
 #      wgpu finds (lavapipe = Vulkan on the CPU on a machine without a GPU);
 #   2. browser: wasm-pack test --headless --chrome (WebGPU in headless Chromium);
 #   3. pages: the npm package (pkg/, copied to www/pkg/), the demo and a plain ESM page served on
@@ -21,6 +21,8 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 if [ "$mode" != "--browser-only" ]; then
+  echo "== native: cargo fmt --check (rustfmt.toml)"
+  if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt not installed: skipped"; fi
   echo "== native: clippy"
   cargo clippy --all-targets --features bench -q -- -D warnings
   echo "== native: cargo test"

@@ -43,30 +43,27 @@ pub struct ChatRequest {
 }
 
 /// An optional field deserialised into its type (`null` is absent); a mismatch names the field.
-fn typed<T: serde::de::DeserializeOwned>(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Option<T>> {
+fn typed<T: serde::de::DeserializeOwned>(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<T>> {
     match obj.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| invalid(key, e.to_string())),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| invalid(key, e.to_string())),
     }
 }
 
 fn number(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Option<f64>> {
     match obj.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => n
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(key, "must be a number")),
+        Some(serde_json::Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| invalid(key, "must be a number")),
         Some(v) => Err(invalid(key, format!("must be a number (got {v})"))),
     }
 }
 
-fn integer(
-    obj: &serde_json::Map<String, serde_json::Value>,
-    key: &str,
-    min: u64,
-    max: u64,
-) -> Result<Option<u64>> {
+fn integer(obj: &serde_json::Map<String, serde_json::Value>, key: &str, min: u64, max: u64) -> Result<Option<u64>> {
     match obj.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Number(n)) => match n.as_u64() {
@@ -84,19 +81,14 @@ impl ChatRequest {
     /// Parse and check a JSON request. `max_context`: the model's context; a `max_tokens`
     /// beyond it is refused.
     pub fn parse(json: &str, max_context: usize) -> Result<Self> {
-        let v: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| invalid("request", format!("is not valid JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| invalid("request", format!("is not valid JSON: {e}")))?;
         let obj = v
             .as_object()
             .ok_or_else(|| invalid("request", "must be a JSON object"))?;
         let msgs = match obj.get("messages") {
             Some(serde_json::Value::Array(a)) if !a.is_empty() => a,
-            _ => {
-                return Err(invalid(
-                    "messages",
-                    "must be a non-empty array of { role, content }",
-                ))
-            }
+            _ => return Err(invalid("messages", "must be a non-empty array of { role, content }")),
         };
         let mut messages = Vec::with_capacity(msgs.len());
         for (i, m) in msgs.iter().enumerate() {
@@ -147,8 +139,7 @@ impl ChatRequest {
             top_k: integer(obj, "top_k", 0, u32::MAX.into())?.map_or(d.top_k, |v| v as usize),
             top_p: number(obj, "top_p")?.map_or(d.top_p, |v| v as f32),
             min_p: number(obj, "min_p")?.map_or(d.min_p, |v| v as f32),
-            repetition_penalty: number(obj, "repetition_penalty")?
-                .map_or(d.repetition_penalty, |v| v as f32),
+            repetition_penalty: number(obj, "repetition_penalty")?.map_or(d.repetition_penalty, |v| v as f32),
             seed: integer(obj, "seed", 0, MAX_SEED)?.unwrap_or(d.seed),
         };
         check_sampling(&sampling)?;
@@ -169,22 +160,13 @@ impl ChatRequest {
 pub fn check_sampling(p: &SamplingParams) -> Result<()> {
     let t = p.temperature;
     if !(t.is_finite() && t >= 0.0) {
-        return Err(invalid(
-            "temperature",
-            format!("must be a finite number ≥ 0 (got {t})"),
-        ));
+        return Err(invalid("temperature", format!("must be a finite number ≥ 0 (got {t})")));
     }
     if !(p.top_p > 0.0 && p.top_p <= 1.0) {
-        return Err(invalid(
-            "top_p",
-            format!("must be in (0, 1] (got {})", p.top_p),
-        ));
+        return Err(invalid("top_p", format!("must be in (0, 1] (got {})", p.top_p)));
     }
     if !(p.min_p >= 0.0 && p.min_p <= 1.0) {
-        return Err(invalid(
-            "min_p",
-            format!("must be in [0, 1] (got {})", p.min_p),
-        ));
+        return Err(invalid("min_p", format!("must be in [0, 1] (got {})", p.min_p)));
     }
     let r = p.repetition_penalty;
     if !(r.is_finite() && r > 0.0) {
@@ -265,10 +247,7 @@ mod tests {
                 r#"{"messages":[{"role":"wizard","content":"x"}]}"#.to_string(),
                 "messages[0].role",
             ),
-            (
-                r#"{"messages":[{"content":"x"}]}"#.to_string(),
-                "messages[0].role",
-            ),
+            (r#"{"messages":[{"content":"x"}]}"#.to_string(), "messages[0].role"),
             (
                 r#"{"messages":[{"role":"user","content":3}]}"#.to_string(),
                 "messages[0].content",
@@ -286,10 +265,7 @@ mod tests {
             (format!(r#"{{{m},"temperature":"hot"}}"#), "temperature"),
             (format!(r#"{{{m},"top_p":0}}"#), "top_p"),
             (format!(r#"{{{m},"min_p":2}}"#), "min_p"),
-            (
-                format!(r#"{{{m},"repetition_penalty":0}}"#),
-                "repetition_penalty",
-            ),
+            (format!(r#"{{{m},"repetition_penalty":0}}"#), "repetition_penalty"),
             (format!(r#"{{{m},"seed":9007199254740992}}"#), "seed"),
             (format!(r#"{{{m},"seed":-1}}"#), "seed"),
             (format!(r#"{{{m},"stop":["a","b","c","d","e"]}}"#), "stop"),

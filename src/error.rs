@@ -39,7 +39,9 @@ pub enum Error {
     /// A tensor written by a dispatch shares its buffer with another binding of the same dispatch
     /// (WebGPU forbids a writable binding that aliases any other): the op cannot run in place
     /// this way; pass a separate output.
-    #[error("{op}: '{written}' is written and '{other}' is bound too, but they share one buffer (not supported in place)")]
+    #[error(
+        "{op}: '{written}' is written and '{other}' is bound too, but they share one buffer (not supported in place)"
+    )]
     Aliased {
         /// The op that rejected its bindings.
         op: &'static str,
@@ -236,14 +238,37 @@ mod tests {
         let all = [
             Error::NoAdapter(String::new()),
             Error::DeviceLost(String::new()),
-            Error::ContextFull { cache: String::new(), len: 1, adding: 2, max: 2 },
+            Error::ContextFull {
+                cache: String::new(),
+                len: 1,
+                adding: 2,
+                max: 2,
+            },
             Error::Cancelled(String::new()),
-            Error::Network { url: String::new(), detail: String::new() },
-            Error::BadModelFile { file: String::new(), detail: String::new() },
+            Error::Network {
+                url: String::new(),
+                detail: String::new(),
+            },
+            Error::BadModelFile {
+                file: String::new(),
+                detail: String::new(),
+            },
         ];
         let codes: Vec<_> = all.iter().map(Error::code).collect();
-        assert_eq!(codes, ["WEBGPU_UNAVAILABLE", "DEVICE_LOST", "CONTEXT_OVERFLOW", "ABORTED", "NETWORK", "BAD_MODEL_FILE"]);
-        assert!(codes.iter().all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')));
+        assert_eq!(
+            codes,
+            [
+                "WEBGPU_UNAVAILABLE",
+                "DEVICE_LOST",
+                "CONTEXT_OVERFLOW",
+                "ABORTED",
+                "NETWORK",
+                "BAD_MODEL_FILE"
+            ]
+        );
+        assert!(codes
+            .iter()
+            .all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')));
     }
 
     /// One value of every variant.
@@ -252,25 +277,70 @@ mod tests {
         vec![
             Error::NoAdapter(s()),
             Error::RequestDevice(s()),
-            Error::Limit { context: s(), limit: "", needed: 0, available: 0 },
+            Error::Limit {
+                context: s(),
+                limit: "",
+                needed: 0,
+                available: 0,
+            },
             Error::Shape { op: "", detail: s() },
-            Error::Aliased { op: "", written: s(), other: s() },
-            Error::DType { op: "", tensor: s(), got: s(), expected: s() },
-            Error::Data { tensor: s(), detail: s() },
-            Error::Gpu { context: None, message: s() },
-            Error::Readback { what: s(), message: s() },
+            Error::Aliased {
+                op: "",
+                written: s(),
+                other: s(),
+            },
+            Error::DType {
+                op: "",
+                tensor: s(),
+                got: s(),
+                expected: s(),
+            },
+            Error::Data {
+                tensor: s(),
+                detail: s(),
+            },
+            Error::Gpu {
+                context: None,
+                message: s(),
+            },
+            Error::Readback {
+                what: s(),
+                message: s(),
+            },
             Error::DeviceLost(s()),
-            Error::Unsupported { kernel: "", variant: s(), why: s() },
-            Error::ContextFull { cache: s(), len: 0, adding: 0, max: 0 },
+            Error::Unsupported {
+                kernel: "",
+                variant: s(),
+                why: s(),
+            },
+            Error::ContextFull {
+                cache: s(),
+                len: 0,
+                adding: 0,
+                max: 0,
+            },
             Error::BadModelFile { file: s(), detail: s() },
-            Error::UnsupportedConfig { file: s(), field: s(), value: s(), supported: s() },
+            Error::UnsupportedConfig {
+                file: s(),
+                field: s(),
+                value: s(),
+                supported: s(),
+            },
             Error::NotFound { file: s() },
             Error::Network { url: s(), detail: s() },
             Error::Cancelled(s()),
-            Error::ModelTooLarge { needed: 0, limit: "", available: 0, detail: s() },
+            Error::ModelTooLarge {
+                needed: 0,
+                limit: "",
+                available: 0,
+                detail: s(),
+            },
             Error::Tokenizer(s()),
             Error::Internal(s()),
-            Error::InvalidArgument { field: s(), detail: s() },
+            Error::InvalidArgument {
+                field: s(),
+                detail: s(),
+            },
         ]
     }
 
@@ -281,15 +351,28 @@ mod tests {
         let table = &readme[readme.find("## Errors").unwrap_or(0)..];
         for e in every_variant() {
             let code = e.code();
-            assert!(dts.contains(&format!("'{code}'")), "{code} is missing from js/index.d.ts's KjarniErrorCode");
-            assert!(table.contains(&format!("`{code}`")), "{code} is missing from js/README.md's error table");
+            assert!(
+                dts.contains(&format!("'{code}'")),
+                "{code} is missing from js/index.d.ts's KjarniErrorCode"
+            );
+            assert!(
+                table.contains(&format!("`{code}`")),
+                "{code} is missing from js/README.md's error table"
+            );
         }
     }
 
     #[test]
     fn aliasing_is_not_a_shape_error() {
-        let e = Error::Aliased { op: "norm", written: "y".into(), other: "x".into() };
+        let e = Error::Aliased {
+            op: "norm",
+            written: "y".into(),
+            other: "x".into(),
+        };
         assert_eq!(e.code(), "ALIASED");
-        assert_eq!(e.to_string(), "norm: 'y' is written and 'x' is bound too, but they share one buffer (not supported in place)");
+        assert_eq!(
+            e.to_string(),
+            "norm: 'y' is written and 'x' is bound too, but they share one buffer (not supported in place)"
+        );
     }
 }

@@ -30,7 +30,14 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -66,7 +73,11 @@ impl Sampler {
             for &t in context {
                 if seen.insert(t) {
                     if let Some(l) = logits.get_mut(t as usize) {
-                        *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                        *l = if *l > 0.0 {
+                            *l / p.repetition_penalty
+                        } else {
+                            *l * p.repetition_penalty
+                        };
                     }
                 }
             }
@@ -75,8 +86,12 @@ impl Sampler {
             return argmax(logits);
         }
         // Candidates sorted by logit, highest first.
-        let mut cand: Vec<(u32, f32)> =
-            logits.iter().enumerate().filter(|(_, l)| !l.is_nan()).map(|(i, &l)| (i as u32, l)).collect();
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.is_nan())
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
         if cand.is_empty() {
             return None;
         }
@@ -184,7 +199,15 @@ impl<D: FnMut(&[u32]) -> Result<String>> TextStream<D> {
     /// of `stops` (the stop string itself is not emitted).
     pub fn new(decode: D, stops: Vec<String>) -> Self {
         let stops = stops.into_iter().filter(|s| !s.is_empty()).collect();
-        TextStream { decode, tokens: Vec::new(), prefix: 0, read: 0, stops, pending: String::new(), stopped: false }
+        TextStream {
+            decode,
+            tokens: Vec::new(),
+            prefix: 0,
+            read: 0,
+            stops,
+            pending: String::new(),
+            stopped: false,
+        }
     }
 
     /// Add a token; returns the text that can be shown now (possibly empty) and whether a stop
@@ -252,7 +275,13 @@ pub trait CausalLm {
     /// Run `prompt` (after the cached tokens, or reusing a cached prefix where the
     /// implementation does) and sample the first new token on the GPU with `sampling` (the
     /// repetition penalty's context is the prompt, then every sampled id); copy the id into `out`.
-    fn submit_prompt(&mut self, gpu: &crate::gpu::Gpu, prompt: &[u32], sampling: &SamplingParams, out: &crate::gpu::Buffer) -> Result<()>;
+    fn submit_prompt(
+        &mut self,
+        gpu: &crate::gpu::Gpu,
+        prompt: &[u32],
+        sampling: &SamplingParams,
+        out: &crate::gpu::Buffer,
+    ) -> Result<()>;
     /// One decode step fed by the id the previous step sampled; the next id is copied into `out`.
     fn submit_step(&mut self, gpu: &crate::gpu::Gpu, out: &crate::gpu::Buffer) -> Result<()>;
     /// Set (bit `i % 32` of word `i / 32` set = token `i` allowed) or clear the logit mask
@@ -340,7 +369,12 @@ pub async fn generate_masked<M: CausalLm>(
     mut mask: Option<&mut LogitMask<'_>>,
 ) -> Result<Generation> {
     if prompt.len() > model.context_left() {
-        return Err(crate::Error::ContextFull { cache: "kv_cache".into(), len: 0, adding: prompt.len(), max: model.context_left() });
+        return Err(crate::Error::ContextFull {
+            cache: "kv_cache".into(),
+            len: 0,
+            adding: prompt.len(),
+            max: model.context_left(),
+        });
     }
     crate::api::check_sampling(&opts.sampling)?;
     crate::api::check_stops(&opts.stop)?;
@@ -376,7 +410,10 @@ pub async fn generate_masked<M: CausalLm>(
         loop {
             // Keep `depth` steps submitted: each is fed by the previous one's id on the GPU. A
             // step is worth submitting only while its token could still be accepted.
-            while inflight.len() < depth && (opts.max_tokens == 0 || sampled < opts.max_tokens) && model.context_left() > 0 {
+            while inflight.len() < depth
+                && (opts.max_tokens == 0 || sampled < opts.max_tokens)
+                && model.context_left() > 0
+            {
                 if let Some(f) = mask.as_mut() {
                     let m = f(&tokens)?;
                     model.set_logit_mask(gpu, Some(&m))?;
@@ -403,7 +440,11 @@ pub async fn generate_masked<M: CausalLm>(
                     detail: format!(
                         "step {}: no token could be sampled (every logit NaN or infinite{})",
                         tokens.len(),
-                        if mask.is_some() { ", or masked out by the output constraint" } else { "" }
+                        if mask.is_some() {
+                            ", or masked out by the output constraint"
+                        } else {
+                            ""
+                        }
                     ),
                 });
             }
@@ -446,7 +487,10 @@ mod tests {
     fn greedy_is_argmax_and_penalty_changes_it() {
         let mut s = Sampler::new(SamplingParams::default());
         assert_eq!(s.sample(&mut [0.1, 3.0, 2.9], &[]), Some(1));
-        let mut s = Sampler::new(SamplingParams { repetition_penalty: 1.2, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 1.2,
+            ..Default::default()
+        });
         assert_eq!(s.sample(&mut [0.1, 3.0, 2.9], &[1, 1]), Some(2));
         assert_eq!(argmax(&[f32::NAN, -1.0, -2.0]), Some(1));
         assert_eq!(argmax(&[]), None);
@@ -457,14 +501,29 @@ mod tests {
         let logits = [5.0f32, 4.0, 1.0, 0.5, -3.0];
         let draw = |p: SamplingParams| {
             let mut s = Sampler::new(p);
-            (0..400).map(|_| s.sample(&mut logits.clone(), &[]).unwrap_or(99)).collect::<Vec<_>>()
+            (0..400)
+                .map(|_| s.sample(&mut logits.clone(), &[]).unwrap_or(99))
+                .collect::<Vec<_>>()
         };
-        let base = SamplingParams { temperature: 1.0, seed: 7, ..Default::default() };
-        let k2 = draw(SamplingParams { top_k: 2, ..base.clone() });
+        let base = SamplingParams {
+            temperature: 1.0,
+            seed: 7,
+            ..Default::default()
+        };
+        let k2 = draw(SamplingParams {
+            top_k: 2,
+            ..base.clone()
+        });
         assert!(k2.iter().all(|&t| t < 2) && k2.contains(&1));
-        let p = draw(SamplingParams { top_p: 0.5, ..base.clone() });
+        let p = draw(SamplingParams {
+            top_p: 0.5,
+            ..base.clone()
+        });
         assert!(p.iter().all(|&t| t == 0), "top-p 0.5 keeps only the top token (p≈0.72)");
-        let m = draw(SamplingParams { min_p: 0.2, ..base.clone() });
+        let m = draw(SamplingParams {
+            min_p: 0.2,
+            ..base.clone()
+        });
         assert!(m.iter().all(|&t| t < 2) && m.contains(&1));
         let all = draw(base.clone());
         assert!(all.contains(&2), "plain sampling reaches the tail");
@@ -492,16 +551,27 @@ mod tests {
 
     #[test]
     fn stream_stops_on_stop_strings_across_tokens() {
-        let mut ts = TextStream::new(bytes_decoder(vec![b"Hello", b" wor", b"ld", b"\nUs", b"er:"]), vec!["\nUser:".into()]);
+        let mut ts = TextStream::new(
+            bytes_decoder(vec![b"Hello", b" wor", b"ld", b"\nUs", b"er:"]),
+            vec!["\nUser:".into()],
+        );
         assert_eq!(ts.push(0).unwrap(), ("Hello".into(), false));
         assert_eq!(ts.push(1).unwrap(), (" wor".into(), false));
         assert_eq!(ts.push(2).unwrap(), ("ld".into(), false));
-        assert_eq!(ts.push(3).unwrap(), ("".into(), false), "possible stop prefix held back");
+        assert_eq!(
+            ts.push(3).unwrap(),
+            ("".into(), false),
+            "possible stop prefix held back"
+        );
         assert_eq!(ts.push(4).unwrap(), ("".into(), true));
         assert_eq!(ts.finish(), "");
         let mut ts = TextStream::new(bytes_decoder(vec![b"a\nU", b"p"]), vec!["\nUser:".into()]);
         assert_eq!(ts.push(0).unwrap(), ("a".into(), false));
-        assert_eq!(ts.push(1).unwrap(), ("\nUp".into(), false), "released once it cannot match");
+        assert_eq!(
+            ts.push(1).unwrap(),
+            ("\nUp".into(), false),
+            "released once it cannot match"
+        );
     }
 
     #[test]

@@ -35,8 +35,23 @@ pub struct Mask {
 
 /// softmax(scale Q K^T + mask) V with grouped-query heads, for the query rows in `rows` (all when
 /// `None`); other rows of the result stay 0. Rows that see no key give 0.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], dims: Dims, mask: &Mask, scale: f32, rows: Option<&[usize]>) -> Vec<f32> {
-    let Dims { batch, q_len, n_heads, kv_len, n_kv_heads, head_dim: d } = dims;
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    dims: Dims,
+    mask: &Mask,
+    scale: f32,
+    rows: Option<&[usize]>,
+) -> Vec<f32> {
+    let Dims {
+        batch,
+        q_len,
+        n_heads,
+        kv_len,
+        n_kv_heads,
+        head_dim: d,
+    } = dims;
     let group = n_heads / n_kv_heads;
     let q_pos0 = mask.q_pos0.unwrap_or(kv_len.saturating_sub(q_len));
     let all: Vec<usize> = (0..q_len).collect();
@@ -48,7 +63,10 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], dims: Dims, mask: &Mask, scale
         let valid = mask.kv_lens.as_ref().map_or(kv_len, |l| l[b].min(kv_len));
         for &r in rows {
             let visible = if mask.causal { valid.min(q_pos0 + r + 1) } else { valid };
-            let first = mask.window.map_or(0, |w| (q_pos0 + r + 1).saturating_sub(w)).min(visible);
+            let first = mask
+                .window
+                .map_or(0, |w| (q_pos0 + r + 1).saturating_sub(w))
+                .min(visible);
             for h in 0..n_heads {
                 let kvh = h / group;
                 let qo = ((b * q_len + r) * n_heads + h) * d;
@@ -56,7 +74,11 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], dims: Dims, mask: &Mask, scale
                 let mut m = f64::NEG_INFINITY;
                 for (j, sj) in s.iter_mut().enumerate().take(visible).skip(first) {
                     let ko = ((b * kv_len + j) * n_kv_heads + kvh) * d;
-                    let dot: f64 = qrow.iter().zip(&k[ko..ko + d]).map(|(&a, &c)| f64::from(a) * f64::from(c)).sum();
+                    let dot: f64 = qrow
+                        .iter()
+                        .zip(&k[ko..ko + d])
+                        .map(|(&a, &c)| f64::from(a) * f64::from(c))
+                        .sum();
                     *sj = dot * f64::from(scale);
                     m = m.max(*sj);
                 }
@@ -129,7 +151,10 @@ pub fn quantize_i8(x: &[f32], head_dim: usize) -> (Vec<i8>, Vec<f32>) {
         let m = row.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
         let stored = f16::from_f32(m).to_f32();
         let inv = if stored > 0.0 { 127.0 / stored } else { 0.0 };
-        codes.extend(row.iter().map(|&v| (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8));
+        codes.extend(
+            row.iter()
+                .map(|&v| (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8),
+        );
         absmax.push(stored);
     }
     (codes, absmax)

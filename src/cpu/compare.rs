@@ -26,14 +26,22 @@ pub struct Diff {
 /// Check `got` against `want`; the error names the worst element, its values and the tolerance.
 pub fn check_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Result<Diff, String> {
     if got.len() != want.len() {
-        return Err(format!("{what}: length {} != reference length {}", got.len(), want.len()));
+        return Err(format!(
+            "{what}: length {} != reference length {}",
+            got.len(),
+            want.len()
+        ));
     }
     let mut diff = Diff::default();
     let mut worst_ratio = -1.0f32;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let bad_nan = g.is_nan() != w.is_nan();
         let same_inf = g.is_infinite() && g == w;
-        let d = if same_inf || (g.is_nan() && w.is_nan()) { 0.0 } else { (g - w).abs() };
+        let d = if same_inf || (g.is_nan() && w.is_nan()) {
+            0.0
+        } else {
+            (g - w).abs()
+        };
         let allowed = tol.atol + tol.rtol * w.abs();
         if bad_nan || (d > 0.0 && (d > allowed || allowed.is_nan())) {
             return Err(format!(

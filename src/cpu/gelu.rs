@@ -75,14 +75,17 @@ macro_rules! formula {
                     let z = x * std::f64::consts::FRAC_1_SQRT_2 as $t;
                     let a = z.abs();
                     let t = 1.0 / (1.0 + 0.3275911 as $t * a);
-                    let poly = t * (AS[0] as $t + t * (AS[1] as $t + t * (AS[2] as $t + t * (AS[3] as $t + t * AS[4] as $t))));
+                    let poly =
+                        t * (AS[0] as $t + t * (AS[1] as $t + t * (AS[2] as $t + t * (AS[3] as $t + t * AS[4] as $t))));
                     let e = (1.0 - poly * (-a * a).exp()).copysign(z);
                     0.5 * x * (1.0 + e)
                 }
                 Formula::ErfRational => {
                     let z = (x * std::f64::consts::FRAC_1_SQRT_2 as $t).clamp(-4.0, 4.0);
                     let z2 = z * z;
-                    let num = ALPHA[1..].iter().fold(ALPHA[0] as $t, |acc, &c| z2 * acc + c as $t);
+                    let num = ALPHA[1..]
+                        .iter()
+                        .fold(ALPHA[0] as $t, |acc, &c| z2 * acc + c as $t);
                     let den = BETA[1..].iter().fold(BETA[0] as $t, |acc, &c| z2 * acc + c as $t);
                     0.5 * x * (1.0 + z * num / den)
                 }
@@ -123,7 +126,13 @@ mod tests {
 
     #[test]
     fn erf_matches_known_values() {
-        for (x, want) in [(0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (2.0, 0.9953222650189527), (3.0, 0.9999779095030014), (-1.5, -0.9661051464753108)] {
+        for (x, want) in [
+            (0.5, 0.5204998778130465),
+            (1.0, 0.8427007929497149),
+            (2.0, 0.9953222650189527),
+            (3.0, 0.9999779095030014),
+            (-1.5, -0.9661051464753108),
+        ] {
             assert!((erf(x) - want).abs() < 1e-15, "erf({x}) = {} want {want}", erf(x));
         }
         assert!((1.0 - erf(5.0) - 1.537_459_794_428_035e-12).abs() < 3e-16);

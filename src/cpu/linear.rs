@@ -48,7 +48,9 @@ pub fn abs_dot(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
     let mut y = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let s: f64 = (0..k).map(|t| (f64::from(x[i * k + t]) * f64::from(w[j * k + t])).abs()).sum();
+            let s: f64 = (0..k)
+                .map(|t| (f64::from(x[i * k + t]) * f64::from(w[j * k + t])).abs())
+                .sum();
             y[i * n + j] = s as f32;
         }
     }
@@ -90,7 +92,19 @@ mod tests {
     #[test]
     fn linear_applies_the_epilogue_in_order() {
         // x = [1, 2], w = [[1, 1], [2, -1]] → v = [3, 0]; bias [1, -1] → [4, -1]; silu; + [10, 20].
-        let y = linear(&[1.0, 2.0], &[1.0, 1.0, 2.0, -1.0], 1, 2, 2, Epi { bias: Some(&[1.0, -1.0]), act: Act::Silu, add: Some(&[10.0, 20.0]), mul: None });
+        let y = linear(
+            &[1.0, 2.0],
+            &[1.0, 1.0, 2.0, -1.0],
+            1,
+            2,
+            2,
+            Epi {
+                bias: Some(&[1.0, -1.0]),
+                act: Act::Silu,
+                add: Some(&[10.0, 20.0]),
+                mul: None,
+            },
+        );
         let silu = |v: f64| v / (1.0 + (-v).exp());
         assert!((f64::from(y[0]) - (silu(4.0) + 10.0)).abs() < 1e-5);
         assert!((f64::from(y[1]) - (silu(-1.0) + 20.0)).abs() < 1e-5);

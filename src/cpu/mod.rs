@@ -5,17 +5,17 @@
 
 pub mod attention;
 pub mod compare;
-pub mod ffn;
-pub mod linear;
 pub mod embedding;
+pub mod ffn;
 pub mod gelu;
+pub mod linear;
 pub mod masked_softmax;
 pub mod norm;
 pub mod quant;
 pub mod repeat_kv;
 pub mod rope;
-pub mod synthetic;
 pub mod sample;
+pub mod synthetic;
 
 /// Row softmax of `scale * x` over rows of length `cols`, accumulated in f64.
 /// -inf entries get probability 0; an all -inf row gives zeros.
@@ -45,7 +45,14 @@ pub fn mean_pool(h: &[f32], seq: usize, dim: usize, lens: &[u32], normalize: boo
 
 /// Mean / first / last of the first `len` of `seq` tokens of `h` [batch, seq, dim], optionally
 /// L2-normalised.
-pub fn pool(h: &[f32], seq: usize, dim: usize, lens: &[u32], mode: crate::ops::pooling::Pooling, normalize: bool) -> Vec<f32> {
+pub fn pool(
+    h: &[f32],
+    seq: usize,
+    dim: usize,
+    lens: &[u32],
+    mode: crate::ops::pooling::Pooling,
+    normalize: bool,
+) -> Vec<f32> {
     use crate::ops::pooling::Pooling;
     let mut out = Vec::with_capacity(lens.len() * dim);
     for (b, &len) in lens.iter().enumerate() {
@@ -56,7 +63,12 @@ pub fn pool(h: &[f32], seq: usize, dim: usize, lens: &[u32], mode: crate::ops::p
             Pooling::LastToken => (valid.max(1) - 1, valid.min(1)),
         };
         let mut m: Vec<f64> = (0..dim)
-            .map(|c| (first..first + n).map(|t| f64::from(h[(b * seq + t) * dim + c])).sum::<f64>() / (n.max(1) as f64))
+            .map(|c| {
+                (first..first + n)
+                    .map(|t| f64::from(h[(b * seq + t) * dim + c]))
+                    .sum::<f64>()
+                    / (n.max(1) as f64)
+            })
             .collect();
         if normalize {
             let norm = m.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
@@ -69,12 +81,18 @@ pub fn pool(h: &[f32], seq: usize, dim: usize, lens: &[u32], mode: crate::ops::p
 
 /// a + b
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| (f64::from(*x) + f64::from(*y)) as f32).collect()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) + f64::from(*y)) as f32)
+        .collect()
 }
 
 /// a * b
 pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| (f64::from(*x) * f64::from(*y)) as f32).collect()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) * f64::from(*y)) as f32)
+        .collect()
 }
 
 /// x * sigmoid(x)

@@ -10,7 +10,14 @@ pub fn residual_sum(x: &[f32], r: Option<&[f32]>) -> Vec<f32> {
 
 /// LayerNorm of `x [+ r]` over rows of length `cols`: `(v - mean) / sqrt(var + eps) * gamma + beta`
 /// with the biased variance (as PyTorch).
-pub fn layer_norm(x: &[f32], r: Option<&[f32]>, gamma: &[f32], beta: Option<&[f32]>, cols: usize, eps: f32) -> Vec<f32> {
+pub fn layer_norm(
+    x: &[f32],
+    r: Option<&[f32]>,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    cols: usize,
+    eps: f32,
+) -> Vec<f32> {
     norm(x, r, gamma, beta, cols, eps, false)
 }
 
@@ -19,7 +26,15 @@ pub fn rms_norm(x: &[f32], r: Option<&[f32]>, gamma: &[f32], cols: usize, eps: f
     norm(x, r, gamma, None, cols, eps, true)
 }
 
-fn norm(x: &[f32], r: Option<&[f32]>, gamma: &[f32], beta: Option<&[f32]>, cols: usize, eps: f32, rms: bool) -> Vec<f32> {
+fn norm(
+    x: &[f32],
+    r: Option<&[f32]>,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    cols: usize,
+    eps: f32,
+    rms: bool,
+) -> Vec<f32> {
     let v = residual_sum(x, r);
     let mut out = vec![0.0f32; v.len()];
     if cols == 0 {
@@ -27,7 +42,11 @@ fn norm(x: &[f32], r: Option<&[f32]>, gamma: &[f32], beta: Option<&[f32]>, cols:
     }
     for (row, o) in v.chunks(cols).zip(out.chunks_mut(cols)) {
         let n = cols as f64;
-        let mean = if rms { 0.0 } else { row.iter().map(|&a| f64::from(a)).sum::<f64>() / n };
+        let mean = if rms {
+            0.0
+        } else {
+            row.iter().map(|&a| f64::from(a)).sum::<f64>() / n
+        };
         let var = row.iter().map(|&a| (f64::from(a) - mean).powi(2)).sum::<f64>() / n;
         let inv = 1.0 / (var + f64::from(eps)).sqrt();
         for (c, (o, &a)) in o.iter_mut().zip(row).enumerate() {
@@ -39,6 +58,13 @@ fn norm(x: &[f32], r: Option<&[f32]>, gamma: &[f32], beta: Option<&[f32]>, cols:
 }
 
 /// RMSNorm with an optional shift added after the scale (for completeness of the kernel's flags).
-pub fn rms_norm_with_bias(x: &[f32], r: Option<&[f32]>, gamma: &[f32], beta: Option<&[f32]>, cols: usize, eps: f32) -> Vec<f32> {
+pub fn rms_norm_with_bias(
+    x: &[f32],
+    r: Option<&[f32]>,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    cols: usize,
+    eps: f32,
+) -> Vec<f32> {
     norm(x, r, gamma, beta, cols, eps, true)
 }

@@ -87,7 +87,15 @@ fn quantize_q4_1(x: &[f32], out: &mut Vec<u8>) {
 /// ggml's `make_qkx2_quants`: scale and (negated) min of one sub-block with levels 0..=nmax,
 /// refined by a weighted least-squares search over `nstep` candidate scales.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(nmax: i32, x: &[f32], w: &[f32], l_out: &mut [u8], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
+fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32],
+    w: &[f32],
+    l_out: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> (f32, f32) {
     let n = x.len();
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = w[0];
@@ -295,7 +303,9 @@ mod tests {
     }
 
     fn fnv(bytes: &[u8]) -> u64 {
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
     }
 
     fn f32_hash(v: &[f32]) -> u64 {
@@ -309,7 +319,11 @@ mod tests {
     #[test]
     fn quantisers_match_ggml_bit_for_bit() {
         let x = fixture_input(FIXTURE_N);
-        for (t, want) in [(QuantType::Q8_0, Q8_0_BLOCKS), (QuantType::Q4_0, Q4_0_BLOCKS), (QuantType::Q4_1, Q4_1_BLOCKS)] {
+        for (t, want) in [
+            (QuantType::Q8_0, Q8_0_BLOCKS),
+            (QuantType::Q4_0, Q4_0_BLOCKS),
+            (QuantType::Q4_1, Q4_1_BLOCKS),
+        ] {
             let got = quantize(t, &x);
             assert_eq!(got.len(), FIXTURE_N / t.block_size() * t.block_bytes());
             assert_eq!(fnv(&got), want, "{t:?} blocks differ from gguf-py's");

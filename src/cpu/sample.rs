@@ -81,7 +81,11 @@ pub fn sample(logits: &[f32], seen: &mut [bool], mask: Option<&[u32]>, params: &
             let (mut bv, mut bi) = (0.0f32, NONE);
             for (i, v) in l.iter().enumerate() {
                 if let Some(v) = *v {
-                    let s = if r.mode == Mode::Temperature { v + r.temperature * gumbel(k, i as u32) } else { v };
+                    let s = if r.mode == Mode::Temperature {
+                        v + r.temperature * gumbel(k, i as u32)
+                    } else {
+                        v
+                    };
                     if better(s, i as u32, bv, bi) {
                         (bv, bi) = (s, i as u32);
                     }
@@ -98,7 +102,11 @@ pub fn sample(logits: &[f32], seen: &mut [bool], mask: Option<&[u32]>, params: &
 }
 
 fn filtered(l: &[Option<f32>], r: &Resolved, step: u32) -> u32 {
-    let valid: Vec<(u32, f32)> = l.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as u32, v))).collect();
+    let valid: Vec<(u32, f32)> = l
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (i as u32, v)))
+        .collect();
     let (mut m, mut top) = (0.0f32, NONE);
     for &(i, v) in &valid {
         if better(v, i, m, top) {
@@ -117,7 +125,15 @@ fn filtered(l: &[Option<f32>], r: &Resolved, step: u32) -> u32 {
     });
     let in_k = |i: u32, v: f32| kth.is_none_or(|k| key(v, i) >= k);
     let use_p = r.top_p < 1.0;
-    let z: f32 = if use_p { valid.iter().filter(|&&(i, v)| in_k(i, v)).map(|&(_, v)| d(v).exp()).sum() } else { 0.0 };
+    let z: f32 = if use_p {
+        valid
+            .iter()
+            .filter(|&&(i, v)| in_k(i, v))
+            .map(|&(_, v)| d(v).exp())
+            .sum()
+    } else {
+        0.0
+    };
     let mut bound: Option<(u32, u32)> = None;
     for round in 0..64 {
         let k = round_key(r, step, round);
@@ -137,7 +153,11 @@ fn filtered(l: &[Option<f32>], r: &Resolved, step: u32) -> u32 {
             return if ci == NONE { top } else { ci };
         }
         let kj = key(l[ci as usize].unwrap_or(0.0), ci);
-        let before: f32 = valid.iter().filter(|&&(i, v)| key(v, i) > kj && in_k(i, v)).map(|&(_, v)| d(v).exp()).sum();
+        let before: f32 = valid
+            .iter()
+            .filter(|&&(i, v)| key(v, i) > kj && in_k(i, v))
+            .map(|&(_, v)| d(v).exp())
+            .sum();
         if before < r.top_p * z {
             return ci;
         }
@@ -156,7 +176,11 @@ pub fn distribution(logits: &[f32], seen: &[bool], mask: Option<&[u32]>, params:
     if cand.is_empty() {
         return out;
     }
-    cand.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+    cand.sort_by(|a, b| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.0.cmp(&b.0))
+    });
     if r.mode == Mode::Greedy {
         out[cand[0].0] = 1.0;
         return out;
@@ -166,7 +190,16 @@ pub fn distribution(logits: &[f32], seen: &[bool], mask: Option<&[u32]>, params:
     }
     let t = f64::from(r.temperature);
     let max = f64::from(cand[0].1);
-    let probs: Vec<f64> = cand.iter().map(|&(_, v)| if f64::from(v) == max { 1.0 } else { ((f64::from(v) - max) / t).exp() }).collect();
+    let probs: Vec<f64> = cand
+        .iter()
+        .map(|&(_, v)| {
+            if f64::from(v) == max {
+                1.0
+            } else {
+                ((f64::from(v) - max) / t).exp()
+            }
+        })
+        .collect();
     let sum: f64 = probs.iter().sum();
     let probs: Vec<f64> = probs.iter().map(|q| q / sum).collect();
     let mut keep = probs.len();
@@ -218,27 +251,72 @@ mod tests {
         // (critical values for df ≤ 12 are below 33) and never a token of probability 0.
         let logits = [2.0f32, 1.5, 1.5, 0.3, -0.7, f32::NAN, 1.0, -3.0, 0.9, 2.0, -1.0, 0.0];
         let cases = [
-            SamplingParams { temperature: 1.0, ..Default::default() },
-            SamplingParams { temperature: 0.7, top_k: 4, ..Default::default() },
-            SamplingParams { temperature: 1.3, top_p: 0.8, ..Default::default() },
-            SamplingParams { temperature: 1.0, min_p: 0.2, ..Default::default() },
-            SamplingParams { temperature: 0.9, top_k: 6, top_p: 0.7, min_p: 0.05, repetition_penalty: 1.3, ..Default::default() },
+            SamplingParams {
+                temperature: 1.0,
+                ..Default::default()
+            },
+            SamplingParams {
+                temperature: 0.7,
+                top_k: 4,
+                ..Default::default()
+            },
+            SamplingParams {
+                temperature: 1.3,
+                top_p: 0.8,
+                ..Default::default()
+            },
+            SamplingParams {
+                temperature: 1.0,
+                min_p: 0.2,
+                ..Default::default()
+            },
+            SamplingParams {
+                temperature: 0.9,
+                top_k: 6,
+                top_p: 0.7,
+                min_p: 0.05,
+                repetition_penalty: 1.3,
+                ..Default::default()
+            },
         ];
         for (c, params) in cases.iter().enumerate() {
             let mut seen = vec![false; logits.len()];
             seen[0] = true;
             seen[7] = true;
-            let want = distribution(&logits, &seen, None, &SamplingParams { seed: 5, ..params.clone() });
+            let want = distribution(
+                &logits,
+                &seen,
+                None,
+                &SamplingParams {
+                    seed: 5,
+                    ..params.clone()
+                },
+            );
             let n = 10_000u32;
             let mut counts = vec![0u32; logits.len()];
             for step in 0..n {
                 let mut s = seen.clone();
-                let id = sample(&logits, &mut s, None, &SamplingParams { seed: 5 + c as u64, ..params.clone() }, step);
+                let id = sample(
+                    &logits,
+                    &mut s,
+                    None,
+                    &SamplingParams {
+                        seed: 5 + c as u64,
+                        ..params.clone()
+                    },
+                    step,
+                );
                 counts[id as usize] += 1;
             }
             let (x, df, outside) = chi2(&counts, &want, n);
-            assert_eq!(outside, 0, "case {c}: draws outside the kept set: {counts:?} vs {want:?}");
-            assert!(df >= 1 && x < 33.0, "case {c}: chi2 {x:.1} with {df} df: {counts:?} vs {want:?}");
+            assert_eq!(
+                outside, 0,
+                "case {c}: draws outside the kept set: {counts:?} vs {want:?}"
+            );
+            assert!(
+                df >= 1 && x < 33.0,
+                "case {c}: chi2 {x:.1} with {df} df: {counts:?} vs {want:?}"
+            );
         }
     }
 
@@ -251,7 +329,10 @@ mod tests {
         let mask = [0b11101u32];
         assert_eq!(sample(&[1.0, 3.0, 2.0, 0.0, 2.5], &mut seen, Some(&mask), &g, 0), 4);
         let mut seen = vec![false, true, false, false, false];
-        let p = SamplingParams { repetition_penalty: 2.0, ..g };
+        let p = SamplingParams {
+            repetition_penalty: 2.0,
+            ..g
+        };
         assert_eq!(sample(&[1.0, 3.0, 2.0, 0.0, 1.4], &mut seen, None, &p, 0), 2);
         assert!(seen[2]);
     }

@@ -34,8 +34,28 @@ pub struct Shape {
 
 /// SmolLM2-135M and Qwen2.5-0.5B.
 pub const MODELS: [Shape; 2] = [
-    Shape { name: "smollm2_135m", hidden: 576, layers: 30, heads: 9, kv_heads: 3, ff: 1536, vocab: 49152, qkv_bias: false, tied: true },
-    Shape { name: "qwen2.5_0.5b", hidden: 896, layers: 24, heads: 14, kv_heads: 2, ff: 4864, vocab: 151936, qkv_bias: true, tied: true },
+    Shape {
+        name: "smollm2_135m",
+        hidden: 576,
+        layers: 30,
+        heads: 9,
+        kv_heads: 3,
+        ff: 1536,
+        vocab: 49152,
+        qkv_bias: false,
+        tied: true,
+    },
+    Shape {
+        name: "qwen2.5_0.5b",
+        hidden: 896,
+        layers: 24,
+        heads: 14,
+        kv_heads: 2,
+        ff: 4864,
+        vocab: 151936,
+        qkv_bias: true,
+        tied: true,
+    },
 ];
 
 fn bf16_bytes(v: &[f32]) -> Vec<u8> {
@@ -82,7 +102,10 @@ pub fn safetensors(s: &Shape) -> (MemorySource, u64) {
         };
         let start = data.len();
         data.extend(bf16_bytes(&vals));
-        header.insert(name.clone(), json!({"dtype": "BF16", "shape": shape, "data_offsets": [start, data.len()]}));
+        header.insert(
+            name.clone(),
+            json!({"dtype": "BF16", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
     }
     let mut h = serde_json::to_vec(&header).unwrap_or_default();
     while !h.len().is_multiple_of(8) {
@@ -121,8 +144,14 @@ pub fn gguf(s: &Shape, qtype: QuantType) -> (MemorySource, u64) {
         .kv(&format!("{arch}.block_count"), MetaValue::U32(s.layers as u32))
         .kv(&format!("{arch}.feed_forward_length"), MetaValue::U32(s.ff as u32))
         .kv(&format!("{arch}.attention.head_count"), MetaValue::U32(s.heads as u32))
-        .kv(&format!("{arch}.attention.head_count_kv"), MetaValue::U32(s.kv_heads as u32))
-        .kv(&format!("{arch}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5))
+        .kv(
+            &format!("{arch}.attention.head_count_kv"),
+            MetaValue::U32(s.kv_heads as u32),
+        )
+        .kv(
+            &format!("{arch}.attention.layer_norm_rms_epsilon"),
+            MetaValue::F32(1e-5),
+        )
         .kv(&format!("{arch}.rope.freq_base"), MetaValue::F32(100_000.0))
         .kv("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
         .kv("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String(tokens)))
@@ -133,7 +162,11 @@ pub fn gguf(s: &Shape, qtype: QuantType) -> (MemorySource, u64) {
     // Rows whose length is not a multiple of the type's block fall back to Q8_0 (llama.cpp falls
     // back to another 32-weight type for Q4_K there, e.g. K = 576 or 896).
     let mut quant = |w: GgufWriter, name: &str, t: QuantType, n: usize, k: usize| {
-        let t = if k.is_multiple_of(t.block_size()) { t } else { QuantType::Q8_0 };
+        let t = if k.is_multiple_of(t.block_size()) {
+            t
+        } else {
+            QuantType::Q8_0
+        };
         seed += 1;
         let b = random_blocks(t, seed, n * k / t.block_size());
         bytes += b.len() as u64;
@@ -144,14 +177,36 @@ pub fn gguf(s: &Shape, qtype: QuantType) -> (MemorySource, u64) {
     for i in 0..s.layers {
         let p = |n: &str| format!("blk.{i}.{n}");
         let seed = 1000 + i as u64 * 10;
-        w = w.tensor(&p("attn_norm.weight"), GgmlType::F32, &[s.hidden as u64], f32s(cpu::random(s.hidden, seed, 0.8, 1.2)));
-        w = w.tensor(&p("ffn_norm.weight"), GgmlType::F32, &[s.hidden as u64], f32s(cpu::random(s.hidden, seed + 1, 0.8, 1.2)));
+        w = w.tensor(
+            &p("attn_norm.weight"),
+            GgmlType::F32,
+            &[s.hidden as u64],
+            f32s(cpu::random(s.hidden, seed, 0.8, 1.2)),
+        );
+        w = w.tensor(
+            &p("ffn_norm.weight"),
+            GgmlType::F32,
+            &[s.hidden as u64],
+            f32s(cpu::random(s.hidden, seed + 1, 0.8, 1.2)),
+        );
         w = quant(w, &p("attn_q.weight"), qtype, s.heads * hd, s.hidden);
         w = quant(w, &p("attn_k.weight"), qtype, s.kv_heads * hd, s.hidden);
         w = quant(w, &p("attn_v.weight"), qtype, s.kv_heads * hd, s.hidden);
         if s.qkv_bias {
-            for (j, (n, r)) in [("attn_q.bias", s.heads * hd), ("attn_k.bias", s.kv_heads * hd), ("attn_v.bias", s.kv_heads * hd)].into_iter().enumerate() {
-                w = w.tensor(&p(n), GgmlType::F32, &[r as u64], f32s(cpu::random(r, seed + 2 + j as u64, -0.5, 0.5)));
+            for (j, (n, r)) in [
+                ("attn_q.bias", s.heads * hd),
+                ("attn_k.bias", s.kv_heads * hd),
+                ("attn_v.bias", s.kv_heads * hd),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                w = w.tensor(
+                    &p(n),
+                    GgmlType::F32,
+                    &[r as u64],
+                    f32s(cpu::random(r, seed + 2 + j as u64, -0.5, 0.5)),
+                );
             }
         }
         w = quant(w, &p("attn_output.weight"), qtype, s.hidden, s.heads * hd);
@@ -159,7 +214,12 @@ pub fn gguf(s: &Shape, qtype: QuantType) -> (MemorySource, u64) {
         w = quant(w, &p("ffn_up.weight"), qtype, s.ff, s.hidden);
         w = quant(w, &p("ffn_down.weight"), qtype, s.hidden, s.ff);
     }
-    w = w.tensor("output_norm.weight", GgmlType::F32, &[s.hidden as u64], f32s(cpu::random(s.hidden, 7, 0.8, 1.2)));
+    w = w.tensor(
+        "output_norm.weight",
+        GgmlType::F32,
+        &[s.hidden as u64],
+        f32s(cpu::random(s.hidden, 7, 0.8, 1.2)),
+    );
     if !s.tied {
         w = quant(w, "output.weight", QuantType::Q8_0, s.vocab, s.hidden);
     }

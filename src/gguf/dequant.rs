@@ -153,9 +153,7 @@ pub fn dequantize(t: GgmlType, tensor: &str, bytes: &[u8], out: &mut Vec<f32>) -
 }
 
 fn unreachable_type(t: GgmlType, tensor: &str) -> Result<()> {
-    Err(Error::Internal(format!(
-        "tensor '{tensor}': dequantize reached {t}"
-    )))
+    Err(Error::Internal(format!("tensor '{tensor}': dequantize reached {t}")))
 }
 
 /// Encode f32 values as `dtype` little-endian bytes (F32, F16 or BF16, round to nearest even).
@@ -163,16 +161,8 @@ pub fn encode(values: &[f32], dtype: crate::gpu::DType, out: &mut Vec<u8>) -> Re
     use crate::gpu::DType;
     match dtype {
         DType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
-        DType::F16 => out.extend(
-            values
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes()),
-        ),
-        DType::BF16 => out.extend(
-            values
-                .iter()
-                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()),
-        ),
+        DType::F16 => out.extend(values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes())),
+        DType::BF16 => out.extend(values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())),
         d => {
             return Err(Error::DType {
                 op: "gguf dequantize",
@@ -196,8 +186,7 @@ mod tests {
     #[test]
     fn matches_gguf_py() {
         let fx: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/dequant_gguf_py.json"))
-                .unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/dequant_gguf_py.json")).unwrap();
         let mut seen = 0;
         for case in fx.as_array().unwrap() {
             let name = case["type"].as_str().unwrap();
@@ -221,10 +210,7 @@ mod tests {
             assert_eq!(got.len(), want.len(), "{name}");
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-6 * scale,
-                    "{name}[{i}]: got {g}, want {w}"
-                );
+                assert!((g - w).abs() <= 1e-6 * scale, "{name}[{i}]: got {g}, want {w}");
             }
             seen += 1;
         }

@@ -43,11 +43,11 @@
 
 pub mod dequant;
 mod parse;
+#[cfg(test)]
+mod tests;
 mod types;
 #[cfg(any(test, feature = "reference"))]
 pub mod writer;
-#[cfg(test)]
-mod tests;
 
 pub use types::{GgmlType, MetaArray, MetaValue};
 
@@ -138,7 +138,10 @@ pub fn parse_header(file: &str, prefix: &[u8], file_size: u64) -> Result<Parsed>
     match parse::parse(file, prefix, file_size) {
         Ok(p) => Ok(p),
         Err(parse::Stop::More(bytes)) => Ok(Parsed::NeedMore { bytes }),
-        Err(parse::Stop::Bad(detail)) => Err(Error::BadModelFile { file: file.to_string(), detail }),
+        Err(parse::Stop::Bad(detail)) => Err(Error::BadModelFile {
+            file: file.to_string(),
+            detail,
+        }),
     }
 }
 
@@ -146,7 +149,9 @@ pub fn parse_header(file: &str, prefix: &[u8], file_size: u64) -> Result<Parsed>
 pub fn parse_file(file: &str, bytes: &[u8]) -> Result<GgufHeader> {
     match parse_header(file, bytes, bytes.len() as u64)? {
         Parsed::Header(h) => Ok(*h),
-        Parsed::NeedMore { bytes: n } => Err(Error::Internal(format!("GGUF parser asked for {n} bytes of a complete file"))),
+        Parsed::NeedMore { bytes: n } => Err(Error::Internal(format!(
+            "GGUF parser asked for {n} bytes of a complete file"
+        ))),
     }
 }
 
@@ -183,7 +188,8 @@ pub struct HParams {
 impl HParams {
     /// Per-head dimension.
     pub fn head_dim(&self) -> usize {
-        self.key_length.unwrap_or(self.embedding_length / self.head_count.max(1))
+        self.key_length
+            .unwrap_or(self.embedding_length / self.head_count.max(1))
     }
 }
 
@@ -220,7 +226,10 @@ pub struct TokenizerMeta<'a> {
 
 impl GgufHeader {
     fn bad(&self, detail: String) -> Error {
-        Error::BadModelFile { file: self.file.clone(), detail }
+        Error::BadModelFile {
+            file: self.file.clone(),
+            detail,
+        }
     }
 
     /// A metadata value.
@@ -231,9 +240,12 @@ impl GgufHeader {
     fn typed<'a, T>(&'a self, key: &str, want: &str, f: impl Fn(&'a MetaValue) -> Option<T>) -> Result<Option<T>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => f(v)
-                .map(Some)
-                .ok_or_else(|| self.bad(format!("metadata '{key}' is {} ({v:?}), expected {want}", v.type_name()))),
+            Some(v) => f(v).map(Some).ok_or_else(|| {
+                self.bad(format!(
+                    "metadata '{key}' is {} ({v:?}), expected {want}",
+                    v.type_name()
+                ))
+            }),
         }
     }
 
@@ -260,12 +272,15 @@ impl GgufHeader {
     fn usize_key(&self, key: &str) -> Result<Option<usize>> {
         match self.get_u64(key)? {
             None => Ok(None),
-            Some(v) => usize::try_from(v).map(Some).map_err(|_| self.bad(format!("metadata '{key}' = {v} is too large"))),
+            Some(v) => usize::try_from(v)
+                .map(Some)
+                .map_err(|_| self.bad(format!("metadata '{key}' = {v} is too large"))),
         }
     }
 
     fn required(&self, key: &str) -> Result<usize> {
-        self.usize_key(key)?.ok_or_else(|| self.bad(format!("metadata '{key}' is missing")))
+        self.usize_key(key)?
+            .ok_or_else(|| self.bad(format!("metadata '{key}' is missing")))
     }
 
     /// `general.architecture`.
@@ -292,7 +307,9 @@ impl GgufHeader {
         let key_length = self.usize_key(&k("attention.key_length"))?;
         let value_length = self.usize_key(&k("attention.value_length"))?;
         if matches!((key_length, value_length), (Some(a), Some(b)) if a != b) || key_length == Some(0) {
-            return Err(self.bad(format!("attention.key_length {key_length:?} and value_length {value_length:?} must be equal")));
+            return Err(self.bad(format!(
+                "attention.key_length {key_length:?} and value_length {value_length:?} must be equal"
+            )));
         }
         if head_count == 0
             || head_count_kv == 0
@@ -306,7 +323,9 @@ impl GgufHeader {
         let head_dim = key_length.unwrap_or(embedding_length / head_count);
         let rope_dimension_count = self.usize_key(&k("rope.dimension_count"))?.unwrap_or(head_dim);
         if rope_dimension_count > head_dim || rope_dimension_count % 2 != 0 {
-            return Err(self.bad(format!("rope.dimension_count {rope_dimension_count} does not fit head_dim {head_dim}")));
+            return Err(self.bad(format!(
+                "rope.dimension_count {rope_dimension_count} does not fit head_dim {head_dim}"
+            )));
         }
         let rms_eps_key = k("attention.layer_norm_rms_epsilon");
         Ok(HParams {
@@ -316,7 +335,9 @@ impl GgufHeader {
             feed_forward_length: self.required(&k("feed_forward_length"))?,
             head_count,
             head_count_kv,
-            rms_eps: self.get_f32(&rms_eps_key)?.ok_or_else(|| self.bad(format!("metadata '{rms_eps_key}' is missing")))?,
+            rms_eps: self
+                .get_f32(&rms_eps_key)?
+                .ok_or_else(|| self.bad(format!("metadata '{rms_eps_key}' is missing")))?,
             rope_freq_base: self.get_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0),
             rope_dimension_count,
             vocab_size: self.usize_key(&k("vocab_size"))?,

@@ -98,7 +98,11 @@ impl<'a> Reader<'a> {
         let bytes = self.take(len, what)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_string()),
-            Err(e) => bad(format!("{}: string at offset {} is not UTF-8 ({e})", what(), self.pos - len)),
+            Err(e) => bad(format!(
+                "{}: string at offset {} is not UTF-8 ({e})",
+                what(),
+                self.pos - len
+            )),
         }
     }
 
@@ -125,7 +129,11 @@ impl<'a> Reader<'a> {
         match self.array::<1>(what)?[0] {
             0 => Ok(false),
             1 => Ok(true),
-            b => bad(format!("{}: bool byte {b} at offset {} is neither 0 nor 1", what(), self.pos - 1)),
+            b => bad(format!(
+                "{}: bool byte {b} at offset {} is neither 0 nor 1",
+                what(),
+                self.pos - 1
+            )),
         }
     }
 
@@ -158,7 +166,12 @@ impl<'a> Reader<'a> {
         macro_rules! fixed {
             ($variant:ident, $t:ty, $len:expr) => {{
                 let bytes = self.take(n as u64 * $len, what)?;
-                MetaArray::$variant(bytes.chunks_exact($len).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+                MetaArray::$variant(
+                    bytes
+                        .chunks_exact($len)
+                        .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+                        .collect(),
+                )
             }};
         }
         Ok(match ty {
@@ -202,10 +215,17 @@ pub(super) fn parse(file: &str, prefix: &[u8], file_size: u64) -> R<Parsed> {
     if prefix.len() as u64 > file_size {
         return bad(format!("{} bytes given but the file size is {file_size}", prefix.len()));
     }
-    let mut r = Reader { buf: prefix, pos: 0, file_size };
+    let mut r = Reader {
+        buf: prefix,
+        pos: 0,
+        file_size,
+    };
     let magic = r.u32(&|| "the magic number".into())?;
     if magic != MAGIC {
-        return bad(format!("not a GGUF file (magic {:02x?}, expected \"GGUF\")", magic.to_le_bytes()));
+        return bad(format!(
+            "not a GGUF file (magic {:02x?}, expected \"GGUF\")",
+            magic.to_le_bytes()
+        ));
     }
     let version = r.u32(&|| "the version".into())?;
     match version {
@@ -217,7 +237,10 @@ pub(super) fn parse(file: &str, prefix: &[u8], file_size: u64) -> R<Parsed> {
     let n_tensors = r.u64(&|| "the tensor count".into())?;
     let n_kv = r.u64(&|| "the metadata count".into())?;
     // Each key/value takes at least 13 bytes (key length, type, one byte), each tensor info 24.
-    let least = n_kv.checked_mul(13).zip(n_tensors.checked_mul(24)).and_then(|(a, b)| a.checked_add(b));
+    let least = n_kv
+        .checked_mul(13)
+        .zip(n_tensors.checked_mul(24))
+        .and_then(|(a, b)| a.checked_add(b));
     if least.is_none_or(|b| b > r.remaining()) {
         return bad(format!(
             "{n_kv} metadata entries and {n_tensors} tensors cannot fit in the {} bytes left in the file",
@@ -226,7 +249,10 @@ pub(super) fn parse(file: &str, prefix: &[u8], file_size: u64) -> R<Parsed> {
     }
 
     if n_tensors > crate::load::safetensors::MAX_TENSORS as u64 {
-        return bad(format!("{n_tensors} tensors is over the limit of {}", crate::load::safetensors::MAX_TENSORS));
+        return bad(format!(
+            "{n_tensors} tensors is over the limit of {}",
+            crate::load::safetensors::MAX_TENSORS
+        ));
     }
     let mut metadata = Vec::with_capacity(r.cap(n_kv, 13));
     let mut index = HashMap::with_capacity(r.cap(n_kv, 13));
@@ -248,7 +274,9 @@ pub(super) fn parse(file: &str, prefix: &[u8], file_size: u64) -> R<Parsed> {
         None => DEFAULT_ALIGNMENT,
         Some(MetaValue::U32(a)) if *a > 0 && a.is_power_of_two() => u64::from(*a),
         Some(v) => {
-            return bad(format!("metadata 'general.alignment' must be a uint32 power of two, got {v:?}"));
+            return bad(format!(
+                "metadata 'general.alignment' must be a uint32 power of two, got {v:?}"
+            ));
         }
     };
 
@@ -273,7 +301,9 @@ pub(super) fn parse(file: &str, prefix: &[u8], file_size: u64) -> R<Parsed> {
             return bad(format!("tensor '{name}' has unknown or removed ggml type {ty}"));
         };
         let offset = r.u64(&what)?;
-        let elements = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d).filter(|&p| p <= i64::MAX as u64));
+        let elements = dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d).filter(|&p| p <= i64::MAX as u64));
         let Some(elements) = elements else {
             return bad(format!("tensor '{name}' dimensions {dims:?} overflow"));
         };
@@ -288,16 +318,27 @@ pub(super) fn parse(file: &str, prefix: &[u8], file_size: u64) -> R<Parsed> {
             return bad(format!("tensor '{name}' byte size overflows"));
         };
         if offset % alignment != 0 {
-            return bad(format!("tensor '{name}' offset {offset} is not a multiple of the alignment {alignment}"));
+            return bad(format!(
+                "tensor '{name}' offset {offset} is not a multiple of the alignment {alignment}"
+            ));
         }
-        tensors.push(TensorInfo { name, ggml_type, dims, offset, size });
+        tensors.push(TensorInfo {
+            name,
+            ggml_type,
+            dims,
+            offset,
+            size,
+        });
     }
 
     let header_len = r.pos;
     let data_offset = header_len.div_ceil(alignment).saturating_mul(alignment);
     let data_len = file_size.saturating_sub(data_offset);
     for t in &mut tensors {
-        if t.offset.checked_add(t.size).is_none_or(|end| end > data_len || data_offset > file_size) {
+        if t.offset
+            .checked_add(t.size)
+            .is_none_or(|end| end > data_len || data_offset > file_size)
+        {
             return bad(format!(
                 "tensor '{}' ({} bytes at data offset {}) runs past the end of the file ({} data bytes from offset {data_offset})",
                 t.name, t.size, t.offset, data_len

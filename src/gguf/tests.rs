@@ -141,11 +141,17 @@ fn sample_file_parses_with_every_value_type() {
 
     assert_eq!(h.tensors.len(), 3);
     let norm = h.tensor("output_norm.weight").unwrap();
-    assert_eq!((norm.ggml_type, norm.size, norm.offset), (GgmlType::F32, 256, h.data_offset));
+    assert_eq!(
+        (norm.ggml_type, norm.size, norm.offset),
+        (GgmlType::F32, 256, h.data_offset)
+    );
     let data = &bytes[norm.range().start as usize..norm.range().end as usize];
     assert_eq!(f32::from_le_bytes(data[12..16].try_into().unwrap()), 3.0);
     let k = h.tensor("blk.0.attn_k.weight").unwrap();
-    assert_eq!((k.ggml_type, k.size, k.shape(), k.rows_cols()), (GgmlType::Q8_0, 68, vec![2, 32], (2, 32)));
+    assert_eq!(
+        (k.ggml_type, k.size, k.shape(), k.rows_cols()),
+        (GgmlType::Q8_0, 68, vec![2, 32], (2, 32))
+    );
     assert_eq!(bytes[k.offset as usize + 1], 7);
     let d = h.tensor("blk.0.ffn_down.weight").unwrap();
     assert_eq!((d.ggml_type, d.size, d.offset % 32), (GgmlType::Q4_K, 144, 0));
@@ -179,10 +185,19 @@ fn every_short_prefix_asks_for_more_and_the_answer_converges() {
     assert!(rounds > 50);
     // Every prefix shorter than the header asks for more; any longer one gives the same header.
     for len in 0..full.header_len as usize {
-        assert!(matches!(parse_header("t.gguf", &bytes[..len], size).unwrap(), Parsed::NeedMore { .. }), "{len}");
+        assert!(
+            matches!(
+                parse_header("t.gguf", &bytes[..len], size).unwrap(),
+                Parsed::NeedMore { .. }
+            ),
+            "{len}"
+        );
     }
     for len in [full.header_len as usize, full.data_offset as usize, bytes.len()] {
-        assert!(matches!(parse_header("t.gguf", &bytes[..len], size).unwrap(), Parsed::Header(_)));
+        assert!(matches!(
+            parse_header("t.gguf", &bytes[..len], size).unwrap(),
+            Parsed::Header(_)
+        ));
     }
 }
 
@@ -190,7 +205,9 @@ fn every_short_prefix_asks_for_more_and_the_answer_converges() {
 fn alignment_key_moves_the_data() {
     let mut w = GgufWriter::new().kv("general.architecture", MetaValue::String("qwen2".into()));
     w.alignment = 64;
-    let w = w.tensor("a", GgmlType::F32, &[3], vec![1; 12]).tensor("b", GgmlType::F16, &[5], vec![2; 10]);
+    let w = w
+        .tensor("a", GgmlType::F32, &[3], vec![1; 12])
+        .tensor("b", GgmlType::F16, &[5], vec![2; 10]);
     let bytes = w.build();
     let h = header(&bytes);
     assert_eq!(h.alignment, 64);
@@ -220,20 +237,50 @@ fn malformed_files_are_typed_errors_naming_the_culprit() {
     let e = bad_detail(parse_all(&Raw::new(3, 0, 1).u64(1 << 50).pad(16).0));
     assert!(e.contains("metadata key 0"), "{e}");
     // A string value far longer than the file.
-    let e = bad_detail(parse_all(&Raw::new(3, 0, 1).str("general.name").u32(8).u64(u64::MAX - 3).pad(8).0));
+    let e = bad_detail(parse_all(
+        &Raw::new(3, 0, 1).str("general.name").u32(8).u64(u64::MAX - 3).pad(8).0,
+    ));
     assert!(e.contains("general.name") && e.contains("string length"), "{e}");
     // An array count far larger than the file.
-    let e = bad_detail(parse_all(&Raw::new(3, 0, 1).str("tokenizer.ggml.tokens").u32(9).u32(8).u64(1 << 61).pad(32).0));
+    let e = bad_detail(parse_all(
+        &Raw::new(3, 0, 1)
+            .str("tokenizer.ggml.tokens")
+            .u32(9)
+            .u32(8)
+            .u64(1 << 61)
+            .pad(32)
+            .0,
+    ));
     assert!(e.contains("tokenizer.ggml.tokens") && e.contains("array of"), "{e}");
-    let e = bad_detail(parse_all(&Raw::new(3, 0, 1).str("x.arr").u32(9).u32(99).u64(1).pad(32).0));
+    let e = bad_detail(parse_all(
+        &Raw::new(3, 0, 1).str("x.arr").u32(9).u32(99).u64(1).pad(32).0,
+    ));
     assert!(e.contains("x.arr") && e.contains("element type 99"), "{e}");
     let e = bad_detail(parse_all(&Raw::new(3, 0, 1).str("x.v").u32(13).pad(16).0));
     assert!(e.contains("x.v") && e.contains("value type 13"), "{e}");
     let e = bad_detail(parse_all(&Raw::new(3, 0, 1).str("x.b").u32(7).bytes(&[2]).pad(16).0));
     assert!(e.contains("x.b") && e.contains("bool"), "{e}");
-    let e = bad_detail(parse_all(&Raw::new(3, 0, 1).str("x.s").u32(8).u64(2).bytes(&[0xff, 0xfe]).pad(16).0));
+    let e = bad_detail(parse_all(
+        &Raw::new(3, 0, 1)
+            .str("x.s")
+            .u32(8)
+            .u64(2)
+            .bytes(&[0xff, 0xfe])
+            .pad(16)
+            .0,
+    ));
     assert!(e.contains("x.s") && e.contains("UTF-8"), "{e}");
-    let e = bad_detail(parse_all(&Raw::new(3, 0, 2).str("k").u32(4).u32(1).str("k").u32(4).u32(2).pad(16).0));
+    let e = bad_detail(parse_all(
+        &Raw::new(3, 0, 2)
+            .str("k")
+            .u32(4)
+            .u32(1)
+            .str("k")
+            .u32(4)
+            .u32(2)
+            .pad(16)
+            .0,
+    ));
     assert!(e.contains("'k' appears twice"), "{e}");
     // Arrays of arrays of arrays of arrays.
     let deep = Raw::new(3, 0, 1).str("x.deep").u32(9);
@@ -241,13 +288,22 @@ fn malformed_files_are_typed_errors_naming_the_culprit() {
     let e = bad_detail(parse_all(&deep.0));
     assert!(e.contains("x.deep") && e.contains("nested"), "{e}");
     // Alignment of the wrong type or not a power of two.
-    let e = bad_detail(parse_all(&Raw::new(3, 0, 1).str("general.alignment").u32(4).u32(48).pad(16).0));
+    let e = bad_detail(parse_all(
+        &Raw::new(3, 0, 1).str("general.alignment").u32(4).u32(48).pad(16).0,
+    ));
     assert!(e.contains("general.alignment"), "{e}");
-    let e = bad_detail(parse_all(&Raw::new(3, 0, 1).str("general.alignment").u32(10).u64(32).pad(16).0));
+    let e = bad_detail(parse_all(
+        &Raw::new(3, 0, 1).str("general.alignment").u32(10).u64(32).pad(16).0,
+    ));
     assert!(e.contains("general.alignment"), "{e}");
 
     // Tensor infos.
-    let t = |dims: &[u64], ty: u32, off: u64| Raw::new(3, 1, 0).tensor("blk.0.attn_q.weight", dims, ty, off).pad(256).0;
+    let t = |dims: &[u64], ty: u32, off: u64| {
+        Raw::new(3, 1, 0)
+            .tensor("blk.0.attn_q.weight", dims, ty, off)
+            .pad(256)
+            .0
+    };
     let e = bad_detail(parse_all(&t(&[32, 2], 77, 0)));
     assert!(e.contains("blk.0.attn_q.weight") && e.contains("ggml type 77"), "{e}");
     let e = bad_detail(parse_all(&t(&[32, 2], 4, 0)));
@@ -266,12 +322,22 @@ fn malformed_files_are_typed_errors_naming_the_culprit() {
     let e = bad_detail(parse_all(&Raw::new(3, 1, 0).tensor(&long, &[1], 0, 0).pad(64).0));
     assert!(e.contains("tensor info 0"), "{e}");
     let two = |off_b: u64| {
-        Raw::new(3, 2, 0).tensor("a", &[32], 0, 0).tensor("b", &[32], 0, off_b).pad(512).0
+        Raw::new(3, 2, 0)
+            .tensor("a", &[32], 0, 0)
+            .tensor("b", &[32], 0, off_b)
+            .pad(512)
+            .0
     };
     header(&two(128));
     let e = bad_detail(parse_all(&two(96)));
     assert!(e.contains("'a'") && e.contains("'b'") && e.contains("overlap"), "{e}");
-    let e = bad_detail(parse_all(&Raw::new(3, 2, 0).tensor("a", &[1], 0, 0).tensor("a", &[1], 0, 32).pad(128).0));
+    let e = bad_detail(parse_all(
+        &Raw::new(3, 2, 0)
+            .tensor("a", &[1], 0, 0)
+            .tensor("a", &[1], 0, 32)
+            .pad(128)
+            .0,
+    ));
     assert!(e.contains("'a' appears twice"), "{e}");
     // A prefix longer than the stated file size.
     let e = bad_detail(parse_header("t.gguf", &[0; 16], 8));
@@ -289,18 +355,47 @@ fn tokenizer_and_hparams_are_checked() {
             .kv("qwen2.feed_forward_length", MetaValue::U32(4864))
             .kv("qwen2.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-6))
             .kv("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
-            .kv("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String(vec!["a".into(), "b".into()])))
+            .kv(
+                "tokenizer.ggml.tokens",
+                MetaValue::Array(MetaArray::String(vec!["a".into(), "b".into()])),
+            )
     };
-    let h = header(&base().kv("qwen2.attention.head_count", MetaValue::U32(14)).kv("qwen2.attention.head_count_kv", MetaValue::U32(2)).build());
+    let h = header(
+        &base()
+            .kv("qwen2.attention.head_count", MetaValue::U32(14))
+            .kv("qwen2.attention.head_count_kv", MetaValue::U32(2))
+            .build(),
+    );
     let hp = h.hparams().unwrap();
-    assert_eq!((hp.head_dim(), hp.head_count_kv, hp.rope_freq_base, hp.rope_dimension_count), (64, 2, 10_000.0, 64));
-    let h = header(&base().kv("qwen2.attention.head_count", MetaValue::U32(14)).kv("qwen2.attention.head_count_kv", MetaValue::U32(3)).build());
+    assert_eq!(
+        (
+            hp.head_dim(),
+            hp.head_count_kv,
+            hp.rope_freq_base,
+            hp.rope_dimension_count
+        ),
+        (64, 2, 10_000.0, 64)
+    );
+    let h = header(
+        &base()
+            .kv("qwen2.attention.head_count", MetaValue::U32(14))
+            .kv("qwen2.attention.head_count_kv", MetaValue::U32(3))
+            .build(),
+    );
     assert!(h.hparams().unwrap_err().to_string().contains("head_count_kv 3"));
     let h = header(&base().build());
-    assert!(h.hparams().unwrap_err().to_string().contains("qwen2.attention.head_count"));
+    assert!(h
+        .hparams()
+        .unwrap_err()
+        .to_string()
+        .contains("qwen2.attention.head_count"));
     let h = header(&base().kv("tokenizer.ggml.eos_token_id", MetaValue::U32(2)).build());
     assert!(h.tokenizer().unwrap_err().to_string().contains("eos_token_id"));
-    let h = header(&base().kv("tokenizer.ggml.scores", MetaValue::Array(MetaArray::F32(vec![0.0]))).build());
+    let h = header(
+        &base()
+            .kv("tokenizer.ggml.scores", MetaValue::Array(MetaArray::F32(vec![0.0])))
+            .build(),
+    );
     assert!(h.tokenizer().unwrap_err().to_string().contains("scores"));
 }
 

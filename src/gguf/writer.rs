@@ -16,7 +16,10 @@ pub struct GgufWriter {
 impl GgufWriter {
     /// An empty file with the default alignment.
     pub fn new() -> Self {
-        GgufWriter { alignment: 32, ..Default::default() }
+        GgufWriter {
+            alignment: 32,
+            ..Default::default()
+        }
     }
 
     /// Add a metadata entry.
@@ -158,7 +161,10 @@ fn put_array(out: &mut Vec<u8>, a: &MetaArray) {
 /// tokenizer keys and three tensors (F32, Q8_0, Q4_K) with known data. Used by the parser tests,
 /// the mini-fuzz test and as the cargo-fuzz seed.
 pub fn sample_file() -> Vec<u8> {
-    let tokens: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a", "b", "ab"].iter().map(|s| s.to_string()).collect();
+    let tokens: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a", "b", "ab"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let q8: Vec<u8> = (0..2 * 34).map(|i| (i * 7 % 251) as u8).collect();
     let q4k: Vec<u8> = (0..144).map(|i| (i * 13 % 256) as u8).collect();
     GgufWriter::new()
@@ -183,19 +189,33 @@ pub fn sample_file() -> Vec<u8> {
         .kv("test.bool", MetaValue::Bool(true))
         .kv(
             "test.nested",
-            MetaValue::Array(MetaArray::Array(vec![MetaArray::U16(vec![1, 2]), MetaArray::Bool(vec![false, true])])),
+            MetaValue::Array(MetaArray::Array(vec![
+                MetaArray::U16(vec![1, 2]),
+                MetaArray::Bool(vec![false, true]),
+            ])),
         )
         .kv("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
         .kv("tokenizer.ggml.pre", MetaValue::String("smollm".into()))
         .kv("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String(tokens)))
-        .kv("tokenizer.ggml.token_type", MetaValue::Array(MetaArray::I32(vec![3, 3, 3, 1, 1, 1])))
-        .kv("tokenizer.ggml.merges", MetaValue::Array(MetaArray::String(vec!["a b".into()])))
+        .kv(
+            "tokenizer.ggml.token_type",
+            MetaValue::Array(MetaArray::I32(vec![3, 3, 3, 1, 1, 1])),
+        )
+        .kv(
+            "tokenizer.ggml.merges",
+            MetaValue::Array(MetaArray::String(vec!["a b".into()])),
+        )
         .kv("tokenizer.ggml.bos_token_id", MetaValue::U32(1))
         .kv("tokenizer.ggml.eos_token_id", MetaValue::U32(2))
         .kv("tokenizer.ggml.padding_token_id", MetaValue::U32(2))
         .kv("tokenizer.ggml.add_bos_token", MetaValue::Bool(false))
         .kv("tokenizer.chat_template", MetaValue::String("{{ messages }}".into()))
-        .tensor("output_norm.weight", GgmlType::F32, &[64], (0..64u32).flat_map(|i| (i as f32).to_le_bytes()).collect())
+        .tensor(
+            "output_norm.weight",
+            GgmlType::F32,
+            &[64],
+            (0..64u32).flat_map(|i| (i as f32).to_le_bytes()).collect(),
+        )
         .tensor("blk.0.attn_k.weight", GgmlType::Q8_0, &[32, 2], q8)
         .tensor("blk.0.ffn_down.weight", GgmlType::Q4_K, &[256, 1], q4k)
         .build()

@@ -15,8 +15,18 @@ pub(crate) struct BindKey {
 }
 
 enum Cmd {
-    Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, groups: [u32; 3] },
-    Copy { src: Buffer, src_offset: u64, dst: Buffer, dst_offset: u64, size: u64 },
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: Buffer,
+        src_offset: u64,
+        dst: Buffer,
+        dst_offset: u64,
+        size: u64,
+    },
 }
 
 /// Work recorded for one submission.
@@ -44,7 +54,10 @@ impl Batch {
     ) -> Result<()> {
         let bytes = bytemuck::bytes_of(params);
         let (chunk, offset, slot) = {
-            let mut arena = gpu.arena.lock().map_err(|_| Error::Internal("uniform arena lock poisoned".into()))?;
+            let mut arena = gpu
+                .arena
+                .lock()
+                .map_err(|_| Error::Internal("uniform arena lock poisoned".into()))?;
             let slot = arena.slot_bytes(bytes.len());
             let start = (self.uniforms.len() as u64).div_ceil(arena.align()) * arena.align();
             // A slot never straddles two chunks.
@@ -75,7 +88,10 @@ impl Batch {
                 }),
             });
             for (binding, b) in &key.buffers {
-                entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.as_entire_binding() });
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: b.as_entire_binding(),
+                });
             }
             gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
@@ -83,14 +99,24 @@ impl Batch {
                 entries: &entries,
             })
         })?;
-        self.cmds.push(Cmd::Dispatch { pipeline: pipeline.clone(), bind_group, groups });
+        self.cmds.push(Cmd::Dispatch {
+            pipeline: pipeline.clone(),
+            bind_group,
+            groups,
+        });
         self.dispatches += 1;
         Ok(())
     }
 
     /// Record a buffer-to-buffer copy.
     pub fn copy(&mut self, src: &Buffer, src_offset: u64, dst: &Buffer, dst_offset: u64, size: u64) {
-        self.cmds.push(Cmd::Copy { src: src.clone(), src_offset, dst: dst.clone(), dst_offset, size });
+        self.cmds.push(Cmd::Copy {
+            src: src.clone(),
+            src_offset,
+            dst: dst.clone(),
+            dst_offset,
+            size,
+        });
     }
 
     /// Profiling: each dispatch in a compute pass of its own, with the timestamp writes
@@ -103,13 +129,26 @@ impl Batch {
         let mut i = 0;
         for cmd in self.cmds {
             match cmd {
-                Cmd::Copy { src, src_offset, dst, dst_offset, size } => {
+                Cmd::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    size,
+                } => {
                     encoder.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, size);
                 }
-                Cmd::Dispatch { pipeline, bind_group, groups } => {
+                Cmd::Dispatch {
+                    pipeline,
+                    bind_group,
+                    groups,
+                } => {
                     let timestamp_writes = writes(i, &pipeline);
                     i += 1;
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes,
+                    });
                     pass.set_pipeline(&pipeline);
                     pass.set_bind_group(0, &bind_group, &[]);
                     pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -122,16 +161,34 @@ impl Batch {
         let mut cmds = self.cmds.into_iter().peekable();
         while let Some(cmd) = cmds.next() {
             match cmd {
-                Cmd::Copy { src, src_offset, dst, dst_offset, size } => {
+                Cmd::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    size,
+                } => {
                     encoder.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, size);
                 }
-                Cmd::Dispatch { pipeline, bind_group, groups } => {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                Cmd::Dispatch {
+                    pipeline,
+                    bind_group,
+                    groups,
+                } => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
                     pass.set_pipeline(&pipeline);
                     pass.set_bind_group(0, &bind_group, &[]);
                     pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                     while let Some(Cmd::Dispatch { .. }) = cmds.peek() {
-                        if let Some(Cmd::Dispatch { pipeline, bind_group, groups }) = cmds.next() {
+                        if let Some(Cmd::Dispatch {
+                            pipeline,
+                            bind_group,
+                            groups,
+                        }) = cmds.next()
+                        {
                             pass.set_pipeline(&pipeline);
                             pass.set_bind_group(0, &bind_group, &[]);
                             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);

@@ -241,7 +241,11 @@ mod tests {
             max_compute_workgroup_size_x: 1024,
             ..wgpu::Limits::default()
         };
-        let f = Features { subgroups: true, f16: true, timestamps: true };
+        let f = Features {
+            subgroups: true,
+            f16: true,
+            timestamps: true,
+        };
         let caps = Capabilities::new(&info(32), &limits, f);
         assert_eq!(caps.variants.swiglu, SwigluVariant::Shared32K);
         assert_eq!(caps.variants.reduction, Reduction::Subgroup);

@@ -195,7 +195,10 @@ impl Gpu {
         create: impl FnOnce(&super::batch::BindKey) -> wgpu::BindGroup,
     ) -> Result<wgpu::BindGroup> {
         const BIND_GROUP_CACHE: usize = 8192;
-        let mut map = self.bind_groups.lock().map_err(|_| Error::Internal("bind group cache lock poisoned".into()))?;
+        let mut map = self
+            .bind_groups
+            .lock()
+            .map_err(|_| Error::Internal("bind group cache lock poisoned".into()))?;
         if let Some(bg) = map.get(&key) {
             return Ok(bg.clone());
         }
@@ -237,7 +240,10 @@ impl Gpu {
 
     /// Fail if the device was lost; return (and clear) errors reported since the last check.
     pub fn check_errors(&self, context: &str) -> Result<()> {
-        let mut r = self.reports.lock().map_err(|_| Error::Internal("error report lock poisoned".into()))?;
+        let mut r = self
+            .reports
+            .lock()
+            .map_err(|_| Error::Internal("error report lock poisoned".into()))?;
         if let Some(lost) = &r.lost {
             return Err(Error::DeviceLost(lost.clone()));
         }
@@ -246,7 +252,10 @@ impl Gpu {
         }
         let message = r.errors.join("\n");
         r.errors.clear();
-        Err(Error::Gpu { context: Some(context.to_string()), message })
+        Err(Error::Gpu {
+            context: Some(context.to_string()),
+            message,
+        })
     }
 
     fn check_alive(&self) -> Result<()> {
@@ -263,12 +272,20 @@ impl Gpu {
     pub fn submit(&self, batch: Batch) -> Result<()> {
         self.check_errors("before submit")?;
         {
-            let arena = self.arena.lock().map_err(|_| Error::Internal("uniform arena lock poisoned".into()))?;
+            let arena = self
+                .arena
+                .lock()
+                .map_err(|_| Error::Internal("uniform arena lock poisoned".into()))?;
             arena.upload(&self.queue, &batch.uniforms)?;
         }
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
         {
-            let mut profile = self.profile.lock().map_err(|_| Error::Internal("profile lock poisoned".into()))?;
+            let mut profile = self
+                .profile
+                .lock()
+                .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
             match profile.as_mut() {
                 Some(recorder) => recorder.encode(self, batch, &mut encoder)?,
                 None => batch.encode(&mut encoder),
@@ -292,9 +309,15 @@ impl Gpu {
     pub(crate) fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         #[cfg(not(target_arch = "wasm32"))]
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: index, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
             .map(|_| ())
-            .map_err(|e| Error::Gpu { context: Some("poll".into()), message: e.to_string() })?;
+            .map_err(|e| Error::Gpu {
+                context: Some("poll".into()),
+                message: e.to_string(),
+            })?;
         Ok(())
     }
 
@@ -305,7 +328,8 @@ impl Gpu {
             let _ = tx.send(());
         });
         self.wait_native()?;
-        rx.await.map_err(|_| Error::Internal("work-done callback dropped".into()))?;
+        rx.await
+            .map_err(|_| Error::Internal("work-done callback dropped".into()))?;
         self.check_errors("sync")
     }
 
@@ -314,7 +338,10 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| Error::Gpu { context: Some("poll".into()), message: e.to_string() })
+            .map_err(|e| Error::Gpu {
+                context: Some("poll".into()),
+                message: e.to_string(),
+            })
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -329,7 +356,9 @@ impl Gpu {
             size.max(4),
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
         encoder.copy_buffer_to_buffer(buffer.raw(), offset, staging.raw(), 0, size);
         self.queue.submit([encoder.finish()]);
         // Never spin on a flag here: in the browser the callback fires only once control returns
@@ -339,14 +368,23 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.wait_native()?;
-        let mapped = rx.await.map_err(|_| Error::Readback { what: what.into(), message: "map callback dropped".into() })?;
-        mapped.map_err(|e| Error::Readback { what: what.into(), message: e.to_string() })?;
+        let mapped = rx.await.map_err(|_| Error::Readback {
+            what: what.into(),
+            message: "map callback dropped".into(),
+        })?;
+        mapped.map_err(|e| Error::Readback {
+            what: what.into(),
+            message: e.to_string(),
+        })?;
         self.check_errors(&format!("reading back '{what}'"))?;
         let view = staging
             .raw()
             .slice(..)
             .get_mapped_range()
-            .map_err(|e| Error::Readback { what: what.into(), message: e.to_string() })?;
+            .map_err(|e| Error::Readback {
+                what: what.into(),
+                message: e.to_string(),
+            })?;
         let out = view[..size as usize].to_vec();
         drop(view);
         staging.raw().unmap();

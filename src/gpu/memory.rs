@@ -53,7 +53,8 @@ impl MemoryTracker {
 
     /// Start measuring a new peak from the current live bytes.
     pub fn reset_peak(&self) {
-        self.peak_bytes.store(self.live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.peak_bytes
+            .store(self.live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -81,7 +82,9 @@ impl Buffer {
     pub(crate) fn new(raw: wgpu::Buffer, tracker: Arc<MemoryTracker>) -> Self {
         let size = raw.size();
         tracker.on_create(size);
-        Buffer { inner: Arc::new(BufferInner { raw, size, tracker }) }
+        Buffer {
+            inner: Arc::new(BufferInner { raw, size, tracker }),
+        }
     }
 
     /// The wgpu buffer.

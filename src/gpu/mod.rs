@@ -6,8 +6,8 @@ pub mod caps;
 mod context;
 pub mod memory;
 pub mod pipelines;
-pub mod readback;
 pub mod profile;
+pub mod readback;
 pub mod shader;
 pub mod subgroups;
 pub mod tensor;
@@ -20,4 +20,3 @@ pub use memory::{Buffer, MemoryStats};
 pub use profile::Profile;
 pub use shader::{Const, Kernel};
 pub use tensor::{DType, GpuTensor};
-

@@ -38,8 +38,17 @@ impl PipelineCache {
         reduction: Option<Reduction>,
         consts: &[(&'static str, Const)],
     ) -> Result<wgpu::ComputePipeline> {
-        let reduction = if kernel.uses_reduction { reduction.or(Some(Reduction::SharedMemory)) } else { None };
-        let key = PipelineKey { kernel: kernel.name, entry, reduction, consts: consts.to_vec() };
+        let reduction = if kernel.uses_reduction {
+            reduction.or(Some(Reduction::SharedMemory))
+        } else {
+            None
+        };
+        let key = PipelineKey {
+            kernel: kernel.name,
+            entry,
+            reduction,
+            consts: consts.to_vec(),
+        };
         let mut map = self
             .map
             .lock()

@@ -104,7 +104,10 @@ impl Recorder {
         });
         for (set, resolve, count) in sets {
             encoder.resolve_query_set(&set, 0..count, resolve.raw(), 0);
-            self.pending.push(Pending { resolve, queries: count });
+            self.pending.push(Pending {
+                resolve,
+                queries: count,
+            });
         }
         Ok(())
     }
@@ -114,13 +117,19 @@ impl Recorder {
         let period = f64::from(gpu.queue().get_timestamp_period());
         let mut times: Vec<f64> = Vec::with_capacity(self.labels.len());
         for p in &self.pending {
-            let bytes = gpu.read_buffer(&p.resolve, 0, u64::from(p.queries) * 8, "profile timestamps").await?;
+            let bytes = gpu
+                .read_buffer(&p.resolve, 0, u64::from(p.queries) * 8, "profile timestamps")
+                .await?;
             let ticks: Vec<u64> = bytes
                 .chunks_exact(8)
                 .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                 .collect();
             // A pass whose end precedes its start (a driver that resets counters) counts as 0.
-            times.extend(ticks.chunks_exact(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1000.0));
+            times.extend(
+                ticks
+                    .chunks_exact(2)
+                    .map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1000.0),
+            );
         }
         let timestamps = gpu.caps().timestamps;
         if timestamps && times.len() != self.labels.len() {
@@ -134,7 +143,10 @@ impl Recorder {
             .labels
             .into_iter()
             .enumerate()
-            .map(|(i, label)| DispatchTime { label, gpu_us: times.get(i).copied() })
+            .map(|(i, label)| DispatchTime {
+                label,
+                gpu_us: times.get(i).copied(),
+            })
             .collect();
         Ok(Profile::from_trace(trace, timestamps))
     }
@@ -149,7 +161,11 @@ impl Profile {
                     k.count += 1;
                     k.gpu_us = k.gpu_us.zip(d.gpu_us).map(|(a, b)| a + b);
                 }
-                None => kernels.push(KernelTotal { label: d.label.clone(), count: 1, gpu_us: d.gpu_us }),
+                None => kernels.push(KernelTotal {
+                    label: d.label.clone(),
+                    count: 1,
+                    gpu_us: d.gpu_us,
+                }),
             }
         }
         if timestamps {
@@ -157,14 +173,25 @@ impl Profile {
         } else {
             kernels.sort_by_key(|k| std::cmp::Reverse(k.count));
         }
-        let total_gpu_us = if timestamps { Some(trace.iter().filter_map(|d| d.gpu_us).sum()) } else { None };
+        let total_gpu_us = if timestamps {
+            Some(trace.iter().filter_map(|d| d.gpu_us).sum())
+        } else {
+            None
+        };
         let quantized = timestamps
             && trace.iter().any(|d| d.gpu_us.unwrap_or(0.0) > 0.0)
             && trace.iter().all(|d| {
                 let q = d.gpu_us.unwrap_or(0.0) * 1000.0 / 65536.0;
                 (q - q.round()).abs() < 1e-6
             });
-        Profile { timestamps, quantized, dispatches: trace.len(), total_gpu_us, kernels, trace }
+        Profile {
+            timestamps,
+            quantized,
+            dispatches: trace.len(),
+            total_gpu_us,
+            kernels,
+            trace,
+        }
     }
 
     /// The profile as JSON.
@@ -177,7 +204,10 @@ impl Gpu {
     /// Start recording a profile: until [`Gpu::end_profile`], every submitted batch runs one
     /// compute pass per dispatch with timestamp writes (where the device has timestamps).
     pub fn begin_profile(&self) -> Result<()> {
-        let mut p = self.profile.lock().map_err(|_| Error::Internal("profile lock poisoned".into()))?;
+        let mut p = self
+            .profile
+            .lock()
+            .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
         *p = Some(Recorder::default());
         Ok(())
     }
@@ -204,7 +234,10 @@ mod tests {
     use super::*;
 
     fn d(label: &str, us: Option<f64>) -> DispatchTime {
-        DispatchTime { label: label.into(), gpu_us: us }
+        DispatchTime {
+            label: label.into(),
+            gpu_us: us,
+        }
     }
 
     #[test]
@@ -212,10 +245,16 @@ mod tests {
         let p = Profile::from_trace(vec![d("a", Some(1.0)), d("b", Some(5.0)), d("a", Some(2.5))], true);
         assert_eq!(p.dispatches, 3);
         assert_eq!(p.kernels[0].label, "b");
-        assert_eq!((p.kernels[1].label.as_str(), p.kernels[1].count, p.kernels[1].gpu_us), ("a", 2, Some(3.5)));
+        assert_eq!(
+            (p.kernels[1].label.as_str(), p.kernels[1].count, p.kernels[1].gpu_us),
+            ("a", 2, Some(3.5))
+        );
         assert_eq!(p.total_gpu_us, Some(8.5));
         assert!(!p.quantized);
-        let q = Profile::from_trace(vec![d("a", Some(65.536)), d("b", Some(0.0)), d("a", Some(131.072))], true);
+        let q = Profile::from_trace(
+            vec![d("a", Some(65.536)), d("b", Some(0.0)), d("a", Some(131.072))],
+            true,
+        );
         assert!(q.quantized);
     }
 

@@ -47,7 +47,9 @@ impl IdRing {
     }
 
     fn slot(&self, k: usize) -> Result<&Slot> {
-        self.slots.get(k).ok_or_else(|| Error::Internal(format!("id readback slot {k} of {}", self.slots.len())))
+        self.slots
+            .get(k)
+            .ok_or_else(|| Error::Internal(format!("id readback slot {k} of {}", self.slots.len())))
     }
 
     /// The staging buffer of slot `k` (record a copy of the id into it, then submit, then `start`).
@@ -62,7 +64,10 @@ impl IdRing {
     /// Begin mapping slot `k` (after the submit that copies into it).
     pub fn start(&mut self, gpu: &Gpu, k: usize) -> Result<()> {
         let index = gpu.last_submission();
-        let slot = self.slots.get_mut(k).ok_or_else(|| Error::Internal(format!("id readback slot {k}")))?;
+        let slot = self
+            .slots
+            .get_mut(k)
+            .ok_or_else(|| Error::Internal(format!("id readback slot {k}")))?;
         let (tx, rx) = oneshot::channel();
         slot.buffer.raw().slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -73,19 +78,34 @@ impl IdRing {
 
     /// Await slot `k`'s id (and unmap it for reuse).
     pub async fn read(&mut self, gpu: &Gpu, k: usize) -> Result<u32> {
-        let slot = self.slots.get_mut(k).ok_or_else(|| Error::Internal(format!("id readback slot {k}")))?;
-        let (rx, index) = slot.pending.take().ok_or_else(|| Error::Internal(format!("id readback slot {k} was not started")))?;
+        let slot = self
+            .slots
+            .get_mut(k)
+            .ok_or_else(|| Error::Internal(format!("id readback slot {k}")))?;
+        let (rx, index) = slot
+            .pending
+            .take()
+            .ok_or_else(|| Error::Internal(format!("id readback slot {k} was not started")))?;
         let what = "sampled token id";
         gpu.wait_for(index)?;
-        let mapped = rx.await.map_err(|_| Error::Readback { what: what.into(), message: "map callback dropped".into() })?;
-        mapped.map_err(|e| Error::Readback { what: what.into(), message: e.to_string() })?;
+        let mapped = rx.await.map_err(|_| Error::Readback {
+            what: what.into(),
+            message: "map callback dropped".into(),
+        })?;
+        mapped.map_err(|e| Error::Readback {
+            what: what.into(),
+            message: e.to_string(),
+        })?;
         let id = {
             let view = slot
                 .buffer
                 .raw()
                 .slice(..)
                 .get_mapped_range()
-                .map_err(|e| Error::Readback { what: what.into(), message: e.to_string() })?;
+                .map_err(|e| Error::Readback {
+                    what: what.into(),
+                    message: e.to_string(),
+                })?;
             u32::from_le_bytes([view[0], view[1], view[2], view[3]])
         };
         slot.buffer.raw().unmap();

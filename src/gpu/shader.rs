@@ -78,8 +78,16 @@ mod tests {
 
     #[test]
     fn prelude_comes_before_the_body_and_picks_the_reduction() {
-        let k = Kernel { name: "k", source: "fn body() {}", uses_reduction: true };
-        let s = assemble(&k, Some(Reduction::SharedMemory), &[("WG", Const::U32(64)), ("ON", Const::Bool(true))]);
+        let k = Kernel {
+            name: "k",
+            source: "fn body() {}",
+            uses_reduction: true,
+        };
+        let s = assemble(
+            &k,
+            Some(Reduction::SharedMemory),
+            &[("WG", Const::U32(64)), ("ON", Const::Bool(true))],
+        );
         assert!(s.starts_with("const WG: u32 = 64u;\nconst ON: bool = true;\n"));
         assert!(s.contains("var<workgroup> red_scratch"));
         assert!(s.ends_with("fn body() {}"));

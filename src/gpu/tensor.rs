@@ -74,7 +74,12 @@ impl GpuTensor {
     pub fn zeros(gpu: &Gpu, name: &str, shape: &[usize], dtype: DType) -> Result<Self> {
         let numel = numel(shape);
         let buffer = gpu.create_buffer(name, Self::padded_bytes(numel, dtype), TENSOR_USAGE)?;
-        Ok(GpuTensor { name: name.to_string(), shape: shape.to_vec(), dtype, buffer })
+        Ok(GpuTensor {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            dtype,
+            buffer,
+        })
     }
 
     /// Upload raw little-endian element bytes.
@@ -109,7 +114,11 @@ impl GpuTensor {
         if data.len() != numel(shape) {
             return Err(Error::Data {
                 tensor: name.to_string(),
-                detail: format!("shape {shape:?} has {} elements, got {} values", numel(shape), data.len()),
+                detail: format!(
+                    "shape {shape:?} has {} elements, got {} values",
+                    numel(shape),
+                    data.len()
+                ),
             });
         }
         let bytes: Vec<u8> = match dtype {
@@ -137,13 +146,17 @@ impl GpuTensor {
     pub async fn to_u32_vec(&self, gpu: &Gpu) -> Result<Vec<u32>> {
         self.expect_dtype("GpuTensor::to_u32_vec", &[DType::U32])?;
         let b = self.read_bytes(gpu).await?;
-        Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// Read the raw element bytes back.
     pub async fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
         let len = (self.numel() * self.dtype.size()) as u64;
-        let mut bytes = gpu.read_buffer(&self.buffer, 0, len.div_ceil(4) * 4, &self.name).await?;
+        let mut bytes = gpu
+            .read_buffer(&self.buffer, 0, len.div_ceil(4) * 4, &self.name)
+            .await?;
         bytes.truncate(len as usize);
         Ok(bytes)
     }
@@ -152,11 +165,23 @@ impl GpuTensor {
     pub async fn to_f32_vec(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let b = self.read_bytes(gpu).await?;
         Ok(match self.dtype {
-            DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            DType::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            DType::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => b
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => b
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             DType::I8 => b.iter().map(|&v| v as i8 as f32).collect(),
-            DType::U32 => b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+            DType::U32 => b
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+                .collect(),
         })
     }
 
@@ -195,10 +220,20 @@ impl GpuTensor {
         if numel(shape) != self.numel() {
             return Err(Error::Shape {
                 op: "reshape",
-                detail: format!("'{}' is {:?} ({} elements), cannot view it as {shape:?}", self.name, self.shape, self.numel()),
+                detail: format!(
+                    "'{}' is {:?} ({} elements), cannot view it as {shape:?}",
+                    self.name,
+                    self.shape,
+                    self.numel()
+                ),
             });
         }
-        Ok(GpuTensor { name: self.name.clone(), shape: shape.to_vec(), dtype: self.dtype, buffer: self.buffer.clone() })
+        Ok(GpuTensor {
+            name: self.name.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+            buffer: self.buffer.clone(),
+        })
     }
 
     /// Check the dtype for an op.

@@ -23,7 +23,10 @@ pub struct UniformArena {
 
 impl UniformArena {
     pub(crate) fn new(align: u32) -> Self {
-        UniformArena { align: u64::from(align.max(16)), chunks: Vec::new() }
+        UniformArena {
+            align: u64::from(align.max(16)),
+            chunks: Vec::new(),
+        }
     }
 
     /// Slot size for a parameter block of `bytes`, rounded to the offset alignment.

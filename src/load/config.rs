@@ -65,7 +65,9 @@ pub struct BertConfig {
 impl BertConfig {
     /// A classification model (a cross-encoder reranker): `BertForSequenceClassification`.
     pub fn is_classifier(&self) -> bool {
-        self.architectures.iter().any(|a| a.ends_with("ForSequenceClassification"))
+        self.architectures
+            .iter()
+            .any(|a| a.ends_with("ForSequenceClassification"))
     }
 }
 
@@ -228,11 +230,22 @@ struct RawDecoder {
 /// The RoPE scaling a `rope_parameters` / `rope_scaling` object asks for; `field` names it in
 /// errors. Types other than `default`, `linear` and `llama3` are refused.
 pub fn rope_scaling(file: &str, field: &str, v: Option<&Value>) -> Result<RopeScaling> {
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(RopeScaling::None) };
-    let bad = |detail: String| Error::BadModelFile { file: file.to_string(), detail: format!("{field}: {detail}") };
-    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str).unwrap_or("default");
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(RopeScaling::None);
+    };
+    let bad = |detail: String| Error::BadModelFile {
+        file: file.to_string(),
+        detail: format!("{field}: {detail}"),
+    };
+    let kind = v
+        .get("rope_type")
+        .or_else(|| v.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
     let num = |k: &str| -> Result<f64> {
-        v.get(k).and_then(Value::as_f64).ok_or_else(|| bad(format!("type '{kind}' needs a number '{k}'")))
+        v.get(k)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| bad(format!("type '{kind}' needs a number '{k}'")))
     };
     let s = match kind {
         "default" => RopeScaling::None,
@@ -283,7 +296,10 @@ impl ModelConfig {
 
     /// Parse `config.json` bytes; `file` names it in errors.
     pub fn parse(file: &str, bytes: &[u8]) -> Result<Self> {
-        let bad = |detail: String| Error::BadModelFile { file: file.to_string(), detail };
+        let bad = |detail: String| Error::BadModelFile {
+            file: file.to_string(),
+            detail,
+        };
         let kind: Kind = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         let model_type = match kind.model_type {
             Some(t) => t,
@@ -339,7 +355,11 @@ impl ModelConfig {
             Some(v) if per_kind => (v.get("full_attention").cloned(), v.get("sliding_attention").cloned()),
             other => (other.clone(), None),
         };
-        let global_field = if per_kind { format!("{rope_field}.full_attention") } else { rope_field.to_string() };
+        let global_field = if per_kind {
+            format!("{rope_field}.full_attention")
+        } else {
+            rope_field.to_string()
+        };
         let rope_scaling = rope_scaling(file, &global_field, global_rope.as_ref())?;
         if let Some(local) = &local_rope {
             let f = format!("{rope_field}.sliding_attention");
@@ -353,7 +373,11 @@ impl ModelConfig {
             (None, false) => None,
         };
         if let Some(f) = r.partial_rotary_factor.filter(|&f| f != 1.0) {
-            return Err(unsupported("partial_rotary_factor", f.to_string(), "1 (RoPE over the whole head)"));
+            return Err(unsupported(
+                "partial_rotary_factor",
+                f.to_string(),
+                "1 (RoPE over the whole head)",
+            ));
         }
         if let Some(c) = r.attn_logit_softcapping {
             return Err(unsupported("attn_logit_softcapping", c.to_string(), "null"));
@@ -374,21 +398,41 @@ impl ModelConfig {
             (Some(a), _) if gemma => ("hidden_activation", a),
             (_, Some(a)) => ("hidden_act", a),
             (Some(a), None) => ("hidden_activation", a),
-            (None, None) => ("hidden_act", if gemma { "gelu_pytorch_tanh".into() } else { "silu".into() }),
+            (None, None) => (
+                "hidden_act",
+                if gemma {
+                    "gelu_pytorch_tanh".into()
+                } else {
+                    "silu".into()
+                },
+            ),
         };
         let mlp_act = match act.as_str() {
             "silu" | "swish" => MlpAct::Silu,
             "gelu_pytorch_tanh" | "gelu_new" if gemma => MlpAct::GeluTanh,
-            _ => return Err(unsupported(act_field, format!("'{act}'"), if gemma { "gelu_pytorch_tanh" } else { "silu" })),
+            _ => {
+                return Err(unsupported(
+                    act_field,
+                    format!("'{act}'"),
+                    if gemma { "gelu_pytorch_tanh" } else { "silu" },
+                ))
+            }
         };
         let rope_theta = r
             .rope_theta
-            .or_else(|| global_rope.as_ref().and_then(|v| v.get("rope_theta")).and_then(Value::as_f64))
+            .or_else(|| {
+                global_rope
+                    .as_ref()
+                    .and_then(|v| v.get("rope_theta"))
+                    .and_then(Value::as_f64)
+            })
             .unwrap_or(10_000.0);
         let heads = r.num_attention_heads;
         let kv = r.num_key_value_heads.unwrap_or(heads);
         if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) {
-            return Err(bad(format!("num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")));
+            return Err(bad(format!(
+                "num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
+            )));
         }
         let head_dim = match r.head_dim {
             Some(d) => d,
@@ -401,8 +445,15 @@ impl ModelConfig {
         // `sliding_window` that is always on (Mistral).
         let windowed = match &r.layer_types {
             Some(t) => {
-                if let Some(k) = t.iter().find(|k| !matches!(k.as_str(), "full_attention" | "sliding_attention")) {
-                    return Err(unsupported("layer_types", format!("'{k}'"), "full_attention, sliding_attention"));
+                if let Some(k) = t
+                    .iter()
+                    .find(|k| !matches!(k.as_str(), "full_attention" | "sliding_attention"))
+                {
+                    return Err(unsupported(
+                        "layer_types",
+                        format!("'{k}'"),
+                        "full_attention, sliding_attention",
+                    ));
                 }
                 t.iter().any(|k| k == "sliding_attention")
             }
@@ -453,7 +504,11 @@ impl ModelConfig {
             sandwich_norms: gemma,
             mlp_act,
             embed_scale: gemma.then(|| (r.hidden_size as f32).sqrt()),
-            attn_scale: if gemma { Some(r.query_pre_attn_scalar.unwrap_or(head_dim as f64).powf(-0.5)) } else { None },
+            attn_scale: if gemma {
+                Some(r.query_pre_attn_scalar.unwrap_or(head_dim as f64).powf(-0.5))
+            } else {
+                None
+            },
             layer_windows,
             rope_local_theta,
         };
@@ -528,8 +583,10 @@ impl GenerationConfig {
 
     /// Parse the bytes; `file` names it in errors.
     pub fn parse(file: &str, bytes: &[u8]) -> Result<Self> {
-        let r: RawGeneration = serde_json::from_slice(bytes)
-            .map_err(|e| Error::BadModelFile { file: file.to_string(), detail: e.to_string() })?;
+        let r: RawGeneration = serde_json::from_slice(bytes).map_err(|e| Error::BadModelFile {
+            file: file.to_string(),
+            detail: e.to_string(),
+        })?;
         Ok(GenerationConfig {
             bos_token_id: r.bos_token_id,
             eos_token_ids: ids(r.eos_token_id),
@@ -556,7 +613,9 @@ mod tests {
             "num_key_value_heads":2,"rms_norm_eps":1e-06,"rope_theta":1000000.0,"torch_dtype":"bfloat16",
             "tie_word_embeddings":true,"max_position_embeddings":32768,"eos_token_id":151645,
             "sliding_window":32768,"use_sliding_window":false}"#;
-        let ModelConfig::Decoder(c) = ModelConfig::parse("config.json", json).unwrap() else { panic!() };
+        let ModelConfig::Decoder(c) = ModelConfig::parse("config.json", json).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.arch, DecoderArch::Qwen2);
         assert_eq!(c.head_dim, 64);
         assert_eq!(c.num_key_value_heads, 2);
@@ -574,10 +633,18 @@ mod tests {
             "rope_parameters":{"rope_theta":500000.0,"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,
                 "high_freq_factor":4.0,"original_max_position_embeddings":8192},
             "eos_token_id":[1,2]}"#;
-        let ModelConfig::Decoder(c) = ModelConfig::parse("config.json", json).unwrap() else { panic!() };
+        let ModelConfig::Decoder(c) = ModelConfig::parse("config.json", json).unwrap() else {
+            panic!()
+        };
         assert_eq!((c.num_key_value_heads, c.head_dim), (4, 16));
         assert_eq!(c.rope_theta, 500000.0);
-        assert_eq!(c.rope_parameters.as_ref().and_then(|v| v.get("factor")).and_then(|v| v.as_f64()), Some(8.0));
+        assert_eq!(
+            c.rope_parameters
+                .as_ref()
+                .and_then(|v| v.get("factor"))
+                .and_then(|v| v.as_f64()),
+            Some(8.0)
+        );
         assert!(!c.tie_word_embeddings && !c.qkv_bias);
         assert_eq!(c.eos_token_ids, vec![1, 2]);
         assert_eq!(c.rms_norm_eps, 1e-6);
@@ -623,47 +690,85 @@ mod tests {
         assert_eq!(c.head_dim, 32, "head_dim need not be hidden / heads");
         let c = parse_with("mistral", r#","sliding_window":4096,"max_position_embeddings":32768"#).unwrap();
         assert_eq!((c.sliding_window, c.context_limit()), (Some(4096), 4096));
-        let c = parse_with("qwen2", r#","sliding_window":64,"layer_types":["full_attention","sliding_attention"]"#).unwrap();
+        let c = parse_with(
+            "qwen2",
+            r#","sliding_window":64,"layer_types":["full_attention","sliding_attention"]"#,
+        )
+        .unwrap();
         assert_eq!(c.context_limit(), 64);
-        let c = parse_with("qwen3", r#","layer_types":["full_attention","full_attention"],"sliding_window":null"#).unwrap();
+        let c = parse_with(
+            "qwen3",
+            r#","layer_types":["full_attention","full_attention"],"sliding_window":null"#,
+        )
+        .unwrap();
         assert!(c.qk_norm && !c.qkv_bias && c.sliding_window.is_none());
         // Refused, naming the field.
-        refused("llama", r#","rope_scaling":{"type":"dynamic","factor":2.0}"#, "rope_scaling.rope_type");
-        refused("llama", r#","rope_parameters":{"rope_type":"yarn","factor":4.0}"#, "rope_parameters.rope_type");
-        refused("llama", r#","rope_scaling":{"rope_type":"longrope"}"#, "rope_scaling.rope_type");
+        refused(
+            "llama",
+            r#","rope_scaling":{"type":"dynamic","factor":2.0}"#,
+            "rope_scaling.rope_type",
+        );
+        refused(
+            "llama",
+            r#","rope_parameters":{"rope_type":"yarn","factor":4.0}"#,
+            "rope_parameters.rope_type",
+        );
+        refused(
+            "llama",
+            r#","rope_scaling":{"rope_type":"longrope"}"#,
+            "rope_scaling.rope_type",
+        );
         refused("llama", r#","hidden_act":"gelu""#, "hidden_act");
         refused("llama", r#","partial_rotary_factor":0.5"#, "partial_rotary_factor");
         refused("llama", r#","attn_logit_softcapping":50.0"#, "attn_logit_softcapping");
         refused("llama", r#","final_logit_softcapping":30.0"#, "final_logit_softcapping");
         refused("llama", r#","mlp_bias":true"#, "mlp_bias");
         refused("llama", r#","attention_bias":true"#, "attention_bias");
-        refused("llama", r#","layer_types":["full_attention","chunked_attention"]"#, "layer_types");
+        refused(
+            "llama",
+            r#","layer_types":["full_attention","chunked_attention"]"#,
+            "layer_types",
+        );
         refused("gpt2", "", "model_type");
         // Incomplete llama3 parameters are a bad file naming the missing key.
         let e = parse_with("llama", r#","rope_scaling":{"rope_type":"llama3","factor":8.0}"#).unwrap_err();
-        assert!(matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("low_freq_factor")), "{e}");
+        assert!(
+            matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("low_freq_factor")),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_configs_name_the_file_and_field() {
         let e = ModelConfig::parse("c.json", br#"{"model_type":"gpt2"}"#).unwrap_err();
-        assert!(matches!(&e, Error::UnsupportedConfig { file, value, .. } if file == "c.json" && value.contains("gpt2")), "{e}");
+        assert!(
+            matches!(&e, Error::UnsupportedConfig { file, value, .. } if file == "c.json" && value.contains("gpt2")),
+            "{e}"
+        );
         let e = ModelConfig::parse("c.json", br#"{"model_type":"llama","vocab_size":10}"#).unwrap_err();
-        assert!(matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("hidden_size")), "{e}");
+        assert!(
+            matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("hidden_size")),
+            "{e}"
+        );
         let e = ModelConfig::parse(
             "c.json",
             br#"{"model_type":"llama","vocab_size":10,"hidden_size":64,"intermediate_size":8,
                 "num_hidden_layers":1,"num_attention_heads":6,"num_key_value_heads":4}"#,
         )
         .unwrap_err();
-        assert!(matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("num_key_value_heads")), "{e}");
+        assert!(
+            matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("num_key_value_heads")),
+            "{e}"
+        );
     }
 
     #[test]
     fn bert_defaults() {
         let json = br#"{"architectures":["BertModel"],"vocab_size":30522,"hidden_size":384,
             "num_hidden_layers":6,"num_attention_heads":12,"intermediate_size":1536}"#;
-        let ModelConfig::Bert(c) = ModelConfig::parse("config.json", json).unwrap() else { panic!() };
+        let ModelConfig::Bert(c) = ModelConfig::parse("config.json", json).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.layer_norm_eps, 1e-12);
         assert_eq!(c.hidden_act, "gelu");
         assert_eq!(c.max_position_embeddings, 512);

@@ -16,9 +16,9 @@
 //! (I64, ...) cost nothing.
 
 use super::config::{DecoderConfig, ModelConfig};
+use super::read_headers;
 use super::safetensors::{plan_split, Header};
 use super::source::ByteSource;
-use super::read_headers;
 use crate::error::{Error, Result};
 use crate::gpu::{Capabilities, DType, Gpu, GpuTensor};
 use crate::ops::kv_cache::KvDType;
@@ -40,7 +40,12 @@ pub struct EstimateOptions {
 
 impl Default for EstimateOptions {
     fn default() -> Self {
-        EstimateOptions { max_context: 2048, kv_dtype: KvDType::F16, prefill_tokens: None, max_part_bytes: None }
+        EstimateOptions {
+            max_context: 2048,
+            kv_dtype: KvDType::F16,
+            prefill_tokens: None,
+            max_part_bytes: None,
+        }
     }
 }
 
@@ -58,7 +63,11 @@ pub struct DeviceLimits {
 impl DeviceLimits {
     /// The device's limits and a caller's budget.
     pub fn from_caps(caps: &Capabilities, budget: Option<u64>) -> Self {
-        DeviceLimits { max_buffer_size: caps.max_buffer_size, max_storage_binding: caps.max_storage_binding, budget }
+        DeviceLimits {
+            max_buffer_size: caps.max_buffer_size,
+            max_storage_binding: caps.max_storage_binding,
+            budget,
+        }
     }
     /// The limits of `gpu`.
     pub fn of(gpu: &Gpu, budget: Option<u64>) -> Self {
@@ -111,12 +120,7 @@ impl Estimate {
                 available: b,
                 detail: format!(
                     "weights {} + f32 copies {} + KV cache {} ({} tokens) + activations {} ({} tokens)",
-                    self.weights,
-                    self.widened,
-                    self.kv_cache,
-                    self.max_context,
-                    self.activations,
-                    self.prefill_tokens
+                    self.weights, self.widened, self.kv_cache, self.max_context, self.activations, self.prefill_tokens
                 ),
             }),
             _ => Ok(()),
@@ -131,7 +135,11 @@ fn mul(dims: &[usize]) -> u64 {
 
 /// Padded bytes of `numel` elements, as [`GpuTensor::padded_bytes`] but saturating.
 fn pad(numel: u64, dtype: DType) -> u64 {
-    numel.saturating_mul(dtype.size() as u64).div_ceil(16).max(1).saturating_mul(16)
+    numel
+        .saturating_mul(dtype.size() as u64)
+        .div_ceil(16)
+        .max(1)
+        .saturating_mul(16)
 }
 
 /// Accumulates buffers, checking each against the binding limit.
@@ -151,7 +159,12 @@ impl Tally<'_> {
             ("maxStorageBufferBindingSize", self.limits.max_storage_binding)
         };
         if bytes > available {
-            return Err(Error::ModelTooLarge { needed: bytes, limit, available, detail: format!("{name}: {hint}") });
+            return Err(Error::ModelTooLarge {
+                needed: bytes,
+                limit,
+                available,
+                detail: format!("{name}: {hint}"),
+            });
         }
         Ok(bytes)
     }
@@ -170,7 +183,10 @@ pub fn estimate(
     opts: &EstimateOptions,
     limits: &DeviceLimits,
 ) -> Result<Estimate> {
-    let mut tally = Tally { limits, largest: (String::new(), 0) };
+    let mut tally = Tally {
+        limits,
+        largest: (String::new(), 0),
+    };
     let mut part_limit = limits.binding();
     if let Some(m) = opts.max_part_bytes {
         part_limit = part_limit.min(m);
@@ -240,7 +256,9 @@ pub fn estimate(
             let hint = "reduce the batch × sequence length";
             // hidden, attn_out, attn_norm, q, k, v, ctx, ffn_out: [t, h]; ffn_hidden: [t, ff].
             let act = [
-                tally.buffer("bert.hidden", mul(&[t, h]), DType::F32, hint)?.saturating_mul(8),
+                tally
+                    .buffer("bert.hidden", mul(&[t, h]), DType::F32, hint)?
+                    .saturating_mul(8),
                 tally.buffer("bert.ffn_hidden", mul(&[t, ff]), DType::F32, hint)?,
                 pad(t as u64, DType::U32).saturating_mul(2),
             ]
@@ -249,7 +267,9 @@ pub fn estimate(
             (0, act, 0, t)
         }
     };
-    let total = [weights, widened, kv_cache, activations].iter().fold(0u64, |a, &b| a.saturating_add(b));
+    let total = [weights, widened, kv_cache, activations]
+        .iter()
+        .fold(0u64, |a, &b| a.saturating_add(b));
     let est = Estimate {
         weights,
         widened,
@@ -271,8 +291,14 @@ pub fn estimate(
 fn decoder_runtime(c: &DecoderConfig, opts: &EstimateOptions, tally: &mut Tally) -> Result<(u64, u64, usize, usize)> {
     let ctx = opts.max_context.min(c.context_limit()).max(1);
     let t = opts.prefill_tokens.unwrap_or(ctx).clamp(1, ctx);
-    let (h, nh, nkv, hd, ff, v) =
-        (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size, c.vocab_size);
+    let (h, nh, nkv, hd, ff, v) = (
+        c.hidden_size,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.intermediate_size,
+        c.vocab_size,
+    );
     let kv_hint = format!("the KV cache of one layer for {ctx} tokens; reduce max_context or use an int8 cache");
     let kv_dt = match opts.kv_dtype {
         KvDType::F32 => DType::F32,
@@ -284,7 +310,9 @@ fn decoder_runtime(c: &DecoderConfig, opts: &EstimateOptions, tally: &mut Tally)
         KvDType::Int8 => pad(mul(&[ctx, nkv.saturating_add(1) / 2 * 2]), DType::F16),
         _ => pad(1, DType::F32),
     };
-    let kv_cache = (c.num_hidden_layers as u64).saturating_mul(2).saturating_mul(kv.saturating_add(scales));
+    let kv_cache = (c.num_hidden_layers as u64)
+        .saturating_mul(2)
+        .saturating_mul(kv.saturating_add(scales));
     let hint = format!("activations for a {t}-token prefill; pass fewer prefill_tokens");
     let z = |tally: &mut Tally, name: &str, n: u64| tally.buffer(name, n, DType::F32, &hint);
     let parts = [
@@ -294,7 +322,11 @@ fn decoder_runtime(c: &DecoderConfig, opts: &EstimateOptions, tally: &mut Tally)
         z(tally, "k", mul(&[t, nkv, hd]))?.saturating_mul(3),
         z(tally, "up", mul(&[t, ff]))?.saturating_mul(2),
         pad(t as u64, DType::U32),
-        z(tally, "decode partials", mul(&[nh, ctx.div_ceil(64).max(1), hd.saturating_add(4)]))?,
+        z(
+            tally,
+            "decode partials",
+            mul(&[nh, ctx.div_ceil(64).max(1), hd.saturating_add(4)]),
+        )?,
         pad(h as u64, DType::F32).saturating_mul(2),
         tally.buffer("logits", v as u64, DType::F32, "the logits of one token")?,
     ];
@@ -312,7 +344,10 @@ pub fn estimate_gguf(
     opts: &EstimateOptions,
     limits: &DeviceLimits,
 ) -> Result<Estimate> {
-    let mut tally = Tally { limits, largest: (String::new(), 0) };
+    let mut tally = Tally {
+        limits,
+        largest: (String::new(), 0),
+    };
     let mut weights = 0u64;
     let mut download = 0u64;
     for t in &header.tensors {
@@ -326,7 +361,9 @@ pub fn estimate_gguf(
         }
     }
     let (kv_cache, activations, max_context, prefill) = decoder_runtime(cfg, opts, &mut tally)?;
-    let total = [weights, kv_cache, activations].iter().fold(0u64, |a, &b| a.saturating_add(b));
+    let total = [weights, kv_cache, activations]
+        .iter()
+        .fold(0u64, |a, &b| a.saturating_add(b));
     let est = Estimate {
         weights,
         widened: 0,
@@ -373,13 +410,19 @@ mod tests {
                     _ => 1,
                 };
                 let len = size * s.iter().product::<usize>() as u64;
-                let e = format!(r#""{n}":{{"dtype":"{d}","shape":{s:?},"data_offsets":[{off},{}]}}"#, off + len);
+                let e = format!(
+                    r#""{n}":{{"dtype":"{d}","shape":{s:?},"data_offsets":[{off},{}]}}"#,
+                    off + len
+                );
                 off += len;
                 e
             })
             .collect();
         let json = format!("{{{}}}", items.join(","));
-        ("model.safetensors".into(), parse_header("model.safetensors", json.as_bytes(), None).unwrap())
+        (
+            "model.safetensors".into(),
+            parse_header("model.safetensors", json.as_bytes(), None).unwrap(),
+        )
     }
 
     fn decoder(layers: usize, h: usize, ff: usize, v: usize, ctx: usize) -> ModelConfig {
@@ -391,7 +434,11 @@ mod tests {
         ModelConfig::parse("config.json", json.as_bytes()).unwrap()
     }
 
-    const BIG: DeviceLimits = DeviceLimits { max_buffer_size: 1 << 40, max_storage_binding: 1 << 40, budget: None };
+    const BIG: DeviceLimits = DeviceLimits {
+        max_buffer_size: 1 << 40,
+        max_storage_binding: 1 << 40,
+        budget: None,
+    };
 
     #[test]
     fn decoder_parts_add_up() {
@@ -403,7 +450,10 @@ mod tests {
             ("model.layers.0.mlp.up_proj.weight", "BF16", &[128, 64]),
             ("position_ids", "I64", &[32]),
         ])];
-        let opts = EstimateOptions { max_context: 1000, ..Default::default() };
+        let opts = EstimateOptions {
+            max_context: 1000,
+            ..Default::default()
+        };
         let e = estimate(&cfg, &hs, &opts, &BIG).unwrap();
         assert_eq!(e.weights, 12800 + 128 + 16384);
         assert_eq!(e.widened, 256, "one f32 copy of the bf16 norm");
@@ -420,10 +470,16 @@ mod tests {
         assert!(e.to_json().contains("\"kv_cache\":4128"), "{}", e.to_json());
 
         // An int8 cache is a quarter of f32 plus scales.
-        let i8 = EstimateOptions { kv_dtype: KvDType::Int8, ..opts.clone() };
+        let i8 = EstimateOptions {
+            kv_dtype: KvDType::Int8,
+            ..opts.clone()
+        };
         assert_eq!(estimate(&cfg, &hs, &i8, &BIG).unwrap().kv_cache, 2 * (1024 + 128));
         // Fewer prefill tokens: smaller activations.
-        let short = EstimateOptions { prefill_tokens: Some(1), ..opts };
+        let short = EstimateOptions {
+            prefill_tokens: Some(1),
+            ..opts
+        };
         assert!(estimate(&cfg, &hs, &short, &BIG).unwrap().activations < act / 10);
     }
 
@@ -432,50 +488,101 @@ mod tests {
         let cfg = decoder(1, 64, 128, 100, 32);
         let hs = [header(&[("model.embed_tokens.weight", "F32", &[100, 64])])];
         let fits = estimate(&cfg, &hs, &EstimateOptions::default(), &BIG).unwrap();
-        let limits = DeviceLimits { budget: Some(fits.total - 1), ..BIG };
+        let limits = DeviceLimits {
+            budget: Some(fits.total - 1),
+            ..BIG
+        };
         match estimate(&cfg, &hs, &EstimateOptions::default(), &limits) {
-            Err(Error::ModelTooLarge { needed, limit: "memory budget", available, detail }) => {
+            Err(Error::ModelTooLarge {
+                needed,
+                limit: "memory budget",
+                available,
+                detail,
+            }) => {
                 assert_eq!((needed, available), (fits.total, fits.total - 1));
-                assert!(detail.contains("KV cache") && detail.contains("weights 25600"), "{detail}");
+                assert!(
+                    detail.contains("KV cache") && detail.contains("weights 25600"),
+                    "{detail}"
+                );
             }
             other => panic!("expected ModelTooLarge, got {other:?}"),
         }
-        let limits = DeviceLimits { budget: Some(fits.total), ..BIG };
+        let limits = DeviceLimits {
+            budget: Some(fits.total),
+            ..BIG
+        };
         assert!(estimate(&cfg, &hs, &EstimateOptions::default(), &limits).is_ok());
     }
 
     #[test]
     fn big_tensors_split_or_fail() {
         let cfg = decoder(1, 64, 128, 100, 32);
-        let small = DeviceLimits { max_buffer_size: 4096, max_storage_binding: 1 << 20, budget: None };
+        let small = DeviceLimits {
+            max_buffer_size: 4096,
+            max_storage_binding: 1 << 20,
+            budget: None,
+        };
         // [100, 64] f32 = 25600 bytes: 16 rows (4096 bytes) per part → 7 parts.
         let hs = [header(&[("model.embed_tokens.weight", "F32", &[100, 64])])];
-        let opts = EstimateOptions { max_context: 8, prefill_tokens: Some(1), ..Default::default() };
+        let opts = EstimateOptions {
+            max_context: 8,
+            prefill_tokens: Some(1),
+            ..Default::default()
+        };
         let e = estimate(&cfg, &hs, &opts, &small).unwrap();
         assert_eq!(e.split, vec!["model.embed_tokens.weight"]);
         assert_eq!(e.weights, 6 * 4096 + 4 * 256);
         // A 1-D tensor over the limit cannot be split.
         let hs = [header(&[("model.norm.weight", "F32", &[2000])])];
         match estimate(&cfg, &hs, &opts, &small) {
-            Err(Error::ModelTooLarge { limit: "maxBufferSize", available: 4096, detail, .. }) => {
-                assert!(detail.contains("model.norm.weight") && detail.contains("cannot be split"), "{detail}")
+            Err(Error::ModelTooLarge {
+                limit: "maxBufferSize",
+                available: 4096,
+                detail,
+                ..
+            }) => {
+                assert!(
+                    detail.contains("model.norm.weight") && detail.contains("cannot be split"),
+                    "{detail}"
+                )
             }
             other => panic!("expected ModelTooLarge, got {other:?}"),
         }
         // The KV cache of one layer over the binding limit, found from the config alone.
         let cfg = decoder(1, 64, 128, 100, 1 << 20);
-        let tight = DeviceLimits { max_buffer_size: 1 << 30, max_storage_binding: 1 << 20, budget: None };
-        let opts = EstimateOptions { max_context: 1 << 20, prefill_tokens: Some(1), ..Default::default() };
+        let tight = DeviceLimits {
+            max_buffer_size: 1 << 30,
+            max_storage_binding: 1 << 20,
+            budget: None,
+        };
+        let opts = EstimateOptions {
+            max_context: 1 << 20,
+            prefill_tokens: Some(1),
+            ..Default::default()
+        };
         match estimate(&cfg, &[], &opts, &tight) {
-            Err(Error::ModelTooLarge { limit: "maxStorageBufferBindingSize", needed, detail, .. }) => {
+            Err(Error::ModelTooLarge {
+                limit: "maxStorageBufferBindingSize",
+                needed,
+                detail,
+                ..
+            }) => {
                 assert_eq!(needed, (1u64 << 20) * 2 * 16 * 2);
-                assert!(detail.contains("KV cache") && detail.contains("max_context"), "{detail}");
+                assert!(
+                    detail.contains("KV cache") && detail.contains("max_context"),
+                    "{detail}"
+                );
             }
             other => panic!("expected ModelTooLarge, got {other:?}"),
         }
         // A user-set part limit splits more.
         let hs = [header(&[("model.embed_tokens.weight", "F32", &[100, 64])])];
-        let opts = EstimateOptions { max_context: 8, prefill_tokens: Some(1), max_part_bytes: Some(1024), ..Default::default() };
+        let opts = EstimateOptions {
+            max_context: 8,
+            prefill_tokens: Some(1),
+            max_part_bytes: Some(1024),
+            ..Default::default()
+        };
         assert_eq!(estimate(&cfg, &hs, &opts, &BIG).unwrap().largest_buffer.1, 1024);
     }
 

@@ -73,7 +73,9 @@ struct Watch {
 fn timer(ms: i32, value: &JsValue) -> Promise {
     let global = js_sys::global();
     Promise::new(&mut |resolve, _| {
-        if let Ok(f) = Reflect::get(&global, &JsValue::from_str("setTimeout")).and_then(|f| f.dyn_into::<Function>().map_err(JsValue::from)) {
+        if let Ok(f) = Reflect::get(&global, &JsValue::from_str("setTimeout"))
+            .and_then(|f| f.dyn_into::<Function>().map_err(JsValue::from))
+        {
             let _ = f.call3(&global, &resolve, &JsValue::from(ms), value);
         }
     })
@@ -82,7 +84,12 @@ fn timer(ms: i32, value: &JsValue) -> Promise {
 /// Await `promise` while watching `watch`: a cancelled token aborts the request and returns
 /// [`Error::Cancelled`]; no settlement for `idle_ms` aborts it and returns [`Error::Network`].
 /// Otherwise the promise's own outcome.
-async fn watched(url: &str, promise: &Promise, abort: Option<&AbortController>, watch: &Watch) -> Result<std::result::Result<JsValue, JsValue>> {
+async fn watched(
+    url: &str,
+    promise: &Promise,
+    abort: Option<&AbortController>,
+    watch: &Watch,
+) -> Result<std::result::Result<JsValue, JsValue>> {
     let start = js_sys::Date::now();
     let tick = JsValue::from(js_sys::Object::new());
     loop {
@@ -103,7 +110,10 @@ async fn watched(url: &str, promise: &Promise, abort: Option<&AbortController>, 
             }
             return Err(Error::Network {
                 url: url.to_string(),
-                detail: format!("no data for {} ms (stalled server?); the request was aborted", watch.idle_ms),
+                detail: format!(
+                    "no data for {} ms (stalled server?); the request was aborted",
+                    watch.idle_ms
+                ),
             });
         }
     }
@@ -164,8 +174,17 @@ impl FetchSource {
         if !base.is_empty() && !base.ends_with('/') {
             base.push('/');
         }
-        let watch = Watch { cancel: None, idle_ms: DEFAULT_IDLE_TIMEOUT_MS };
-        FetchSource { base, cache: None, retries: DEFAULT_RETRIES, watch, shared: Rc::default() }
+        let watch = Watch {
+            cancel: None,
+            idle_ms: DEFAULT_IDLE_TIMEOUT_MS,
+        };
+        FetchSource {
+            base,
+            cache: None,
+            retries: DEFAULT_RETRIES,
+            watch,
+            shared: Rc::default(),
+        }
     }
 
     /// Abort the request in flight as soon as `cancel` is set (the load then fails with
@@ -223,7 +242,9 @@ impl FetchSource {
     /// Delete this model directory's files from the cache. Returns how many were removed.
     pub async fn evict(&self) -> Result<u32> {
         let Some(name) = &self.cache else { return Ok(0) };
-        let Some(cache) = open_cache(name).await else { return Ok(0) };
+        let Some(cache) = open_cache(name).await else {
+            return Ok(0);
+        };
         let prefix = absolute(&self.base);
         let mut n = 0;
         for url in cache_keys(&cache).await? {
@@ -238,18 +259,28 @@ impl FetchSource {
 
 /// Delete the whole cache `name` (all models). Returns whether it existed.
 pub async fn clear_cache(name: &str) -> Result<bool> {
-    let Some(storage) = cache_storage() else { return Ok(false) };
-    let v = JsFuture::from(storage.delete(name)).await.map_err(|e| cache_error(name, &e))?;
+    let Some(storage) = cache_storage() else {
+        return Ok(false);
+    };
+    let v = JsFuture::from(storage.delete(name))
+        .await
+        .map_err(|e| cache_error(name, &e))?;
     Ok(v.as_bool().unwrap_or(false))
 }
 
 /// The files in cache `name`: (absolute URL, bytes), sorted by URL.
 pub async fn cached_files(name: &str) -> Result<Vec<(String, u64)>> {
-    let Some(cache) = open_cache(name).await else { return Ok(Vec::new()) };
+    let Some(cache) = open_cache(name).await else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for url in cache_keys(&cache).await? {
         let len = match JsFuture::from(cache.match_with_str(&url)).await {
-            Ok(v) => v.dyn_into::<Response>().ok().and_then(|r| header(&r, LENGTH_HEADER)).and_then(|s| s.parse().ok()),
+            Ok(v) => v
+                .dyn_into::<Response>()
+                .ok()
+                .and_then(|r| header(&r, LENGTH_HEADER))
+                .and_then(|s| s.parse().ok()),
             Err(_) => None,
         };
         out.push((url, len.unwrap_or(0)));
@@ -259,13 +290,22 @@ pub async fn cached_files(name: &str) -> Result<Vec<(String, u64)>> {
 }
 
 fn cache_error(name: &str, e: &JsValue) -> Error {
-    Error::Network { url: format!("cache '{name}'"), detail: js_detail(e) }
+    Error::Network {
+        url: format!("cache '{name}'"),
+        detail: js_detail(e),
+    }
 }
 
 async fn cache_keys(cache: &Cache) -> Result<Vec<String>> {
-    let keys = JsFuture::from(cache.keys()).await.map_err(|e| cache_error("keys", &e))?;
+    let keys = JsFuture::from(cache.keys())
+        .await
+        .map_err(|e| cache_error("keys", &e))?;
     let keys: Array = keys.dyn_into().map_err(|e| cache_error("keys", &e))?;
-    Ok(keys.iter().filter_map(|k| k.dyn_into::<Request>().ok()).map(|r| r.url()).collect())
+    Ok(keys
+        .iter()
+        .filter_map(|k| k.dyn_into::<Request>().ok())
+        .map(|r| r.url())
+        .collect())
 }
 
 /// `caches` of the global (Window or Worker); absent outside secure contexts.
@@ -281,7 +321,9 @@ async fn open_cache(name: &str) -> Option<Cache> {
 
 /// A URL made absolute against the page / worker location.
 fn absolute(url: &str) -> String {
-    Request::new_with_str(url).map(|r| r.url()).unwrap_or_else(|_| url.to_string())
+    Request::new_with_str(url)
+        .map(|r| r.url())
+        .unwrap_or_else(|_| url.to_string())
 }
 
 fn header(r: &Response, name: &str) -> Option<String> {
@@ -316,21 +358,31 @@ async fn cached_blob(cache: &Cache, url: &str) -> Option<Blob> {
 /// `fetch(request)` through the global's `fetch` property (looked up at call time, so a
 /// page's or test's wrapper of `globalThis.fetch` sees the request). Works in Window and Worker.
 async fn global_fetch(url: &str, request: &Request, abort: &AbortController, watch: &Watch) -> Result<Response> {
-    let net = |e: JsValue| Error::Network { url: url.to_string(), detail: js_detail(&e) };
+    let net = |e: JsValue| Error::Network {
+        url: url.to_string(),
+        detail: js_detail(&e),
+    };
     let global = js_sys::global();
     let f = Reflect::get(&global, &JsValue::from_str("fetch")).map_err(net)?;
-    let f: Function = f
-        .dyn_into()
-        .map_err(|_| Error::Network { url: url.to_string(), detail: "no fetch in this JS context".into() })?;
+    let f: Function = f.dyn_into().map_err(|_| Error::Network {
+        url: url.to_string(),
+        detail: "no fetch in this JS context".into(),
+    })?;
     let promise: Promise = f.call1(&global, request).map_err(net)?.dyn_into().map_err(net)?;
-    watched(url, &promise, Some(abort), watch).await?.map_err(net)?.dyn_into::<Response>().map_err(net)
+    watched(url, &promise, Some(abort), watch)
+        .await?
+        .map_err(net)?
+        .dyn_into::<Response>()
+        .map_err(net)
 }
 
 /// Wait `ms` milliseconds (setTimeout of the global).
 async fn sleep(ms: i32) {
     let global = js_sys::global();
     let promise = Promise::new(&mut |resolve, _| {
-        if let Ok(f) = Reflect::get(&global, &JsValue::from_str("setTimeout")).and_then(|f| f.dyn_into::<Function>().map_err(JsValue::from)) {
+        if let Ok(f) = Reflect::get(&global, &JsValue::from_str("setTimeout"))
+            .and_then(|f| f.dyn_into::<Function>().map_err(JsValue::from))
+        {
             let _ = f.call2(&global, &resolve, &JsValue::from(ms));
         } else {
             let _ = resolve.call0(&JsValue::UNDEFINED);
@@ -349,8 +401,18 @@ struct Answer {
 
 /// GET `url` from byte `start` (to `end`, exclusive; `None`: to the end). `ranged: false` asks
 /// for the whole file (the cache path).
-async fn request(url: &str, start: u64, end: Option<u64>, ranged: bool, abort: &AbortController, watch: &Watch) -> Result<Answer> {
-    let net = |e: JsValue| Error::Network { url: url.to_string(), detail: js_detail(&e) };
+async fn request(
+    url: &str,
+    start: u64,
+    end: Option<u64>,
+    ranged: bool,
+    abort: &AbortController,
+    watch: &Watch,
+) -> Result<Answer> {
+    let net = |e: JsValue| Error::Network {
+        url: url.to_string(),
+        detail: js_detail(&e),
+    };
     let init = RequestInit::new();
     init.set_method("GET");
     init.set_signal(Some(&abort.signal()));
@@ -369,9 +431,12 @@ async fn request(url: &str, start: u64, end: Option<u64>, ranged: bool, abort: &
     let (skip, len, whole) = match status {
         404 | 410 => return Err(Error::NotFound { file: url.to_string() }),
         206 => {
-            let (first, total) = header(&response, "Content-Range").and_then(|v| content_range(&v)).ok_or_else(|| {
-                Error::Network { url: url.to_string(), detail: "206 response without a valid Content-Range".into() }
-            })?;
+            let (first, total) = header(&response, "Content-Range")
+                .and_then(|v| content_range(&v))
+                .ok_or_else(|| Error::Network {
+                    url: url.to_string(),
+                    detail: "206 response without a valid Content-Range".into(),
+                })?;
             if first != start {
                 return Err(Error::Network {
                     url: url.to_string(),
@@ -388,15 +453,28 @@ async fn request(url: &str, start: u64, end: Option<u64>, ranged: bool, abort: &
                 detail: format!("bytes from {start} are past the end of the file (HTTP 416)"),
             })
         }
-        s => return Err(Error::Network { url: url.to_string(), detail: format!("HTTP {s} {}", response.status_text()) }),
+        s => {
+            return Err(Error::Network {
+                url: url.to_string(),
+                detail: format!("HTTP {s} {}", response.status_text()),
+            })
+        }
     };
-    Ok(Answer { response, skip, len, whole })
+    Ok(Answer {
+        response,
+        skip,
+        len,
+        whole,
+    })
 }
 
 fn stream_reader(url: &str, body: &ReadableStream) -> Result<ReadableStreamDefaultReader> {
     body.get_reader()
         .dyn_into::<ReadableStreamDefaultReader>()
-        .map_err(|o| Error::Network { url: url.to_string(), detail: js_detail(&o.into()) })
+        .map_err(|o| Error::Network {
+            url: url.to_string(),
+            detail: js_detail(&o.into()),
+        })
 }
 
 impl FetchSource {
@@ -408,7 +486,10 @@ impl FetchSource {
 
     /// Start writing the `tee`d branch of a whole-file answer into the cache.
     fn store(&self, cache: Cache, url: &str, body: ReadableStream, len: u64) -> Result<()> {
-        let net = |e: JsValue| Error::Network { url: url.to_string(), detail: js_detail(&e) };
+        let net = |e: JsValue| Error::Network {
+            url: url.to_string(),
+            detail: js_detail(&e),
+        };
         let headers = Headers::new().map_err(net)?;
         headers.set("Content-Type", "application/octet-stream").map_err(net)?;
         headers.set(LENGTH_HEADER, &len.to_string()).map_err(net)?;
@@ -472,19 +553,24 @@ impl ByteSource for FetchSource {
                 }
             }
         }
-        let abort = AbortController::new().map_err(|e| Error::Network { url: url.clone(), detail: js_detail(&e) })?;
+        let abort = AbortController::new().map_err(|e| Error::Network {
+            url: url.clone(),
+            detail: js_detail(&e),
+        })?;
         let answer = request(&url, start, end, tee_into.is_none(), &abort, &self.watch).await?;
         self.learn_len(&url, answer.len);
-        let body = answer
-            .response
-            .body()
-            .ok_or_else(|| Error::Network { url: url.clone(), detail: "response without a body".into() })?;
+        let body = answer.response.body().ok_or_else(|| Error::Network {
+            url: url.clone(),
+            detail: "response without a body".into(),
+        })?;
         let body = match (tee_into, answer.whole, answer.len.or(end)) {
             (Some(cache), true, Some(len)) => {
                 let branches = body.tee();
                 let (mine, theirs) = (branches.get(0), branches.get(1));
-                let mine: ReadableStream =
-                    mine.dyn_into().map_err(|e| Error::Network { url: url.clone(), detail: js_detail(&e) })?;
+                let mine: ReadableStream = mine.dyn_into().map_err(|e| Error::Network {
+                    url: url.clone(),
+                    detail: js_detail(&e),
+                })?;
                 if let Ok(theirs) = theirs.dyn_into::<ReadableStream>() {
                     self.store(cache, &url, theirs, len)?;
                 }
@@ -503,7 +589,13 @@ impl ByteSource for FetchSource {
             len: answer.len,
             next: start,
             end,
-            resume: Some(Resume { abort, retries_left: self.retries, attempts: 0, etag, shared: self.shared.clone() }),
+            resume: Some(Resume {
+                abort,
+                retries_left: self.retries,
+                attempts: 0,
+                etag,
+                shared: self.shared.clone(),
+            }),
             watch: self.watch.clone(),
         })
     }
@@ -549,7 +641,10 @@ impl FetchReader {
         let e = end.unwrap_or(len).clamp(s, len);
         let part = blob
             .slice_with_f64_and_f64(s as f64, e as f64)
-            .map_err(|x| Error::Network { url: url.clone(), detail: js_detail(&x) })?;
+            .map_err(|x| Error::Network {
+                url: url.clone(),
+                detail: js_detail(&x),
+            })?;
         Ok(FetchReader {
             reader: stream_reader(&url, &part.stream())?,
             url,
@@ -561,7 +656,10 @@ impl FetchReader {
             next: s,
             end: Some(e),
             resume: None,
-            watch: Watch { cancel: None, idle_ms: DEFAULT_IDLE_TIMEOUT_MS },
+            watch: Watch {
+                cancel: None,
+                idle_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            },
         })
     }
 
@@ -575,14 +673,19 @@ impl FetchReader {
 
     /// Ask again from `self.next` after the stream failed (`why`). `Ok(false)`: no retries left.
     async fn reopen(&mut self, why: &str) -> Result<bool> {
-        let Some(r) = self.resume.as_mut() else { return Ok(false) };
+        let Some(r) = self.resume.as_mut() else {
+            return Ok(false);
+        };
         while r.retries_left > 0 {
             r.retries_left -= 1;
             r.attempts += 1;
             r.shared.count(|s| s.resumed += 1);
             let _ = self.reader.cancel();
             sleep(250 * r.attempts as i32).await;
-            let abort = AbortController::new().map_err(|e| Error::Network { url: self.url.clone(), detail: js_detail(&e) })?;
+            let abort = AbortController::new().map_err(|e| Error::Network {
+                url: self.url.clone(),
+                detail: js_detail(&e),
+            })?;
             // Ask to the file's end when the range runs there: `bytes=N-`.
             let end = match (self.end, self.len) {
                 (Some(e), Some(l)) if e >= l => None,
@@ -650,8 +753,10 @@ impl FetchReader {
                     });
                 }
             };
-            let done = Reflect::get(&result, &JsValue::from_str("done"))
-                .map_err(|e| Error::Network { url: self.url.clone(), detail: js_detail(&e) })?;
+            let done = Reflect::get(&result, &JsValue::from_str("done")).map_err(|e| Error::Network {
+                url: self.url.clone(),
+                detail: js_detail(&e),
+            })?;
             if done.as_bool().unwrap_or(false) {
                 // A body that ends before the known end was cut: ask for the rest.
                 if self.expected_end().is_some_and(|e| self.next < e) && self.reopen("stream ended early").await? {
@@ -660,7 +765,10 @@ impl FetchReader {
                 self.done = true;
                 return Ok(None);
             }
-            let net = |e: JsValue| Error::Network { url: self.url.clone(), detail: js_detail(&e) };
+            let net = |e: JsValue| Error::Network {
+                url: self.url.clone(),
+                detail: js_detail(&e),
+            };
             let value = Reflect::get(&result, &JsValue::from_str("value")).map_err(net)?;
             let array = value.dyn_into::<Uint8Array>().map_err(net)?;
             if array.length() > 0 {
@@ -703,7 +811,9 @@ impl RangeReader for FetchReader {
             }
             let n = (len - used).min((want - filled) as u32);
             if n > 0 {
-                array.subarray(used, used + n).copy_to(&mut buf[filled..filled + n as usize]);
+                array
+                    .subarray(used, used + n)
+                    .copy_to(&mut buf[filled..filled + n as usize]);
                 filled += n as usize;
                 used += n;
                 self.next += u64::from(n);

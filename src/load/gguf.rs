@@ -22,9 +22,7 @@ use super::safetensors::{check_cancel, flush, part_limit, MAX_STAGING_BYTES};
 use super::source::{ByteSource, RangeReader};
 use super::{LoadOptions, Progress};
 use crate::error::{Error, Result};
-use crate::gguf::{
-    dequant, parse_header, unpermute_qk_rows, GgmlType, GgufHeader, Parsed, TensorInfo,
-};
+use crate::gguf::{dequant, parse_header, unpermute_qk_rows, GgmlType, GgufHeader, Parsed, TensorInfo};
 use crate::gpu::{Buffer, DType, Gpu, GpuTensor};
 use crate::ops::quant::{QuantType, QuantWeight};
 use std::collections::BTreeMap;
@@ -83,9 +81,7 @@ pub async fn read_header<S: ByteSource>(source: &S, file: &str) -> Result<(GgufH
                         prefix.len()
                     )));
                 }
-                want = bytes
-                    .max(2 * prefix.len() as u64)
-                    .min(MAX_GGUF_HEADER_BYTES);
+                want = bytes.max(2 * prefix.len() as u64).min(MAX_GGUF_HEADER_BYTES);
             }
         }
     }
@@ -194,12 +190,7 @@ impl GgufWeights {
             .flatten()
             .map(|q| q.tensor().buffer().size())
             .sum::<u64>()
-            + self
-                .dense
-                .values()
-                .flatten()
-                .map(|t| t.buffer().size())
-                .sum::<u64>()
+            + self.dense.values().flatten().map(|t| t.buffer().size()).sum::<u64>()
     }
 }
 
@@ -286,10 +277,7 @@ fn rows_and_row_bytes(info: &TensorInfo) -> (u64, u64) {
         return (info.dims[0], info.ggml_type.type_size());
     }
     let (rows, cols) = info.rows_cols();
-    (
-        rows,
-        cols / info.ggml_type.block_size() * info.ggml_type.type_size(),
-    )
+    (rows, cols / info.ggml_type.block_size() * info.ggml_type.type_size())
 }
 
 /// A sequential writer into one GPU buffer: whole u32 words go out as they come (at most 3
@@ -322,16 +310,14 @@ impl Upload {
             if self.carried < 4 {
                 return 0;
             }
-            gpu.queue()
-                .write_buffer(self.buffer.raw(), self.offset, &self.carry);
+            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &self.carry);
             self.offset += 4;
             self.carried = 0;
             sent += 4;
         }
         let whole = data.len() / 4 * 4;
         if whole > 0 {
-            gpu.queue()
-                .write_buffer(self.buffer.raw(), self.offset, &data[..whole]);
+            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &data[..whole]);
             self.offset += whole as u64;
             sent += whole;
         }
@@ -344,8 +330,7 @@ impl Upload {
     fn finish(&mut self, gpu: &Gpu) {
         if self.carried > 0 {
             self.carry[self.carried..].fill(0);
-            gpu.queue()
-                .write_buffer(self.buffer.raw(), self.offset, &self.carry);
+            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &self.carry);
             self.offset += 4;
             self.carried = 0;
         }
@@ -477,10 +462,7 @@ pub async fn load_tensors<S: ByteSource>(
         unit_max = unit_max.max(t.type_size() as usize);
         if let Some(heads) = p.unpermute_heads {
             let (rows, row_bytes) = rows_and_row_bytes(&info);
-            if heads == 0
-                || !rows.is_multiple_of(heads as u64)
-                || !(rows / heads as u64).is_multiple_of(2)
-            {
+            if heads == 0 || !rows.is_multiple_of(heads as u64) || !(rows / heads as u64).is_multiple_of(2) {
                 return Err(bad(format!(
                     "tensor '{}': {rows} rows do not split into {heads} heads of an even size",
                     info.name
@@ -552,11 +534,7 @@ pub async fn load_tensors<S: ByteSource>(
             check_cancel(cancel, &name)?;
             // In u64: a gap of a multiple of 4 GiB must not become a read of 0 bytes on wasm32.
             let n = (info.offset - pos).min(staging.len() as u64) as usize;
-            let got = reader
-                .as_mut()
-                .ok_or_else(no_reader)?
-                .fill(&mut staging[..n])
-                .await?;
+            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
             if got < n || got == 0 {
                 return Err(truncated(info, pos + got as u64));
             }
@@ -575,9 +553,7 @@ pub async fn load_tensors<S: ByteSource>(
         if dequantising {
             let per_block_f32 = t.block_size() * 4;
             let blocks = (staging.len() as u64 / per_block_f32).max(1);
-            chunk = chunk
-                .min((blocks * t.type_size()).div_ceil(unit) * unit)
-                .max(unit);
+            chunk = chunk.min((blocks * t.type_size()).div_ceil(unit) * unit).max(unit);
         }
         let chunk = chunk.min(staging.len() as u64).max(1) as usize;
         let dsize = job.plan.dense.map_or(0, |d| d.size() as u64);
@@ -601,11 +577,7 @@ pub async fn load_tensors<S: ByteSource>(
         while pos < end {
             check_cancel(cancel, &name)?;
             let n = (end - pos).min(chunk as u64) as usize;
-            let got = reader
-                .as_mut()
-                .ok_or_else(no_reader)?
-                .fill(&mut staging[..n])
-                .await?;
+            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
             if got < n || got == 0 {
                 return Err(truncated(info, pos + got as u64));
             }

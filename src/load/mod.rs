@@ -50,7 +50,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { staging_bytes: 8 << 20, max_part_bytes: None, cancel: None }
+        LoadOptions {
+            staging_bytes: 8 << 20,
+            max_part_bytes: None,
+            cancel: None,
+        }
     }
 }
 
@@ -84,7 +88,13 @@ pub async fn load_safetensors<S: ByteSource>(
     let header = read_header(source, file).await?;
     let mut out = Weights::with_metadata(header.metadata.clone());
     let total = header.data_len();
-    let mut tally = safetensors::Tally { file_index: 0, file_count: 1, done: 0, total, progress };
+    let mut tally = safetensors::Tally {
+        file_index: 0,
+        file_count: 1,
+        done: 0,
+        total,
+        progress,
+    };
     safetensors::stream_file(gpu, source, file, &header, opts, &mut tally, &mut out).await?;
     Ok(out)
 }
@@ -94,13 +104,19 @@ pub async fn load_safetensors<S: ByteSource>(
 /// `model.safetensors`. Returns `(file, header)` pairs in load order.
 pub async fn read_headers<S: ByteSource>(source: &S) -> Result<Vec<(String, Header)>> {
     let Some(index_bytes) = source.read_optional(INDEX_FILE).await? else {
-        return Ok(vec![(SAFETENSORS_FILE.to_string(), read_header(source, SAFETENSORS_FILE).await?)]);
+        return Ok(vec![(
+            SAFETENSORS_FILE.to_string(),
+            read_header(source, SAFETENSORS_FILE).await?,
+        )]);
     };
     let index_name = source.locate(INDEX_FILE);
     let index = ShardIndex::parse(&index_name, &index_bytes)?;
     let files = index.files();
     if files.is_empty() {
-        return Err(Error::BadModelFile { file: index_name, detail: "weight_map is empty".into() });
+        return Err(Error::BadModelFile {
+            file: index_name,
+            detail: "weight_map is empty".into(),
+        });
     }
     let mut headers = Vec::with_capacity(files.len());
     for f in &files {
@@ -122,7 +138,13 @@ pub async fn load_weights<S: ByteSource>(
     let headers = read_headers(source).await?;
     let total = headers.iter().map(|(_, h)| h.data_len()).sum();
     let mut out = Weights::with_metadata(headers.first().map(|(_, h)| h.metadata.clone()).unwrap_or_default());
-    let mut tally = safetensors::Tally { file_index: 0, file_count: headers.len(), done: 0, total, progress };
+    let mut tally = safetensors::Tally {
+        file_index: 0,
+        file_count: headers.len(),
+        done: 0,
+        total,
+        progress,
+    };
     for (i, (f, h)) in headers.iter().enumerate() {
         tally.file_index = i;
         safetensors::stream_file(gpu, source, f, h, opts, &mut tally, &mut out).await?;

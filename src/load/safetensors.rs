@@ -136,7 +136,10 @@ struct RawEntry {
 /// Parse and validate a JSON header. `data_len` is the length of the data section when the
 /// file's length is known (offsets are checked against it).
 pub fn parse_header(file: &str, json: &[u8], data_len: Option<u64>) -> Result<Header> {
-    let bad = |detail: String| Error::BadModelFile { file: file.to_string(), detail };
+    let bad = |detail: String| Error::BadModelFile {
+        file: file.to_string(),
+        detail,
+    };
     let text = std::str::from_utf8(json).map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
     let entries: Entries =
         serde_json::from_str(text).map_err(|e| bad(format!("header is not a JSON object of tensors: {e}")))?;
@@ -148,7 +151,9 @@ pub fn parse_header(file: &str, json: &[u8], data_len: Option<u64>) -> Result<He
             return Err(bad(format!("tensor '{name}' appears twice in the header")));
         }
         if name == "__metadata__" {
-            let map = value.as_object().ok_or_else(|| bad("__metadata__ is not an object".into()))?;
+            let map = value
+                .as_object()
+                .ok_or_else(|| bad("__metadata__ is not an object".into()))?;
             for (k, v) in map {
                 let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
                 metadata.insert(k.clone(), v);
@@ -165,7 +170,9 @@ pub fn parse_header(file: &str, json: &[u8], data_len: Option<u64>) -> Result<He
             )));
         };
         if start > end {
-            return Err(bad(format!("tensor '{name}': data_offsets [{start}, {end}] end before they begin")));
+            return Err(bad(format!(
+                "tensor '{name}': data_offsets [{start}, {end}] end before they begin"
+            )));
         }
         let shape = raw
             .shape
@@ -174,7 +181,9 @@ pub fn parse_header(file: &str, json: &[u8], data_len: Option<u64>) -> Result<He
             .collect::<Option<Vec<usize>>>()
             .ok_or_else(|| bad(format!("tensor '{name}': shape {:?} does not fit in memory", raw.shape)))?;
         if shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
-            return Err(bad(format!("tensor '{name}': shape {shape:?} overflows (more elements than fit in memory)")));
+            return Err(bad(format!(
+                "tensor '{name}': shape {shape:?} overflows (more elements than fit in memory)"
+            )));
         }
         if tensors.len() >= MAX_TENSORS {
             return Err(bad(format!("more than {MAX_TENSORS} tensors")));
@@ -197,7 +206,14 @@ pub fn parse_header(file: &str, json: &[u8], data_len: Option<u64>) -> Result<He
                 )));
             }
         }
-        tensors.push(TensorInfo { name, dtype_name: raw.dtype, dtype, shape, start, end });
+        tensors.push(TensorInfo {
+            name,
+            dtype_name: raw.dtype,
+            dtype,
+            shape,
+            start,
+            end,
+        });
     }
     tensors.sort_by_key(|t| (t.start, t.end));
     let mut last: Option<&TensorInfo> = None;
@@ -212,13 +228,22 @@ pub fn parse_header(file: &str, json: &[u8], data_len: Option<u64>) -> Result<He
         }
         last = Some(t);
     }
-    Ok(Header { file: file.to_string(), header_len: json.len() as u64, tensors, metadata, file_len: None })
+    Ok(Header {
+        file: file.to_string(),
+        header_len: json.len() as u64,
+        tensors,
+        metadata,
+        file_len: None,
+    })
 }
 
 /// Read and validate the header of `file` (two small reads: the length, then the JSON).
 pub async fn read_header<S: ByteSource>(source: &S, file: &str) -> Result<Header> {
     let name = source.locate(file);
-    let bad = |detail: String| Error::BadModelFile { file: name.clone(), detail };
+    let bad = |detail: String| Error::BadModelFile {
+        file: name.clone(),
+        detail,
+    };
     let (prefix, file_len) = match source.read_range(file, 0, 8).await {
         Err(Error::BadModelFile { .. }) => return Err(bad("shorter than the 8-byte header length".into())),
         r => r?,
@@ -227,11 +252,15 @@ pub async fn read_header<S: ByteSource>(source: &S, file: &str) -> Result<Header
     word.copy_from_slice(&prefix);
     let n = u64::from_le_bytes(word);
     if n > MAX_HEADER_BYTES {
-        return Err(bad(format!("header length {n} is over the {MAX_HEADER_BYTES}-byte limit (corrupt file?)")));
+        return Err(bad(format!(
+            "header length {n} is over the {MAX_HEADER_BYTES}-byte limit (corrupt file?)"
+        )));
     }
     if let Some(len) = file_len {
         if 8 + n > len {
-            return Err(bad(format!("header length {n} runs past the end of the {len}-byte file")));
+            return Err(bad(format!(
+                "header length {n} runs past the end of the {len}-byte file"
+            )));
         }
     }
     let (json, _) = match source.read_range(file, 8, 8 + n).await {
@@ -299,7 +328,10 @@ pub struct Weights {
 
 impl Weights {
     pub(crate) fn with_metadata(metadata: BTreeMap<String, String>) -> Self {
-        Weights { metadata, ..Weights::default() }
+        Weights {
+            metadata,
+            ..Weights::default()
+        }
     }
 
     /// A tensor that is held in one buffer. Missing, skipped and split tensors are errors that
@@ -331,7 +363,9 @@ impl Weights {
     /// Remove a tensor and take ownership of it.
     pub fn take(&mut self, name: &str) -> Result<Weight> {
         self.weight(name)?;
-        self.tensors.remove(name).ok_or_else(|| Error::Internal(format!("tensor '{name}' vanished")))
+        self.tensors
+            .remove(name)
+            .ok_or_else(|| Error::Internal(format!("tensor '{name}' vanished")))
     }
 
     /// Whether a tensor was loaded.
@@ -361,7 +395,10 @@ impl Weights {
 
     fn insert(&mut self, name: String, w: Weight) -> Result<()> {
         if self.tensors.insert(name.clone(), w).is_some() {
-            return Err(Error::BadModelFile { file: name.clone(), detail: format!("tensor '{name}' loaded twice") });
+            return Err(Error::BadModelFile {
+                file: name.clone(),
+                detail: format!("tensor '{name}' loaded twice"),
+            });
         }
         Ok(())
     }
@@ -468,7 +505,12 @@ pub(crate) async fn stream_file<S: ByteSource>(
         let t = &header.tensors[i];
         let Some(per) = plan else {
             let tensor = GpuTensor::zeros(gpu, &t.name, &t.shape, dtype)?;
-            let seg = Segment { tensor: i, buffer: tensor.buffer().clone(), start: t.start, end: t.end };
+            let seg = Segment {
+                tensor: i,
+                buffer: tensor.buffer().clone(),
+                start: t.start,
+                end: t.end,
+            };
             return Ok((vec![seg], Weight::Whole(tensor)));
         };
         let rows = t.shape[0];
@@ -482,11 +524,22 @@ pub(crate) async fn stream_file<S: ByteSource>(
             let part = GpuTensor::zeros(gpu, &format!("{}[rows {r}..{}]", t.name, r + n), &shape, dtype)?;
             let start = t.start + r as u64 * row_bytes;
             let end = start + n as u64 * row_bytes;
-            segs.push(Segment { tensor: i, buffer: part.buffer().clone(), start, end });
+            segs.push(Segment {
+                tensor: i,
+                buffer: part.buffer().clone(),
+                start,
+                end,
+            });
             parts.push(part);
             r += n;
         }
-        let split = SplitTensor { name: t.name.clone(), shape: t.shape.clone(), dtype, rows_per_part: per, parts };
+        let split = SplitTensor {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            dtype,
+            rows_per_part: per,
+            parts,
+        };
         Ok((segs, Weight::Split(split)))
     };
     let up_front = header.file_len.is_some();
@@ -611,8 +664,10 @@ pub struct ShardIndex {
 impl ShardIndex {
     /// Parse an index file.
     pub fn parse(file: &str, bytes: &[u8]) -> Result<Self> {
-        let index: ShardIndex = serde_json::from_slice(bytes)
-            .map_err(|e| Error::BadModelFile { file: file.to_string(), detail: e.to_string() })?;
+        let index: ShardIndex = serde_json::from_slice(bytes).map_err(|e| Error::BadModelFile {
+            file: file.to_string(),
+            detail: e.to_string(),
+        })?;
         for f in index.weight_map.values() {
             check_relative(file, f)?;
         }
@@ -629,7 +684,10 @@ impl ShardIndex {
 /// Check the headers of a sharded checkpoint against its index: every indexed tensor is in
 /// the file the index names, and no tensor is in two files.
 pub fn check_shards(index_file: &str, index: &ShardIndex, headers: &[(String, Header)]) -> Result<()> {
-    let bad = |detail: String| Error::BadModelFile { file: index_file.to_string(), detail };
+    let bad = |detail: String| Error::BadModelFile {
+        file: index_file.to_string(),
+        detail,
+    };
     let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
     for (file, h) in headers {
         for t in &h.tensors {
@@ -642,7 +700,11 @@ pub fn check_shards(index_file: &str, index: &ShardIndex, headers: &[(String, He
         match owner.get(tensor.as_str()) {
             Some(f) if *f == file => {}
             Some(f) => return Err(bad(format!("tensor '{tensor}' is indexed in {file} but stored in {f}"))),
-            None => return Err(bad(format!("tensor '{tensor}' is indexed in {file} but that file lacks it"))),
+            None => {
+                return Err(bad(format!(
+                    "tensor '{tensor}' is indexed in {file} but that file lacks it"
+                )))
+            }
         }
     }
     Ok(())

@@ -30,10 +30,7 @@ fn size(file: &str, field: &str, v: usize, max: usize) -> Result<()> {
 
 fn positive(file: &str, field: &str, v: f64) -> Result<()> {
     if !(v.is_finite() && v > 0.0) {
-        return Err(bad(
-            file,
-            format!("{field} {v} must be a finite number > 0"),
-        ));
+        return Err(bad(file, format!("{field} {v} must be a finite number > 0")));
     }
     Ok(())
 }
@@ -45,24 +42,9 @@ pub fn check_decoder(file: &str, c: &DecoderConfig) -> Result<()> {
     size(file, "intermediate_size", c.intermediate_size, MAX_WIDTH)?;
     size(file, "head_dim", c.head_dim, MAX_WIDTH)?;
     size(file, "vocab_size", c.vocab_size, MAX_VOCAB)?;
-    size(
-        file,
-        "num_attention_heads",
-        c.num_attention_heads,
-        MAX_HEADS,
-    )?;
-    size(
-        file,
-        "num_key_value_heads",
-        c.num_key_value_heads,
-        MAX_HEADS,
-    )?;
-    size(
-        file,
-        "max_position_embeddings",
-        c.max_position_embeddings,
-        usize::MAX,
-    )?;
+    size(file, "num_attention_heads", c.num_attention_heads, MAX_HEADS)?;
+    size(file, "num_key_value_heads", c.num_key_value_heads, MAX_HEADS)?;
+    size(file, "max_position_embeddings", c.max_position_embeddings, usize::MAX)?;
     positive(file, "rms_norm_eps", c.rms_norm_eps)?;
     positive(file, "rope_theta", c.rope_theta)?;
     Ok(())
@@ -74,18 +56,8 @@ pub fn check_bert(file: &str, c: &BertConfig) -> Result<()> {
     size(file, "hidden_size", c.hidden_size, MAX_WIDTH)?;
     size(file, "intermediate_size", c.intermediate_size, MAX_WIDTH)?;
     size(file, "vocab_size", c.vocab_size, MAX_VOCAB)?;
-    size(
-        file,
-        "num_attention_heads",
-        c.num_attention_heads,
-        MAX_HEADS,
-    )?;
-    size(
-        file,
-        "max_position_embeddings",
-        c.max_position_embeddings,
-        usize::MAX,
-    )?;
+    size(file, "num_attention_heads", c.num_attention_heads, MAX_HEADS)?;
+    size(file, "max_position_embeddings", c.max_position_embeddings, usize::MAX)?;
     positive(file, "layer_norm_eps", c.layer_norm_eps)?;
     Ok(())
 }

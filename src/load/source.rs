@@ -29,7 +29,9 @@ pub trait ByteSource {
     /// Read exactly the bytes `start..end` of `file`, and the file's length where the source
     /// knows it. A file that ends before `end` is [`Error::BadModelFile`].
     async fn read_range(&self, file: &str, start: u64, end: u64) -> Result<(Vec<u8>, Option<u64>)> {
-        let len = end.checked_sub(start).ok_or_else(|| Error::Internal(format!("read_range {start}..{end}")))?;
+        let len = end
+            .checked_sub(start)
+            .ok_or_else(|| Error::Internal(format!("read_range {start}..{end}")))?;
         let len = usize::try_from(len).map_err(|_| Error::BadModelFile {
             file: self.locate(file),
             detail: format!("range {start}..{end} does not fit in memory"),
@@ -40,7 +42,10 @@ pub trait ByteSource {
         if n < len {
             return Err(Error::BadModelFile {
                 file: self.locate(file),
-                detail: format!("the file ends at byte {} but bytes {start}..{end} were needed", start + n as u64),
+                detail: format!(
+                    "the file ends at byte {} but bytes {start}..{end} were needed",
+                    start + n as u64
+                ),
             });
         }
         Ok((buf, reader.file_len()))
@@ -140,7 +145,11 @@ pub struct MemorySource {
 impl MemorySource {
     /// An empty source.
     pub fn new() -> Self {
-        MemorySource { files: HashMap::new(), piece: usize::MAX, hide_len: false }
+        MemorySource {
+            files: HashMap::new(),
+            piece: usize::MAX,
+            hide_len: false,
+        }
     }
 
     /// Add (or replace) a file.
@@ -181,11 +190,19 @@ impl ByteSource for MemorySource {
     }
 
     async fn open(&self, file: &str, start: u64, end: Option<u64>) -> Result<MemoryReader> {
-        let data = self.files.get(file).cloned().ok_or_else(|| Error::NotFound { file: self.locate(file) })?;
+        let data = self.files.get(file).cloned().ok_or_else(|| Error::NotFound {
+            file: self.locate(file),
+        })?;
         let len = data.len() as u64;
         let end = end.unwrap_or(len).min(len);
         let start = start.min(end);
-        Ok(MemoryReader { data, pos: start as usize, end: end as usize, piece: self.piece, hide_len: self.hide_len })
+        Ok(MemoryReader {
+            data,
+            pos: start as usize,
+            end: end as usize,
+            piece: self.piece,
+            hide_len: self.hide_len,
+        })
     }
 }
 
@@ -253,14 +270,22 @@ impl ByteSource for DirSource {
         let path = self.locate(file);
         let io = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound { file: path.clone() },
-            _ => Error::Network { url: path.clone(), detail: e.to_string() },
+            _ => Error::Network {
+                url: path.clone(),
+                detail: e.to_string(),
+            },
         };
         let mut f = std::fs::File::open(self.root.join(file)).map_err(io)?;
         let len = f.metadata().map_err(io)?.len();
         let start = start.min(len);
         let end = end.unwrap_or(len).clamp(start, len);
         f.seek(SeekFrom::Start(start)).map_err(io)?;
-        Ok(FileReader { file: f, path: path.clone(), remaining: end - start, len })
+        Ok(FileReader {
+            file: f,
+            path: path.clone(),
+            remaining: end - start,
+            len,
+        })
     }
 }
 
@@ -279,7 +304,12 @@ impl RangeReader for FileReader {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Network { url: self.path.clone(), detail: e.to_string() }),
+                Err(e) => {
+                    return Err(Error::Network {
+                        url: self.path.clone(),
+                        detail: e.to_string(),
+                    })
+                }
             }
         }
         self.remaining -= filled as u64;
@@ -295,7 +325,6 @@ impl RangeReader for FileReader {
 mod fetch;
 #[cfg(target_arch = "wasm32")]
 pub use fetch::{cached_files, clear_cache, CacheStats, FetchReader, FetchSource, DEFAULT_IDLE_TIMEOUT_MS};
-
 
 #[cfg(test)]
 mod tests {
@@ -317,7 +346,10 @@ mod tests {
         m.insert("small.json", b"{}".to_vec());
         for src in [m.clone(), m.with_hidden_len().with_piece_size(1 << 20)] {
             let r = pollster::block_on(src.read_all("config.json"));
-            assert!(matches!(&r, Err(Error::BadModelFile { detail, .. }) if detail.contains("limit")), "{r:?}");
+            assert!(
+                matches!(&r, Err(Error::BadModelFile { detail, .. }) if detail.contains("limit")),
+                "{r:?}"
+            );
             assert_eq!(pollster::block_on(src.read_all("small.json")).unwrap(), b"{}");
         }
     }
@@ -327,8 +359,25 @@ mod tests {
         assert!(check_relative("d", "model-00001-of-00002.safetensors").is_ok());
         assert!(check_relative("d", "sub/model.safetensors").is_ok());
         for bad in [
-            "", "/etc/passwd", "../x", "a/../../x", "https://evil/x", "..\\x", "%2e%2e/x", ".%2E/x", "%2e%2e",
-            ".\t./x", ".\n./x", "a//b", "./x", "a/.", "x?y", "x#y", "a b", "C:x", "\u{2024}\u{2024}/x",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "https://evil/x",
+            "..\\x",
+            "%2e%2e/x",
+            ".%2E/x",
+            "%2e%2e",
+            ".\t./x",
+            ".\n./x",
+            "a//b",
+            "./x",
+            "a/.",
+            "x?y",
+            "x#y",
+            "a b",
+            "C:x",
+            "\u{2024}\u{2024}/x",
         ] {
             assert!(check_relative("d", bad).is_err(), "{bad}");
         }

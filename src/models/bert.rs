@@ -59,7 +59,10 @@ pub struct SentenceHead {
 impl Default for SentenceHead {
     /// Mean pooling, normalised (all-MiniLM-L6-v2's head; used when `modules.json` is absent).
     fn default() -> Self {
-        SentenceHead { pooling: Pooling::Mean, normalize: true }
+        SentenceHead {
+            pooling: Pooling::Mean,
+            normalize: true,
+        }
     }
 }
 
@@ -71,10 +74,15 @@ impl SentenceHead {
     /// Normalize (Dense projections, ...) and pooling modes other than mean / CLS / last token
     /// are refused with [`Error::UnsupportedConfig`] naming them.
     pub async fn load<S: ByteSource>(source: &S) -> Result<Self> {
-        let Some(bytes) = source.read_optional("modules.json").await? else { return Ok(Self::default()) };
+        let Some(bytes) = source.read_optional("modules.json").await? else {
+            return Ok(Self::default());
+        };
         let file = source.locate("modules.json");
         let modules: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| bad(&file, e.to_string()))?;
-        let mut head = SentenceHead { pooling: Pooling::Mean, normalize: false };
+        let mut head = SentenceHead {
+            pooling: Pooling::Mean,
+            normalize: false,
+        };
         let mut pooled = false;
         for m in &modules {
             let kind = m.get("type").and_then(|t| t.as_str()).unwrap_or("");
@@ -108,7 +116,11 @@ impl SentenceHead {
     pub fn parse_pooling(file: &str, bytes: &[u8]) -> Result<Pooling> {
         let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(file, e.to_string()))?;
         let on = |k: &str| v.get(k).and_then(|b| b.as_bool()).unwrap_or(false);
-        for k in ["pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens"] {
+        for k in [
+            "pooling_mode_max_tokens",
+            "pooling_mode_mean_sqrt_len_tokens",
+            "pooling_mode_weightedmean_tokens",
+        ] {
             if on(k) {
                 return Err(Error::UnsupportedConfig {
                     file: file.to_string(),
@@ -176,7 +188,10 @@ pub struct Encoded {
 }
 
 fn bad(file: &str, detail: String) -> Error {
-    Error::BadModelFile { file: file.to_string(), detail }
+    Error::BadModelFile {
+        file: file.to_string(),
+        detail,
+    }
 }
 
 /// Take a tensor held in one buffer (split tensors are not expected in a BERT checkpoint).
@@ -196,7 +211,10 @@ pub(crate) fn take(w: &mut Weights, name: &str) -> Result<GpuTensor> {
 pub(crate) async fn vector(gpu: &Gpu, w: &mut Weights, name: &str, len: usize) -> Result<GpuTensor> {
     let t = take(w, name)?;
     if t.numel() != len {
-        return Err(bad(load::SAFETENSORS_FILE, format!("'{name}' is {:?}, expected [{len}]", t.shape())));
+        return Err(bad(
+            load::SAFETENSORS_FILE,
+            format!("'{name}' is {:?}, expected [{len}]", t.shape()),
+        ));
     }
     if t.dtype() == DType::F32 {
         return Ok(t);
@@ -209,7 +227,10 @@ pub(crate) async fn vector(gpu: &Gpu, w: &mut Weights, name: &str, len: usize) -
 pub(crate) fn matrix(w: &mut Weights, name: &str, rows: usize, cols: usize) -> Result<GpuTensor> {
     let t = take(w, name)?;
     if t.shape() != [rows, cols] {
-        return Err(bad(load::SAFETENSORS_FILE, format!("'{name}' is {:?}, expected [{rows}, {cols}]", t.shape())));
+        return Err(bad(
+            load::SAFETENSORS_FILE,
+            format!("'{name}' is {:?}, expected [{rows}, {cols}]", t.shape()),
+        ));
     }
     Ok(t)
 }
@@ -276,12 +297,29 @@ impl BertModel {
         let head = SentenceHead::load(source).await?;
         let tokenizer = Tokenizer::load(source).await?;
         let mut w = load::load_weights(gpu, source, opts, progress).await?;
-        let p = if w.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
-        let word = matrix(&mut w, &format!("{p}embeddings.word_embeddings.weight"), config.vocab_size, h)?;
-        let position =
-            matrix(&mut w, &format!("{p}embeddings.position_embeddings.weight"), config.max_position_embeddings, h)?;
-        let token_type =
-            matrix(&mut w, &format!("{p}embeddings.token_type_embeddings.weight"), config.type_vocab_size, h)?;
+        let p = if w.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let word = matrix(
+            &mut w,
+            &format!("{p}embeddings.word_embeddings.weight"),
+            config.vocab_size,
+            h,
+        )?;
+        let position = matrix(
+            &mut w,
+            &format!("{p}embeddings.position_embeddings.weight"),
+            config.max_position_embeddings,
+            h,
+        )?;
+        let token_type = matrix(
+            &mut w,
+            &format!("{p}embeddings.token_type_embeddings.weight"),
+            config.type_vocab_size,
+            h,
+        )?;
         let emb_ln_w = vector(gpu, &mut w, &format!("{p}embeddings.LayerNorm.weight"), h).await?;
         let emb_ln_b = vector(gpu, &mut w, &format!("{p}embeddings.LayerNorm.bias"), h).await?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -308,8 +346,19 @@ impl BertModel {
             });
         }
         let eps = config.layer_norm_eps as f32;
-        let model =
-            BertModel { config, head, tokenizer, max_tokens, eps, word, position, token_type, emb_ln_w, emb_ln_b, layers };
+        let model = BertModel {
+            config,
+            head,
+            tokenizer,
+            max_tokens,
+            eps,
+            word,
+            position,
+            token_type,
+            emb_ln_w,
+            emb_ln_b,
+            layers,
+        };
         Ok((model, w))
     }
 
@@ -358,32 +407,53 @@ impl BertModel {
 
     /// [`record`](Self::record) with token type (segment) ids per sequence (sentence pairs:
     /// 0 for the first, 1 for the second); `None`: all 0.
-    pub fn record_typed(&self, gpu: &Gpu, batch: &mut Batch, seqs: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Result<Encoded> {
+    pub fn record_typed(
+        &self,
+        gpu: &Gpu,
+        batch: &mut Batch,
+        seqs: &[Vec<u32>],
+        types: Option<&[Vec<u32>]>,
+    ) -> Result<Encoded> {
         const OP: &str = "BertModel::record";
         if let Some(t) = types {
             if t.len() != seqs.len() || t.iter().zip(seqs).any(|(a, b)| a.len() != b.len()) {
-                return Err(Error::Shape { op: OP, detail: "token types must match the sequences' lengths".into() });
+                return Err(Error::Shape {
+                    op: OP,
+                    detail: "token types must match the sequences' lengths".into(),
+                });
             }
             if let Some(bad) = t.iter().flatten().find(|&&x| x as usize >= self.config.type_vocab_size) {
                 return Err(Error::Shape {
                     op: OP,
-                    detail: format!("token type {bad} is outside type_vocab_size {}", self.config.type_vocab_size),
+                    detail: format!(
+                        "token type {bad} is outside type_vocab_size {}",
+                        self.config.type_vocab_size
+                    ),
                 });
             }
         }
         let b = seqs.len();
         let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
         if b == 0 || seqs.iter().any(Vec::is_empty) {
-            return Err(Error::Shape { op: OP, detail: "every sequence needs at least one token".into() });
+            return Err(Error::Shape {
+                op: OP,
+                detail: "every sequence needs at least one token".into(),
+            });
         }
         if seq > self.config.max_position_embeddings {
             return Err(Error::Shape {
                 op: OP,
-                detail: format!("{seq} tokens exceed max_position_embeddings {}", self.config.max_position_embeddings),
+                detail: format!(
+                    "{seq} tokens exceed max_position_embeddings {}",
+                    self.config.max_position_embeddings
+                ),
             });
         }
-        let (h, heads, inter) =
-            (self.config.hidden_size, self.config.num_attention_heads, self.config.intermediate_size);
+        let (h, heads, inter) = (
+            self.config.hidden_size,
+            self.config.num_attention_heads,
+            self.config.intermediate_size,
+        );
         let d = h / heads;
         let t = b * seq;
         let pad = self.config.pad_token_id;
@@ -426,15 +496,39 @@ impl BertModel {
             None
         };
         let shape4 = [b, seq, heads, d];
-        let (q4, k4, v4, ctx4) = (q.reshape(&shape4)?, k.reshape(&shape4)?, v.reshape(&shape4)?, ctx.reshape(&shape4)?);
+        let (q4, k4, v4, ctx4) = (
+            q.reshape(&shape4)?,
+            k.reshape(&shape4)?,
+            v.reshape(&shape4)?,
+            ctx.reshape(&shape4)?,
+        );
 
         // Embeddings: word + position (t % seq) + token type 0, then LayerNorm into x.
-        let tables = Tables { word: &self.word, position: Some(&self.position), token_type: Some(&self.token_type) };
-        let lookup = Lookup { ids: &ids, token_types: type_ids.as_ref(), position_offset: 0, seq_len: seq };
+        let tables = Tables {
+            word: &self.word,
+            position: Some(&self.position),
+            token_type: Some(&self.token_type),
+        };
+        let lookup = Lookup {
+            ids: &ids,
+            token_types: type_ids.as_ref(),
+            position_offset: 0,
+            seq_len: seq,
+        };
         embedding::record(gpu, batch, &tables, &lookup, &a)?;
-        norm::record(gpu, batch, &a, &x, &Norm::layer(&self.emb_ln_w, Some(&self.emb_ln_b), self.eps))?;
+        norm::record(
+            gpu,
+            batch,
+            &a,
+            &x,
+            &Norm::layer(&self.emb_ln_w, Some(&self.emb_ln_b), self.eps),
+        )?;
 
-        let attn_opts = AttentionOptions { causal: false, kv_lens: kv_lens.as_ref(), ..Default::default() };
+        let attn_opts = AttentionOptions {
+            causal: false,
+            kv_lens: kv_lens.as_ref(),
+            ..Default::default()
+        };
         for l in &self.layers {
             linear::record(gpu, batch, &x, &l.q_w, &q, &Epilogue::bias(&l.q_b))?;
             linear::record(gpu, batch, &x, &l.k_w, &k, &Epilogue::bias(&l.k_b))?;
@@ -442,24 +536,55 @@ impl BertModel {
             attention::flash_prefill(gpu, batch, &q4, Kv::F32 { k: &k4, v: &v4 }, &ctx4, &attn_opts)?;
             linear::record(gpu, batch, &ctx, &l.o_w, &a, &Epilogue::bias(&l.o_b))?;
             // Post-LN: h1 = LN(attn + x).
-            norm::record(gpu, batch, &a, &h1, &Norm::layer(&l.ln1_w, Some(&l.ln1_b), self.eps).residual(&x, false))?;
+            norm::record(
+                gpu,
+                batch,
+                &a,
+                &h1,
+                &Norm::layer(&l.ln1_w, Some(&l.ln1_b), self.eps).residual(&x, false),
+            )?;
             linear::record(
                 gpu,
                 batch,
                 &h1,
                 &l.fc1_w,
                 &f,
-                &Epilogue { bias: Some(&l.fc1_b), act: Act::Gelu, residual: None },
+                &Epilogue {
+                    bias: Some(&l.fc1_b),
+                    act: Act::Gelu,
+                    residual: None,
+                },
             )?;
             linear::record(gpu, batch, &f, &l.fc2_w, &g, &Epilogue::bias(&l.fc2_b))?;
             // x = LN(ffn + h1).
-            norm::record(gpu, batch, &g, &x, &Norm::layer(&l.ln2_w, Some(&l.ln2_b), self.eps).residual(&h1, false))?;
+            norm::record(
+                gpu,
+                batch,
+                &g,
+                &x,
+                &Norm::layer(&l.ln2_w, Some(&l.ln2_b), self.eps).residual(&h1, false),
+            )?;
         }
         let hidden = x.reshape(&[b, seq, h])?;
-        pooling::record(gpu, batch, &hidden, &pool_lens, &pooled, self.head.pooling, self.head.normalize)?;
+        pooling::record(
+            gpu,
+            batch,
+            &hidden,
+            &pool_lens,
+            &pooled,
+            self.head.pooling,
+            self.head.normalize,
+        )?;
         let mut scratch = vec![x, a, h1, q, k, v, ctx, f, g, pool_lens];
         scratch.extend(kv_lens);
-        Ok(Encoded { hidden, pooled, lens, seq, _scratch: scratch, _ids: (ids, type_ids) })
+        Ok(Encoded {
+            hidden,
+            pooled,
+            lens,
+            seq,
+            _scratch: scratch,
+            _ids: (ids, type_ids),
+        })
     }
 
     /// Run the encoder on texts (one padded batch) and return the submitted forward pass.
@@ -497,6 +622,11 @@ impl BertModel {
         let enc = self.encode(gpu, texts).await?;
         let flat = enc.hidden.to_f32_vec(gpu).await?;
         let h = self.dim();
-        Ok(enc.lens.iter().enumerate().map(|(i, &l)| flat[i * enc.seq * h..(i * enc.seq + l) * h].to_vec()).collect())
+        Ok(enc
+            .lens
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| flat[i * enc.seq * h..(i * enc.seq + l) * h].to_vec())
+            .collect())
     }
 }

@@ -49,7 +49,11 @@ impl CrossEncoder {
     ) -> Result<Self> {
         let (bert, mut w) = BertModel::load_parts(gpu, source, opts, progress).await?;
         let h = bert.dim();
-        let p = if w.contains("bert.pooler.dense.weight") { "bert." } else { "" };
+        let p = if w.contains("bert.pooler.dense.weight") {
+            "bert."
+        } else {
+            ""
+        };
         let pooler_w = matrix(&mut w, &format!("{p}pooler.dense.weight"), h, h)?;
         let pooler_b = vector(gpu, &mut w, &format!("{p}pooler.dense.bias"), h).await?;
         let cw = take(&mut w, "classifier.weight")?;
@@ -63,7 +67,14 @@ impl CrossEncoder {
             }
         };
         let classifier_b = vector(gpu, &mut w, "classifier.bias", labels).await?;
-        Ok(CrossEncoder { bert, pooler_w, pooler_b, classifier_w: cw, classifier_b, labels })
+        Ok(CrossEncoder {
+            bert,
+            pooler_w,
+            pooler_b,
+            classifier_w: cw,
+            classifier_b,
+            labels,
+        })
     }
 
     /// The encoder (its tokenizer, config).
@@ -102,18 +113,41 @@ impl CrossEncoder {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let (seqs, types): (Vec<_>, Vec<_>) = docs.iter().map(|d| self.pair(query, d)).collect::<Result<Vec<_>>>()?.into_iter().unzip();
+        let (seqs, types): (Vec<_>, Vec<_>) = docs
+            .iter()
+            .map(|d| self.pair(query, d))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let (b, h) = (docs.len(), self.bert.dim());
         let z = |name: &str, shape: &[usize]| GpuTensor::zeros(gpu, name, shape, DType::F32);
-        let (cls, pooled, logits) = (z("ce.cls", &[b, h])?, z("ce.pooled", &[b, h])?, z("ce.logits", &[b, self.labels])?);
+        let (cls, pooled, logits) = (
+            z("ce.cls", &[b, h])?,
+            z("ce.pooled", &[b, h])?,
+            z("ce.logits", &[b, self.labels])?,
+        );
         let lens: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
         let lens = GpuTensor::from_u32(gpu, "ce.lens", &[b], &lens)?;
         let mut batch = gpu.batch();
         let enc = self.bert.record_typed(gpu, &mut batch, &seqs, Some(&types))?;
         pooling::record(gpu, &mut batch, &enc.hidden, &lens, &cls, Pooling::Cls, false)?;
-        linear::record(gpu, &mut batch, &cls, &self.pooler_w, &pooled, &Epilogue::bias(&self.pooler_b))?;
+        linear::record(
+            gpu,
+            &mut batch,
+            &cls,
+            &self.pooler_w,
+            &pooled,
+            &Epilogue::bias(&self.pooler_b),
+        )?;
         elementwise::record_inplace(gpu, &mut batch, Op::Tanh, &pooled)?;
-        linear::record(gpu, &mut batch, &pooled, &self.classifier_w, &logits, &Epilogue::bias(&self.classifier_b))?;
+        linear::record(
+            gpu,
+            &mut batch,
+            &pooled,
+            &self.classifier_w,
+            &logits,
+            &Epilogue::bias(&self.classifier_b),
+        )?;
         gpu.submit(batch)?;
         let flat = logits.to_f32_vec(gpu).await?;
         drop(enc);
@@ -123,6 +157,11 @@ impl CrossEncoder {
     /// Relevance score of each document for `query` (the first logit; higher is more relevant),
     /// in the documents' order.
     pub async fn rerank(&self, gpu: &Gpu, query: &str, docs: &[&str]) -> Result<Vec<f32>> {
-        Ok(self.logits(gpu, query, docs).await?.into_iter().map(|l| l.first().copied().unwrap_or(f32::NAN)).collect())
+        Ok(self
+            .logits(gpu, query, docs)
+            .await?
+            .into_iter()
+            .map(|l| l.first().copied().unwrap_or(f32::NAN))
+            .collect())
     }
 }

@@ -64,9 +64,15 @@ pub(crate) fn record_decode(
     qkv::record(gpu, b, buf.x, &f.qkv, eps, buf.q, cache, Some(rope))?;
     attention::decode(gpu, b, buf.q, cache, buf.attn, buf.scratch, &DecodeOptions::default())?;
     let attn = buf.attn.reshape(&[1, buf.attn.numel()])?;
-    let add_x = Epilogue { residual: Some(Residual::Add(buf.x)), ..Default::default() };
+    let add_x = Epilogue {
+        residual: Some(Residual::Add(buf.x)),
+        ..Default::default()
+    };
     project::record(gpu, b, &attn, w.wo, buf.x, None, &add_x, None)?;
-    let norm = NormPrologue { weight: w.ffn_norm, eps };
+    let norm = NormPrologue {
+        weight: w.ffn_norm,
+        eps,
+    };
     project::record_swiglu(gpu, b, buf.x, Some(&norm), &f.gate_up, buf.mid)?;
     project::record(gpu, b, buf.mid, w.w_down, buf.x, None, &add_x, None)
 }
@@ -85,11 +91,23 @@ impl FusedLayer {
         (gate, up): (&Linear, &Linear),
         (n_heads, n_kv_heads, head_dim): (usize, usize, usize),
     ) -> Result<Option<FusedLayer>> {
-        let Some(qkv) = QkvWeight::new(gpu, batch, &format!("{name}.qkv"), (wq, wk, wv), attn_norm, bias, n_heads, n_kv_heads, head_dim)?
+        let Some(qkv) = QkvWeight::new(
+            gpu,
+            batch,
+            &format!("{name}.qkv"),
+            (wq, wk, wv),
+            attn_norm,
+            bias,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+        )?
         else {
             return Ok(None);
         };
-        let Some(gate_up) = GateUp::new(gpu, batch, &format!("{name}.gate_up"), gate, up)? else { return Ok(None) };
+        let Some(gate_up) = GateUp::new(gpu, batch, &format!("{name}.gate_up"), gate, up)? else {
+            return Ok(None);
+        };
         Ok(Some(FusedLayer { qkv, gate_up }))
     }
 }

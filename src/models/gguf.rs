@@ -86,7 +86,12 @@ pub fn llama3_from_freq_factors(factors: &[f32], theta: f64, rot: usize, origina
     }
     let unscaled = crate::ops::rope::inv_freq(theta, rot, RopeScaling::None);
     [original, Some(8192.0)].into_iter().flatten().find_map(|ctx| {
-        let s = RopeScaling::Llama3 { factor, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: ctx };
+        let s = RopeScaling::Llama3 {
+            factor,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: ctx,
+        };
         let fits = unscaled.iter().zip(factors).all(|(&f, &got)| {
             let want = f / s.apply(f);
             (want - f64::from(got)).abs() <= 1e-3 * want
@@ -113,7 +118,13 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
         "llama" => (DecoderArch::Llama, false, false),
         "qwen2" => (DecoderArch::Qwen2, true, false),
         "qwen3" => (DecoderArch::Qwen3, false, true),
-        a => return Err(unsupported("general.architecture".into(), format!("'{a}'"), "llama, qwen2, qwen3")),
+        a => {
+            return Err(unsupported(
+                "general.architecture".into(),
+                format!("'{a}'"),
+                "llama, qwen2, qwen3",
+            ))
+        }
     };
     if hp.rope_dimension_count != hp.head_dim() {
         return Err(bad(format!(
@@ -127,10 +138,20 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
         None | Some("none") => RopeScaling::None,
         Some("linear") => {
             let key = format!("{a}.rope.scaling.factor");
-            let factor = header.get_f32(&key)?.ok_or_else(|| bad(format!("rope scaling 'linear' without '{key}'")))?;
-            RopeScaling::Linear { factor: f64::from(factor) }
+            let factor = header
+                .get_f32(&key)?
+                .ok_or_else(|| bad(format!("rope scaling 'linear' without '{key}'")))?;
+            RopeScaling::Linear {
+                factor: f64::from(factor),
+            }
         }
-        Some(t) => return Err(unsupported(format!("{a}.rope.scaling.type"), format!("'{t}'"), "none, linear")),
+        Some(t) => {
+            return Err(unsupported(
+                format!("{a}.rope.scaling.type"),
+                format!("'{t}'"),
+                "none, linear",
+            ))
+        }
     };
     rope_scaling.check(&header.file)?;
     // Llama 3.x files carry their frequency scaling as per-pair divisors in this tensor.
@@ -144,11 +165,19 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
             };
             let theta = f64::from(hp.rope_freq_base);
             llama3_from_freq_factors(f, theta, hp.rope_dimension_count, original).ok_or_else(|| {
-                unsupported("rope_freqs.weight".into(), "per-pair factors".into(), "those of Llama 3's rope scaling")
+                unsupported(
+                    "rope_freqs.weight".into(),
+                    "per-pair factors".into(),
+                    "those of Llama 3's rope scaling",
+                )
             })?
         }
         (true, _) => {
-            return Err(unsupported("rope_freqs.weight".into(), "present".into(), "Llama 3 factors, read with the data"))
+            return Err(unsupported(
+                "rope_freqs.weight".into(),
+                "present".into(),
+                "Llama 3 factors, read with the data",
+            ))
         }
     };
     let tok = header.tokenizer()?;
@@ -190,13 +219,7 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
 }
 
 /// What to make of each tensor of a llama-family file.
-fn plan(
-    cfg: &DecoderConfig,
-    permuted: bool,
-    dense: DType,
-    limit: u64,
-    info: &TensorInfo,
-) -> Option<TensorPlan> {
+fn plan(cfg: &DecoderConfig, permuted: bool, dense: DType, limit: u64, info: &TensorInfo) -> Option<TensorPlan> {
     let mut p = TensorPlan::default_for(info, dense);
     let n = info.name.as_str();
     if n == "token_embd.weight" {
@@ -231,7 +254,12 @@ pub async fn load_llama_gguf<S: ByteSource>(
     let freqs = match header.tensors.iter().find(|t| t.name == "rope_freqs.weight") {
         Some(t) if t.ggml_type == crate::gguf::GgmlType::F32 && t.size <= 4096 => {
             let (bytes, _) = source.read_range(file, t.offset, t.offset + t.size).await?;
-            Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<f32>>())
+            Some(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect::<Vec<f32>>(),
+            )
         }
         _ => None,
     };

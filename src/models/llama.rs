@@ -16,14 +16,14 @@ use crate::gpu::{DType, Gpu, GpuTensor};
 use crate::load::config::{DecoderConfig, MlpAct, ModelConfig};
 use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
+use crate::models::decoder_layer::{self, DecodeBuffers, FusedLayer, LayerRefs};
 use crate::models::weights::{self, WeightSource};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
+use crate::ops::elementwise::{self, Op};
 use crate::ops::embedding::TokenIds;
-use crate::models::decoder_layer::{self, DecodeBuffers, FusedLayer, LayerRefs};
 use crate::ops::ffn;
 use crate::ops::gelu::{self, Gelu};
 use crate::ops::kv_cache::{KvCache, KvDType};
-use crate::ops::elementwise::{self, Op};
 use crate::ops::linear::{Act, Epilogue, NormPrologue, Residual};
 use crate::ops::norm::{self, Norm};
 use crate::ops::project::{self, QuantTemps};
@@ -144,7 +144,10 @@ pub struct LlamaOptions {
 
 impl Default for LlamaOptions {
     fn default() -> Self {
-        LlamaOptions { kv_cache: KvDType::F16, max_context: 2048 }
+        LlamaOptions {
+            kv_cache: KvDType::F16,
+            max_context: 2048,
+        }
     }
 }
 
@@ -170,7 +173,10 @@ impl Llama {
         let cfg = match ModelConfig::load(source).await? {
             ModelConfig::Decoder(c) => c,
             ModelConfig::Bert(_) => {
-                return Err(Error::BadModelFile { file: "config.json".into(), detail: "a BERT encoder, not a decoder".into() })
+                return Err(Error::BadModelFile {
+                    file: "config.json".into(),
+                    detail: "a BERT encoder, not a decoder".into(),
+                })
             }
         };
         let weights = load_weights(gpu, source, load, progress).await?;
@@ -199,20 +205,29 @@ impl Llama {
                 if one.shape() != [v, h] {
                     return Err(Error::BadModelFile {
                         file: ws.file(),
-                        detail: format!("tensor '{embed_name}' is {:?}, the config needs [{v}, {h}]", one.shape()),
+                        detail: format!(
+                            "tensor '{embed_name}' is {:?}, the config needs [{v}, {h}]",
+                            one.shape()
+                        ),
                     });
                 }
                 Embedding::Table(one.clone())
             }
             parts => {
-                notes.push(format!("{embed_name} held as {} f32 row blocks (over the storage binding limit)", parts.len()));
+                notes.push(format!(
+                    "{embed_name} held as {} f32 row blocks (over the storage binding limit)",
+                    parts.len()
+                ));
                 Embedding::Rows(parts.to_vec())
             }
         };
         let tied = cfg.tie_word_embeddings || !ws.has("lm_head.weight");
         let lm_head = weights::linear_parts_checked(ws, if tied { embed_name } else { "lm_head.weight" }, v, h)?;
         if lm_head.len() > 1 {
-            notes.push(format!("lm_head held as {} row blocks (over the storage binding limit)", lm_head.len()));
+            notes.push(format!(
+                "lm_head held as {} row blocks (over the storage binding limit)",
+                lm_head.len()
+            ));
         }
         let final_norm = weights::norm_checked(gpu, ws, &cfg, "model.norm.weight", h).await?;
         Self::assemble(gpu, cfg, opts, embed, lm_head, final_norm, layers, max_ctx)
@@ -237,7 +252,11 @@ impl Llama {
         } else {
             Vec::new()
         };
-        let rope = Rope { theta: cfg.rope_theta as f32, rotary_dim: hd, scaling: cfg.rope_scaling };
+        let rope = Rope {
+            theta: cfg.rope_theta as f32,
+            rotary_dim: hd,
+            scaling: cfg.rope_scaling,
+        };
         let rope_q = rope_op::Rope::new(
             gpu,
             RopeConfig {
@@ -250,8 +269,13 @@ impl Llama {
         )?;
         let rope_local = match cfg.rope_local_theta {
             Some(theta) => {
-                let cfg_q =
-                    RopeConfig { theta, head_dim: hd, rotary_dim: hd, layout: RopeLayout::HalfSplit, scaling: Default::default() };
+                let cfg_q = RopeConfig {
+                    theta,
+                    head_dim: hd,
+                    rotary_dim: hd,
+                    layout: RopeLayout::HalfSplit,
+                    scaling: Default::default(),
+                };
                 Some((Rope::plain(theta as f32, hd), rope_op::Rope::new(gpu, cfg_q)?))
             }
             None => None,
@@ -267,7 +291,12 @@ impl Llama {
             .enumerate()
             .map(|(i, w)| {
                 let part = match split {
-                    true => Some(GpuTensor::zeros(gpu, &format!("logits[part {i}]"), &[1, w.rows()], DType::F32)?),
+                    true => Some(GpuTensor::zeros(
+                        gpu,
+                        &format!("logits[part {i}]"),
+                        &[1, w.rows()],
+                        DType::F32,
+                    )?),
                     false => None,
                 };
                 Ok((w, part))
@@ -275,7 +304,10 @@ impl Llama {
             .collect::<Result<Vec<_>>>()?;
         if let Embedding::Rows(parts) = &embed {
             if parts.iter().any(|p| p.dtype() != DType::F32 || p.last_dim() != h) {
-                return Err(Error::Shape { op: "Llama", detail: format!("embedding row blocks must be f32 [rows, {h}]") });
+                return Err(Error::Shape {
+                    op: "Llama",
+                    detail: format!("embedding row blocks must be f32 [rows, {h}]"),
+                });
             }
         }
         Ok(Llama {
@@ -381,7 +413,13 @@ impl Llama {
             }
         }
         let c = &self.cfg;
-        let (h, nh, nkv, hd, ff) = (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size);
+        let (h, nh, nkv, hd, ff) = (
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.intermediate_size,
+        );
         let z = |name: &str, shape: &[usize]| GpuTensor::zeros(gpu, name, shape, DType::F32);
         Ok(Scratch {
             tokens: t,
@@ -419,11 +457,19 @@ impl Llama {
     pub(crate) fn record(&mut self, gpu: &Gpu, batch: &mut crate::gpu::Batch, input: Input<'_>) -> Result<()> {
         let t = input.len();
         if t == 0 {
-            return Err(Error::Shape { op: "Llama::forward", detail: "no tokens".into() });
+            return Err(Error::Shape {
+                op: "Llama::forward",
+                detail: "no tokens".into(),
+            });
         }
         let start = self.cached_tokens();
         if start + t > self.max_ctx {
-            return Err(Error::ContextFull { cache: "kv_cache".into(), len: start, adding: t, max: self.max_ctx });
+            return Err(Error::ContextFull {
+                cache: "kv_cache".into(),
+                len: start,
+                adding: t,
+                max: self.max_ctx,
+            });
         }
         let mut s = self.scratch(gpu, t)?;
         let c = self.cfg.clone();
@@ -433,7 +479,15 @@ impl Llama {
         self.record_embedding(gpu, &mut b, &mut s, input)?;
         // Gemma: embeddings scaled by √hidden.
         if let Some(scale) = c.embed_scale {
-            elementwise::record_inplace(gpu, &mut b, Op::Axpb { alpha: scale, beta: 0.0 }, &s.x)?;
+            elementwise::record_inplace(
+                gpu,
+                &mut b,
+                Op::Axpb {
+                    alpha: scale,
+                    beta: 0.0,
+                },
+                &s.x,
+            )?;
         }
         // Qwen3 / Gemma 3: q and k through per-head RMSNorm into qn / kn, which then stand in
         // for q and k; other models use q and k as projected.
@@ -445,21 +499,43 @@ impl Llama {
         let a3 = s.attn.reshape(&[t, nh, hd])?;
         let fused = t == 1 && self.decode_path() == DecodePath::Fused;
         let tmp = [&s.tmp_h, &s.tmp_h2, &s.tmp_ff];
-        let temps = QuantTemps { ones: &s.ones, tmp: &tmp };
+        let temps = QuantTemps {
+            ones: &s.ones,
+            tmp: &tmp,
+        };
         if fused {
             let q1 = s.q.reshape(&[nh, hd])?;
             let a1 = s.attn.reshape(&[nh, hd])?;
-            let buf = DecodeBuffers { x: &s.x, q: &q1, attn: &a1, mid: &s.mid, scratch: &self.decode_scratch };
+            let buf = DecodeBuffers {
+                x: &s.x,
+                q: &q1,
+                attn: &a1,
+                mid: &s.mid,
+                scratch: &self.decode_scratch,
+            };
             for (l, f) in self.layers.iter_mut().zip(&self.fused) {
-                let refs = LayerRefs { wo: &l.wo, ffn_norm: &l.ffn_norm, w_down: &l.w_down };
+                let refs = LayerRefs {
+                    wo: &l.wo,
+                    ffn_norm: &l.ffn_norm,
+                    w_down: &l.w_down,
+                };
                 decoder_layer::record_decode(gpu, &mut b, f, &refs, &mut l.cache, &buf, eps, self.rope)?;
             }
         }
         for l in self.layers.iter_mut().filter(|_| !fused) {
             norm::record(gpu, &mut b, &s.x, &s.h, &Norm::rms(&l.attn_norm, eps))?;
-            let ebq = Epilogue { bias: l.bq.as_ref(), ..Default::default() };
-            let ebk = Epilogue { bias: l.bk.as_ref(), ..Default::default() };
-            let ebv = Epilogue { bias: l.bv.as_ref(), ..Default::default() };
+            let ebq = Epilogue {
+                bias: l.bq.as_ref(),
+                ..Default::default()
+            };
+            let ebk = Epilogue {
+                bias: l.bk.as_ref(),
+                ..Default::default()
+            };
+            let ebv = Epilogue {
+                bias: l.bv.as_ref(),
+                ..Default::default()
+            };
             project::record_separate(gpu, &mut b, &s.h, &l.wq, &s.q, &ebq, &temps)?;
             project::record_separate(gpu, &mut b, &s.h, &l.wk, &s.k, &ebk, &temps)?;
             project::record_separate(gpu, &mut b, &s.h, &l.wv, &s.v, &ebv, &temps)?;
@@ -482,14 +558,28 @@ impl Llama {
                 let a1 = s.attn.reshape(&[nh, hd])?;
                 // The unfused path as it was: the split rule at every length (a merge dispatch).
                 let chunk = Some(attention::split_chunk_for(gpu, nh, &l.cache)?);
-                let opts = DecodeOptions { rope: Some(rope), chunk, scale, window, ..Default::default() };
+                let opts = DecodeOptions {
+                    rope: Some(rope),
+                    chunk,
+                    scale,
+                    window,
+                    ..Default::default()
+                };
                 attention::decode(gpu, &mut b, &q1, &l.cache, &a1, &self.decode_scratch, &opts)?;
             } else {
                 rope_q.record(gpu, &mut b, &q3, None, start)?;
-                let opts = AttentionOptions { causal: true, scale, window, ..Default::default() };
+                let opts = AttentionOptions {
+                    causal: true,
+                    scale,
+                    window,
+                    ..Default::default()
+                };
                 attention::flash_prefill(gpu, &mut b, &q3, Kv::Cache(&l.cache), &a3, &opts)?;
             }
-            let add_x = Epilogue { residual: Some(Residual::Add(&s.x)), ..Default::default() };
+            let add_x = Epilogue {
+                residual: Some(Residual::Add(&s.x)),
+                ..Default::default()
+            };
             match &l.post_attn_norm {
                 // Gemma (models2): x += norm(o_proj(attn)).
                 Some(w) => {
@@ -511,7 +601,11 @@ impl Llama {
                 (Linear::Dense(g), Linear::Dense(u)) if t == 1 => ffn::record_swiglu(gpu, &mut b, &s.h, g, u, &s.mid)?,
                 _ => {
                     project::record_separate(gpu, &mut b, &s.h, &l.w_up, &s.up, &Epilogue::NONE, &temps)?;
-                    let gate = Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&s.up)) };
+                    let gate = Epilogue {
+                        bias: None,
+                        act: Act::Silu,
+                        residual: Some(Residual::Mul(&s.up)),
+                    };
                     project::record_separate(gpu, &mut b, &s.h, &l.w_gate, &s.mid, &gate, &temps)?;
                 }
             }
@@ -525,13 +619,22 @@ impl Llama {
             }
         }
         // The fused path folds the final norm into the lm_head GEMV's prologue (x is the one row).
-        let head_norm = NormPrologue { weight: &self.final_norm, eps };
+        let head_norm = NormPrologue {
+            weight: &self.final_norm,
+            eps,
+        };
         let (head_x, head_norm) = if fused {
             (&s.x, Some(&head_norm))
         } else {
             let row = (c.hidden_size * 4) as u64;
             b.copy(s.x.buffer(), row * (t as u64 - 1), self.last.buffer(), 0, row);
-            norm::record(gpu, &mut b, &self.last, &self.last_norm, &Norm::rms(&self.final_norm, eps))?;
+            norm::record(
+                gpu,
+                &mut b,
+                &self.last,
+                &self.last_norm,
+                &Norm::rms(&self.final_norm, eps),
+            )?;
             (&self.last_norm, None)
         };
         let mut at = 0u64;
@@ -576,7 +679,13 @@ fn fusable(cfg: &DecoderConfig, layers: &[Layer]) -> bool {
         && cfg.rope_local_theta.is_none()
         && cfg.attn_scale.is_none()
         && !cfg.qk_norm
-        && layers.iter().all(|l| l.q_norm.is_none() && l.k_norm.is_none() && l.post_attn_norm.is_none() && l.post_ffn_norm.is_none() && l.window.is_none())
+        && layers.iter().all(|l| {
+            l.q_norm.is_none()
+                && l.k_norm.is_none()
+                && l.post_attn_norm.is_none()
+                && l.post_ffn_norm.is_none()
+                && l.window.is_none()
+        })
 }
 
 /// Build each layer's fused decode weights. Quantised q/k/v and gate/up are joined and the
@@ -619,7 +728,13 @@ fn fuse_layers(gpu: &Gpu, layers: &mut [Layer], heads: (usize, usize, usize)) ->
 }
 
 impl crate::generate::CausalLm for Llama {
-    fn submit_prompt(&mut self, gpu: &Gpu, prompt: &[u32], sampling: &crate::generate::SamplingParams, out: &crate::gpu::Buffer) -> Result<()> {
+    fn submit_prompt(
+        &mut self,
+        gpu: &Gpu,
+        prompt: &[u32],
+        sampling: &crate::generate::SamplingParams,
+        out: &crate::gpu::Buffer,
+    ) -> Result<()> {
         self.submit_prefill(gpu, prompt, prompt, sampling, out)
     }
     fn submit_step(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> Result<()> {
@@ -672,29 +787,18 @@ fn check_weight_shapes(
     };
     let vec = |t: &GpuTensor, n: usize| -> Result<()> {
         if t.numel() != n {
-            return Err(bad(
-                t.name(),
-                format!("{:?}", t.shape()),
-                format!("{n} values"),
-            ));
+            return Err(bad(t.name(), format!("{:?}", t.shape()), format!("{n} values")));
         }
         Ok(())
     };
     let rows = match embed {
         Embedding::Table(t) => {
             if t.shape().len() != 2 || t.last_dim() != h {
-                return Err(bad(
-                    t.name(),
-                    format!("{:?}", t.shape()),
-                    format!("[{v}, {h}]"),
-                ));
+                return Err(bad(t.name(), format!("{:?}", t.shape()), format!("[{v}, {h}]")));
             }
             t.shape()[0]
         }
-        Embedding::Rows(parts) => parts
-            .iter()
-            .map(|p| p.shape().first().copied().unwrap_or(0))
-            .sum(),
+        Embedding::Rows(parts) => parts.iter().map(|p| p.shape().first().copied().unwrap_or(0)).sum(),
     };
     if rows != v {
         return Err(bad(
@@ -705,11 +809,7 @@ fn check_weight_shapes(
     }
     let head_rows: usize = lm_head.iter().map(Linear::rows).sum();
     if head_rows != v {
-        return Err(bad(
-            "lm_head",
-            format!("{head_rows} rows"),
-            format!("vocab_size {v}"),
-        ));
+        return Err(bad("lm_head", format!("{head_rows} rows"), format!("vocab_size {v}")));
     }
     for l in lm_head {
         let k = match l {
@@ -717,11 +817,7 @@ fn check_weight_shapes(
             Linear::Quant(w) => w.cols(),
         };
         if k != h {
-            return Err(bad(
-                "lm_head",
-                format!("{k} columns"),
-                format!("hidden_size {h}"),
-            ));
+            return Err(bad("lm_head", format!("{k} columns"), format!("hidden_size {h}")));
         }
     }
     vec(final_norm, h)?;

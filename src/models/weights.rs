@@ -35,8 +35,13 @@ pub trait WeightSource {
 
 fn one<T>(hf: &str, mut parts: Vec<T>) -> Result<T> {
     match parts.len() {
-        1 => parts.pop().ok_or_else(|| Error::Internal(format!("tensor '{hf}' vanished"))),
-        n => Err(Error::Data { tensor: hf.to_string(), detail: format!("held as {n} row blocks where one buffer is needed") }),
+        1 => parts
+            .pop()
+            .ok_or_else(|| Error::Internal(format!("tensor '{hf}' vanished"))),
+        n => Err(Error::Data {
+            tensor: hf.to_string(),
+            detail: format!("held as {n} row blocks where one buffer is needed"),
+        }),
     }
 }
 
@@ -108,7 +113,10 @@ pub fn hf_name(gguf: &str) -> Option<String> {
 
 impl GgufWeights {
     fn mapped(&self, hf: &str) -> Result<String> {
-        gguf_name(hf).ok_or_else(|| Error::Data { tensor: hf.to_string(), detail: "has no GGUF name in the table".into() })
+        gguf_name(hf).ok_or_else(|| Error::Data {
+            tensor: hf.to_string(),
+            detail: "has no GGUF name in the table".into(),
+        })
     }
 }
 
@@ -124,7 +132,11 @@ impl WeightSource for GgufWeights {
         if self.has_quant(&g) {
             Ok(self.quant_parts(&g)?.iter().cloned().map(Linear::Quant).collect())
         } else {
-            Ok(GgufWeights::dense_parts(self, &g)?.iter().cloned().map(Linear::Dense).collect())
+            Ok(GgufWeights::dense_parts(self, &g)?
+                .iter()
+                .cloned()
+                .map(Linear::Dense)
+                .collect())
         }
     }
     fn dense_parts(&self, hf: &str) -> Result<Vec<GpuTensor>> {
@@ -143,13 +155,19 @@ pub(crate) async fn as_f32(gpu: &Gpu, t: &GpuTensor) -> Result<GpuTensor> {
 }
 
 fn shape_error(ws: &dyn WeightSource, hf: &str, got: String, want: String) -> Error {
-    Error::BadModelFile { file: ws.file(), detail: format!("tensor '{hf}' is {got}, the config needs {want}") }
+    Error::BadModelFile {
+        file: ws.file(),
+        detail: format!("tensor '{hf}' is {got}, the config needs {want}"),
+    }
 }
 
 /// Rows and columns of a projection, whole.
 fn linear_dims(w: &Linear) -> (usize, usize) {
     match w {
-        Linear::Dense(t) => (t.shape().first().copied().unwrap_or(0), t.numel() / t.shape().first().copied().unwrap_or(1).max(1)),
+        Linear::Dense(t) => (
+            t.shape().first().copied().unwrap_or(0),
+            t.numel() / t.shape().first().copied().unwrap_or(1).max(1),
+        ),
         Linear::Quant(q) => (q.rows(), q.cols()),
     }
 }
@@ -169,7 +187,12 @@ pub(crate) fn linear_parts_checked(ws: &dyn WeightSource, hf: &str, rows: usize,
     let parts = ws.linear_parts(hf)?;
     let total: usize = parts.iter().map(|p| linear_dims(p).0).sum();
     if total != rows || parts.iter().any(|p| linear_dims(p).1 != cols) {
-        return Err(shape_error(ws, hf, format!("{total} rows in {} blocks", parts.len()), format!("[{rows}, {cols}]")));
+        return Err(shape_error(
+            ws,
+            hf,
+            format!("{total} rows in {} blocks", parts.len()),
+            format!("[{rows}, {cols}]"),
+        ));
     }
     Ok(parts)
 }
@@ -185,7 +208,13 @@ pub(crate) async fn vector_checked(gpu: &Gpu, ws: &dyn WeightSource, hf: &str, l
 
 /// An RMSNorm weight of `len` elements as the kernels apply it (`x · w`): Gemma stores `w` for
 /// `x · (1 + w)`, so 1 is added here, once (in f32, as Gemma's forward does).
-pub(crate) async fn norm_checked(gpu: &Gpu, ws: &dyn WeightSource, cfg: &DecoderConfig, hf: &str, len: usize) -> Result<GpuTensor> {
+pub(crate) async fn norm_checked(
+    gpu: &Gpu,
+    ws: &dyn WeightSource,
+    cfg: &DecoderConfig,
+    hf: &str,
+    len: usize,
+) -> Result<GpuTensor> {
     let t = vector_checked(gpu, ws, hf, len).await?;
     if !cfg.norm_plus_one {
         return Ok(t);
@@ -204,8 +233,13 @@ pub(crate) async fn load_layer(
     kv: KvDType,
 ) -> Result<Layer> {
     let p = |s: &str| format!("model.layers.{i}.{s}");
-    let (h, nh, nkv, hd, ff) =
-        (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.intermediate_size);
+    let (h, nh, nkv, hd, ff) = (
+        cfg.hidden_size,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim,
+        cfg.intermediate_size,
+    );
     let bias = |s: &'static str, n: usize| {
         let name = p(s);
         async move {
@@ -227,7 +261,11 @@ pub(crate) async fn load_layer(
     // Sandwich norms (Gemma): post_attention_layernorm normalises the attention output and the
     // MLP's input norm is pre_feedforward_layernorm.
     let sw = cfg.sandwich_norms;
-    let ffn_norm = if sw { "pre_feedforward_layernorm.weight" } else { "post_attention_layernorm.weight" };
+    let ffn_norm = if sw {
+        "pre_feedforward_layernorm.weight"
+    } else {
+        "post_attention_layernorm.weight"
+    };
     Ok(Layer {
         attn_norm: norm_checked(gpu, ws, cfg, &p("input_layernorm.weight"), h).await?,
         wq: linear_checked(ws, &p("self_attn.q_proj.weight"), nh * hd, h)?,
@@ -256,8 +294,14 @@ mod tests {
 
     #[test]
     fn gguf_names_round_trip() {
-        assert_eq!(gguf_name("model.layers.12.self_attn.q_norm.weight").as_deref(), Some("blk.12.attn_q_norm.weight"));
-        assert_eq!(gguf_name("model.embed_tokens.weight").as_deref(), Some("token_embd.weight"));
+        assert_eq!(
+            gguf_name("model.layers.12.self_attn.q_norm.weight").as_deref(),
+            Some("blk.12.attn_q_norm.weight")
+        );
+        assert_eq!(
+            gguf_name("model.embed_tokens.weight").as_deref(),
+            Some("token_embd.weight")
+        );
         assert_eq!(gguf_name("model.layers.3.mlp.nonsense.weight"), None);
         for (h, g) in GGUF_NAMES {
             let (h, g) = if h.starts_with("model.") || h.starts_with("lm_head") {

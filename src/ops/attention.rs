@@ -8,9 +8,9 @@
 //! keys `j <= q_pos0 + r`; `kv_lens` (f32 `[batch]`, integer values) masks keys past each
 //! sequence's valid length (padding).
 
+use super::checks::to_u32;
 use super::kv_cache::{KvCache, KvDType};
 use super::rope::RopeScaling;
-use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -39,7 +39,11 @@ pub struct Rope {
 impl Rope {
     /// Unscaled RoPE.
     pub const fn plain(theta: f32, rotary_dim: usize) -> Rope {
-        Rope { theta, rotary_dim, scaling: RopeScaling::None }
+        Rope {
+            theta,
+            rotary_dim,
+            scaling: RopeScaling::None,
+        }
     }
 
     /// (rotated dims, log2 theta, the WGSL scaling vector) after checking against the head size.
@@ -47,11 +51,17 @@ impl Rope {
         if self.rotary_dim == 0 || !self.rotary_dim.is_multiple_of(2) || self.rotary_dim > head_dim {
             return Err(Error::Shape {
                 op,
-                detail: format!("rotary_dim {} must be even, > 0 and ≤ head_dim {head_dim}", self.rotary_dim),
+                detail: format!(
+                    "rotary_dim {} must be even, > 0 and ≤ head_dim {head_dim}",
+                    self.rotary_dim
+                ),
             });
         }
         if !(self.theta > 1.0 && self.theta.is_finite()) {
-            return Err(Error::Shape { op, detail: format!("rope theta {} must be finite and > 1", self.theta) });
+            return Err(Error::Shape {
+                op,
+                detail: format!("rope theta {} must be finite and > 1", self.theta),
+            });
         }
         self.scaling.check(op)?;
         Ok((self.rotary_dim as u32, self.theta.log2(), self.scaling.wgsl()))
@@ -133,8 +143,15 @@ impl FlashTiles {
     /// where 48 KiB of workgroup memory exist (native), 64 x 64 with 16-wide chunks in 32 KiB
     /// (the browser), smaller tiles below that.
     pub fn choose(caps: &Capabilities, d: u32) -> Result<FlashTiles> {
-        const CANDIDATES: [(u32, u32, u32, u32); 7] =
-            [(64, 64, 32, 32), (64, 64, 16, 16), (64, 64, 16, 8), (32, 32, 16, 16), (32, 32, 16, 8), (16, 16, 16, 8), (16, 16, 8, 4)];
+        const CANDIDATES: [(u32, u32, u32, u32); 7] = [
+            (64, 64, 32, 32),
+            (64, 64, 16, 16),
+            (64, 64, 16, 8),
+            (32, 32, 16, 16),
+            (32, 32, 16, 8),
+            (16, 16, 16, 8),
+            (16, 16, 8, 4),
+        ];
         CANDIDATES
             .iter()
             .map(|&(br, bc, dk, vk)| FlashTiles { br, bc, dk, vk })
@@ -180,7 +197,9 @@ impl DecodeTiles {
     /// keys need (fewer tree levels). Falls back to `self` where that shape would not hold the
     /// chunk or not fit the device.
     pub fn single_chunk(self, caps: &Capabilities, len: usize, d: u32) -> DecodeTiles {
-        let want = (len.next_power_of_two() as u32).clamp(64, 256).max((d / 4).next_power_of_two());
+        let want = (len.next_power_of_two() as u32)
+            .clamp(64, 256)
+            .max((d / 4).next_power_of_two());
         let kpt = (len as u32).div_ceil(want).clamp(1, 2);
         let t = DecodeTiles { wg: want, kpt, hg: 1 };
         if t.max_chunk() as usize >= len
@@ -212,7 +231,10 @@ impl DecodeTiles {
         Err(Error::Unsupported {
             kernel: "decode_partial",
             variant: format!("head_dim {d}, {group} query heads per KV head"),
-            why: format!("needs more than {} bytes of workgroup memory", caps.max_workgroup_storage),
+            why: format!(
+                "needs more than {} bytes of workgroup memory",
+                caps.max_workgroup_storage
+            ),
         })
     }
 }
@@ -243,7 +265,32 @@ struct Params {
     rope_scaling: [f32; 4],
 }
 
-super::checks::params_layout_test!(Params, KERNEL.source, [batch, q_len, kv_len, n_heads, n_kv_heads, group, q_pos0, causal, scale_log2, kv_batch_stride, kv_row_stride, has_lens, rot, log2_theta, n_chunks, chunk, scale_stride, neg_inf_bits, window, rope_scaling]);
+super::checks::params_layout_test!(
+    Params,
+    KERNEL.source,
+    [
+        batch,
+        q_len,
+        kv_len,
+        n_heads,
+        n_kv_heads,
+        group,
+        q_pos0,
+        causal,
+        scale_log2,
+        kv_batch_stride,
+        kv_row_stride,
+        has_lens,
+        rot,
+        log2_theta,
+        n_chunks,
+        chunk,
+        scale_stride,
+        neg_inf_bits,
+        window,
+        rope_scaling
+    ]
+);
 
 /// Shapes of one attention call, checked.
 struct Dims {
@@ -264,7 +311,14 @@ fn bthd(op: &'static str, t: &GpuTensor) -> Result<[usize; 4]> {
     match *t.shape() {
         [s, h, d] => Ok([1, s, h, d]),
         [b, s, h, d] => Ok([b, s, h, d]),
-        _ => Err(shape_err(op, format!("'{}' is {:?}, expected [batch, tokens, heads, head_dim]", t.name(), t.shape()))),
+        _ => Err(shape_err(
+            op,
+            format!(
+                "'{}' is {:?}, expected [batch, tokens, heads, head_dim]",
+                t.name(),
+                t.shape()
+            ),
+        )),
     }
 }
 
@@ -273,7 +327,16 @@ fn check_dims(op: &'static str, q: &GpuTensor, kv: Kv<'_>, out: &GpuTensor) -> R
     out.expect_dtype(op, &[DType::F32])?;
     let [batch, q_len, n_heads, d] = bthd(op, q)?;
     if out.shape() != q.shape() {
-        return Err(shape_err(op, format!("out '{}' is {:?} but q '{}' is {:?}", out.name(), out.shape(), q.name(), q.shape())));
+        return Err(shape_err(
+            op,
+            format!(
+                "out '{}' is {:?} but q '{}' is {:?}",
+                out.name(),
+                out.shape(),
+                q.name(),
+                q.shape()
+            ),
+        ));
     }
     super::checks::no_alias(op, &[out], &[q])?;
     let (kv_len, n_kv_heads, kd) = match kv {
@@ -281,45 +344,97 @@ fn check_dims(op: &'static str, q: &GpuTensor, kv: Kv<'_>, out: &GpuTensor) -> R
             k.expect_dtype(op, &[DType::F32])?;
             v.expect_dtype(op, &[DType::F32])?;
             if k.shape() != v.shape() {
-                return Err(shape_err(op, format!("k '{}' is {:?} but v '{}' is {:?}", k.name(), k.shape(), v.name(), v.shape())));
+                return Err(shape_err(
+                    op,
+                    format!(
+                        "k '{}' is {:?} but v '{}' is {:?}",
+                        k.name(),
+                        k.shape(),
+                        v.name(),
+                        v.shape()
+                    ),
+                ));
             }
             let [kb, kl, kh, kd] = bthd(op, k)?;
             if kb != batch {
-                return Err(shape_err(op, format!("k '{}' has batch {kb}, q '{}' has {batch}", k.name(), q.name())));
+                return Err(shape_err(
+                    op,
+                    format!("k '{}' has batch {kb}, q '{}' has {batch}", k.name(), q.name()),
+                ));
             }
             (kl, kh, kd)
         }
         Kv::Cache(c) => {
             if batch != 1 {
-                return Err(shape_err(op, format!("a KV cache holds one sequence; q '{}' has batch {batch}", q.name())));
+                return Err(shape_err(
+                    op,
+                    format!("a KV cache holds one sequence; q '{}' has batch {batch}", q.name()),
+                ));
             }
             (c.len(), c.n_kv_heads(), c.head_dim())
         }
     };
     if batch * q_len == 0 || (kv_len == 0 && matches!(kv, Kv::F32 { .. })) {
-        return Err(shape_err(op, format!("q '{}' {:?} or the keys ({kv_len} tokens) are empty", q.name(), q.shape())));
+        return Err(shape_err(
+            op,
+            format!(
+                "q '{}' {:?} or the keys ({kv_len} tokens) are empty",
+                q.name(),
+                q.shape()
+            ),
+        ));
     }
     if kd != d {
-        return Err(shape_err(op, format!("q '{}' has head_dim {d}, keys have {kd}", q.name())));
+        return Err(shape_err(
+            op,
+            format!("q '{}' has head_dim {d}, keys have {kd}", q.name()),
+        ));
     }
     if d == 0 || !d.is_multiple_of(16) || d > 256 {
-        return Err(shape_err(op, format!("head_dim {d} must be a multiple of 16 up to 256")));
+        return Err(shape_err(
+            op,
+            format!("head_dim {d} must be a multiple of 16 up to 256"),
+        ));
     }
     if n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
-        return Err(shape_err(op, format!("{n_heads} query heads is not a multiple of {n_kv_heads} KV heads")));
+        return Err(shape_err(
+            op,
+            format!("{n_heads} query heads is not a multiple of {n_kv_heads} KV heads"),
+        ));
     }
     to_u32(op, "q elements", q.numel())?;
     to_u32(op, "kv elements", batch * kv_len * n_kv_heads * d)?;
-    Ok(Dims { batch, q_len, n_heads, kv_len, n_kv_heads, d })
+    Ok(Dims {
+        batch,
+        q_len,
+        n_heads,
+        kv_len,
+        n_kv_heads,
+        d,
+    })
 }
 
-fn base_params(op: &'static str, dims: &Dims, opts: &AttentionOptions<'_>, kv: Kv<'_>, log2_units: bool) -> Result<Params> {
+fn base_params(
+    op: &'static str,
+    dims: &Dims,
+    opts: &AttentionOptions<'_>,
+    kv: Kv<'_>,
+    log2_units: bool,
+) -> Result<Params> {
     let scale = opts.scale.unwrap_or(1.0 / (dims.d as f32).sqrt());
     let q_pos0 = opts.q_pos0.unwrap_or(dims.kv_len.saturating_sub(dims.q_len));
     if let Some(l) = opts.kv_lens {
         l.expect_dtype(op, &[DType::F32])?;
         if l.numel() != dims.batch {
-            return Err(shape_err(op, format!("kv_lens '{}' has {} entries for batch {}", l.name(), l.numel(), dims.batch)));
+            return Err(shape_err(
+                op,
+                format!(
+                    "kv_lens '{}' has {} entries for batch {}",
+                    l.name(),
+                    l.numel(),
+                    dims.batch
+                ),
+            ));
         }
     }
     let (scale_stride, kv_batch_stride) = match kv {
@@ -335,7 +450,11 @@ fn base_params(op: &'static str, dims: &Dims, opts: &AttentionOptions<'_>, kv: K
         group: (dims.n_heads / dims.n_kv_heads) as u32,
         q_pos0: to_u32(op, "q_pos0", q_pos0)?,
         causal: u32::from(opts.causal),
-        scale_log2: if log2_units { scale * std::f32::consts::LOG2_E } else { scale },
+        scale_log2: if log2_units {
+            scale * std::f32::consts::LOG2_E
+        } else {
+            scale
+        },
         kv_batch_stride: to_u32(op, "kv batch stride", kv_batch_stride)?,
         kv_row_stride: (dims.n_kv_heads * dims.d) as u32,
         has_lens: u32::from(opts.kv_lens.is_some()),
@@ -380,7 +499,12 @@ fn consts(gpu: &Gpu, d: usize, dtype: KvDType, tiles: FlashTiles, dec: DecodeTil
 }
 
 /// Placeholder shapes for the entry points a pipeline does not run (the module still compiles them).
-const NO_TILES: FlashTiles = FlashTiles { br: 16, bc: 16, dk: 16, vk: 16 };
+const NO_TILES: FlashTiles = FlashTiles {
+    br: 16,
+    bc: 16,
+    dk: 16,
+    vk: 16,
+};
 const NO_DECODE: DecodeTiles = DecodeTiles { wg: 64, kpt: 1, hg: 1 };
 
 /// Record Flash Attention 2 with the device's tiles.
@@ -412,7 +536,13 @@ pub fn flash_prefill_with(
     check_tiles(gpu, OP, tiles, dims.d)?;
     let params = base_params(OP, &dims, opts, kv, true)?;
     let c = consts(gpu, dims.d, kv_dtype(kv), tiles, NO_DECODE);
-    let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "flash_prefill", Some(Reduction::SharedMemory), &c)?;
+    let pipeline = gpu.pipelines().get(
+        gpu.device(),
+        &KERNEL,
+        "flash_prefill",
+        Some(Reduction::SharedMemory),
+        &c,
+    )?;
     let q_tiles = dims.q_len.div_ceil(tiles.br as usize) as u64;
     let groups = gpu.grid(OP, q_tiles * (dims.n_heads * dims.batch) as u64)?;
     let [k, v, ks, vs] = kv_buffers(kv);
@@ -438,7 +568,11 @@ fn check_tiles(gpu: &Gpu, op: &'static str, tiles: FlashTiles, d: usize) -> Resu
     let caps = gpu.caps();
     let d = d as u32;
     if !tiles.valid_for(d) {
-        return Err(Error::Unsupported { kernel: op, variant: format!("{tiles:?}"), why: format!("not a valid tiling for head_dim {d}") });
+        return Err(Error::Unsupported {
+            kernel: op,
+            variant: format!("{tiles:?}"),
+            why: format!("not a valid tiling for head_dim {d}"),
+        });
     }
     if tiles.invocations() > caps.max_invocations.min(caps.max_workgroup_size_x) {
         return Err(Error::Limit {
@@ -485,7 +619,10 @@ pub fn unfused(
     scores.expect_dtype(OP, &[DType::F32])?;
     let n = dims.batch * dims.n_heads * dims.q_len * dims.kv_len;
     if scores.numel() < n {
-        return Err(shape_err(OP, format!("scores '{}' has {} elements, needs {n}", scores.name(), scores.numel())));
+        return Err(shape_err(
+            OP,
+            format!("scores '{}' has {} elements, needs {n}", scores.name(), scores.numel()),
+        ));
     }
     to_u32(OP, "score elements", n)?;
     let tiles = FlashTiles::choose(gpu.caps(), dims.d as u32)?;
@@ -500,7 +637,13 @@ pub fn unfused(
         gpu,
         &get("unfused_scores", Reduction::SharedMemory)?,
         &params,
-        &[(1, q.buffer()), (2, k.buffer()), (4, k.buffer()), (7, scores.buffer()), (9, lens.buffer())],
+        &[
+            (1, q.buffer()),
+            (2, k.buffer()),
+            (4, k.buffer()),
+            (7, scores.buffer()),
+            (9, lens.buffer()),
+        ],
         gpu.grid(OP, q_tiles * kv_tiles * bh)?,
     )?;
     batch.dispatch(
@@ -514,7 +657,13 @@ pub fn unfused(
         gpu,
         &get("unfused_pv", Reduction::SharedMemory)?,
         &params,
-        &[(3, v.buffer()), (5, v.buffer()), (6, out.buffer()), (7, scores.buffer()), (9, lens.buffer())],
+        &[
+            (3, v.buffer()),
+            (5, v.buffer()),
+            (6, out.buffer()),
+            (7, scores.buffer()),
+            (9, lens.buffer()),
+        ],
         gpu.grid(OP, q_tiles * bh)?,
     )
 }
@@ -552,8 +701,18 @@ impl DecodeScratch {
     /// Scratch for `n_heads` query heads of `head_dim` and caches up to `max_ctx` tokens.
     pub fn new(gpu: &Gpu, n_heads: usize, head_dim: usize, max_ctx: usize) -> Result<Self> {
         let max_chunks = max_ctx.div_ceil(MIN_CHUNK).max(1);
-        let part = GpuTensor::zeros(gpu, "decode partials", &[n_heads * max_chunks * (head_dim + 4)], DType::F32)?;
-        Ok(DecodeScratch { part, n_heads, head_dim, max_chunks })
+        let part = GpuTensor::zeros(
+            gpu,
+            "decode partials",
+            &[n_heads * max_chunks * (head_dim + 4)],
+            DType::F32,
+        )?;
+        Ok(DecodeScratch {
+            part,
+            n_heads,
+            head_dim,
+            max_chunks,
+        })
     }
 }
 
@@ -592,28 +751,56 @@ pub fn decode(
     out.expect_dtype(OP, &[DType::F32])?;
     let (n_heads, d) = match *q.shape() {
         [h, d] | [1, h, d] | [1, 1, h, d] => (h, d),
-        _ => return Err(shape_err(OP, format!("q '{}' is {:?}, expected one token: [n_heads, head_dim]", q.name(), q.shape()))),
+        _ => {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "q '{}' is {:?}, expected one token: [n_heads, head_dim]",
+                    q.name(),
+                    q.shape()
+                ),
+            ))
+        }
     };
     if out.shape() != q.shape() {
-        return Err(shape_err(OP, format!("out '{}' {:?} must be shaped like q {:?}", out.name(), out.shape(), q.shape())));
+        return Err(shape_err(
+            OP,
+            format!(
+                "out '{}' {:?} must be shaped like q {:?}",
+                out.name(),
+                out.shape(),
+                q.shape()
+            ),
+        ));
     }
     super::checks::no_alias(OP, &[out], &[q])?;
     let n_kv = cache.n_kv_heads();
     if d != cache.head_dim() || !n_heads.is_multiple_of(n_kv) {
         return Err(shape_err(
             OP,
-            format!("q '{}' has {n_heads} heads of {d}; cache '{}' has {n_kv} heads of {}", q.name(), cache.name(), cache.head_dim()),
+            format!(
+                "q '{}' has {n_heads} heads of {d}; cache '{}' has {n_kv} heads of {}",
+                q.name(),
+                cache.name(),
+                cache.head_dim()
+            ),
         ));
     }
     if scratch.n_heads < n_heads || scratch.head_dim != d {
         return Err(shape_err(
             OP,
-            format!("decode scratch is for {} heads of {}, got {n_heads} of {d}", scratch.n_heads, scratch.head_dim),
+            format!(
+                "decode scratch is for {} heads of {}, got {n_heads} of {d}",
+                scratch.n_heads, scratch.head_dim
+            ),
         ));
     }
     let len = cache.len();
     if len == 0 {
-        return Err(shape_err(OP, format!("cache '{}' is empty: append the token's K and V first", cache.name())));
+        return Err(shape_err(
+            OP,
+            format!("cache '{}' is empty: append the token's K and V first", cache.name()),
+        ));
     }
     let group = (n_heads / n_kv) as u32;
     let mut tiles = DecodeTiles::choose(gpu.caps(), group, d as u32)?;
@@ -625,7 +812,10 @@ pub fn decode(
     let max_chunk = tiles.max_chunk() as usize;
     let chunk = match opts.chunk {
         Some(c) if c == 0 || c > max_chunk => {
-            return Err(shape_err(OP, format!("chunk {c} must be in 1..={max_chunk} on this device")));
+            return Err(shape_err(
+                OP,
+                format!("chunk {c} must be in 1..={max_chunk} on this device"),
+            ));
         }
         Some(c) => c,
         None if single => len,
@@ -635,7 +825,10 @@ pub fn decode(
     if n_chunks > scratch.max_chunks {
         return Err(shape_err(
             OP,
-            format!("{n_chunks} chunks of {chunk} exceed the scratch's {} (made for a shorter context)", scratch.max_chunks),
+            format!(
+                "{n_chunks} chunks of {chunk} exceed the scratch's {} (made for a shorter context)",
+                scratch.max_chunks
+            ),
         ));
     }
     let (rot, log2_theta, rope_scaling) = match opts.rope {
@@ -667,7 +860,10 @@ pub fn decode(
         rope_scaling,
     };
     let c = consts(gpu, d, cache.dtype(), NO_TILES, tiles);
-    let get = |entry| gpu.pipelines().get(gpu.device(), &KERNEL, entry, Some(Reduction::SharedMemory), &c);
+    let get = |entry| {
+        gpu.pipelines()
+            .get(gpu.device(), &KERNEL, entry, Some(Reduction::SharedMemory), &c)
+    };
     let (ks, vs) = cache.scale_bindings();
     batch.dispatch(
         gpu,

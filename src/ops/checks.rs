@@ -12,14 +12,23 @@ pub(crate) fn same_shape(op: &'static str, a: &GpuTensor, b: &GpuTensor) -> Resu
     } else {
         Err(Error::Shape {
             op,
-            detail: format!("'{}' is {:?} but '{}' is {:?}", a.name(), a.shape(), b.name(), b.shape()),
+            detail: format!(
+                "'{}' is {:?} but '{}' is {:?}",
+                a.name(),
+                a.shape(),
+                b.name(),
+                b.shape()
+            ),
         })
     }
 }
 
 /// Convert a size to u32 for a kernel parameter, or say which limit it breaks.
 pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Shape { op, detail: format!("{what} = {v} exceeds u32 indexing") })
+    u32::try_from(v).map_err(|_| Error::Shape {
+        op,
+        detail: format!("{what} = {v} exceeds u32 indexing"),
+    })
 }
 
 /// Fail unless the device can run the reduction path.
@@ -42,7 +51,11 @@ pub(crate) fn no_alias(op: &'static str, written: &[&GpuTensor], read: &[&GpuTen
     for (i, w) in written.iter().enumerate() {
         for o in written[i + 1..].iter().chain(read) {
             if w.buffer().raw() == o.buffer().raw() {
-                return Err(Error::Aliased { op, written: w.name().to_string(), other: o.name().to_string() });
+                return Err(Error::Aliased {
+                    op,
+                    written: w.name().to_string(),
+                    other: o.name().to_string(),
+                });
             }
         }
     }
@@ -59,14 +72,28 @@ pub(crate) mod layout {
     /// Size and `(name, offset)` of every member of `struct <name>` in `source`. Only the struct's
     /// declaration is parsed: the kernel bodies need their prelude constants.
     pub(crate) fn wgsl_struct(source: &str, name: &str) -> (u32, Vec<(String, u32)>) {
-        let start = source.find(&format!("struct {name} {{")).unwrap_or_else(|| panic!("no struct {name}"));
-        let end = start + source[start..].find("\n}").unwrap_or_else(|| panic!("struct {name} is not closed")) + 2;
+        let start = source
+            .find(&format!("struct {name} {{"))
+            .unwrap_or_else(|| panic!("no struct {name}"));
+        let end = start
+            + source[start..]
+                .find("\n}")
+                .unwrap_or_else(|| panic!("struct {name} is not closed"))
+            + 2;
         let module = naga::front::wgsl::parse_str(&source[start..end]).unwrap_or_else(|e| panic!("{e:?}"));
-        let ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).map(|(_, t)| t);
+        let ty = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(name))
+            .map(|(_, t)| t);
         match ty.map(|t| &t.inner) {
-            Some(naga::TypeInner::Struct { members, span }) => {
-                (*span, members.iter().map(|m| (m.name.clone().unwrap_or_default(), m.offset)).collect())
-            }
+            Some(naga::TypeInner::Struct { members, span }) => (
+                *span,
+                members
+                    .iter()
+                    .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                    .collect(),
+            ),
             other => panic!("struct {name} parsed as {other:?}"),
         }
     }

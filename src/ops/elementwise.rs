@@ -63,16 +63,33 @@ fn params(op: Op, n: u32) -> Params {
         Op::Axpb { alpha, beta } => (alpha, beta),
         _ => (1.0, 0.0),
     };
-    Params { n, alpha, beta, _pad: 0 }
+    Params {
+        n,
+        alpha,
+        beta,
+        _pad: 0,
+    }
 }
 
 fn pipeline(gpu: &Gpu, entry: &'static str, op: Op) -> Result<wgpu::ComputePipeline> {
-    gpu.pipelines()
-        .get(gpu.device(), &KERNEL, entry, None, &[("WG", Const::U32(WG)), ("OP", Const::U32(op.code()))])
+    gpu.pipelines().get(
+        gpu.device(),
+        &KERNEL,
+        entry,
+        None,
+        &[("WG", Const::U32(WG)), ("OP", Const::U32(op.code()))],
+    )
 }
 
 /// Record `out = op(a, b)` (binary ops) or `out = op(a)` (unary ops, `b` must be `None`).
-pub fn record(gpu: &Gpu, batch: &mut Batch, op: Op, a: &GpuTensor, b: Option<&GpuTensor>, out: &GpuTensor) -> Result<()> {
+pub fn record(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    op: Op,
+    a: &GpuTensor,
+    b: Option<&GpuTensor>,
+    out: &GpuTensor,
+) -> Result<()> {
     const NAME: &str = "elementwise";
     for t in [Some(a), b, Some(out)].into_iter().flatten() {
         t.expect_dtype(NAME, &[DType::F32])?;
@@ -84,16 +101,26 @@ pub fn record(gpu: &Gpu, batch: &mut Batch, op: Op, a: &GpuTensor, b: Option<&Gp
         (true, Some(b)) => {
             same_shape(NAME, a, b)?;
             let p = pipeline(gpu, "binary", op)?;
-            batch.dispatch(gpu, &p, &params(op, n), &[(1, a.buffer()), (2, b.buffer()), (3, out.buffer())], groups)
+            batch.dispatch(
+                gpu,
+                &p,
+                &params(op, n),
+                &[(1, a.buffer()), (2, b.buffer()), (3, out.buffer())],
+                groups,
+            )
         }
         (false, None) => {
             let p = pipeline(gpu, "unary", op)?;
             batch.dispatch(gpu, &p, &params(op, n), &[(1, a.buffer()), (3, out.buffer())], groups)
         }
-        (true, None) => Err(Error::Shape { op: NAME, detail: format!("{op:?} needs a second input") }),
-        (false, Some(b)) => {
-            Err(Error::Shape { op: NAME, detail: format!("{op:?} takes one input, got '{}' too", b.name()) })
-        }
+        (true, None) => Err(Error::Shape {
+            op: NAME,
+            detail: format!("{op:?} needs a second input"),
+        }),
+        (false, Some(b)) => Err(Error::Shape {
+            op: NAME,
+            detail: format!("{op:?} takes one input, got '{}' too", b.name()),
+        }),
     }
 }
 
@@ -102,7 +129,10 @@ pub fn record_inplace(gpu: &Gpu, batch: &mut Batch, op: Op, x: &GpuTensor) -> Re
     const NAME: &str = "elementwise_inplace";
     x.expect_dtype(NAME, &[DType::F32])?;
     if op.binary() {
-        return Err(Error::Shape { op: NAME, detail: format!("{op:?} is not a unary op") });
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("{op:?} is not a unary op"),
+        });
     }
     let n = to_u32(NAME, "element count", x.numel())?;
     let groups = gpu.grid(NAME, u64::from(n).div_ceil(u64::from(WG)))?;
@@ -118,11 +148,21 @@ pub fn record_copy(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTenso
     if bytes != dst.buffer().size() || !bytes.is_multiple_of(16) {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("'{}' and '{}' must have the same size, a multiple of 16 bytes", src.name(), dst.name()),
+            detail: format!(
+                "'{}' and '{}' must have the same size, a multiple of 16 bytes",
+                src.name(),
+                dst.name()
+            ),
         });
     }
     let n = to_u32(NAME, "vec4 count", (bytes / 16) as usize)?;
     let groups = gpu.grid(NAME, u64::from(n).div_ceil(u64::from(WG)))?;
     let p = pipeline(gpu, "copy_vec4", Op::Add)?;
-    batch.dispatch(gpu, &p, &params(Op::Add, n), &[(5, src.buffer()), (6, dst.buffer())], groups)
+    batch.dispatch(
+        gpu,
+        &p,
+        &params(Op::Add, n),
+        &[(5, src.buffer()), (6, dst.buffer())],
+        groups,
+    )
 }

@@ -44,8 +44,17 @@ impl TokenIds {
     /// An empty id buffer that can hold `capacity` ids (reuse it with [`TokenIds::set`] in decode).
     pub fn with_capacity(gpu: &Gpu, name: &str, capacity: usize) -> Result<Self> {
         let bytes = (capacity.max(1) * 4) as u64;
-        let buffer = gpu.create_buffer(name, bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC)?;
-        Ok(TokenIds { name: name.to_string(), buffer, capacity, ids: Vec::new() })
+        let buffer = gpu.create_buffer(
+            name,
+            bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        )?;
+        Ok(TokenIds {
+            name: name.to_string(),
+            buffer,
+            capacity,
+            ids: Vec::new(),
+        })
     }
 
     /// Replace the ids (written through the queue: record the lookup after this, then submit).
@@ -57,7 +66,8 @@ impl TokenIds {
             });
         }
         if !ids.is_empty() {
-            gpu.queue().write_buffer(self.buffer.raw(), 0, bytemuck::cast_slice(ids));
+            gpu.queue()
+                .write_buffer(self.buffer.raw(), 0, bytemuck::cast_slice(ids));
         }
         self.ids = ids.to_vec();
         Ok(())
@@ -132,7 +142,12 @@ pub struct Lookup<'a> {
 impl<'a> Lookup<'a> {
     /// One sequence starting at position 0, type 0.
     pub fn new(ids: &'a TokenIds) -> Self {
-        Lookup { ids, token_types: None, position_offset: 0, seq_len: 0 }
+        Lookup {
+            ids,
+            token_types: None,
+            position_offset: 0,
+            seq_len: 0,
+        }
     }
 }
 
@@ -157,7 +172,11 @@ struct Params {
     _pad: [u32; 2],
 }
 
-super::checks::params_layout_test!(Params, KERNEL.source, [n, hidden, seq_len, pos_offset, id_base, id_rows]);
+super::checks::params_layout_test!(
+    Params,
+    KERNEL.source,
+    [n, hidden, seq_len, pos_offset, id_base, id_rows]
+);
 
 fn dt_code(op: &'static str, t: &GpuTensor) -> Result<u32> {
     t.expect_dtype(op, &[DType::F32, DType::F16, DType::BF16])?;
@@ -170,7 +189,11 @@ fn dt_code(op: &'static str, t: &GpuTensor) -> Result<u32> {
 
 /// Record the lookup into `out: [ids.len(), hidden]` f32 with the fastest variant the shape allows.
 pub fn record(gpu: &Gpu, batch: &mut Batch, tables: &Tables, lookup: &Lookup, out: &GpuTensor) -> Result<()> {
-    let variant = if tables.word.last_dim().is_multiple_of(8) { Variant::Vec8 } else { Variant::Scalar };
+    let variant = if tables.word.last_dim().is_multiple_of(8) {
+        Variant::Vec8
+    } else {
+        Variant::Scalar
+    };
     record_variant(gpu, batch, tables, lookup, out, variant)
 }
 
@@ -203,7 +226,10 @@ pub fn record_variant(
         });
     }
     if variant == Variant::Vec8 && !hidden.is_multiple_of(8) {
-        return Err(Error::Shape { op: NAME, detail: format!("the vec8 kernel needs hidden % 8 == 0, got {hidden}") });
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("the vec8 kernel needs hidden % 8 == 0, got {hidden}"),
+        });
     }
     lookup.ids.check(NAME, tables.word)?;
     let seq_len = if lookup.seq_len == 0 { n.max(1) } else { lookup.seq_len };
@@ -281,16 +307,32 @@ pub fn record_variant(
 /// checked there): `out[t] = word[ids[t] - id_base]` for the ids in `id_base..id_base + rows`;
 /// rows of other ids are left as they are (a table held as row blocks records this once per block;
 /// the sampler's "no token" id writes nothing).
-pub fn record_gpu_ids(gpu: &Gpu, batch: &mut Batch, word: &GpuTensor, ids: &TokenIds, n: usize, id_base: usize, out: &GpuTensor) -> Result<()> {
+pub fn record_gpu_ids(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    word: &GpuTensor,
+    ids: &TokenIds,
+    n: usize,
+    id_base: usize,
+    out: &GpuTensor,
+) -> Result<()> {
     const NAME: &str = "embedding (GPU ids)";
     let hidden = word.last_dim();
     if word.shape().len() != 2 {
-        return Err(Error::Shape { op: NAME, detail: format!("table '{}' is {:?}, expected [rows, hidden]", word.name(), word.shape()) });
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("table '{}' is {:?}, expected [rows, hidden]", word.name(), word.shape()),
+        });
     }
     if n > ids.capacity || out.shape() != [n, hidden] {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("{n} ids (capacity {}) into '{}' of {:?}, want [{n}, {hidden}]", ids.capacity, out.name(), out.shape()),
+            detail: format!(
+                "{n} ids (capacity {}) into '{}' of {:?}, want [{n}, {hidden}]",
+                ids.capacity,
+                out.name(),
+                out.shape()
+            ),
         });
     }
     out.expect_dtype(NAME, &[DType::F32])?;
@@ -317,8 +359,11 @@ pub fn record_gpu_ids(gpu: &Gpu, batch: &mut Batch, word: &GpuTensor, ids: &Toke
         ("TYPE_IDS", Const::Bool(false)),
     ];
     let vec8 = hidden.is_multiple_of(8);
-    let (entry, invocations, views) =
-        if vec8 { ("embed_vec8", n * hidden / 8, [2u32, 3, 4, 6]) } else { ("embed_scalar", n * hidden, [7u32, 8, 9, 10]) };
+    let (entry, invocations, views) = if vec8 {
+        ("embed_vec8", n * hidden / 8, [2u32, 3, 4, 6])
+    } else {
+        ("embed_scalar", n * hidden, [7u32, 8, 9, 10])
+    };
     let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &consts)?;
     let groups = gpu.grid(NAME, (invocations as u64).div_ceil(u64::from(WG)))?;
     let buffers = [

@@ -8,14 +8,17 @@
 //!   memory, in the 32 KiB or 16 KiB variant (`caps.variants.swiglu`); and
 //!   [`record_swiglu_prefill`], two matmuls with the product fused into the second one's epilogue.
 
-use super::linear::{self, chunk_elems, dtype_consts, weight_shape, Act, Epilogue, NormPrologue, Residual};
 use super::checks::{no_alias, to_u32};
+use super::linear::{self, chunk_elems, dtype_consts, weight_shape, Act, Epilogue, NormPrologue, Residual};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, SwigluVariant};
 
 const KERNEL: Kernel = Kernel {
     name: "ffn",
-    source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/ffn.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/linear_common.wgsl"),
+        include_str!("../../shaders/ffn.wgsl")
+    ),
     uses_reduction: false,
 };
 
@@ -28,7 +31,18 @@ pub fn record_fc1_gelu(
     b1: Option<&GpuTensor>,
     h: &GpuTensor,
 ) -> Result<()> {
-    linear::record(gpu, batch, x, w1, h, &Epilogue { bias: b1, act: Act::Gelu, residual: None })
+    linear::record(
+        gpu,
+        batch,
+        x,
+        w1,
+        h,
+        &Epilogue {
+            bias: b1,
+            act: Act::Gelu,
+            residual: None,
+        },
+    )
 }
 
 /// `y = h·W2ᵀ + b2 + residual`; pass `y` itself as `residual` to add in place.
@@ -41,7 +55,18 @@ pub fn record_fc2_residual(
     residual: &GpuTensor,
     y: &GpuTensor,
 ) -> Result<()> {
-    linear::record(gpu, batch, h, w2, y, &Epilogue { bias: b2, act: Act::None, residual: Some(Residual::Add(residual)) })
+    linear::record(
+        gpu,
+        batch,
+        h,
+        w2,
+        y,
+        &Epilogue {
+            bias: b2,
+            act: Act::None,
+            residual: Some(Residual::Add(residual)),
+        },
+    )
 }
 
 /// Rows per workgroup and invocations of the fused SwiGLU kernel.
@@ -61,7 +86,10 @@ pub fn default_swiglu_shape(gpu: &Gpu, n: usize, k: usize, dtype: DType) -> Swig
     while wg * 2 <= max_wg && (wg as usize) * 4 <= chunks.max(128) {
         wg *= 2;
     }
-    SwigluShape { rows: if n >= 2048 { 4 } else { 2 }, workgroup: wg }
+    SwigluShape {
+        rows: if n >= 2048 { 4 } else { 2 },
+        workgroup: wg,
+    }
 }
 
 #[repr(C)]
@@ -74,7 +102,14 @@ struct Params {
 }
 
 /// `h = silu(x·Wgᵀ) * (x·Wuᵀ)` for one row x `[K]` (decode), with the device's variant.
-pub fn record_swiglu(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, w_gate: &GpuTensor, w_up: &GpuTensor, h: &GpuTensor) -> Result<()> {
+pub fn record_swiglu(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    w_gate: &GpuTensor,
+    w_up: &GpuTensor,
+    h: &GpuTensor,
+) -> Result<()> {
     let (n, k) = weight_shape("swiglu", w_gate)?;
     let shape = default_swiglu_shape(gpu, n, k, w_gate.dtype());
     record_swiglu_variant(gpu, batch, x, w_gate, w_up, h, gpu.caps().variants.swiglu, shape)
@@ -93,7 +128,17 @@ pub fn record_swiglu_normed(
 ) -> Result<()> {
     let (n, k) = weight_shape("swiglu", w_gate)?;
     let shape = default_swiglu_shape(gpu, n, k, w_gate.dtype());
-    record_swiglu_full(gpu, batch, x, Some(norm), w_gate, w_up, h, gpu.caps().variants.swiglu, shape)
+    record_swiglu_full(
+        gpu,
+        batch,
+        x,
+        Some(norm),
+        w_gate,
+        w_up,
+        h,
+        gpu.caps().variants.swiglu,
+        shape,
+    )
 }
 
 /// The same with an explicit shared-memory variant and launch shape (tests, benchmarks).
@@ -145,11 +190,18 @@ pub fn record_swiglu_full(
     if x.numel() != k {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("x '{}' is {:?}: the fused kernel takes one row of K = {k} (use record_swiglu_prefill for more)", x.name(), x.shape()),
+            detail: format!(
+                "x '{}' is {:?}: the fused kernel takes one row of K = {k} (use record_swiglu_prefill for more)",
+                x.name(),
+                x.shape()
+            ),
         });
     }
     if h.numel() != n {
-        return Err(Error::Shape { op: NAME, detail: format!("h '{}' is {:?}, expected N = {n} elements", h.name(), h.shape()) });
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("h '{}' is {:?}, expected N = {n} elements", h.name(), h.shape()),
+        });
     }
     no_alias(NAME, &[h], &[x, w_gate, w_up])?;
     to_u32(NAME, "weight element count", w_gate.numel())?;
@@ -161,19 +213,36 @@ pub fn record_swiglu_full(
     let fit = (k.next_power_of_two().max(1024) as u64).max(u64::from(nv) * u64::from(workgroup) * 4);
     let xt = (variant.bytes() / 4).min(u32::try_from(fit).unwrap_or(u32::MAX));
     let caps = gpu.caps();
-    let unsupported = |why: String| Error::Unsupported { kernel: NAME, variant: format!("{variant:?} rows {rows} workgroup {workgroup}"), why };
+    let unsupported = |why: String| Error::Unsupported {
+        kernel: NAME,
+        variant: format!("{variant:?} rows {rows} workgroup {workgroup}"),
+        why,
+    };
     if variant.bytes() > caps.max_workgroup_storage {
-        return Err(unsupported(format!("needs {} B of workgroup storage, the device has {}", variant.bytes(), caps.max_workgroup_storage)));
+        return Err(unsupported(format!(
+            "needs {} B of workgroup storage, the device has {}",
+            variant.bytes(),
+            caps.max_workgroup_storage
+        )));
     }
-    if !matches!(rows, 1 | 2 | 4 | 8) || !workgroup.is_power_of_two() || workgroup > caps.max_invocations.min(caps.max_workgroup_size_x) {
-        return Err(unsupported("rows must be 1, 2, 4 or 8 and the workgroup a power of two within the device's limits".into()));
+    if !matches!(rows, 1 | 2 | 4 | 8)
+        || !workgroup.is_power_of_two()
+        || workgroup > caps.max_invocations.min(caps.max_workgroup_size_x)
+    {
+        return Err(unsupported(
+            "rows must be 1, 2, 4 or 8 and the workgroup a power of two within the device's limits".into(),
+        ));
     }
     if let Some(nm) = norm {
         nm.check(NAME, x, h, k)?;
     }
     // The reduction reuses the x buffer: (2 rows + norm) / 4 vec4 slots per invocation must fit.
     if nv * workgroup > xt / 4 {
-        return Err(unsupported(format!("{} reduction slots exceed the {} vec4 of the x buffer", nv * workgroup, xt / 4)));
+        return Err(unsupported(format!(
+            "{} reduction slots exceed the {} vec4 of the x buffer",
+            nv * workgroup,
+            xt / 4
+        )));
     }
     let aligned = k % chunk_elems(w_gate.dtype()) == 0;
     let mut consts: Vec<(&'static str, Const)> = dtype_consts(w_gate.dtype()).to_vec();
@@ -186,9 +255,16 @@ pub fn record_swiglu_full(
         ("NORM", Const::Bool(norm.is_some())),
         ("NV", Const::U32(nv)),
     ]);
-    let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "swiglu_fused", None, &consts)?;
+    let pipeline = gpu
+        .pipelines()
+        .get(gpu.device(), &KERNEL, "swiglu_fused", None, &consts)?;
     let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows)))?;
-    let params = Params { n: to_u32(NAME, "N", n)?, k: to_u32(NAME, "K", k)?, eps: norm.map_or(0.0, |nm| nm.eps), _pad: 0 };
+    let params = Params {
+        n: to_u32(NAME, "N", n)?,
+        k: to_u32(NAME, "K", k)?,
+        eps: norm.map_or(0.0, |nm| nm.eps),
+        _pad: 0,
+    };
     batch.dispatch(
         gpu,
         &pipeline,
@@ -219,5 +295,16 @@ pub fn record_swiglu_prefill(
     h: &GpuTensor,
 ) -> Result<()> {
     linear::record(gpu, batch, x, w_up, up, &Epilogue::NONE)?;
-    linear::record(gpu, batch, x, w_gate, h, &Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(up)) })
+    linear::record(
+        gpu,
+        batch,
+        x,
+        w_gate,
+        h,
+        &Epilogue {
+            bias: None,
+            act: Act::Silu,
+            residual: Some(Residual::Mul(up)),
+        },
+    )
 }

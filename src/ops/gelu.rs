@@ -53,15 +53,31 @@ struct Params {
     _pad: [u32; 3],
 }
 
-fn dispatch(gpu: &Gpu, batch: &mut Batch, kind: Gelu, entry_vec4: &'static str, entry_scalar: &'static str, n: usize, buffers: &[(u32, u32, &GpuTensor)]) -> Result<()> {
+fn dispatch(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    kind: Gelu,
+    entry_vec4: &'static str,
+    entry_scalar: &'static str,
+    n: usize,
+    buffers: &[(u32, u32, &GpuTensor)],
+) -> Result<()> {
     const NAME: &str = "gelu";
     let vec4 = n.is_multiple_of(4);
     let units = to_u32(NAME, "element count", if vec4 { n / 4 } else { n })?;
     let entry = if vec4 { entry_vec4 } else { entry_scalar };
-    let p = gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &[("WG", Const::U32(WG)), ("KIND", Const::U32(kind.code()))])?;
+    let p = gpu.pipelines().get(
+        gpu.device(),
+        &KERNEL,
+        entry,
+        None,
+        &[("WG", Const::U32(WG)), ("KIND", Const::U32(kind.code()))],
+    )?;
     let groups = gpu.grid(NAME, u64::from(units).div_ceil(u64::from(WG)))?;
-    let bound: Vec<(u32, &crate::gpu::Buffer)> =
-        buffers.iter().map(|&(b4, b1, t)| (if vec4 { b4 } else { b1 }, t.buffer())).collect();
+    let bound: Vec<(u32, &crate::gpu::Buffer)> = buffers
+        .iter()
+        .map(|&(b4, b1, t)| (if vec4 { b4 } else { b1 }, t.buffer()))
+        .collect();
     batch.dispatch(gpu, &p, &Params { n: units, _pad: [0; 3] }, &bound, groups)
 }
 
@@ -73,15 +89,37 @@ pub fn record(gpu: &Gpu, batch: &mut Batch, kind: Gelu, x: &GpuTensor, out: &Gpu
     if x.numel() != out.numel() {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("'{}' {:?} and '{}' {:?} differ in size", x.name(), x.shape(), out.name(), out.shape()),
+            detail: format!(
+                "'{}' {:?} and '{}' {:?} differ in size",
+                x.name(),
+                x.shape(),
+                out.name(),
+                out.shape()
+            ),
         });
     }
     super::checks::no_alias(NAME, &[out], &[x])?;
-    dispatch(gpu, batch, kind, "gelu_vec4", "gelu_scalar", x.numel(), &[(3, 1, x), (4, 2, out)])
+    dispatch(
+        gpu,
+        batch,
+        kind,
+        "gelu_vec4",
+        "gelu_scalar",
+        x.numel(),
+        &[(3, 1, x), (4, 2, out)],
+    )
 }
 
 /// Record `x = gelu(x)` in place.
 pub fn record_inplace(gpu: &Gpu, batch: &mut Batch, kind: Gelu, x: &GpuTensor) -> Result<()> {
     x.expect_dtype("gelu", &[DType::F32])?;
-    dispatch(gpu, batch, kind, "gelu_vec4_inplace", "gelu_scalar_inplace", x.numel(), &[(6, 5, x)])
+    dispatch(
+        gpu,
+        batch,
+        kind,
+        "gelu_vec4_inplace",
+        "gelu_scalar_inplace",
+        x.numel(),
+        &[(6, 5, x)],
+    )
 }

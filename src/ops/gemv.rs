@@ -5,8 +5,8 @@
 //! workgroup reduction per row; any K works (odd K, K < 8, rows starting mid-word) without
 //! padding the weights. The naive one-thread-per-row kernel is kept as the baseline.
 
-use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue, NormPrologue};
 use super::checks::{no_alias, to_u32};
+use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue, NormPrologue};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -54,8 +54,17 @@ impl Variant {
     /// Short name for reports.
     pub fn name(&self) -> String {
         match self {
-            Variant::Vec4 { rows, workgroup, reduction } => format!("vec4_r{rows}_wg{workgroup}_{}", reduction.name()),
-            Variant::Grouped { lanes, rows, workgroup, reduction } => format!("grouped_l{lanes}_r{rows}_wg{workgroup}_{}", reduction.name()),
+            Variant::Vec4 {
+                rows,
+                workgroup,
+                reduction,
+            } => format!("vec4_r{rows}_wg{workgroup}_{}", reduction.name()),
+            Variant::Grouped {
+                lanes,
+                rows,
+                workgroup,
+                reduction,
+            } => format!("grouped_l{lanes}_r{rows}_wg{workgroup}_{}", reduction.name()),
             Variant::Scalar => "scalar".into(),
         }
     }
@@ -75,7 +84,12 @@ pub fn default_variant(caps: &Capabilities, n: usize, k: usize, dtype: DType) ->
         // hidden-sized projections (N = 576 / 896) vec4 stayed faster (9.5 vs 10.5–11.7 µs).
         let workgroup = max_wg.min(256);
         let lanes = ((chunks / 3).next_power_of_two().clamp(4, 64) as u32).min(workgroup);
-        return Variant::Grouped { lanes, rows: 2, workgroup, reduction: caps.variants.reduction };
+        return Variant::Grouped {
+            lanes,
+            rows: 2,
+            workgroup,
+            reduction: caps.variants.reduction,
+        };
     }
     let mut wg = 1u32;
     while wg * 2 <= max_wg && (wg as usize) * 2 * 2 <= chunks.max(128) {
@@ -90,7 +104,11 @@ pub fn default_variant(caps: &Capabilities, n: usize, k: usize, dtype: DType) ->
     } else {
         1
     };
-    Variant::Vec4 { rows, workgroup: wg, reduction: caps.variants.reduction }
+    Variant::Vec4 {
+        rows,
+        workgroup: wg,
+        reduction: caps.variants.reduction,
+    }
 }
 
 #[repr(C)]
@@ -109,12 +127,21 @@ pub(crate) struct Params {
     pub _pad: [u32; 2],
 }
 
-super::checks::params_layout_test!(Params, KERNEL.source, [n, k, eps, n_heads, n_kv_heads, pos, rot, log2_theta, scale_stride]);
+super::checks::params_layout_test!(
+    Params,
+    KERNEL.source,
+    [n, k, eps, n_heads, n_kv_heads, pos, rot, log2_theta, scale_stride]
+);
 
 /// The constants every gemv.wgsl pipeline defines beyond its own (the module also holds the
 /// fused QKV entry point, whose head size and KV format they give).
 pub(crate) fn module_consts(norm: bool, hd: u32, kv_dtype: u32, qkv_lanes: u32) -> [(&'static str, Const); 4] {
-    [("NORM", Const::Bool(norm)), ("HD", Const::U32(hd)), ("KV_DTYPE", Const::U32(kv_dtype)), ("QKV_LANES", Const::U32(qkv_lanes))]
+    [
+        ("NORM", Const::Bool(norm)),
+        ("HD", Const::U32(hd)),
+        ("KV_DTYPE", Const::U32(kv_dtype)),
+        ("QKV_LANES", Const::U32(qkv_lanes)),
+    ]
 }
 
 /// Record `y = epilogue(W · x)` with the default variant.
@@ -126,7 +153,15 @@ pub fn record(gpu: &Gpu, batch: &mut Batch, w: &GpuTensor, x: &GpuTensor, y: &Gp
 
 /// Record `y = epilogue(W · rmsnorm(x))` (the norm folded into the prologue) with the default
 /// variant. `y` must not be `x` (every workgroup reads all of x).
-pub fn record_normed(gpu: &Gpu, batch: &mut Batch, w: &GpuTensor, x: &GpuTensor, y: &GpuTensor, norm: &NormPrologue, epi: &Epilogue) -> Result<()> {
+pub fn record_normed(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    w: &GpuTensor,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    norm: &NormPrologue,
+    epi: &Epilogue,
+) -> Result<()> {
     let (n, k) = weight_shape("gemv", w)?;
     let v = default_variant(gpu.caps(), n, k, w.dtype());
     record_full(gpu, batch, w, x, y, Some(norm), epi, v)
@@ -164,13 +199,24 @@ pub fn record_full(
     if x.numel() != k {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("x '{}' is {:?}, the weight '{}' is {:?}: x needs K = {k} elements", x.name(), x.shape(), w.name(), w.shape()),
+            detail: format!(
+                "x '{}' is {:?}, the weight '{}' is {:?}: x needs K = {k} elements",
+                x.name(),
+                x.shape(),
+                w.name(),
+                w.shape()
+            ),
         });
     }
     if y.numel() != n {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("y '{}' is {:?}, the weight '{}' has N = {n} rows", y.name(), y.shape(), w.name()),
+            detail: format!(
+                "y '{}' is {:?}, the weight '{}' has N = {n} rows",
+                y.name(),
+                y.shape(),
+                w.name()
+            ),
         });
     }
     no_alias(NAME, &[y], &[x, w])?;
@@ -179,7 +225,12 @@ pub fn record_full(
     if let Some(nm) = norm {
         nm.check(NAME, x, y, k)?;
     }
-    let params = Params { n: to_u32(NAME, "N", n)?, k: to_u32(NAME, "K", k)?, eps: norm.map_or(0.0, |nm| nm.eps), ..Default::default() };
+    let params = Params {
+        n: to_u32(NAME, "N", n)?,
+        k: to_u32(NAME, "K", k)?,
+        eps: norm.map_or(0.0, |nm| nm.eps),
+        ..Default::default()
+    };
     let dummy = x.buffer();
     let bias = bound.bias.as_ref().unwrap_or(dummy);
     let res = bound.residual.as_ref().unwrap_or(dummy);
@@ -189,11 +240,22 @@ pub fn record_full(
     consts.extend_from_slice(&bound.consts);
     consts.extend_from_slice(&module_consts(norm.is_some(), 16, 0, 1));
     match variant {
-        Variant::Vec4 { rows, workgroup, reduction } => {
+        Variant::Vec4 {
+            rows,
+            workgroup,
+            reduction,
+        } => {
             if !matches!(rows, 1 | 2 | 4 | 8) {
-                return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "rows must be 1, 2, 4 or 8".into() });
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: "rows must be 1, 2, 4 or 8".into(),
+                });
             }
-            if !workgroup.is_power_of_two() || workgroup > gpu.caps().max_invocations || workgroup > gpu.caps().max_workgroup_size_x {
+            if !workgroup.is_power_of_two()
+                || workgroup > gpu.caps().max_invocations
+                || workgroup > gpu.caps().max_workgroup_size_x
+            {
                 return Err(Error::Unsupported {
                     kernel: NAME,
                     variant: variant.name(),
@@ -201,7 +263,11 @@ pub fn record_full(
                 });
             }
             if reduction == Reduction::Subgroup && !gpu.caps().subgroups {
-                return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "the device has no subgroups".into() });
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: "the device has no subgroups".into(),
+                });
             }
             let aligned = k % chunk_elems(w.dtype()) == 0;
             consts.extend_from_slice(&[
@@ -209,17 +275,31 @@ pub fn record_full(
                 ("ROWS", Const::U32(rows)),
                 ("ALIGNED", Const::Bool(aligned)),
             ]);
-            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_vec4", Some(reduction), &consts)?;
+            let pipeline = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "gemv_vec4", Some(reduction), &consts)?;
             let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows)))?;
             batch.dispatch(
                 gpu,
                 &pipeline,
                 &params,
-                &[(1, w.buffer()), (3, x.buffer()), (5, bias), (6, res), (7, y.buffer()), (8, nw)],
+                &[
+                    (1, w.buffer()),
+                    (3, x.buffer()),
+                    (5, bias),
+                    (6, res),
+                    (7, y.buffer()),
+                    (8, nw),
+                ],
                 groups,
             )
         }
-        Variant::Grouped { lanes, rows, workgroup, reduction } => {
+        Variant::Grouped {
+            lanes,
+            rows,
+            workgroup,
+            reduction,
+        } => {
             let caps = gpu.caps();
             let outs = (workgroup / lanes.max(1)) * rows;
             if !workgroup.is_power_of_two()
@@ -237,7 +317,11 @@ pub fn record_full(
                 });
             }
             if reduction == Reduction::Subgroup && !caps.subgroups {
-                return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "the device has no subgroups".into() });
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: "the device has no subgroups".into(),
+                });
             }
             // The module's HD is the outputs per workgroup here (sizes the partials).
             let n_consts = consts.len();
@@ -248,23 +332,42 @@ pub fn record_full(
                 ("ROWS", Const::U32(rows)),
                 ("ALIGNED", Const::Bool(k % chunk_elems(w.dtype()) == 0)),
             ]);
-            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_grouped", Some(reduction), &consts)?;
+            let pipeline = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "gemv_grouped", Some(reduction), &consts)?;
             let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(outs)))?;
             batch.dispatch(
                 gpu,
                 &pipeline,
                 &params,
-                &[(1, w.buffer()), (3, x.buffer()), (5, bias), (6, res), (7, y.buffer()), (8, nw)],
+                &[
+                    (1, w.buffer()),
+                    (3, x.buffer()),
+                    (5, bias),
+                    (6, res),
+                    (7, y.buffer()),
+                    (8, nw),
+                ],
                 groups,
             )
         }
         Variant::Scalar => {
             if norm.is_some() {
-                return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "no norm prologue in the baseline kernel".into() });
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: "no norm prologue in the baseline kernel".into(),
+                });
             }
             let wg = gpu.caps().variants.reduce_workgroup.clamp(1, 256);
-            consts.extend_from_slice(&[("WG", Const::U32(wg)), ("ROWS", Const::U32(1)), ("ALIGNED", Const::Bool(false))]);
-            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_scalar", None, &consts)?;
+            consts.extend_from_slice(&[
+                ("WG", Const::U32(wg)),
+                ("ROWS", Const::U32(1)),
+                ("ALIGNED", Const::Bool(false)),
+            ]);
+            let pipeline = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "gemv_scalar", None, &consts)?;
             let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(wg)))?;
             batch.dispatch(
                 gpu,

@@ -132,7 +132,17 @@ impl KvCache {
                 GpuTensor::zeros(gpu, &format!("{name}.v_no_scales"), &[1], DType::F32)?,
             )
         };
-        Ok(KvCache { name: name.to_string(), dtype, max_ctx, n_kv_heads, head_dim, len: 0, k, v, scales })
+        Ok(KvCache {
+            name: name.to_string(),
+            dtype,
+            max_ctx,
+            n_kv_heads,
+            head_dim,
+            len: 0,
+            k,
+            v,
+            scales,
+        })
     }
 
     /// Name used in errors.
@@ -191,7 +201,10 @@ impl KvCache {
         if len > self.len {
             return Err(Error::Shape {
                 op: "KvCache::truncate",
-                detail: format!("cache '{}' holds {} tokens, cannot truncate to {len}", self.name, self.len),
+                detail: format!(
+                    "cache '{}' holds {} tokens, cannot truncate to {len}",
+                    self.name, self.len
+                ),
             });
         }
         self.len = len;
@@ -226,7 +239,13 @@ impl KvCache {
         if self.check_new(OP, v_new)? != tokens {
             return Err(Error::Shape {
                 op: OP,
-                detail: format!("'{}' is {:?} but '{}' is {:?}", k_new.name(), k_new.shape(), v_new.name(), v_new.shape()),
+                detail: format!(
+                    "'{}' is {:?} but '{}' is {:?}",
+                    k_new.name(),
+                    k_new.shape(),
+                    v_new.name(),
+                    v_new.shape()
+                ),
             });
         }
         let (rot, log2_theta, rope_scaling) = match rope {
@@ -234,7 +253,12 @@ impl KvCache {
             None => (0, 0.0, super::rope::RopeScaling::None.wgsl()),
         };
         if self.len + tokens > self.max_ctx {
-            return Err(Error::ContextFull { cache: self.name.clone(), len: self.len, adding: tokens, max: self.max_ctx });
+            return Err(Error::ContextFull {
+                cache: self.name.clone(),
+                len: self.len,
+                adding: tokens,
+                max: self.max_ctx,
+            });
         }
         if tokens == 0 {
             return Ok(());
@@ -255,9 +279,13 @@ impl KvCache {
             ("WG", Const::U32(APPEND_WG)),
             ("KV_DTYPE", Const::U32(self.dtype.code())),
         ];
-        let pipeline =
-            gpu.pipelines()
-                .get(gpu.device(), &KERNEL, "kv_append", Some(gpu.caps().variants.reduction), &consts)?;
+        let pipeline = gpu.pipelines().get(
+            gpu.device(),
+            &KERNEL,
+            "kv_append",
+            Some(gpu.caps().variants.reduction),
+            &consts,
+        )?;
         let (ks, vs) = self.scale_bindings();
         let groups = gpu.grid("kv_append", tokens as u64)?;
         batch.dispatch(
@@ -282,7 +310,12 @@ impl KvCache {
     /// returns the first row and advances the length. Fails with [`Error::ContextFull`].
     pub(crate) fn claim(&mut self, tokens: usize) -> Result<usize> {
         if self.len + tokens > self.max_ctx {
-            return Err(Error::ContextFull { cache: self.name.clone(), len: self.len, adding: tokens, max: self.max_ctx });
+            return Err(Error::ContextFull {
+                cache: self.name.clone(),
+                len: self.len,
+                adding: tokens,
+                max: self.max_ctx,
+            });
         }
         let at = self.len;
         self.len += tokens;

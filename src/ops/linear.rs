@@ -54,11 +54,18 @@ pub struct Epilogue<'a> {
 
 impl<'a> Epilogue<'a> {
     /// No bias, no activation, no residual.
-    pub const NONE: Epilogue<'static> = Epilogue { bias: None, act: Act::None, residual: None };
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        act: Act::None,
+        residual: None,
+    };
 
     /// Only a bias.
     pub fn bias(bias: &'a GpuTensor) -> Self {
-        Epilogue { bias: Some(bias), ..Default::default() }
+        Epilogue {
+            bias: Some(bias),
+            ..Default::default()
+        }
     }
 }
 
@@ -78,7 +85,11 @@ impl NormPrologue<'_> {
         if self.weight.numel() != k {
             return Err(Error::Shape {
                 op,
-                detail: format!("norm weight '{}' has {} elements, rows of x have K = {k}", self.weight.name(), self.weight.numel()),
+                detail: format!(
+                    "norm weight '{}' has {} elements, rows of x have K = {k}",
+                    self.weight.name(),
+                    self.weight.numel()
+                ),
             });
         }
         no_alias(op, &[y], &[self.weight, x])
@@ -92,7 +103,11 @@ pub(crate) fn weight_shape(op: &'static str, w: &GpuTensor) -> Result<(usize, us
         [n, k] if n > 0 && k > 0 => Ok((n, k)),
         _ => Err(Error::Shape {
             op,
-            detail: format!("weight '{}' must be [N, K] with N, K ≥ 1, got {:?}", w.name(), w.shape()),
+            detail: format!(
+                "weight '{}' must be [N, K] with N, K ≥ 1, got {:?}",
+                w.name(),
+                w.shape()
+            ),
         }),
     }
 }
@@ -105,7 +120,11 @@ pub(crate) fn dtype_consts(dtype: DType) -> [(&'static str, Const); 3] {
         DType::BF16 => (2, 2),
         _ => (0, 1),
     };
-    [("DT", Const::U32(dt)), ("EPW", Const::U32(epw)), ("CHUNK", Const::U32(4 * epw))]
+    [
+        ("DT", Const::U32(dt)),
+        ("EPW", Const::U32(epw)),
+        ("CHUNK", Const::U32(4 * epw)),
+    ]
 }
 
 /// Elements per vec4<u32> load of this dtype.
@@ -127,7 +146,11 @@ impl Epilogue<'_> {
             if b.numel() != n {
                 return Err(Error::Shape {
                     op,
-                    detail: format!("bias '{}' has {} elements, the output has {n} columns", b.name(), b.numel()),
+                    detail: format!(
+                        "bias '{}' has {} elements, the output has {n} columns",
+                        b.name(),
+                        b.numel()
+                    ),
                 });
             }
         }
@@ -153,7 +176,11 @@ impl Epilogue<'_> {
                     (Some(Residual::Add(_)), false) => (1, Some(t.buffer().clone())),
                     (_, false) => (3, Some(t.buffer().clone())),
                     (_, true) => {
-                        return Err(Error::Aliased { op, written: y.name().to_string(), other: t.name().to_string() })
+                        return Err(Error::Aliased {
+                            op,
+                            written: y.name().to_string(),
+                            other: t.name().to_string(),
+                        })
                     }
                 }
             }

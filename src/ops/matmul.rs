@@ -6,15 +6,18 @@
 //! the shape's bucket, otherwise from [`default_tile`]; candidates are filtered by the device's
 //! invocation and workgroup-storage limits. A plain 32x32 single-buffered kernel is kept as the baseline.
 
-use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue};
 use super::checks::{no_alias, to_u32};
+use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue};
 use super::tune::{self, TuneKey};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel};
 
 pub(crate) const KERNEL: Kernel = Kernel {
     name: "matmul",
-    source: concat!(include_str!("../../shaders/linear_common.wgsl"), include_str!("../../shaders/matmul.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/linear_common.wgsl"),
+        include_str!("../../shaders/matmul.wgsl")
+    ),
     uses_reduction: false,
 };
 
@@ -51,7 +54,9 @@ impl Tile {
     /// Whether this device can run it.
     pub fn fits(&self, caps: &Capabilities) -> bool {
         let inv = self.invocations();
-        inv <= caps.max_invocations && inv <= caps.max_workgroup_size_x && self.storage_bytes() <= caps.max_workgroup_storage
+        inv <= caps.max_invocations
+            && inv <= caps.max_workgroup_size_x
+            && self.storage_bytes() <= caps.max_workgroup_storage
     }
 
     /// Short name for reports, e.g. `128x128x16_8x8`.
@@ -155,14 +160,26 @@ fn check(x: &GpuTensor, w: &GpuTensor, y: &GpuTensor) -> Result<Shape> {
     if x.last_dim() != k || x.numel() == 0 {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("x '{}' is {:?}, the weight '{}' is {:?}: x's last dimension must be K = {k}", x.name(), x.shape(), w.name(), w.shape()),
+            detail: format!(
+                "x '{}' is {:?}, the weight '{}' is {:?}: x's last dimension must be K = {k}",
+                x.name(),
+                x.shape(),
+                w.name(),
+                w.shape()
+            ),
         });
     }
     let m = x.rows();
     if y.last_dim() != n || y.rows() != m {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("y '{}' is {:?}, expected {m} rows of N = {n} (x '{}' is {:?})", y.name(), y.shape(), x.name(), x.shape()),
+            detail: format!(
+                "y '{}' is {:?}, expected {m} rows of N = {n} (x '{}' is {:?})",
+                y.name(),
+                y.shape(),
+                x.name(),
+                x.shape()
+            ),
         });
     }
     no_alias(NAME, &[y], &[x, w])?;
@@ -175,7 +192,9 @@ fn check(x: &GpuTensor, w: &GpuTensor, y: &GpuTensor) -> Result<Shape> {
 /// The tile [`record`] uses for this problem: the tuned one if [`autotune`] ran for its bucket.
 pub fn chosen_tile(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType) -> Tile {
     let key = TuneKey::new(gpu, "matmul", dtype, [m, n, k]);
-    tune::lookup(&key).and_then(|i| TILES.get(i).copied()).unwrap_or_else(|| default_tile(gpu.caps(), m, n))
+    tune::lookup(&key)
+        .and_then(|i| TILES.get(i).copied())
+        .unwrap_or_else(|| default_tile(gpu.caps(), m, n))
 }
 
 /// Record `y = epilogue(x · wᵀ)` with the chosen tile.
@@ -214,7 +233,10 @@ pub fn record_variant(
         m: to_u32(NAME, "M", s.m)?,
         n: to_u32(NAME, "N", s.n)?,
         k: to_u32(NAME, "K", s.k)?,
-        tiles_n: u32::try_from(tiles_n).map_err(|_| Error::Shape { op: NAME, detail: "too many column tiles".into() })?,
+        tiles_n: u32::try_from(tiles_n).map_err(|_| Error::Shape {
+            op: NAME,
+            detail: "too many column tiles".into(),
+        })?,
     };
     match variant {
         Variant::Tiled(t) => {
@@ -232,7 +254,9 @@ pub fn record_variant(
                 });
             }
             consts.extend_from_slice(&tile_consts(t, s.k, w.dtype()));
-            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul_tiled", None, &consts)?;
+            let pipeline = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "matmul_tiled", None, &consts)?;
             batch.dispatch(
                 gpu,
                 &pipeline,
@@ -252,7 +276,9 @@ pub fn record_variant(
         Variant::Tile32 => {
             // The module also holds the tiled kernel, whose constants must be defined (unused here).
             consts.extend_from_slice(&tile_consts(TILES[7], s.k, w.dtype()));
-            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul_tile32", None, &consts)?;
+            let pipeline = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "matmul_tile32", None, &consts)?;
             batch.dispatch(
                 gpu,
                 &pipeline,
@@ -269,7 +295,11 @@ fn tile_consts(t: Tile, k: usize, dtype: DType) -> [(&'static str, Const); 12] {
     let chunk = chunk_elems(dtype) as u32;
     let aligned_w = k.is_multiple_of(chunk as usize);
     let wg = t.invocations();
-    let (ub, qpu) = if aligned_w { (t.bn * t.bk / chunk, chunk / 4) } else { (t.bn * t.bk / 4, 1) };
+    let (ub, qpu) = if aligned_w {
+        (t.bn * t.bk / chunk, chunk / 4)
+    } else {
+        (t.bn * t.bk / 4, 1)
+    };
     let la = (t.bm * t.bk / 4).div_ceil(wg);
     let lb = ub.div_ceil(wg) * qpu;
     [
@@ -302,12 +332,17 @@ pub async fn autotune(gpu: &Gpu, x: &GpuTensor, w: &GpuTensor, y: &GpuTensor) ->
     let reps = ((2e10 / flops.max(1.0)) as usize).clamp(1, 20);
     let mut best: Option<(f64, Tile)> = None;
     for tile in candidates(gpu.caps(), s.m) {
-        let ms = tune::time_op(gpu, reps, |b| record_variant(gpu, b, x, w, y, &Epilogue::NONE, Variant::Tiled(tile))).await?;
+        let ms = tune::time_op(gpu, reps, |b| {
+            record_variant(gpu, b, x, w, y, &Epilogue::NONE, Variant::Tiled(tile))
+        })
+        .await?;
         if best.is_none_or(|(b, _)| ms < b) {
             best = Some((ms, tile));
         }
     }
-    let tile = best.map(|(_, t)| t).unwrap_or_else(|| default_tile(gpu.caps(), s.m, s.n));
+    let tile = best
+        .map(|(_, t)| t)
+        .unwrap_or_else(|| default_tile(gpu.caps(), s.m, s.n));
     if let Some(i) = TILES.iter().position(|t| *t == tile) {
         tune::remember(key, i)?;
     }

@@ -45,12 +45,24 @@ pub struct Norm<'a> {
 impl<'a> Norm<'a> {
     /// LayerNorm with scale and optional shift.
     pub fn layer(gamma: &'a GpuTensor, beta: Option<&'a GpuTensor>, eps: f32) -> Self {
-        Norm { kind: NormKind::Layer, gamma, beta, eps, residual: None }
+        Norm {
+            kind: NormKind::Layer,
+            gamma,
+            beta,
+            eps,
+            residual: None,
+        }
     }
 
     /// RMSNorm with scale.
     pub fn rms(gamma: &'a GpuTensor, eps: f32) -> Self {
-        Norm { kind: NormKind::Rms, gamma, beta: None, eps, residual: None }
+        Norm {
+            kind: NormKind::Rms,
+            gamma,
+            beta: None,
+            eps,
+            residual: None,
+        }
     }
 
     /// Normalise `x + r` instead of `x`; with `store_sum` also write `x + r` into `x`.
@@ -82,7 +94,14 @@ super::checks::params_layout_test!(Params, KERNEL.source, [rows, cols, eps]);
 
 /// Record `y = norm(x [+ r])` over the last dimension with the device's preferred variant.
 pub fn record(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, y: &GpuTensor, norm: &Norm) -> Result<()> {
-    record_variant(gpu, batch, x, y, norm, Variant::Workgroup(gpu.caps().variants.reduction))
+    record_variant(
+        gpu,
+        batch,
+        x,
+        y,
+        norm,
+        Variant::Workgroup(gpu.caps().variants.reduction),
+    )
 }
 
 /// Record with an explicit variant (tests and benchmarks).
@@ -99,14 +118,29 @@ pub fn record_variant(
         NormKind::Rms => "rms_norm",
     };
     let cols = x.last_dim();
-    for t in [Some(x), Some(y), Some(norm.gamma), norm.beta, norm.residual.map(|r| r.0)].into_iter().flatten() {
+    for t in [
+        Some(x),
+        Some(y),
+        Some(norm.gamma),
+        norm.beta,
+        norm.residual.map(|r| r.0),
+    ]
+    .into_iter()
+    .flatten()
+    {
         t.expect_dtype(name, &[DType::F32])?;
     }
     for t in [Some(y), norm.residual.map(|r| r.0)].into_iter().flatten() {
         if t.shape() != x.shape() {
             return Err(Error::Shape {
                 op: name,
-                detail: format!("'{}' is {:?} but input '{}' is {:?}", t.name(), t.shape(), x.name(), x.shape()),
+                detail: format!(
+                    "'{}' is {:?} but input '{}' is {:?}",
+                    t.name(),
+                    t.shape(),
+                    x.name(),
+                    x.shape()
+                ),
             });
         }
     }
@@ -114,7 +148,12 @@ pub fn record_variant(
         if t.numel() != cols {
             return Err(Error::Shape {
                 op: name,
-                detail: format!("weight '{}' is {:?} but rows of '{}' have {cols} elements", t.name(), t.shape(), x.name()),
+                detail: format!(
+                    "weight '{}' is {:?} but rows of '{}' have {cols} elements",
+                    t.name(),
+                    t.shape(),
+                    x.name()
+                ),
             });
         }
     }
@@ -143,11 +182,15 @@ pub fn record_variant(
     let (pipeline, groups) = match variant {
         Variant::Workgroup(reduction) => {
             require_reduction(gpu, name, reduction)?;
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "norm_rows", Some(reduction), &consts)?;
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "norm_rows", Some(reduction), &consts)?;
             (p, gpu.grid(name, u64::from(params.rows))?)
         }
         Variant::RowPerThread => {
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "norm_row_per_thread", None, &consts)?;
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "norm_row_per_thread", None, &consts)?;
             (p, gpu.grid(name, u64::from(params.rows).div_ceil(u64::from(wg)))?)
         }
     };

@@ -58,7 +58,10 @@ pub fn record(
     let [b, s, d] = match hidden.shape() {
         &[b, s, d] => [b, s, d],
         other => {
-            return Err(Error::Shape { op: NAME, detail: format!("'{}' must be [batch, seq, dim], got {other:?}", hidden.name()) })
+            return Err(Error::Shape {
+                op: NAME,
+                detail: format!("'{}' must be [batch, seq, dim], got {other:?}", hidden.name()),
+            })
         }
     };
     lens.expect_dtype(NAME, &[DType::U32])?;
@@ -74,14 +77,23 @@ pub fn record(
             ),
         });
     }
-    let params = Params { batch: to_u32(NAME, "batch", b)?, seq: to_u32(NAME, "seq", s)?, dim: to_u32(NAME, "dim", d)?, _pad: 0 };
+    let params = Params {
+        batch: to_u32(NAME, "batch", b)?,
+        seq: to_u32(NAME, "seq", s)?,
+        dim: to_u32(NAME, "dim", d)?,
+        _pad: 0,
+    };
     let wg = gpu.caps().variants.reduce_workgroup;
     let p = gpu.pipelines().get(
         gpu.device(),
         &KERNEL,
         "mean_pool",
         Some(gpu.caps().variants.reduction),
-        &[("WG", Const::U32(wg)), ("NORMALIZE", Const::Bool(normalize)), ("MODE", Const::U32(pooling.code()))],
+        &[
+            ("WG", Const::U32(wg)),
+            ("NORMALIZE", Const::Bool(normalize)),
+            ("MODE", Const::U32(pooling.code())),
+        ],
     )?;
     if b > gpu.caps().max_workgroups_per_dim as usize {
         return Err(Error::Limit {
@@ -91,6 +103,11 @@ pub fn record(
             available: u64::from(gpu.caps().max_workgroups_per_dim),
         });
     }
-    batch.dispatch(gpu, &p, &params, &[(1, hidden.buffer()), (2, lens.buffer()), (3, out.buffer())], [params.batch, 1, 1])
+    batch.dispatch(
+        gpu,
+        &p,
+        &params,
+        &[(1, hidden.buffer()), (2, lens.buffer()), (3, out.buffer())],
+        [params.batch, 1, 1],
+    )
 }
-

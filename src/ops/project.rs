@@ -75,7 +75,11 @@ impl Linear {
                 let mut ts = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
-                        Linear::Dense(t) if t.dtype() == dt && t.shape().len() == 2 && (t.numel() * dt.size()).is_multiple_of(4) => ts.push(t),
+                        Linear::Dense(t)
+                            if t.dtype() == dt && t.shape().len() == 2 && (t.numel() * dt.size()).is_multiple_of(4) =>
+                        {
+                            ts.push(t)
+                        }
                         _ => return Ok(None),
                     }
                 }
@@ -109,7 +113,10 @@ impl QuantTemps<'_> {
             .iter()
             .copied()
             .find(|t| t.shape() == y.shape() && skip.is_none_or(|s| s.buffer().raw() != t.buffer().raw()))
-            .ok_or_else(|| Error::Shape { op: "project", detail: format!("no temporary of shape {:?}", y.shape()) })
+            .ok_or_else(|| Error::Shape {
+                op: "project",
+                detail: format!("no temporary of shape {:?}", y.shape()),
+            })
     }
 }
 
@@ -131,18 +138,27 @@ pub fn record(
         Linear::Dense(w) => match norm {
             None => linear::record(gpu, b, x, w, y, epi),
             Some(nm) if x.rows() == 1 => gemv::record_normed(gpu, b, w, x, y, nm, epi),
-            Some(_) => Err(Error::Shape { op: "project", detail: format!("a norm prologue needs one row of x, got {:?}", x.shape()) }),
+            Some(_) => Err(Error::Shape {
+                op: "project",
+                detail: format!("a norm prologue needs one row of x, got {:?}", x.shape()),
+            }),
         },
         Linear::Quant(q) if x.rows() <= quant::GEMV_MAX_M => quant::record_fused(gpu, b, q, x, y, norm, epi, false),
         Linear::Quant(q) => {
             if norm.is_some() {
-                return Err(Error::Shape { op: "project", detail: format!("a norm prologue needs ≤ {} rows of x", quant::GEMV_MAX_M) });
+                return Err(Error::Shape {
+                    op: "project",
+                    detail: format!("a norm prologue needs ≤ {} rows of x", quant::GEMV_MAX_M),
+                });
             }
             let plain = epi.bias.is_none() && epi.act == Act::None && epi.residual.is_none();
             if plain {
                 return quant::record(gpu, b, q, x, y);
             }
-            let temps = temps.ok_or_else(|| Error::Shape { op: "project", detail: "a quantised matmul with an epilogue needs temporaries".into() })?;
+            let temps = temps.ok_or_else(|| Error::Shape {
+                op: "project",
+                detail: "a quantised matmul with an epilogue needs temporaries".into(),
+            })?;
             record_quant_unfused(gpu, b, q, x, y, epi, temps)
         }
     }
@@ -150,23 +166,48 @@ pub fn record(
 
 /// [`record`] as the model recorded it before the fused epilogues (the benchmark baseline): for
 /// quantised weights the plain quant GEMV / matmul, then the epilogue as separate dispatches.
-pub fn record_separate(gpu: &Gpu, b: &mut Batch, x: &GpuTensor, w: &Linear, y: &GpuTensor, epi: &Epilogue, temps: &QuantTemps) -> Result<()> {
+pub fn record_separate(
+    gpu: &Gpu,
+    b: &mut Batch,
+    x: &GpuTensor,
+    w: &Linear,
+    y: &GpuTensor,
+    epi: &Epilogue,
+    temps: &QuantTemps,
+) -> Result<()> {
     match w {
         Linear::Dense(w) => linear::record(gpu, b, x, w, y, epi),
-        Linear::Quant(q) if epi.bias.is_none() && epi.act == Act::None && epi.residual.is_none() => quant::record(gpu, b, q, x, y),
+        Linear::Quant(q) if epi.bias.is_none() && epi.act == Act::None && epi.residual.is_none() => {
+            quant::record(gpu, b, q, x, y)
+        }
         Linear::Quant(q) => record_quant_unfused(gpu, b, q, x, y, epi, temps),
     }
 }
 
 /// The quant matmul followed by its epilogue as separate dispatches (bias as `ones · biasᵀ`
 /// added in place by a K = 1 linear, SiLU in place, the residual sum or product elementwise).
-fn record_quant_unfused(gpu: &Gpu, b: &mut Batch, q: &QuantWeight, x: &GpuTensor, y: &GpuTensor, epi: &Epilogue, temps: &QuantTemps) -> Result<()> {
-    let out = if epi.residual.is_some() { temps.pick(y, None)? } else { y };
+fn record_quant_unfused(
+    gpu: &Gpu,
+    b: &mut Batch,
+    q: &QuantWeight,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    epi: &Epilogue,
+    temps: &QuantTemps,
+) -> Result<()> {
+    let out = if epi.residual.is_some() {
+        temps.pick(y, None)?
+    } else {
+        y
+    };
     quant::record(gpu, b, q, x, out)?;
     if let Some(bias) = epi.bias {
         let col = bias.reshape(&[bias.numel(), 1])?;
         let ones = temps.ones.reshape(&[x.rows(), 1])?;
-        let add = Epilogue { residual: Some(Residual::Add(out)), ..Default::default() };
+        let add = Epilogue {
+            residual: Some(Residual::Add(out)),
+            ..Default::default()
+        };
         linear::record(gpu, b, &ones, &col, out, &add)?;
     }
     match epi.act {
@@ -212,7 +253,10 @@ impl GateUp {
     pub fn new(gpu: &Gpu, batch: &mut Batch, name: &str, gate: &Linear, up: &Linear) -> Result<Option<GateUp>> {
         match (gate, up) {
             (Linear::Dense(g), Linear::Dense(u)) if g.shape() == u.shape() && g.dtype() == u.dtype() => {
-                Ok(Some(GateUp::Dense { gate: g.clone(), up: u.clone() }))
+                Ok(Some(GateUp::Dense {
+                    gate: g.clone(),
+                    up: u.clone(),
+                }))
             }
             (Linear::Quant(_), Linear::Quant(_)) => match Linear::concat_rows(gpu, batch, name, &[gate, up])? {
                 Some(Linear::Quant(q)) => Ok(Some(GateUp::Quant(q))),
@@ -240,9 +284,19 @@ impl GateUp {
 }
 
 /// `h = silu(n(x)·Gᵀ) * (n(x)·Uᵀ)` for one row x, `n` the RMSNorm prologue when given.
-pub fn record_swiglu(gpu: &Gpu, b: &mut Batch, x: &GpuTensor, norm: Option<&NormPrologue>, w: &GateUp, h: &GpuTensor) -> Result<()> {
+pub fn record_swiglu(
+    gpu: &Gpu,
+    b: &mut Batch,
+    x: &GpuTensor,
+    norm: Option<&NormPrologue>,
+    w: &GateUp,
+    h: &GpuTensor,
+) -> Result<()> {
     if x.rows() != 1 || x.dtype() != DType::F32 {
-        return Err(Error::Shape { op: "project::record_swiglu", detail: format!("x '{}' must be one f32 row, got {:?}", x.name(), x.shape()) });
+        return Err(Error::Shape {
+            op: "project::record_swiglu",
+            detail: format!("x '{}' must be one f32 row, got {:?}", x.name(), x.shape()),
+        });
     }
     match w {
         GateUp::Dense { gate, up } => match norm {

@@ -12,12 +12,12 @@
 //! [`QkvWeight::supported`]).
 
 use super::attention::Rope;
+use super::checks::to_u32;
 use super::gemv;
 use super::kv_cache::KvCache;
 use super::linear::{chunk_elems, dtype_consts, Epilogue};
 use super::project::Linear;
 use super::quant::{self, QuantWeight, Variant as QVariant};
-use super::checks::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor};
 
@@ -67,10 +67,15 @@ impl QkvWeight {
         if !Self::supported(gpu, wq.is_quant()) || !head_dim.is_multiple_of(16) {
             return Ok(None);
         }
-        let Some(w) = Linear::concat_rows(gpu, batch, name, &[wq, wk, wv])? else { return Ok(None) };
+        let Some(w) = Linear::concat_rows(gpu, batch, name, &[wq, wk, wv])? else {
+            return Ok(None);
+        };
         norm.expect_dtype(OP, &[DType::F32])?;
         if norm.numel() != k {
-            return Err(Error::Shape { op: OP, detail: format!("norm weight '{}' has {} elements, K = {k}", norm.name(), norm.numel()) });
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("norm weight '{}' has {} elements, K = {k}", norm.name(), norm.numel()),
+            });
         }
         let n = w.rows();
         let aux_len = k + if bias.is_some() { n } else { 0 };
@@ -81,13 +86,23 @@ impl QkvWeight {
             for (b, len) in [(bq, wq.rows()), (bk, wk.rows()), (bv, wv.rows())] {
                 b.expect_dtype(OP, &[DType::F32])?;
                 if b.numel() != len {
-                    return Err(Error::Shape { op: OP, detail: format!("bias '{}' has {} elements, expected {len}", b.name(), b.numel()) });
+                    return Err(Error::Shape {
+                        op: OP,
+                        detail: format!("bias '{}' has {} elements, expected {len}", b.name(), b.numel()),
+                    });
                 }
                 batch.copy(b.buffer(), 0, aux.buffer(), at, (len * 4) as u64);
                 at += (len * 4) as u64;
             }
         }
-        Ok(Some(QkvWeight { w, aux, has_bias: bias.is_some(), n_heads, n_kv_heads, head_dim }))
+        Ok(Some(QkvWeight {
+            w,
+            aux,
+            has_bias: bias.is_some(),
+            n_heads,
+            n_kv_heads,
+            head_dim,
+        }))
     }
 
     /// Whether the device offers the storage bindings of the fused kernel (8 dense, 9 quantised).
@@ -105,7 +120,11 @@ impl QkvWeight {
     pub fn quant_parts(&self) -> Result<Option<(QuantWeight, QuantWeight, QuantWeight)>> {
         let Linear::Quant(q) = &self.w else { return Ok(None) };
         let (nq, nkv) = (self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim);
-        Ok(Some((q.rows_view(0, nq)?, q.rows_view(nq, nkv)?, q.rows_view(nq + nkv, nkv)?)))
+        Ok(Some((
+            q.rows_view(0, nq)?,
+            q.rows_view(nq, nkv)?,
+            q.rows_view(nq + nkv, nkv)?,
+        )))
     }
 }
 
@@ -130,13 +149,26 @@ pub fn record(
     if x.numel() != k || q_out.numel() != w.n_heads * hd {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("x '{}' {:?} must be one row of {k}; q '{}' {:?} must hold {} heads of {hd}", x.name(), x.shape(), q_out.name(), q_out.shape(), w.n_heads),
+            detail: format!(
+                "x '{}' {:?} must be one row of {k}; q '{}' {:?} must hold {} heads of {hd}",
+                x.name(),
+                x.shape(),
+                q_out.name(),
+                q_out.shape(),
+                w.n_heads
+            ),
         });
     }
     if cache.n_kv_heads() != w.n_kv_heads || cache.head_dim() != hd {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("cache '{}' has {} heads of {}, the weight {} of {hd}", cache.name(), cache.n_kv_heads(), cache.head_dim(), w.n_kv_heads),
+            detail: format!(
+                "cache '{}' has {} heads of {}, the weight {} of {hd}",
+                cache.name(),
+                cache.n_kv_heads(),
+                cache.head_dim(),
+                w.n_kv_heads
+            ),
         });
     }
     super::checks::no_alias(NAME, &[q_out], &[x])?;
@@ -175,8 +207,13 @@ pub fn record(
         Linear::Dense(wt) => {
             let caps = gpu.caps();
             let reduction = caps.variants.reduction;
-            let (workgroup, lanes, rows) = dense_shape(caps.variants.reduce_workgroup, caps.max_workgroup_storage, hd as u32);
-            let epi = Epilogue { bias: None, ..Default::default() }.bind(NAME, q_out, w.n_heads * hd)?;
+            let (workgroup, lanes, rows) =
+                dense_shape(caps.variants.reduce_workgroup, caps.max_workgroup_storage, hd as u32);
+            let epi = Epilogue {
+                bias: None,
+                ..Default::default()
+            }
+            .bind(NAME, q_out, w.n_heads * hd)?;
             let mut consts: Vec<(&'static str, Const)> = dtype_consts(wt.dtype()).to_vec();
             consts.extend_from_slice(&epi.consts);
             consts[3] = ("HAS_BIAS", Const::Bool(w.has_bias));
@@ -186,7 +223,9 @@ pub fn record(
                 ("ROWS", Const::U32(rows)),
                 ("ALIGNED", Const::Bool(k % chunk_elems(wt.dtype()) == 0)),
             ]);
-            let pipeline = gpu.pipelines().get(gpu.device(), &gemv::KERNEL, "gemv_qkv", Some(reduction), &consts)?;
+            let pipeline = gpu
+                .pipelines()
+                .get(gpu.device(), &gemv::KERNEL, "gemv_qkv", Some(reduction), &consts)?;
             let params = gemv::Params {
                 n,
                 k: kk,
@@ -210,11 +249,19 @@ pub fn record(
             // rows per group … see quant_shape).
             let units = (k / 32).max(1) as u32;
             let (wg, lanes, rows) = quant_shape(caps.variants.reduce_workgroup, units, hd as u32);
-            let variant = QVariant::GemvFast { workgroup: wg, lanes, rows, step: 1, reduction: caps.variants.reduction };
+            let variant = QVariant::GemvFast {
+                workgroup: wg,
+                lanes,
+                rows,
+                step: 1,
+                reduction: caps.variants.reduction,
+            };
             let reduction = quant::check_fast(gpu, variant)?;
             let mut consts = quant::fast_consts(q.qtype(), variant).to_vec();
             consts.extend_from_slice(&quant::fused_consts(true, w.has_bias, 0, 0, false, hd as u32, kv));
-            let pipeline = gpu.pipelines().get(gpu.device(), &quant::QUANT_KERNEL, "gemv_qkv", Some(reduction), &consts)?;
+            let pipeline =
+                gpu.pipelines()
+                    .get(gpu.device(), &quant::QUANT_KERNEL, "gemv_qkv", Some(reduction), &consts)?;
             let params = quant::Params {
                 m: 1,
                 n,
@@ -231,7 +278,12 @@ pub fn record(
                 scale_stride: cache.scale_stride(),
                 ..Default::default()
             };
-            let mut buffers = vec![(1, q.tensor().buffer()), (2, q.tensor().buffer()), (3, x.buffer()), (5, w.aux.buffer())];
+            let mut buffers = vec![
+                (1, q.tensor().buffer()),
+                (2, q.tensor().buffer()),
+                (3, x.buffer()),
+                (5, w.aux.buffer()),
+            ];
             buffers.extend_from_slice(&tail);
             batch.dispatch(gpu, &pipeline, &params, &buffers, groups)
         }

@@ -107,7 +107,14 @@ pub struct QuantWeight {
 
 impl QuantWeight {
     /// Upload `bytes` (the blocks as ggml stores them, row after row) as a `[rows, cols]` weight.
-    pub fn from_blocks(gpu: &Gpu, name: &str, qtype: QuantType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self> {
+    pub fn from_blocks(
+        gpu: &Gpu,
+        name: &str,
+        qtype: QuantType,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+    ) -> Result<Self> {
         let w = Self::allocate(gpu, name, qtype, rows, cols)?;
         let want = w.block_bytes();
         if bytes.len() != want {
@@ -142,10 +149,19 @@ impl QuantWeight {
             .checked_mul(cols / qtype.block_size())
             .and_then(|b| b.checked_mul(qtype.block_bytes()))
             .filter(|&b| b <= u32::MAX as usize)
-            .ok_or_else(|| Error::Shape { op: NAME, detail: format!("'{name}' [{rows}, {cols}] exceeds u32 byte indexing") })?;
+            .ok_or_else(|| Error::Shape {
+                op: NAME,
+                detail: format!("'{name}' [{rows}, {cols}] exceeds u32 byte indexing"),
+            })?;
         to_u32(NAME, "rows", rows)?;
         let blocks = GpuTensor::zeros(gpu, name, &[want.div_ceil(4)], DType::U32)?;
-        Ok(QuantWeight { qtype, rows, cols, blocks, row0: 0 })
+        Ok(QuantWeight {
+            qtype,
+            rows,
+            cols,
+            blocks,
+            row0: 0,
+        })
     }
 
     /// Rows `start .. start + rows` of this weight, sharing its buffer.
@@ -153,10 +169,21 @@ impl QuantWeight {
         if rows == 0 || start + rows > self.rows {
             return Err(Error::Shape {
                 op: "QuantWeight::rows_view",
-                detail: format!("rows {start}..{} of '{}' with {} rows", start + rows, self.name(), self.rows),
+                detail: format!(
+                    "rows {start}..{} of '{}' with {} rows",
+                    start + rows,
+                    self.name(),
+                    self.rows
+                ),
             });
         }
-        Ok(QuantWeight { qtype: self.qtype, rows, cols: self.cols, blocks: self.blocks.clone(), row0: self.row0 + start })
+        Ok(QuantWeight {
+            qtype: self.qtype,
+            rows,
+            cols: self.cols,
+            blocks: self.blocks.clone(),
+            row0: self.row0 + start,
+        })
     }
 
     /// One weight holding the rows of `parts` in order (GPU buffer copies recorded into
@@ -164,7 +191,10 @@ impl QuantWeight {
     /// The parts' buffers can then be dropped: [`QuantWeight::rows_view`] gives them back.
     pub fn concat_rows(gpu: &Gpu, batch: &mut Batch, name: &str, parts: &[&QuantWeight]) -> Result<Option<Self>> {
         let Some(first) = parts.first() else { return Ok(None) };
-        if parts.iter().any(|p| p.qtype != first.qtype || p.cols != first.cols || !p.block_bytes().is_multiple_of(4)) {
+        if parts
+            .iter()
+            .any(|p| p.qtype != first.qtype || p.cols != first.cols || !p.block_bytes().is_multiple_of(4))
+        {
             return Ok(None);
         }
         let rows = parts.iter().map(|p| p.rows).sum();
@@ -268,7 +298,13 @@ impl Variant {
     pub fn name(&self) -> String {
         match *self {
             Variant::Gemv { rows, reduction } => format!("gemv_rows{rows}_{}", reduction.name()),
-            Variant::GemvFast { workgroup, lanes, rows, step, reduction } => {
+            Variant::GemvFast {
+                workgroup,
+                lanes,
+                rows,
+                step,
+                reduction,
+            } => {
                 let step = if step == 1 { String::new() } else { format!("_u{step}") };
                 if lanes == workgroup {
                     format!("fast_wg{workgroup}_l{lanes}_r{rows}{step}_{}", reduction.name())
@@ -322,7 +358,13 @@ pub fn gemv_default(gpu: &Gpu, qtype: QuantType, n: usize, k: usize) -> Variant 
     };
     let wg = wg.min(cap);
     let lanes = lanes.min(fit).min(wg);
-    Variant::GemvFast { workgroup: wg, lanes, rows, step: 1, reduction: caps.variants.reduction }
+    Variant::GemvFast {
+        workgroup: wg,
+        lanes,
+        rows,
+        step: 1,
+        reduction: caps.variants.reduction,
+    }
 }
 
 /// The fused constants of the plain kernels: everything off.
@@ -359,11 +401,37 @@ pub(crate) struct Params {
     pub _pad1: [u32; 2],
 }
 
-super::checks::params_layout_test!(Params, KERNEL.source, [m, n, k, units, groups_n, eps, row0, n_heads, n_kv_heads, pos, rot, log2_theta, scale_stride]);
+super::checks::params_layout_test!(
+    Params,
+    KERNEL.source,
+    [
+        m,
+        n,
+        k,
+        units,
+        groups_n,
+        eps,
+        row0,
+        n_heads,
+        n_kv_heads,
+        pos,
+        rot,
+        log2_theta,
+        scale_stride
+    ]
+);
 
 /// The prologue / epilogue constants every pipeline of quant.wgsl defines (all off for the
 /// plain kernels).
-pub(crate) fn fused_consts(norm: bool, bias: bool, act: u32, res: u32, pair: bool, hd: u32, kv: u32) -> [(&'static str, Const); 7] {
+pub(crate) fn fused_consts(
+    norm: bool,
+    bias: bool,
+    act: u32,
+    res: u32,
+    pair: bool,
+    hd: u32,
+    kv: u32,
+) -> [(&'static str, Const); 7] {
     [
         ("NORM", Const::Bool(norm)),
         ("HAS_BIAS", Const::Bool(bias)),
@@ -378,8 +446,19 @@ pub(crate) fn fused_consts(norm: bool, bias: bool, act: u32, res: u32, pair: boo
 /// The workgroup-shape checks of a `GemvFast` variant; returns the reduction path to compile.
 pub(crate) fn check_fast(gpu: &Gpu, variant: Variant) -> Result<Reduction> {
     const NAME: &str = "quant_matmul";
-    let Variant::GemvFast { workgroup, lanes, rows, step, reduction } = variant else {
-        return Err(Error::Unsupported { kernel: NAME, variant: variant.name(), why: "not a gemv_fast variant".into() });
+    let Variant::GemvFast {
+        workgroup,
+        lanes,
+        rows,
+        step,
+        reduction,
+    } = variant
+    else {
+        return Err(Error::Unsupported {
+            kernel: NAME,
+            variant: variant.name(),
+            why: "not a gemv_fast variant".into(),
+        });
     };
     let caps = gpu.caps();
     if !workgroup.is_power_of_two()
@@ -406,7 +485,10 @@ pub(crate) fn check_fast(gpu: &Gpu, variant: Variant) -> Result<Reduction> {
         return Err(Error::Unsupported {
             kernel: NAME,
             variant: variant.name(),
-            why: format!("needs {storage} bytes of workgroup storage, the device allows {}", caps.max_workgroup_storage),
+            why: format!(
+                "needs {storage} bytes of workgroup storage, the device allows {}",
+                caps.max_workgroup_storage
+            ),
         });
     }
     if lanes == workgroup {
@@ -420,7 +502,13 @@ pub(crate) fn check_fast(gpu: &Gpu, variant: Variant) -> Result<Reduction> {
 /// The constants of a `GemvFast` variant.
 pub(crate) fn fast_consts(qtype: QuantType, variant: Variant) -> [(&'static str, Const); 6] {
     let (workgroup, lanes, rows, step) = match variant {
-        Variant::GemvFast { workgroup, lanes, rows, step, .. } => (workgroup, lanes, rows, step),
+        Variant::GemvFast {
+            workgroup,
+            lanes,
+            rows,
+            step,
+            ..
+        } => (workgroup, lanes, rows, step),
         _ => (64, 64, 1, 1),
     };
     [
@@ -454,7 +542,12 @@ pub fn record_fused(
     x.expect_dtype(NAME, &[DType::F32])?;
     y.expect_dtype(NAME, &[DType::F32])?;
     let n_out = if pair { w.rows / 2 } else { w.rows };
-    if (pair && !w.rows.is_multiple_of(2)) || x.last_dim() != w.cols || y.last_dim() != n_out || x.rows() != y.rows() || x.rows() > GEMV_MAX_M {
+    if (pair && !w.rows.is_multiple_of(2))
+        || x.last_dim() != w.cols
+        || y.last_dim() != n_out
+        || x.rows() != y.rows()
+        || x.rows() > GEMV_MAX_M
+    {
         return Err(Error::Shape {
             op: NAME,
             detail: format!(
@@ -472,7 +565,11 @@ pub fn record_fused(
         });
     }
     if epi.act == super::linear::Act::Gelu {
-        return Err(Error::Unsupported { kernel: NAME, variant: "GELU".into(), why: "the quantised GEMV's epilogue has SiLU only".into() });
+        return Err(Error::Unsupported {
+            kernel: NAME,
+            variant: "GELU".into(),
+            why: "the quantised GEMV's epilogue has SiLU only".into(),
+        });
     }
     super::checks::no_alias(NAME, &[y], &[x, &w.blocks])?;
     if let Some(nm) = norm {
@@ -485,7 +582,10 @@ pub fn record_fused(
     let k = to_u32(NAME, "K", w.cols)?;
     let variant = gemv_default(gpu, w.qtype, n_out, w.cols);
     let reduction = check_fast(gpu, variant)?;
-    let Variant::GemvFast { workgroup, lanes, rows, .. } = variant else {
+    let Variant::GemvFast {
+        workgroup, lanes, rows, ..
+    } = variant
+    else {
         return Err(Error::Internal("gemv_default is a gemv_fast variant".into()));
     };
     let outs = (workgroup / lanes) * rows;
@@ -496,8 +596,19 @@ pub fn record_fused(
     };
     let mut consts = fast_consts(w.qtype, variant).to_vec();
     consts.extend_from_slice(&fused_consts(norm.is_some(), has_bias, act, res, pair, 16, 0));
-    let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;
-    let params = Params { m, n, k, units: k / 32, groups_n, eps: norm.map_or(0.0, |nm| nm.eps), row0: to_u32(NAME, "row offset", w.row0)?, ..Default::default() };
+    let p = gpu
+        .pipelines()
+        .get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;
+    let params = Params {
+        m,
+        n,
+        k,
+        units: k / 32,
+        groups_n,
+        eps: norm.map_or(0.0, |nm| nm.eps),
+        row0: to_u32(NAME, "row offset", w.row0)?,
+        ..Default::default()
+    };
     let dummy = x.buffer();
     let buffers = [
         (1, w.blocks.buffer()),
@@ -508,7 +619,13 @@ pub fn record_fused(
         (6, bound.bias.as_ref().unwrap_or(dummy)),
         (7, bound.residual.as_ref().unwrap_or(dummy)),
     ];
-    batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
+    batch.dispatch(
+        gpu,
+        &p,
+        &params,
+        &buffers,
+        gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?,
+    )
 }
 
 /// Workgroup storage of the matmul with `rm` x rows per invocation: the x tile (16·rm rows ×
@@ -523,7 +640,13 @@ pub fn preferred_variant(gpu: &Gpu, w: &QuantWeight, m: usize) -> Variant {
     if m <= GEMV_MAX_M {
         return gemv_default(gpu, w.qtype, w.rows, w.cols);
     }
-    let want = if m >= 48 { 4 } else if m >= 24 { 2 } else { 1 };
+    let want = if m >= 48 {
+        4
+    } else if m >= 24 {
+        2
+    } else {
+        1
+    };
     // rm = 4 needs 17 KiB of workgroup storage: above WebGPU's default 16 KiB limit.
     let rm = [4, 2, 1]
         .into_iter()
@@ -539,7 +662,14 @@ pub fn record(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTensor, y: &
 }
 
 /// Record with an explicit variant (tests and benchmarks).
-pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTensor, y: &GpuTensor, variant: Variant) -> Result<()> {
+pub fn record_variant(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    w: &QuantWeight,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    variant: Variant,
+) -> Result<()> {
     const NAME: &str = "quant_matmul";
     x.expect_dtype(NAME, &[DType::F32])?;
     y.expect_dtype(NAME, &[DType::F32])?;
@@ -568,37 +698,97 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
     let k = to_u32(NAME, "K", w.cols)?;
     let units = k / 32;
     let qtype = Const::U32(w.qtype.code());
-    let buffers = [(1, w.blocks.buffer()), (2, w.blocks.buffer()), (3, x.buffer()), (4, y.buffer())];
+    let buffers = [
+        (1, w.blocks.buffer()),
+        (2, w.blocks.buffer()),
+        (3, x.buffer()),
+        (4, y.buffer()),
+    ];
     match variant {
         Variant::Gemv { rows, reduction } => {
             super::checks::require_reduction(gpu, NAME, reduction)?;
             if !(1..=8).contains(&rows) {
-                return Err(Error::Shape { op: NAME, detail: format!("GEMV rows per workgroup {rows} not in 1..=8") });
+                return Err(Error::Shape {
+                    op: NAME,
+                    detail: format!("GEMV rows per workgroup {rows} not in 1..=8"),
+                });
             }
             // Enough invocations for one unit (32 weights) each, a power of two in 64..=device.
-            let wg = units.next_power_of_two().clamp(64, gpu.caps().variants.reduce_workgroup.max(64));
+            let wg = units
+                .next_power_of_two()
+                .clamp(64, gpu.caps().variants.reduce_workgroup.max(64));
             let wg = wg.min(gpu.caps().variants.reduce_workgroup);
             let groups_n = n.div_ceil(rows);
-            let mut consts = vec![("QTYPE", qtype), ("WG", Const::U32(wg)), ("ROWS", Const::U32(rows)), ("RM", Const::U32(1)), ("LANES", Const::U32(wg)), ("STEP", Const::U32(1))];
+            let mut consts = vec![
+                ("QTYPE", qtype),
+                ("WG", Const::U32(wg)),
+                ("ROWS", Const::U32(rows)),
+                ("RM", Const::U32(1)),
+                ("LANES", Const::U32(wg)),
+                ("STEP", Const::U32(1)),
+            ];
             consts.extend_from_slice(&OFF);
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv", Some(reduction), &consts)?;
-            let params = Params { m, n, k, units, groups_n, row0: to_u32(NAME, "row offset", w.row0)?, ..Default::default() };
-            batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "gemv", Some(reduction), &consts)?;
+            let params = Params {
+                m,
+                n,
+                k,
+                units,
+                groups_n,
+                row0: to_u32(NAME, "row offset", w.row0)?,
+                ..Default::default()
+            };
+            batch.dispatch(
+                gpu,
+                &p,
+                &params,
+                &buffers,
+                gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?,
+            )
         }
         Variant::GemvFast { .. } => {
             // The fused entry point with everything off: y = x · Wᵀ.
             let reduction = check_fast(gpu, variant)?;
-            let Variant::GemvFast { workgroup, lanes, rows, .. } = variant else {
+            let Variant::GemvFast {
+                workgroup, lanes, rows, ..
+            } = variant
+            else {
                 return Err(Error::Internal("gemv_fast variant".into()));
             };
             let groups_n = n.div_ceil((workgroup / lanes) * rows);
             let mut consts = fast_consts(w.qtype, variant).to_vec();
             consts.extend_from_slice(&OFF);
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;
-            let params = Params { m, n, k, units, groups_n, row0: to_u32(NAME, "row offset", w.row0)?, ..Default::default() };
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;
+            let params = Params {
+                m,
+                n,
+                k,
+                units,
+                groups_n,
+                row0: to_u32(NAME, "row offset", w.row0)?,
+                ..Default::default()
+            };
             let dummy = x.buffer();
-            let buffers = [(1, w.blocks.buffer()), (2, w.blocks.buffer()), (3, x.buffer()), (4, y.buffer()), (5, dummy), (6, dummy), (7, dummy)];
-            batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?)
+            let buffers = [
+                (1, w.blocks.buffer()),
+                (2, w.blocks.buffer()),
+                (3, x.buffer()),
+                (4, y.buffer()),
+                (5, dummy),
+                (6, dummy),
+                (7, dummy),
+            ];
+            batch.dispatch(
+                gpu,
+                &p,
+                &params,
+                &buffers,
+                gpu.grid(NAME, u64::from(groups_n) * u64::from(m))?,
+            )
         }
         Variant::Matmul { rm } => {
             if ![1, 2, 4].contains(&rm)
@@ -626,9 +816,25 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, w: &QuantWeight, x: &GpuTens
             ]
             .to_vec();
             consts.extend_from_slice(&OFF);
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "matmul", Some(Reduction::SharedMemory), &consts)?;
-            let params = Params { m, n, k, units, groups_n, row0: to_u32(NAME, "row offset", w.row0)?, ..Default::default() };
-            batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(groups_n) * u64::from(tiles_m))?)
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "matmul", Some(Reduction::SharedMemory), &consts)?;
+            let params = Params {
+                m,
+                n,
+                k,
+                units,
+                groups_n,
+                row0: to_u32(NAME, "row offset", w.row0)?,
+                ..Default::default()
+            };
+            batch.dispatch(
+                gpu,
+                &p,
+                &params,
+                &buffers,
+                gpu.grid(NAME, u64::from(groups_n) * u64::from(tiles_m))?,
+            )
         }
     }
 }

@@ -34,7 +34,11 @@ struct Params {
 
 /// Record `dst = repeat_kv(src, n_rep)` with the fastest variant the shape allows.
 pub fn record(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
-    let v = if src.last_dim().is_multiple_of(4) { Variant::Vec4 } else { Variant::Scalar };
+    let v = if src.last_dim().is_multiple_of(4) {
+        Variant::Vec4
+    } else {
+        Variant::Scalar
+    };
     record_variant(gpu, batch, src, dst, v)
 }
 
@@ -46,7 +50,13 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTe
     let (&[t, kv, d], &[t2, heads, d2]) = (src.shape(), dst.shape()) else {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("'{}' {:?} and '{}' {:?} must be [tokens, heads, d]", src.name(), src.shape(), dst.name(), dst.shape()),
+            detail: format!(
+                "'{}' {:?} and '{}' {:?} must be [tokens, heads, d]",
+                src.name(),
+                src.shape(),
+                dst.name(),
+                dst.shape()
+            ),
         });
     };
     if t != t2 || d != d2 || kv == 0 || heads % kv != 0 {
@@ -62,7 +72,10 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTe
         });
     }
     if variant == Variant::Vec4 && d % 4 != 0 {
-        return Err(Error::Shape { op: NAME, detail: format!("the vec4 kernel needs d % 4 == 0, got {d}") });
+        return Err(Error::Shape {
+            op: NAME,
+            detail: format!("the vec4 kernel needs d % 4 == 0, got {d}"),
+        });
     }
     super::checks::no_alias(NAME, &[dst], &[src])?;
     to_u32(NAME, "element count", dst.numel())?;
@@ -77,7 +90,15 @@ pub fn record_variant(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTe
         Variant::Vec4 => ("repeat_kv_vec4", [3, 4]),
         Variant::Scalar => ("repeat_kv_scalar", [1, 2]),
     };
-    let p = gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &[("WG", Const::U32(WG))])?;
+    let p = gpu
+        .pipelines()
+        .get(gpu.device(), &KERNEL, entry, None, &[("WG", Const::U32(WG))])?;
     let groups = gpu.grid(NAME, u64::from(params.n).div_ceil(u64::from(WG)))?;
-    batch.dispatch(gpu, &p, &params, &[(bindings[0], src.buffer()), (bindings[1], dst.buffer())], groups)
+    batch.dispatch(
+        gpu,
+        &p,
+        &params,
+        &[(bindings[0], src.buffer()), (bindings[1], dst.buffer())],
+        groups,
+    )
 }

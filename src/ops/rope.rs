@@ -18,7 +18,10 @@ use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
 const KERNEL: Kernel = Kernel {
     name: "rope",
-    source: concat!(include_str!("../../shaders/common/rope.wgsl"), include_str!("../../shaders/rope.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/common/rope.wgsl"),
+        include_str!("../../shaders/rope.wgsl")
+    ),
     uses_reduction: false,
 };
 
@@ -68,7 +71,12 @@ impl RopeScaling {
         match *self {
             RopeScaling::None => [1.0, 0.0, 0.0, 0.0],
             RopeScaling::Linear { factor } => [factor as f32, 0.0, 0.0, 0.0],
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => [
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => [
                 factor as f32,
                 low_freq_factor as f32,
                 high_freq_factor as f32,
@@ -82,7 +90,12 @@ impl RopeScaling {
         match *self {
             RopeScaling::None => inv_freq,
             RopeScaling::Linear { factor } => inv_freq / factor,
-            RopeScaling::Llama3 { factor, low_freq_factor: lo, high_freq_factor: hi, original_max_position_embeddings: ctx } => {
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: lo,
+                high_freq_factor: hi,
+                original_max_position_embeddings: ctx,
+            } => {
                 let wavelen = std::f64::consts::TAU / inv_freq;
                 if wavelen < ctx / hi {
                     inv_freq
@@ -101,14 +114,20 @@ impl RopeScaling {
         let ok = match *self {
             RopeScaling::None => true,
             RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
-            RopeScaling::Llama3 { factor, low_freq_factor: lo, high_freq_factor: hi, original_max_position_embeddings: c } => {
-                [factor, lo, hi, c].iter().all(|v| v.is_finite() && *v > 0.0) && lo < hi
-            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: lo,
+                high_freq_factor: hi,
+                original_max_position_embeddings: c,
+            } => [factor, lo, hi, c].iter().all(|v| v.is_finite() && *v > 0.0) && lo < hi,
         };
         if ok {
             Ok(())
         } else {
-            Err(Error::Shape { op: "rope", detail: format!("{what}: bad RoPE scaling parameters {self:?}") })
+            Err(Error::Shape {
+                op: "rope",
+                detail: format!("{what}: bad RoPE scaling parameters {self:?}"),
+            })
         }
     }
 }
@@ -160,7 +179,21 @@ struct Params {
     rope_scaling: [f32; 4],
 }
 
-super::checks::params_layout_test!(Params, KERNEL.source, [heads_q, heads_k, head_dim, half_rot, pos_offset, nq, n, log2_theta, rope_scaling]);
+super::checks::params_layout_test!(
+    Params,
+    KERNEL.source,
+    [
+        heads_q,
+        heads_k,
+        head_dim,
+        half_rot,
+        pos_offset,
+        nq,
+        n,
+        log2_theta,
+        rope_scaling
+    ]
+);
 
 /// RoPE for one model: its config (the kernel computes the frequencies, see
 /// `shaders/common/rope.wgsl`).
@@ -182,7 +215,13 @@ impl Rope {
     /// RoPE for a model's config (checked: even rotary_dim ≤ head_dim, theta > 1, scaling).
     pub fn new(_gpu: &Gpu, config: RopeConfig) -> Result<Rope> {
         const NAME: &str = "rope";
-        let RopeConfig { head_dim, rotary_dim, theta, scaling, .. } = config;
+        let RopeConfig {
+            head_dim,
+            rotary_dim,
+            theta,
+            scaling,
+            ..
+        } = config;
         if rotary_dim == 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim {
             return Err(Error::Shape {
                 op: NAME,
@@ -190,7 +229,10 @@ impl Rope {
             });
         }
         if !(theta > 1.0 && theta.is_finite()) {
-            return Err(Error::Shape { op: NAME, detail: format!("rope theta {theta} must be finite and > 1") });
+            return Err(Error::Shape {
+                op: NAME,
+                detail: format!("rope theta {theta} must be finite and > 1"),
+            });
         }
         scaling.check(NAME)?;
         Ok(Rope { config })
@@ -211,7 +253,14 @@ impl Rope {
     }
 
     /// Rotate `q` (and `k`) in place; token t sits at position `position_offset + t`.
-    pub fn record(&self, gpu: &Gpu, batch: &mut Batch, q: &GpuTensor, k: Option<&GpuTensor>, position_offset: usize) -> Result<()> {
+    pub fn record(
+        &self,
+        gpu: &Gpu,
+        batch: &mut Batch,
+        q: &GpuTensor,
+        k: Option<&GpuTensor>,
+        position_offset: usize,
+    ) -> Result<()> {
         self.record_variant(gpu, batch, q, k, position_offset, self.preferred_variant())
     }
 
@@ -254,7 +303,10 @@ impl Rope {
         if vec2 && (!c.rotary_dim.is_multiple_of(4) || !c.head_dim.is_multiple_of(2)) {
             return Err(Error::Shape {
                 op: NAME,
-                detail: format!("the vec2 kernel needs rotary_dim % 4 == 0 and an even head_dim, got {} / {}", c.rotary_dim, c.head_dim),
+                detail: format!(
+                    "the vec2 kernel needs rotary_dim % 4 == 0 and an even head_dim, got {} / {}",
+                    c.rotary_dim, c.head_dim
+                ),
             });
         }
         if wg == 0 || wg > gpu.caps().max_invocations || wg > gpu.caps().max_workgroup_size_x {
@@ -287,7 +339,10 @@ impl Rope {
             (false, true) => "rope_scalar_qk",
             (false, false) => "rope_scalar_q",
         };
-        let consts = [("WG", Const::U32(wg)), ("INTERLEAVED", Const::Bool(c.layout == RopeLayout::Interleaved))];
+        let consts = [
+            ("WG", Const::U32(wg)),
+            ("INTERLEAVED", Const::Bool(c.layout == RopeLayout::Interleaved)),
+        ];
         let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &consts)?;
         let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(wg)))?;
         let (qb, kb) = if vec2 { (4, 5) } else { (1, 2) };

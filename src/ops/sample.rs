@@ -72,8 +72,16 @@ pub fn resolve(params: &SamplingParams, vocab: usize) -> Resolved {
     let t = params.temperature;
     let sampling = t > 0.0 && t.is_finite();
     let top_k = u32::try_from(params.top_k).unwrap_or(u32::MAX);
-    let top_p = if params.top_p.is_nan() || params.top_p >= 1.0 { 1.0 } else { params.top_p };
-    let min_p = if params.min_p.is_nan() || params.min_p <= 0.0 { 0.0 } else { params.min_p.min(1.0) };
+    let top_p = if params.top_p.is_nan() || params.top_p >= 1.0 {
+        1.0
+    } else {
+        params.top_p
+    };
+    let min_p = if params.min_p.is_nan() || params.min_p <= 0.0 {
+        0.0
+    } else {
+        params.min_p.min(1.0)
+    };
     let filtered = (top_k > 0 && (top_k as usize) < vocab) || top_p < 1.0 || min_p > 0.0;
     let r = params.repetition_penalty;
     Resolved {
@@ -134,7 +142,10 @@ impl GpuSampler {
     pub fn new(gpu: &Gpu, vocab: usize) -> Result<Self> {
         const OP: &str = "GpuSampler::new";
         if vocab == 0 || vocab >= 1 << 24 {
-            return Err(Error::Shape { op: OP, detail: format!("vocabulary of {vocab} tokens (1 to 2^24 - 1 supported)") });
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("vocabulary of {vocab} tokens (1 to 2^24 - 1 supported)"),
+            });
         }
         let groups = vocab.div_ceil((WG * PER) as usize);
         let w = words(vocab);
@@ -177,7 +188,8 @@ impl GpuSampler {
                 bits[t as usize / 32] |= 1 << (t % 32);
             }
         }
-        gpu.queue().write_buffer(self.seen.buffer().raw(), 0, bytemuck::cast_slice(&bits));
+        gpu.queue()
+            .write_buffer(self.seen.buffer().raw(), 0, bytemuck::cast_slice(&bits));
         Ok(())
     }
 
@@ -191,10 +203,16 @@ impl GpuSampler {
                 if m.len() != words(self.vocab) {
                     return Err(Error::Shape {
                         op: "GpuSampler::set_mask",
-                        detail: format!("{} mask words for a vocabulary of {} (want {})", m.len(), self.vocab, words(self.vocab)),
+                        detail: format!(
+                            "{} mask words for a vocabulary of {} (want {})",
+                            m.len(),
+                            self.vocab,
+                            words(self.vocab)
+                        ),
                     });
                 }
-                gpu.queue().write_buffer(self.mask.buffer().raw(), 0, bytemuck::cast_slice(m));
+                gpu.queue()
+                    .write_buffer(self.mask.buffer().raw(), 0, bytemuck::cast_slice(m));
                 self.masked = true;
             }
         }
@@ -211,17 +229,32 @@ impl GpuSampler {
 
     /// Record one draw from `logits` (f32, the last `vocab` values… exactly `vocab` of them):
     /// the id goes to `out[index]` (u32 words) and into the context. Advances the RNG counter.
-    pub fn record(&mut self, gpu: &Gpu, batch: &mut Batch, logits: &GpuTensor, out: &Buffer, index: usize) -> Result<()> {
+    pub fn record(
+        &mut self,
+        gpu: &Gpu,
+        batch: &mut Batch,
+        logits: &GpuTensor,
+        out: &Buffer,
+        index: usize,
+    ) -> Result<()> {
         const OP: &str = "sample";
         logits.expect_dtype(OP, &[DType::F32])?;
         if logits.numel() != self.vocab {
             return Err(Error::Shape {
                 op: OP,
-                detail: format!("'{}' has {} logits, the sampler {} tokens", logits.name(), logits.numel(), self.vocab),
+                detail: format!(
+                    "'{}' has {} logits, the sampler {} tokens",
+                    logits.name(),
+                    logits.numel(),
+                    self.vocab
+                ),
             });
         }
         if (index as u64 + 1) * 4 > out.size() {
-            return Err(Error::Shape { op: OP, detail: format!("id slot {index} is outside a {}-byte buffer", out.size()) });
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("id slot {index} is outside a {}-byte buffer", out.size()),
+            });
         }
         let r = &self.params;
         let params = Params {
@@ -249,11 +282,21 @@ impl GpuSampler {
         let get = |entry| gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &consts);
         if r.mode == Mode::Filtered {
             let pipe = get("sample_filtered")?;
-            let bufs = [(1, logits.buffer()), (2, self.seen.buffer()), (3, self.mask.buffer()), (5, out)];
+            let bufs = [
+                (1, logits.buffer()),
+                (2, self.seen.buffer()),
+                (3, self.mask.buffer()),
+                (5, out),
+            ];
             batch.dispatch(gpu, &pipe, &params, &bufs, [1, 1, 1])?;
         } else {
             let partial = get("argmax_partial")?;
-            let bufs = [(1, logits.buffer()), (2, self.seen.buffer()), (3, self.mask.buffer()), (4, self.partials.buffer())];
+            let bufs = [
+                (1, logits.buffer()),
+                (2, self.seen.buffer()),
+                (3, self.mask.buffer()),
+                (4, self.partials.buffer()),
+            ];
             batch.dispatch(gpu, &partial, &params, &bufs, gpu.grid(OP, self.groups as u64)?)?;
             let fin = get("argmax_final")?;
             let bufs = [(2, self.seen.buffer()), (4, self.partials.buffer()), (5, out)];

@@ -64,12 +64,20 @@ pub struct Mask<'a> {
 impl<'a> Mask<'a> {
     /// Causal mask with the position of the first query.
     pub fn causal(heads: usize, offset: usize) -> Self {
-        Mask { heads, causal: Some(offset), padding: Padding::None }
+        Mask {
+            heads,
+            causal: Some(offset),
+            padding: Padding::None,
+        }
     }
 
     /// No causal bound (encoders), padding only.
     pub fn bidirectional(heads: usize) -> Self {
-        Mask { heads, causal: None, padding: Padding::None }
+        Mask {
+            heads,
+            causal: None,
+            padding: Padding::None,
+        }
     }
 
     /// Add per-batch valid key lengths.
@@ -109,7 +117,11 @@ struct Params {
     lengths: [u32; MAX_LENGTHS],
 }
 
-super::checks::params_layout_test!(Params, KERNEL.source, [rows, cols, scale, q_len, heads, offset, neg_inf, lengths]);
+super::checks::params_layout_test!(
+    Params,
+    KERNEL.source,
+    [rows, cols, scale, q_len, heads, offset, neg_inf, lengths]
+);
 
 impl Params {
     fn plain(rows: u32, cols: u32, scale: f32) -> Self {
@@ -129,7 +141,14 @@ impl Params {
 
 /// Record `y = softmax(scale * x)` over the last dimension with the device's preferred variant.
 pub fn record(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, y: &GpuTensor, scale: f32) -> Result<()> {
-    record_variant(gpu, batch, x, y, scale, Variant::Workgroup(gpu.caps().variants.reduction))
+    record_variant(
+        gpu,
+        batch,
+        x,
+        y,
+        scale,
+        Variant::Workgroup(gpu.caps().variants.reduction),
+    )
 }
 
 /// Record with an explicit variant (tests and benchmarks).
@@ -154,13 +173,17 @@ pub fn record_variant(
         Variant::Workgroup(reduction) => {
             super::checks::require_reduction(gpu, NAME, reduction)?;
             let consts = mask_consts(wg, false, PAD_NONE);
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
             let buffers = [(1, x.buffer()), (2, y.buffer()), (3, x.buffer())];
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, u64::from(rows))?)
         }
         Variant::RowPerThread => {
             let consts = mask_consts(wg, false, PAD_NONE);
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "softmax_row_per_thread", None, &consts)?;
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "softmax_row_per_thread", None, &consts)?;
             let groups = gpu.grid(NAME, u64::from(rows).div_ceil(u64::from(wg)))?;
             batch.dispatch(gpu, &p, &params, &[(1, x.buffer()), (2, y.buffer())], groups)
         }
@@ -172,13 +195,32 @@ const PAD_LENGTHS: u32 = 1;
 const PAD_KEEP: u32 = 2;
 
 fn mask_consts(wg: u32, causal: bool, pad: u32) -> [(&'static str, Const); 3] {
-    [("WG", Const::U32(wg)), ("CAUSAL", Const::Bool(causal)), ("PAD", Const::U32(pad))]
+    [
+        ("WG", Const::U32(wg)),
+        ("CAUSAL", Const::Bool(causal)),
+        ("PAD", Const::U32(pad)),
+    ]
 }
 
 /// Record `y = softmax(scale * x + mask)` for attention scores `x: [batch * heads, q_len, k_len]`
 /// with the device's preferred reduction, the mask applied inside the kernel.
-pub fn record_masked(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, y: &GpuTensor, scale: f32, mask: &Mask) -> Result<()> {
-    record_masked_variant(gpu, batch, x, y, scale, mask, MaskedVariant::Fused(gpu.caps().variants.reduction))
+pub fn record_masked(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    scale: f32,
+    mask: &Mask,
+) -> Result<()> {
+    record_masked_variant(
+        gpu,
+        batch,
+        x,
+        y,
+        scale,
+        mask,
+        MaskedVariant::Fused(gpu.caps().variants.reduction),
+    )
 }
 
 /// Record the masked softmax with an explicit variant (tests and benchmarks).
@@ -198,13 +240,21 @@ pub fn record_masked_variant(
     let &[bh, q_len, k_len] = x.shape() else {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("scores '{}' must be [batch * heads, q_len, k_len], got {:?}", x.name(), x.shape()),
+            detail: format!(
+                "scores '{}' must be [batch * heads, q_len, k_len], got {:?}",
+                x.name(),
+                x.shape()
+            ),
         });
     };
     if mask.heads == 0 || bh % mask.heads != 0 {
         return Err(Error::Shape {
             op: NAME,
-            detail: format!("'{}' has {bh} rows of heads, not a multiple of heads = {}", x.name(), mask.heads),
+            detail: format!(
+                "'{}' has {bh} rows of heads, not a multiple of heads = {}",
+                x.name(),
+                mask.heads
+            ),
         });
     }
     let batches = bh / mask.heads;
@@ -236,7 +286,11 @@ pub fn record_masked_variant(
             if keep.shape() != [batches, k_len] {
                 return Err(Error::Shape {
                     op: NAME,
-                    detail: format!("keep mask '{}' is {:?}, expected [{batches}, {k_len}]", keep.name(), keep.shape()),
+                    detail: format!(
+                        "keep mask '{}' is {:?}, expected [{batches}, {k_len}]",
+                        keep.name(),
+                        keep.shape()
+                    ),
                 });
             }
             PAD_KEEP
@@ -256,7 +310,9 @@ pub fn record_masked_variant(
         MaskedVariant::Fused(_) => {
             super::checks::no_alias(NAME, &[y], &[x, keep])?;
             let consts = mask_consts(wg, mask.causal.is_some(), pad);
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
             let buffers = [(1, x.buffer()), (2, y.buffer()), (3, keep.buffer())];
             batch.dispatch(gpu, &p, &params, &buffers, gpu.grid(NAME, rows)?)
         }
@@ -266,14 +322,18 @@ pub fn record_masked_variant(
                 super::checks::no_alias(NAME, &[x], &[keep])?;
             }
             let consts = mask_consts(wg, mask.causal.is_some(), pad);
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "mask_scores", None, &consts)?;
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "mask_scores", None, &consts)?;
             let groups = gpu.grid(NAME, (x.numel() as u64).div_ceil(u64::from(wg)))?;
             // x is written here, so the unused keep binding gets y (not bound otherwise).
             let keep = if pad == PAD_KEEP { keep } else { y };
             batch.dispatch(gpu, &p, &params, &[(3, keep.buffer()), (4, x.buffer())], groups)?;
             let plain = Params::plain(params.rows, params.cols, scale);
             let consts = mask_consts(wg, false, PAD_NONE);
-            let p = gpu.pipelines().get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
+            let p = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "softmax_rows", Some(reduction), &consts)?;
             let buffers = [(1, x.buffer()), (2, y.buffer()), (3, x.buffer())];
             batch.dispatch(gpu, &p, &plain, &buffers, gpu.grid(NAME, rows)?)
         }

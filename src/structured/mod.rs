@@ -64,7 +64,10 @@ fn empty_object() -> serde_json::Value {
 }
 
 fn invalid(field: &str, detail: impl Into<String>) -> Error {
-    Error::InvalidArgument { field: field.to_string(), detail: detail.into() }
+    Error::InvalidArgument {
+        field: field.to_string(),
+        detail: detail.into(),
+    }
 }
 
 /// The byte-level vocabulary of one tokenizer as llguidance needs it: each id's bytes (special
@@ -81,7 +84,10 @@ impl TokenizerEnv for Env {
     }
     fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
         let text = String::from_utf8_lossy(s);
-        self.tok.encode_fast(text.as_ref(), false).map(|e| e.get_ids().to_vec()).unwrap_or_default()
+        self.tok
+            .encode_fast(text.as_ref(), false)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default()
     }
 }
 
@@ -150,11 +156,15 @@ impl Vocab {
         })?;
         let n = logits.max(tok.vocab_size());
         let vocab_size = u32::try_from(n).map_err(|_| Error::Internal(format!("vocabulary of {n} tokens")))?;
-        let eos0 = eos.first().copied().or_else(|| tok.eos_token_id()).ok_or_else(|| Error::Unsupported {
-            kernel: "constrained decoding",
-            variant: "this model".into(),
-            why: "it names no end-of-sequence token".into(),
-        })?;
+        let eos0 = eos
+            .first()
+            .copied()
+            .or_else(|| tok.eos_token_id())
+            .ok_or_else(|| Error::Unsupported {
+                kernel: "constrained decoding",
+                variant: "this model".into(),
+                why: "it names no end-of-sequence token".into(),
+            })?;
         let mut info = TokRxInfo::new(vocab_size, eos0);
         let mut bytes: Vec<Vec<u8>> = vec![Vec::new(); n];
         let added = hf.get_added_tokens_decoder();
@@ -171,7 +181,11 @@ impl Vocab {
             }
             let Some(name) = hf.id_to_token(id32) else { continue };
             *word = match scheme {
-                Scheme::ByteLevel => match name.chars().map(|c| chars.get(&c).copied()).collect::<Option<Vec<u8>>>() {
+                Scheme::ByteLevel => match name
+                    .chars()
+                    .map(|c| chars.get(&c).copied())
+                    .collect::<Option<Vec<u8>>>()
+                {
                     Some(b) => b,
                     None => continue,
                 },
@@ -192,7 +206,10 @@ impl Vocab {
         let env: TokEnv = Arc::new(Env { trie, tok: hf.clone() });
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
         factory.quiet();
-        Ok(Vocab { factory: Arc::new(factory), words: logits.div_ceil(32) })
+        Ok(Vocab {
+            factory: Arc::new(factory),
+            words: logits.div_ceil(32),
+        })
     }
 
     /// Words of each mask (`ceil(logits / 32)`).
@@ -235,7 +252,9 @@ impl Constraint {
     pub fn new(vocab: &Vocab, format: &ResponseFormat, field: &str) -> Result<Option<Self>> {
         let grammar = match format {
             ResponseFormat::Text => return Ok(None),
-            ResponseFormat::JsonObject => TopLevelGrammar::from_json_schema(with_options(serde_json::json!({ "type": "object" }))),
+            ResponseFormat::JsonObject => {
+                TopLevelGrammar::from_json_schema(with_options(serde_json::json!({ "type": "object" })))
+            }
             ResponseFormat::JsonSchema { json_schema } => {
                 let path = format!("{field}.json_schema.schema");
                 let schema = schema::prepare(&json_schema.schema, json_schema.strict.unwrap_or(false), &path)?;
@@ -255,17 +274,28 @@ impl Constraint {
 
     /// A constraint from an llguidance grammar (`what` names it in errors).
     pub fn from_grammar(vocab: &Vocab, grammar: TopLevelGrammar, what: &str) -> Result<Self> {
-        let parser = vocab.factory.create_parser(grammar).map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
+        let parser = vocab
+            .factory
+            .create_parser(grammar)
+            .map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
         let mut matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
             return Err(invalid(what, format!("cannot be compiled: {e}")));
         }
         // Nothing allowed at the start: the grammar is empty or unsatisfiable.
-        let first = matcher.compute_mask().map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
+        let first = matcher
+            .compute_mask()
+            .map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
         if first.is_zero() {
             return Err(invalid(what, "allows no output"));
         }
-        Ok(Constraint { matcher, fed: 0, words: vocab.words, mask_ms: 0.0, steps: 0 })
+        Ok(Constraint {
+            matcher,
+            fed: 0,
+            words: vocab.words,
+            mask_ms: 0.0,
+            steps: 0,
+        })
     }
 
     /// The mask of the next token after `tokens` (the generation so far; tokens not seen yet are
@@ -273,7 +303,10 @@ impl Constraint {
     pub fn mask(&mut self, tokens: &[u32]) -> Result<Vec<u32>> {
         let t0 = llguidance::Instant::now();
         self.feed(tokens)?;
-        let m = self.matcher.compute_mask_or_eos().map_err(|e| Error::Internal(format!("constrained decoding: {e}")))?;
+        let m = self
+            .matcher
+            .compute_mask_or_eos()
+            .map_err(|e| Error::Internal(format!("constrained decoding: {e}")))?;
         let mut words = m.as_slice().to_vec();
         words.resize(self.words, 0);
         self.mask_ms += t0.elapsed().as_secs_f64() * 1e3;
@@ -284,9 +317,11 @@ impl Constraint {
     /// Feed the tokens of `tokens` (the generation so far) not fed yet.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<()> {
         for &t in tokens.get(self.fed..).unwrap_or_default() {
-            self.matcher
-                .consume_token(t)
-                .map_err(|e| Error::Internal(format!("constrained decoding: token {t} was sampled outside the mask: {e}")))?;
+            self.matcher.consume_token(t).map_err(|e| {
+                Error::Internal(format!(
+                    "constrained decoding: token {t} was sampled outside the mask: {e}"
+                ))
+            })?;
         }
         self.fed = tokens.len().max(self.fed);
         Ok(())
@@ -306,14 +341,21 @@ impl Constraint {
 /// Whether `text` is in the language of `grammar` (a check independent of the sampled tokens:
 /// it re-tokenises the text). Tests use it to validate outputs.
 pub fn accepts(vocab: &Vocab, format: &ResponseFormat, text: &str) -> Result<bool> {
-    let Some(mut c) = Constraint::new(vocab, format, "format")? else { return Ok(true) };
+    let Some(mut c) = Constraint::new(vocab, format, "format")? else {
+        return Ok(true);
+    };
     let env = vocab.factory.tok_env().clone();
     let ids = env.tokenize_bytes(text.as_bytes());
-    let n = c.matcher.validate_tokens(&ids).map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
+    let n = c
+        .matcher
+        .validate_tokens(&ids)
+        .map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
     if n < ids.len() {
         return Ok(false);
     }
-    c.matcher.consume_tokens(&ids).map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
+    c.matcher
+        .consume_tokens(&ids)
+        .map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
     Ok(c.is_accepting())
 }
 
@@ -365,7 +407,11 @@ pub fn prepare(
         Some(f) => Constraint::new(vocab, f, "response_format")?,
         None => None,
     };
-    Ok(Prepared { messages: messages.to_vec(), constraint, tools: Vec::new() })
+    Ok(Prepared {
+        messages: messages.to_vec(),
+        constraint,
+        tools: Vec::new(),
+    })
 }
 
 impl Prepared {
@@ -373,11 +419,19 @@ impl Prepared {
     pub fn finish(&mut self, g: &crate::generate::Generation) -> Outcome {
         use crate::generate::FinishReason;
         // The last token (sampled with max_tokens reached) was never fed for a next mask.
-        let complete = self.constraint.as_mut().is_none_or(|c| c.feed(&g.tokens).is_ok() && c.is_accepting());
+        let complete = self
+            .constraint
+            .as_mut()
+            .is_none_or(|c| c.feed(&g.tokens).is_ok() && c.is_accepting());
         let tools: Vec<&Tool> = self.tools.iter().collect();
         if complete && !tools.is_empty() {
             if let Some(call) = tools::parse_call(&g.text, &tools, 0) {
-                return Outcome { content: None, tool_calls: vec![call], finish_reason: "tool_calls", incomplete: None };
+                return Outcome {
+                    content: None,
+                    tool_calls: vec![call],
+                    finish_reason: "tool_calls",
+                    incomplete: None,
+                };
             }
         }
         let finish_reason = match g.finish {
@@ -386,10 +440,21 @@ impl Prepared {
             FinishReason::Cancelled => "abort",
         };
         let incomplete = (!complete && g.finish != FinishReason::Cancelled).then(|| match g.finish {
-            FinishReason::Length => format!("the output ended after {} tokens, before the format was complete (raise max_tokens)", g.tokens.len()),
-            _ => format!("a stop string or token ended the output after {} tokens, before the format was complete", g.tokens.len()),
+            FinishReason::Length => format!(
+                "the output ended after {} tokens, before the format was complete (raise max_tokens)",
+                g.tokens.len()
+            ),
+            _ => format!(
+                "a stop string or token ended the output after {} tokens, before the format was complete",
+                g.tokens.len()
+            ),
         });
-        Outcome { content: Some(g.text.clone()), tool_calls: Vec::new(), finish_reason, incomplete }
+        Outcome {
+            content: Some(g.text.clone()),
+            tool_calls: Vec::new(),
+            finish_reason,
+            incomplete,
+        }
     }
 }
 

@@ -38,7 +38,10 @@ const LIST: &[&str] = &["anyOf", "oneOf", "allOf", "prefixItems", "items"];
 const MAP: &[&str] = &["properties", "patternProperties", "$defs", "definitions"];
 
 fn err(path: &str, detail: String) -> Error {
-    Error::InvalidArgument { field: path.to_string(), detail }
+    Error::InvalidArgument {
+        field: path.to_string(),
+        detail,
+    }
 }
 
 /// Check `schema` (at `path`, e.g. `response_format.json_schema.schema`) and return the schema
@@ -56,10 +59,18 @@ fn walk(v: &mut Value, strict: bool, path: &str, depth: usize) -> Result<()> {
     let o: &mut Map<String, Value> = match v {
         Value::Bool(_) => return Ok(()),
         Value::Object(o) => o,
-        other => return Err(err(path, format!("must be a schema object or a boolean, not {}", kind(other)))),
+        other => {
+            return Err(err(
+                path,
+                format!("must be a schema object or a boolean, not {}", kind(other)),
+            ))
+        }
     };
     if let Some(k) = UNSUPPORTED.iter().find(|k| o.contains_key(**k)) {
-        return Err(err(&format!("{path}/{k}"), format!("uses the keyword '{k}', which constrained decoding does not support")));
+        return Err(err(
+            &format!("{path}/{k}"),
+            format!("uses the keyword '{k}', which constrained decoding does not support"),
+        ));
     }
     if let Some(t) = o.get("type") {
         let names: Vec<&Value> = match t {
@@ -75,12 +86,18 @@ fn walk(v: &mut Value, strict: bool, path: &str, depth: usize) -> Result<()> {
     }
     if let Some(r) = o.get("required") {
         if !r.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-            return Err(err(&format!("{path}/required"), "must be an array of property names".into()));
+            return Err(err(
+                &format!("{path}/required"),
+                "must be an array of property names".into(),
+            ));
         }
     }
     if let Some(r) = o.get("$ref").and_then(Value::as_str) {
         if !r.starts_with('#') {
-            return Err(err(&format!("{path}/$ref"), format!("'{r}' is not a local reference (only '#…' references are resolved)")));
+            return Err(err(
+                &format!("{path}/$ref"),
+                format!("'{r}' is not a local reference (only '#…' references are resolved)"),
+            ));
         }
     }
     if let Some(p) = o.get("pattern") {
@@ -144,10 +161,20 @@ mod tests {
 
     #[test]
     fn strict_closes_objects() {
-        let s = prepare(&json!({"type": "object", "properties": {"a": {"type": "object"}}}), true, "rf").unwrap();
+        let s = prepare(
+            &json!({"type": "object", "properties": {"a": {"type": "object"}}}),
+            true,
+            "rf",
+        )
+        .unwrap();
         assert_eq!(s["additionalProperties"], json!(false));
         assert_eq!(s["properties"]["a"]["additionalProperties"], json!(false));
-        let s = prepare(&json!({"type": "object", "additionalProperties": {"type": "integer"}}), true, "rf").unwrap();
+        let s = prepare(
+            &json!({"type": "object", "additionalProperties": {"type": "integer"}}),
+            true,
+            "rf",
+        )
+        .unwrap();
         assert_eq!(s["additionalProperties"], json!({"type": "integer"}));
     }
 }

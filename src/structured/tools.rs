@@ -84,7 +84,10 @@ pub struct FunctionCall {
 }
 
 fn invalid(field: String, detail: impl Into<String>) -> Error {
-    Error::InvalidArgument { field, detail: detail.into() }
+    Error::InvalidArgument {
+        field,
+        detail: detail.into(),
+    }
 }
 
 /// The tools that may be called under `choice` (checked: names unique and non-empty, parameters
@@ -92,13 +95,19 @@ fn invalid(field: String, detail: impl Into<String>) -> Error {
 pub fn callable<'a>(tools: &'a [Tool], choice: &ToolChoice) -> Result<(Vec<&'a Tool>, bool)> {
     for (i, t) in tools.iter().enumerate() {
         if t.kind != "function" {
-            return Err(invalid(format!("tools[{i}].type"), format!("must be 'function', not '{}'", t.kind)));
+            return Err(invalid(
+                format!("tools[{i}].type"),
+                format!("must be 'function', not '{}'", t.kind),
+            ));
         }
         if t.function.name.is_empty() {
             return Err(invalid(format!("tools[{i}].function.name"), "must not be empty"));
         }
         if tools[..i].iter().any(|u| u.function.name == t.function.name) {
-            return Err(invalid(format!("tools[{i}].function.name"), format!("'{}' is defined twice", t.function.name)));
+            return Err(invalid(
+                format!("tools[{i}].function.name"),
+                format!("'{}' is defined twice", t.function.name),
+            ));
         }
         if let Some(p) = &t.function.parameters {
             schema::prepare(p, false, &format!("tools[{i}].function.parameters"))?;
@@ -110,15 +119,30 @@ pub fn callable<'a>(tools: &'a [Tool], choice: &ToolChoice) -> Result<(Vec<&'a T
             "none" => (Vec::new(), false),
             "auto" => (tools.iter().collect(), false),
             "required" => (tools.iter().collect(), true),
-            other => return Err(invalid("tool_choice".into(), format!("must be 'none', 'auto', 'required' or {{type: 'function', function: {{name}}}}, not '{other}'"))),
+            other => {
+                return Err(invalid(
+                    "tool_choice".into(),
+                    format!(
+                        "must be 'none', 'auto', 'required' or {{type: 'function', function: {{name}}}}, not '{other}'"
+                    ),
+                ))
+            }
         },
         ToolChoice::Named { function } => match tools.iter().find(|t| t.function.name == function.name) {
             Some(t) => (vec![t], true),
-            None => return Err(invalid("tool_choice.function.name".into(), format!("'{}' is not among the tools", function.name))),
+            None => {
+                return Err(invalid(
+                    "tool_choice.function.name".into(),
+                    format!("'{}' is not among the tools", function.name),
+                ))
+            }
         },
     };
     if required && list.is_empty() {
-        return Err(invalid("tool_choice".into(), "requires a tool call but no tools are given"));
+        return Err(invalid(
+            "tool_choice".into(),
+            "requires a tool call but no tools are given",
+        ));
     }
     Ok((list, required))
 }
@@ -127,8 +151,15 @@ pub fn callable<'a>(tools: &'a [Tool], choice: &ToolChoice) -> Result<(Vec<&'a T
 pub fn system_prompt(tools: &[&Tool], required: bool) -> String {
     let mut s = String::from("You can call these functions:\n");
     for t in tools {
-        let params = t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object"}));
-        s.push_str(&format!("- {}: {} Parameters: {}\n", t.function.name, t.function.description, params));
+        let params = t
+            .function
+            .parameters
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object"}));
+        s.push_str(&format!(
+            "- {}: {} Parameters: {}\n",
+            t.function.name, t.function.description, params
+        ));
     }
     s.push_str("To call a function, answer with only a JSON object {\"name\": <function name>, \"arguments\": <arguments object>}.");
     if !required {
@@ -173,12 +204,17 @@ pub fn call_schema(tools: &[&Tool]) -> Value {
 pub fn grammar(tools: &[&Tool], required: bool) -> TopLevelGrammar {
     let mut schema = call_schema(tools);
     if let Some(o) = schema.as_object_mut() {
-        o.insert("x-guidance".into(), json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " }));
+        o.insert(
+            "x-guidance".into(),
+            json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " }),
+        );
     }
     if required {
         return TopLevelGrammar::from_json_schema(schema);
     }
-    TopLevelGrammar::from_lark(format!("start: call | TEXT\ncall: %json {schema}\nTEXT: /[^{{\\s][\\s\\S]*/\n"))
+    TopLevelGrammar::from_lark(format!(
+        "start: call | TEXT\ncall: %json {schema}\nTEXT: /[^{{\\s][\\s\\S]*/\n"
+    ))
 }
 
 /// The tool call in `text`, if it is one (a JSON object naming one of `tools`).
@@ -190,6 +226,9 @@ pub fn parse_call(text: &str, tools: &[&Tool], index: usize) -> Option<ToolCall>
     Some(ToolCall {
         id: format!("call_{index}"),
         kind: "function".into(),
-        function: FunctionCall { name: name.to_string(), arguments: args.to_string() },
+        function: FunctionCall {
+            name: name.to_string(),
+            arguments: args.to_string(),
+        },
     })
 }

@@ -13,7 +13,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Qwen2's pre-tokenizer split pattern (its tokenizer.json).
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The name of the template used when none is asked for.
 pub const DEFAULT_TEMPLATE: &str = "default";
@@ -30,7 +31,10 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message.
     pub fn new(role: &str, content: &str) -> Self {
-        ChatMessage { role: role.to_string(), content: content.to_string() }
+        ChatMessage {
+            role: role.to_string(),
+            content: content.to_string(),
+        }
     }
 }
 
@@ -127,9 +131,12 @@ fn template_env() -> Environment<'static> {
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        },
+    );
     env.add_filter("tojson", tojson);
     env.set_fuel(Some(TEMPLATE_FUEL));
     env
@@ -167,7 +174,10 @@ impl Tokenizer {
             )));
         }
         let merges = meta.merges.ok_or_else(|| {
-            Error::Tokenizer(format!("{}: a BPE tokenizer without 'tokenizer.ggml.merges'", header.file))
+            Error::Tokenizer(format!(
+                "{}: a BPE tokenizer without 'tokenizer.ggml.merges'",
+                header.file
+            ))
         })?;
         let mut vocab = serde_json::Map::with_capacity(meta.tokens.len());
         for (i, t) in meta.tokens.iter().enumerate() {
@@ -176,7 +186,10 @@ impl Tokenizer {
         let mut pairs = Vec::with_capacity(merges.len());
         for m in merges {
             let (a, b) = m.split_once(' ').ok_or_else(|| {
-                Error::Tokenizer(format!("{}: merge '{m}' is not two tokens separated by a space", header.file))
+                Error::Tokenizer(format!(
+                    "{}: merge '{m}' is not two tokens separated by a space",
+                    header.file
+                ))
             })?;
             pairs.push(serde_json::json!([a, b]));
         }
@@ -242,13 +255,17 @@ impl Tokenizer {
         let mut inner =
             tokenizers::Tokenizer::from_bytes(tokenizer_json).map_err(|e| tok_err("reading tokenizer.json", e))?;
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| tok_err("switching truncation off", e))?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| tok_err("switching truncation off", e))?;
 
         let mut special = SpecialTokens::default();
         let mut templates = BTreeMap::new();
         if let Some(bytes) = tokenizer_config {
-            let cfg: serde_json::Value = serde_json::from_slice(bytes)
-                .map_err(|e| Error::BadModelFile { file: "tokenizer_config.json".into(), detail: e.to_string() })?;
+            let cfg: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::BadModelFile {
+                file: "tokenizer_config.json".into(),
+                detail: e.to_string(),
+            })?;
             special.bos_token = token_field(&cfg, "bos_token");
             special.eos_token = token_field(&cfg, "eos_token");
             special.pad_token = token_field(&cfg, "pad_token");
@@ -292,22 +309,27 @@ impl Tokenizer {
             if body.len() > MAX_FILE_BYTES {
                 return Err(tok_err(
                     &format!("chat template '{name}'"),
-                    format!(
-                        "{} bytes is over the {MAX_FILE_BYTES}-byte limit",
-                        body.len()
-                    ),
+                    format!("{} bytes is over the {MAX_FILE_BYTES}-byte limit", body.len()),
                 ));
             }
             env.add_template_owned(name.clone(), body.clone())
                 .map_err(|e| tok_err(&format!("chat template '{name}' does not compile"), e))?;
         }
-        Ok(Tokenizer { inner, special, templates, env })
+        Ok(Tokenizer {
+            inner,
+            special,
+            templates,
+            env,
+        })
     }
 
     /// Token ids of `text`. `add_special_tokens` applies the tokenizer's post-processor
     /// (`[CLS] … [SEP]` for BERT; nothing for SmolLM2).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| tok_err("encode", e))?;
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| tok_err("encode", e))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -320,7 +342,9 @@ impl Tokenizer {
 
     /// Text of `ids`.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| tok_err("decode", e))
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| tok_err("decode", e))
     }
 
     /// The id of a token string (special tokens included).
@@ -391,7 +415,11 @@ impl Tokenizer {
         let template = self.env.get_template(name).map_err(|_| {
             Error::Tokenizer(format!(
                 "no chat template '{name}' (this tokenizer has: {})",
-                if self.templates.is_empty() { "none".to_string() } else { self.template_names().join(", ") }
+                if self.templates.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.template_names().join(", ")
+                }
             ))
         })?;
         let mut ctx = match context {
@@ -406,11 +434,16 @@ impl Tokenizer {
         ];
         for (k, v) in specials {
             if let Some(v) = v {
-                ctx.entry(k.to_string()).or_insert_with(|| serde_json::Value::String(v.clone()));
+                ctx.entry(k.to_string())
+                    .or_insert_with(|| serde_json::Value::String(v.clone()));
             }
         }
-        ctx.entry("add_generation_prompt".to_string()).or_insert(serde_json::Value::Bool(false));
-        let mut out = CappedWriter { buf: Vec::new(), cap: MAX_RENDER_BYTES };
+        ctx.entry("add_generation_prompt".to_string())
+            .or_insert(serde_json::Value::Bool(false));
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            cap: MAX_RENDER_BYTES,
+        };
         template.render_captured_to(ctx, &mut out).map(|_| ()).map_err(|e| {
             let mut msg = format!("rendering chat template '{name}': {e}");
             let mut source = std::error::Error::source(&e);
@@ -423,8 +456,7 @@ impl Tokenizer {
             }
             Error::Tokenizer(msg)
         })?;
-        String::from_utf8(out.buf)
-            .map_err(|e| tok_err(&format!("rendering chat template '{name}'"), e))
+        String::from_utf8(out.buf).map_err(|e| tok_err(&format!("rendering chat template '{name}'"), e))
     }
 }
 
@@ -467,23 +499,17 @@ pub fn check_tokenizer_json(bytes: &[u8]) -> Result<()> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(tok_err(
             "tokenizer.json",
-            format!(
-                "{} bytes is over the {MAX_FILE_BYTES}-byte limit",
-                bytes.len()
-            ),
+            format!("{} bytes is over the {MAX_FILE_BYTES}-byte limit", bytes.len()),
         ));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| tok_err("reading tokenizer.json", e))?;
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| tok_err("reading tokenizer.json", e))?;
     check_tokenizer_value(&v)
 }
 
 fn check_tokenizer_value(v: &serde_json::Value) -> Result<()> {
     let bad = |what: String| Err(Error::Tokenizer(format!("tokenizer.json: {what}")));
     if let Some(model) = v.get("model") {
-        if model.get("type").and_then(|t| t.as_str()) == Some("BPE")
-            || model.get("merges").is_some()
-        {
+        if model.get("type").and_then(|t| t.as_str()) == Some("BPE") || model.get("merges").is_some() {
             check_bpe(model)?;
         }
     }
@@ -509,11 +535,7 @@ fn check_tokenizer_value(v: &serde_json::Value) -> Result<()> {
 }
 
 fn check_bpe(model: &serde_json::Value) -> Result<()> {
-    let bad = |what: String| {
-        Err(Error::Tokenizer(format!(
-            "tokenizer.json: BPE model: {what}"
-        )))
-    };
+    let bad = |what: String| Err(Error::Tokenizer(format!("tokenizer.json: BPE model: {what}")));
     let Some(vocab) = model.get("vocab").and_then(|v| v.as_object()) else {
         return Ok(());
     };
@@ -531,48 +553,38 @@ fn check_bpe(model: &serde_json::Value) -> Result<()> {
                 Some(p) => p,
                 None => continue, // tokenizers reports this itself
             },
-            serde_json::Value::Array(p) => match (
-                p.first().and_then(|x| x.as_str()),
-                p.get(1).and_then(|x| x.as_str()),
-            ) {
-                (Some(a), Some(b)) => (a, b),
-                _ => continue,
-            },
+            serde_json::Value::Array(p) => {
+                match (p.first().and_then(|x| x.as_str()), p.get(1).and_then(|x| x.as_str())) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => continue,
+                }
+            }
             _ => continue,
         };
         if !vocab.contains_key(a) || !vocab.contains_key(b) {
             continue; // MergeTokenOutOfVocabulary, an error
         }
         if !b.starts_with(prefix) {
-            return bad(format!("merge {i} ('{a}' '{b}'): the second part does not start with the continuing-subword prefix '{prefix}'"));
+            return bad(format!(
+                "merge {i} ('{a}' '{b}'): the second part does not start with the continuing-subword prefix '{prefix}'"
+            ));
         }
         if a.len() + b.len() - prefix.len() > max_len {
-            return bad(format!(
-                "merge {i} ('{a}' '{b}') is longer than every vocabulary entry"
-            ));
+            return bad(format!("merge {i} ('{a}' '{b}') is longer than every vocabulary entry"));
         }
     }
     Ok(())
 }
 
 fn check_template_processing(o: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    let bad = |what: String| {
-        Err(Error::Tokenizer(format!(
-            "tokenizer.json: TemplateProcessing: {what}"
-        )))
-    };
+    let bad = |what: String| Err(Error::Tokenizer(format!("tokenizer.json: TemplateProcessing: {what}")));
     let specials = o.get("special_tokens").and_then(|s| s.as_object());
     if let Some(specials) = specials {
         for (k, t) in specials {
             let ids = t.get("ids").and_then(|x| x.as_array()).map_or(0, Vec::len);
-            let tokens = t
-                .get("tokens")
-                .and_then(|x| x.as_array())
-                .map_or(0, Vec::len);
+            let tokens = t.get("tokens").and_then(|x| x.as_array()).map_or(0, Vec::len);
             if ids != tokens {
-                return bad(format!(
-                    "special token '{k}' has {ids} ids but {tokens} tokens"
-                ));
+                return bad(format!("special token '{k}' has {ids} ids but {tokens} tokens"));
             }
         }
     }
@@ -581,11 +593,7 @@ fn check_template_processing(o: &serde_json::Map<String, serde_json::Value>) -> 
             continue;
         };
         for p in pieces {
-            if let Some(id) = p
-                .get("SpecialToken")
-                .and_then(|s| s.get("id"))
-                .and_then(|i| i.as_str())
-            {
+            if let Some(id) = p.get("SpecialToken").and_then(|s| s.get("id")).and_then(|i| i.as_str()) {
                 if !specials.is_some_and(|s| s.contains_key(id)) {
                     return bad(format!(
                         "the {which} template uses special token '{id}', which is not defined"
@@ -593,11 +601,7 @@ fn check_template_processing(o: &serde_json::Map<String, serde_json::Value>) -> 
                 }
             }
             if which == "single" {
-                if let Some(seq) = p
-                    .get("Sequence")
-                    .and_then(|s| s.get("id"))
-                    .and_then(|i| i.as_str())
-                {
+                if let Some(seq) = p.get("Sequence").and_then(|s| s.get("id")).and_then(|i| i.as_str()) {
                     if seq != "A" {
                         return bad(format!("the single template uses sequence {seq}"));
                     }
@@ -662,18 +666,14 @@ mod tests {
             )
         };
         let base = bpe(r#"{"a":0}"#, "[]", "", "").replace(r#""post_processor":null,"#, "");
-        let with =
-            |pp: String| base.replacen("\"decoder\":null", &format!("\"decoder\":null{pp}"), 1);
+        let with = |pp: String| base.replacen("\"decoder\":null", &format!("\"decoder\":null{pp}"), 1);
         refused(
             &with(tp(
                 r#"[{"SpecialToken":{"id":"[CLS]","type_id":0}},{"Sequence":{"id":"A","type_id":0}}]"#,
             )),
             "[CLS]",
         );
-        refused(
-            &with(tp(r#"[{"Sequence":{"id":"B","type_id":0}}]"#)),
-            "sequence B",
-        );
+        refused(&with(tp(r#"[{"Sequence":{"id":"B","type_id":0}}]"#)), "sequence B");
         let fine = with(tp(r#"[{"Sequence":{"id":"A","type_id":0}}]"#));
         let t = Tokenizer::from_bytes(fine.as_bytes(), None, None).unwrap();
         assert_eq!(t.encode("a", true).unwrap(), [0]);
@@ -686,9 +686,7 @@ mod tests {
 
     #[test]
     fn endless_templates_stop() {
-        let t = with_template(
-            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x",
-        );
+        let t = with_template("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x");
         let e = t
             .apply_chat_template(&[ChatMessage::new("user", "hi")], true)
             .unwrap_err();
@@ -700,8 +698,7 @@ mod tests {
         assert!(e.to_string().contains("limit"), "{e}");
         let t = with_template("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}");
         assert_eq!(
-            t.apply_chat_template(&[ChatMessage::new("user", "hi")], false)
-                .unwrap(),
+            t.apply_chat_template(&[ChatMessage::new("user", "hi")], false).unwrap(),
             "<user>hi"
         );
     }

@@ -85,7 +85,10 @@ pub fn debug_panic() -> js_sys::Promise {
 pub(crate) fn now_ms() -> f64 {
     let perf = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
     let now = perf.as_ref().and_then(|p| {
-        let f = js_sys::Reflect::get(p, &"now".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+        let f = js_sys::Reflect::get(p, &"now".into())
+            .ok()?
+            .dyn_into::<js_sys::Function>()
+            .ok()?;
         f.call0(p).ok()?.as_f64()
     });
     now.unwrap_or_else(js_sys::Date::now)
@@ -168,7 +171,10 @@ impl Shared {
             return Err(js_error(Error::DeviceLost(lost.clone())));
         }
         if self.busy.get() {
-            return Err(coded_error("BUSY", "another operation is running on this engine (one at a time)"));
+            return Err(coded_error(
+                "BUSY",
+                "another operation is running on this engine (one at a time)",
+            ));
         }
         let loaded = self
             .loaded
@@ -224,7 +230,10 @@ fn kv_dtype(name: Option<&str>) -> Result<KvDType, JsValue> {
         "f16" => Ok(KvDType::F16),
         "int8" => Ok(KvDType::Int8),
         "f32" => Ok(KvDType::F32),
-        other => Err(coded_error("INVALID_ARGUMENT", &format!("kvCache must be 'f16', 'int8' or 'f32', not '{other}'"))),
+        other => Err(coded_error(
+            "INVALID_ARGUMENT",
+            &format!("kvCache must be 'f16', 'int8' or 'f32', not '{other}'"),
+        )),
     }
 }
 
@@ -248,13 +257,22 @@ async fn load_model(
         let source = FetchSource::new(dir)
             .with_cache(opts.cache.as_deref())
             .with_cancel(Some(cancel.clone()))
-            .with_idle_timeout(opts.idle_timeout_ms.unwrap_or(crate::load::source::DEFAULT_IDLE_TIMEOUT_MS));
+            .with_idle_timeout(
+                opts.idle_timeout_ms
+                    .unwrap_or(crate::load::source::DEFAULT_IDLE_TIMEOUT_MS),
+            );
         let gguf = GgufOptions {
-            load: LoadOptions { cancel: Some(cancel.clone()), ..Default::default() },
+            load: LoadOptions {
+                cancel: Some(cancel.clone()),
+                ..Default::default()
+            },
             limits: Some(DeviceLimits::of(&gpu, opts.memory_budget)),
             ..Default::default()
         };
-        let lopts = LlamaOptions { kv_cache: kv, max_context };
+        let lopts = LlamaOptions {
+            kv_cache: kv,
+            max_context,
+        };
         let loaded = load_llama_gguf(&gpu, &source, file, &lopts, &gguf, &mut progress_reporter(on_progress)).await?;
         for w in &loaded.warnings {
             web_sys::console::warn_1(&JsValue::from_str(&format!("kjarni-web: {file}: {w}")));
@@ -263,30 +281,53 @@ async fn load_model(
             return Err(Error::Cancelled(format!("loading {url}")));
         }
         source.flush_cache().await;
-        let model = Model::Decoder { lm: Box::new(loaded.model), tok: Box::new(loaded.tokenizer) };
+        let model = Model::Decoder {
+            lm: Box::new(loaded.model),
+            tok: Box::new(loaded.tokenizer),
+        };
         return Ok(Loaded { gpu, model });
     }
     let source = FetchSource::new(url)
         .with_cache(opts.cache.as_deref())
         .with_cancel(Some(cancel.clone()))
-        .with_idle_timeout(opts.idle_timeout_ms.unwrap_or(crate::load::source::DEFAULT_IDLE_TIMEOUT_MS));
+        .with_idle_timeout(
+            opts.idle_timeout_ms
+                .unwrap_or(crate::load::source::DEFAULT_IDLE_TIMEOUT_MS),
+        );
     // Fail early (before any weight is downloaded) when the model cannot fit.
-    let est_opts = EstimateOptions { max_context, kv_dtype: kv, ..EstimateOptions::default() };
+    let est_opts = EstimateOptions {
+        max_context,
+        kv_dtype: kv,
+        ..EstimateOptions::default()
+    };
     let limits = DeviceLimits::of(&gpu, opts.memory_budget);
-    estimate_source(&source, &est_opts, &limits).await?.check_budget(&limits)?;
-    let load = LoadOptions { cancel: Some(cancel.clone()), ..Default::default() };
+    estimate_source(&source, &est_opts, &limits)
+        .await?
+        .check_budget(&limits)?;
+    let load = LoadOptions {
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
     let mut report = progress_reporter(on_progress);
     let model = match ModelConfig::load(&source).await? {
         ModelConfig::Decoder(_) => {
             let tok = Tokenizer::load(&source).await?;
-            let lopts = LlamaOptions { kv_cache: kv, max_context };
+            let lopts = LlamaOptions {
+                kv_cache: kv,
+                max_context,
+            };
             let lm = Llama::load_with(&gpu, &source, &lopts, &load, &mut report).await?;
-            Model::Decoder { lm: Box::new(lm), tok: Box::new(tok) }
+            Model::Decoder {
+                lm: Box::new(lm),
+                tok: Box::new(tok),
+            }
         }
-        ModelConfig::Bert(c) if c.is_classifier() => {
-            Model::Reranker(Box::new(CrossEncoder::load_with(&gpu, &source, &load, &mut report).await?))
+        ModelConfig::Bert(c) if c.is_classifier() => Model::Reranker(Box::new(
+            CrossEncoder::load_with(&gpu, &source, &load, &mut report).await?,
+        )),
+        ModelConfig::Bert(_) => {
+            Model::Encoder(Box::new(BertModel::load_with(&gpu, &source, &load, &mut report).await?))
         }
-        ModelConfig::Bert(_) => Model::Encoder(Box::new(BertModel::load_with(&gpu, &source, &load, &mut report).await?)),
     };
     if cancel.is_cancelled() {
         return Err(Error::Cancelled(format!("loading {url}")));
@@ -363,7 +404,13 @@ struct Session<'a> {
 }
 
 impl CausalLm for Session<'_> {
-    fn submit_prompt(&mut self, gpu: &Gpu, ids: &[u32], sampling: &SamplingParams, out: &crate::gpu::Buffer) -> crate::Result<()> {
+    fn submit_prompt(
+        &mut self,
+        gpu: &Gpu,
+        ids: &[u32],
+        sampling: &SamplingParams,
+        out: &crate::gpu::Buffer,
+    ) -> crate::Result<()> {
         self.started = now_ms();
         self.first = false;
         let common = self.lm.cached_ids().iter().zip(ids).take_while(|(a, b)| a == b).count();
@@ -423,7 +470,11 @@ async fn run_chat(
         });
     };
     // Structured output: checked (INVALID_ARGUMENT) before any token is generated.
-    let structured = !req.tools.is_empty() || req.response_format.as_ref().is_some_and(|f| *f != crate::structured::ResponseFormat::Text);
+    let structured = !req.tools.is_empty()
+        || req
+            .response_format
+            .as_ref()
+            .is_some_and(|f| *f != crate::structured::ResponseFormat::Text);
     let mut prepared = None;
     if structured {
         let v = match vocab.borrow().clone() {
@@ -431,7 +482,13 @@ async fn run_chat(
             None => crate::structured::Vocab::new(tok, lm.config().vocab_size, &CausalLm::eos_ids(&**lm))?,
         };
         *vocab.borrow_mut() = Some(v.clone());
-        prepared = Some(crate::structured::prepare(&v, &req.messages, req.response_format.as_ref(), &req.tools, &req.tool_choice)?);
+        prepared = Some(crate::structured::prepare(
+            &v,
+            &req.messages,
+            req.response_format.as_ref(),
+            &req.tools,
+            &req.tool_choice,
+        )?);
     }
     let messages = prepared.as_ref().map_or(&req.messages, |p| &p.messages);
     let prompt = tok.encode_chat(messages, true)?;
@@ -456,15 +513,27 @@ async fn run_chat(
     };
     let tok_ref: &Tokenizer = &**tok;
     let constraint = prepared.as_mut().and_then(|p| p.constraint.as_mut());
-    let g = crate::structured::generate(&mut session, gpu, |ids: &[u32]| tok_ref.decode(ids, true), &prompt, &opts, cancel, &mut emit, constraint)
-        .await?;
+    let g = crate::structured::generate(
+        &mut session,
+        gpu,
+        |ids: &[u32]| tok_ref.decode(ids, true),
+        &prompt,
+        &opts,
+        cancel,
+        &mut emit,
+        constraint,
+    )
+    .await?;
     let finish = match g.finish {
         FinishReason::Stop => "stop",
         FinishReason::Length => "length",
         FinishReason::Cancelled => "abort",
     };
     let outcome = prepared.as_mut().map(|p| p.finish(&g));
-    let mask = prepared.as_ref().and_then(|p| p.constraint.as_ref()).map(|c| c.mask_time());
+    let mask = prepared
+        .as_ref()
+        .and_then(|p| p.constraint.as_ref())
+        .map(|c| c.mask_time());
     Ok(serde_json::json!({
         "text": g.text,
         "finish_reason": outcome.as_ref().map_or(finish, |o| o.finish_reason),
@@ -531,7 +600,9 @@ impl WasmEngine {
     /// An empty engine.
     #[wasm_bindgen(constructor)]
     pub fn new() -> WasmEngine {
-        WasmEngine { s: Rc::new(Shared::default()) }
+        WasmEngine {
+            s: Rc::new(Shared::default()),
+        }
     }
 
     /// Load an HF-style model directory at `url` (config.json, tokenizer files, safetensors
@@ -549,7 +620,10 @@ impl WasmEngine {
                 return Err(coded_error("DISPOSED", "the engine was disposed; create a new one"));
             }
             if s.busy.get() || s.loaded.borrow().is_some() {
-                return Err(coded_error("BUSY", "this engine is loading or has a model; create a new engine"));
+                return Err(coded_error(
+                    "BUSY",
+                    "this engine is loading or has a model; create a new engine",
+                ));
             }
             let token = CancelToken::new();
             *s.cancel.borrow_mut() = token.clone();
@@ -665,7 +739,8 @@ impl WasmEngine {
                 _ => Err(Error::Unsupported {
                     kernel: "rerank",
                     variant: "a model without a classification head".into(),
-                    why: "reranking needs a cross-encoder (BertForSequenceClassification, e.g. ms-marco-MiniLM-L-6-v2)".into(),
+                    why: "reranking needs a cross-encoder (BertForSequenceClassification, e.g. ms-marco-MiniLM-L-6-v2)"
+                        .into(),
                 }),
             };
             let scores = s.end(loaded, r)?;
@@ -687,8 +762,9 @@ impl WasmEngine {
     /// GPU buffers counted by the runtime (0 after `dispose`) and the wasm memory size.
     pub fn stats(&self) -> String {
         let mem = self.s.tracker.borrow().as_ref().map(|t| t.stats());
-        let (live_buffers, live_bytes, peak_bytes, created) =
-            mem.map(|m| (m.live_buffers, m.live_bytes, m.peak_bytes, m.created_buffers)).unwrap_or_default();
+        let (live_buffers, live_bytes, peak_bytes, created) = mem
+            .map(|m| (m.live_buffers, m.live_bytes, m.peak_bytes, m.created_buffers))
+            .unwrap_or_default();
         serde_json::json!({
             "live_buffers": live_buffers,
             "live_bytes": live_bytes,

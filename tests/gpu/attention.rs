@@ -2,9 +2,7 @@ use crate::common::*;
 use kjarni_web::cpu::attention::{self as refr, Dims, Mask};
 use kjarni_web::cpu::compare::{check_close, Tolerance};
 use kjarni_web::cpu::random;
-use kjarni_web::ops::attention::{
-    self, AttentionOptions, DecodeOptions, DecodeScratch, FlashTiles, Kv, Rope,
-};
+use kjarni_web::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, FlashTiles, Kv, Rope};
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
 use kjarni_web::{DType, Error, Gpu, GpuTensor};
 
@@ -54,7 +52,11 @@ impl Case {
     fn data(&self, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let nq = self.batch * self.q_len * self.n_heads * self.d;
         let nk = self.batch * self.kv_len * self.n_kv_heads * self.d;
-        (random(nq, seed, -1.0, 1.0), random(nk, seed + 1, -1.0, 1.0), random(nk, seed + 2, -1.0, 1.0))
+        (
+            random(nq, seed, -1.0, 1.0),
+            random(nk, seed + 1, -1.0, 1.0),
+            random(nk, seed + 2, -1.0, 1.0),
+        )
     }
     /// Query rows the reference computes: all for short sequences, a sample (first, last, and
     /// around tile edges) for long ones so the f64 reference stays fast in a debug build.
@@ -71,7 +73,15 @@ impl Case {
 }
 
 fn case(batch: usize, q_len: usize, n_heads: usize, kv_len: usize, n_kv_heads: usize, d: usize, causal: bool) -> Case {
-    Case { batch, q_len, n_heads, kv_len, n_kv_heads, d, causal }
+    Case {
+        batch,
+        q_len,
+        n_heads,
+        kv_len,
+        n_kv_heads,
+        d,
+        causal,
+    }
 }
 
 fn shape4(b: usize, s: usize, h: usize, d: usize) -> Vec<usize> {
@@ -102,8 +112,13 @@ async fn check_flash(gpu: &Gpu, c: &Case, mask: &Mask, tiles: Option<FlashTiles>
         let f: Vec<f32> = l.iter().map(|&x| x as f32).collect();
         upload(gpu, "kv_lens", &[c.batch], &f)
     });
-    let opts =
-        AttentionOptions { causal: c.causal, q_pos0: mask.q_pos0, kv_lens: lens.as_ref(), window: mask.window, ..Default::default() };
+    let opts = AttentionOptions {
+        causal: c.causal,
+        q_pos0: mask.q_pos0,
+        kv_lens: lens.as_ref(),
+        window: mask.window,
+        ..Default::default()
+    };
     let mut batch = gpu.batch();
     let kv = Kv::F32 { k: &tk, v: &tv };
     match tiles {
@@ -118,7 +133,10 @@ async fn check_flash(gpu: &Gpu, c: &Case, mask: &Mask, tiles: Option<FlashTiles>
 gpu_test!(flash_attention_matches_reference, async {
     let gpu = gpu().await;
     let caps_tiles = FlashTiles::choose(gpu.caps(), 128).unwrap();
-    say!("flash tiles for d=128: {caps_tiles:?} ({} B)", caps_tiles.storage_bytes(128));
+    say!(
+        "flash tiles for d=128: {caps_tiles:?} ({} B)",
+        caps_tiles.storage_bytes(128)
+    );
     let mut cases = vec![
         case(1, 1, 2, 1, 2, 64, true),
         case(1, 7, 4, 7, 4, 64, true),
@@ -139,7 +157,17 @@ gpu_test!(flash_attention_matches_reference, async {
         if BROWSER && c.d == 96 {
             continue; // compile time in SwiftShader (~4 s per flash pipeline); covered natively
         }
-        check_flash(&gpu, c, &Mask { causal: c.causal, ..Default::default() }, None, 10 + i as u64).await;
+        check_flash(
+            &gpu,
+            c,
+            &Mask {
+                causal: c.causal,
+                ..Default::default()
+            },
+            None,
+            10 + i as u64,
+        )
+        .await;
     }
 });
 
@@ -148,9 +176,24 @@ gpu_test!(flash_attention_every_tile_shape, async {
     // The browser's 32 KiB tiles, the smallest tiles (many tiles per sequence), and the device's.
     let c = case(1, 150, 4, 150, 2, 64, true);
     let mut tiles = vec![
-        FlashTiles { br: 64, bc: 64, dk: 16, vk: 16 },
-        FlashTiles { br: 16, bc: 16, dk: 16, vk: 8 },
-        FlashTiles { br: 32, bc: 32, dk: 16, vk: 16 },
+        FlashTiles {
+            br: 64,
+            bc: 64,
+            dk: 16,
+            vk: 16,
+        },
+        FlashTiles {
+            br: 16,
+            bc: 16,
+            dk: 16,
+            vk: 8,
+        },
+        FlashTiles {
+            br: 32,
+            bc: 32,
+            dk: 16,
+            vk: 16,
+        },
     ];
     tiles.push(FlashTiles::choose(gpu.caps(), 64).unwrap());
     if BROWSER {
@@ -158,7 +201,17 @@ gpu_test!(flash_attention_every_tile_shape, async {
     }
     for t in tiles {
         if t.storage_bytes(64) <= gpu.caps().max_workgroup_storage && t.invocations() <= gpu.caps().max_invocations {
-            check_flash(&gpu, &c, &Mask { causal: true, ..Default::default() }, Some(t), 40).await;
+            check_flash(
+                &gpu,
+                &c,
+                &Mask {
+                    causal: true,
+                    ..Default::default()
+                },
+                Some(t),
+                40,
+            )
+            .await;
         }
     }
 });
@@ -167,10 +220,17 @@ gpu_test!(flash_attention_padding_mask, async {
     let gpu = gpu().await;
     // BERT-style batch: valid key lengths 70, 1 and 0 (an empty sequence gives zeros).
     let c = case(3, 70, 4, 70, 4, 64, false);
-    let mask = Mask { kv_lens: Some(vec![70, 1, 0]), ..Default::default() };
+    let mask = Mask {
+        kv_lens: Some(vec![70, 1, 0]),
+        ..Default::default()
+    };
     check_flash(&gpu, &c, &mask, None, 50).await;
     let c = case(2, 90, 4, 90, 2, 64, true);
-    let mask = Mask { causal: true, kv_lens: Some(vec![33, 90]), ..Default::default() };
+    let mask = Mask {
+        causal: true,
+        kv_lens: Some(vec![33, 90]),
+        ..Default::default()
+    };
     check_flash(&gpu, &c, &mask, None, 51).await;
 });
 
@@ -179,11 +239,37 @@ gpu_test!(sliding_window_attention_matches_reference, async {
     // Prefill: windows of 1 (only itself), 5 (inside one tile), 64 (a tile's width) and 100
     // (past the sequence: plain causal) over 70 causal rows, GQA 2, with a q_pos0 offset too.
     let c = case(1, 70, 4, 70, 2, 64, true);
-    for (i, w) in [1usize, 5, 64, 100].into_iter().enumerate().take(if BROWSER { 2 } else { 4 }) {
-        check_flash(&gpu, &c, &Mask { causal: true, window: Some(w), ..Default::default() }, None, 70 + i as u64).await;
+    for (i, w) in [1usize, 5, 64, 100]
+        .into_iter()
+        .enumerate()
+        .take(if BROWSER { 2 } else { 4 })
+    {
+        check_flash(
+            &gpu,
+            &c,
+            &Mask {
+                causal: true,
+                window: Some(w),
+                ..Default::default()
+            },
+            None,
+            70 + i as u64,
+        )
+        .await;
     }
     let c = case(1, 20, 4, 90, 2, 64, true);
-    check_flash(&gpu, &c, &Mask { causal: true, window: Some(33), ..Default::default() }, None, 75).await;
+    check_flash(
+        &gpu,
+        &c,
+        &Mask {
+            causal: true,
+            window: Some(33),
+            ..Default::default()
+        },
+        None,
+        75,
+    )
+    .await;
     // Decode: the last `window` of 150 cached tokens, chunks of 64 so whole chunks fall outside.
     let (len, nh, nkv, d) = (150usize, 4usize, 2usize, 64usize);
     let rope = Rope::plain(10000.0, d);
@@ -192,39 +278,81 @@ gpu_test!(sliding_window_attention_matches_reference, async {
     let q = random(nh * d, 77, -1.0, 1.0);
     let mut qr = q.clone();
     refr::rope(&mut qr, nh, d, len - 1, rope.theta, rope.rotary_dim);
-    let dims = Dims { batch: 1, q_len: 1, n_heads: nh, kv_len: len, n_kv_heads: nkv, head_dim: d };
+    let dims = Dims {
+        batch: 1,
+        q_len: 1,
+        n_heads: nh,
+        kv_len: len,
+        n_kv_heads: nkv,
+        head_dim: d,
+    };
     let scratch = DecodeScratch::new(&gpu, nh, d, len + 3).unwrap();
     for w in [1usize, 40, 150] {
-        let mask = Mask { causal: true, window: Some(w), ..Default::default() };
+        let mask = Mask {
+            causal: true,
+            window: Some(w),
+            ..Default::default()
+        };
         let want = refr::attention(&qr, &ck, &cv, dims, &mask, 0.125, None);
         let tq = upload(&gpu, "q", &[1, nh, d], &q);
         let out = upload(&gpu, "out", &[1, nh, d], &vec![f32::NAN; nh * d]);
-        let opts = DecodeOptions { rope: Some(rope), window: Some(w), chunk: Some(64), ..Default::default() };
+        let opts = DecodeOptions {
+            rope: Some(rope),
+            window: Some(w),
+            chunk: Some(64),
+            ..Default::default()
+        };
         let mut batch = gpu.batch();
         attention::decode(&gpu, &mut batch, &tq, &cache, &out, &scratch, &opts).unwrap();
         gpu.submit(batch).unwrap();
         // As decode_attention_matches_reference_for_every_format: RoPE's error on q and K folded
         // into 2e-4 absolute. Dropping the window moves the output by ~1e-1.
-        assert_tensor(&gpu, &format!("decode, window {w}"), &out, &want, Tolerance { atol: 2e-4, rtol: 1e-4 }).await;
+        assert_tensor(
+            &gpu,
+            &format!("decode, window {w}"),
+            &out,
+            &want,
+            Tolerance { atol: 2e-4, rtol: 1e-4 },
+        )
+        .await;
     }
 });
 
 gpu_test!(unfused_attention_matches_reference, async {
     let gpu = gpu().await;
     // In the browser one case: SwiftShader spends ~2 s compiling each pipeline.
-    let cases = [case(1, 7, 4, 7, 2, 64, true), case(2, 100, 6, 100, 3, 80, false), case(1, 300, 2, 300, 2, 128, true)];
+    let cases = [
+        case(1, 7, 4, 7, 2, 64, true),
+        case(2, 100, 6, 100, 3, 80, false),
+        case(1, 300, 2, 300, 2, 128, true),
+    ];
     for (i, c) in cases.iter().enumerate().take(if BROWSER { 1 } else { 3 }) {
         let (q, k, v) = c.data(60 + i as u64);
-        let mask = Mask { causal: c.causal, kv_lens: (c.batch == 2).then(|| vec![100, 41]), ..Default::default() };
+        let mask = Mask {
+            causal: c.causal,
+            kv_lens: (c.batch == 2).then(|| vec![100, 41]),
+            ..Default::default()
+        };
         let want = refr::attention(&q, &k, &v, c.dims(), &mask, 1.0 / (c.d as f32).sqrt(), None);
         let tq = upload(&gpu, "q", &shape4(c.batch, c.q_len, c.n_heads, c.d), &q);
         let tk = upload(&gpu, "k", &shape4(c.batch, c.kv_len, c.n_kv_heads, c.d), &k);
         let tv = upload(&gpu, "v", &shape4(c.batch, c.kv_len, c.n_kv_heads, c.d), &v);
         let out = upload(&gpu, "out", tq.shape(), &vec![f32::NAN; q.len()]);
-        let lens = mask.kv_lens.as_ref().map(|l| upload(&gpu, "lens", &[c.batch], &l.iter().map(|&x| x as f32).collect::<Vec<_>>()));
+        let lens = mask.kv_lens.as_ref().map(|l| {
+            upload(
+                &gpu,
+                "lens",
+                &[c.batch],
+                &l.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+            )
+        });
         let n = attention::unfused_scores_len(&tq, &tk).unwrap();
         let scores = GpuTensor::zeros(&gpu, "scores", &[n], DType::F32).unwrap();
-        let opts = AttentionOptions { causal: c.causal, kv_lens: lens.as_ref(), ..Default::default() };
+        let opts = AttentionOptions {
+            causal: c.causal,
+            kv_lens: lens.as_ref(),
+            ..Default::default()
+        };
         let mut batch = gpu.batch();
         attention::unfused(&gpu, &mut batch, &tq, &tk, &tv, &out, &scores, &opts).unwrap();
         assert_eq!(batch.dispatches(), 3);
@@ -255,7 +383,9 @@ pub(crate) async fn read_cache(gpu: &Gpu, c: &KvCache) -> (Vec<f32>, Vec<f32>) {
     if let Some((ka, va)) = c.absmax() {
         let stride = c.n_kv_heads().next_multiple_of(2);
         let pick = |a: Vec<f32>| -> Vec<f32> {
-            (0..c.len()).flat_map(|t| a[t * stride..t * stride + c.n_kv_heads()].to_vec()).collect()
+            (0..c.len())
+                .flat_map(|t| a[t * stride..t * stride + c.n_kv_heads()].to_vec())
+                .collect()
         };
         let ka = pick(ka.to_f32_vec(gpu).await.unwrap());
         let va = pick(va.to_f32_vec(gpu).await.unwrap());
@@ -302,7 +432,10 @@ gpu_test!(kv_cache_appends_every_format_with_rope, async {
             }
             KvDType::F16 => {
                 // One f16 rounding (2^-11 relative) on top of the RoPE error.
-                let t = Tolerance { atol: ROPE_TOL.atol, rtol: 1.0 / 1024.0 };
+                let t = Tolerance {
+                    atol: ROPE_TOL.atol,
+                    rtol: 1.0 / 1024.0,
+                };
                 check_close("f16 cache K", &gk, &k_all, t).unwrap();
                 check_close("f16 cache V", &gv, &refr::to_f16(&v_all), Tolerance::EXACT).unwrap();
             }
@@ -312,7 +445,10 @@ gpu_test!(kv_cache_appends_every_format_with_rope, async {
                 for (what, got, want) in [("K", &gk, &k_all), ("V", &gv, &v_all)] {
                     for (t, (g, w)) in got.chunks(d).zip(want.chunks(d)).enumerate() {
                         let amax = w.iter().fold(0.0f32, |a, &x| a.max(x.abs()));
-                        let tol = Tolerance { atol: amax / 254.0 + amax / 2048.0 + ROPE_TOL.atol, rtol: 0.0 };
+                        let tol = Tolerance {
+                            atol: amax / 254.0 + amax / 2048.0 + ROPE_TOL.atol,
+                            rtol: 0.0,
+                        };
                         check_close(&format!("int8 cache {what} row {t}"), g, w, tol).unwrap();
                     }
                 }
@@ -323,7 +459,10 @@ gpu_test!(kv_cache_appends_every_format_with_rope, async {
                 let (codes, amax) = refr::quantize_i8(&v_all, d);
                 let want = refr::dequantize_i8(&codes, &amax, d);
                 let diff = gv.iter().zip(&want).filter(|(a, b)| a != b).count();
-                assert!(diff * 100 <= gv.len(), "int8 V differs from the reference quantiser in {diff} values");
+                assert!(
+                    diff * 100 <= gv.len(),
+                    "int8 V differs from the reference quantiser in {diff} values"
+                );
             }
         }
     }
@@ -350,7 +489,13 @@ gpu_test!(kv_cache_rope_holds_at_long_positions, async {
     let got = cache.k().to_f32_vec(&gpu).await.unwrap();
     let mut want = k.clone();
     refr::rope(&mut want, 1, d, pos, ROPE.theta, ROPE.rotary_dim);
-    let diff = check_close("K rotated at long positions", &got[pos * d..], &want, Tolerance { atol: 7e-3, rtol: 0.0 }).unwrap();
+    let diff = check_close(
+        "K rotated at long positions",
+        &got[pos * d..],
+        &want,
+        Tolerance { atol: 7e-3, rtol: 0.0 },
+    )
+    .unwrap();
     say!("RoPE at position {pos}: max error {:.2e}", diff.max_abs);
 });
 
@@ -365,10 +510,24 @@ gpu_test!(kv_cache_limits_reset_and_memory, async {
     let mut batch = gpu.batch();
     cache.append(&gpu, &mut batch, &tk, &tv, None).unwrap();
     let e = cache.append(&gpu, &mut batch, &tk, &tv, None).unwrap_err();
-    assert!(matches!(e, Error::ContextFull { len: 6, adding: 6, max: 8, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::ContextFull {
+                len: 6,
+                adding: 6,
+                max: 8,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(cache.len(), 6, "a refused append must not move the cache");
     let bad = upload(&gpu, "k", &[6, 3, 64], &vec![0.0; 6 * 3 * 64]);
-    assert!(matches!(cache.append(&gpu, &mut batch, &bad, &bad, None), Err(Error::Shape { .. })));
+    assert!(matches!(
+        cache.append(&gpu, &mut batch, &bad, &bad, None),
+        Err(Error::Shape { .. })
+    ));
     assert!(matches!(
         cache.append(&gpu, &mut batch, &tk, &tv, Some(Rope::plain(1e4, 65))),
         Err(Error::Shape { .. })
@@ -392,7 +551,13 @@ gpu_test!(kv_cache_limits_reset_and_memory, async {
         let i = KvCache::new(&gpu, "i8", 4096, 8, d, KvDType::Int8).unwrap();
         let h = KvCache::new(&gpu, "f16", 4096, 8, d, KvDType::F16).unwrap();
         let ratio = i.bytes() as f64 / f.bytes() as f64;
-        say!("head_dim {d}: f32 {} B, f16 {} B, int8 {} B ({:.2} % of f32)", f.bytes(), h.bytes(), i.bytes(), 100.0 * ratio);
+        say!(
+            "head_dim {d}: f32 {} B, f16 {} B, int8 {} B ({:.2} % of f32)",
+            f.bytes(),
+            h.bytes(),
+            i.bytes(),
+            100.0 * ratio
+        );
         assert!(ratio <= 0.25 * 1.032, "int8 cache is {ratio:.4} of f32");
         assert!(h.bytes() as f64 <= 0.5 * f.bytes() as f64 * 1.001);
     }
@@ -402,7 +567,15 @@ gpu_test!(kv_cache_limits_reset_and_memory, async {
 // Decode and attention over a cache
 
 /// Cache filled with `len` tokens (K rotated), returning it and the original K (rotated), V.
-async fn filled_cache(gpu: &Gpu, len: usize, heads: usize, d: usize, dtype: KvDType, rope: Rope, seed: u64) -> (KvCache, Vec<f32>, Vec<f32>) {
+async fn filled_cache(
+    gpu: &Gpu,
+    len: usize,
+    heads: usize,
+    d: usize,
+    dtype: KvDType,
+    rope: Rope,
+    seed: u64,
+) -> (KvCache, Vec<f32>, Vec<f32>) {
     let mut cache = KvCache::new(gpu, "cache", len + 3, heads, d, dtype).unwrap();
     let (k, v) = kv_data(len, heads, d, seed);
     let (k, v): (Vec<f32>, Vec<f32>) = (k.iter().map(|x| x / 2.0).collect(), v.iter().map(|x| x / 2.0).collect());
@@ -421,8 +594,15 @@ async fn filled_cache(gpu: &Gpu, len: usize, heads: usize, d: usize, dtype: KvDT
 /// scale · ‖q‖₁ · absmax_k / 254, which moves the softmax-weighted mean by at most
 /// 2 · max|δs| · max|v|.
 fn int8_bound(q: &[f32], k: &[f32], v: &[f32], d: usize, scale: f32) -> f32 {
-    let amax = |x: &[f32]| x.chunks(d).map(|r| r.iter().fold(0.0f32, |a, &y| a.max(y.abs()))).fold(0.0f32, f32::max);
-    let q1 = q.chunks(d).map(|r| r.iter().map(|x| x.abs()).sum::<f32>()).fold(0.0f32, f32::max);
+    let amax = |x: &[f32]| {
+        x.chunks(d)
+            .map(|r| r.iter().fold(0.0f32, |a, &y| a.max(y.abs())))
+            .fold(0.0f32, f32::max)
+    };
+    let q1 = q
+        .chunks(d)
+        .map(|r| r.iter().map(|x| x.abs()).sum::<f32>())
+        .fold(0.0f32, f32::max);
     let ds = scale * q1 * amax(k) / 254.0;
     let vmax = v.iter().fold(0.0f32, |a, &y| a.max(y.abs()));
     amax(v) / 254.0 + 2.0 * ds * vmax + 1e-4
@@ -430,7 +610,11 @@ fn int8_bound(q: &[f32], k: &[f32], v: &[f32], d: usize, scale: f32) -> f32 {
 
 gpu_test!(decode_attention_matches_reference_for_every_format, async {
     let gpu = gpu().await;
-    let lens: &[usize] = if BROWSER { &[1, 7, 64, 1000] } else { &[1, 7, 64, 1000, 4096] };
+    let lens: &[usize] = if BROWSER {
+        &[1, 7, 64, 1000]
+    } else {
+        &[1, 7, 64, 1000, 4096]
+    };
     // (query heads, kv heads, head_dim): GQA 3 (SmolLM2), 8, and 1 with head_dim 80.
     let shapes = [(9usize, 3usize, 64usize), (8, 1, 128), (2, 2, 80)];
     let mut seed = 100;
@@ -452,7 +636,14 @@ gpu_test!(decode_attention_matches_reference_for_every_format, async {
                 let q = random(nh * d, seed + 2, -1.0, 1.0);
                 let mut qr = q.clone();
                 refr::rope(&mut qr, nh, d, len - 1, rope.theta, rope.rotary_dim);
-                let dims = Dims { batch: 1, q_len: 1, n_heads: nh, kv_len: len, n_kv_heads: nkv, head_dim: d };
+                let dims = Dims {
+                    batch: 1,
+                    q_len: 1,
+                    n_heads: nh,
+                    kv_len: len,
+                    n_kv_heads: nkv,
+                    head_dim: d,
+                };
                 let scale = 1.0 / (d as f32).sqrt();
                 let want = refr::attention(&qr, &ck, &cv, dims, &Mask::default(), scale, None);
                 let tq = upload(&gpu, "q", &[1, nh, d], &q);
@@ -462,7 +653,11 @@ gpu_test!(decode_attention_matches_reference_for_every_format, async {
                 for &chunk in chunks {
                     let out = upload(&gpu, "out", &[1, nh, d], &vec![f32::NAN; nh * d]);
                     let mut batch = gpu.batch();
-                    let opts = DecodeOptions { rope: Some(rope), chunk, ..Default::default() };
+                    let opts = DecodeOptions {
+                        rope: Some(rope),
+                        chunk,
+                        ..Default::default()
+                    };
                     attention::decode(&gpu, &mut batch, &tq, &cache, &out, &scratch, &opts).unwrap();
                     gpu.submit(batch).unwrap();
                     let got = out.to_f32_vec(&gpu).await.unwrap();
@@ -474,7 +669,13 @@ gpu_test!(decode_attention_matches_reference_for_every_format, async {
                     if dtype == KvDType::Int8 {
                         let exact = refr::attention(&qr, &k, &v, dims, &Mask::default(), scale, None);
                         let bound = int8_bound(&qr, &k, &v, d, scale);
-                        let diff = check_close(&format!("{what} vs unquantised"), &got, &exact, Tolerance { atol: bound, rtol: 0.0 }).unwrap();
+                        let diff = check_close(
+                            &format!("{what} vs unquantised"),
+                            &got,
+                            &exact,
+                            Tolerance { atol: bound, rtol: 0.0 },
+                        )
+                        .unwrap();
                         if len == 1000 && chunk.is_none() {
                             say!("{what}: int8 max error {:.2e} (bound {bound:.2e})", diff.max_abs);
                         }
@@ -490,19 +691,36 @@ gpu_test!(flash_attention_reads_every_cache_format, async {
     // Prefill through the cache: K rotated as it was written, attention straight from f16 / int8.
     let (len, nh, nkv, d) = (150usize, 6usize, 2usize, 64usize);
     // The f32 cache runs the same pipeline as f32 activations (tested above): natively only.
-    let formats: &[KvDType] = if BROWSER { &[KvDType::F16, KvDType::Int8] } else { &[KvDType::F32, KvDType::F16, KvDType::Int8] };
+    let formats: &[KvDType] = if BROWSER {
+        &[KvDType::F16, KvDType::Int8]
+    } else {
+        &[KvDType::F32, KvDType::F16, KvDType::Int8]
+    };
     for &dtype in formats {
         let (cache, _, _) = filled_cache(&gpu, len, nkv, d, dtype, ROPE, 120).await;
         let (ck, cv) = read_cache(&gpu, &cache).await;
         let mut q = random(len * nh * d, 121, -1.0, 1.0);
         refr::rope(&mut q, nh, d, 0, ROPE.theta, ROPE.rotary_dim);
-        let dims = Dims { batch: 1, q_len: len, n_heads: nh, kv_len: len, n_kv_heads: nkv, head_dim: d };
-        let mask = Mask { causal: true, ..Default::default() };
+        let dims = Dims {
+            batch: 1,
+            q_len: len,
+            n_heads: nh,
+            kv_len: len,
+            n_kv_heads: nkv,
+            head_dim: d,
+        };
+        let mask = Mask {
+            causal: true,
+            ..Default::default()
+        };
         let want = refr::attention(&q, &ck, &cv, dims, &mask, 0.125, None);
         let tq = upload(&gpu, "q", &[len, nh, d], &q);
         let out = upload(&gpu, "out", &[len, nh, d], &vec![f32::NAN; q.len()]);
         let mut batch = gpu.batch();
-        let opts = AttentionOptions { causal: true, ..Default::default() };
+        let opts = AttentionOptions {
+            causal: true,
+            ..Default::default()
+        };
         attention::flash_prefill(&gpu, &mut batch, &tq, Kv::Cache(&cache), &out, &opts).unwrap();
         gpu.submit(batch).unwrap();
         assert_tensor(&gpu, &format!("flash over {} cache", dtype.name()), &out, &want, TOL).await;

@@ -25,7 +25,11 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn check_hidden(what: &str, got: &[f32], want: &serde_json::Value) {
@@ -33,7 +37,10 @@ fn check_hidden(what: &str, got: &[f32], want: &serde_json::Value) {
     assert_eq!(want.len(), 8);
     for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
         let d = (f64::from(g) - f64::from(w)).abs();
-        assert!(d <= HIDDEN_TOL, "{what}[{i}]: got {g}, want {w} (|diff| {d:.2e} > {HIDDEN_TOL:e})");
+        assert!(
+            d <= HIDDEN_TOL,
+            "{what}[{i}]: got {g}, want {w} (|diff| {d:.2e} > {HIDDEN_TOL:e})"
+        );
     }
 }
 
@@ -42,7 +49,10 @@ fn cases() -> Vec<(String, Vec<f32>, serde_json::Value)> {
     let fx = fixture(MINILM_FIXTURE);
     let cases = fx["cases"].as_array().unwrap().clone();
     assert_eq!(cases.len(), 5);
-    cases.into_iter().map(|c| (c["text"].as_str().unwrap().to_string(), floats(&c["embedding"]), c)).collect()
+    cases
+        .into_iter()
+        .map(|c| (c["text"].as_str().unwrap().to_string(), floats(&c["embedding"]), c))
+        .collect()
 }
 
 gpu_test!(bert_minilm_single_sentences_match_reference, async {
@@ -68,7 +78,11 @@ gpu_test!(bert_minilm_single_sentences_match_reference, async {
         let len = case["input_ids"].as_array().unwrap().len();
         assert_eq!(enc.hidden.shape(), [1, len, h]);
         let hidden = enc.hidden.to_f32_vec(&gpu).await.unwrap();
-        check_hidden(&format!("{text:?} first token"), &hidden[..8], &case["hidden_first_token_first8"]);
+        check_hidden(
+            &format!("{text:?} first token"),
+            &hidden[..8],
+            &case["hidden_first_token_first8"],
+        );
         check_hidden(
             &format!("{text:?} last token"),
             &hidden[(len - 1) * h..(len - 1) * h + 8],
@@ -91,7 +105,10 @@ gpu_test!(bert_minilm_padded_batch_matches_reference, async {
     let h = m.dim();
     let cases = cases();
     let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
-    let lens: Vec<usize> = cases.iter().map(|c| c.2["input_ids"].as_array().unwrap().len()).collect();
+    let lens: Vec<usize> = cases
+        .iter()
+        .map(|c| c.2["input_ids"].as_array().unwrap().len())
+        .collect();
     // The batch must really be padded, or the mask is not exercised.
     assert!(lens.iter().min() < lens.iter().max(), "fixture lengths {lens:?}");
 
@@ -107,7 +124,11 @@ gpu_test!(bert_minilm_padded_batch_matches_reference, async {
     assert_eq!(got.len(), 5);
     for ((text, want, _), e) in cases.iter().zip(&got) {
         let c = cosine(e, want);
-        say!("batch {:?}: 1 - cosine {:.1e}", text.chars().take(30).collect::<String>(), 1.0 - c);
+        say!(
+            "batch {:?}: 1 - cosine {:.1e}",
+            text.chars().take(30).collect::<String>(),
+            1.0 - c
+        );
         assert!(c >= MIN_COSINE, "batched {text:?}: cosine {c} < {MIN_COSINE}");
     }
     // The 5x5 cosine matrix.
@@ -116,7 +137,10 @@ gpu_test!(bert_minilm_padded_batch_matches_reference, async {
         for j in 0..5 {
             let c = cosine(&got[i], &got[j]);
             let w = want_matrix[i][j].as_f64().unwrap();
-            assert!((c - w).abs() <= COSINE_MATRIX_TOL, "cosine[{i}][{j}] = {c}, fixture {w}");
+            assert!(
+                (c - w).abs() <= COSINE_MATRIX_TOL,
+                "cosine[{i}][{j}] = {c}, fixture {w}"
+            );
         }
     }
     // Hidden states of the padded batch: valid rows only, first and last token of each sequence.
@@ -124,7 +148,11 @@ gpu_test!(bert_minilm_padded_batch_matches_reference, async {
     assert_eq!(enc.hidden.shape(), [5, enc.seq, h]);
     for (i, ((text, _, case), &len)) in cases.iter().zip(&lens).enumerate() {
         let hs = &hidden[i * enc.seq * h..(i * enc.seq + len) * h];
-        check_hidden(&format!("batched {text:?} first token"), &hs[..8], &case["hidden_first_token_first8"]);
+        check_hidden(
+            &format!("batched {text:?} first token"),
+            &hs[..8],
+            &case["hidden_first_token_first8"],
+        );
         check_hidden(
             &format!("batched {text:?} last token"),
             &hs[(len - 1) * h..(len - 1) * h + 8],

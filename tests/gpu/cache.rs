@@ -87,7 +87,11 @@ fn put_file(st: &JsValue, name: &str, bytes: &[u8]) {
 
 /// `range`: honour Range (206) or ignore it (200).
 fn set_mode(st: &JsValue, honour_range: bool) {
-    set(st, "mode", &JsValue::from_str(if honour_range { "range" } else { "ignore" }));
+    set(
+        st,
+        "mode",
+        &JsValue::from_str(if honour_range { "range" } else { "ignore" }),
+    );
 }
 
 /// Cut the body of `file` after `after` bytes (`kind`: "error" or "close"), `times` times.
@@ -128,7 +132,11 @@ fn st_bytes(header: &str, data: &[u8]) -> Vec<u8> {
 
 /// A synthetic checkpoint of three tensors (one at an odd offset) and its data section.
 fn synthetic() -> (Vec<u8>, Vec<u8>, [(&'static str, usize, usize); 3]) {
-    let spans = [("a", 0, 256_000), ("b", 256_000, 256_006), ("c", 256_006, 256_006 + 2 * 333 * 77)];
+    let spans = [
+        ("a", 0, 256_000),
+        ("b", 256_000, 256_006),
+        ("c", 256_006, 256_006 + 2 * 333 * 77),
+    ];
     let header = format!(
         r#"{{"a":{{"dtype":"F32","shape":[64,1000],"data_offsets":[0,256000]}},"b":{{"dtype":"I8","shape":[6],"data_offsets":[256000,256006]}},"c":{{"dtype":"BF16","shape":[333,77],"data_offsets":[256006,{}]}}}}"#,
         256_006 + 2 * 333 * 77
@@ -139,12 +147,20 @@ fn synthetic() -> (Vec<u8>, Vec<u8>, [(&'static str, usize, usize); 3]) {
 
 async fn check_synthetic(gpu: &Gpu, w: &Weights, data: &[u8], spans: &[(&str, usize, usize)]) {
     for &(name, a, b) in spans {
-        assert_eq!(w.get(name).unwrap().read_bytes(gpu).await.unwrap(), data[a..b], "tensor {name}");
+        assert_eq!(
+            w.get(name).unwrap().read_bytes(gpu).await.unwrap(),
+            data[a..b],
+            "tensor {name}"
+        );
     }
 }
 
 fn safetensors_requests(st: &JsValue, dir: &str) -> Vec<Option<String>> {
-    log(st).into_iter().filter(|(u, _)| u.contains(dir) && u.ends_with(".safetensors")).map(|(_, r)| r).collect()
+    log(st)
+        .into_iter()
+        .filter(|(u, _)| u.contains(dir) && u.ends_with(".safetensors"))
+        .map(|(_, r)| r)
+        .collect()
 }
 
 /// (a) With the cache on, the second load of a real model makes no request for the weights
@@ -159,10 +175,15 @@ async fn second_load_comes_from_the_cache() {
     let src = FetchSource::new(&base).with_cache(Some(name));
     clear_log(&st);
     let heap0 = crate::load::wasm_heap_bytes();
-    let w1 = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await.unwrap();
+    let w1 = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
     src.flush_cache().await;
     let first = safetensors_requests(&st, MINILM);
-    assert!(first.iter().any(Option::is_none), "the data section came as one whole-file request: {first:?}");
+    assert!(
+        first.iter().any(Option::is_none),
+        "the data section came as one whole-file request: {first:?}"
+    );
     let stats = src.cache_stats();
     assert_eq!((stats.stored, stats.failed), (1, 0), "{stats:?}");
     let files = cached_files(name).await.unwrap();
@@ -172,20 +193,37 @@ async fn second_load_comes_from_the_cache() {
 
     clear_log(&st);
     let src2 = FetchSource::new(&base).with_cache(Some(name));
-    let w2 = load_weights(&gpu, &src2, &LoadOptions::default(), &mut |_| {}).await.unwrap();
-    assert_eq!(safetensors_requests(&st, MINILM), Vec::<Option<String>>::new(), "second load: no weight requests");
+    let w2 = load_weights(&gpu, &src2, &LoadOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        safetensors_requests(&st, MINILM),
+        Vec::<Option<String>>::new(),
+        "second load: no weight requests"
+    );
     assert!(src2.cache_stats().hits >= 3, "{:?}", src2.cache_stats());
     let grown = crate::load::wasm_heap_bytes() - heap0;
-    say!("two MiniLM loads (network + tee, then cache) grew the wasm heap by {} KiB", grown / 1024);
+    say!(
+        "two MiniLM loads (network + tee, then cache) grew the wasm heap by {} KiB",
+        grown / 1024
+    );
     assert!(grown < 64 << 20, "wasm heap grew by {grown} bytes");
     assert_eq!(w1.len(), w2.len());
-    for t in ["encoder.layer.5.output.dense.weight", "embeddings.LayerNorm.weight", "pooler.dense.bias"] {
+    for t in [
+        "encoder.layer.5.output.dense.weight",
+        "embeddings.LayerNorm.weight",
+        "pooler.dense.bias",
+    ] {
         let a = w1.get(t).unwrap().read_bytes(&gpu).await.unwrap();
         let b = w2.get(t).unwrap().read_bytes(&gpu).await.unwrap();
         assert!(a == b, "{t} differs between the network and the cached load");
     }
     assert!(src2.evict().await.unwrap() >= 1);
-    assert!(cached_files(name).await.unwrap().iter().all(|(u, _)| !u.contains(MINILM)));
+    assert!(cached_files(name)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(u, _)| !u.contains(MINILM)));
     assert!(clear_cache(name).await.unwrap());
     assert!(!clear_cache(name).await.unwrap(), "already gone");
 }
@@ -204,12 +242,18 @@ async fn cut_download_resumes_with_range() {
         set_cut(&st, &format!("{dir}/model.safetensors"), 100_003, kind, 1);
         clear_log(&st);
         let src = FetchSource::new(&format!("/kjarni-virtual/{dir}/"));
-        let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await.unwrap();
+        let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {})
+            .await
+            .unwrap();
         let at = cuts(&st);
         assert_eq!(at.len(), 1, "{dir}: the cut fired once");
         let want = format!("bytes={}-", at[0]);
         let ranges = safetensors_requests(&st, &dir);
-        assert_eq!(ranges.last().cloned().flatten(), Some(want.clone()), "{dir}: resumed with {want}: {ranges:?}");
+        assert_eq!(
+            ranges.last().cloned().flatten(),
+            Some(want.clone()),
+            "{dir}: resumed with {want}: {ranges:?}"
+        );
         check_synthetic(&gpu, &w, &data, &spans).await;
         set(&st, "cut", &JsValue::NULL);
     }
@@ -242,7 +286,9 @@ async fn cut_every_time_fails_after_retries() {
         // No retries: the first cut is final.
         set_cut(&st, "always-cut/model.safetensors", 20_000, kind, 100);
         let src = FetchSource::new("/kjarni-virtual/always-cut/").with_retries(0);
-        assert!(load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await.is_err());
+        assert!(load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {})
+            .await
+            .is_err());
         assert_eq!(cuts(&st).len(), 1, "{kind}: no resume with 0 retries");
     }
     set(&st, "cut", &JsValue::NULL);
@@ -263,29 +309,47 @@ async fn range_ignoring_and_honouring_servers_with_cache() {
         set_mode(&st, honour);
         clear_log(&st);
         let plain = FetchSource::new(&format!("/kjarni-virtual/{dir}/"));
-        let w = load_weights(&gpu, &plain, &LoadOptions::default(), &mut |_| {}).await.unwrap();
+        let w = load_weights(&gpu, &plain, &LoadOptions::default(), &mut |_| {})
+            .await
+            .unwrap();
         check_synthetic(&gpu, &w, &data, &spans).await;
         let ranges = safetensors_requests(&st, &dir);
         assert_eq!(ranges.len(), 3, "{dir}: length, header, data: {ranges:?}");
-        assert!(ranges.iter().all(Option::is_some), "{dir}: no cache, all ranged: {ranges:?}");
+        assert!(
+            ranges.iter().all(Option::is_some),
+            "{dir}: no cache, all ranged: {ranges:?}"
+        );
 
         let src = FetchSource::new(&format!("/kjarni-virtual/{dir}/")).with_cache(Some(&cache));
-        let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await.unwrap();
+        let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {})
+            .await
+            .unwrap();
         check_synthetic(&gpu, &w, &data, &spans).await;
         src.flush_cache().await;
         assert_eq!(src.cache_stats().stored, 1, "{dir}: {:?}", src.cache_stats());
         clear_log(&st);
-        let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await.unwrap();
+        let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {})
+            .await
+            .unwrap();
         check_synthetic(&gpu, &w, &data, &spans).await;
-        assert!(safetensors_requests(&st, &dir).is_empty(), "{dir}: second load from the cache");
+        assert!(
+            safetensors_requests(&st, &dir).is_empty(),
+            "{dir}: second load from the cache"
+        );
         clear_cache(&cache).await.unwrap();
     }
     // Past the end: 416 from a Range-capable server.
     set_mode(&st, true);
     let src = FetchSource::new("/kjarni-virtual/servers-true/");
     let len = file.len() as u64;
-    assert!(matches!(src.read_range("model.safetensors", len + 5, len + 9).await, Err(Error::BadModelFile { .. })));
-    assert!(matches!(src.read_range("missing.safetensors", 0, 8).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        src.read_range("model.safetensors", len + 5, len + 9).await,
+        Err(Error::BadModelFile { .. })
+    ));
+    assert!(matches!(
+        src.read_range("missing.safetensors", 0, 8).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 /// An interrupted download is not cached (its bytes came from two responses); the next load
@@ -301,15 +365,22 @@ async fn partial_downloads_are_never_cached() {
     set_mode(&st, false);
     set_cut(&st, "partial/model.safetensors", 150_001, "error", 1);
     let src = FetchSource::new("/kjarni-virtual/partial/").with_cache(Some(cache));
-    let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await.unwrap();
+    let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
     check_synthetic(&gpu, &w, &data, &spans).await;
     src.flush_cache().await;
     let stats = src.cache_stats();
     assert_eq!((stats.stored, stats.failed, stats.resumed), (0, 1, 1), "{stats:?}");
-    assert!(cached_files(cache).await.unwrap().is_empty(), "nothing cached after a cut");
+    assert!(
+        cached_files(cache).await.unwrap().is_empty(),
+        "nothing cached after a cut"
+    );
     set(&st, "cut", &JsValue::NULL);
     clear_log(&st);
-    let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await.unwrap();
+    let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
     check_synthetic(&gpu, &w, &data, &spans).await;
     src.flush_cache().await;
     assert!(!safetensors_requests(&st, "partial").is_empty(), "downloaded again");
@@ -329,9 +400,14 @@ async fn partial_downloads_are_never_cached() {
         .unwrap();
     clear_log(&st);
     let src = FetchSource::new("/kjarni-virtual/partial/").with_cache(Some(cache));
-    let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {}).await.unwrap();
+    let w = load_weights(&gpu, &src, &LoadOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
     check_synthetic(&gpu, &w, &data, &spans).await;
-    assert!(!safetensors_requests(&st, "partial").is_empty(), "a corrupt entry is not used");
+    assert!(
+        !safetensors_requests(&st, "partial").is_empty(),
+        "a corrupt entry is not used"
+    );
     src.flush_cache().await;
     assert_eq!(cached_files(cache).await.unwrap()[0].1, file.len() as u64);
     clear_cache(cache).await.unwrap();

@@ -20,8 +20,22 @@ gpu_test!(elementwise_matches_reference_on_awkward_sizes, async {
         elementwise::record(&gpu, &mut batch, Op::Silu, &ta, None, &outs[2]).unwrap();
         elementwise::record(&gpu, &mut batch, Op::Tanh, &ta, None, &outs[3]).unwrap();
         gpu.submit(batch).unwrap();
-        assert_tensor(&gpu, &format!("add n={n}"), &outs[0], &cpu::add(&a, &b), Tolerance::EXACT).await;
-        assert_tensor(&gpu, &format!("mul n={n}"), &outs[1], &cpu::mul(&a, &b), Tolerance::EXACT).await;
+        assert_tensor(
+            &gpu,
+            &format!("add n={n}"),
+            &outs[0],
+            &cpu::add(&a, &b),
+            Tolerance::EXACT,
+        )
+        .await;
+        assert_tensor(
+            &gpu,
+            &format!("mul n={n}"),
+            &outs[1],
+            &cpu::mul(&a, &b),
+            Tolerance::EXACT,
+        )
+        .await;
         assert_tensor(&gpu, &format!("silu n={n}"), &outs[2], &cpu::silu(&a), SILU_TOL).await;
         // tanh from one exp and a division: the same bound as SiLU.
         let tanh: Vec<f32> = a.iter().map(|&x| f64::from(x).tanh() as f32).collect();

@@ -10,7 +10,14 @@ const SUM_TOL: Tolerance = Tolerance { atol: 3e-7, rtol: 3e-7 };
 
 const DTYPES: [(DType, &str); 3] = [(DType::F32, "f32"), (DType::F16, "f16"), (DType::BF16, "bf16")];
 
-fn table(gpu: &kjarni_web::Gpu, name: &str, rows: usize, hidden: usize, dt: (DType, &str), seed: u64) -> (GpuTensor, Vec<f32>) {
+fn table(
+    gpu: &kjarni_web::Gpu,
+    name: &str,
+    rows: usize,
+    hidden: usize,
+    dt: (DType, &str),
+    seed: u64,
+) -> (GpuTensor, Vec<f32>) {
     let v = cpu::random(rows * hidden, seed, -1.0, 1.0);
     let t = GpuTensor::from_f32(gpu, name, &[rows, hidden], dt.0, &v).unwrap();
     (t, cpu::embedding::round_to(&v, dt.1))
@@ -19,7 +26,10 @@ fn table(gpu: &kjarni_web::Gpu, name: &str, rows: usize, hidden: usize, dt: (DTy
 gpu_test!(embedding_matches_reference_for_every_dtype_and_shape, async {
     let gpu = gpu().await;
     // (tokens, hidden, vocab): odd hidden, hidden % 8 != 0 but % 4 == 0, vec8 shapes, one token.
-    for (k, &(n, hidden, vocab)) in [(5, 7, 11), (3, 12, 9), (9, 64, 50), (1, 768, 30), (33, 40, 1000)].iter().enumerate() {
+    for (k, &(n, hidden, vocab)) in [(5, 7, 11), (3, 12, 9), (9, 64, 50), (1, 768, 30), (33, 40, 1000)]
+        .iter()
+        .enumerate()
+    {
         let ids: Vec<u32> = (0..n).map(|i| ((i * 7919 + k) % vocab) as u32).collect();
         let mut tids = TokenIds::with_capacity(&gpu, "ids", n + 3).unwrap();
         tids.set(&gpu, &ids).unwrap();
@@ -32,11 +42,22 @@ gpu_test!(embedding_matches_reference_for_every_dtype_and_shape, async {
             for &variant in &variants {
                 let out = upload(&gpu, "out", &[n, hidden], &vec![f32::NAN; n * hidden]);
                 let mut b = gpu.batch();
-                let tables = Tables { word: &word, position: None, token_type: None };
+                let tables = Tables {
+                    word: &word,
+                    position: None,
+                    token_type: None,
+                };
                 embedding::record_variant(&gpu, &mut b, &tables, &Lookup::new(&tids), &out, variant).unwrap();
                 gpu.submit(b).unwrap();
                 let want = cpu::embedding::embedding(&word_v, hidden, &ids, None, None);
-                assert_tensor(&gpu, &format!("word {} {variant:?} n={n} hidden={hidden}", dt.1), &out, &want, Tolerance::EXACT).await;
+                assert_tensor(
+                    &gpu,
+                    &format!("word {} {variant:?} n={n} hidden={hidden}", dt.1),
+                    &out,
+                    &want,
+                    Tolerance::EXACT,
+                )
+                .await;
             }
         }
     }
@@ -56,7 +77,11 @@ gpu_test!(bert_embeddings_sum_word_position_and_type, async {
         let (word, wv) = table(&gpu, "word", vocab, hidden, wdt, 10);
         let (pos, pv) = table(&gpu, "position", max_pos, hidden, pdt, 11);
         let (tt, tv) = table(&gpu, "token_type", 2, hidden, tdt, 12);
-        let tables = Tables { word: &word, position: Some(&pos), token_type: Some(&tt) };
+        let tables = Tables {
+            word: &word,
+            position: Some(&pos),
+            token_type: Some(&tt),
+        };
         for with_types in [false, true] {
             let lookup = Lookup {
                 ids: &tids,
@@ -64,13 +89,22 @@ gpu_test!(bert_embeddings_sum_word_position_and_type, async {
                 position_offset: 2,
                 seq_len: 5,
             };
-            let want = cpu::embedding::embedding(&wv, hidden, &ids, Some((&pv, 2, 5)), Some((&tv, with_types.then_some(&types[..]))));
+            let want = cpu::embedding::embedding(
+                &wv,
+                hidden,
+                &ids,
+                Some((&pv, 2, 5)),
+                Some((&tv, with_types.then_some(&types[..]))),
+            );
             for variant in [Variant::Vec8, Variant::Scalar] {
                 let out = upload(&gpu, "out", &[10, hidden], &vec![f32::NAN; 10 * hidden]);
                 let mut b = gpu.batch();
                 embedding::record_variant(&gpu, &mut b, &tables, &lookup, &out, variant).unwrap();
                 gpu.submit(b).unwrap();
-                let what = format!("bert word {} pos {} type {} types={with_types} {variant:?}", wdt.1, pdt.1, tdt.1);
+                let what = format!(
+                    "bert word {} pos {} type {} types={with_types} {variant:?}",
+                    wdt.1, pdt.1, tdt.1
+                );
                 assert_tensor(&gpu, &what, &out, &want, SUM_TOL).await;
             }
         }
@@ -87,14 +121,41 @@ gpu_test!(embedding_rejects_out_of_range_ids_before_dispatch, async {
     let good = TokenIds::new(&gpu, "input_ids", &[1, 9, 2]).unwrap();
     let bad_types = TokenIds::new(&gpu, "token_type_ids", &[0, 2, 1]).unwrap();
     let mut b = gpu.batch();
-    let plain = Tables { word: &word, position: None, token_type: None };
+    let plain = Tables {
+        word: &word,
+        position: None,
+        token_type: None,
+    };
     let e = embedding::record(&gpu, &mut b, &plain, &Lookup::new(&bad), &out).unwrap_err();
-    assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("id 10 at index 1"), "{e}");
-    let bert = Tables { word: &word, position: Some(&pos), token_type: Some(&tt) };
-    let lookup = Lookup { ids: &good, token_types: Some(&bad_types), position_offset: 0, seq_len: 0 };
-    assert!(embedding::record(&gpu, &mut b, &bert, &lookup, &out).unwrap_err().to_string().contains("id 2 at index 1"));
-    let lookup = Lookup { ids: &good, token_types: None, position_offset: 2, seq_len: 0 };
-    assert!(embedding::record(&gpu, &mut b, &bert, &lookup, &out).unwrap_err().to_string().contains("position 4"));
+    assert!(
+        matches!(e, Error::Shape { .. }) && e.to_string().contains("id 10 at index 1"),
+        "{e}"
+    );
+    let bert = Tables {
+        word: &word,
+        position: Some(&pos),
+        token_type: Some(&tt),
+    };
+    let lookup = Lookup {
+        ids: &good,
+        token_types: Some(&bad_types),
+        position_offset: 0,
+        seq_len: 0,
+    };
+    assert!(embedding::record(&gpu, &mut b, &bert, &lookup, &out)
+        .unwrap_err()
+        .to_string()
+        .contains("id 2 at index 1"));
+    let lookup = Lookup {
+        ids: &good,
+        token_types: None,
+        position_offset: 2,
+        seq_len: 0,
+    };
+    assert!(embedding::record(&gpu, &mut b, &bert, &lookup, &out)
+        .unwrap_err()
+        .to_string()
+        .contains("position 4"));
     let mut ids = TokenIds::with_capacity(&gpu, "ids", 2).unwrap();
     assert!(ids.set(&gpu, &[1, 2, 3]).is_err());
     assert_eq!(b.dispatches(), 0);

@@ -41,12 +41,18 @@ fn weight(gpu: &Gpu, fmt: Fmt, n: usize, k: usize, seed: u64) -> (Linear, Vec<f3
     match fmt {
         Fmt::Dense(dt) => {
             let vals = refl::round_to(dt, &w);
-            (Linear::Dense(GpuTensor::from_f32(gpu, "w", &[n, k], dt, &vals).unwrap()), vals)
+            (
+                Linear::Dense(GpuTensor::from_f32(gpu, "w", &[n, k], dt, &vals).unwrap()),
+                vals,
+            )
         }
         Fmt::Quant(t) => {
             let blocks = cq::quantize(t, &w);
             let vals = cq::dequantize(t, &blocks);
-            (Linear::Quant(QuantWeight::from_blocks(gpu, "w", t, n, k, &blocks).unwrap()), vals)
+            (
+                Linear::Quant(QuantWeight::from_blocks(gpu, "w", t, n, k, &blocks).unwrap()),
+                vals,
+            )
         }
     }
 }
@@ -57,7 +63,10 @@ fn check_bound(what: &str, got: &[f32], want: &[f32], bound: &[f32]) -> f32 {
     let mut worst = 0.0f32;
     for (i, ((&g, &w), &b)) in got.iter().zip(want).zip(bound).enumerate() {
         let e = (g - w).abs();
-        assert!(e <= b, "{what}: element {i}: got {g}, want {w}, |err| {e:.3e} > bound {b:.3e}");
+        assert!(
+            e <= b,
+            "{what}: element {i}: got {g}, want {w}, |err| {e:.3e} > bound {b:.3e}"
+        );
         worst = worst.max(e / b);
     }
     worst
@@ -87,7 +96,11 @@ gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
     for fmt in formats() {
         for (ki, &k) in ks(fmt).iter().enumerate() {
             // (rows of x, N): one row for every format; quantised also two rows (M ≤ 4 GEMV).
-            let ms: &[usize] = if matches!(fmt, Fmt::Quant(_)) && ki == 0 { &[1, 2] } else { &[1] };
+            let ms: &[usize] = if matches!(fmt, Fmt::Quant(_)) && ki == 0 {
+                &[1, 2]
+            } else {
+                &[1]
+            };
             for &m in ms {
                 let n = if ki == 0 { 33 } else { 96 };
                 // Epilogues: 0 none, 1 bias, 2 bias + SiLU · product, 3 residual add in place,
@@ -106,13 +119,31 @@ gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
                         let bias = cpu::random(n, seed + 3, -1.0, 1.0);
                         let other = cpu::random(m * n, seed + 4, -1.0, 1.0);
                         let y0 = cpu::random(m * n, seed + 5, -1.0, 1.0);
-                        let xn = if norm_on { refn::rms_norm(&x, None, &gamma, k, EPS) } else { x.clone() };
+                        let xn = if norm_on {
+                            refn::rms_norm(&x, None, &gamma, k, EPS)
+                        } else {
+                            x.clone()
+                        };
                         let epi_ref = match epi_kind {
                             0 => refl::Epi::default(),
-                            1 => refl::Epi { bias: Some(&bias), ..Default::default() },
-                            2 => refl::Epi { bias: Some(&bias), act: Act::Silu, mul: Some(&other), ..Default::default() },
-                            3 => refl::Epi { add: Some(&y0), ..Default::default() },
-                            _ => refl::Epi { add: Some(&other), ..Default::default() },
+                            1 => refl::Epi {
+                                bias: Some(&bias),
+                                ..Default::default()
+                            },
+                            2 => refl::Epi {
+                                bias: Some(&bias),
+                                act: Act::Silu,
+                                mul: Some(&other),
+                                ..Default::default()
+                            },
+                            3 => refl::Epi {
+                                add: Some(&y0),
+                                ..Default::default()
+                            },
+                            _ => refl::Epi {
+                                add: Some(&other),
+                                ..Default::default()
+                            },
                         };
                         let want = refl::linear(&xn, &wv, m, n, k, epi_ref);
                         let mag = refl::abs_dot(&xn, &wv, m, n, k);
@@ -124,9 +155,19 @@ gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
                         let epi = match epi_kind {
                             0 => Epilogue::NONE,
                             1 => Epilogue::bias(&tb),
-                            2 => Epilogue { bias: Some(&tb), act: Act::Silu, residual: Some(Residual::Mul(&to)) },
-                            3 => Epilogue { residual: Some(Residual::Add(&ty)), ..Default::default() },
-                            _ => Epilogue { residual: Some(Residual::Add(&to)), ..Default::default() },
+                            2 => Epilogue {
+                                bias: Some(&tb),
+                                act: Act::Silu,
+                                residual: Some(Residual::Mul(&to)),
+                            },
+                            3 => Epilogue {
+                                residual: Some(Residual::Add(&ty)),
+                                ..Default::default()
+                            },
+                            _ => Epilogue {
+                                residual: Some(Residual::Add(&to)),
+                                ..Default::default()
+                            },
                         };
                         let norm = NormPrologue { weight: &tg, eps: EPS };
                         let mut b = gpu.batch();
@@ -134,7 +175,11 @@ gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
                         gpu.submit(b).unwrap();
                         let got = ty.to_f32_vec(&gpu).await.unwrap();
                         // SiLU's derivative is ≤ 1.1 and the product operand ≤ 1.
-                        let bound: Vec<f32> = mag.iter().zip(&want).map(|(&s, &v)| 2.2e-5 * s + 1e-6 * (1.0 + v.abs())).collect();
+                        let bound: Vec<f32> = mag
+                            .iter()
+                            .zip(&want)
+                            .map(|(&s, &v)| 2.2e-5 * s + 1e-6 * (1.0 + v.abs()))
+                            .collect();
                         let what = format!("{fmt:?} m={m} n={n} k={k} epilogue {epi_kind} norm {norm_on}");
                         worst = worst.max(check_bound(&what, &got, &want, &bound));
                     }
@@ -161,11 +206,19 @@ gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
                 let (u, uv) = weight(&gpu, fmt, n, k, seed + 1);
                 let x = cpu::random(k, seed + 2, -1.0, 1.0);
                 let gamma = cpu::random(k, seed + 3, 0.5, 1.5);
-                let xn = if norm_on { refn::rms_norm(&x, None, &gamma, k, EPS) } else { x.clone() };
+                let xn = if norm_on {
+                    refn::rms_norm(&x, None, &gamma, k, EPS)
+                } else {
+                    x.clone()
+                };
                 let gr = refl::linear(&xn, &gv, 1, n, k, refl::Epi::default());
                 let ur = refl::linear(&xn, &uv, 1, n, k, refl::Epi::default());
                 let (gm, um) = (refl::abs_dot(&xn, &gv, 1, n, k), refl::abs_dot(&xn, &uv, 1, n, k));
-                let want: Vec<f32> = gr.iter().zip(&ur).map(|(&a, &b)| (f64::from(a) / (1.0 + (-f64::from(a)).exp()) * f64::from(b)) as f32).collect();
+                let want: Vec<f32> = gr
+                    .iter()
+                    .zip(&ur)
+                    .map(|(&a, &b)| (f64::from(a) / (1.0 + (-f64::from(a)).exp()) * f64::from(b)) as f32)
+                    .collect();
                 let bound: Vec<f32> = (0..n)
                     .map(|i| {
                         let (eg, eu) = (2e-5 * gm[i] + 1e-6, 2e-5 * um[i] + 1e-6);
@@ -183,10 +236,18 @@ gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
                 project::record_swiglu(&gpu, &mut b, &tx, norm_on.then_some(&norm), &gu, &h).unwrap();
                 gpu.submit(b).unwrap();
                 let got = h.to_f32_vec(&gpu).await.unwrap();
-                worst = worst.max(check_bound(&format!("swiglu {fmt:?} k={k} norm {norm_on}"), &got, &want, &bound));
+                worst = worst.max(check_bound(
+                    &format!("swiglu {fmt:?} k={k} norm {norm_on}"),
+                    &got,
+                    &want,
+                    &bound,
+                ));
                 // The joined quantised weight's row views are the parts again.
                 if let (Linear::Quant(_), (Linear::Quant(gv2), Linear::Quant(uv2))) = (&g, gu.parts().unwrap()) {
-                    assert_eq!((gv2.rows(), gv2.row_offset(), uv2.rows(), uv2.row_offset()), (n, 0, n, n));
+                    assert_eq!(
+                        (gv2.rows(), gv2.row_offset(), uv2.rows(), uv2.row_offset()),
+                        (n, 0, n, n)
+                    );
                     let y = upload(&gpu, "y", &[1, n], &vec![f32::NAN; n]);
                     let mut b = gpu.batch();
                     project::record(&gpu, &mut b, &tx, &Linear::Quant(uv2), &y, None, &Epilogue::NONE, None).unwrap();
@@ -194,7 +255,12 @@ gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
                     let x_only = refl::linear(&x, &uv, 1, n, k, refl::Epi::default());
                     let mag = refl::abs_dot(&x, &uv, 1, n, k);
                     let bound: Vec<f32> = mag.iter().map(|&s| 2e-5 * s + 1e-6).collect();
-                    check_bound(&format!("up view {fmt:?} k={k}"), &y.to_f32_vec(&gpu).await.unwrap(), &x_only, &bound);
+                    check_bound(
+                        &format!("up view {fmt:?} k={k}"),
+                        &y.to_f32_vec(&gpu).await.unwrap(),
+                        &x_only,
+                        &bound,
+                    );
                 }
             }
         }
@@ -252,7 +318,10 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     let w = QkvWeight::new(&gpu, &mut b, "qkv", (&wq, &wk, &wv), &tg, biases, nh, nkv, hd).unwrap();
                     gpu.submit(b).unwrap();
                     let Some(w) = w else {
-                        assert!(!QkvWeight::supported(&gpu, matches!(fmt, Fmt::Quant(_))), "{fmt:?}: the weights should join");
+                        assert!(
+                            !QkvWeight::supported(&gpu, matches!(fmt, Fmt::Quant(_))),
+                            "{fmt:?}: the weights should join"
+                        );
                         continue;
                     };
                     let tx = upload(&gpu, "x", &[1, k], &x);
@@ -268,7 +337,10 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     all_w.extend_from_slice(&wkv);
                     all_w.extend_from_slice(&wvv);
                     let n = nq + 2 * nk;
-                    let epi = refl::Epi { bias: with_bias.then_some(&bias[..]), ..Default::default() };
+                    let epi = refl::Epi {
+                        bias: with_bias.then_some(&bias[..]),
+                        ..Default::default()
+                    };
                     let y = refl::linear(&xn, &all_w, 1, n, k, epi);
                     let mag = refl::abs_dot(&xn, &all_w, 1, n, k);
                     let (mut qr, mut kr, vr) = (y[..nq].to_vec(), y[nq..nq + nk].to_vec(), y[nq + nk..].to_vec());
@@ -276,7 +348,10 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     refa::rope(&mut kr, nkv, hd, pos, rope.theta, hd);
                     // Per head: the projection bound of its largest row plus RoPE's 1e-5 per unit of size.
                     let head_bound = |range: std::ops::Range<usize>, vals: &[f32]| -> Vec<f32> {
-                        let m = mag[range].chunks(hd).map(|h| h.iter().fold(0.0f32, |a, &b| a.max(b))).collect::<Vec<_>>();
+                        let m = mag[range]
+                            .chunks(hd)
+                            .map(|h| h.iter().fold(0.0f32, |a, &b| a.max(b)))
+                            .collect::<Vec<_>>();
                         vals.chunks(hd)
                             .zip(&m)
                             .flat_map(|(h, &s)| {
@@ -292,7 +367,10 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     let (after_k, after_v) = read_cache(&gpu, &cache).await;
                     assert_eq!(&after_k[..pos * nk], &before_k[..], "{what}: earlier K rows changed");
                     assert_eq!(&after_v[..pos * nk], &before_v[..], "{what}: earlier V rows changed");
-                    for (name, got, want, range) in [("k", &after_k[pos * nk..], &kr, nq..nq + nk), ("v", &after_v[pos * nk..], &vr, nq + nk..n)] {
+                    for (name, got, want, range) in [
+                        ("k", &after_k[pos * nk..], &kr, nq..nq + nk),
+                        ("v", &after_v[pos * nk..], &vr, nq + nk..n),
+                    ] {
                         let mut bound = head_bound(range, want);
                         // The storage format's rounding (see the module comment).
                         for (hi, head) in want.chunks(hd).enumerate() {
@@ -313,11 +391,19 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
         }
     }
     say!("fused QKV: {checked} cases, worst |err| / bound {worst:.3}");
-    assert!(checked > 0, "no case ran (the device lacks the storage bindings for every format?)");
+    assert!(
+        checked > 0,
+        "no case ran (the device lacks the storage bindings for every format?)"
+    );
 });
 
 /// Logits of `prompt` then of each id in `steps` (one-token forward passes).
-async fn decode_logits(gpu: &Gpu, m: &mut kjarni_web::models::llama::Llama, prompt: &[u32], steps: &[u32]) -> Vec<Vec<f32>> {
+async fn decode_logits(
+    gpu: &Gpu,
+    m: &mut kjarni_web::models::llama::Llama,
+    prompt: &[u32],
+    steps: &[u32],
+) -> Vec<Vec<f32>> {
     m.reset();
     let mut out = vec![m.forward(gpu, prompt).await.unwrap()];
     for &id in steps {
@@ -332,10 +418,36 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
     let gpu = gpu().await;
     // Small Llama / Qwen2 shapes: head_dim 64 (GQA 2, tied) and 128 (GQA 2, biases, untied lm_head).
     let shapes = [
-        Shape { name: "llama", hidden: 256, layers: 2, heads: 4, kv_heads: 2, ff: 512, vocab: 300, qkv_bias: false, tied: true },
-        Shape { name: "qwen2", hidden: 512, layers: 2, heads: 4, kv_heads: 2, ff: 768, vocab: 260, qkv_bias: true, tied: false },
+        Shape {
+            name: "llama",
+            hidden: 256,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            ff: 512,
+            vocab: 300,
+            qkv_bias: false,
+            tied: true,
+        },
+        Shape {
+            name: "qwen2",
+            hidden: 512,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            ff: 768,
+            vocab: 260,
+            qkv_bias: true,
+            tied: false,
+        },
     ];
-    let formats: [Option<QuantType>; 5] = [None, Some(QuantType::Q8_0), Some(QuantType::Q4_0), Some(QuantType::Q4_1), Some(QuantType::Q4_K)];
+    let formats: [Option<QuantType>; 5] = [
+        None,
+        Some(QuantType::Q8_0),
+        Some(QuantType::Q4_0),
+        Some(QuantType::Q4_1),
+        Some(QuantType::Q4_K),
+    ];
     let prompt = [1u32, 17, 42, 99, 5, 250, 3];
     let steps = [7u32, 11, 200, 13];
     let mut case = 0usize;
@@ -346,10 +458,17 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
                 if BROWSER && !case.is_multiple_of(6) {
                     continue; // SwiftShader: a rotating sixth
                 }
-                let opts = LlamaOptions { kv_cache: kv, max_context: 64 };
+                let opts = LlamaOptions {
+                    kv_cache: kv,
+                    max_context: 64,
+                };
                 let mut m = match fmt {
-                    None => Llama::load(&gpu, &synthetic::safetensors(s).0, &opts, &mut |_| {}).await.unwrap(),
-                    Some(t) => Llama::load_gguf(&gpu, &synthetic::gguf(s, t).0, "model.gguf", &opts, &mut |_| {}).await.unwrap(),
+                    None => Llama::load(&gpu, &synthetic::safetensors(s).0, &opts, &mut |_| {})
+                        .await
+                        .unwrap(),
+                    Some(t) => Llama::load_gguf(&gpu, &synthetic::gguf(s, t).0, "model.gguf", &opts, &mut |_| {})
+                        .await
+                        .unwrap(),
                 };
                 let what = format!("{} {fmt:?} kv {}", s.name, kv.name());
                 assert_eq!(m.decode_path(), DecodePath::Fused, "{what}: the weights should fuse");
@@ -360,7 +479,11 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
                 let got = decode_logits(&gpu, &mut m, &prompt, &steps).await;
                 let fused_dispatches = m.dispatches_per_token();
                 // One embedding lookup, 5 per layer, the lm_head (one block).
-                assert_eq!(fused_dispatches, 2 + 5 * s.layers, "{what}: dispatches per token (unfused: {unfused_dispatches})");
+                assert_eq!(
+                    fused_dispatches,
+                    2 + 5 * s.layers,
+                    "{what}: dispatches per token (unfused: {unfused_dispatches})"
+                );
                 // Same math, different f32 summation order and the norm folded into the GEMVs:
                 // logits agree to ~1e-5 relative of their size; int8 KV codes may round the
                 // other way on a value that differs by that much (one step, absmax / 127, of
@@ -371,7 +494,13 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
                         KvDType::Int8 => 2e-2 * size,
                         _ => 1e-3 * size,
                     };
-                    check_close(&format!("{what}: step {i}"), g, w, kjarni_web::cpu::compare::Tolerance { atol: tol, rtol: 0.0 }).unwrap();
+                    check_close(
+                        &format!("{what}: step {i}"),
+                        g,
+                        w,
+                        kjarni_web::cpu::compare::Tolerance { atol: tol, rtol: 0.0 },
+                    )
+                    .unwrap();
                 }
                 // Rewind into the decoded tokens and decode them again: the cache rows (int8: the
                 // shared scale words too) are rewritten, the logits come out identical.

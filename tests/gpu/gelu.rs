@@ -8,17 +8,26 @@ use kjarni_web::ops::gelu::{self as op, Gelu};
 // differ from each other by up to 5e-4 (tanh vs erf), so a kernel running the wrong one fails.
 const TOL: Tolerance = Tolerance { atol: 1e-6, rtol: 2e-6 };
 
-const KINDS: [(Gelu, Formula); 3] =
-    [(Gelu::Erf, Formula::Erf), (Gelu::Tanh, Formula::Tanh), (Gelu::ErfRational, Formula::ErfRational)];
+const KINDS: [(Gelu, Formula); 3] = [
+    (Gelu::Erf, Formula::Erf),
+    (Gelu::Tanh, Formula::Tanh),
+    (Gelu::ErfRational, Formula::ErfRational),
+];
 
 gpu_test!(gelu_matches_its_formula_and_reports_its_error, async {
     let gpu = gpu().await;
     let grid = gelu::grid(); // 200001 points: the scalar kernel; the first 200000: vec4
     let tx = upload(&gpu, "x", &[grid.len()], &grid);
     let tx4 = upload(&gpu, "x4", &[grid.len() - 1], &grid[..grid.len() - 1]);
-    say!("GELU max |error| vs f64 erf-GELU on [-10, 10] step 1e-4 ({}):", gpu.caps().adapter);
+    say!(
+        "GELU max |error| vs f64 erf-GELU on [-10, 10] step 1e-4 ({}):",
+        gpu.caps().adapter
+    );
     for (kind, formula) in KINDS {
-        let want: Vec<f32> = grid.iter().map(|&x| gelu::gelu_formula(formula, f64::from(x)) as f32).collect();
+        let want: Vec<f32> = grid
+            .iter()
+            .map(|&x| gelu::gelu_formula(formula, f64::from(x)) as f32)
+            .collect();
         let ty = upload(&gpu, "y", &[grid.len()], &vec![f32::NAN; grid.len()]);
         let ty4 = upload(&gpu, "y4", &[grid.len() - 1], &vec![f32::NAN; grid.len() - 1]);
         let mut b = gpu.batch();
@@ -52,7 +61,10 @@ gpu_test!(gelu_in_place_on_awkward_sizes, async {
             let mut b = gpu.batch();
             op::record_inplace(&gpu, &mut b, kind, &t).unwrap();
             gpu.submit(b).unwrap();
-            let want: Vec<f32> = x.iter().map(|&v| gelu::gelu_formula(formula, f64::from(v)) as f32).collect();
+            let want: Vec<f32> = x
+                .iter()
+                .map(|&v| gelu::gelu_formula(formula, f64::from(v)) as f32)
+                .collect();
             assert_tensor(&gpu, &format!("{kind:?} in place n={n}"), &t, &want, TOL).await;
         }
     }

@@ -32,24 +32,64 @@ fn variants(gpu: &kjarni_web::Gpu) -> Vec<Variant> {
         let r = gpu.caps().variants.reduction;
         return vec![
             Variant::Scalar,
-            Variant::Vec4 { rows: 4, workgroup: 64, reduction: r },
-            Variant::Vec4 { rows: 1, workgroup: 64, reduction: Reduction::SharedMemory },
-            Variant::Grouped { lanes: 16, rows: 2, workgroup: 64, reduction: r },
+            Variant::Vec4 {
+                rows: 4,
+                workgroup: 64,
+                reduction: r,
+            },
+            Variant::Vec4 {
+                rows: 1,
+                workgroup: 64,
+                reduction: Reduction::SharedMemory,
+            },
+            Variant::Grouped {
+                lanes: 16,
+                rows: 2,
+                workgroup: 64,
+                reduction: r,
+            },
         ];
     }
     let mut v = vec![Variant::Scalar];
     for reduction in gpu.caps().reductions() {
         for (rows, workgroup) in [(1, 64), (4, 256)] {
-            v.push(Variant::Vec4 { rows, workgroup, reduction });
+            v.push(Variant::Vec4 {
+                rows,
+                workgroup,
+                reduction,
+            });
         }
     }
     let reduction = gpu.caps().variants.reduction;
-    v.push(Variant::Vec4 { rows: 2, workgroup: 128, reduction });
-    v.push(Variant::Vec4 { rows: 8, workgroup: 32, reduction });
+    v.push(Variant::Vec4 {
+        rows: 2,
+        workgroup: 128,
+        reduction,
+    });
+    v.push(Variant::Vec4 {
+        rows: 8,
+        workgroup: 32,
+        reduction,
+    });
     // Short-row groups: 4 / 16 / 32 lanes, one to three rows per group (odd outputs per workgroup).
-    v.push(Variant::Grouped { lanes: 4, rows: 1, workgroup: 64, reduction });
-    v.push(Variant::Grouped { lanes: 16, rows: 3, workgroup: 256, reduction });
-    v.push(Variant::Grouped { lanes: 32, rows: 2, workgroup: 64, reduction: Reduction::SharedMemory });
+    v.push(Variant::Grouped {
+        lanes: 4,
+        rows: 1,
+        workgroup: 64,
+        reduction,
+    });
+    v.push(Variant::Grouped {
+        lanes: 16,
+        rows: 3,
+        workgroup: 256,
+        reduction,
+    });
+    v.push(Variant::Grouped {
+        lanes: 32,
+        rows: 2,
+        workgroup: 64,
+        reduction: Reduction::SharedMemory,
+    });
     v
 }
 
@@ -57,20 +97,32 @@ gpu_test!(gemv_is_exact_on_awkward_shapes_for_every_dtype_and_variant, async {
     let gpu = gpu().await;
     let variants = variants(&gpu);
     for dtype in DTYPES {
-        let shapes = subset(&SHAPES, |s| [(1, 1), (5, 3), (4, 8), (6, 17), (13, 257), (70, 1031)].contains(s));
+        let shapes = subset(&SHAPES, |s| {
+            [(1, 1), (5, 3), (4, 8), (6, 17), (13, 257), (70, 1031)].contains(s)
+        });
         for (i, &(n, k)) in shapes.iter().enumerate() {
             let (x, w) = exact_data(1, n, k, 10 + i as u64);
             let (tw, wv) = weights(&gpu, "w", n, k, dtype, &w);
             let tx = upload(&gpu, "x", &[k], &x);
             let want = linear(&x, &wv, 1, n, k, Epi::default());
-            let outs: Vec<GpuTensor> = variants.iter().map(|_| upload(&gpu, "y", &[n], &vec![f32::NAN; n])).collect();
+            let outs: Vec<GpuTensor> = variants
+                .iter()
+                .map(|_| upload(&gpu, "y", &[n], &vec![f32::NAN; n]))
+                .collect();
             let mut batch = gpu.batch();
             for (v, y) in variants.iter().zip(&outs) {
                 gemv::record_variant(&gpu, &mut batch, &tw, &tx, y, &Epilogue::NONE, *v).unwrap();
             }
             gpu.submit(batch).unwrap();
             for (v, y) in variants.iter().zip(&outs) {
-                assert_tensor(&gpu, &format!("gemv {dtype} {} [{n}, {k}]", v.name()), y, &want, Tolerance::EXACT).await;
+                assert_tensor(
+                    &gpu,
+                    &format!("gemv {dtype} {} [{n}, {k}]", v.name()),
+                    y,
+                    &want,
+                    Tolerance::EXACT,
+                )
+                .await;
             }
         }
     }
@@ -83,7 +135,10 @@ gpu_test!(gemv_is_exact_on_awkward_shapes_for_every_dtype_and_variant, async {
 // (1.5e-7 absolute) and f32 exp: 2e-6 relative on top.
 gpu_test!(gemv_matches_reference_with_bias_gelu_and_residuals, async {
     let gpu = gpu().await;
-    for (i, &(n, k)) in subset(&[(37usize, 1001usize), (300, 4096), (5, 4097)], |s| s.0 == 37).iter().enumerate() {
+    for (i, &(n, k)) in subset(&[(37usize, 1001usize), (300, 4096), (5, 4097)], |s| s.0 == 37)
+        .iter()
+        .enumerate()
+    {
         let x = cpu::random(k, 1 + i as u64, -2.0, 2.0);
         let w = cpu::random(n * k, 2 + i as u64, -0.5, 0.5);
         let b = cpu::random(n, 3 + i as u64, -1.0, 1.0);
@@ -95,31 +150,93 @@ gpu_test!(gemv_matches_reference_with_bias_gelu_and_residuals, async {
             let tr = upload(&gpu, "res", &[1, n], &r);
             let scale = abs_dot(&x, &wv, 1, n, k);
             let cases: Vec<(&str, Epi, Act, bool)> = vec![
-                ("bias+gelu", Epi { bias: Some(&b), act: Act::Gelu, ..Default::default() }, Act::Gelu, false),
-                ("bias+residual", Epi { bias: Some(&b), add: Some(&r), ..Default::default() }, Act::None, false),
-                ("silu*other", Epi { act: Act::Silu, mul: Some(&r), ..Default::default() }, Act::Silu, false),
-                ("in-place residual", Epi { add: Some(&r), ..Default::default() }, Act::None, true),
+                (
+                    "bias+gelu",
+                    Epi {
+                        bias: Some(&b),
+                        act: Act::Gelu,
+                        ..Default::default()
+                    },
+                    Act::Gelu,
+                    false,
+                ),
+                (
+                    "bias+residual",
+                    Epi {
+                        bias: Some(&b),
+                        add: Some(&r),
+                        ..Default::default()
+                    },
+                    Act::None,
+                    false,
+                ),
+                (
+                    "silu*other",
+                    Epi {
+                        act: Act::Silu,
+                        mul: Some(&r),
+                        ..Default::default()
+                    },
+                    Act::Silu,
+                    false,
+                ),
+                (
+                    "in-place residual",
+                    Epi {
+                        add: Some(&r),
+                        ..Default::default()
+                    },
+                    Act::None,
+                    true,
+                ),
             ];
             for (name, epi, act, in_place) in cases {
                 let want = linear(&x, &wv, 1, n, k, epi);
-                for v in subset(&[Variant::Scalar, gemv::default_variant(gpu.caps(), n, k, dtype)], |v| *v != Variant::Scalar) {
+                for v in subset(
+                    &[Variant::Scalar, gemv::default_variant(gpu.caps(), n, k, dtype)],
+                    |v| *v != Variant::Scalar,
+                ) {
                     let init = if in_place { r.clone() } else { vec![f32::NAN; n] };
                     let y = upload(&gpu, "y", &[1, n], &init);
                     let e = match name {
-                        "bias+gelu" => Epilogue { bias: Some(&tb), act, residual: None },
-                        "bias+residual" => Epilogue { bias: Some(&tb), act, residual: Some(Residual::Add(&tr)) },
-                        "silu*other" => Epilogue { bias: None, act, residual: Some(Residual::Mul(&tr)) },
-                        _ => Epilogue { bias: None, act, residual: Some(Residual::Add(&y)) },
+                        "bias+gelu" => Epilogue {
+                            bias: Some(&tb),
+                            act,
+                            residual: None,
+                        },
+                        "bias+residual" => Epilogue {
+                            bias: Some(&tb),
+                            act,
+                            residual: Some(Residual::Add(&tr)),
+                        },
+                        "silu*other" => Epilogue {
+                            bias: None,
+                            act,
+                            residual: Some(Residual::Mul(&tr)),
+                        },
+                        _ => Epilogue {
+                            bias: None,
+                            act,
+                            residual: Some(Residual::Add(&y)),
+                        },
                     };
                     let mut batch = gpu.batch();
                     gemv::record_variant(&gpu, &mut batch, &tw, &tx, &y, &e, v).unwrap();
                     gpu.submit(batch).unwrap();
                     let got = y.to_f32_vec(&gpu).await.unwrap();
-                    let rel = if v == Variant::Scalar { k as f32 * 2f32.powi(-24) } else { 1e-5 };
+                    let rel = if v == Variant::Scalar {
+                        k as f32 * 2f32.powi(-24)
+                    } else {
+                        1e-5
+                    };
                     let rtol = if act == Act::None { 1e-6 } else { 2e-6 };
                     let what = format!("gemv {dtype} {} [{n}, {k}] {name}", v.name());
                     // The multiplied case scales the error by |other| ≤ 3.
-                    let scale: Vec<f32> = scale.iter().zip(&r).map(|(s, o)| if name == "silu*other" { s * o.abs().max(1.0) } else { *s }).collect();
+                    let scale: Vec<f32> = scale
+                        .iter()
+                        .zip(&r)
+                        .map(|(s, o)| if name == "silu*other" { s * o.abs().max(1.0) } else { *s })
+                        .collect();
                     assert_scaled(&what, &got, &want, &scale, rel, rtol);
                 }
             }
@@ -139,7 +256,14 @@ gpu_test!(gemv_default_variant_records_and_large_rows_work, async {
         let mut batch = gpu.batch();
         gemv::record(&gpu, &mut batch, &tw, &tx, &y, &Epilogue::NONE).unwrap();
         gpu.submit(batch).unwrap();
-        assert_tensor(&gpu, &format!("gemv default [{n}, {k}]"), &y, &linear(&x, &wv, 1, n, k, Epi::default()), Tolerance::EXACT).await;
+        assert_tensor(
+            &gpu,
+            &format!("gemv default [{n}, {k}]"),
+            &y,
+            &linear(&x, &wv, 1, n, k, Epi::default()),
+            Tolerance::EXACT,
+        )
+        .await;
     }
 });
 
@@ -150,29 +274,80 @@ gpu_test!(gemv_rejects_bad_shapes_dtypes_and_aliasing, async {
     let y = GpuTensor::zeros(&gpu, "y", &[4], DType::F32).unwrap();
     let mut b = gpu.batch();
     let bad_x = GpuTensor::zeros(&gpu, "x5", &[5], DType::F32).unwrap();
-    assert!(matches!(gemv::record(&gpu, &mut b, &w, &bad_x, &y, &Epilogue::NONE), Err(Error::Shape { .. })));
+    assert!(matches!(
+        gemv::record(&gpu, &mut b, &w, &bad_x, &y, &Epilogue::NONE),
+        Err(Error::Shape { .. })
+    ));
     let bad_y = GpuTensor::zeros(&gpu, "y3", &[3], DType::F32).unwrap();
-    assert!(matches!(gemv::record(&gpu, &mut b, &w, &x, &bad_y, &Epilogue::NONE), Err(Error::Shape { .. })));
+    assert!(matches!(
+        gemv::record(&gpu, &mut b, &w, &x, &bad_y, &Epilogue::NONE),
+        Err(Error::Shape { .. })
+    ));
     let w3 = GpuTensor::zeros(&gpu, "w3", &[2, 2, 6], DType::BF16).unwrap();
-    assert!(matches!(gemv::record(&gpu, &mut b, &w3, &x, &y, &Epilogue::NONE), Err(Error::Shape { .. })));
+    assert!(matches!(
+        gemv::record(&gpu, &mut b, &w3, &x, &y, &Epilogue::NONE),
+        Err(Error::Shape { .. })
+    ));
     let wi8 = GpuTensor::zeros(&gpu, "wi8", &[4, 6], DType::I8).unwrap();
-    assert!(matches!(gemv::record(&gpu, &mut b, &wi8, &x, &y, &Epilogue::NONE), Err(Error::DType { .. })));
+    assert!(matches!(
+        gemv::record(&gpu, &mut b, &wi8, &x, &y, &Epilogue::NONE),
+        Err(Error::DType { .. })
+    ));
     let bad_bias = GpuTensor::zeros(&gpu, "bias", &[5], DType::F32).unwrap();
-    assert!(matches!(gemv::record(&gpu, &mut b, &w, &x, &y, &Epilogue::bias(&bad_bias)), Err(Error::Shape { .. })));
+    assert!(matches!(
+        gemv::record(&gpu, &mut b, &w, &x, &y, &Epilogue::bias(&bad_bias)),
+        Err(Error::Shape { .. })
+    ));
     let sq = GpuTensor::zeros(&gpu, "sq", &[6, 6], DType::F32).unwrap();
     let v6 = GpuTensor::zeros(&gpu, "v6", &[6], DType::F32).unwrap();
-    assert!(matches!(gemv::record(&gpu, &mut b, &sq, &v6, &v6, &Epilogue::NONE), Err(Error::Aliased { .. })));
-    let e = gemv::record(&gpu, &mut b, &w, &x, &y, &Epilogue { residual: Some(Residual::Mul(&y)), ..Default::default() }).unwrap_err();
-    assert!(matches!(&e, Error::Aliased { written, other, .. } if written == "y" && other == "y"), "{e}");
+    assert!(matches!(
+        gemv::record(&gpu, &mut b, &sq, &v6, &v6, &Epilogue::NONE),
+        Err(Error::Aliased { .. })
+    ));
+    let e = gemv::record(
+        &gpu,
+        &mut b,
+        &w,
+        &x,
+        &y,
+        &Epilogue {
+            residual: Some(Residual::Mul(&y)),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::Aliased { written, other, .. } if written == "y" && other == "y"),
+        "{e}"
+    );
     assert_eq!(b.dispatches(), 0);
 
-    let nosg = kjarni_web::Gpu::with_options(GpuOptions { disable_subgroups: true, ..Default::default() }).await.unwrap();
+    let nosg = kjarni_web::Gpu::with_options(GpuOptions {
+        disable_subgroups: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let w = GpuTensor::zeros(&nosg, "w", &[4, 6], DType::BF16).unwrap();
     let x = GpuTensor::zeros(&nosg, "x", &[6], DType::F32).unwrap();
     let y = GpuTensor::zeros(&nosg, "y", &[4], DType::F32).unwrap();
     let mut b = nosg.batch();
-    let v = Variant::Vec4 { rows: 1, workgroup: 64, reduction: Reduction::Subgroup };
-    assert!(matches!(gemv::record_variant(&nosg, &mut b, &w, &x, &y, &Epilogue::NONE, v), Err(Error::Unsupported { .. })));
-    let v = Variant::Vec4 { rows: 3, workgroup: 64, reduction: Reduction::SharedMemory };
-    assert!(matches!(gemv::record_variant(&nosg, &mut b, &w, &x, &y, &Epilogue::NONE, v), Err(Error::Unsupported { .. })));
+    let v = Variant::Vec4 {
+        rows: 1,
+        workgroup: 64,
+        reduction: Reduction::Subgroup,
+    };
+    assert!(matches!(
+        gemv::record_variant(&nosg, &mut b, &w, &x, &y, &Epilogue::NONE, v),
+        Err(Error::Unsupported { .. })
+    ));
+    let v = Variant::Vec4 {
+        rows: 3,
+        workgroup: 64,
+        reduction: Reduction::SharedMemory,
+    };
+    assert!(matches!(
+        gemv::record_variant(&nosg, &mut b, &w, &x, &y, &Epilogue::NONE, v),
+        Err(Error::Unsupported { .. })
+    ));
 });

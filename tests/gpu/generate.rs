@@ -6,7 +6,9 @@
 //! live buffers flat.
 
 use crate::common::gpu;
-use kjarni_web::generate::{argmax, generate, generate_masked, CancelToken, FinishReason, GenerateOptions, Generation, SamplingParams};
+use kjarni_web::generate::{
+    argmax, generate, generate_masked, CancelToken, FinishReason, GenerateOptions, Generation, SamplingParams,
+};
 use kjarni_web::load::MemorySource;
 use kjarni_web::models::llama::{Llama, LlamaOptions};
 use kjarni_web::ops::kv_cache::KvDType;
@@ -50,10 +52,17 @@ pub fn tiny_model(qwen2: bool) -> MemorySource {
     let mut data: Vec<u8> = Vec::new();
     for (i, (name, shape)) in tensors.iter().enumerate() {
         let n: usize = shape.iter().product();
-        let vals = if name.ends_with("norm.weight") { vec![1.0f32; n] } else { kjarni_web::cpu::random(n, i as u64 + 1, -0.3, 0.3) };
+        let vals = if name.ends_with("norm.weight") {
+            vec![1.0f32; n]
+        } else {
+            kjarni_web::cpu::random(n, i as u64 + 1, -0.3, 0.3)
+        };
         let start = data.len();
         data.extend(vals.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()));
-        header.insert(name.clone(), json!({"dtype": "BF16", "shape": shape, "data_offsets": [start, data.len()]}));
+        header.insert(
+            name.clone(),
+            json!({"dtype": "BF16", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
     }
     let mut hdr = serde_json::to_vec(&header).unwrap();
     while !hdr.len().is_multiple_of(8) {
@@ -90,13 +99,24 @@ fn text_of(ids: &[u32]) -> Result<String> {
 
 const PROMPT: [u32; 5] = [1, 17, 42, 99, 250];
 
-async fn run(gpu: &Gpu, m: &mut Llama, opts: &GenerateOptions, cancel: &CancelToken, on: &mut dyn FnMut(&str)) -> Generation {
+async fn run(
+    gpu: &Gpu,
+    m: &mut Llama,
+    opts: &GenerateOptions,
+    cancel: &CancelToken,
+    on: &mut dyn FnMut(&str),
+) -> Generation {
     m.reset();
     generate(m, gpu, text_of, &PROMPT, opts, cancel, on).await.unwrap()
 }
 
 fn opts(max_tokens: usize, depth: usize) -> GenerateOptions {
-    GenerateOptions { max_tokens, ignore_eos: true, steps_in_flight: depth, ..Default::default() }
+    GenerateOptions {
+        max_tokens,
+        ignore_eos: true,
+        steps_in_flight: depth,
+        ..Default::default()
+    }
 }
 
 /// Greedy ids through the logits path (forward + readback + CPU argmax).
@@ -118,14 +138,20 @@ gpu_test!(generate_greedy_equals_the_logits_path_at_every_depth, async {
     let want = greedy_reference(&gpu, &mut m, 40).await;
     for depth in [1, 2, 3, 4] {
         let mut streamed = String::new();
-        let g = run(&gpu, &mut m, &opts(40, depth), &CancelToken::new(), &mut |d| streamed.push_str(d)).await;
+        let g = run(&gpu, &mut m, &opts(40, depth), &CancelToken::new(), &mut |d| {
+            streamed.push_str(d)
+        })
+        .await;
         assert_eq!(g.tokens, want, "depth {depth}");
         assert_eq!(g.finish, FinishReason::Length);
         assert_eq!(streamed, text_of(&want).unwrap());
         // max_tokens: the last token was never fed (as before), everything else was.
         assert_eq!(m.cached_ids(), [&PROMPT[..], &want[..39]].concat(), "depth {depth}");
     }
-    say!("tiny model: {} dispatches per decoded token (sampling included)", m.dispatches_per_token());
+    say!(
+        "tiny model: {} dispatches per decoded token (sampling included)",
+        m.dispatches_per_token()
+    );
     // f16 / int8 KV caches and the Qwen2 layout (q/k/v biases, untied lm_head) likewise.
     for (kv, qwen2) in [(KvDType::F16, false), (KvDType::Int8, false), (KvDType::F16, true)] {
         let mut m = load_with(&gpu, 256, kv, qwen2).await;
@@ -141,16 +167,57 @@ gpu_test!(generate_seeded_sampling_equals_cpu_reference_step_by_step, async {
     let mut m = load(&gpu, 256).await;
     let n = 24;
     let cases = [
-        SamplingParams { temperature: 0.9, seed: 11, ..Default::default() },
-        SamplingParams { temperature: 1.1, top_k: 50, top_p: 0.9, min_p: 0.01, repetition_penalty: 1.2, seed: 12 },
+        SamplingParams {
+            temperature: 0.9,
+            seed: 11,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.1,
+            top_k: 50,
+            top_p: 0.9,
+            min_p: 0.01,
+            repetition_penalty: 1.2,
+            seed: 12,
+        },
     ];
     for p in cases {
-        let g = run(&gpu, &mut m, &GenerateOptions { sampling: p.clone(), ..opts(n, 3) }, &CancelToken::new(), &mut |_| {}).await;
+        let g = run(
+            &gpu,
+            &mut m,
+            &GenerateOptions {
+                sampling: p.clone(),
+                ..opts(n, 3)
+            },
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .await;
         for depth in [1, 4] {
-            let again = run(&gpu, &mut m, &GenerateOptions { sampling: p.clone(), ..opts(n, depth) }, &CancelToken::new(), &mut |_| {}).await;
+            let again = run(
+                &gpu,
+                &mut m,
+                &GenerateOptions {
+                    sampling: p.clone(),
+                    ..opts(n, depth)
+                },
+                &CancelToken::new(),
+                &mut |_| {},
+            )
+            .await;
             assert_eq!(again.tokens, g.tokens, "depth {depth} changed the draws of {p:?}");
         }
-        let other = run(&gpu, &mut m, &GenerateOptions { sampling: SamplingParams { seed: 99, ..p.clone() }, ..opts(n, 3) }, &CancelToken::new(), &mut |_| {}).await;
+        let other = run(
+            &gpu,
+            &mut m,
+            &GenerateOptions {
+                sampling: SamplingParams { seed: 99, ..p.clone() },
+                ..opts(n, 3)
+            },
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .await;
         assert_ne!(other.tokens, g.tokens);
         // The CPU reference on the logits path's logits, following the same ids.
         m.reset();
@@ -177,22 +244,41 @@ gpu_test!(generate_stops_and_abort_mid_flight_lose_and_leak_nothing, async {
     // A stop id: the tokens before its first occurrence; the cache holds them all (each was fed).
     let stop = want[12];
     let at = want.iter().position(|&t| t == stop).unwrap();
-    let o = GenerateOptions { stop_token_ids: vec![stop], ..opts(40, 4) };
+    let o = GenerateOptions {
+        stop_token_ids: vec![stop],
+        ..opts(40, 4)
+    };
     let mut streamed = String::new();
     let g = run(&gpu, &mut m, &o, &CancelToken::new(), &mut |d| streamed.push_str(d)).await;
     assert_eq!((g.finish, &g.tokens[..]), (FinishReason::Stop, &want[..at]));
-    assert_eq!(streamed, text_of(&want[..at]).unwrap(), "nothing past the stop is streamed");
+    assert_eq!(
+        streamed,
+        text_of(&want[..at]).unwrap(),
+        "nothing past the stop is streamed"
+    );
     assert_eq!(m.cached_ids(), [&PROMPT[..], &want[..at]].concat());
 
     // A stop string ends at the token completing it; its text is not emitted.
     let s = want[7];
     let j = want.iter().position(|&t| t == s).unwrap();
-    let o = GenerateOptions { stop: vec![format!("<{s}>")], ..opts(40, 4) };
+    let o = GenerateOptions {
+        stop: vec![format!("<{s}>")],
+        ..opts(40, 4)
+    };
     let mut streamed = String::new();
     let g = run(&gpu, &mut m, &o, &CancelToken::new(), &mut |d| streamed.push_str(d)).await;
     assert_eq!((g.finish, &g.tokens[..]), (FinishReason::Stop, &want[..=j]));
-    assert_eq!((g.text.as_str(), streamed.as_str()), (text_of(&want[..j]).unwrap().as_str(), text_of(&want[..j]).unwrap().as_str()));
-    assert!(m.cached_tokens() <= PROMPT.len() + j + 1 && m.cached_ids() == &[&PROMPT[..], &want[..m.cached_tokens() - PROMPT.len()]].concat()[..]);
+    assert_eq!(
+        (g.text.as_str(), streamed.as_str()),
+        (
+            text_of(&want[..j]).unwrap().as_str(),
+            text_of(&want[..j]).unwrap().as_str()
+        )
+    );
+    assert!(
+        m.cached_tokens() <= PROMPT.len() + j + 1
+            && m.cached_ids() == &[&PROMPT[..], &want[..m.cached_tokens() - PROMPT.len()]].concat()[..]
+    );
 
     // Abort after 5 streamed tokens: exactly 5 kept, the steps in flight dropped.
     let cancel = CancelToken::new();
@@ -215,14 +301,21 @@ gpu_test!(generate_stops_and_abort_mid_flight_lose_and_leak_nothing, async {
     let reused = m.forward_reusing(&gpu, &turn).await.unwrap();
     m.reset();
     let fresh = m.forward(&gpu, &turn).await.unwrap();
-    let diff = fresh.iter().zip(&reused).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let diff = fresh
+        .iter()
+        .zip(&reused)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(diff < 1e-4, "prefix reuse after an abort changed the logits by {diff}");
 
     // Cancelled before the first id: nothing generated, only the prompt cached.
     let cancel = CancelToken::new();
     cancel.cancel();
     let g = run(&gpu, &mut m, &opts(40, 4), &cancel, &mut |_| {}).await;
-    assert_eq!((g.finish, g.tokens.len(), m.cached_ids()), (FinishReason::Cancelled, 0, &PROMPT[..]));
+    assert_eq!(
+        (g.finish, g.tokens.len(), m.cached_ids()),
+        (FinishReason::Cancelled, 0, &PROMPT[..])
+    );
 
     // The context's end: every token that fits, then Length.
     let mut small = load(&gpu, 12).await;
@@ -246,22 +339,49 @@ gpu_test!(generate_with_a_logit_mask_keeps_one_step_in_flight, async {
         Ok(w)
     };
     m.reset();
-    let g = generate_masked(&mut m, &gpu, text_of, &PROMPT, &opts(12, 4), &CancelToken::new(), &mut |_| {}, Some(&mut mask)).await.unwrap();
+    let g = generate_masked(
+        &mut m,
+        &gpu,
+        text_of,
+        &PROMPT,
+        &opts(12, 4),
+        &CancelToken::new(),
+        &mut |_| {},
+        Some(&mut mask),
+    )
+    .await
+    .unwrap();
     assert_eq!(g.tokens.len(), 12);
-    assert!(g.tokens.iter().all(|t| t % 2 == 0) && g.tokens[1..].iter().all(|&t| t < 100), "{:?}", g.tokens);
+    assert!(
+        g.tokens.iter().all(|t| t % 2 == 0) && g.tokens[1..].iter().all(|&t| t < 100),
+        "{:?}",
+        g.tokens
+    );
     assert_eq!(calls, 12, "one mask per token");
     // The first token is the argmax over the even ids.
     m.reset();
     let l = m.forward(&gpu, &PROMPT).await.unwrap();
-    let even: Vec<f32> = l.iter().enumerate().map(|(i, &v)| if i % 2 == 0 { v } else { f32::NEG_INFINITY }).collect();
+    let even: Vec<f32> = l
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| if i % 2 == 0 { v } else { f32::NEG_INFINITY })
+        .collect();
     assert_eq!(g.tokens[0], argmax(&even).unwrap());
 });
 
 gpu_test!(generate_1000_tokens_keeps_live_buffers_flat, async {
     let gpu = gpu().await;
     let mut m = load(&gpu, 1100).await;
-    let p = SamplingParams { temperature: 1.0, top_p: 0.95, seed: 5, ..Default::default() };
-    let o = GenerateOptions { sampling: p, ..opts(8, 3) };
+    let p = SamplingParams {
+        temperature: 1.0,
+        top_p: 0.95,
+        seed: 5,
+        ..Default::default()
+    };
+    let o = GenerateOptions {
+        sampling: p,
+        ..opts(8, 3)
+    };
     run(&gpu, &mut m, &o, &CancelToken::new(), &mut |_| {}).await;
     let before = gpu.memory();
     let o = GenerateOptions { max_tokens: 1000, ..o };
@@ -269,9 +389,22 @@ gpu_test!(generate_1000_tokens_keeps_live_buffers_flat, async {
     let after = gpu.memory();
     assert_eq!(g.tokens.len(), 1000);
     assert_eq!(m.cached_tokens(), PROMPT.len() + 999);
-    say!("1000 tokens: live buffers {} → {}, bytes {} → {}; {} buffers created during the run",
-         before.live_buffers, after.live_buffers, before.live_bytes, after.live_bytes, after.created_buffers - before.created_buffers);
-    assert_eq!((after.live_buffers, after.live_bytes), (before.live_buffers, before.live_bytes));
+    say!(
+        "1000 tokens: live buffers {} → {}, bytes {} → {}; {} buffers created during the run",
+        before.live_buffers,
+        after.live_buffers,
+        before.live_bytes,
+        after.live_bytes,
+        after.created_buffers - before.created_buffers
+    );
+    assert_eq!(
+        (after.live_buffers, after.live_bytes),
+        (before.live_buffers, before.live_bytes)
+    );
     // Per generation: the id ring (3) and the prefill's scratch; nothing per token.
-    assert!(after.created_buffers - before.created_buffers < 40, "{} buffers created", after.created_buffers - before.created_buffers);
+    assert!(
+        after.created_buffers - before.created_buffers < 40,
+        "{} buffers created",
+        after.created_buffers - before.created_buffers
+    );
 });

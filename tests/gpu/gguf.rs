@@ -51,10 +51,7 @@ fn wasm_heap_bytes() -> u64 {
     {
         use wasm_bindgen::JsCast;
         let memory = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>();
-        memory
-            .buffer()
-            .unchecked_into::<js_sys::ArrayBuffer>()
-            .byte_length() as u64
+        memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64
     }
     #[cfg(not(target_arch = "wasm32"))]
     0
@@ -98,23 +95,14 @@ fn tolerance(_dense: DType) -> f32 {
     1e-2
 }
 
-async fn run_case(
-    gpu: &kjarni_web::Gpu,
-    m: &mut GgufLlama,
-    case: &serde_json::Value,
-    tol: f32,
-    steps: usize,
-) -> f32 {
+async fn run_case(gpu: &kjarni_web::Gpu, m: &mut GgufLlama, case: &serde_json::Value, tol: f32, steps: usize) -> f32 {
     let model = &mut m.model;
     model.reset();
     let prompt = ids(&case["input_ids"]);
     let logits = model.forward(gpu, &prompt).await.unwrap();
     let top = &case["last_logits_top20"];
     let mut max_diff = 0.0f32;
-    for (id, want) in ids(&top["ids"])
-        .iter()
-        .zip(top["values"].as_array().unwrap())
-    {
+    for (id, want) in ids(&top["ids"]).iter().zip(top["values"].as_array().unwrap()) {
         let want = want.as_f64().unwrap() as f32;
         let got = logits[*id as usize];
         max_diff = max_diff.max((got - want).abs());
@@ -127,10 +115,7 @@ async fn run_case(
     let want_ids = ids(&case["greedy_ids"]);
     let mut got_ids = vec![argmax(&logits).unwrap()];
     while got_ids.len() < want_ids.len().min(steps) {
-        let logits = model
-            .forward(gpu, &[*got_ids.last().unwrap()])
-            .await
-            .unwrap();
+        let logits = model.forward(gpu, &[*got_ids.last().unwrap()]).await.unwrap();
         got_ids.push(argmax(&logits).unwrap());
     }
     let n = got_ids.len();
@@ -153,32 +138,29 @@ async fn run_case(
     max_diff
 }
 
-gpu_test!(
-    gguf_smollm2_q4_1_matches_transformers_gguf_reference,
-    async {
-        let fx = fixture(GGUF_FIXTURE);
-        let (gpu, mut m) = load_smollm2(DType::F16).await;
-        assert!(
-            m.warnings.iter().any(|w| w.contains("token_embd.weight")),
-            "{:?}",
-            m.warnings
-        );
-        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
-        // The browser (SwiftShader, a CPU rasteriser) and lavapipe are slow: a few greedy steps
-        // already diverge on a wrong logit (the chat prompt's top two differ by 0.1).
-        let (skip_long, steps) = if cfg!(target_arch = "wasm32") {
-            (true, 3)
-        } else {
-            (false, 12)
-        };
-        for case in fx["cases"].as_array().unwrap() {
-            if skip_long && case["input_ids"].as_array().unwrap().len() > 100 {
-                continue;
-            }
-            run_case(&gpu, &mut m, case, tolerance(DType::F16), steps).await;
+gpu_test!(gguf_smollm2_q4_1_matches_transformers_gguf_reference, async {
+    let fx = fixture(GGUF_FIXTURE);
+    let (gpu, mut m) = load_smollm2(DType::F16).await;
+    assert!(
+        m.warnings.iter().any(|w| w.contains("token_embd.weight")),
+        "{:?}",
+        m.warnings
+    );
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    // The browser (SwiftShader, a CPU rasteriser) and lavapipe are slow: a few greedy steps
+    // already diverge on a wrong logit (the chat prompt's top two differ by 0.1).
+    let (skip_long, steps) = if cfg!(target_arch = "wasm32") {
+        (true, 3)
+    } else {
+        (false, 12)
+    };
+    for case in fx["cases"].as_array().unwrap() {
+        if skip_long && case["input_ids"].as_array().unwrap().len() > 100 {
+            continue;
         }
+        run_case(&gpu, &mut m, case, tolerance(DType::F16), steps).await;
     }
-);
+});
 
 gpu_test!(gguf_smollm2_with_f32_dequantised_embedding, async {
     let fx = fixture(GGUF_FIXTURE);
@@ -194,29 +176,64 @@ async fn greedy_through_driver(gpu: &kjarni_web::Gpu, m: &mut GgufLlama, case: &
     use kjarni_web::generate::{generate, CancelToken, GenerateOptions};
     let prompt = ids(&case["input_ids"]);
     let eos = m.model.config().eos_token_ids.clone();
-    let want: Vec<u32> = ids(&case["greedy_ids"]).into_iter().take(n).take_while(|t| !eos.contains(t)).collect();
+    let want: Vec<u32> = ids(&case["greedy_ids"])
+        .into_iter()
+        .take(n)
+        .take_while(|t| !eos.contains(t))
+        .collect();
     m.model.reset();
-    let opts = GenerateOptions { max_tokens: want.len(), ..Default::default() };
+    let opts = GenerateOptions {
+        max_tokens: want.len(),
+        ..Default::default()
+    };
     let tok = &m.tokenizer;
-    let g = generate(&mut m.model, gpu, |t: &[u32]| tok.decode(t, true), &prompt, &opts, &CancelToken::new(), &mut |_| {})
-        .await
-        .unwrap();
+    let g = generate(
+        &mut m.model,
+        gpu,
+        |t: &[u32]| tok.decode(t, true),
+        &prompt,
+        &opts,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(g.tokens, want, "{} case through the GPU driver", case["kind"]);
-    say!("{}: {} greedy tokens through the GPU driver identical; {} dispatches per token", case["kind"], want.len(), m.model.dispatches_per_token());
+    say!(
+        "{}: {} greedy tokens through the GPU driver identical; {} dispatches per token",
+        case["kind"],
+        want.len(),
+        m.model.dispatches_per_token()
+    );
 }
 
 gpu_test!(gguf_smollm2_greedy_through_the_gpu_driver_table_and_row_blocks, async {
     let fx = fixture(GGUF_FIXTURE);
     let gpu = gpu().await;
     let src = gguf_dir().await;
-    let opts = LlamaOptions { kv_cache: KvDType::F32, max_context: 512 };
-    let (case, n) = if cfg!(target_arch = "wasm32") { (&fx["cases"][0], 3) } else { (&fx["cases"][1], 32) };
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F32,
+        max_context: 512,
+    };
+    let (case, n) = if cfg!(target_arch = "wasm32") {
+        (&fx["cases"][0], 3)
+    } else {
+        (&fx["cases"][1], 32)
+    };
     for limit in [None, Some(16u64 << 20)] {
         if cfg!(target_arch = "wasm32") && limit.is_none() {
             continue;
         }
-        let gopts = GgufOptions { load: LoadOptions { max_part_bytes: limit, ..Default::default() }, ..Default::default() };
-        let mut m = load_llama_gguf(&gpu, &src, GGUF_FILE, &opts, &gopts, &mut |_| {}).await.unwrap();
+        let gopts = GgufOptions {
+            load: LoadOptions {
+                max_part_bytes: limit,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut m = load_llama_gguf(&gpu, &src, GGUF_FILE, &opts, &gopts, &mut |_| {})
+            .await
+            .unwrap();
         if limit.is_some() {
             assert!(m.warnings.iter().any(|w| w.contains("row blocks")), "{:?}", m.warnings);
         }
@@ -299,69 +316,22 @@ fn blocks(t: GgmlType, seed: u64, n: usize) -> Vec<u8> {
 type Tensors = Vec<(&'static str, GgmlType, Vec<u64>, Vec<u8>)>;
 
 fn synthetic() -> (Vec<u8>, Tensors) {
-    let f32s: Vec<u8> = (0..7u32)
-        .flat_map(|i| (i as f32 * 0.5 - 1.0).to_le_bytes())
-        .collect();
+    let f32s: Vec<u8> = (0..7u32).flat_map(|i| (i as f32 * 0.5 - 1.0).to_le_bytes()).collect();
     let f16s: Vec<u8> = (0..6u32)
         .flat_map(|i| half::f16::from_f32(i as f32 - 2.5).to_le_bytes())
         .collect();
     let tensors = vec![
         ("norm", GgmlType::F32, vec![7], f32s),
         ("h16", GgmlType::F16, vec![3, 2], f16s),
-        (
-            "q8big",
-            GgmlType::Q8_0,
-            vec![32, 40],
-            blocks(GgmlType::Q8_0, 11, 40),
-        ),
-        (
-            "q8",
-            GgmlType::Q8_0,
-            vec![96, 3],
-            blocks(GgmlType::Q8_0, 1, 9),
-        ),
-        (
-            "q4",
-            GgmlType::Q4_0,
-            vec![32, 5],
-            blocks(GgmlType::Q4_0, 2, 5),
-        ),
-        (
-            "q41",
-            GgmlType::Q4_1,
-            vec![64, 3],
-            blocks(GgmlType::Q4_1, 3, 6),
-        ),
-        (
-            "q5",
-            GgmlType::Q5_0,
-            vec![32, 3],
-            blocks(GgmlType::Q5_0, 4, 3),
-        ),
-        (
-            "q51",
-            GgmlType::Q5_1,
-            vec![64, 1],
-            blocks(GgmlType::Q5_1, 5, 2),
-        ),
-        (
-            "q4k",
-            GgmlType::Q4_K,
-            vec![256, 2],
-            blocks(GgmlType::Q4_K, 6, 2),
-        ),
-        (
-            "q5k",
-            GgmlType::Q5_K,
-            vec![256, 1],
-            blocks(GgmlType::Q5_K, 7, 1),
-        ),
-        (
-            "q6k",
-            GgmlType::Q6_K,
-            vec![256, 3],
-            blocks(GgmlType::Q6_K, 8, 3),
-        ),
+        ("q8big", GgmlType::Q8_0, vec![32, 40], blocks(GgmlType::Q8_0, 11, 40)),
+        ("q8", GgmlType::Q8_0, vec![96, 3], blocks(GgmlType::Q8_0, 1, 9)),
+        ("q4", GgmlType::Q4_0, vec![32, 5], blocks(GgmlType::Q4_0, 2, 5)),
+        ("q41", GgmlType::Q4_1, vec![64, 3], blocks(GgmlType::Q4_1, 3, 6)),
+        ("q5", GgmlType::Q5_0, vec![32, 3], blocks(GgmlType::Q5_0, 4, 3)),
+        ("q51", GgmlType::Q5_1, vec![64, 1], blocks(GgmlType::Q5_1, 5, 2)),
+        ("q4k", GgmlType::Q4_K, vec![256, 2], blocks(GgmlType::Q4_K, 6, 2)),
+        ("q5k", GgmlType::Q5_K, vec![256, 1], blocks(GgmlType::Q5_K, 7, 1)),
+        ("q6k", GgmlType::Q6_K, vec![256, 3], blocks(GgmlType::Q6_K, 8, 3)),
     ];
     let mut w = GgufWriter::new().kv("general.architecture", MetaValue::String("test".into()));
     for (n, t, d, b) in &tensors {
@@ -399,18 +369,11 @@ gpu_test!(gguf_synthetic_tensors_round_trip_every_chunking, async {
         };
         let mut last = 0;
         let mut total = 0;
-        let w = load_gguf(
-            &gpu,
-            &src,
-            "t.gguf",
-            DType::F32,
-            &opts,
-            &mut |p: &Progress| {
-                assert!(p.done >= last && p.done <= p.total);
-                last = p.done;
-                total = p.total;
-            },
-        )
+        let w = load_gguf(&gpu, &src, "t.gguf", DType::F32, &opts, &mut |p: &Progress| {
+            assert!(p.done >= last && p.done <= p.total);
+            last = p.done;
+            total = p.total;
+        })
         .await
         .unwrap();
         assert_eq!(last, total, "progress ends at the total");
@@ -422,10 +385,7 @@ gpu_test!(gguf_synthetic_tensors_round_trip_every_chunking, async {
                 for q in w.quant_parts(name).unwrap() {
                     let words = q.tensor().to_u32_vec(&gpu).await.unwrap();
                     let b: Vec<u8> = words.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    assert!(
-                        b[q.block_bytes()..].iter().all(|&b| b == 0),
-                        "{name}: zero padding"
-                    );
+                    assert!(b[q.block_bytes()..].iter().all(|&b| b == 0), "{name}: zero padding");
                     got.extend_from_slice(&b[..q.block_bytes()]);
                 }
                 assert_eq!(
@@ -439,10 +399,7 @@ gpu_test!(gguf_synthetic_tensors_round_trip_every_chunking, async {
                     got.extend(d.to_f32_vec(&gpu).await.unwrap());
                 }
                 let want: Vec<f32> = match w.dense_parts(name).unwrap()[0].dtype() {
-                    DType::F16 => want
-                        .iter()
-                        .map(|&v| half::f16::from_f32(v).to_f32())
-                        .collect(),
+                    DType::F16 => want.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
                     _ => want,
                 };
                 assert_eq!(got, want, "{name} (staging {staging}, pieces {piece})");
@@ -450,11 +407,7 @@ gpu_test!(gguf_synthetic_tensors_round_trip_every_chunking, async {
         }
         let kinds: Vec<_> = tensors.iter().map(|t| (t.0, w.has_quant(t.0))).collect();
         assert_eq!(
-            kinds
-                .iter()
-                .filter(|k| k.1)
-                .map(|k| k.0)
-                .collect::<Vec<_>>(),
+            kinds.iter().filter(|k| k.1).map(|k| k.0).collect::<Vec<_>>(),
             ["q8big", "q8", "q4", "q41", "q4k"],
             "kernel-readable types stay quantised"
         );
@@ -468,15 +421,10 @@ gpu_test!(gguf_synthetic_tensors_round_trip_every_chunking, async {
             );
             assert!(parts.iter().all(|q| q.tensor().buffer().size() <= limit));
             assert_eq!(w.dense_parts("q6k").unwrap().len(), 3);
-            assert!(
-                w.quant("q8big").is_err(),
-                "a split tensor is not handed out whole"
-            );
+            assert!(w.quant("q8big").is_err(), "a split tensor is not handed out whole");
         }
         assert!(
-            w.warnings
-                .iter()
-                .any(|m| m.contains("'q6k'") && m.contains("Q6_K")),
+            w.warnings.iter().any(|m| m.contains("'q6k'") && m.contains("Q6_K")),
             "{:?}",
             w.warnings
         );
@@ -489,17 +437,10 @@ gpu_test!(gguf_unpermutes_qk_rows_while_streaming, async {
     // 2 heads of 4 rows, Q8_0 rows of one block, and an F32 [2 heads × 4] "bias".
     let rows = 8usize;
     let q8 = blocks(GgmlType::Q8_0, 9, rows);
-    let bias: Vec<u8> = (0..rows as u32)
-        .flat_map(|i| (i as f32).to_le_bytes())
-        .collect();
+    let bias: Vec<u8> = (0..rows as u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
     let file = GgufWriter::new()
         .kv("general.architecture", MetaValue::String("test".into()))
-        .tensor(
-            "blk.0.attn_q.weight",
-            GgmlType::Q8_0,
-            &[32, rows as u64],
-            q8.clone(),
-        )
+        .tensor("blk.0.attn_q.weight", GgmlType::Q8_0, &[32, rows as u64], q8.clone())
         .tensor("blk.0.attn_q.bias", GgmlType::F32, &[rows as u64], bias)
         .build();
     for staging in [4, 68, 1 << 20] {
@@ -535,12 +476,7 @@ gpu_test!(gguf_unpermutes_qk_rows_while_streaming, async {
                 "row {r}"
             );
         }
-        let b = w
-            .dense("blk.0.attn_q.bias")
-            .unwrap()
-            .to_f32_vec(&gpu)
-            .await
-            .unwrap();
+        let b = w.dense("blk.0.attn_q.bias").unwrap().to_f32_vec(&gpu).await.unwrap();
         assert_eq!(b, order.iter().map(|&i| i as f32).collect::<Vec<_>>());
     }
 });
@@ -552,15 +488,7 @@ async fn load_err(bytes: Vec<u8>, hidden_len: bool) -> Error {
     if hidden_len {
         src = src.with_hidden_len();
     }
-    let r = load_gguf(
-        &gpu,
-        &src,
-        "bad.gguf",
-        DType::F16,
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .await;
+    let r = load_gguf(&gpu, &src, "bad.gguf", DType::F16, &LoadOptions::default(), &mut |_| {}).await;
     let after = gpu.memory();
     assert_eq!(
         (after.live_buffers, after.live_bytes),
@@ -573,93 +501,85 @@ async fn load_err(bytes: Vec<u8>, hidden_len: bool) -> Error {
     }
 }
 
-gpu_test!(
-    gguf_malformed_files_are_typed_errors_through_the_loader,
-    async {
-        let (good, _) = synthetic();
-        // Bad magic.
-        let mut b = good.clone();
-        b[..4].copy_from_slice(b"GGUX");
-        let e = load_err(b, false).await;
-        assert!(
-            matches!(&e, Error::BadModelFile { file, detail } if file.contains("bad.gguf") && detail.contains("magic")),
-            "{e}"
-        );
-        // Truncated inside the header (file length known).
-        let e = load_err(good[..100].to_vec(), false).await;
-        assert!(matches!(&e, Error::BadModelFile { .. }), "{e}");
-        // Truncated inside the header, length unknown (compressed transfer).
-        let e = load_err(good[..100].to_vec(), true).await;
-        assert!(matches!(&e, Error::BadModelFile { .. }), "{e}");
-        // Truncated in the data section with a hidden length (and a file longer than the first
-        // 64 KiB header read, so the header read does not reach the end): found while streaming,
-        // the error names the tensor.
-        let big = GgufWriter::new()
-            .kv("general.architecture", MetaValue::String("test".into()))
-            .tensor("small", GgmlType::F32, &[4], vec![0; 16])
-            .tensor(
-                "big",
-                GgmlType::Q8_0,
-                &[32, 4000],
-                blocks(GgmlType::Q8_0, 3, 4000),
-            )
-            .build();
-        let e = load_err(big[..big.len() - 100].to_vec(), true).await;
-        assert!(
-            matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("inside tensor 'big'")),
-            "{e}"
-        );
-        // ... and with the length known: the parser already refuses it.
-        let e = load_err(good[..good.len() - 100].to_vec(), false).await;
-        assert!(
-            matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("q6k")),
-            "{e}"
-        );
-        // Unknown ggml type id (99) in the tensor info.
-        let file = GgufWriter::new()
-            .kv("general.architecture", MetaValue::String("test".into()))
-            .tensor("w", GgmlType::Q8_0, &[32, 1], blocks(GgmlType::Q8_0, 1, 1))
-            .build();
-        let info_at = file.windows(1 + 8).position(|w| &w[..1] == b"w").unwrap();
-        let mut b = file.clone();
-        // name (len u64 + "w"), n_dims u32, dims 2 × u64, then the type u32.
-        let ty_at = info_at + 1 + 4 + 16;
-        assert_eq!(
-            u32::from_le_bytes(b[ty_at..ty_at + 4].try_into().unwrap()),
-            8,
-            "found Q8_0's id"
-        );
-        b[ty_at..ty_at + 4].copy_from_slice(&99u32.to_le_bytes());
-        let e = load_err(b, false).await;
-        assert!(
-            matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("'w'") && detail.contains("99")),
-            "{e}"
-        );
-        // A known type with neither a kernel nor a dequantiser: typed Unsupported naming the tensor.
-        let file = GgufWriter::new()
-            .kv("general.architecture", MetaValue::String("test".into()))
-            .tensor("iq", GgmlType::IQ4_NL, &[32, 1], vec![0; 18])
-            .build();
-        let e = load_err(file, false).await;
-        assert!(
-            matches!(&e, Error::Unsupported { why, .. } if why.contains("'iq'")),
-            "{e}"
-        );
-        // Not a file at all.
-        let gpu = gpu().await;
-        let src = mem("x.gguf", vec![], 1);
-        let r = load_gguf(
-            &gpu,
-            &src,
-            "missing.gguf",
-            DType::F16,
-            &LoadOptions::default(),
-            &mut |_| {},
-        )
-        .await;
-        assert!(matches!(r, Err(Error::NotFound { .. })));
-    }
-);
+gpu_test!(gguf_malformed_files_are_typed_errors_through_the_loader, async {
+    let (good, _) = synthetic();
+    // Bad magic.
+    let mut b = good.clone();
+    b[..4].copy_from_slice(b"GGUX");
+    let e = load_err(b, false).await;
+    assert!(
+        matches!(&e, Error::BadModelFile { file, detail } if file.contains("bad.gguf") && detail.contains("magic")),
+        "{e}"
+    );
+    // Truncated inside the header (file length known).
+    let e = load_err(good[..100].to_vec(), false).await;
+    assert!(matches!(&e, Error::BadModelFile { .. }), "{e}");
+    // Truncated inside the header, length unknown (compressed transfer).
+    let e = load_err(good[..100].to_vec(), true).await;
+    assert!(matches!(&e, Error::BadModelFile { .. }), "{e}");
+    // Truncated in the data section with a hidden length (and a file longer than the first
+    // 64 KiB header read, so the header read does not reach the end): found while streaming,
+    // the error names the tensor.
+    let big = GgufWriter::new()
+        .kv("general.architecture", MetaValue::String("test".into()))
+        .tensor("small", GgmlType::F32, &[4], vec![0; 16])
+        .tensor("big", GgmlType::Q8_0, &[32, 4000], blocks(GgmlType::Q8_0, 3, 4000))
+        .build();
+    let e = load_err(big[..big.len() - 100].to_vec(), true).await;
+    assert!(
+        matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("inside tensor 'big'")),
+        "{e}"
+    );
+    // ... and with the length known: the parser already refuses it.
+    let e = load_err(good[..good.len() - 100].to_vec(), false).await;
+    assert!(
+        matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("q6k")),
+        "{e}"
+    );
+    // Unknown ggml type id (99) in the tensor info.
+    let file = GgufWriter::new()
+        .kv("general.architecture", MetaValue::String("test".into()))
+        .tensor("w", GgmlType::Q8_0, &[32, 1], blocks(GgmlType::Q8_0, 1, 1))
+        .build();
+    let info_at = file.windows(1 + 8).position(|w| &w[..1] == b"w").unwrap();
+    let mut b = file.clone();
+    // name (len u64 + "w"), n_dims u32, dims 2 × u64, then the type u32.
+    let ty_at = info_at + 1 + 4 + 16;
+    assert_eq!(
+        u32::from_le_bytes(b[ty_at..ty_at + 4].try_into().unwrap()),
+        8,
+        "found Q8_0's id"
+    );
+    b[ty_at..ty_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    let e = load_err(b, false).await;
+    assert!(
+        matches!(&e, Error::BadModelFile { detail, .. } if detail.contains("'w'") && detail.contains("99")),
+        "{e}"
+    );
+    // A known type with neither a kernel nor a dequantiser: typed Unsupported naming the tensor.
+    let file = GgufWriter::new()
+        .kv("general.architecture", MetaValue::String("test".into()))
+        .tensor("iq", GgmlType::IQ4_NL, &[32, 1], vec![0; 18])
+        .build();
+    let e = load_err(file, false).await;
+    assert!(
+        matches!(&e, Error::Unsupported { why, .. } if why.contains("'iq'")),
+        "{e}"
+    );
+    // Not a file at all.
+    let gpu = gpu().await;
+    let src = mem("x.gguf", vec![], 1);
+    let r = load_gguf(
+        &gpu,
+        &src,
+        "missing.gguf",
+        DType::F16,
+        &LoadOptions::default(),
+        &mut |_| {},
+    )
+    .await;
+    assert!(matches!(r, Err(Error::NotFound { .. })));
+});
 
 gpu_test!(gguf_progress_and_cancel, async {
     let gpu = gpu().await;
@@ -681,26 +601,19 @@ gpu_test!(gguf_progress_and_cancel, async {
     };
     let mut reports = 0;
     let mut last = 0;
-    let r = load_llama_gguf(
-        &gpu,
-        &src,
-        GGUF_FILE,
-        &lopts,
-        &gopts,
-        &mut |p: &Progress| {
-            assert!(p.done >= last, "monotonic");
-            last = p.done;
-            reports += 1;
-            assert!(
-                p.total > 90_000_000 && p.total < 98_362_432,
-                "data section total {}",
-                p.total
-            );
-            if p.done > 10 << 20 {
-                cancel.cancel();
-            }
-        },
-    )
+    let r = load_llama_gguf(&gpu, &src, GGUF_FILE, &lopts, &gopts, &mut |p: &Progress| {
+        assert!(p.done >= last, "monotonic");
+        last = p.done;
+        reports += 1;
+        assert!(
+            p.total > 90_000_000 && p.total < 98_362_432,
+            "data section total {}",
+            p.total
+        );
+        if p.done > 10 << 20 {
+            cancel.cancel();
+        }
+    })
     .await;
     assert!(
         matches!(&r, Err(Error::Cancelled(m)) if m.contains(GGUF_FILE)),
@@ -743,16 +656,9 @@ fn gguf_qwen_opt_in() {
             max_context: 256,
         };
         let t0 = std::time::Instant::now();
-        let mut m = load_llama_gguf(
-            &gpu,
-            &src,
-            file,
-            &opts,
-            &GgufOptions::default(),
-            &mut |_| {},
-        )
-        .await
-        .unwrap();
+        let mut m = load_llama_gguf(&gpu, &src, file, &opts, &GgufOptions::default(), &mut |_| {})
+            .await
+            .unwrap();
         let c = m.model.config().clone();
         eprintln!(
             "{:?}: {:?} {} layers, hidden {}, heads {}/{}, vocab {}, tied {}, {} MB on the GPU, loaded in {:.1} s",
@@ -805,7 +711,10 @@ fn gguf_qwen_opt_in() {
         // The same greedy answer through the GPU driver (sampling and ids on the GPU).
         let want: Vec<u32> = out.iter().copied().take_while(|t| !eos.contains(t)).collect();
         m.model.reset();
-        let gen_opts = kjarni_web::generate::GenerateOptions { max_tokens: want.len(), ..Default::default() };
+        let gen_opts = kjarni_web::generate::GenerateOptions {
+            max_tokens: want.len(),
+            ..Default::default()
+        };
         let tok = &m.tokenizer;
         let g = kjarni_web::generate::generate(
             &mut m.model,
@@ -818,7 +727,11 @@ fn gguf_qwen_opt_in() {
         )
         .await
         .unwrap();
-        assert_eq!(g.tokens[..], want[..want.len().min(g.tokens.len())], "through the GPU driver");
+        assert_eq!(
+            g.tokens[..],
+            want[..want.len().min(g.tokens.len())],
+            "through the GPU driver"
+        );
         eprintln!(
             "greedy ({} tokens, {:.1} s): {text:?}",
             out.len(),

@@ -3,8 +3,8 @@
 
 use crate::common::gpu;
 use kjarni_web::generate::{generate, CancelToken, GenerateOptions, SamplingParams};
-use kjarni_web::models::llama::{Llama, LlamaOptions};
 use kjarni_web::load::{load_safetensors, ByteSource, LoadOptions, MemorySource, RangeReader};
+use kjarni_web::models::llama::{Llama, LlamaOptions};
 use kjarni_web::Error;
 
 fn st_file(header: &str, data: &[u8]) -> Vec<u8> {
@@ -28,15 +28,33 @@ fn tiny_llama(nan: bool) -> MemorySource {
         }
     }
     let mut s = MemorySource::new();
-    s.insert("config.json", include_bytes!("../fixtures/tiny/llama3/config.json").to_vec()).insert("model.safetensors", w);
+    s.insert(
+        "config.json",
+        include_bytes!("../fixtures/tiny/llama3/config.json").to_vec(),
+    )
+    .insert("model.safetensors", w);
     s
 }
 
 gpu_test!(nan_logits_are_bad_data_naming_the_step, async {
     let gpu = gpu().await;
-    let mut m = Llama::load(&gpu, &tiny_llama(true), &LlamaOptions::default(), &mut |_| {}).await.unwrap();
-    let opts = GenerateOptions { max_tokens: 10, ..Default::default() };
-    let r = generate(&mut m, &gpu, |ids: &[u32]| Ok(format!("{ids:?}")), &[1, 2], &opts, &CancelToken::new(), &mut |_| {}).await;
+    let mut m = Llama::load(&gpu, &tiny_llama(true), &LlamaOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 10,
+        ..Default::default()
+    };
+    let r = generate(
+        &mut m,
+        &gpu,
+        |ids: &[u32]| Ok(format!("{ids:?}")),
+        &[1, 2],
+        &opts,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .await;
     match r {
         Err(e @ Error::Data { .. }) => assert!(e.to_string().contains("step 0"), "{e}"),
         other => panic!("expected BAD_DATA, got {other:?}"),
@@ -45,17 +63,50 @@ gpu_test!(nan_logits_are_bad_data_naming_the_step, async {
 
 gpu_test!(nan_temperature_is_an_invalid_argument, async {
     let gpu = gpu().await;
-    let mut m = Llama::load(&gpu, &tiny_llama(false), &LlamaOptions::default(), &mut |_| {}).await.unwrap();
+    let mut m = Llama::load(&gpu, &tiny_llama(false), &LlamaOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
     let opts = GenerateOptions {
-        sampling: SamplingParams { temperature: f32::NAN, ..Default::default() },
+        sampling: SamplingParams {
+            temperature: f32::NAN,
+            ..Default::default()
+        },
         max_tokens: 2,
         ..Default::default()
     };
-    let r = generate(&mut m, &gpu, |_: &[u32]| Ok(String::new()), &[1], &opts, &CancelToken::new(), &mut |_| {}).await;
-    assert!(matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "temperature"), "{r:?}");
-    let opts = GenerateOptions { stop: vec![String::new()], max_tokens: 2, ..Default::default() };
-    let r = generate(&mut m, &gpu, |_: &[u32]| Ok(String::new()), &[1], &opts, &CancelToken::new(), &mut |_| {}).await;
-    assert!(matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "stop[0]"), "{r:?}");
+    let r = generate(
+        &mut m,
+        &gpu,
+        |_: &[u32]| Ok(String::new()),
+        &[1],
+        &opts,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .await;
+    assert!(
+        matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "temperature"),
+        "{r:?}"
+    );
+    let opts = GenerateOptions {
+        stop: vec![String::new()],
+        max_tokens: 2,
+        ..Default::default()
+    };
+    let r = generate(
+        &mut m,
+        &gpu,
+        |_: &[u32]| Ok(String::new()),
+        &[1],
+        &opts,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .await;
+    assert!(
+        matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "stop[0]"),
+        "{r:?}"
+    );
 });
 
 gpu_test!(unknown_length_allocates_while_streaming, async {
@@ -73,14 +124,7 @@ gpu_test!(unknown_length_allocates_while_streaming, async {
     let src = src.with_hidden_len();
     gpu.reset_peak_memory();
     let before = gpu.memory();
-    let r = load_safetensors(
-        &gpu,
-        &src,
-        "m.safetensors",
-        &LoadOptions::default(),
-        &mut |_| {},
-    )
-    .await;
+    let r = load_safetensors(&gpu, &src, "m.safetensors", &LoadOptions::default(), &mut |_| {}).await;
     assert!(
         matches!(&r, Err(Error::BadModelFile { detail, .. }) if detail.contains("inside tensor 'a'")),
         "{r:?}"
@@ -114,12 +158,7 @@ impl ByteSource for HoleSource {
     fn locate(&self, file: &str) -> String {
         format!("hole:{file}")
     }
-    async fn open(
-        &self,
-        _file: &str,
-        start: u64,
-        end: Option<u64>,
-    ) -> kjarni_web::Result<HoleReader> {
+    async fn open(&self, _file: &str, start: u64, end: Option<u64>) -> kjarni_web::Result<HoleReader> {
         let end = end.unwrap_or(self.len).min(self.len);
         Ok(HoleReader {
             src: self.clone(),
@@ -188,8 +227,14 @@ gpu_test!(gguf_loads_check_the_memory_estimate_first, async {
     use kjarni_web::models::llama::LlamaOptions;
     let gpu = gpu().await;
     let src = crate::gguf::gguf_dir().await;
-    let opts = LlamaOptions { max_context: 256, ..Default::default() };
-    let gguf = GgufOptions { limits: Some(DeviceLimits::of(&gpu, Some(20 << 20))), ..Default::default() };
+    let opts = LlamaOptions {
+        max_context: 256,
+        ..Default::default()
+    };
+    let gguf = GgufOptions {
+        limits: Some(DeviceLimits::of(&gpu, Some(20 << 20))),
+        ..Default::default()
+    };
     let before = gpu.memory().live_bytes;
     let mut reports = 0;
     let r = load_llama_gguf(&gpu, &src, crate::gguf::GGUF_FILE, &opts, &gguf, &mut |_| reports += 1).await;

@@ -24,7 +24,10 @@ pub const DTYPES: [DType; 3] = [DType::BF16, DType::F16, DType::F32];
 /// indexing or alignment mistake (a skipped, repeated or shifted element) shows.
 pub fn exact_data(m: usize, n: usize, k: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     assert!(k < 1 << 14);
-    (grid_values(m * k, seed, 32, 0.125), grid_values(n * k, seed + 1000, 16, 1.0 / 16.0))
+    (
+        grid_values(m * k, seed, 32, 0.125),
+        grid_values(n * k, seed + 1000, 16, 1.0 / 16.0),
+    )
 }
 
 /// Upload weights as `dtype`; returns the tensor and the values it holds.
@@ -40,6 +43,11 @@ pub fn assert_scaled(what: &str, got: &[f32], want: &[f32], scale: &[f32], rel: 
     for i in 0..got.len() {
         let allowed = rel * scale[i] + rtol * want[i].abs() + 1e-30;
         let d = (got[i] - want[i]).abs();
-        assert!(d <= allowed, "{what}: element {i}: got {}, want {}, |diff| {d:e} > allowed {allowed:e}", got[i], want[i]);
+        assert!(
+            d <= allowed,
+            "{what}: element {i}: got {}, want {}, |diff| {d:e} > allowed {allowed:e}",
+            got[i],
+            want[i]
+        );
     }
 }

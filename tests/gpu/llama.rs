@@ -19,14 +19,23 @@ fn tolerance(kv: KvDType) -> f32 {
 async fn load(kv: KvDType) -> (kjarni_web::Gpu, Llama) {
     let gpu = crate::common::gpu().await;
     let src = model(SMOLLM2).await;
-    let opts = LlamaOptions { kv_cache: kv, max_context: 512 };
+    let opts = LlamaOptions {
+        kv_cache: kv,
+        max_context: 512,
+    };
     let m = Llama::load(&gpu, &src, &opts, &mut |_| {}).await.unwrap();
     (gpu, m)
 }
 
 /// Prefill + greedy decoding of one fixture case: checks the final-position top-20 logits and
 /// that the greedy continuation is identical; returns (max logit diff, greedy top-1 agreement).
-async fn run_case(gpu: &kjarni_web::Gpu, m: &mut Llama, case: &serde_json::Value, tol: f32, steps: usize) -> (f32, f32) {
+async fn run_case(
+    gpu: &kjarni_web::Gpu,
+    m: &mut Llama,
+    case: &serde_json::Value,
+    tol: f32,
+    steps: usize,
+) -> (f32, f32) {
     m.reset();
     let prompt = ids(&case["input_ids"]);
     let logits = m.forward(gpu, &prompt).await.unwrap();
@@ -36,7 +45,11 @@ async fn run_case(gpu: &kjarni_web::Gpu, m: &mut Llama, case: &serde_json::Value
         let want = want.as_f64().unwrap() as f32;
         let got = logits[*id as usize];
         max_diff = max_diff.max((got - want).abs());
-        assert!((got - want).abs() <= tol, "{}: logit of token {id}: got {got}, want {want} (tol {tol})", case["kind"]);
+        assert!(
+            (got - want).abs() <= tol,
+            "{}: logit of token {id}: got {got}, want {want} (tol {tol})",
+            case["kind"]
+        );
     }
     let want_ids = ids(&case["greedy_ids"]);
     let mut got_ids = vec![argmax(&logits).unwrap()];
@@ -61,7 +74,11 @@ gpu_test!(smollm2_matches_reference_logits_and_greedy_continuation, async {
     let (gpu, mut m) = load(KvDType::F32).await;
     let cases = fx["cases"].as_array().unwrap();
     // The browser (SwiftShader, a CPU rasteriser) runs the short cases with fewer greedy steps.
-    let (skip_long, steps) = if cfg!(target_arch = "wasm32") { (true, 6) } else { (false, 32) };
+    let (skip_long, steps) = if cfg!(target_arch = "wasm32") {
+        (true, 6)
+    } else {
+        (false, 32)
+    };
     for case in cases {
         if skip_long && case["input_ids"].as_array().unwrap().len() > 100 {
             continue;
@@ -79,64 +96,94 @@ gpu_test!(smollm2_with_f16_and_int8_kv_cache, async {
         let tol = if kv == KvDType::Int8 { 0.5 } else { tolerance(kv) };
         let steps = if cfg!(target_arch = "wasm32") { 4 } else { 32 };
         let (drift, agree) = run_case(&gpu, &mut m, case, tol, steps).await;
-        say!("KV cache {}: logit drift {drift:.3}, greedy top-1 agreement {:.0}%", kv.name(), agree * 100.0);
+        say!(
+            "KV cache {}: logit drift {drift:.3}, greedy top-1 agreement {:.0}%",
+            kv.name(),
+            agree * 100.0
+        );
         assert!(agree >= 0.99, "KV cache {}: greedy agreement {agree}", kv.name());
     }
 });
 
-gpu_test!(smollm2_generation_api_streams_stops_cancels_and_reuses_the_prefix, async {
-    use kjarni_web::generate::{generate, CancelToken, FinishReason, GenerateOptions};
-    let fx = fixture(SMOLLM2_FIXTURE);
-    let case = &fx["cases"][1]; // the short text prompt
-    let (gpu, mut m) = load(KvDType::F32).await;
-    let tok = kjarni_web::tokenizer::Tokenizer::load(&model(SMOLLM2).await).await.unwrap();
-    let prompt = ids(&case["input_ids"]);
-    let want_ids = ids(&case["greedy_ids"]);
-    let want_text = tok.decode(&want_ids[..8], true).unwrap();
-    let decode = |t: &[u32]| tok.decode(t, true);
+gpu_test!(
+    smollm2_generation_api_streams_stops_cancels_and_reuses_the_prefix,
+    async {
+        use kjarni_web::generate::{generate, CancelToken, FinishReason, GenerateOptions};
+        let fx = fixture(SMOLLM2_FIXTURE);
+        let case = &fx["cases"][1]; // the short text prompt
+        let (gpu, mut m) = load(KvDType::F32).await;
+        let tok = kjarni_web::tokenizer::Tokenizer::load(&model(SMOLLM2).await)
+            .await
+            .unwrap();
+        let prompt = ids(&case["input_ids"]);
+        let want_ids = ids(&case["greedy_ids"]);
+        let want_text = tok.decode(&want_ids[..8], true).unwrap();
+        let decode = |t: &[u32]| tok.decode(t, true);
 
-    // Greedy, streamed: the deltas concatenate to the fixture's text.
-    let mut streamed = String::new();
-    let opts = GenerateOptions { max_tokens: 8, ..Default::default() };
-    m.reset();
-    let g = generate(&mut m, &gpu, decode, &prompt, &opts, &CancelToken::new(), &mut |d| streamed.push_str(d)).await.unwrap();
-    assert_eq!(g.tokens, want_ids[..8]);
-    assert_eq!(g.text, want_text);
-    assert_eq!(streamed, want_text);
-    assert_eq!(g.finish, FinishReason::Length);
+        // Greedy, streamed: the deltas concatenate to the fixture's text.
+        let mut streamed = String::new();
+        let opts = GenerateOptions {
+            max_tokens: 8,
+            ..Default::default()
+        };
+        m.reset();
+        let g = generate(&mut m, &gpu, decode, &prompt, &opts, &CancelToken::new(), &mut |d| {
+            streamed.push_str(d)
+        })
+        .await
+        .unwrap();
+        assert_eq!(g.tokens, want_ids[..8]);
+        assert_eq!(g.text, want_text);
+        assert_eq!(streamed, want_text);
+        assert_eq!(g.finish, FinishReason::Length);
 
-    // A stop string ends it early and is not part of the text.
-    let stop = " colors";
-    assert!(want_text.contains(stop), "{want_text:?}");
-    let opts = GenerateOptions { max_tokens: 8, stop: vec![stop.into()], ..Default::default() };
-    m.reset();
-    let g = generate(&mut m, &gpu, decode, &prompt, &opts, &CancelToken::new(), &mut |_| {}).await.unwrap();
-    assert_eq!(g.finish, FinishReason::Stop);
-    assert_eq!(g.text, want_text[..want_text.find(stop).unwrap()]);
+        // A stop string ends it early and is not part of the text.
+        let stop = " colors";
+        assert!(want_text.contains(stop), "{want_text:?}");
+        let opts = GenerateOptions {
+            max_tokens: 8,
+            stop: vec![stop.into()],
+            ..Default::default()
+        };
+        m.reset();
+        let g = generate(&mut m, &gpu, decode, &prompt, &opts, &CancelToken::new(), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(g.finish, FinishReason::Stop);
+        assert_eq!(g.text, want_text[..want_text.find(stop).unwrap()]);
 
-    // Cancellation is checked between tokens.
-    let cancel = CancelToken::new();
-    cancel.cancel();
-    m.reset();
-    let g = generate(&mut m, &gpu, decode, &prompt, &opts, &cancel, &mut |_| {}).await.unwrap();
-    assert_eq!((g.finish, g.tokens.len()), (FinishReason::Cancelled, 0));
+        // Cancellation is checked between tokens.
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        m.reset();
+        let g = generate(&mut m, &gpu, decode, &prompt, &opts, &cancel, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!((g.finish, g.tokens.len()), (FinishReason::Cancelled, 0));
 
-    // A prompt longer than the context is an error before any work.
-    m.reset();
-    let long = vec![1u32; m.max_context() + 1];
-    let e = generate(&mut m, &gpu, decode, &long, &opts, &CancelToken::new(), &mut |_| {}).await.unwrap_err();
-    assert!(matches!(e, kjarni_web::Error::ContextFull { .. }), "{e}");
+        // A prompt longer than the context is an error before any work.
+        m.reset();
+        let long = vec![1u32; m.max_context() + 1];
+        let e = generate(&mut m, &gpu, decode, &long, &opts, &CancelToken::new(), &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(e, kjarni_web::Error::ContextFull { .. }), "{e}");
 
-    // The next turn of a chat reuses the cached prefix: same logits as a fresh run.
-    m.reset();
-    let fresh = m.forward(&gpu, &prompt).await.unwrap();
-    m.reset();
-    m.forward(&gpu, &prompt[..3]).await.unwrap();
-    let reused = m.forward_reusing(&gpu, &prompt).await.unwrap();
-    assert_eq!(m.cached_ids(), &prompt[..]);
-    let diff = fresh.iter().zip(&reused).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(diff < 1e-3, "prefix reuse changed the logits by {diff}");
-});
+        // The next turn of a chat reuses the cached prefix: same logits as a fresh run.
+        m.reset();
+        let fresh = m.forward(&gpu, &prompt).await.unwrap();
+        m.reset();
+        m.forward(&gpu, &prompt[..3]).await.unwrap();
+        let reused = m.forward_reusing(&gpu, &prompt).await.unwrap();
+        assert_eq!(m.cached_ids(), &prompt[..]);
+        let diff = fresh
+            .iter()
+            .zip(&reused)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-3, "prefix reuse changed the logits by {diff}");
+    }
+);
 
 gpu_test!(smollm2_greedy_through_the_gpu_driver_matches_the_fixture, async {
     // Sampling on the GPU, each id fed to the next step on the GPU, 3 steps in flight.
@@ -144,16 +191,40 @@ gpu_test!(smollm2_greedy_through_the_gpu_driver_matches_the_fixture, async {
     let fx = fixture(SMOLLM2_FIXTURE);
     let (gpu, mut m) = load(KvDType::F32).await;
     let eos = m.config().eos_token_ids.clone();
-    let cases: &[(usize, usize)] = if cfg!(target_arch = "wasm32") { &[(0, 3)] } else { &[(0, 8), (1, 32)] };
+    let cases: &[(usize, usize)] = if cfg!(target_arch = "wasm32") {
+        &[(0, 3)]
+    } else {
+        &[(0, 8), (1, 32)]
+    };
     for &(c, n) in cases {
         let case = &fx["cases"][c];
-        let want: Vec<u32> = ids(&case["greedy_ids"]).into_iter().take(n).take_while(|t| !eos.contains(t)).collect();
+        let want: Vec<u32> = ids(&case["greedy_ids"])
+            .into_iter()
+            .take(n)
+            .take_while(|t| !eos.contains(t))
+            .collect();
         m.reset();
-        let opts = GenerateOptions { max_tokens: want.len(), ..Default::default() };
-        let g = generate(&mut m, &gpu, |_: &[u32]| Ok(String::new()), &ids(&case["input_ids"]), &opts, &CancelToken::new(), &mut |_| {})
-            .await
-            .unwrap();
+        let opts = GenerateOptions {
+            max_tokens: want.len(),
+            ..Default::default()
+        };
+        let g = generate(
+            &mut m,
+            &gpu,
+            |_: &[u32]| Ok(String::new()),
+            &ids(&case["input_ids"]),
+            &opts,
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(g.tokens, want, "{} case", case["kind"]);
-        say!("{}: {} greedy tokens through the GPU driver identical; {} dispatches per token", case["kind"], want.len(), m.dispatches_per_token());
+        say!(
+            "{}: {} greedy tokens through the GPU driver identical; {} dispatches per token",
+            case["kind"],
+            want.len(),
+            m.dispatches_per_token()
+        );
     }
 });

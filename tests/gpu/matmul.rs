@@ -1,8 +1,8 @@
 use crate::common::*;
 use crate::linear_util::*;
+use kjarni_web::cpu;
 use kjarni_web::cpu::compare::Tolerance;
 use kjarni_web::cpu::linear::{abs_dot, linear, Epi};
-use kjarni_web::cpu;
 use kjarni_web::ops::linear::{Act, Epilogue, Residual};
 use kjarni_web::ops::matmul::{self, Tile, Variant, TILES};
 use kjarni_web::ops::tune::{self, TuneKey};
@@ -24,16 +24,25 @@ const SHAPES: [(usize, usize, usize); 9] = [
 ];
 
 fn variants(gpu: &kjarni_web::Gpu, dtype: DType) -> Vec<Variant> {
-    let mut v: Vec<Variant> = TILES.iter().filter(|t| t.fits(gpu.caps())).map(|t| Variant::Tiled(*t)).collect();
+    let mut v: Vec<Variant> = TILES
+        .iter()
+        .filter(|t| t.fits(gpu.caps()))
+        .map(|t| Variant::Tiled(*t))
+        .collect();
     v.push(Variant::Tile32);
     // In the browser, f16 and f32 weights run on the smallest and the largest tile only.
-    subset(&v, |v| dtype == DType::BF16 || *v == Variant::Tiled(TILES[0]) || *v == Variant::Tiled(TILES[7]))
+    subset(&v, |v| {
+        dtype == DType::BF16 || *v == Variant::Tiled(TILES[0]) || *v == Variant::Tiled(TILES[7])
+    })
 }
 
 gpu_test!(matmul_is_exact_on_awkward_shapes_for_every_dtype_and_tile, async {
     let gpu = gpu().await;
     let all = variants(&gpu, DType::BF16);
-    say!("matmul variants on this device: {:?}", all.iter().map(|v| v.name()).collect::<Vec<_>>());
+    say!(
+        "matmul variants on this device: {:?}",
+        all.iter().map(|v| v.name()).collect::<Vec<_>>()
+    );
     assert!(all.len() >= 7, "most tiles must fit every WebGPU device");
     for dtype in DTYPES {
         let variants = variants(&gpu, dtype);
@@ -43,14 +52,24 @@ gpu_test!(matmul_is_exact_on_awkward_shapes_for_every_dtype_and_tile, async {
             let (tw, wv) = weights(&gpu, "w", n, k, dtype, &w);
             let tx = upload(&gpu, "x", &[m, k], &x);
             let want = linear(&x, &wv, m, n, k, Epi::default());
-            let outs: Vec<GpuTensor> = variants.iter().map(|_| upload(&gpu, "y", &[m, n], &vec![f32::NAN; m * n])).collect();
+            let outs: Vec<GpuTensor> = variants
+                .iter()
+                .map(|_| upload(&gpu, "y", &[m, n], &vec![f32::NAN; m * n]))
+                .collect();
             let mut batch = gpu.batch();
             for (v, y) in variants.iter().zip(&outs) {
                 matmul::record_variant(&gpu, &mut batch, &tx, &tw, y, &Epilogue::NONE, *v).unwrap();
             }
             gpu.submit(batch).unwrap();
             for (v, y) in variants.iter().zip(&outs) {
-                assert_tensor(&gpu, &format!("matmul {dtype} {} [{m}, {n}, {k}]", v.name()), y, &want, Tolerance::EXACT).await;
+                assert_tensor(
+                    &gpu,
+                    &format!("matmul {dtype} {} [{m}, {n}, {k}]", v.name()),
+                    y,
+                    &want,
+                    Tolerance::EXACT,
+                )
+                .await;
             }
         }
     }
@@ -73,30 +92,127 @@ gpu_test!(matmul_matches_reference_with_fused_epilogues, async {
         let tr = upload(&gpu, "res", &[m, n], &r);
         let scale = abs_dot(&x, &wv, m, n, k);
         let mul_scale: Vec<f32> = scale.iter().zip(&r).map(|(s, o)| s * o.abs().max(1.0)).collect();
-        let epilogue_variants = [Variant::Tile32, Variant::Tiled(matmul::default_tile(gpu.caps(), m, n)), Variant::Tiled(TILES[4])];
+        let epilogue_variants = [
+            Variant::Tile32,
+            Variant::Tiled(matmul::default_tile(gpu.caps(), m, n)),
+            Variant::Tiled(TILES[4]),
+        ];
         for v in subset(&epilogue_variants, |v| *v != Variant::Tile32) {
             let what = |c: &str| format!("matmul {dtype} {} {c}", v.name());
             // bias + GELU
             let y = upload(&gpu, "y", &[m, n], &vec![f32::NAN; m * n]);
             let mut batch = gpu.batch();
-            matmul::record_variant(&gpu, &mut batch, &tx, &tw, &y, &Epilogue { bias: Some(&tb), act: Act::Gelu, residual: None }, v).unwrap();
+            matmul::record_variant(
+                &gpu,
+                &mut batch,
+                &tx,
+                &tw,
+                &y,
+                &Epilogue {
+                    bias: Some(&tb),
+                    act: Act::Gelu,
+                    residual: None,
+                },
+                v,
+            )
+            .unwrap();
             gpu.submit(batch).unwrap();
-            let want = linear(&x, &wv, m, n, k, Epi { bias: Some(&b), act: Act::Gelu, ..Default::default() });
-            assert_scaled(&what("bias+gelu"), &y.to_f32_vec(&gpu).await.unwrap(), &want, &scale, rel, 2e-6);
+            let want = linear(
+                &x,
+                &wv,
+                m,
+                n,
+                k,
+                Epi {
+                    bias: Some(&b),
+                    act: Act::Gelu,
+                    ..Default::default()
+                },
+            );
+            assert_scaled(
+                &what("bias+gelu"),
+                &y.to_f32_vec(&gpu).await.unwrap(),
+                &want,
+                &scale,
+                rel,
+                2e-6,
+            );
             // in-place residual
             let y = upload(&gpu, "y", &[m, n], &r);
             let mut batch = gpu.batch();
-            matmul::record_variant(&gpu, &mut batch, &tx, &tw, &y, &Epilogue { bias: Some(&tb), act: Act::None, residual: Some(Residual::Add(&y)) }, v).unwrap();
+            matmul::record_variant(
+                &gpu,
+                &mut batch,
+                &tx,
+                &tw,
+                &y,
+                &Epilogue {
+                    bias: Some(&tb),
+                    act: Act::None,
+                    residual: Some(Residual::Add(&y)),
+                },
+                v,
+            )
+            .unwrap();
             gpu.submit(batch).unwrap();
-            let want = linear(&x, &wv, m, n, k, Epi { bias: Some(&b), add: Some(&r), ..Default::default() });
-            assert_scaled(&what("in-place residual"), &y.to_f32_vec(&gpu).await.unwrap(), &want, &scale, rel, 1e-6);
+            let want = linear(
+                &x,
+                &wv,
+                m,
+                n,
+                k,
+                Epi {
+                    bias: Some(&b),
+                    add: Some(&r),
+                    ..Default::default()
+                },
+            );
+            assert_scaled(
+                &what("in-place residual"),
+                &y.to_f32_vec(&gpu).await.unwrap(),
+                &want,
+                &scale,
+                rel,
+                1e-6,
+            );
             // silu * other
             let y = upload(&gpu, "y", &[m, n], &vec![f32::NAN; m * n]);
             let mut batch = gpu.batch();
-            matmul::record_variant(&gpu, &mut batch, &tx, &tw, &y, &Epilogue { bias: None, act: Act::Silu, residual: Some(Residual::Mul(&tr)) }, v).unwrap();
+            matmul::record_variant(
+                &gpu,
+                &mut batch,
+                &tx,
+                &tw,
+                &y,
+                &Epilogue {
+                    bias: None,
+                    act: Act::Silu,
+                    residual: Some(Residual::Mul(&tr)),
+                },
+                v,
+            )
+            .unwrap();
             gpu.submit(batch).unwrap();
-            let want = linear(&x, &wv, m, n, k, Epi { act: Act::Silu, mul: Some(&r), ..Default::default() });
-            assert_scaled(&what("silu*other"), &y.to_f32_vec(&gpu).await.unwrap(), &want, &mul_scale, rel, 2e-6);
+            let want = linear(
+                &x,
+                &wv,
+                m,
+                n,
+                k,
+                Epi {
+                    act: Act::Silu,
+                    mul: Some(&r),
+                    ..Default::default()
+                },
+            );
+            assert_scaled(
+                &what("silu*other"),
+                &y.to_f32_vec(&gpu).await.unwrap(),
+                &want,
+                &mul_scale,
+                rel,
+                2e-6,
+            );
         }
     }
 });
@@ -105,7 +221,11 @@ gpu_test!(matmul_autotune_times_candidates_once_and_caches_the_choice, async {
     let gpu = gpu().await;
     tune::clear();
     // In the browser a smaller problem: fewer candidate tiles (M ≤ 16), each timed on SwiftShader.
-    let (m, n, k) = if browser() { (12usize, 40usize, 24usize) } else { (96, 80, 72) };
+    let (m, n, k) = if browser() {
+        (12usize, 40usize, 24usize)
+    } else {
+        (96, 80, 72)
+    };
     let (x, w) = exact_data(m, n, k, 9);
     let (tw, wv) = weights(&gpu, "w", n, k, DType::BF16, &w);
     let tx = upload(&gpu, "x", &[3, m / 3, k], &x);
@@ -113,7 +233,11 @@ gpu_test!(matmul_autotune_times_candidates_once_and_caches_the_choice, async {
     let key = TuneKey::new(&gpu, "matmul", DType::BF16, [m, n, k]);
     assert!(tune::lookup(&key).is_none());
     let tile: Tile = matmul::autotune(&gpu, &tx, &tw, &y).await.unwrap();
-    say!("autotune picked {} for [{m}, {n}, {k}] bf16 on {}", tile.name(), gpu.caps().adapter);
+    say!(
+        "autotune picked {} for [{m}, {n}, {k}] bf16 on {}",
+        tile.name(),
+        gpu.caps().adapter
+    );
     assert!(matmul::candidates(gpu.caps(), m).contains(&tile));
     assert_eq!(tune::lookup(&key).map(|i| TILES[i]), Some(tile));
     // Same bucket (each dimension rounded up to a power of two): cached, no timing, same tile.
@@ -124,7 +248,14 @@ gpu_test!(matmul_autotune_times_candidates_once_and_caches_the_choice, async {
     let mut batch = gpu.batch();
     matmul::record(&gpu, &mut batch, &tx, &tw, &y2, &Epilogue::NONE).unwrap();
     gpu.submit(batch).unwrap();
-    assert_tensor(&gpu, "matmul after autotune", &y2, &linear(&x, &wv, m, n, k, Epi::default()), Tolerance::EXACT).await;
+    assert_tensor(
+        &gpu,
+        "matmul after autotune",
+        &y2,
+        &linear(&x, &wv, m, n, k, Epi::default()),
+        Tolerance::EXACT,
+    )
+    .await;
 });
 
 gpu_test!(matmul_rejects_bad_shapes_and_tiles, async {
@@ -134,14 +265,41 @@ gpu_test!(matmul_rejects_bad_shapes_and_tiles, async {
     let y = GpuTensor::zeros(&gpu, "y", &[3, 4], DType::F32).unwrap();
     let mut b = gpu.batch();
     let bad_x = GpuTensor::zeros(&gpu, "x", &[3, 5], DType::F32).unwrap();
-    assert!(matches!(matmul::record(&gpu, &mut b, &bad_x, &w, &y, &Epilogue::NONE), Err(Error::Shape { .. })));
+    assert!(matches!(
+        matmul::record(&gpu, &mut b, &bad_x, &w, &y, &Epilogue::NONE),
+        Err(Error::Shape { .. })
+    ));
     let bad_y = GpuTensor::zeros(&gpu, "y", &[2, 4], DType::F32).unwrap();
-    assert!(matches!(matmul::record(&gpu, &mut b, &x, &w, &bad_y, &Epilogue::NONE), Err(Error::Shape { .. })));
+    assert!(matches!(
+        matmul::record(&gpu, &mut b, &x, &w, &bad_y, &Epilogue::NONE),
+        Err(Error::Shape { .. })
+    ));
     let xf16 = GpuTensor::zeros(&gpu, "x16", &[3, 6], DType::F16).unwrap();
-    assert!(matches!(matmul::record(&gpu, &mut b, &xf16, &w, &y, &Epilogue::NONE), Err(Error::DType { .. })));
-    let huge = Tile { bm: 128, bn: 128, bk: 32, tm: 4, tn: 4 }; // 1024 invocations, 64 KiB
-    assert!(matches!(matmul::record_variant(&gpu, &mut b, &x, &w, &y, &Epilogue::NONE, Variant::Tiled(huge)), Err(Error::Unsupported { .. })));
-    let odd = Tile { bm: 64, bn: 64, bk: 16, tm: 3, tn: 4 };
-    assert!(matches!(matmul::record_variant(&gpu, &mut b, &x, &w, &y, &Epilogue::NONE, Variant::Tiled(odd)), Err(Error::Unsupported { .. })));
+    assert!(matches!(
+        matmul::record(&gpu, &mut b, &xf16, &w, &y, &Epilogue::NONE),
+        Err(Error::DType { .. })
+    ));
+    let huge = Tile {
+        bm: 128,
+        bn: 128,
+        bk: 32,
+        tm: 4,
+        tn: 4,
+    }; // 1024 invocations, 64 KiB
+    assert!(matches!(
+        matmul::record_variant(&gpu, &mut b, &x, &w, &y, &Epilogue::NONE, Variant::Tiled(huge)),
+        Err(Error::Unsupported { .. })
+    ));
+    let odd = Tile {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 3,
+        tn: 4,
+    };
+    assert!(matches!(
+        matmul::record_variant(&gpu, &mut b, &x, &w, &y, &Epilogue::NONE, Variant::Tiled(odd)),
+        Err(Error::Unsupported { .. })
+    ));
     assert_eq!(b.dispatches(), 0);
 });

@@ -45,5 +45,9 @@ pub fn fixture(text: &str) -> serde_json::Value {
 
 /// A JSON array of integers as u32.
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }

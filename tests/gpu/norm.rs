@@ -18,7 +18,15 @@ fn variants(gpu: &kjarni_web::Gpu) -> Vec<Variant> {
     v
 }
 
-fn reference(kind: NormKind, x: &[f32], r: Option<&[f32]>, g: &[f32], b: Option<&[f32]>, cols: usize, eps: f32) -> Vec<f32> {
+fn reference(
+    kind: NormKind,
+    x: &[f32],
+    r: Option<&[f32]>,
+    g: &[f32],
+    b: Option<&[f32]>,
+    cols: usize,
+    eps: f32,
+) -> Vec<f32> {
     match kind {
         NormKind::Layer => cpu::norm::layer_norm(x, r, g, b, cols, eps),
         NormKind::Rms => cpu::norm::rms_norm_with_bias(x, r, g, b, cols, eps),
@@ -67,8 +75,17 @@ gpu_test!(norms_match_reference_on_awkward_shapes, async {
                 let mut batch = gpu.batch();
                 norm::record_variant(&gpu, &mut batch, &tx, &ty, &n, variant).unwrap();
                 gpu.submit(batch).unwrap();
-                let want = reference(kind, &x, residual.then_some(&r[..]), &g, bias.then_some(&b[..]), cols, eps);
-                let what = format!("{kind:?} bias={bias} residual={residual} store={store} {variant:?} [{rows},{cols}]");
+                let want = reference(
+                    kind,
+                    &x,
+                    residual.then_some(&r[..]),
+                    &g,
+                    bias.then_some(&b[..]),
+                    cols,
+                    eps,
+                );
+                let what =
+                    format!("{kind:?} bias={bias} residual={residual} store={store} {variant:?} [{rows},{cols}]");
                 assert_tensor(&gpu, &what, &ty, &want, TOL).await;
                 // x is untouched unless the sum is stored; the stored sum is the f32 sum, exactly.
                 let x_want = if store { &sum } else { &x };
@@ -84,7 +101,10 @@ gpu_test!(layer_norm_keeps_precision_with_a_large_offset, async {
     // (ulp(1000) = 6e-5 relative to std 0.58: about 1e-4), so 1e-3 absolute.
     let gpu = gpu().await;
     let (rows, cols) = (4, 3000);
-    let x: Vec<f32> = cpu::random(rows * cols, 7, -1.0, 1.0).iter().map(|v| v + 1000.0).collect();
+    let x: Vec<f32> = cpu::random(rows * cols, 7, -1.0, 1.0)
+        .iter()
+        .map(|v| v + 1000.0)
+        .collect();
     let g = vec![1.0; cols];
     let want = cpu::norm::layer_norm(&x, None, &g, None, cols, 1e-5);
     let tx = upload(&gpu, "x", &[rows, cols], &x);
@@ -94,7 +114,14 @@ gpu_test!(layer_norm_keeps_precision_with_a_large_offset, async {
         let mut batch = gpu.batch();
         norm::record_variant(&gpu, &mut batch, &tx, &ty, &Norm::layer(&tg, None, 1e-5), variant).unwrap();
         gpu.submit(batch).unwrap();
-        assert_tensor(&gpu, &format!("offset rows {variant:?}"), &ty, &want, Tolerance { atol: 1e-3, rtol: 0.0 }).await;
+        assert_tensor(
+            &gpu,
+            &format!("offset rows {variant:?}"),
+            &ty,
+            &want,
+            Tolerance { atol: 1e-3, rtol: 0.0 },
+        )
+        .await;
     }
 });
 
@@ -108,16 +135,36 @@ gpu_test!(norm_rejects_bad_inputs_before_dispatch, async {
     let gh = GpuTensor::from_f32(&gpu, "gamma_bf16", &[8], DType::BF16, &[1.0; 8]).unwrap();
     let mut batch = gpu.batch();
     let shape = |e: Error| matches!(e, Error::Shape { .. });
-    assert!(shape(norm::record(&gpu, &mut batch, &x, &y, &Norm::rms(&g7, 1e-6)).unwrap_err()));
-    assert!(shape(norm::record(&gpu, &mut batch, &x, &y3, &Norm::rms(&g, 1e-6)).unwrap_err()));
+    assert!(shape(
+        norm::record(&gpu, &mut batch, &x, &y, &Norm::rms(&g7, 1e-6)).unwrap_err()
+    ));
+    assert!(shape(
+        norm::record(&gpu, &mut batch, &x, &y3, &Norm::rms(&g, 1e-6)).unwrap_err()
+    ));
     let e = norm::record(&gpu, &mut batch, &x, &x, &Norm::rms(&g, 1e-6)).unwrap_err();
-    assert!(matches!(e, Error::Aliased { .. }) && e.to_string().contains("share one buffer"), "{e}");
+    assert!(
+        matches!(e, Error::Aliased { .. }) && e.to_string().contains("share one buffer"),
+        "{e}"
+    );
     let e = norm::record(&gpu, &mut batch, &x, &y, &Norm::rms(&g, 1e-6).residual(&x, true)).unwrap_err();
-    assert!(matches!(e, Error::Aliased { .. }) && e.to_string().contains("share one buffer"), "{e}");
-    assert!(matches!(norm::record(&gpu, &mut batch, &x, &y, &Norm::rms(&gh, 1e-6)).unwrap_err(), Error::DType { .. }));
+    assert!(
+        matches!(e, Error::Aliased { .. }) && e.to_string().contains("share one buffer"),
+        "{e}"
+    );
+    assert!(matches!(
+        norm::record(&gpu, &mut batch, &x, &y, &Norm::rms(&gh, 1e-6)).unwrap_err(),
+        Error::DType { .. }
+    ));
     assert_eq!(batch.dispatches(), 0);
     if !gpu.caps().subgroups {
-        let e = norm::record_variant(&gpu, &mut batch, &x, &y, &Norm::rms(&g, 1e-6), Variant::Workgroup(Reduction::Subgroup));
+        let e = norm::record_variant(
+            &gpu,
+            &mut batch,
+            &x,
+            &y,
+            &Norm::rms(&g, 1e-6),
+            Variant::Workgroup(Reduction::Subgroup),
+        );
         assert!(e.is_err());
     }
 });

@@ -9,7 +9,10 @@ const TOL: Tolerance = Tolerance { atol: 1e-6, rtol: 1e-5 };
 
 gpu_test!(mean_pool_with_padding_matches_reference, async {
     let gpu = gpu().await;
-    for (i, &(batch, seq, dim)) in [(1usize, 1usize, 1usize), (3, 37, 384), (2, 5, 1000)].iter().enumerate() {
+    for (i, &(batch, seq, dim)) in [(1usize, 1usize, 1usize), (3, 37, 384), (2, 5, 1000)]
+        .iter()
+        .enumerate()
+    {
         let h = cpu::random(batch * seq * dim, 21 + i as u64, -4.0, 4.0);
         let lens: Vec<u32> = (0..batch).map(|b| (seq - b * seq / 3).max(1) as u32).collect();
         let th = upload(&gpu, "hidden", &[batch, seq, dim], &h);

@@ -53,7 +53,13 @@ fn record_case(gpu: &Gpu, b: &mut kjarni_web::gpu::Batch, c: &Case, variant: Var
     let y = upload(gpu, "y", &[c.m, c.n], &vec![f32::NAN; c.m * c.n]);
     quant::record_variant(gpu, b, &w, &tx, &y, variant).unwrap();
     let what = format!("{:?} {variant:?} raw={raw} m={} n={} k={}", c.t, c.m, c.n, c.k);
-    Pending { what, y, want, mag, _inputs: (w, tx) }
+    Pending {
+        what,
+        y,
+        want,
+        mag,
+        _inputs: (w, tx),
+    }
 }
 
 /// Submit the batch, compare every case; returns the worst |err| / Σ|w·x|.
@@ -79,19 +85,49 @@ async fn run_cases(gpu: &Gpu, b: kjarni_web::gpu::Batch, pending: Vec<Pending>) 
 fn cases(t: QuantType) -> Vec<Case> {
     let bs = t.block_size();
     let mut v = vec![
-        Case { t, m: 1, n: 1, k: bs },      // N = 1, one block
-        Case { t, m: 1, n: 7, k: 3 * bs },  // N not divisible by the rows per workgroup
-        Case { t, m: 2, n: 67, k: 5 * bs }, // odd block counts: Q8_0 / Q4_0 rows start at 2 mod 4
-        Case { t, m: 3, n: 37, k: 2 * bs },
+        Case { t, m: 1, n: 1, k: bs }, // N = 1, one block
+        Case {
+            t,
+            m: 1,
+            n: 7,
+            k: 3 * bs,
+        }, // N not divisible by the rows per workgroup
+        Case {
+            t,
+            m: 2,
+            n: 67,
+            k: 5 * bs,
+        }, // odd block counts: Q8_0 / Q4_0 rows start at 2 mod 4
+        Case {
+            t,
+            m: 3,
+            n: 37,
+            k: 2 * bs,
+        },
     ];
     // Long K: more units than invocations (Q8_0: 128 blocks per row; Q4_K: 4096 = 16 blocks).
-    v.push(Case { t, m: 1, n: 9, k: if t == QuantType::Q8_0 { 4096 } else { 2048 } });
+    v.push(Case {
+        t,
+        m: 1,
+        n: 9,
+        k: if t == QuantType::Q8_0 { 4096 } else { 2048 },
+    });
     if t == QuantType::Q4_K {
         v.push(Case { t, m: 1, n: 5, k: 4096 });
     }
     // Long rows (a 14336-wide down projection) and N = 1 with many blocks.
-    v.push(Case { t, m: 1, n: 3, k: 14336 });
-    v.push(Case { t, m: 1, n: 1, k: 7 * bs });
+    v.push(Case {
+        t,
+        m: 1,
+        n: 3,
+        k: 14336,
+    });
+    v.push(Case {
+        t,
+        m: 1,
+        n: 1,
+        k: 7 * bs,
+    });
     v
 }
 
@@ -112,22 +148,94 @@ fn gemv_variants(gpu: &Gpu) -> Vec<Variant> {
 fn fast_variants(gpu: &Gpu) -> Vec<Variant> {
     let sm = kjarni_web::gpu::Reduction::SharedMemory;
     let mut v = vec![
-        Variant::GemvFast { workgroup: 256, lanes: 32, rows: 2, step: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 3, step: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 128, lanes: 16, rows: 8, step: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 256, lanes: 4, rows: 1, step: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 256, lanes: 64, rows: 2, step: 1, reduction: sm },
+        Variant::GemvFast {
+            workgroup: 256,
+            lanes: 32,
+            rows: 2,
+            step: 1,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 64,
+            lanes: 8,
+            rows: 3,
+            step: 1,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 128,
+            lanes: 16,
+            rows: 8,
+            step: 1,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 256,
+            lanes: 4,
+            rows: 1,
+            step: 1,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 256,
+            lanes: 64,
+            rows: 2,
+            step: 1,
+            reduction: sm,
+        },
         // Two units per lane step (odd unit counts: the clamped second unit must not count).
-        Variant::GemvFast { workgroup: 128, lanes: 32, rows: 4, step: 2, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 3, step: 2, reduction: sm },
-        Variant::GemvFast { workgroup: 256, lanes: 16, rows: 8, step: 2, reduction: sm },
+        Variant::GemvFast {
+            workgroup: 128,
+            lanes: 32,
+            rows: 4,
+            step: 2,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 64,
+            lanes: 8,
+            rows: 3,
+            step: 2,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 256,
+            lanes: 16,
+            rows: 8,
+            step: 2,
+            reduction: sm,
+        },
     ];
     for reduction in gpu.caps().reductions() {
-        v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 4, step: 1, reduction });
-        v.push(Variant::GemvFast { workgroup: 64, lanes: 64, rows: 8, step: 2, reduction });
-        v.push(Variant::GemvFast { workgroup: 128, lanes: 128, rows: 16, step: 1, reduction });
+        v.push(Variant::GemvFast {
+            workgroup: 64,
+            lanes: 64,
+            rows: 4,
+            step: 1,
+            reduction,
+        });
+        v.push(Variant::GemvFast {
+            workgroup: 64,
+            lanes: 64,
+            rows: 8,
+            step: 2,
+            reduction,
+        });
+        v.push(Variant::GemvFast {
+            workgroup: 128,
+            lanes: 128,
+            rows: 16,
+            step: 1,
+            reduction,
+        });
     }
-    v.push(Variant::GemvFast { workgroup: 128, lanes: 32, rows: 16, step: 2, reduction: sm });
+    v.push(Variant::GemvFast {
+        workgroup: 128,
+        lanes: 32,
+        rows: 16,
+        step: 2,
+        reduction: sm,
+    });
     v
 }
 
@@ -172,7 +280,14 @@ async fn matmul_type(t: QuantType) {
                 continue;
             }
             let raw = (i + rm as usize).is_multiple_of(2);
-            pending.push(record_case(&gpu, &mut b, &Case { t, m, n, k }, Variant::Matmul { rm }, raw, 200 + i as u64));
+            pending.push(record_case(
+                &gpu,
+                &mut b,
+                &Case { t, m, n, k },
+                Variant::Matmul { rm },
+                raw,
+                200 + i as u64,
+            ));
         }
     }
     let worst = run_cases(&gpu, b, pending).await;
@@ -210,34 +325,104 @@ gpu_test!(quant_record_picks_gemv_or_matmul_and_checks_shapes, async {
         QuantWeight::from_blocks(&gpu, "w", t, 8, 64, &blocks[1..]),
         Err(kjarni_web::Error::Data { .. })
     ));
-    assert_eq!(quant::preferred_variant(&gpu, &w, 1), quant::gemv_default(&gpu, t, 8, 64));
-    assert!(matches!(quant::preferred_variant(&gpu, &w, 1), Variant::GemvFast { .. }));
-    assert!(matches!(quant::preferred_variant(&gpu, &w, 100), Variant::Matmul { .. }));
+    assert_eq!(
+        quant::preferred_variant(&gpu, &w, 1),
+        quant::gemv_default(&gpu, t, 8, 64)
+    );
+    assert!(matches!(
+        quant::preferred_variant(&gpu, &w, 1),
+        Variant::GemvFast { .. }
+    ));
+    assert!(matches!(
+        quant::preferred_variant(&gpu, &w, 100),
+        Variant::Matmul { .. }
+    ));
     for t in QuantType::ALL {
-        assert!(matches!(quant::gemv_default(&gpu, t, 4096, 4096), Variant::GemvFast { lanes: 64, rows: 4, step: 1, .. }));
+        assert!(matches!(
+            quant::gemv_default(&gpu, t, 4096, 4096),
+            Variant::GemvFast {
+                lanes: 64,
+                rows: 4,
+                step: 1,
+                ..
+            }
+        ));
         let gate_up = quant::gemv_default(&gpu, t, 14336, 4096);
         if t == QuantType::Q4_K {
-            assert!(matches!(gate_up, Variant::GemvFast { workgroup: 128, lanes: 32, rows: 4, .. }));
+            assert!(matches!(
+                gate_up,
+                Variant::GemvFast {
+                    workgroup: 128,
+                    lanes: 32,
+                    rows: 4,
+                    ..
+                }
+            ));
         } else {
-            assert!(matches!(gate_up, Variant::GemvFast { workgroup: 128, lanes: 64, rows: 8, .. }));
+            assert!(matches!(
+                gate_up,
+                Variant::GemvFast {
+                    workgroup: 128,
+                    lanes: 64,
+                    rows: 8,
+                    ..
+                }
+            ));
         }
-        assert!(matches!(quant::gemv_default(&gpu, t, 100, 64), Variant::GemvFast { lanes: 8, rows: 1, .. }));
+        assert!(matches!(
+            quant::gemv_default(&gpu, t, 100, 64),
+            Variant::GemvFast { lanes: 8, rows: 1, .. }
+        ));
     }
     // Invalid tuned-GEMV parameters are refused, not a panic or a validation error.
     let sm = kjarni_web::gpu::Reduction::SharedMemory;
     for v in [
-        Variant::GemvFast { workgroup: 96, lanes: 32, rows: 1, step: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 128, rows: 1, step: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 17, step: 1, reduction: sm },
-        Variant::GemvFast { workgroup: 64, lanes: 8, rows: 1, step: 3, reduction: sm },
+        Variant::GemvFast {
+            workgroup: 96,
+            lanes: 32,
+            rows: 1,
+            step: 1,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 64,
+            lanes: 128,
+            rows: 1,
+            step: 1,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 64,
+            lanes: 8,
+            rows: 17,
+            step: 1,
+            reduction: sm,
+        },
+        Variant::GemvFast {
+            workgroup: 64,
+            lanes: 8,
+            rows: 1,
+            step: 3,
+            reduction: sm,
+        },
     ] {
-        assert!(matches!(quant::record_variant(&gpu, &mut b, &w, &x, &y, v), Err(kjarni_web::Error::Unsupported { .. })));
+        assert!(matches!(
+            quant::record_variant(&gpu, &mut b, &w, &x, &y, v),
+            Err(kjarni_web::Error::Unsupported { .. })
+        ));
     }
     assert_eq!(b.dispatches(), 0);
     quant::record(&gpu, &mut b, &w, &x, &y).unwrap();
     gpu.submit(b).unwrap();
     let (want, _) = cq::matmul(&[0.5; 128], &cq::dequantize(t, &blocks), 2, 8, 64);
-    assert_tensor(&gpu, "record", &y, &want, cpu::compare::Tolerance { atol: 1e-5, rtol: 1e-5 }).await;
+    assert_tensor(
+        &gpu,
+        "record",
+        &y,
+        &want,
+        cpu::compare::Tolerance { atol: 1e-5, rtol: 1e-5 },
+    )
+    .await;
 });
 
 /// The SmolLM2 GGUF (Q4_1 layers, Q8_0 embeddings) if `models/gguf/` has it.
@@ -274,20 +459,40 @@ fn smollm2_gguf_header_streams_and_has_the_expected_hparams() {
             }
         }
     };
-    println!("header {} bytes, data at {}, {fetches} fetches", h.header_len, h.data_offset);
+    println!(
+        "header {} bytes, data at {}, {fetches} fetches",
+        h.header_len, h.data_offset
+    );
     assert!(fetches <= 8);
     let hp = h.hparams().unwrap();
     assert_eq!(hp.architecture, "llama");
     assert_eq!(
-        (hp.block_count, hp.embedding_length, hp.feed_forward_length, hp.head_count, hp.head_count_kv),
+        (
+            hp.block_count,
+            hp.embedding_length,
+            hp.feed_forward_length,
+            hp.head_count,
+            hp.head_count_kv
+        ),
         (30, 576, 1536, 9, 3)
     );
-    assert_eq!((hp.context_length, hp.rms_eps, hp.rope_freq_base, hp.rope_dimension_count), (8192, 1e-5, 100_000.0, 64));
+    assert_eq!(
+        (
+            hp.context_length,
+            hp.rms_eps,
+            hp.rope_freq_base,
+            hp.rope_dimension_count
+        ),
+        (8192, 1e-5, 100_000.0, 64)
+    );
     assert_eq!(hp.vocab_size, Some(49152));
     let tok = h.tokenizer().unwrap();
     assert_eq!((tok.model, tok.pre), ("gpt2", Some("smollm")));
     assert_eq!((tok.tokens.len(), tok.merges.map(|m| m.len())), (49152, Some(48900)));
-    assert_eq!((tok.bos, tok.eos, tok.padding, tok.unknown), (Some(1), Some(2), Some(2), Some(0)));
+    assert_eq!(
+        (tok.bos, tok.eos, tok.padding, tok.unknown),
+        (Some(1), Some(2), Some(2), Some(0))
+    );
     assert_eq!(&tok.tokens[..3], ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]);
     assert!(tok.chat_template.unwrap().contains("<|im_start|>"));
     assert_eq!(h.tensors.len(), 272);
@@ -295,7 +500,10 @@ fn smollm2_gguf_header_streams_and_has_the_expected_hparams() {
     let emb = h.tensor("token_embd.weight").unwrap();
     assert_eq!((emb.ggml_type, emb.shape()), (GgmlType::Q8_0, vec![49152, 576]));
     let q = h.tensor("blk.0.attn_q.weight").unwrap();
-    assert_eq!((q.ggml_type, q.shape(), q.size), (GgmlType::Q4_1, vec![576, 576], 207_360));
+    assert_eq!(
+        (q.ggml_type, q.shape(), q.size),
+        (GgmlType::Q4_1, vec![576, 576], 207_360)
+    );
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -306,7 +514,11 @@ fn smollm2_gguf_weights_run_through_the_kernels() {
     let file = std::fs::read(&path).unwrap();
     let h = kjarni_web::gguf::parse_file("smollm2.gguf", &file).unwrap();
     let gpu = pollster::block_on(gpu());
-    for (name, rows) in [("blk.0.attn_q.weight", 576), ("blk.3.ffn_down.weight", 576), ("token_embd.weight", 2000)] {
+    for (name, rows) in [
+        ("blk.0.attn_q.weight", 576),
+        ("blk.3.ffn_down.weight", 576),
+        ("token_embd.weight", 2000),
+    ] {
         let info = h.tensor(name).unwrap();
         let t = QuantType::from_ggml(info.ggml_type).unwrap();
         let cols = info.rows_cols().1 as usize;
@@ -329,7 +541,12 @@ fn smollm2_gguf_weights_run_through_the_kernels() {
         }
         // The whole tensor parses as GgmlType says and uploads from the file's byte range.
         if name != "token_embd.weight" {
-            QuantWeight::from_gguf(&gpu, info, &file[info.offset as usize..(info.offset + info.size) as usize]).unwrap();
+            QuantWeight::from_gguf(
+                &gpu,
+                info,
+                &file[info.offset as usize..(info.offset + info.size) as usize],
+            )
+            .unwrap();
         }
     }
 }

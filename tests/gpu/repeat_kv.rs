@@ -6,7 +6,10 @@ use kjarni_web::ops::repeat_kv::{self, Variant};
 gpu_test!(repeat_kv_matches_reference, async {
     let gpu = gpu().await;
     // (tokens, kv_heads, n_rep, d)
-    for (i, &(t, kv, rep, d)) in [(1, 1, 1, 4), (3, 2, 4, 64), (5, 3, 3, 7), (17, 4, 8, 128), (2, 1, 5, 6)].iter().enumerate() {
+    for (i, &(t, kv, rep, d)) in [(1, 1, 1, 4), (3, 2, 4, 64), (5, 3, 3, 7), (17, 4, 8, 128), (2, 1, 5, 6)]
+        .iter()
+        .enumerate()
+    {
         let x = cpu::random(t * kv * d, 80 + i as u64, -1.0, 1.0);
         let want = cpu::repeat_kv::repeat_kv(&x, kv, d, rep);
         let src = upload(&gpu, "k", &[t, kv, d], &x);
@@ -19,7 +22,14 @@ gpu_test!(repeat_kv_matches_reference, async {
             let mut b = gpu.batch();
             repeat_kv::record_variant(&gpu, &mut b, &src, &dst, v).unwrap();
             gpu.submit(b).unwrap();
-            assert_tensor(&gpu, &format!("repeat_kv {v:?} t={t} kv={kv} rep={rep} d={d}"), &dst, &want, Tolerance::EXACT).await;
+            assert_tensor(
+                &gpu,
+                &format!("repeat_kv {v:?} t={t} kv={kv} rep={rep} d={d}"),
+                &dst,
+                &want,
+                Tolerance::EXACT,
+            )
+            .await;
         }
     }
     let src = upload(&gpu, "k", &[2, 3, 4], &[0.0; 24]);

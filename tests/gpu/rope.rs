@@ -1,5 +1,8 @@
 use crate::common::*;
-use kjarni_web::cpu::{self, compare::{check_close, Tolerance}};
+use kjarni_web::cpu::{
+    self,
+    compare::{check_close, Tolerance},
+};
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
 use kjarni_web::ops::rope::{self, Rope, RopeConfig, RopeLayout, RopeScaling, Variant};
 
@@ -10,7 +13,10 @@ use kjarni_web::ops::rope::{self, Rope, RopeConfig, RopeLayout, RopeScaling, Var
 // ≤ pos · 7e-7 rad, on values ≤ √2: atol 1e-6 + pos · 1e-6. A wrong frequency or scaling errs by
 // O(1) (the cases keep pos · 1e-6 ≤ 3e-3).
 fn tol(max_pos: usize) -> Tolerance {
-    Tolerance { atol: 1e-6 + max_pos as f32 * 1e-6, rtol: 0.0 }
+    Tolerance {
+        atol: 1e-6 + max_pos as f32 * 1e-6,
+        rtol: 0.0,
+    }
 }
 
 const LLAMA3: RopeScaling = RopeScaling::Llama3 {
@@ -33,22 +39,107 @@ struct Case {
 }
 
 const CASES: [Case; 8] = [
-    Case { tokens: 7, heads: 4, kv_heads: Some(2), head_dim: 64, rotary_dim: 64, layout: RopeLayout::HalfSplit, theta: 1e4, offset: 0, scaling: RopeScaling::None },
-    Case { tokens: 1, heads: 3, kv_heads: Some(1), head_dim: 128, rotary_dim: 128, layout: RopeLayout::Interleaved, theta: 1e6, offset: 3000, scaling: RopeScaling::None },
-    Case { tokens: 2, heads: 2, kv_heads: Some(2), head_dim: 64, rotary_dim: 64, layout: RopeLayout::HalfSplit, theta: 1e6, offset: 2000, scaling: RopeScaling::None },
-    Case { tokens: 5, heads: 2, kv_heads: Some(2), head_dim: 80, rotary_dim: 32, layout: RopeLayout::HalfSplit, theta: 1e4, offset: 3, scaling: RopeScaling::None },
-    Case { tokens: 3, heads: 5, kv_heads: Some(5), head_dim: 6, rotary_dim: 6, layout: RopeLayout::HalfSplit, theta: 1e4, offset: 9, scaling: RopeScaling::None },
-    Case { tokens: 2, heads: 1, kv_heads: None, head_dim: 10, rotary_dim: 4, layout: RopeLayout::Interleaved, theta: 500.0, offset: 31, scaling: RopeScaling::None },
+    Case {
+        tokens: 7,
+        heads: 4,
+        kv_heads: Some(2),
+        head_dim: 64,
+        rotary_dim: 64,
+        layout: RopeLayout::HalfSplit,
+        theta: 1e4,
+        offset: 0,
+        scaling: RopeScaling::None,
+    },
+    Case {
+        tokens: 1,
+        heads: 3,
+        kv_heads: Some(1),
+        head_dim: 128,
+        rotary_dim: 128,
+        layout: RopeLayout::Interleaved,
+        theta: 1e6,
+        offset: 3000,
+        scaling: RopeScaling::None,
+    },
+    Case {
+        tokens: 2,
+        heads: 2,
+        kv_heads: Some(2),
+        head_dim: 64,
+        rotary_dim: 64,
+        layout: RopeLayout::HalfSplit,
+        theta: 1e6,
+        offset: 2000,
+        scaling: RopeScaling::None,
+    },
+    Case {
+        tokens: 5,
+        heads: 2,
+        kv_heads: Some(2),
+        head_dim: 80,
+        rotary_dim: 32,
+        layout: RopeLayout::HalfSplit,
+        theta: 1e4,
+        offset: 3,
+        scaling: RopeScaling::None,
+    },
+    Case {
+        tokens: 3,
+        heads: 5,
+        kv_heads: Some(5),
+        head_dim: 6,
+        rotary_dim: 6,
+        layout: RopeLayout::HalfSplit,
+        theta: 1e4,
+        offset: 9,
+        scaling: RopeScaling::None,
+    },
+    Case {
+        tokens: 2,
+        heads: 1,
+        kv_heads: None,
+        head_dim: 10,
+        rotary_dim: 4,
+        layout: RopeLayout::Interleaved,
+        theta: 500.0,
+        offset: 31,
+        scaling: RopeScaling::None,
+    },
     // Llama 3.2's scaling at theta 5e5: low frequencies divided by 32, the middle blended.
-    Case { tokens: 9, heads: 2, kv_heads: Some(1), head_dim: 64, rotary_dim: 64, layout: RopeLayout::HalfSplit, theta: 5e5, offset: 1500, scaling: LLAMA3 },
-    Case { tokens: 3, heads: 2, kv_heads: Some(2), head_dim: 32, rotary_dim: 32, layout: RopeLayout::Interleaved, theta: 1e4, offset: 17, scaling: RopeScaling::Linear { factor: 4.0 } },
+    Case {
+        tokens: 9,
+        heads: 2,
+        kv_heads: Some(1),
+        head_dim: 64,
+        rotary_dim: 64,
+        layout: RopeLayout::HalfSplit,
+        theta: 5e5,
+        offset: 1500,
+        scaling: LLAMA3,
+    },
+    Case {
+        tokens: 3,
+        heads: 2,
+        kv_heads: Some(2),
+        head_dim: 32,
+        rotary_dim: 32,
+        layout: RopeLayout::Interleaved,
+        theta: 1e4,
+        offset: 17,
+        scaling: RopeScaling::Linear { factor: 4.0 },
+    },
 ];
 
 gpu_test!(rope_matches_reference_in_both_layouts, async {
     let gpu = gpu().await;
     for (n, c) in CASES.iter().enumerate() {
-        let config =
-            RopeConfig { theta: c.theta, head_dim: c.head_dim, rotary_dim: c.rotary_dim, layout: c.layout, scaling: c.scaling };
+        let config = RopeConfig {
+            theta: c.theta,
+            head_dim: c.head_dim,
+            rotary_dim: c.rotary_dim,
+            layout: c.layout,
+            scaling: c.scaling,
+        };
         let r = Rope::new(&gpu, config).unwrap();
         let inv = rope::inv_freq(c.theta, c.rotary_dim, c.scaling);
         let interleaved = c.layout == RopeLayout::Interleaved;
@@ -68,9 +159,13 @@ gpu_test!(rope_matches_reference_in_both_layouts, async {
             let q = upload(&gpu, "q", &[c.tokens, c.heads, c.head_dim], &qv);
             let k = upload(&gpu, "k", &[c.tokens, kh, c.head_dim], &kv);
             let mut b = gpu.batch();
-            r.record_variant(&gpu, &mut b, &q, c.kv_heads.map(|_| &k), c.offset, v).unwrap();
+            r.record_variant(&gpu, &mut b, &q, c.kv_heads.map(|_| &k), c.offset, v)
+                .unwrap();
             gpu.submit(b).unwrap();
-            let what = format!("rope case {n} {:?} rot {}/{} offset {} {v:?}", c.layout, c.rotary_dim, c.head_dim, c.offset);
+            let what = format!(
+                "rope case {n} {:?} rot {}/{} offset {} {v:?}",
+                c.layout, c.rotary_dim, c.head_dim, c.offset
+            );
             assert_tensor(&gpu, &format!("{what}: q"), &q, &q_want, t).await;
             let k_expect = if c.kv_heads.is_some() { &k_want } else { &kv };
             assert_tensor(&gpu, &format!("{what}: k"), &k, k_expect, t).await;
@@ -85,10 +180,20 @@ gpu_test!(rope_matches_reference_in_both_layouts, async {
 gpu_test!(rope_paths_agree_with_llama3_scaling, async {
     let gpu = gpu().await;
     let (tokens, heads, d, pos0) = (6, 2, 64, 700);
-    let rope = kjarni_web::ops::attention::Rope { theta: 5e5, rotary_dim: d, scaling: LLAMA3 };
+    let rope = kjarni_web::ops::attention::Rope {
+        theta: 5e5,
+        rotary_dim: d,
+        scaling: LLAMA3,
+    };
     let r = Rope::new(
         &gpu,
-        RopeConfig { theta: 5e5, head_dim: d, rotary_dim: d, layout: RopeLayout::HalfSplit, scaling: LLAMA3 },
+        RopeConfig {
+            theta: 5e5,
+            head_dim: d,
+            rotary_dim: d,
+            layout: RopeLayout::HalfSplit,
+            scaling: LLAMA3,
+        },
     )
     .unwrap();
     let x = cpu::random(tokens * heads * d, 91, -1.0, 1.0);
@@ -108,22 +213,52 @@ gpu_test!(rope_paths_agree_with_llama3_scaling, async {
     let mut want = x.clone();
     cpu::rope::rope(&mut want, heads, d, &rope::inv_freq(5e5, d, LLAMA3), false, pos0);
     check_close("ops::rope vs reference (llama3)", &got_q, &want, tol(pos0 + tokens)).unwrap();
-    check_close("K on append vs ops::rope (llama3)", got_k, &got_q, Tolerance { atol: 1e-6, rtol: 0.0 }).unwrap();
+    check_close(
+        "K on append vs ops::rope (llama3)",
+        got_k,
+        &got_q,
+        Tolerance { atol: 1e-6, rtol: 0.0 },
+    )
+    .unwrap();
 });
 
 gpu_test!(rope_rejects_bad_shapes, async {
     let gpu = gpu().await;
-    let bad = RopeConfig { theta: 1e4, head_dim: 8, rotary_dim: 10, layout: RopeLayout::HalfSplit, scaling: RopeScaling::None };
+    let bad = RopeConfig {
+        theta: 1e4,
+        head_dim: 8,
+        rotary_dim: 10,
+        layout: RopeLayout::HalfSplit,
+        scaling: RopeScaling::None,
+    };
     assert!(Rope::new(&gpu, bad).is_err());
-    let odd = RopeConfig { theta: 1e4, head_dim: 8, rotary_dim: 3, layout: RopeLayout::HalfSplit, scaling: RopeScaling::None };
+    let odd = RopeConfig {
+        theta: 1e4,
+        head_dim: 8,
+        rotary_dim: 3,
+        layout: RopeLayout::HalfSplit,
+        scaling: RopeScaling::None,
+    };
     assert!(Rope::new(&gpu, odd).is_err());
-    let r = Rope::new(&gpu, RopeConfig { theta: 1e4, head_dim: 6, rotary_dim: 6, layout: RopeLayout::HalfSplit, scaling: RopeScaling::None }).unwrap();
+    let r = Rope::new(
+        &gpu,
+        RopeConfig {
+            theta: 1e4,
+            head_dim: 6,
+            rotary_dim: 6,
+            layout: RopeLayout::HalfSplit,
+            scaling: RopeScaling::None,
+        },
+    )
+    .unwrap();
     assert_eq!(r.preferred_variant(), Variant::Scalar { workgroup: 64 });
     let q = upload(&gpu, "q", &[2, 3, 6], &[0.0; 36]);
     let k = upload(&gpu, "k", &[3, 1, 6], &[0.0; 18]);
     let q8 = upload(&gpu, "q8", &[2, 3, 8], &[0.0; 48]);
     let mut b = gpu.batch();
-    assert!(r.record_variant(&gpu, &mut b, &q, None, 0, Variant::Vec2 { workgroup: 64 }).is_err());
+    assert!(r
+        .record_variant(&gpu, &mut b, &q, None, 0, Variant::Vec2 { workgroup: 64 })
+        .is_err());
     assert!(r.record(&gpu, &mut b, &q, Some(&k), 0).is_err());
     assert!(r.record(&gpu, &mut b, &q8, None, 0).is_err());
     assert!(r.record(&gpu, &mut b, &q, Some(&q), 0).is_err());

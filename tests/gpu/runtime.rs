@@ -35,7 +35,10 @@ gpu_test!(uniform_arena_keeps_buffer_count_flat_over_10000_dispatches, async {
     let after_second = gpu.memory();
     say!("buffers after 10k dispatches: {after_first:?}; after 20k: {after_second:?}");
     assert_eq!(after_first.live_buffers, after_second.live_buffers, "live buffers grew");
-    assert_eq!(after_first.created_buffers, after_second.created_buffers, "buffers were created per encode");
+    assert_eq!(
+        after_first.created_buffers, after_second.created_buffers,
+        "buffers were created per encode"
+    );
     assert_eq!(gpu.pipelines().len(), 1);
     // Each dispatch read its own parameters in order: 20,000 increments, exact in f32.
     assert_tensor(&gpu, "counter", &x, &[20_000.0; 7], Tolerance::EXACT).await;
@@ -89,7 +92,10 @@ gpu_test!(profile_labels_and_times_every_dispatch_and_keeps_results, async {
     let x = GpuTensor::zeros(&gpu, "counter", &[1000], DType::F32).unwrap();
     let y = GpuTensor::zeros(&gpu, "copy", &[1000], DType::F32).unwrap();
     let z = GpuTensor::zeros(&gpu, "sum", &[1000], DType::F32).unwrap();
-    assert!(gpu.end_profile().await.is_err(), "end_profile without begin_profile is an error, not a panic");
+    assert!(
+        gpu.end_profile().await.is_err(),
+        "end_profile without begin_profile is an error, not a panic"
+    );
     gpu.begin_profile().unwrap();
     assert!(gpu.is_profiling());
     // Two submissions, one of them over the 2048 dispatches a query set of 4096 timestamps holds,
@@ -106,7 +112,13 @@ gpu_test!(profile_labels_and_times_every_dispatch_and_keeps_results, async {
     gpu.submit(b).unwrap();
     let p = gpu.end_profile().await.unwrap();
     assert!(!gpu.is_profiling());
-    say!("profile: {} dispatches, {:?} µs, timestamps {}, quantized {}", p.dispatches, p.total_gpu_us, p.timestamps, p.quantized);
+    say!(
+        "profile: {} dispatches, {:?} µs, timestamps {}, quantized {}",
+        p.dispatches,
+        p.total_gpu_us,
+        p.timestamps,
+        p.quantized
+    );
     for k in &p.kernels {
         say!("  {:>6} × {:?} µs  {}", k.count, k.gpu_us, k.label);
     }
@@ -114,12 +126,28 @@ gpu_test!(profile_labels_and_times_every_dispatch_and_keeps_results, async {
     assert_eq!(p.trace.len(), 2102);
     assert_eq!(p.kernels.iter().map(|k| k.count).sum::<usize>(), 2102);
     // Two labels: the in-place unary pipeline (2101 dispatches) and the binary one.
-    assert_eq!(p.kernels.len(), 2, "{:?}", p.kernels.iter().map(|k| &k.label).collect::<Vec<_>>());
-    assert!(p.kernels.iter().all(|k| k.label.starts_with("elementwise::")), "labels name the kernel");
-    assert!(p.trace.last().is_some_and(|d| d.label != p.trace[0].label), "trace in submission order");
+    assert_eq!(
+        p.kernels.len(),
+        2,
+        "{:?}",
+        p.kernels.iter().map(|k| &k.label).collect::<Vec<_>>()
+    );
+    assert!(
+        p.kernels.iter().all(|k| k.label.starts_with("elementwise::")),
+        "labels name the kernel"
+    );
+    assert!(
+        p.trace.last().is_some_and(|d| d.label != p.trace[0].label),
+        "trace in submission order"
+    );
     assert_eq!(p.timestamps, gpu.caps().timestamps);
     if p.timestamps {
-        assert!(p.trace.iter().all(|d| d.gpu_us.is_some_and(|t| (0.0..1e6).contains(&t))), "a time for every dispatch");
+        assert!(
+            p.trace
+                .iter()
+                .all(|d| d.gpu_us.is_some_and(|t| (0.0..1e6).contains(&t))),
+            "a time for every dispatch"
+        );
         if !p.quantized {
             assert!(p.total_gpu_us.is_some_and(|t| t > 0.0));
         }

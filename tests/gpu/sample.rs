@@ -11,7 +11,14 @@ use kjarni_web::ops::sample::{GpuSampler, NONE};
 use kjarni_web::{DType, Gpu, GpuTensor};
 
 /// `n` GPU draws from the same logits (the context grows with every draw, as in decoding).
-async fn gpu_draws(gpu: &Gpu, logits: &[f32], params: &SamplingParams, context: &[u32], mask: Option<&[u32]>, n: usize) -> Vec<u32> {
+async fn gpu_draws(
+    gpu: &Gpu,
+    logits: &[f32],
+    params: &SamplingParams,
+    context: &[u32],
+    mask: Option<&[u32]>,
+    n: usize,
+) -> Vec<u32> {
     let mut s = GpuSampler::new(gpu, logits.len()).unwrap();
     s.start(gpu, params, context).unwrap();
     s.set_mask(gpu, mask).unwrap();
@@ -38,7 +45,9 @@ fn cpu_draws(logits: &[f32], params: &SamplingParams, context: &[u32], mask: Opt
             *s = true;
         }
     }
-    (0..n).map(|step| reference::sample(logits, &mut seen, mask, params, step as u32)).collect()
+    (0..n)
+        .map(|step| reference::sample(logits, &mut seen, mask, params, step as u32))
+        .collect()
 }
 
 /// Random logits with awkward values: a tie for the maximum, NaN, ±huge, -inf.
@@ -82,7 +91,10 @@ gpu_test!(sample_greedy_matches_cpu_exactly, async {
             assert_eq!(got, want, "vocab {v} masked");
             assert_eq!(got[0] as usize, if (v / 3) % 5 == 0 { v / 2 } else { v / 3 });
             // The repetition penalty pushes seen tokens down, one draw after another.
-            let pen = SamplingParams { repetition_penalty: 1e32, ..greedy.clone() };
+            let pen = SamplingParams {
+                repetition_penalty: 1e32,
+                ..greedy.clone()
+            };
             let want = cpu_draws(&l, &pen, &[7], None, 3);
             let got = gpu_draws(&gpu, &l, &pen, &[7], None, 3).await;
             assert_eq!(got, want, "vocab {v} with a penalty");
@@ -92,17 +104,55 @@ gpu_test!(sample_greedy_matches_cpu_exactly, async {
     // Nothing valid: NONE.
     let got = gpu_draws(&gpu, &[f32::NAN; 9], &SamplingParams::default(), &[], None, 1).await;
     assert_eq!(got, [NONE]);
-    let got = gpu_draws(&gpu, &[f32::NAN; 9], &SamplingParams { temperature: 1.0, top_p: 0.5, ..Default::default() }, &[], None, 1).await;
+    let got = gpu_draws(
+        &gpu,
+        &[f32::NAN; 9],
+        &SamplingParams {
+            temperature: 1.0,
+            top_p: 0.5,
+            ..Default::default()
+        },
+        &[],
+        None,
+        1,
+    )
+    .await;
     assert_eq!(got, [NONE]);
 });
 
 fn cases() -> Vec<SamplingParams> {
     vec![
-        SamplingParams { temperature: 0.8, seed: 1, ..Default::default() },
-        SamplingParams { temperature: 0.7, top_k: 40, seed: 2, ..Default::default() },
-        SamplingParams { temperature: 1.0, top_p: 0.9, seed: 3, ..Default::default() },
-        SamplingParams { temperature: 1.2, min_p: 0.05, seed: 4, ..Default::default() },
-        SamplingParams { temperature: 0.9, top_k: 50, top_p: 0.8, min_p: 0.02, repetition_penalty: 1.3, seed: u64::MAX - 5 },
+        SamplingParams {
+            temperature: 0.8,
+            seed: 1,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 0.7,
+            top_k: 40,
+            seed: 2,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.0,
+            top_p: 0.9,
+            seed: 3,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.2,
+            min_p: 0.05,
+            seed: 4,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 0.9,
+            top_k: 50,
+            top_p: 0.8,
+            min_p: 0.02,
+            repetition_penalty: 1.3,
+            seed: u64::MAX - 5,
+        },
     ]
 }
 
@@ -118,8 +168,14 @@ gpu_test!(sample_seeded_draws_match_cpu_reference, async {
             let got = gpu_draws(&gpu, &l, &p, &context, None, draws).await;
             let agree = got.iter().zip(&want).filter(|(a, b)| a == b).count();
             if agree < draws {
-                say!("vocab {v} {p:?}: {agree} of {draws} agree; first differences {:?}",
-                     got.iter().zip(&want).filter(|(a, b)| a != b).take(4).collect::<Vec<_>>());
+                say!(
+                    "vocab {v} {p:?}: {agree} of {draws} agree; first differences {:?}",
+                    got.iter()
+                        .zip(&want)
+                        .filter(|(a, b)| a != b)
+                        .take(4)
+                        .collect::<Vec<_>>()
+                );
             }
             assert!(got.iter().all(|&t| (t as usize) < v), "vocab {v} {p:?}: {got:?}");
             same += agree;
@@ -137,7 +193,10 @@ gpu_test!(sample_seeded_draws_match_cpu_reference, async {
     let p = &cases()[2];
     let a = gpu_draws(&gpu, &l, p, &[], None, 16).await;
     assert_eq!(a, gpu_draws(&gpu, &l, p, &[], None, 16).await);
-    assert_ne!(a, gpu_draws(&gpu, &l, &SamplingParams { seed: 99, ..p.clone() }, &[], None, 16).await);
+    assert_ne!(
+        a,
+        gpu_draws(&gpu, &l, &SamplingParams { seed: 99, ..p.clone() }, &[], None, 16).await
+    );
 });
 
 gpu_test!(sample_distribution_chi_square_10k_draws, async {

@@ -60,14 +60,25 @@ fn pooling(mode: &str) -> Vec<u8> {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 gpu_test!(sentence_heads_follow_modules_json, async {
     let gpu = crate::common::gpu().await;
     let mut src = minilm_files().await;
     let head = SentenceHead::load(&src).await.unwrap();
-    assert_eq!(head, SentenceHead { pooling: Pooling::Mean, normalize: true }, "MiniLM's own modules.json");
+    assert_eq!(
+        head,
+        SentenceHead {
+            pooling: Pooling::Mean,
+            normalize: true
+        },
+        "MiniLM's own modules.json"
+    );
     let fx = fixture(MINILM_FIXTURE);
     let cases = fx["cases"].as_array().unwrap();
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
@@ -80,19 +91,37 @@ gpu_test!(sentence_heads_follow_modules_json, async {
         ("lasttoken", "hidden_last_token_first8", Pooling::LastToken),
     ];
     for (mode, key, want_pool) in modes.into_iter().take(if BROWSER { 1 } else { 2 }) {
-        src.insert("modules.json", modules(false, None)).insert("1_Pooling/config.json", pooling(mode));
+        src.insert("modules.json", modules(false, None))
+            .insert("1_Pooling/config.json", pooling(mode));
         let m = BertModel::load(&gpu, &src).await.unwrap();
-        assert_eq!(m.head(), SentenceHead { pooling: want_pool, normalize: false });
+        assert_eq!(
+            m.head(),
+            SentenceHead {
+                pooling: want_pool,
+                normalize: false
+            }
+        );
         let got = m.embed(&gpu, &texts).await.unwrap();
         for (c, e) in cases.iter().zip(&got) {
             let want = floats(&c[key]);
-            let d = e[..8].iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            let d = e[..8]
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
             assert!(d <= HIDDEN_TOL, "{mode} of {:?}: max diff {d}", c["text"]);
         }
     }
     // CLS + Normalize (bge's head): unit vectors along the CLS state.
-    src.insert("modules.json", modules(true, None)).insert("1_Pooling/config.json", pooling("cls_token"));
-    assert_eq!(SentenceHead::load(&src).await.unwrap(), SentenceHead { pooling: Pooling::Cls, normalize: true });
+    src.insert("modules.json", modules(true, None))
+        .insert("1_Pooling/config.json", pooling("cls_token"));
+    assert_eq!(
+        SentenceHead::load(&src).await.unwrap(),
+        SentenceHead {
+            pooling: Pooling::Cls,
+            normalize: true
+        }
+    );
     if !BROWSER {
         let m = BertModel::load(&gpu, &src).await.unwrap();
         let e = m.embed_one(&gpu, texts[0]).await.unwrap();
@@ -102,11 +131,19 @@ gpu_test!(sentence_heads_follow_modules_json, async {
     // Refused, naming what.
     src.insert("1_Pooling/config.json", pooling("max_tokens"));
     let e = BertModel::load(&gpu, &src).await.err().unwrap();
-    assert!(matches!(&e, Error::UnsupportedConfig { field, .. } if field == "pooling_mode_max_tokens"), "{e}");
-    src.insert("1_Pooling/config.json", pooling("mean_tokens"))
-        .insert("modules.json", modules(true, Some("sentence_transformers.models.Dense")));
+    assert!(
+        matches!(&e, Error::UnsupportedConfig { field, .. } if field == "pooling_mode_max_tokens"),
+        "{e}"
+    );
+    src.insert("1_Pooling/config.json", pooling("mean_tokens")).insert(
+        "modules.json",
+        modules(true, Some("sentence_transformers.models.Dense")),
+    );
     let e = BertModel::load(&gpu, &src).await.err().unwrap();
-    assert!(matches!(&e, Error::UnsupportedConfig { value, .. } if value.contains("Dense")), "{e}");
+    assert!(
+        matches!(&e, Error::UnsupportedConfig { value, .. } if value.contains("Dense")),
+        "{e}"
+    );
 });
 
 /// A safetensors file of f32 tensors.
@@ -135,7 +172,13 @@ gpu_test!(cross_encoder_scores_pairs_with_the_classification_head, async {
     // MiniLM (which has a pooler) plus a random 2-label classifier in a second shard.
     let cw = cpu::random(2 * h, 5, -0.1, 0.1);
     let cb = [0.25f32, -0.5];
-    src.insert("head.safetensors", safetensors(&[("classifier.weight", vec![2, h], &cw), ("classifier.bias", vec![2], &cb)]));
+    src.insert(
+        "head.safetensors",
+        safetensors(&[
+            ("classifier.weight", vec![2, h], &cw),
+            ("classifier.bias", vec![2], &cb),
+        ]),
+    );
     let header = load::read_header(&src, "model.safetensors").await.unwrap();
     let mut map = serde_json::Map::new();
     for t in &header.tensors {
@@ -143,11 +186,18 @@ gpu_test!(cross_encoder_scores_pairs_with_the_classification_head, async {
     }
     map.insert("classifier.weight".into(), "head.safetensors".into());
     map.insert("classifier.bias".into(), "head.safetensors".into());
-    src.insert("model.safetensors.index.json", serde_json::to_vec(&serde_json::json!({"weight_map": map})).unwrap());
+    src.insert(
+        "model.safetensors.index.json",
+        serde_json::to_vec(&serde_json::json!({"weight_map": map})).unwrap(),
+    );
     let ce = CrossEncoder::load(&gpu, &src).await.unwrap();
     assert_eq!(ce.labels(), 2);
     let query = "A man is playing a guitar.";
-    let docs = ["A man plays music.", "The new movie is awesome, and the actors are great in it.", "Cats."];
+    let docs = [
+        "A man plays music.",
+        "The new movie is awesome, and the actors are great in it.",
+        "Cats.",
+    ];
     let logits = ce.logits(&gpu, query, &docs).await.unwrap();
     // Reference: the encoder's [CLS] state for the same typed pair (checked against the fixture
     // in bert.rs), then pooler, tanh and classifier in f64 on the CPU.
@@ -156,7 +206,10 @@ gpu_test!(cross_encoder_scores_pairs_with_the_classification_head, async {
     let f32s = |name: &str| -> Vec<f32> {
         let t = header.tensors.iter().find(|t| t.name == name).unwrap();
         let at = header.data_start() as usize;
-        bytes[at + t.start as usize..at + t.end as usize].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+        bytes[at + t.start as usize..at + t.end as usize]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     };
     let (pw, pb) = (f32s("pooler.dense.weight"), f32s("pooler.dense.bias"));
     let tok = ce.encoder().tokenizer();
@@ -168,12 +221,22 @@ gpu_test!(cross_encoder_scores_pairs_with_the_classification_head, async {
         gpu.submit(b).unwrap();
         let cls = enc.hidden.to_f32_vec(&gpu).await.unwrap()[..h].to_vec();
         let pooled: Vec<f64> = (0..h)
-            .map(|o| (f64::from(pb[o]) + (0..h).map(|i| f64::from(pw[o * h + i]) * f64::from(cls[i])).sum::<f64>()).tanh())
+            .map(|o| {
+                (f64::from(pb[o])
+                    + (0..h)
+                        .map(|i| f64::from(pw[o * h + i]) * f64::from(cls[i]))
+                        .sum::<f64>())
+                .tanh()
+            })
             .collect();
         for l in 0..2 {
             let want = f64::from(cb[l]) + (0..h).map(|i| f64::from(cw[l * h + i]) * pooled[i]).sum::<f64>();
             // O(1) logits from two 384-term f32 dot products and one tanh: 1e-4.
-            assert!((f64::from(got[l]) - want).abs() < 1e-4, "{d:?} logit {l}: got {} want {want}", got[l]);
+            assert!(
+                (f64::from(got[l]) - want).abs() < 1e-4,
+                "{d:?} logit {l}: got {} want {want}",
+                got[l]
+            );
         }
     }
     let scores = ce.rerank(&gpu, query, &docs).await.unwrap();

@@ -1,7 +1,7 @@
 use crate::common::*;
+use kjarni_web::cpu::masked_softmax::{masked_softmax, Padding as CpuPadding};
 use kjarni_web::cpu::{self, compare::Tolerance};
 use kjarni_web::gpu::Reduction;
-use kjarni_web::cpu::masked_softmax::{masked_softmax, Padding as CpuPadding};
 use kjarni_web::ops::softmax::{self, Mask, MaskedVariant, Padding, Variant};
 
 // Outputs are probabilities in [0, 1]. Each is exp(v - max) / sum with f32 exp (WGSL: 3 + 2|x|
@@ -65,19 +65,26 @@ gpu_test!(softmax_handles_masks_and_large_scores, async {
 });
 
 gpu_test!(subgroup_variant_is_refused_without_subgroups, async {
-    let gpu = kjarni_web::Gpu::with_options(kjarni_web::GpuOptions { disable_subgroups: true, ..Default::default() })
-        .await
-        .unwrap();
+    let gpu = kjarni_web::Gpu::with_options(kjarni_web::GpuOptions {
+        disable_subgroups: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     assert_eq!(gpu.caps().variants.reduction, Reduction::SharedMemory);
     let t = upload(&gpu, "x", &[2, 2], &[0.0; 4]);
     let mut batch = gpu.batch();
-    let e = softmax::record_variant(&gpu, &mut batch, &t, &t, 1.0, Variant::Workgroup(Reduction::Subgroup)).unwrap_err();
+    let e =
+        softmax::record_variant(&gpu, &mut batch, &t, &t, 1.0, Variant::Workgroup(Reduction::Subgroup)).unwrap_err();
     assert!(e.to_string().contains("subgroup"), "{e}");
 });
 
 fn masked_variants(gpu: &kjarni_web::Gpu) -> Vec<MaskedVariant> {
     let r = gpu.caps().reductions();
-    r.iter().map(|&r| MaskedVariant::Fused(r)).chain(r.iter().map(|&r| MaskedVariant::Unfused(r))).collect()
+    r.iter()
+        .map(|&r| MaskedVariant::Fused(r))
+        .chain(r.iter().map(|&r| MaskedVariant::Unfused(r)))
+        .collect()
 }
 
 // (batch, heads, q_len, k_len, causal offset, padding: 0 none, 1 lengths, 2 keep mask)
@@ -98,7 +105,13 @@ gpu_test!(masked_softmax_matches_reference, async {
         let x = cpu::random(rows * k, 40 + n as u64, -10.0, 10.0);
         let lengths: Vec<u32> = (0..batch).map(|b| [k as u32, 7, 0][b % 3]).collect();
         let keep: Vec<f32> = (0..batch * k)
-            .map(|i| if i >= k { 0.0 } else { f32::from(u8::from(cpu::random(1, i as u64, 0.0, 1.0)[0] > 0.3)) })
+            .map(|i| {
+                if i >= k {
+                    0.0
+                } else {
+                    f32::from(u8::from(cpu::random(1, i as u64, 0.0, 1.0)[0] > 0.3))
+                }
+            })
             .collect();
         let tkeep = upload(&gpu, "keep", &[batch, k], &keep);
         let (mask, cpu_pad) = match pad {
@@ -106,7 +119,11 @@ gpu_test!(masked_softmax_matches_reference, async {
             1 => (Padding::Lengths(&lengths), CpuPadding::Lengths(&lengths)),
             _ => (Padding::Keep(&tkeep), CpuPadding::Keep(&keep)),
         };
-        let mask = Mask { heads, causal, padding: mask };
+        let mask = Mask {
+            heads,
+            causal,
+            padding: mask,
+        };
         let want = masked_softmax(&x, heads, q, k, 0.3, causal, cpu_pad);
         for variant in masked_variants(&gpu) {
             let tx = upload(&gpu, "scores", &[batch * heads, q, k], &x);
@@ -114,7 +131,8 @@ gpu_test!(masked_softmax_matches_reference, async {
             let mut b = gpu.batch();
             softmax::record_masked_variant(&gpu, &mut b, &tx, &ty, 0.3, &mask, variant).unwrap();
             gpu.submit(b).unwrap();
-            let what = format!("masked softmax {variant:?} b={batch} h={heads} q={q} k={k} causal={causal:?} pad={pad}");
+            let what =
+                format!("masked softmax {variant:?} b={batch} h={heads} q={q} k={k} causal={causal:?} pad={pad}");
             assert_tensor(&gpu, &what, &ty, &want, TOL).await;
         }
     }
@@ -130,7 +148,13 @@ gpu_test!(masked_keys_behave_as_neg_inf_whatever_the_scores, async {
     let mut x = vec![0.0f32; n * n];
     for i in 0..n {
         for j in 0..n {
-            x[i * n + j] = if j > i { 1e30 } else if i % 2 == 0 { -3e38 } else { big[i * n + j] };
+            x[i * n + j] = if j > i {
+                1e30
+            } else if i % 2 == 0 {
+                -3e38
+            } else {
+                big[i * n + j]
+            };
         }
     }
     let want = masked_softmax(&x, 1, n, n, 1.0, Some(0), CpuPadding::None);
@@ -153,10 +177,38 @@ gpu_test!(masked_softmax_rejects_bad_masks, async {
     let keep = upload(&gpu, "keep", &[2, 2], &[1.0; 4]);
     let mut b = gpu.batch();
     let bad = |r: kjarni_web::Result<()>| matches!(r, Err(kjarni_web::Error::Shape { .. }));
-    assert!(bad(softmax::record_masked(&gpu, &mut b, &x, &y, 1.0, &Mask::causal(3, 0))));
-    assert!(bad(softmax::record_masked(&gpu, &mut b, &x, &y, 1.0, &Mask::causal(2, 0).lengths(&[3]))));
-    assert!(bad(softmax::record_masked(&gpu, &mut b, &x, &y, 1.0, &Mask::causal(2, 0).keep(&keep))));
-    assert!(bad(softmax::record_masked(&gpu, &mut b, &flat, &flat, 1.0, &Mask::causal(1, 0))));
+    assert!(bad(softmax::record_masked(
+        &gpu,
+        &mut b,
+        &x,
+        &y,
+        1.0,
+        &Mask::causal(3, 0)
+    )));
+    assert!(bad(softmax::record_masked(
+        &gpu,
+        &mut b,
+        &x,
+        &y,
+        1.0,
+        &Mask::causal(2, 0).lengths(&[3])
+    )));
+    assert!(bad(softmax::record_masked(
+        &gpu,
+        &mut b,
+        &x,
+        &y,
+        1.0,
+        &Mask::causal(2, 0).keep(&keep)
+    )));
+    assert!(bad(softmax::record_masked(
+        &gpu,
+        &mut b,
+        &flat,
+        &flat,
+        1.0,
+        &Mask::causal(1, 0)
+    )));
     let aliased = softmax::record_masked(&gpu, &mut b, &x, &x, 1.0, &Mask::causal(2, 0));
     assert!(matches!(aliased, Err(kjarni_web::Error::Aliased { .. })), "{aliased:?}");
     assert_eq!(b.dispatches(), 0);

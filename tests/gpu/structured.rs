@@ -22,36 +22,114 @@ use serde_json::{json, Value};
 fn schemas() -> Vec<(&'static str, Value)> {
     let s8 = json!({"type": "string", "maxLength": 8});
     vec![
-        ("person", json!({"type": "object", "properties": {"name": s8, "age": {"type": "integer", "minimum": 0, "maximum": 120}}, "required": ["name", "age"]})),
-        ("flag", json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]})),
-        ("color", json!({"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}}, "required": ["color"]})),
-        ("sentiment", json!({"type": "string", "enum": ["positive", "negative", "neutral"]})),
-        ("score", json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 0, "maximum": 1}}, "required": ["score"]})),
+        (
+            "person",
+            json!({"type": "object", "properties": {"name": s8, "age": {"type": "integer", "minimum": 0, "maximum": 120}}, "required": ["name", "age"]}),
+        ),
+        (
+            "flag",
+            json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}),
+        ),
+        (
+            "color",
+            json!({"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}}, "required": ["color"]}),
+        ),
+        (
+            "sentiment",
+            json!({"type": "string", "enum": ["positive", "negative", "neutral"]}),
+        ),
+        (
+            "score",
+            json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 0, "maximum": 1}}, "required": ["score"]}),
+        ),
         ("dice", json!({"type": "integer", "minimum": 1, "maximum": 6})),
-        ("tags", json!({"type": "array", "items": {"type": "string", "maxLength": 6}, "minItems": 1, "maxItems": 3})),
-        ("point", json!({"type": "object", "properties": {"x": {"type": "integer", "minimum": -9, "maximum": 9}, "y": {"type": "integer", "minimum": -9, "maximum": 9}}, "required": ["x", "y"]})),
-        ("nested", json!({"type": "object", "properties": {"user": {"type": "object", "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 999}, "admin": {"type": "boolean"}}, "required": ["id", "admin"]}}, "required": ["user"]})),
-        ("optional", json!({"type": "object", "properties": {"title": s8, "subtitle": s8}, "required": ["title"]})),
-        ("date", json!({"type": "object", "properties": {"date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}}, "required": ["date"]})),
+        (
+            "tags",
+            json!({"type": "array", "items": {"type": "string", "maxLength": 6}, "minItems": 1, "maxItems": 3}),
+        ),
+        (
+            "point",
+            json!({"type": "object", "properties": {"x": {"type": "integer", "minimum": -9, "maximum": 9}, "y": {"type": "integer", "minimum": -9, "maximum": 9}}, "required": ["x", "y"]}),
+        ),
+        (
+            "nested",
+            json!({"type": "object", "properties": {"user": {"type": "object", "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 999}, "admin": {"type": "boolean"}}, "required": ["id", "admin"]}}, "required": ["user"]}),
+        ),
+        (
+            "optional",
+            json!({"type": "object", "properties": {"title": s8, "subtitle": s8}, "required": ["title"]}),
+        ),
+        (
+            "date",
+            json!({"type": "object", "properties": {"date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}}, "required": ["date"]}),
+        ),
         ("zip", json!({"type": "string", "pattern": "^[0-9]{5}$"})),
-        ("const", json!({"type": "object", "properties": {"version": {"const": 2}, "kind": {"const": "event"}}, "required": ["version", "kind"]})),
-        ("nullable", json!({"type": "object", "properties": {"middle": {"type": ["string", "null"], "maxLength": 5}}, "required": ["middle"]})),
-        ("anyof", json!({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 99}, {"type": "string", "enum": ["none"]}]})),
-        ("matrix", json!({"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "minItems": 2, "maxItems": 2}, "minItems": 2, "maxItems": 2})),
-        ("bools", json!({"type": "array", "items": {"type": "boolean"}, "minItems": 2, "maxItems": 4})),
-        ("rgb", json!({"type": "array", "prefixItems": [{"type": "integer", "minimum": 0, "maximum": 255}, {"type": "integer", "minimum": 0, "maximum": 255}, {"type": "integer", "minimum": 0, "maximum": 255}], "items": false})),
-        ("closed", json!({"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 5}}, "required": ["a"], "additionalProperties": false})),
-        ("temperature", json!({"type": "object", "properties": {"celsius": {"type": "number", "exclusiveMinimum": -50, "exclusiveMaximum": 60}, "unit": {"enum": ["C"]}}, "required": ["celsius", "unit"]})),
-        ("ref", json!({"$defs": {"pt": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["n"]}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/pt"}, "b": {"$ref": "#/$defs/pt"}}, "required": ["a", "b"]})),
-        ("order", json!({"type": "object", "properties": {"item": {"enum": ["tea", "coffee"]}, "qty": {"type": "integer", "minimum": 1, "maximum": 3}, "size": {"enum": ["S", "M", "L"]}}, "required": ["item", "qty", "size"]})),
-        ("words", json!({"type": "object", "properties": {"words": {"type": "array", "items": {"enum": ["cat", "dog", "cow"]}, "maxItems": 3}}, "required": ["words"]})),
+        (
+            "const",
+            json!({"type": "object", "properties": {"version": {"const": 2}, "kind": {"const": "event"}}, "required": ["version", "kind"]}),
+        ),
+        (
+            "nullable",
+            json!({"type": "object", "properties": {"middle": {"type": ["string", "null"], "maxLength": 5}}, "required": ["middle"]}),
+        ),
+        (
+            "anyof",
+            json!({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 99}, {"type": "string", "enum": ["none"]}]}),
+        ),
+        (
+            "matrix",
+            json!({"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "minItems": 2, "maxItems": 2}, "minItems": 2, "maxItems": 2}),
+        ),
+        (
+            "bools",
+            json!({"type": "array", "items": {"type": "boolean"}, "minItems": 2, "maxItems": 4}),
+        ),
+        (
+            "rgb",
+            json!({"type": "array", "prefixItems": [{"type": "integer", "minimum": 0, "maximum": 255}, {"type": "integer", "minimum": 0, "maximum": 255}, {"type": "integer", "minimum": 0, "maximum": 255}], "items": false}),
+        ),
+        (
+            "closed",
+            json!({"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 5}}, "required": ["a"], "additionalProperties": false}),
+        ),
+        (
+            "temperature",
+            json!({"type": "object", "properties": {"celsius": {"type": "number", "exclusiveMinimum": -50, "exclusiveMaximum": 60}, "unit": {"enum": ["C"]}}, "required": ["celsius", "unit"]}),
+        ),
+        (
+            "ref",
+            json!({"$defs": {"pt": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["n"]}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/pt"}, "b": {"$ref": "#/$defs/pt"}}, "required": ["a", "b"]}),
+        ),
+        (
+            "order",
+            json!({"type": "object", "properties": {"item": {"enum": ["tea", "coffee"]}, "qty": {"type": "integer", "minimum": 1, "maximum": 3}, "size": {"enum": ["S", "M", "L"]}}, "required": ["item", "qty", "size"]}),
+        ),
+        (
+            "words",
+            json!({"type": "object", "properties": {"words": {"type": "array", "items": {"enum": ["cat", "dog", "cow"]}, "maxItems": 3}}, "required": ["words"]}),
+        ),
         ("short", json!({"type": "string", "minLength": 2, "maxLength": 5})),
-        ("hex", json!({"type": "object", "properties": {"hex": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}, "required": ["hex"]})),
+        (
+            "hex",
+            json!({"type": "object", "properties": {"hex": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}, "required": ["hex"]}),
+        ),
         ("null", json!({"type": "null"})),
-        ("mixed", json!({"type": "array", "items": {"type": ["integer", "boolean"], "minimum": 0, "maximum": 9}, "minItems": 1, "maxItems": 3})),
-        ("deep", json!({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {"type": "object", "properties": {"c": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["c"]}}, "required": ["b"]}}, "required": ["a"]})),
-        ("multiple", json!({"type": "integer", "minimum": 0, "maximum": 100, "multipleOf": 5})),
-        ("email", json!({"type": "object", "properties": {"email": {"type": "string", "pattern": "^[a-z]{1,8}@[a-z]{1,8}\\.(com|org)$"}}, "required": ["email"]})),
+        (
+            "mixed",
+            json!({"type": "array", "items": {"type": ["integer", "boolean"], "minimum": 0, "maximum": 9}, "minItems": 1, "maxItems": 3}),
+        ),
+        (
+            "deep",
+            json!({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {"type": "object", "properties": {"c": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["c"]}}, "required": ["b"]}}, "required": ["a"]}),
+        ),
+        (
+            "multiple",
+            json!({"type": "integer", "minimum": 0, "maximum": 100, "multipleOf": 5}),
+        ),
+        (
+            "email",
+            json!({"type": "object", "properties": {"email": {"type": "string", "pattern": "^[a-z]{1,8}@[a-z]{1,8}\\.(com|org)$"}}, "required": ["email"]}),
+        ),
     ]
 }
 
@@ -60,7 +138,9 @@ fn schemas() -> Vec<(&'static str, Value)> {
 fn validate(vocab: &Vocab, schema: &Value, v: &Value, root: &Value, path: &str) -> Result<(), String> {
     let fail = |what: &str| Err(format!("{path}: {what} (value {v})"));
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        let target = root.pointer(r.trim_start_matches('#')).ok_or(format!("{path}: bad $ref {r}"))?;
+        let target = root
+            .pointer(r.trim_start_matches('#'))
+            .ok_or(format!("{path}: bad $ref {r}"))?;
         return validate(vocab, target, v, root, path);
     }
     if let Some(t) = schema.get("type") {
@@ -111,7 +191,9 @@ fn validate(vocab: &Vocab, schema: &Value, v: &Value, root: &Value, path: &str) 
     }
     if let Some(s) = v.as_str() {
         let n = s.chars().count() as u64;
-        if schema.get("minLength").and_then(Value::as_u64).is_some_and(|m| n < m) || schema.get("maxLength").and_then(Value::as_u64).is_some_and(|m| n > m) {
+        if schema.get("minLength").and_then(Value::as_u64).is_some_and(|m| n < m)
+            || schema.get("maxLength").and_then(Value::as_u64).is_some_and(|m| n > m)
+        {
             return fail("length out of bounds");
         }
         if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
@@ -123,10 +205,16 @@ fn validate(vocab: &Vocab, schema: &Value, v: &Value, root: &Value, path: &str) 
     }
     if let Some(a) = v.as_array() {
         let n = a.len() as u64;
-        if schema.get("minItems").and_then(Value::as_u64).is_some_and(|m| n < m) || schema.get("maxItems").and_then(Value::as_u64).is_some_and(|m| n > m) {
+        if schema.get("minItems").and_then(Value::as_u64).is_some_and(|m| n < m)
+            || schema.get("maxItems").and_then(Value::as_u64).is_some_and(|m| n > m)
+        {
             return fail("item count out of bounds");
         }
-        let prefix = schema.get("prefixItems").and_then(Value::as_array).cloned().unwrap_or_default();
+        let prefix = schema
+            .get("prefixItems")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for (i, x) in a.iter().enumerate() {
             let s = match prefix.get(i) {
                 Some(s) => s.clone(),
@@ -149,7 +237,9 @@ fn validate(vocab: &Vocab, schema: &Value, v: &Value, root: &Value, path: &str) 
         for (k, x) in o {
             match props.and_then(|p| p.get(k)) {
                 Some(s) => validate(vocab, s, x, root, &format!("{path}/{k}"))?,
-                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => return fail(&format!("extra key {k}")),
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    return fail(&format!("extra key {k}"))
+                }
                 None => {}
             }
         }
@@ -168,8 +258,23 @@ async fn smol() -> Smol {
     let gpu = crate::common::gpu().await;
     let src = crate::models::model(crate::models::SMOLLM2).await;
     let tok = Tokenizer::load(&src).await.unwrap();
-    let lm = Llama::load(&gpu, &src, &LlamaOptions { kv_cache: KvDType::F16, max_context: 1024 }, &mut |_| {}).await.unwrap();
-    let vocab = Vocab::new(&tok, lm.config().vocab_size, &kjarni_web::generate::CausalLm::eos_ids(&lm)).unwrap();
+    let lm = Llama::load(
+        &gpu,
+        &src,
+        &LlamaOptions {
+            kv_cache: KvDType::F16,
+            max_context: 1024,
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let vocab = Vocab::new(
+        &tok,
+        lm.config().vocab_size,
+        &kjarni_web::generate::CausalLm::eos_ids(&lm),
+    )
+    .unwrap();
     Smol { gpu, lm, tok, vocab }
 }
 
@@ -185,27 +290,59 @@ async fn complete(
 ) -> (structured::Outcome, kjarni_web::generate::Generation) {
     let mut p = structured::prepare(&m.vocab, messages, format, tools, choice).unwrap();
     let prompt = m.tok.encode_chat(&p.messages, true).unwrap();
-    let opts = GenerateOptions { sampling, max_tokens, ..Default::default() };
+    let opts = GenerateOptions {
+        sampling,
+        max_tokens,
+        ..Default::default()
+    };
     m.lm.reset();
     let tok = &m.tok;
-    let g = structured::generate(&mut m.lm, &m.gpu, |ids: &[u32]| tok.decode(ids, true), &prompt, &opts, &CancelToken::new(), &mut |_| {}, p.constraint.as_mut())
-        .await
-        .unwrap();
+    let g = structured::generate(
+        &mut m.lm,
+        &m.gpu,
+        |ids: &[u32]| tok.decode(ids, true),
+        &prompt,
+        &opts,
+        &CancelToken::new(),
+        &mut |_| {},
+        p.constraint.as_mut(),
+    )
+    .await
+    .unwrap();
     (p.finish(&g), g)
 }
 
 fn ask(schema: &Value) -> Vec<ChatMessage> {
-    vec![ChatMessage::new("user", &format!("Reply with JSON matching this schema: {schema}"))]
+    vec![ChatMessage::new(
+        "user",
+        &format!("Reply with JSON matching this schema: {schema}"),
+    )]
 }
 
 async fn sweep(m: &mut Smol, max_tokens: usize, sampling: SamplingParams) {
     let mut bad = Vec::new();
     let all = std::env::var("KJARNI_STRUCTURED_ALL").is_ok() || std::env::var("KJARNI_STRUCTURED_LONG").is_ok();
-    let list: Vec<_> = schemas().into_iter().enumerate().filter(|(i, _)| all || i % 5 == 0).map(|(_, s)| s).collect();
+    let list: Vec<_> = schemas()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| all || i % 5 == 0)
+        .map(|(_, s)| s)
+        .collect();
     let n = list.len();
     for (name, schema) in list {
-        let f = ResponseFormat::JsonSchema { json_schema: serde_json::from_value(json!({"name": name, "schema": schema, "strict": true})).unwrap() };
-        let (out, g) = complete(m, &ask(&schema), Some(&f), &[], &ToolChoice::Auto, max_tokens, sampling.clone()).await;
+        let f = ResponseFormat::JsonSchema {
+            json_schema: serde_json::from_value(json!({"name": name, "schema": schema, "strict": true})).unwrap(),
+        };
+        let (out, g) = complete(
+            m,
+            &ask(&schema),
+            Some(&f),
+            &[],
+            &ToolChoice::Auto,
+            max_tokens,
+            sampling.clone(),
+        )
+        .await;
         let text = out.content.clone().unwrap_or_default();
         say!("{name}: {text} ({} tokens, {:?})", g.tokens.len(), out.finish_reason);
         let verdict = match serde_json::from_str::<Value>(&text) {
@@ -218,7 +355,12 @@ async fn sweep(m: &mut Smol, max_tokens: usize, sampling: SamplingParams) {
             bad.push(format!("{name}: {e}: {text}"));
         }
     }
-    assert!(bad.is_empty(), "{} of {n} outputs invalid:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of {n} outputs invalid:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -229,7 +371,16 @@ fn smollm2_thirty_schemas_all_valid() {
         sweep(&mut m, 48, SamplingParams::default()).await;
         if std::env::var("KJARNI_STRUCTURED_LONG").is_ok() {
             for seed in 1..=3 {
-                sweep(&mut m, 96, SamplingParams { temperature: 0.8, seed, ..Default::default() }).await;
+                sweep(
+                    &mut m,
+                    96,
+                    SamplingParams {
+                        temperature: 0.8,
+                        seed,
+                        ..Default::default()
+                    },
+                )
+                .await;
             }
         }
     });
@@ -241,17 +392,48 @@ fn smollm2_regex_grammar_and_tools() {
     pollster::block_on(async {
         let mut m = smol().await;
         let cases = [
-            ("date", ResponseFormat::Regex { pattern: r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])".into() }, "When did the Apollo 11 land? Answer with a date."),
-            ("email", ResponseFormat::Regex { pattern: r"[a-z0-9.]{1,12}@[a-z0-9]{1,10}\.(com|org|net)".into() }, "Give an example e-mail address."),
+            (
+                "date",
+                ResponseFormat::Regex {
+                    pattern: r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])".into(),
+                },
+                "When did the Apollo 11 land? Answer with a date.",
+            ),
+            (
+                "email",
+                ResponseFormat::Regex {
+                    pattern: r"[a-z0-9.]{1,12}@[a-z0-9]{1,10}\.(com|org|net)".into(),
+                },
+                "Give an example e-mail address.",
+            ),
             // Bounded (at most three numbers): greedy decoding of an open-ended grammar may never pick EOS.
-            ("grammar", ResponseFormat::Grammar { grammar: "start: NUM | NUM OP NUM | NUM OP NUM OP NUM\nOP: \" + \" | \" * \"\nNUM: /[1-9][0-9]?/\n".into() }, "Write an arithmetic expression."),
+            (
+                "grammar",
+                ResponseFormat::Grammar {
+                    grammar: "start: NUM | NUM OP NUM | NUM OP NUM OP NUM\nOP: \" + \" | \" * \"\nNUM: /[1-9][0-9]?/\n"
+                        .into(),
+                },
+                "Write an arithmetic expression.",
+            ),
         ];
         for (name, f, q) in &cases {
-            let (out, _) = complete(&mut m, &[ChatMessage::new("user", q)], Some(f), &[], &ToolChoice::Auto, 24, SamplingParams::default()).await;
+            let (out, _) = complete(
+                &mut m,
+                &[ChatMessage::new("user", q)],
+                Some(f),
+                &[],
+                &ToolChoice::Auto,
+                24,
+                SamplingParams::default(),
+            )
+            .await;
             let text = out.content.clone().unwrap_or_default();
             say!("{name}: {text:?} ({})", out.finish_reason);
             assert_eq!(out.finish_reason, "stop", "{name}: {out:?}");
-            assert!(structured::accepts(&m.vocab, f, &text).unwrap(), "{name}: {text:?} not in the language");
+            assert!(
+                structured::accepts(&m.vocab, f, &text).unwrap(),
+                "{name}: {text:?} not in the language"
+            );
         }
         // Tool calls: required, named and auto; the arguments validate against the parameters.
         let tools: Vec<Tool> = serde_json::from_value(json!([
@@ -261,12 +443,19 @@ fn smollm2_regex_grammar_and_tools() {
                 {"type": "object", "properties": {"a": {"type": "integer", "minimum": -99, "maximum": 99}, "b": {"type": "integer", "minimum": -99, "maximum": 99}}, "required": ["a", "b"], "additionalProperties": false}}},
         ])).unwrap();
         let msgs = [ChatMessage::new("user", "What is the weather in Paris?")];
-        for choice in [json!("required"), json!({"type": "function", "function": {"name": "add"}}), json!("auto")] {
+        for choice in [
+            json!("required"),
+            json!({"type": "function", "function": {"name": "add"}}),
+            json!("auto"),
+        ] {
             let c: ToolChoice = serde_json::from_value(choice.clone()).unwrap();
             let (out, _) = complete(&mut m, &msgs, None, &tools, &c, 40, SamplingParams::default()).await;
             say!("tool_choice {choice}: {out:?}");
             if choice == json!("auto") && out.tool_calls.is_empty() {
-                assert!(out.content.as_deref().is_some_and(|t| !t.starts_with('{')), "auto: text or a call, {out:?}");
+                assert!(
+                    out.content.as_deref().is_some_and(|t| !t.starts_with('{')),
+                    "auto: text or a call, {out:?}"
+                );
                 continue;
             }
             assert_eq!(out.finish_reason, "tool_calls", "{choice}: {out:?}");
@@ -280,10 +469,24 @@ fn smollm2_regex_grammar_and_tools() {
             validate(&m.vocab, &params, &args, &params, "#").unwrap();
         }
         // A format that cannot be completed in the budget ends with 'length' and says so.
-        let f = ResponseFormat::JsonSchema { json_schema: serde_json::from_value(json!({"name": "n", "schema": schemas()[8].1})).unwrap() };
-        let (out, g) = complete(&mut m, &ask(&schemas()[8].1), Some(&f), &[], &ToolChoice::Auto, 3, SamplingParams::default()).await;
+        let f = ResponseFormat::JsonSchema {
+            json_schema: serde_json::from_value(json!({"name": "n", "schema": schemas()[8].1})).unwrap(),
+        };
+        let (out, g) = complete(
+            &mut m,
+            &ask(&schemas()[8].1),
+            Some(&f),
+            &[],
+            &ToolChoice::Auto,
+            3,
+            SamplingParams::default(),
+        )
+        .await;
         assert_eq!((out.finish_reason, g.finish), ("length", FinishReason::Length));
-        assert!(out.incomplete.as_deref().is_some_and(|s| s.contains("max_tokens")), "{out:?}");
+        assert!(
+            out.incomplete.as_deref().is_some_and(|s| s.contains("max_tokens")),
+            "{out:?}"
+        );
     });
 }
 
@@ -298,12 +501,27 @@ fn bad_formats_are_invalid_argument_with_a_path() {
         let vocab = Vocab::new(&tok, 49152, &[2]).unwrap();
         let msgs = [ChatMessage::new("user", "hi")];
         let bad: Vec<(Value, &str)> = vec![
-            (json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "array", "uniqueItems": true}}}}}), "response_format.json_schema.schema/properties/a/uniqueItems"),
-            (json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objekt"}}}), "response_format.json_schema.schema/type"),
-            (json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "https://example.com/s.json"}}}), "response_format.json_schema.schema/$ref"),
-            (json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "minimum": 5, "maximum": 1}}}), "response_format.json_schema.schema"),
+            (
+                json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "array", "uniqueItems": true}}}}}),
+                "response_format.json_schema.schema/properties/a/uniqueItems",
+            ),
+            (
+                json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objekt"}}}),
+                "response_format.json_schema.schema/type",
+            ),
+            (
+                json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "https://example.com/s.json"}}}),
+                "response_format.json_schema.schema/$ref",
+            ),
+            (
+                json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "minimum": 5, "maximum": 1}}}),
+                "response_format.json_schema.schema",
+            ),
             (json!({"type": "regex", "pattern": "[a-"}), "response_format.pattern"),
-            (json!({"type": "grammar", "grammar": "start: foo"}), "response_format.grammar"),
+            (
+                json!({"type": "grammar", "grammar": "start: foo"}),
+                "response_format.grammar",
+            ),
         ];
         for (f, path) in bad {
             let f: ResponseFormat = serde_json::from_value(f).unwrap();
@@ -311,11 +529,22 @@ fn bad_formats_are_invalid_argument_with_a_path() {
             assert_eq!(e.code(), "INVALID_ARGUMENT", "{e}");
             assert!(e.to_string().starts_with(path), "{e} should name {path}");
         }
-        let tools: Vec<Tool> = serde_json::from_value(json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "not": {}}}}])).unwrap();
+        let tools: Vec<Tool> = serde_json::from_value(
+            json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "not": {}}}}]),
+        )
+        .unwrap();
         let e = structured::prepare(&vocab, &msgs, None, &tools, &ToolChoice::Auto).unwrap_err();
         assert!(e.to_string().starts_with("tools[0].function.parameters/not"), "{e}");
-        let tools: Vec<Tool> = serde_json::from_value(json!([{"type": "function", "function": {"name": "f"}}])).unwrap();
-        let e = structured::prepare(&vocab, &msgs, None, &tools, &serde_json::from_value(json!({"type": "function", "function": {"name": "g"}})).unwrap()).unwrap_err();
+        let tools: Vec<Tool> =
+            serde_json::from_value(json!([{"type": "function", "function": {"name": "f"}}])).unwrap();
+        let e = structured::prepare(
+            &vocab,
+            &msgs,
+            None,
+            &tools,
+            &serde_json::from_value(json!({"type": "function", "function": {"name": "g"}})).unwrap(),
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("tool_choice.function.name"), "{e}");
         // A valid output is accepted and a wrong one refused by the checker the sweep uses.
         let f = ResponseFormat::JsonObject;
@@ -329,24 +558,66 @@ fn bad_formats_are_invalid_argument_with_a_path() {
 gpu_test!(constrained_regex_on_the_tiny_model_stays_in_the_language, async {
     use kjarni_web::generate::CausalLm;
     let gpu = crate::common::gpu().await;
-    let mut lm = Llama::load(&gpu, &crate::generate::tiny_model(false), &LlamaOptions { kv_cache: KvDType::F32, max_context: 64 }, &mut |_| {}).await.unwrap();
+    let mut lm = Llama::load(
+        &gpu,
+        &crate::generate::tiny_model(false),
+        &LlamaOptions {
+            kv_cache: KvDType::F32,
+            max_context: 64,
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
     // A byte-level tokenizer over the tiny model's 300 ids: ids 0-255 are the bytes.
     let tok = tiny_tokenizer();
     let vocab = Vocab::new(&tok, 300, &lm.eos_ids()).unwrap();
-    let f = ResponseFormat::Regex { pattern: "(ab|cd)+!".into() };
-    let mut c = structured::Constraint::new(&vocab, &f, "response_format").unwrap().unwrap();
-    let opts = GenerateOptions { sampling: SamplingParams { temperature: 1.0, seed: 3, ..Default::default() }, max_tokens: 8, ignore_eos: false, ..Default::default() };
-    let g = structured::generate(&mut lm, &gpu, |ids: &[u32]| tok.decode(ids, true), &[1, 2, 3], &opts, &CancelToken::new(), &mut |_| {}, Some(&mut c)).await.unwrap();
+    let f = ResponseFormat::Regex {
+        pattern: "(ab|cd)+!".into(),
+    };
+    let mut c = structured::Constraint::new(&vocab, &f, "response_format")
+        .unwrap()
+        .unwrap();
+    let opts = GenerateOptions {
+        sampling: SamplingParams {
+            temperature: 1.0,
+            seed: 3,
+            ..Default::default()
+        },
+        max_tokens: 8,
+        ignore_eos: false,
+        ..Default::default()
+    };
+    let g = structured::generate(
+        &mut lm,
+        &gpu,
+        |ids: &[u32]| tok.decode(ids, true),
+        &[1, 2, 3],
+        &opts,
+        &CancelToken::new(),
+        &mut |_| {},
+        Some(&mut c),
+    )
+    .await
+    .unwrap();
     say!("tiny constrained: {:?} {:?}", g.text, g.finish);
     let t = g.text.as_bytes();
-    assert!(!t.is_empty() && g.tokens.iter().all(|&id| (3..259).contains(&id)), "{:?}", g.tokens);
+    assert!(
+        !t.is_empty() && g.tokens.iter().all(|&id| (3..259).contains(&id)),
+        "{:?}",
+        g.tokens
+    );
     // Every prefix of the output is a prefix of the language; complete outputs are in it.
     for (i, pair) in t.chunks(2).enumerate() {
         let ok = matches!(pair, b"ab" | b"cd" | b"a" | b"c") || (pair.first() == Some(&b'!') && i * 2 + 1 == t.len());
         assert!(ok, "{:?} leaves the language at byte {}", g.text, i * 2);
     }
     if g.finish == FinishReason::Stop {
-        assert!(g.text.ends_with('!') && structured::accepts(&vocab, &f, &g.text).unwrap(), "{:?}", g.text);
+        assert!(
+            g.text.ends_with('!') && structured::accepts(&vocab, &f, &g.text).unwrap(),
+            "{:?}",
+            g.text
+        );
     }
 });
 
@@ -358,7 +629,12 @@ fn tiny_tokenizer() -> Tokenizer {
     for b in 0..=255u32 {
         let c = char::from_u32(b).unwrap();
         let printable = matches!(c, '!'..='~' | '\u{A1}'..='\u{AC}' | '\u{AE}'..='\u{FF}');
-        let ch = if printable { c } else { k += 1; char::from_u32(k - 1).unwrap() };
+        let ch = if printable {
+            c
+        } else {
+            k += 1;
+            char::from_u32(k - 1).unwrap()
+        };
         vocab.insert(ch.to_string(), json!(b + 3));
     }
     for (i, t) in ["<s>", "<pad>", "</s>"].iter().enumerate() {
@@ -376,5 +652,10 @@ fn tiny_tokenizer() -> Tokenizer {
                   "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": []}
     });
     let cfg = json!({"eos_token": "</s>", "bos_token": "<s>"});
-    Tokenizer::from_bytes(&serde_json::to_vec(&tj).unwrap(), Some(&serde_json::to_vec(&cfg).unwrap()), None).unwrap()
+    Tokenizer::from_bytes(
+        &serde_json::to_vec(&tj).unwrap(),
+        Some(&serde_json::to_vec(&cfg).unwrap()),
+        None,
+    )
+    .unwrap()
 }

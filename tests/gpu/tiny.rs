@@ -20,7 +20,8 @@ const TOL: f32 = 1e-4;
 
 pub fn source(config: &[u8], weights: &'static [u8]) -> MemorySource {
     let mut s = MemorySource::new();
-    s.insert("config.json", config.to_vec()).insert("model.safetensors", weights);
+    s.insert("config.json", config.to_vec())
+        .insert("model.safetensors", weights);
     s
 }
 
@@ -37,11 +38,19 @@ macro_rules! tiny {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn max_diff(got: &[f32], want: &[f32]) -> f32 {
@@ -50,12 +59,21 @@ fn max_diff(got: &[f32], want: &[f32]) -> f32 {
 }
 
 /// Runs every prompt of the fixture; returns the largest logit difference seen.
-async fn check(name: &str, src: MemorySource, reference: &str, config_edit: Option<&dyn Fn(&mut serde_json::Value)>) -> f32 {
+async fn check(
+    name: &str,
+    src: MemorySource,
+    reference: &str,
+    config_edit: Option<&dyn Fn(&mut serde_json::Value)>,
+) -> f32 {
     let src = match config_edit {
         None => src,
         Some(edit) => {
-            let mut c: serde_json::Value =
-                serde_json::from_slice(&kjarni_web::load::ByteSource::read_all(&src, "config.json").await.unwrap()).unwrap();
+            let mut c: serde_json::Value = serde_json::from_slice(
+                &kjarni_web::load::ByteSource::read_all(&src, "config.json")
+                    .await
+                    .unwrap(),
+            )
+            .unwrap();
             edit(&mut c);
             let mut s = src;
             s.insert("config.json", serde_json::to_vec(&c).unwrap());
@@ -63,7 +81,10 @@ async fn check(name: &str, src: MemorySource, reference: &str, config_edit: Opti
         }
     };
     let gpu = crate::common::gpu().await;
-    let opts = LlamaOptions { kv_cache: KvDType::F32, max_context: 64 };
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F32,
+        max_context: 64,
+    };
     let mut m = Llama::load(&gpu, &src, &opts, &mut |_| {}).await.unwrap();
     check_model(name, &gpu, &mut m, reference, config_edit.is_none()).await
 }
@@ -91,7 +112,10 @@ async fn check_model(name: &str, gpu: &kjarni_web::Gpu, m: &mut Llama, reference
                 worst = worst.max(max_diff(&logits, &floats(s)));
             }
         }
-        say!("{name} prompt {n} ({} tokens): greedy {got_greedy:?}, max logit diff so far {worst:.2e}", prompt.len());
+        say!(
+            "{name} prompt {n} ({} tokens): greedy {got_greedy:?}, max logit diff so far {worst:.2e}",
+            prompt.len()
+        );
         if strict {
             assert_eq!(got_greedy, want_greedy, "{name} prompt {n}: greedy continuation");
         }
@@ -172,7 +196,10 @@ fn tiny_gguf(t: TinyGguf<'_>) -> Vec<u8> {
         .kv(&format!("{a}.rope.dimension_count"), u(t.head_dim))
         .kv(&format!("{a}.vocab_size"), u(512))
         .kv("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
-        .kv("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String((0..512).map(|i| format!("t{i}")).collect())))
+        .kv(
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(MetaArray::String((0..512).map(|i| format!("t{i}")).collect())),
+        )
         .kv("tokenizer.ggml.merges", MetaValue::Array(MetaArray::String(Vec::new())))
         .kv("tokenizer.ggml.bos_token_id", u(1))
         .kv("tokenizer.ggml.eos_token_id", u(2));
@@ -184,8 +211,18 @@ fn tiny_gguf(t: TinyGguf<'_>) -> Vec<u8> {
     for name in names {
         let info = &header[name.as_str()];
         assert_eq!(info["dtype"], "BF16", "{name}");
-        let shape: Vec<u64> = info["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
-        let off: Vec<usize> = info["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape: Vec<u64> = info["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        let off: Vec<usize> = info["data_offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
         let vals: Vec<f32> = data[off[0]..off[1]]
             .chunks_exact(2)
             .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
@@ -210,10 +247,20 @@ fn tiny_gguf(t: TinyGguf<'_>) -> Vec<u8> {
             None => vals,
         };
         let dims: Vec<u64> = shape.iter().rev().copied().collect();
-        w = w.tensor(&gguf_name(name).unwrap(), GgmlType::F32, &dims, vals.iter().flat_map(|x| x.to_le_bytes()).collect());
+        w = w.tensor(
+            &gguf_name(name).unwrap(),
+            GgmlType::F32,
+            &dims,
+            vals.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        );
     }
     for (name, dims, vals) in t.extra {
-        w = w.tensor(name, GgmlType::F32, &dims, vals.iter().flat_map(|x| x.to_le_bytes()).collect());
+        w = w.tensor(
+            name,
+            GgmlType::F32,
+            &dims,
+            vals.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        );
     }
     w.build()
 }
@@ -223,9 +270,18 @@ async fn check_gguf(name: &str, file: Vec<u8>, reference: &str) -> Llama {
     let mut src = MemorySource::new();
     src.insert("tiny.gguf", file);
     let gpu = crate::common::gpu().await;
-    let opts = LlamaOptions { kv_cache: KvDType::F32, max_context: 64 };
-    let gguf = GgufOptions { dense: kjarni_web::DType::F32, ..Default::default() };
-    let mut m = load_llama_gguf(&gpu, &src, "tiny.gguf", &opts, &gguf, &mut |_| {}).await.unwrap().model;
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F32,
+        max_context: 64,
+    };
+    let gguf = GgufOptions {
+        dense: kjarni_web::DType::F32,
+        ..Default::default()
+    };
+    let mut m = load_llama_gguf(&gpu, &src, "tiny.gguf", &opts, &gguf, &mut |_| {})
+        .await
+        .unwrap()
+        .model;
     let d = check_model(name, &gpu, &mut m, reference, true).await;
     assert!(d <= TOL, "{name}: max logit diff {d} > {TOL}");
     m
@@ -238,8 +294,16 @@ async fn check_gguf(name: &str, file: Vec<u8>, reference: &str) -> Llama {
 gpu_test!(tiny_llama3_from_gguf_matches_transformers, async {
     use kjarni_web::gguf::MetaValue;
     use kjarni_web::ops::rope::{inv_freq, RopeScaling};
-    let s = RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 32.0 };
-    let factors: Vec<f32> = inv_freq(1e4, 16, RopeScaling::None).iter().map(|&f| (f / s.apply(f)) as f32).collect();
+    let s = RopeScaling::Llama3 {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 32.0,
+    };
+    let factors: Vec<f32> = inv_freq(1e4, 16, RopeScaling::None)
+        .iter()
+        .map(|&f| (f / s.apply(f)) as f32)
+        .collect();
     let file = tiny_gguf(TinyGguf {
         arch: "llama",
         safetensors: include_bytes!("../fixtures/tiny/llama3/model.safetensors"),
@@ -253,7 +317,12 @@ gpu_test!(tiny_llama3_from_gguf_matches_transformers, async {
         ],
         extra: vec![("rope_freqs.weight", vec![8], factors)],
     });
-    let m = check_gguf("llama3 (GGUF)", file, include_str!("../fixtures/tiny/llama3/reference.json")).await;
+    let m = check_gguf(
+        "llama3 (GGUF)",
+        file,
+        include_str!("../fixtures/tiny/llama3/reference.json"),
+    )
+    .await;
     assert_eq!(m.config().rope_scaling, s, "scaling recovered from rope_freqs.weight");
 });
 
@@ -275,6 +344,11 @@ gpu_test!(tiny_qwen3_from_gguf_matches_transformers, async {
         ],
         extra: Vec::new(),
     });
-    let m = check_gguf("qwen3 (GGUF)", file, include_str!("../fixtures/tiny/qwen3/reference.json")).await;
+    let m = check_gguf(
+        "qwen3 (GGUF)",
+        file,
+        include_str!("../fixtures/tiny/qwen3/reference.json"),
+    )
+    .await;
     assert_eq!((m.config().head_dim, m.config().tie_word_embeddings), (32, false));
 });

@@ -20,7 +20,8 @@ gpu_test!(minilm_ids_match_reference, async {
     // Padding to 128 is off: a short text gives a short sequence ([CLS] word [SEP]).
     assert_eq!(tok.encode("hello", true).unwrap(), vec![101, 7592, 102]);
     assert_eq!(
-        tok.decode(&tok.encode("A man is playing a guitar.", true).unwrap(), true).unwrap(),
+        tok.decode(&tok.encode("A man is playing a guitar.", true).unwrap(), true)
+            .unwrap(),
         "a man is playing a guitar."
     );
 });
@@ -39,7 +40,10 @@ gpu_test!(smollm2_ids_match_reference, async {
             "chat" => {
                 let messages: Vec<ChatMessage> = serde_json::from_value(case["messages"].clone()).unwrap();
                 let text = tok.apply_chat_template(&messages, true).unwrap();
-                assert!(text.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"), "{text}");
+                assert!(
+                    text.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
+                    "{text}"
+                );
                 assert!(text.ends_with("<|im_end|>\n<|im_start|>assistant\n"), "{text:?}");
                 assert_eq!(tok.encode_chat(&messages, true).unwrap(), want, "chat ids");
                 assert_eq!(tok.encode(&text, true).unwrap(), want, "chat ids, post-processor on");
@@ -53,10 +57,16 @@ gpu_test!(smollm2_ids_match_reference, async {
             }
         }
     }
-    let greedy = fixture(SMOLLM2_FIXTURE)["cases"][0]["greedy_text"].as_str().unwrap().to_string();
+    let greedy = fixture(SMOLLM2_FIXTURE)["cases"][0]["greedy_text"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let greedy_ids = ids(&fixture(SMOLLM2_FIXTURE)["cases"][0]["greedy_ids"]);
     assert_eq!(tok.decode(&greedy_ids, false).unwrap(), greedy);
-    assert_eq!(tok.decode(&greedy_ids, true).unwrap(), greedy.trim_end_matches("<|im_end|>"));
+    assert_eq!(
+        tok.decode(&greedy_ids, true).unwrap(),
+        greedy.trim_end_matches("<|im_end|>")
+    );
 });
 
 gpu_test!(chat_templates_from_tokenizer_config, async {
@@ -70,17 +80,28 @@ gpu_test!(chat_templates_from_tokenizer_config, async {
       ]}"#;
     let tok = Tokenizer::from_bytes(&json, Some(config), None).unwrap();
     assert_eq!(tok.template_names(), vec!["default", "tool_use"]);
-    let msgs = [ChatMessage::new("user", "  hi there  "), ChatMessage::new("assistant", "hello")];
+    let msgs = [
+        ChatMessage::new("user", "  hi there  "),
+        ChatMessage::new("assistant", "hello"),
+    ];
     assert_eq!(
         tok.apply_chat_template(&msgs, true).unwrap(),
         "<|im_start|>user: hi there\nassistant: hello\nassistant:"
     );
-    let e = tok.render_template(Some("tool_use"), serde_json::json!({"messages": []})).unwrap_err();
+    let e = tok
+        .render_template(Some("tool_use"), serde_json::json!({"messages": []}))
+        .unwrap_err();
     assert!(matches!(&e, Error::Tokenizer(m) if m.contains("tools needed")), "{e}");
     let tools = serde_json::json!({"tools": [{"name": "f", "args": ["x", "é"]}]});
-    assert_eq!(tok.render_template(Some("tool_use"), tools).unwrap(), r#"[{"args": ["x", "é"], "name": "f"}]"#);
+    assert_eq!(
+        tok.render_template(Some("tool_use"), tools).unwrap(),
+        r#"[{"args": ["x", "é"], "name": "f"}]"#
+    );
     let e = tok.render_template(Some("nope"), serde_json::json!({})).unwrap_err();
-    assert!(matches!(&e, Error::Tokenizer(m) if m.contains("default, tool_use")), "{e}");
+    assert!(
+        matches!(&e, Error::Tokenizer(m) if m.contains("default, tool_use")),
+        "{e}"
+    );
     // A plain string template; chat_template.jinja overrides it.
     let config = br#"{"chat_template": "A{{ messages[0].content }}"}"#;
     let tok = Tokenizer::from_bytes(&json, Some(config), None).unwrap();
@@ -88,9 +109,15 @@ gpu_test!(chat_templates_from_tokenizer_config, async {
     let tok = Tokenizer::from_bytes(&json, Some(config), Some("B{{ messages|length }}")).unwrap();
     assert_eq!(tok.apply_chat_template(&msgs, false).unwrap(), "B2");
     // Broken inputs are typed errors.
-    assert!(matches!(Tokenizer::from_bytes(b"{", None, None), Err(Error::Tokenizer(_))));
+    assert!(matches!(
+        Tokenizer::from_bytes(b"{", None, None),
+        Err(Error::Tokenizer(_))
+    ));
     let e = Tokenizer::from_bytes(&json, None, Some("{% for %}")).unwrap_err();
-    assert!(matches!(&e, Error::Tokenizer(m) if m.contains("does not compile")), "{e}");
+    assert!(
+        matches!(&e, Error::Tokenizer(m) if m.contains("does not compile")),
+        "{e}"
+    );
     let tok = Tokenizer::from_bytes(&json, None, None).unwrap();
     assert!(matches!(tok.apply_chat_template(&msgs, true), Err(Error::Tokenizer(m)) if m.contains("none")));
 });

@@ -47,7 +47,12 @@ pub(crate) struct StepState {
 
 impl StepState {
     pub(crate) fn new(gpu: &Gpu) -> Result<Self> {
-        Ok(StepState { ids: TokenIds::with_capacity(gpu, "sampled_id", 1)?, sampler: None, gen_start: 0, fed: 0 })
+        Ok(StepState {
+            ids: TokenIds::with_capacity(gpu, "sampled_id", 1)?,
+            sampler: None,
+            gen_start: 0,
+            fed: 0,
+        })
     }
 }
 
@@ -58,7 +63,11 @@ impl Llama {
             Input::Ids(ids) => {
                 s.ids.set(gpu, ids)?;
                 if let Embedding::Table(word) = &self.embed {
-                    let tables = Tables { word, position: None, token_type: None };
+                    let tables = Tables {
+                        word,
+                        position: None,
+                        token_type: None,
+                    };
                     return embedding::record(gpu, b, &tables, &Lookup::new(&s.ids), &s.x);
                 }
                 let rows: usize = match &self.embed {
@@ -66,7 +75,10 @@ impl Llama {
                     Embedding::Table(_) => 0,
                 };
                 if let Some(&id) = ids.iter().find(|&&id| id as usize >= rows) {
-                    return Err(Error::Shape { op: "Llama::forward", detail: format!("token id {id} is outside the embedding table") });
+                    return Err(Error::Shape {
+                        op: "Llama::forward",
+                        detail: format!("token id {id} is outside the embedding table"),
+                    });
                 }
                 (&s.ids, ids.len())
             }
@@ -92,13 +104,23 @@ impl Llama {
         if fresh {
             self.step.sampler = Some(GpuSampler::new(gpu, vocab)?);
         }
-        self.step.sampler.as_mut().ok_or_else(|| Error::Internal("sampler missing".into()))
+        self.step
+            .sampler
+            .as_mut()
+            .ok_or_else(|| Error::Internal("sampler missing".into()))
     }
 
     /// Start a generation: run `ids` after the cached tokens, sample the next token on the GPU
     /// with `params` (the repetition penalty's context is `context`, usually the whole prompt)
     /// into the sampled-id slot and `out` (4 bytes, COPY_DST); submit without waiting.
-    pub fn submit_prefill(&mut self, gpu: &Gpu, ids: &[u32], context: &[u32], params: &SamplingParams, out: &Buffer) -> Result<()> {
+    pub fn submit_prefill(
+        &mut self,
+        gpu: &Gpu,
+        ids: &[u32],
+        context: &[u32],
+        params: &SamplingParams,
+        out: &Buffer,
+    ) -> Result<()> {
         // Should recording fail, `finish_generation` keeps the cache as it is.
         self.step.fed = 0;
         self.step.gen_start = self.cached_tokens();
@@ -106,7 +128,11 @@ impl Llama {
         self.record(gpu, &mut b, Input::Ids(ids))?;
         self.step.gen_start = self.cached_tokens();
         self.sampler(gpu)?.start(gpu, params, context)?;
-        let sampler = self.step.sampler.as_mut().ok_or_else(|| Error::Internal("sampler missing".into()))?;
+        let sampler = self
+            .step
+            .sampler
+            .as_mut()
+            .ok_or_else(|| Error::Internal("sampler missing".into()))?;
         sampler.record(gpu, &mut b, &self.logits, self.step.ids.buffer(), 0)?;
         b.copy(self.step.ids.buffer(), 0, out, 0, 4);
         gpu.submit(b)
@@ -116,12 +142,19 @@ impl Llama {
     /// id goes to the slot and `out`. Submits without waiting; the KV length advances by one.
     pub fn submit_decode(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
         if self.step.sampler.is_none() {
-            return Err(Error::Shape { op: "Llama::submit_decode", detail: "no generation started (submit_prefill first)".into() });
+            return Err(Error::Shape {
+                op: "Llama::submit_decode",
+                detail: "no generation started (submit_prefill first)".into(),
+            });
         }
         let mut b = gpu.batch();
         self.record(gpu, &mut b, Input::Sampled)?;
         self.step.fed += 1;
-        let sampler = self.step.sampler.as_mut().ok_or_else(|| Error::Internal("sampler missing".into()))?;
+        let sampler = self
+            .step
+            .sampler
+            .as_mut()
+            .ok_or_else(|| Error::Internal("sampler missing".into()))?;
         sampler.record(gpu, &mut b, &self.logits, self.step.ids.buffer(), 0)?;
         b.copy(self.step.ids.buffer(), 0, out, 0, 4);
         self.dispatches_last_decode = b.dispatches();
