@@ -40,8 +40,8 @@ export function sentences(n = 32) {
 /** Settings: full (a real GPU) or quick (a CPU adapter such as SwiftShader). */
 export function settings(quick) {
   return quick
-    ? { promptTokens: 16, shortPromptWords: 4, decodeTokens: 4, runs: 1, embedRuns: 1, batch: 4, warmTokens: 2 }
-    : { promptTokens: 512, shortPromptWords: 24, decodeTokens: 128, runs: 5, embedRuns: 5, batch: 32, warmTokens: 128 };
+    ? { promptTokens: 16, shortPromptWords: 4, decodeTokens: 4, runs: 1, embedRuns: 1, batch: 4, warmTokens: 2, warmMs: 0 }
+    : { promptTokens: 512, shortPromptWords: 24, decodeTokens: 128, runs: 7, embedRuns: 15, batch: 32, warmTokens: 128, warmMs: 3000 };
 }
 
 const median = (xs) => {
@@ -85,7 +85,12 @@ export async function benchDecoder(engine, { quick = false, label = 'kv_f16', lo
   const shape = {};
   // Warm-up: pipelines for prefill and decode, and a whole decode run (on the H200 under Dawn the
   // first 128-token run after a load decoded at half the speed of the next ones: clocks ramping).
-  await engine.chat.completions.create({ messages: [{ role: 'user', content: words(cfg.shortPromptWords, 1) }], max_tokens: cfg.warmTokens, temperature: 0 });
+  // Then more whole runs until `warmMs` have passed: two runs of the same report drifted by 10–30 %
+  // with a single warm-up run (GPU clocks settle over seconds, not one run).
+  const warm0 = performance.now();
+  do {
+    await engine.chat.completions.create({ messages: [{ role: 'user', content: words(cfg.shortPromptWords, 1) }], max_tokens: cfg.warmTokens, temperature: 0 });
+  } while (performance.now() - warm0 < cfg.warmMs);
   // Decode and time to first token.
   const runs = [];
   for (let r = 0; r < cfg.runs; r++) {
@@ -160,7 +165,10 @@ export async function benchEncoder(engine, { quick = false, log = () => {} } = {
   const cfg = settings(quick);
   const list = sentences(cfg.batch);
   await engine.embed(list.slice(0, 2));
-  await engine.embed(list);
+  // Warm-up for `warmMs` (GPU clocks settle over seconds; see benchDecoder).
+  const warm0 = performance.now();
+  do await engine.embed(list);
+  while (performance.now() - warm0 < cfg.warmMs);
   const one = [];
   for (let r = 0; r < cfg.embedRuns; r++) {
     for (const s of list) {
