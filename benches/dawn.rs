@@ -3,6 +3,8 @@
 //!
 //! - `profile_decoder_<model>`: one decode step (after a 48-token prompt) with a GPU timestamp
 //!   around every dispatch (`Gpu::begin_profile`), per kernel label, most expensive first.
+//! - `profile_prefill_<model>`: a 512-token prefill, wall time of `forward` and GPU time per
+//!   kernel (native prefill through `generate` measured 3–4x slower than Dawn's on the H200).
 //! - `encoder_minilm_l6`: sentence embeddings per second, one at a time and in a batch of 32.
 //!   The model directory is `$KJARNI_BENCH_MODELS/minilm_l6` (written by benches/dawn_models.mjs
 //!   with the sentences the Dawn run embeds) or else `$KJARNI_MODELS/all-MiniLM-L6-v2`.
@@ -19,10 +21,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
-    for s in &MODELS {
+    for s in MODELS.iter().chain(&kjarni_web::cpu::synthetic::MODELS_II) {
         let case = format!("profile_decoder_{}", s.name);
         if args.wants(&case) {
             profile_decode(gpu, report, &case, s).await?;
+        }
+        let case = format!("profile_prefill_{}", s.name);
+        if args.wants(&case) {
+            profile_prefill(gpu, args, report, &case, s).await?;
         }
     }
     if args.wants("encoder_minilm_l6") {
@@ -59,6 +65,63 @@ async fn profile_decode(gpu: &Gpu, report: &mut Report, case: &str, s: &crate::m
         min_us: total,
     };
     report.add(case, shape, 0.0, 0.0, "decode_step_gpu_total", &[timing]);
+    let kernels: Vec<_> = p
+        .kernels
+        .iter()
+        .map(|k| json!({ "label": k.label, "count": k.count, "gpu_us": k.gpu_us.map(|u| (u * 100.0).round() / 100.0) }))
+        .collect();
+    report.annotate("kernels", json!(kernels));
+    Ok(())
+}
+
+/// A 512-token prefill (the Dawn run's prefill figure): wall time of `forward` (logits read
+/// back) beside the GPU time per kernel of the same forward, to tell kernel time from the rest.
+async fn profile_prefill(
+    gpu: &Gpu,
+    args: &Args,
+    report: &mut Report,
+    case: &str,
+    s: &crate::models::Shape,
+) -> Result<()> {
+    let (src, _) = synthetic(s);
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F16,
+        max_context: 1024,
+    };
+    let mut m = Llama::load(gpu, &src, &opts, &mut |_| {}).await?;
+    let n = if args.quick { 16 } else { 512 };
+    let prompt: Vec<u32> = (0..n).map(|i| (i * 7 % 1000) as u32).collect();
+    let mut walls = Vec::new();
+    for _ in 0..if args.quick { 2 } else { 4 } {
+        m.reset();
+        let t0 = Instant::now();
+        m.forward(gpu, &prompt).await?;
+        walls.push(t0.elapsed().as_secs_f64());
+    }
+    // The first run compiles the prefill pipelines.
+    let warm = &mut walls[1..];
+    warm.sort_by(f64::total_cmp);
+    let wall = warm[warm.len() / 2];
+    m.reset();
+    gpu.begin_profile()?;
+    let step = m.forward(gpu, &prompt).await;
+    let p = gpu.end_profile().await?;
+    step?;
+    let total = p.total_gpu_us.unwrap_or(f64::NAN);
+    let shape = json!({
+        "prompt_tokens": n,
+        "forward_wall_ms": (wall * 1e5).round() / 100.0,
+        "forward_tok_s": (n as f64 / wall).round(),
+        "first_forward_wall_ms": (walls[0] * 1e5).round() / 100.0,
+        "dispatches": p.dispatches,
+        "timestamps": p.timestamps,
+    });
+    let timing = Timing {
+        name: "prefill_gpu_total".into(),
+        median_us: total,
+        min_us: total,
+    };
+    report.add(case, shape, 0.0, 0.0, "prefill_gpu_total", &[timing]);
     let kernels: Vec<_> = p
         .kernels
         .iter()

@@ -29,6 +29,12 @@ impl CausalLm for Timed<'_> {
     fn submit_step(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
         self.lm.submit_step(gpu, out)
     }
+    fn submit_logits(&mut self, gpu: &Gpu) -> Result<bool> {
+        self.lm.submit_logits(gpu)
+    }
+    fn submit_sample(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
+        self.lm.submit_sample(gpu, out)
+    }
     fn set_logit_mask(&mut self, gpu: &Gpu, mask: Option<&[u32]>) -> Result<()> {
         CausalLm::set_logit_mask(self.lm, gpu, mask)
     }

@@ -165,11 +165,24 @@ async fn fused_vs_unfused(gpu: &Gpu, args: &Args, report: &mut Report) -> Result
 pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     fused_vs_unfused(gpu, args, report).await?;
     gguf_vs_bf16(gpu, args, report).await?;
-    for s in &MODELS {
+    for s in MODELS.iter().chain(&synth::MODELS_II) {
         let case = format!("decoder_{}", s.name);
         if !args.wants(&case) {
             continue;
         }
+        if let Err(e) = decoder_case(gpu, args, report, &case, s).await {
+            // One model's failure is a finding, not the end of the run.
+            eprintln!("{case}: {e}");
+            report.add(&case, json!({ "error": e.to_string() }), 0.0, 0.0, "", &[]);
+        }
+    }
+    Ok(())
+}
+
+/// `decoder_<model>`: prefill and decode through `generate`, f16 and int8 KV.
+async fn decoder_case(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, s: &Shape) -> Result<()> {
+    {
+        let case = case.to_string();
         let (src, weight_bytes) = synthetic(s);
         let mut timings = Vec::new();
         let mut extra = serde_json::Map::new();

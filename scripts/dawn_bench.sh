@@ -49,7 +49,7 @@ if [ ${#quick[@]} -gt 0 ]; then
   native_filter=none
 else
   list=smollm2_135m,qwen2.5_0.5b,minilm_l6
-  native_filter=decoder_smollm2_135m,decoder_qwen2.5_0.5b,profile_decoder_,encoder_minilm_l6
+  native_filter=decoder_smollm2_135m,decoder_qwen2.5_0.5b,profile_decoder_,profile_prefill_,encoder_minilm_l6
 fi
 # The model directories first: kjarni-bench embeds the same MiniLM directory and sentences.
 for m in ${list//,/ }; do

@@ -296,6 +296,19 @@ pub trait CausalLm {
     fn context_left(&self) -> usize;
     /// Called as each sampled id arrives on the CPU (timing hooks).
     fn on_token(&mut self) {}
+    /// Masked generation runs a step in two halves, so that the GPU computes the next step's
+    /// layers while the CPU reads the previous id back and computes the mask: this half records
+    /// and submits the layers of a step fed by the id the previous step sampled (on the GPU), up
+    /// to its logits, without sampling; [`CausalLm::submit_sample`] finishes it. `Ok(false)`: the
+    /// model runs a step only whole (the driver then uses [`CausalLm::submit_step`]).
+    fn submit_logits(&mut self, _gpu: &crate::gpu::Gpu) -> Result<bool> {
+        Ok(false)
+    }
+    /// The sampling half of the step [`CausalLm::submit_logits`] began (with the logit mask set
+    /// since); the id is copied into `out`.
+    fn submit_sample(&mut self, _gpu: &crate::gpu::Gpu, _out: &crate::gpu::Buffer) -> Result<()> {
+        Err(crate::Error::Internal("submit_sample without submit_logits".into()))
+    }
 }
 
 /// Steps in flight when [`GenerateOptions::steps_in_flight`] is 0.
@@ -356,7 +369,9 @@ pub type LogitMask<'a> = dyn FnMut(&[u32]) -> Result<Vec<u32>> + 'a;
 
 /// [`generate`] with a per-token logit mask: `mask(tokens so far)` gives the allowed-token
 /// bitmask (bit `i % 32` of word `i / 32`, `ceil(vocab / 32)` words) of the next token. The
-/// mask depends on the previous token, so one step is in flight at a time.
+/// mask depends on the previous token, so one id is in flight at a time; where the model splits
+/// a step ([`CausalLm::submit_logits`]), the next step's layers are submitted before the
+/// previous id is read, and only its sampling waits for the mask.
 #[allow(clippy::too_many_arguments)]
 pub async fn generate_masked<M: CausalLm>(
     model: &mut M,
@@ -407,18 +422,26 @@ pub async fn generate_masked<M: CausalLm>(
         inflight.push_back(0usize);
         let mut next_slot = 1 % depth;
         let mut sampled = 1usize;
+        // Masked: the layers of the next step were submitted (`submit_logits`); its sampling not yet.
+        let mut logits_pending = false;
         loop {
             // Keep `depth` steps submitted: each is fed by the previous one's id on the GPU. A
-            // step is worth submitting only while its token could still be accepted.
+            // step is worth submitting only while its token could still be accepted (a step whose
+            // layers are submitted already holds its place in the cache).
             while inflight.len() < depth
                 && (opts.max_tokens == 0 || sampled < opts.max_tokens)
-                && model.context_left() > 0
+                && (logits_pending || model.context_left() > 0)
             {
                 if let Some(f) = mask.as_mut() {
                     let m = f(&tokens)?;
                     model.set_logit_mask(gpu, Some(&m))?;
                 }
-                model.submit_step(gpu, ring.buffer(next_slot)?)?;
+                if logits_pending {
+                    model.submit_sample(gpu, ring.buffer(next_slot)?)?;
+                    logits_pending = false;
+                } else {
+                    model.submit_step(gpu, ring.buffer(next_slot)?)?;
+                }
                 ring.start(gpu, next_slot)?;
                 inflight.push_back(next_slot);
                 next_slot = (next_slot + 1) % depth;
@@ -427,6 +450,11 @@ pub async fn generate_masked<M: CausalLm>(
             let Some(k) = inflight.pop_front() else {
                 return Ok(FinishReason::Length);
             };
+            // Masked: the next step's layers need only the id on the GPU, not its mask — let the
+            // GPU run them while this id travels back and the next mask is computed.
+            if mask.is_some() && (opts.max_tokens == 0 || sampled < opts.max_tokens) && model.context_left() > 0 {
+                logits_pending = model.submit_logits(gpu)?;
+            }
             let id = ring.read(gpu, k).await?;
             model.on_token();
             if cancel.is_cancelled() {

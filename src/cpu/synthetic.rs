@@ -1,6 +1,7 @@
 //! Synthetic Llama-family models of any shape, in memory (tests and benchmarks: speed does not
 //! depend on the values, and the GPU machine has no model files): a safetensors directory
-//! (config.json + one bf16 file) or a GGUF file laid out as llama.cpp writes them.
+//! (config.json + one bf16 file) or a GGUF file laid out as llama.cpp writes them (Llama and
+//! Qwen2 shapes; Qwen3 and Gemma 3 shapes as safetensors only).
 
 use crate::cpu;
 use crate::gguf::writer::GgufWriter;
@@ -30,6 +31,33 @@ pub struct Shape {
     pub qkv_bias: bool,
     /// lm_head tied to the embedding.
     pub tied: bool,
+    /// Architecture: Llama / Qwen2 (by `qkv_bias`) or one of Models II.
+    pub arch: Arch,
+    /// Head width (0: hidden / heads, as Llama and Qwen2 have it).
+    pub head_dim: usize,
+}
+
+/// The architecture of a synthetic decoder (its config.json and the extra tensors it needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama, or Qwen2 when the shape has q/k/v biases.
+    Llama,
+    /// Qwen3: per-head q_norm / k_norm, explicit head_dim.
+    Qwen3,
+    /// Gemma 3: (1 + w) norms around attention and MLP, GELU-tanh MLP, q/k norms, sliding-window
+    /// layers (window 512, 5 of every 6 layers), √hidden embedding scale.
+    Gemma3,
+}
+
+impl Shape {
+    /// The head width.
+    pub fn head_dim(&self) -> usize {
+        if self.head_dim > 0 {
+            self.head_dim
+        } else {
+            self.hidden / self.heads
+        }
+    }
 }
 
 /// SmolLM2-135M and Qwen2.5-0.5B.
@@ -44,6 +72,8 @@ pub const MODELS: [Shape; 2] = [
         vocab: 49152,
         qkv_bias: false,
         tied: true,
+        arch: Arch::Llama,
+        head_dim: 0,
     },
     Shape {
         name: "qwen2.5_0.5b",
@@ -55,6 +85,38 @@ pub const MODELS: [Shape; 2] = [
         vocab: 151936,
         qkv_bias: true,
         tied: true,
+        arch: Arch::Llama,
+        head_dim: 0,
+    },
+];
+
+/// Qwen3-0.6B and Gemma-3-270M (safetensors only: [`gguf`] writes Llama / Qwen2 files).
+pub const MODELS_II: [Shape; 2] = [
+    Shape {
+        name: "qwen3_0.6b",
+        hidden: 1024,
+        layers: 28,
+        heads: 16,
+        kv_heads: 8,
+        ff: 3072,
+        vocab: 151936,
+        qkv_bias: false,
+        tied: true,
+        arch: Arch::Qwen3,
+        head_dim: 128,
+    },
+    Shape {
+        name: "gemma3_270m",
+        hidden: 640,
+        layers: 18,
+        heads: 4,
+        kv_heads: 1,
+        ff: 2048,
+        vocab: 262144,
+        qkv_bias: false,
+        tied: true,
+        arch: Arch::Gemma3,
+        head_dim: 256,
     },
 ];
 
@@ -65,7 +127,7 @@ fn bf16_bytes(v: &[f32]) -> Vec<u8> {
 /// A model directory in memory: config.json + one bf16 safetensors file of random weights
 /// (norm weights around 1, biases and weights small). Returns the source and the weight bytes.
 pub fn safetensors(s: &Shape) -> (MemorySource, u64) {
-    let hd = s.hidden / s.heads;
+    let hd = s.head_dim();
     let mut tensors: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![s.vocab, s.hidden])];
     for i in 0..s.layers {
         let p = format!("model.layers.{i}");
@@ -79,6 +141,14 @@ pub fn safetensors(s: &Shape) -> (MemorySource, u64) {
             add("self_attn.q_proj.bias", vec![s.heads * hd]);
             add("self_attn.k_proj.bias", vec![s.kv_heads * hd]);
             add("self_attn.v_proj.bias", vec![s.kv_heads * hd]);
+        }
+        if s.arch != Arch::Llama {
+            add("self_attn.q_norm.weight", vec![hd]);
+            add("self_attn.k_norm.weight", vec![hd]);
+        }
+        if s.arch == Arch::Gemma3 {
+            add("pre_feedforward_layernorm.weight", vec![s.hidden]);
+            add("post_feedforward_layernorm.weight", vec![s.hidden]);
         }
         add("self_attn.o_proj.weight", vec![s.hidden, s.heads * hd]);
         add("mlp.gate_proj.weight", vec![s.ff, s.hidden]);
@@ -115,13 +185,48 @@ pub fn safetensors(s: &Shape) -> (MemorySource, u64) {
     file.extend_from_slice(&h);
     let weight_bytes = data.len() as u64;
     file.extend_from_slice(&data);
-    let config = json!({
+    let mut config = json!({
         "model_type": if s.qkv_bias { "qwen2" } else { "llama" },
         "hidden_size": s.hidden, "num_hidden_layers": s.layers, "num_attention_heads": s.heads,
         "num_key_value_heads": s.kv_heads, "intermediate_size": s.ff, "vocab_size": s.vocab,
         "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "max_position_embeddings": 8192,
         "tie_word_embeddings": s.tied, "hidden_act": "silu", "eos_token_id": 2,
     });
+    match s.arch {
+        Arch::Llama => {}
+        Arch::Qwen3 => {
+            config["model_type"] = json!("qwen3");
+            config["head_dim"] = json!(hd);
+            config["rms_norm_eps"] = json!(1e-6);
+            config["rope_theta"] = json!(1_000_000.0);
+        }
+        Arch::Gemma3 => {
+            // As Gemma-3-270M's config.json has it.
+            let types: Vec<&str> = (0..s.layers)
+                .map(|i| {
+                    if (i + 1) % 6 == 0 {
+                        "full_attention"
+                    } else {
+                        "sliding_attention"
+                    }
+                })
+                .collect();
+            config = json!({
+                "model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+                "hidden_size": s.hidden, "num_hidden_layers": s.layers, "num_attention_heads": s.heads,
+                "num_key_value_heads": s.kv_heads, "head_dim": hd, "intermediate_size": s.ff,
+                "vocab_size": s.vocab, "rms_norm_eps": 1e-6, "max_position_embeddings": 32768,
+                "tie_word_embeddings": s.tied, "hidden_activation": "gelu_pytorch_tanh",
+                "query_pre_attn_scalar": 256, "sliding_window": 512, "layer_types": types,
+                "_sliding_window_pattern": 6, "attn_logit_softcapping": null, "final_logit_softcapping": null,
+                "rope_parameters": {
+                    "full_attention": {"rope_theta": 1_000_000.0, "rope_type": "default"},
+                    "sliding_attention": {"rope_theta": 10_000.0, "rope_type": "default"},
+                },
+                "eos_token_id": 1,
+            });
+        }
+    }
     let mut src = MemorySource::new();
     src.insert("config.json", serde_json::to_vec(&config).unwrap_or_default());
     src.insert("model.safetensors", file);
@@ -134,7 +239,7 @@ pub fn safetensors(s: &Shape) -> (MemorySource, u64) {
 /// weight bytes.
 pub fn gguf(s: &Shape, qtype: QuantType) -> (MemorySource, u64) {
     use crate::cpu::quant::random_blocks;
-    let hd = s.hidden / s.heads;
+    let hd = s.head_dim();
     let arch = if s.qkv_bias { "qwen2" } else { "llama" };
     let tokens: Vec<String> = (0..s.vocab).map(|i| format!("t{i}")).collect();
     let mut w = GgufWriter::new()

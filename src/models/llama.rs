@@ -740,6 +740,13 @@ impl crate::generate::CausalLm for Llama {
     fn submit_step(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> Result<()> {
         self.submit_decode(gpu, out)
     }
+    fn submit_logits(&mut self, gpu: &Gpu) -> Result<bool> {
+        self.submit_decode_logits(gpu)?;
+        Ok(true)
+    }
+    fn submit_sample(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> Result<()> {
+        self.submit_decode_sample(gpu, out)
+    }
     fn set_logit_mask(&mut self, gpu: &Gpu, mask: Option<&[u32]>) -> Result<()> {
         Llama::set_logit_mask(self, gpu, mask)
     }

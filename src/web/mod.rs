@@ -422,6 +422,13 @@ impl CausalLm for Session<'_> {
     fn submit_step(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> crate::Result<()> {
         self.lm.submit_decode(gpu, out)
     }
+    fn submit_logits(&mut self, gpu: &Gpu) -> crate::Result<bool> {
+        self.lm.submit_decode_logits(gpu)?;
+        Ok(true)
+    }
+    fn submit_sample(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> crate::Result<()> {
+        self.lm.submit_decode_sample(gpu, out)
+    }
     fn set_logit_mask(&mut self, gpu: &Gpu, mask: Option<&[u32]>) -> crate::Result<()> {
         self.lm.set_logit_mask(gpu, mask)
     }

@@ -428,6 +428,8 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
             vocab: 300,
             qkv_bias: false,
             tied: true,
+            arch: synthetic::Arch::Llama,
+            head_dim: 0,
         },
         Shape {
             name: "qwen2",
@@ -439,6 +441,8 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
             vocab: 260,
             qkv_bias: true,
             tied: false,
+            arch: synthetic::Arch::Llama,
+            head_dim: 0,
         },
     ];
     let formats: [Option<QuantType>; 5] = [

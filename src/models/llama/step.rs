@@ -161,6 +161,37 @@ impl Llama {
         gpu.submit(b)
     }
 
+    /// The first half of a decode step (masked generation): the layers fed by the id the previous
+    /// step sampled, up to the logits, submitted without sampling; the KV length advances by one.
+    /// [`Llama::submit_decode_sample`] finishes the step once the mask is set.
+    pub fn submit_decode_logits(&mut self, gpu: &Gpu) -> Result<()> {
+        if self.step.sampler.is_none() {
+            return Err(Error::Shape {
+                op: "Llama::submit_decode_logits",
+                detail: "no generation started (submit_prefill first)".into(),
+            });
+        }
+        let mut b = gpu.batch();
+        self.record(gpu, &mut b, Input::Sampled)?;
+        self.step.fed += 1;
+        self.dispatches_last_decode = b.dispatches();
+        gpu.submit(b)
+    }
+
+    /// The second half of a step [`Llama::submit_decode_logits`] began: sample its logits (with
+    /// the logit mask as set now) into the sampled-id slot and `out`; submits without waiting.
+    pub fn submit_decode_sample(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
+        let sampler = self.step.sampler.as_mut().ok_or_else(|| Error::Shape {
+            op: "Llama::submit_decode_sample",
+            detail: "no generation started (submit_prefill first)".into(),
+        })?;
+        let mut b = gpu.batch();
+        sampler.record(gpu, &mut b, &self.logits, self.step.ids.buffer(), 0)?;
+        b.copy(self.step.ids.buffer(), 0, out, 0, 4);
+        self.dispatches_last_decode += b.dispatches();
+        gpu.submit(b)
+    }
+
     /// Set (bit `i % 32` of word `i / 32` = token `i` allowed) or clear the logit mask of the
     /// steps submitted from now on.
     pub fn set_logit_mask(&mut self, gpu: &Gpu, mask: Option<&[u32]>) -> Result<()> {
