@@ -215,7 +215,7 @@ impl Llama {
             }
             parts => {
                 notes.push(format!(
-                    "{embed_name} held as {} f32 row blocks (over the storage binding limit)",
+                    "{embed_name} held as {} row blocks (over the storage binding limit)",
                     parts.len()
                 ));
                 Embedding::Rows(parts.to_vec())
@@ -303,10 +303,11 @@ impl Llama {
             })
             .collect::<Result<Vec<_>>>()?;
         if let Embedding::Rows(parts) = &embed {
-            if parts.iter().any(|p| p.dtype() != DType::F32 || p.last_dim() != h) {
+            // Any table dtype (f32 / f16 / bf16): each block is one gather of the rows it holds.
+            if parts.iter().any(|p| p.shape().len() != 2 || p.last_dim() != h) {
                 return Err(Error::Shape {
                     op: "Llama",
-                    detail: format!("embedding row blocks must be f32 [rows, {h}]"),
+                    detail: format!("embedding row blocks must be [rows, {h}]"),
                 });
             }
         }

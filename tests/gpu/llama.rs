@@ -228,3 +228,47 @@ gpu_test!(smollm2_greedy_through_the_gpu_driver_matches_the_fixture, async {
         );
     }
 });
+
+gpu_test!(smollm2_bf16_embedding_and_tied_head_in_row_blocks, async {
+    // A 16 MiB binding limit holds SmolLM2's bf16 [49152, 576] table (56.6 MB) as 4 row blocks:
+    // the lookup gathers from each, the tied lm_head runs one GEMV per block (the layout Gemma 3's
+    // 262k vocabulary needs where the device's binding limit is 128 MiB).
+    use kjarni_web::generate::{generate, CancelToken, GenerateOptions};
+    use kjarni_web::load::LoadOptions;
+    let fx = fixture(SMOLLM2_FIXTURE);
+    let gpu = crate::common::gpu().await;
+    let src = model(SMOLLM2).await;
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F32,
+        max_context: 512,
+    };
+    let load = LoadOptions {
+        max_part_bytes: Some(16 << 20),
+        ..LoadOptions::default()
+    };
+    let mut m = Llama::load_with(&gpu, &src, &opts, &load, &mut |_| {}).await.unwrap();
+    let case = &fx["cases"][0];
+    let n = if cfg!(target_arch = "wasm32") { 3 } else { 8 };
+    let eos = m.config().eos_token_ids.clone();
+    let want: Vec<u32> = ids(&case["greedy_ids"])
+        .into_iter()
+        .take(n)
+        .take_while(|t| !eos.contains(t))
+        .collect();
+    let g = generate(
+        &mut m,
+        &gpu,
+        |_: &[u32]| Ok(String::new()),
+        &ids(&case["input_ids"]),
+        &GenerateOptions {
+            max_tokens: want.len(),
+            ..Default::default()
+        },
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(g.tokens, want, "greedy ids with the table in row blocks");
+    say!("bf16 embedding in row blocks: {} greedy tokens identical", want.len());
+});
