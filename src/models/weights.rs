@@ -85,8 +85,30 @@ pub const GGUF_NAMES: &[(&str, &str)] = &[
     ("mlp.down_proj.weight", "ffn_down.weight"),
 ];
 
+/// Gemma's sandwich norms (GGUF architectures `gemma2`, `gemma3`): llama.cpp's names, looked up
+/// before [`GGUF_NAMES`] there (HF's `post_attention_layernorm` is the attention output's norm
+/// and the MLP's input norm is `pre_feedforward_layernorm`).
+pub const GGUF_NAMES_SANDWICH: &[(&str, &str)] = &[
+    ("post_attention_layernorm.weight", "post_attention_norm.weight"),
+    ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+    ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+];
+
+/// The name tables of a GGUF architecture, first match wins.
+fn tables(arch: &str) -> &'static [&'static [(&'static str, &'static str)]] {
+    match arch {
+        "gemma2" | "gemma3" => &[GGUF_NAMES_SANDWICH, GGUF_NAMES],
+        _ => &[GGUF_NAMES],
+    }
+}
+
 /// The GGUF name of an HF tensor name, `None` when the table has no entry.
 pub fn gguf_name(hf: &str) -> Option<String> {
+    gguf_name_in("llama", hf)
+}
+
+/// [`gguf_name`] for a GGUF architecture (`general.architecture`).
+pub fn gguf_name_in(arch: &str, hf: &str) -> Option<String> {
     let (prefix, rest) = match hf.strip_prefix("model.layers.") {
         Some(r) => {
             let (i, rest) = r.split_once('.')?;
@@ -94,12 +116,17 @@ pub fn gguf_name(hf: &str) -> Option<String> {
         }
         None => (String::new(), hf),
     };
-    let g = GGUF_NAMES.iter().find(|(h, _)| *h == rest)?.1;
+    let g = tables(arch).iter().find_map(|t| t.iter().find(|(h, _)| *h == rest))?.1;
     Some(format!("{prefix}{g}"))
 }
 
 /// The HF name of a GGUF tensor name, `None` when the table has no entry.
 pub fn hf_name(gguf: &str) -> Option<String> {
+    hf_name_in("llama", gguf)
+}
+
+/// [`hf_name`] for a GGUF architecture (`general.architecture`).
+pub fn hf_name_in(arch: &str, gguf: &str) -> Option<String> {
     let (prefix, rest) = match gguf.strip_prefix("blk.") {
         Some(r) => {
             let (i, rest) = r.split_once('.')?;
@@ -107,13 +134,16 @@ pub fn hf_name(gguf: &str) -> Option<String> {
         }
         None => (String::new(), gguf),
     };
-    let h = GGUF_NAMES.iter().find(|(_, g)| *g == rest)?.0;
+    let h = tables(arch).iter().find_map(|t| t.iter().find(|(_, g)| *g == rest))?.0;
     Some(format!("{prefix}{h}"))
 }
 
 impl GgufWeights {
+    fn arch(&self) -> &str {
+        self.header.architecture().unwrap_or("")
+    }
     fn mapped(&self, hf: &str) -> Result<String> {
-        gguf_name(hf).ok_or_else(|| Error::Data {
+        gguf_name_in(self.arch(), hf).ok_or_else(|| Error::Data {
             tensor: hf.to_string(),
             detail: "has no GGUF name in the table".into(),
         })
@@ -125,7 +155,7 @@ impl WeightSource for GgufWeights {
         self.header.file.clone()
     }
     fn has(&self, hf: &str) -> bool {
-        gguf_name(hf).is_some_and(|g| self.contains(&g))
+        gguf_name_in(self.arch(), hf).is_some_and(|g| self.contains(&g))
     }
     fn linear_parts(&self, hf: &str) -> Result<Vec<Linear>> {
         let g = self.mapped(hf)?;
@@ -312,5 +342,21 @@ mod tests {
             assert_eq!(gguf_name(&h).as_deref(), Some(g.as_str()), "{h}");
             assert_eq!(hf_name(&g).as_deref(), Some(h.as_str()), "{g}");
         }
+        // Gemma's sandwich norms: llama.cpp's ffn_norm is the MLP's input norm there.
+        for (h, g) in [
+            ("post_attention_layernorm.weight", "post_attention_norm.weight"),
+            ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+            ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+            ("input_layernorm.weight", "attn_norm.weight"),
+            ("self_attn.q_norm.weight", "attn_q_norm.weight"),
+        ] {
+            let (h, g) = (format!("model.layers.5.{h}"), format!("blk.5.{g}"));
+            assert_eq!(gguf_name_in("gemma3", &h).as_deref(), Some(g.as_str()), "{h}");
+            assert_eq!(hf_name_in("gemma3", &g).as_deref(), Some(h.as_str()), "{g}");
+        }
+        assert_eq!(
+            gguf_name("model.layers.0.post_attention_layernorm.weight").as_deref(),
+            Some("blk.0.ffn_norm.weight")
+        );
     }
 }

@@ -12,6 +12,9 @@ use minijinja::{Environment, ErrorKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+mod spm;
+pub use spm::merges_from_scores;
+
 /// Qwen2's pre-tokenizer split pattern (its tokenizer.json).
 const QWEN2_SPLIT: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -163,13 +166,17 @@ impl Tokenizer {
     /// transformers' GGUF loader does: byte-level BPE (`gpt2` model) with the vocabulary and
     /// merges in file order, control tokens (type 3) as special added tokens, user-defined ones
     /// (type 4) as added tokens; the pre-tokenizer by `tokenizer.ggml.pre` (`qwen2`: Qwen's
-    /// split regex + byte level; otherwise GPT-2's byte level). Other models (SentencePiece
-    /// `llama`, WordPiece `bert`) are [`Error::Tokenizer`].
+    /// split regex + byte level; otherwise GPT-2's byte level). SentencePiece BPE (`llama`
+    /// model: Gemma, Llama 2) is built by `spm::from_gguf`. Other models (WordPiece `bert`,
+    /// Unigram...) are [`Error::Tokenizer`].
     pub fn from_gguf(header: &crate::gguf::GgufHeader) -> Result<Self> {
         let meta = header.tokenizer()?;
+        if meta.model == "llama" {
+            return spm::from_gguf(header, &meta);
+        }
         if meta.model != "gpt2" {
             return Err(Error::Tokenizer(format!(
-                "{}: tokenizer model '{}' is not supported from GGUF (only byte-level BPE, 'gpt2')",
+                "{}: tokenizer model '{}' is not supported from GGUF (only 'gpt2' and 'llama')",
                 header.file, meta.model
             )));
         }

@@ -14,6 +14,8 @@ mod embedding;
 mod ffn;
 mod fused;
 mod gelu;
+#[cfg(not(target_arch = "wasm32"))]
+mod gemma_gguf;
 mod gemv;
 mod generate;
 mod gguf;
