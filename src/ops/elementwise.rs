@@ -58,6 +58,8 @@ struct Params {
     _pad: u32,
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [n, alpha, beta]);
+
 fn params(op: Op, n: u32) -> Params {
     let (alpha, beta) = match op {
         Op::Axpb { alpha, beta } => (alpha, beta),
