@@ -36,6 +36,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// A value an op or model call cannot use that is not a tensor shape: a parameter out of
+    /// range (a RoPE theta), a token id outside the table, an empty token list, an input the op
+    /// does not take, a call made before the one it needs.
+    #[error("{op}: {detail}")]
+    BadInput {
+        /// The op or call that refused it.
+        op: &'static str,
+        /// What is wrong, naming the value.
+        detail: String,
+    },
+
     /// A tensor written by a dispatch shares its buffer with another binding of the same dispatch
     /// (WebGPU forbids a writable binding that aliases any other): the op cannot run in place
     /// this way; pass a separate output.
@@ -208,6 +219,7 @@ impl Error {
             Error::RequestDevice(_) => "DEVICE_REQUEST_FAILED",
             Error::Limit { .. } => "LIMIT_EXCEEDED",
             Error::Shape { .. } => "SHAPE",
+            Error::BadInput { .. } => "BAD_INPUT",
             Error::Aliased { .. } => "ALIASED",
             Error::DType { .. } => "DTYPE",
             Error::Data { .. } => "BAD_DATA",
@@ -284,6 +296,7 @@ mod tests {
                 available: 0,
             },
             Error::Shape { op: "", detail: s() },
+            Error::BadInput { op: "", detail: s() },
             Error::Aliased {
                 op: "",
                 written: s(),
