@@ -93,6 +93,20 @@ pub enum Error {
         message: String,
     },
 
+    /// The device rejected a kernel variant's shader module or compute pipeline at creation
+    /// (WGSL the compiler refuses, a limit the variant exceeds). Natively it is returned by the
+    /// pipeline's creation; in the browser, where the verdict arrives asynchronously, by the next
+    /// check (`submit` / `sync` / a read) and by every later request for that variant.
+    #[error("kernel '{kernel}' variant {variant} was rejected by the GPU: {message}")]
+    Pipeline {
+        /// The kernel family.
+        kernel: &'static str,
+        /// Entry point, reduction path and prelude constants.
+        variant: String,
+        /// The compiler's / wgpu's message.
+        message: String,
+    },
+
     /// Mapping a buffer for reading failed.
     #[error("reading back '{what}' failed: {message}")]
     Readback {
@@ -224,6 +238,7 @@ impl Error {
             Error::DType { .. } => "DTYPE",
             Error::Data { .. } => "BAD_DATA",
             Error::Gpu { .. } => "GPU_ERROR",
+            Error::Pipeline { .. } => "GPU_ERROR",
             Error::Readback { .. } => "GPU_ERROR",
             Error::DeviceLost(_) => "DEVICE_LOST",
             Error::Unsupported { .. } => "UNSUPPORTED",
@@ -314,6 +329,11 @@ mod tests {
             },
             Error::Gpu {
                 context: None,
+                message: s(),
+            },
+            Error::Pipeline {
+                kernel: "",
+                variant: s(),
                 message: s(),
             },
             Error::Readback {
