@@ -6,7 +6,8 @@
 //! in the same run on the same device, so their ratios are what to read.
 
 use kjarni_web::gpu::Batch;
-use kjarni_web::{Gpu, Result};
+use kjarni_web::ops::elementwise;
+use kjarni_web::{cpu, DType, Gpu, GpuTensor, Result};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -145,4 +146,74 @@ impl Report {
             eprintln!("  {key}: {}", last[key]);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs shared by the kernel families
+
+/// An f32 tensor of `shape` with values uniform in [-2, 2).
+pub fn random_tensor(gpu: &Gpu, name: &str, shape: &[usize], seed: u64) -> Result<GpuTensor> {
+    let n = shape.iter().product();
+    GpuTensor::from_f32(gpu, name, shape, DType::F32, &cpu::random(n, seed, -2.0, 2.0))
+}
+
+/// Dispatches per timed batch of the small row / elementwise ops.
+pub fn inner(args: &Args) -> usize {
+    if args.quick {
+        2
+    } else {
+        20
+    }
+}
+
+/// Bytes of weights a GEMV-like case rotates over, so that no copy stays in L2 (≥ 160 MB: an
+/// H100's 50 MB L2 would otherwise serve a repeated 32 MB weight).
+const L2_DEFEAT_BYTES: usize = 160 << 20;
+
+/// Weight copies for `bytes` per copy (at most `max`; one with `--quick`).
+pub fn copies(args: &Args, bytes: usize, max: usize) -> usize {
+    if args.quick {
+        1
+    } else {
+        L2_DEFEAT_BYTES.div_ceil(bytes.max(1)).clamp(1, max)
+    }
+}
+
+/// A `[n, k]` weight of `dtype`, values uniform in [-0.05, 0.05).
+pub fn weight(gpu: &Gpu, name: &str, n: usize, k: usize, dtype: DType, seed: u64) -> Result<GpuTensor> {
+    GpuTensor::from_f32(gpu, name, &[n, k], dtype, &cpu::random(n * k, seed, -0.05, 0.05))
+}
+
+/// An f32 tensor of `shape`, values uniform in [-1, 1).
+pub fn vector(gpu: &Gpu, name: &str, shape: &[usize], seed: u64) -> Result<GpuTensor> {
+    let n = shape.iter().product();
+    GpuTensor::from_f32(gpu, name, shape, DType::F32, &cpu::random(n, seed, -1.0, 1.0))
+}
+
+/// Dispatches per timed batch: enough GPU time to amortise a submit (~0.1 ms) on a fast GPU.
+pub fn inner_for(args: &Args, bytes: f64, flops: f64) -> usize {
+    if args.quick {
+        return 2;
+    }
+    // ~2 ms of work at 2.5 TB/s or 25 TFLOPS, between 3 and 200 dispatches.
+    let seconds = (bytes / 2.5e12).max(flops / 2.5e13);
+    ((2e-3 / seconds.max(1e-9)) as usize).clamp(3, 200)
+}
+
+/// A copy of `bytes` bytes in total traffic (bytes / 2 read, bytes / 2 written), rotating copies.
+pub async fn copy_timing(gpu: &Gpu, args: &Args, bytes: usize, inner: usize) -> Result<Timing> {
+    let words = (bytes / 2).div_ceil(16) * 4; // f32 elements of a vec4-multiple half
+    let n = copies(args, bytes, 16);
+    let srcs: Vec<GpuTensor> = (0..n)
+        .map(|i| GpuTensor::zeros(gpu, &format!("copy_src{i}"), &[words], DType::F32))
+        .collect::<Result<_>>()?;
+    let dsts: Vec<GpuTensor> = (0..n)
+        .map(|i| GpuTensor::zeros(gpu, &format!("copy_dst{i}"), &[words], DType::F32))
+        .collect::<Result<_>>()?;
+    let mut i = 0;
+    time_op(gpu, args, "copy_vec4", inner, |b| {
+        i = (i + 1) % n;
+        elementwise::record_copy(gpu, b, &srcs[i], &dsts[i])
+    })
+    .await
 }

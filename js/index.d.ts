@@ -18,6 +18,7 @@ export type KjarniErrorCode =
   | 'GPU_ERROR'
   | 'SHAPE'
   | 'ALIASED'
+  | 'BAD_INPUT'
   | 'DTYPE'
   | 'BAD_DATA'
   | 'INVALID_ARGUMENT'

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference timings for the Kernels II benchmark shapes (benches/kernels2.rs), on CUDA.
+"""PyTorch reference timings for the Kernels II benchmark shapes (benches/gemv.rs, matmul.rs, ffn.rs), on CUDA.
 
     python3 scripts/bench_torch.py [--iters 200] [--quick] > torch_kernels2.json
 

@@ -36,6 +36,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// A value an op or model call cannot use that is not a tensor shape: a parameter out of
+    /// range (a RoPE theta), a token id outside the table, an empty token list, an input the op
+    /// does not take, a call made before the one it needs.
+    #[error("{op}: {detail}")]
+    BadInput {
+        /// The op or call that refused it.
+        op: &'static str,
+        /// What is wrong, naming the value.
+        detail: String,
+    },
+
     /// A tensor written by a dispatch shares its buffer with another binding of the same dispatch
     /// (WebGPU forbids a writable binding that aliases any other): the op cannot run in place
     /// this way; pass a separate output.
@@ -79,6 +90,20 @@ pub enum Error {
         /// What we were doing when it was reported.
         context: Option<String>,
         /// The driver's / wgpu's message, which names the labelled kernel or buffer.
+        message: String,
+    },
+
+    /// The device rejected a kernel variant's shader module or compute pipeline at creation
+    /// (WGSL the compiler refuses, a limit the variant exceeds). Natively it is returned by the
+    /// pipeline's creation; in the browser, where the verdict arrives asynchronously, by the next
+    /// check (`submit` / `sync` / a read) and by every later request for that variant.
+    #[error("kernel '{kernel}' variant {variant} was rejected by the GPU: {message}")]
+    Pipeline {
+        /// The kernel family.
+        kernel: &'static str,
+        /// Entry point, reduction path and prelude constants.
+        variant: String,
+        /// The compiler's / wgpu's message.
         message: String,
     },
 
@@ -208,10 +233,12 @@ impl Error {
             Error::RequestDevice(_) => "DEVICE_REQUEST_FAILED",
             Error::Limit { .. } => "LIMIT_EXCEEDED",
             Error::Shape { .. } => "SHAPE",
+            Error::BadInput { .. } => "BAD_INPUT",
             Error::Aliased { .. } => "ALIASED",
             Error::DType { .. } => "DTYPE",
             Error::Data { .. } => "BAD_DATA",
             Error::Gpu { .. } => "GPU_ERROR",
+            Error::Pipeline { .. } => "GPU_ERROR",
             Error::Readback { .. } => "GPU_ERROR",
             Error::DeviceLost(_) => "DEVICE_LOST",
             Error::Unsupported { .. } => "UNSUPPORTED",
@@ -284,6 +311,7 @@ mod tests {
                 available: 0,
             },
             Error::Shape { op: "", detail: s() },
+            Error::BadInput { op: "", detail: s() },
             Error::Aliased {
                 op: "",
                 written: s(),
@@ -301,6 +329,11 @@ mod tests {
             },
             Error::Gpu {
                 context: None,
+                message: s(),
+            },
+            Error::Pipeline {
+                kernel: "",
+                variant: s(),
                 message: s(),
             },
             Error::Readback {

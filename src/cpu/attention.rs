@@ -1,6 +1,5 @@
-//! References for attention, RoPE and the KV-cache formats (f64 accumulation).
-
-use half::f16;
+//! References for attention and its half-split RoPE (f64 accumulation); the KV-cache formats
+//! are in [`super::kv_cache`].
 
 /// Sizes of one attention: Q `[batch, q_len, n_heads, head_dim]`, K / V
 /// `[batch, kv_len, n_kv_heads, head_dim]`.
@@ -135,36 +134,4 @@ pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, pos0: usize, theta: f3
             }
         }
     }
-}
-
-/// f16 rounding of each value (the f16 KV format).
-pub fn to_f16(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
-}
-
-/// The int8 KV format of `x` in rows of `head_dim`: (codes, absmax per row rounded to f16),
-/// `value ≈ code * absmax / 127`, codes rounded half to even as WGSL `round` does.
-pub fn quantize_i8(x: &[f32], head_dim: usize) -> (Vec<i8>, Vec<f32>) {
-    let mut codes = Vec::with_capacity(x.len());
-    let mut absmax = Vec::with_capacity(x.len() / head_dim.max(1));
-    for row in x.chunks(head_dim) {
-        let m = row.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
-        let stored = f16::from_f32(m).to_f32();
-        let inv = if stored > 0.0 { 127.0 / stored } else { 0.0 };
-        codes.extend(
-            row.iter()
-                .map(|&v| (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8),
-        );
-        absmax.push(stored);
-    }
-    (codes, absmax)
-}
-
-/// Values of the int8 format.
-pub fn dequantize_i8(codes: &[i8], absmax: &[f32], head_dim: usize) -> Vec<f32> {
-    codes
-        .chunks(head_dim)
-        .zip(absmax)
-        .flat_map(|(row, &m)| row.iter().map(move |&c| f32::from(c) * (m / 127.0)))
-        .collect()
 }

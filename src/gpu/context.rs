@@ -247,6 +247,11 @@ impl Gpu {
         if let Some(lost) = &r.lost {
             return Err(Error::DeviceLost(lost.clone()));
         }
+        if let Some(rejected) = self.pipelines.take_rejected() {
+            // Dispatches of the rejected pipeline fail validation too: those follow from it.
+            r.errors.clear();
+            return Err(rejected);
+        }
         if r.errors.is_empty() {
             return Ok(());
         }

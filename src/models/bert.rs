@@ -423,7 +423,7 @@ impl BertModel {
                 });
             }
             if let Some(bad) = t.iter().flatten().find(|&&x| x as usize >= self.config.type_vocab_size) {
-                return Err(Error::Shape {
+                return Err(Error::BadInput {
                     op: OP,
                     detail: format!(
                         "token type {bad} is outside type_vocab_size {}",
@@ -435,7 +435,7 @@ impl BertModel {
         let b = seqs.len();
         let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
         if b == 0 || seqs.iter().any(Vec::is_empty) {
-            return Err(Error::Shape {
+            return Err(Error::BadInput {
                 op: OP,
                 detail: "every sequence needs at least one token".into(),
             });

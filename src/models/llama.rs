@@ -458,7 +458,7 @@ impl Llama {
     pub(crate) fn record(&mut self, gpu: &Gpu, batch: &mut crate::gpu::Batch, input: Input<'_>) -> Result<()> {
         let t = input.len();
         if t == 0 {
-            return Err(Error::Shape {
+            return Err(Error::BadInput {
                 op: "Llama::forward",
                 detail: "no tokens".into(),
             });

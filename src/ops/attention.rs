@@ -58,7 +58,7 @@ impl Rope {
             });
         }
         if !(self.theta > 1.0 && self.theta.is_finite()) {
-            return Err(Error::Shape {
+            return Err(Error::BadInput {
                 op,
                 detail: format!("rope theta {} must be finite and > 1", self.theta),
             });

@@ -58,6 +58,8 @@ struct Params {
     _pad: u32,
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [n, alpha, beta]);
+
 fn params(op: Op, n: u32) -> Params {
     let (alpha, beta) = match op {
         Op::Axpb { alpha, beta } => (alpha, beta),
@@ -113,11 +115,11 @@ pub fn record(
             let p = pipeline(gpu, "unary", op)?;
             batch.dispatch(gpu, &p, &params(op, n), &[(1, a.buffer()), (3, out.buffer())], groups)
         }
-        (true, None) => Err(Error::Shape {
+        (true, None) => Err(Error::BadInput {
             op: NAME,
             detail: format!("{op:?} needs a second input"),
         }),
-        (false, Some(b)) => Err(Error::Shape {
+        (false, Some(b)) => Err(Error::BadInput {
             op: NAME,
             detail: format!("{op:?} takes one input, got '{}' too", b.name()),
         }),
@@ -129,7 +131,7 @@ pub fn record_inplace(gpu: &Gpu, batch: &mut Batch, op: Op, x: &GpuTensor) -> Re
     const NAME: &str = "elementwise_inplace";
     x.expect_dtype(NAME, &[DType::F32])?;
     if op.binary() {
-        return Err(Error::Shape {
+        return Err(Error::BadInput {
             op: NAME,
             detail: format!("{op:?} is not a unary op"),
         });

@@ -101,7 +101,7 @@ impl TokenIds {
     fn check(&self, op: &'static str, table: &GpuTensor) -> Result<()> {
         let rows = table.shape().first().copied().unwrap_or(0);
         match self.ids.iter().enumerate().find(|(_, &id)| id as usize >= rows) {
-            Some((i, id)) => Err(Error::Shape {
+            Some((i, id)) => Err(Error::BadInput {
                 op,
                 detail: format!(
                     "id {id} at index {i} of '{}' is out of range for '{}' with {rows} rows",
@@ -237,7 +237,7 @@ pub fn record_variant(
         let last = lookup.position_offset + seq_len.min(n.max(1)) - 1;
         let rows = pos.shape()[0];
         if last >= rows {
-            return Err(Error::Shape {
+            return Err(Error::BadInput {
                 op: NAME,
                 detail: format!("position {last} is out of range for '{}' with {rows} rows", pos.name()),
             });
@@ -245,7 +245,7 @@ pub fn record_variant(
     }
     if let Some(types) = lookup.token_types {
         let Some(table) = tables.token_type else {
-            return Err(Error::Shape {
+            return Err(Error::BadInput {
                 op: NAME,
                 detail: format!("token-type ids '{}' given without a token-type table", types.name()),
             });

@@ -101,6 +101,8 @@ struct Params {
     _pad: u32,
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [n, k, eps]);
+
 /// `h = silu(x·Wgᵀ) * (x·Wuᵀ)` for one row x `[K]` (decode), with the device's variant.
 pub fn record_swiglu(
     gpu: &Gpu,

@@ -53,6 +53,8 @@ struct Params {
     _pad: [u32; 3],
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [n]);
+
 fn dispatch(
     gpu: &Gpu,
     batch: &mut Batch,

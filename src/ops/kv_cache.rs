@@ -80,6 +80,21 @@ struct Params {
     rope_scaling: [f32; 4],
 }
 
+super::checks::params_layout_test!(
+    Params,
+    KERNEL.source,
+    [
+        tokens,
+        pos0,
+        n_kv_heads,
+        src_stride,
+        rot,
+        log2_theta,
+        scale_stride,
+        rope_scaling
+    ]
+);
+
 /// One layer's K and V for up to `max_ctx` tokens.
 #[derive(Debug)]
 pub struct KvCache {

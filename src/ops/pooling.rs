@@ -20,6 +20,8 @@ struct Params {
     _pad: u32,
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [batch, seq, dim]);
+
 /// Which tokens make a sentence's embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pooling {

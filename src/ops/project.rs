@@ -155,7 +155,7 @@ pub fn record(
             if plain {
                 return quant::record(gpu, b, q, x, y);
             }
-            let temps = temps.ok_or_else(|| Error::Shape {
+            let temps = temps.ok_or_else(|| Error::BadInput {
                 op: "project",
                 detail: "a quantised matmul with an epilogue needs temporaries".into(),
             })?;

@@ -708,9 +708,10 @@ pub fn record_variant(
         Variant::Gemv { rows, reduction } => {
             super::checks::require_reduction(gpu, NAME, reduction)?;
             if !(1..=8).contains(&rows) {
-                return Err(Error::Shape {
-                    op: NAME,
-                    detail: format!("GEMV rows per workgroup {rows} not in 1..=8"),
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: format!("{variant:?}"),
+                    why: format!("GEMV rows per workgroup {rows} not in 1..=8"),
                 });
             }
             // Enough invocations for one unit (32 weights) each, a power of two in 64..=device.

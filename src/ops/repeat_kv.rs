@@ -32,6 +32,8 @@ struct Params {
     n: u32,
 }
 
+super::checks::params_layout_test!(Params, KERNEL.source, [kv_heads, n_rep, d, n]);
+
 /// Record `dst = repeat_kv(src, n_rep)` with the fastest variant the shape allows.
 pub fn record(gpu: &Gpu, batch: &mut Batch, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
     let v = if src.last_dim().is_multiple_of(4) {

@@ -124,7 +124,7 @@ impl RopeScaling {
         if ok {
             Ok(())
         } else {
-            Err(Error::Shape {
+            Err(Error::BadInput {
                 op: "rope",
                 detail: format!("{what}: bad RoPE scaling parameters {self:?}"),
             })
@@ -229,7 +229,7 @@ impl Rope {
             });
         }
         if !(theta > 1.0 && theta.is_finite()) {
-            return Err(Error::Shape {
+            return Err(Error::BadInput {
                 op: NAME,
                 detail: format!("rope theta {theta} must be finite and > 1"),
             });

@@ -119,6 +119,27 @@ struct Params {
     _pad: [u32; 2],
 }
 
+super::checks::params_layout_test!(
+    Params,
+    KERNEL.source,
+    [
+        vocab,
+        mode,
+        groups,
+        use_mask,
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        penalty,
+        seed_lo,
+        seed_hi,
+        step,
+        out_index,
+        use_penalty
+    ]
+);
+
 /// Sampling state on the GPU for one vocabulary size: the context bitmask, the logit mask and
 /// the partial-argmax scratch. Reused across generations ([`GpuSampler::start`] resets it).
 #[derive(Debug)]

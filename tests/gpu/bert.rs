@@ -184,5 +184,8 @@ gpu_test!(bert_minilm_padded_batch_matches_reference, async {
     // Empty input, and an error (not a panic) for an empty token sequence.
     assert!(m.embed(&gpu, &[]).await.unwrap().is_empty());
     let mut b = gpu.batch();
-    assert!(m.record(&gpu, &mut b, &[vec![]]).is_err());
+    assert!(matches!(
+        m.record(&gpu, &mut b, &[vec![]]),
+        Err(kjarni_web::Error::BadInput { .. })
+    ));
 });

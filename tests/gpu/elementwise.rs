@@ -24,7 +24,7 @@ gpu_test!(elementwise_matches_reference_on_awkward_sizes, async {
             &gpu,
             &format!("add n={n}"),
             &outs[0],
-            &cpu::add(&a, &b),
+            &cpu::elementwise::add(&a, &b),
             Tolerance::EXACT,
         )
         .await;
@@ -32,11 +32,18 @@ gpu_test!(elementwise_matches_reference_on_awkward_sizes, async {
             &gpu,
             &format!("mul n={n}"),
             &outs[1],
-            &cpu::mul(&a, &b),
+            &cpu::elementwise::mul(&a, &b),
             Tolerance::EXACT,
         )
         .await;
-        assert_tensor(&gpu, &format!("silu n={n}"), &outs[2], &cpu::silu(&a), SILU_TOL).await;
+        assert_tensor(
+            &gpu,
+            &format!("silu n={n}"),
+            &outs[2],
+            &cpu::elementwise::silu(&a),
+            SILU_TOL,
+        )
+        .await;
         // tanh from one exp and a division: the same bound as SiLU.
         let tanh: Vec<f32> = a.iter().map(|&x| f64::from(x).tanh() as f32).collect();
         assert_tensor(&gpu, &format!("tanh n={n}"), &outs[3], &tanh, SILU_TOL).await;

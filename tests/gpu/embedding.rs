@@ -128,7 +128,7 @@ gpu_test!(embedding_rejects_out_of_range_ids_before_dispatch, async {
     };
     let e = embedding::record(&gpu, &mut b, &plain, &Lookup::new(&bad), &out).unwrap_err();
     assert!(
-        matches!(e, Error::Shape { .. }) && e.to_string().contains("id 10 at index 1"),
+        matches!(e, Error::BadInput { .. }) && e.to_string().contains("id 10 at index 1"),
         "{e}"
     );
     let bert = Tables {

@@ -13,8 +13,8 @@
 //! a step (absmax / 254) — and a value within the GPU's error of a rounding boundary may round
 //! the other way, so those bounds add to, not replace, the computation's.
 
-use crate::attention::read_cache;
 use crate::common::*;
+use crate::kv_cache::read_cache;
 use kjarni_web::cpu::compare::check_close;
 use kjarni_web::cpu::{self, attention as refa, linear as refl, norm as refn, quant as cq};
 use kjarni_web::ops::attention::Rope;

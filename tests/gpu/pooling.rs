@@ -23,7 +23,7 @@ gpu_test!(mean_pool_with_padding_matches_reference, async {
                 let mut b = gpu.batch();
                 pooling::record(&gpu, &mut b, &th, &tl, &out, mode, normalize).unwrap();
                 gpu.submit(b).unwrap();
-                let want = cpu::pool(&h, seq, dim, &lens, mode, normalize);
+                let want = cpu::pooling::pool(&h, seq, dim, &lens, mode, normalize);
                 // The last-token rows differ from the CLS rows wherever a sequence is padded.
                 let what = format!("pool {mode:?} {batch}x{seq}x{dim} norm={normalize}");
                 assert_tensor(&gpu, &what, &out, &want, TOL).await;

@@ -5,6 +5,7 @@ use kjarni_web::cpu::{
 };
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
 use kjarni_web::ops::rope::{self, Rope, RopeConfig, RopeLayout, RopeScaling, Variant};
+use kjarni_web::Error;
 
 // |x| ≤ 1. The kernel (shaders/common/rope.wgsl, shared with K on append and decode Q) rounds
 // the angle pos · inv_freq to f32 as transformers does, and so does the reference; they differ by
@@ -239,7 +240,13 @@ gpu_test!(rope_rejects_bad_shapes, async {
         layout: RopeLayout::HalfSplit,
         scaling: RopeScaling::None,
     };
-    assert!(Rope::new(&gpu, odd).is_err());
+    assert!(matches!(Rope::new(&gpu, odd), Err(Error::Shape { .. })));
+    // A theta out of range is a bad value, not a bad shape.
+    let theta = RopeConfig { theta: 0.5, ..odd };
+    assert!(matches!(
+        Rope::new(&gpu, RopeConfig { rotary_dim: 8, ..theta }),
+        Err(Error::BadInput { .. })
+    ));
     let r = Rope::new(
         &gpu,
         RopeConfig {

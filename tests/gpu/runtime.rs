@@ -1,5 +1,6 @@
 use crate::common::*;
 use kjarni_web::cpu::compare::Tolerance;
+use kjarni_web::gpu::{Const, Kernel};
 use kjarni_web::ops::elementwise::{self, Op};
 use kjarni_web::{DType, Error, GpuTensor};
 
@@ -85,6 +86,50 @@ gpu_test!(bad_input_gives_typed_errors, async {
     let e = elementwise::record(&gpu, &mut batch, Op::Silu, &h, None, &a).unwrap_err();
     assert!(matches!(e, Error::DType { .. }), "{e}");
     assert_eq!(batch.dispatches(), 0);
+});
+
+/// A kernel the WGSL compiler refuses (an f32 literal bound to a u32).
+const BROKEN: Kernel = Kernel {
+    name: "broken",
+    source: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+    uses_reduction: false,
+};
+
+gpu_test!(rejected_shader_names_its_kernel_and_variant, async {
+    let gpu = gpu().await;
+    let consts = [("N", Const::U32(3))];
+    let created = gpu.pipelines().get(gpu.device(), &BROKEN, "main", None, &consts);
+    let e = match created {
+        // Natively the device's verdict is known at creation.
+        Err(e) => e,
+        Ok(_) if !cfg!(target_arch = "wasm32") => panic!("a rejected pipeline must fail at creation natively"),
+        // In the browser it arrives asynchronously: the next check returns it.
+        Ok(_) => {
+            let mut found = None;
+            for _ in 0..20 {
+                if let Err(e) = gpu.sync().await {
+                    found = Some(e);
+                    break;
+                }
+            }
+            found.expect("the rejection was never reported")
+        }
+    };
+    say!("{e}");
+    assert!(
+        matches!(&e, Error::Pipeline { kernel: "broken", variant, .. } if variant == "main[N=U32(3)]"),
+        "{e}"
+    );
+    assert_eq!(e.code(), "GPU_ERROR");
+    // Asking for the variant again fails at once; the device still runs other kernels.
+    let again = gpu.pipelines().get(gpu.device(), &BROKEN, "main", None, &consts);
+    assert!(matches!(again, Err(Error::Pipeline { .. })), "{again:?}");
+    let x = upload(&gpu, "x", &[4], &[1.0; 4]);
+    let mut batch = gpu.batch();
+    elementwise::record_inplace(&gpu, &mut batch, Op::Axpb { alpha: 2.0, beta: 0.0 }, &x).unwrap();
+    gpu.submit(batch).unwrap();
+    gpu.sync().await.unwrap();
+    assert_tensor(&gpu, "after a rejection", &x, &[2.0; 4], Tolerance::EXACT).await;
 });
 
 gpu_test!(profile_labels_and_times_every_dispatch_and_keeps_results, async {

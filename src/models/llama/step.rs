@@ -75,7 +75,7 @@ impl Llama {
                     Embedding::Table(_) => 0,
                 };
                 if let Some(&id) = ids.iter().find(|&&id| id as usize >= rows) {
-                    return Err(Error::Shape {
+                    return Err(Error::BadInput {
                         op: "Llama::forward",
                         detail: format!("token id {id} is outside the embedding table"),
                     });
@@ -142,7 +142,7 @@ impl Llama {
     /// id goes to the slot and `out`. Submits without waiting; the KV length advances by one.
     pub fn submit_decode(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
         if self.step.sampler.is_none() {
-            return Err(Error::Shape {
+            return Err(Error::BadInput {
                 op: "Llama::submit_decode",
                 detail: "no generation started (submit_prefill first)".into(),
             });

@@ -1,5 +1,27 @@
-//! Masked softmax reference for attention scores `[batch * heads, q_len, k_len]`: masked keys
-//! become -inf before [`super::softmax`], so nothing masked can leak and empty rows give zeros.
+//! Softmax references: the row softmax, and the masked softmax of attention scores
+//! `[batch * heads, q_len, k_len]` (masked keys become -inf before [`softmax`], so nothing
+//! masked can leak and empty rows give zeros).
+
+/// Row softmax of `scale * x` over rows of length `cols`, accumulated in f64.
+/// -inf entries get probability 0; an all -inf row gives zeros.
+pub fn softmax(x: &[f32], cols: usize, scale: f32) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    if cols == 0 {
+        return out;
+    }
+    for (row, o) in x.chunks(cols).zip(out.chunks_mut(cols)) {
+        let s: Vec<f64> = row.iter().map(|&v| f64::from(v * scale)).collect();
+        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if m == f64::NEG_INFINITY {
+            continue;
+        }
+        let sum: f64 = s.iter().map(|&v| (v - m).exp()).sum();
+        for (o, &v) in o.iter_mut().zip(&s) {
+            *o = ((v - m).exp() / sum) as f32;
+        }
+    }
+    out
+}
 
 /// The padding part of the mask.
 #[derive(Debug, Clone, Copy)]
@@ -39,5 +61,5 @@ pub fn masked_softmax(
             }
         }
     }
-    super::softmax(&s, k_len, scale)
+    softmax(&s, k_len, scale)
 }
