@@ -166,7 +166,7 @@ impl Llama {
     /// [`Llama::submit_decode_sample`] finishes the step once the mask is set.
     pub fn submit_decode_logits(&mut self, gpu: &Gpu) -> Result<()> {
         if self.step.sampler.is_none() {
-            return Err(Error::Shape {
+            return Err(Error::BadInput {
                 op: "Llama::submit_decode_logits",
                 detail: "no generation started (submit_prefill first)".into(),
             });
@@ -181,7 +181,7 @@ impl Llama {
     /// The second half of a step [`Llama::submit_decode_logits`] began: sample its logits (with
     /// the logit mask as set now) into the sampled-id slot and `out`; submits without waiting.
     pub fn submit_decode_sample(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
-        let sampler = self.step.sampler.as_mut().ok_or_else(|| Error::Shape {
+        let sampler = self.step.sampler.as_mut().ok_or_else(|| Error::BadInput {
             op: "Llama::submit_decode_sample",
             detail: "no generation started (submit_prefill first)".into(),
         })?;
