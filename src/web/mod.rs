@@ -21,7 +21,7 @@ use crate::generate::{CancelToken, CausalLm, FinishReason, GenerateOptions, Samp
 use crate::gpu::memory::MemoryTracker;
 use crate::gpu::Gpu;
 use crate::load::estimate::{estimate_source, DeviceLimits, EstimateOptions};
-use crate::load::{FetchSource, LoadOptions, ModelConfig, Progress};
+use crate::load::{CacheStats, FetchSource, LoadOptions, ModelConfig, Progress};
 use crate::models::bert::BertModel;
 use crate::models::cross_encoder::CrossEncoder;
 use crate::models::gguf::{load_llama_gguf, GgufOptions};
@@ -247,7 +247,7 @@ async fn load_model(
     kv: KvDType,
     on_progress: Option<&js_sys::Function>,
     cancel: &CancelToken,
-) -> crate::Result<Loaded> {
+) -> crate::Result<(Loaded, CacheStats)> {
     let gpu = Gpu::new().await?;
     let max_context = opts.max_context.unwrap_or(2048).max(1);
     let path = url.split(['?', '#']).next().unwrap_or(url);
@@ -281,11 +281,12 @@ async fn load_model(
             return Err(Error::Cancelled(format!("loading {url}")));
         }
         source.flush_cache().await;
+        let stats = report_cache(&source, on_progress);
         let model = Model::Decoder {
             lm: Box::new(loaded.model),
             tok: Box::new(loaded.tokenizer),
         };
-        return Ok(Loaded { gpu, model });
+        return Ok((Loaded { gpu, model }, stats));
     }
     let source = FetchSource::new(url)
         .with_cache(opts.cache.as_deref())
@@ -335,7 +336,27 @@ async fn load_model(
     // Files fetched on a cache miss are written to the Cache API in the background: finish
     // (or fail quietly, the model is loaded either way) before reporting the load done.
     source.flush_cache().await;
-    Ok(Loaded { gpu, model })
+    let stats = report_cache(&source, on_progress);
+    Ok((Loaded { gpu, model }, stats))
+}
+
+/// The cache statistics of a finished load; a write skipped or failed for the storage quota
+/// is reported once to `on_progress(done, total, file, note)` with note `"quota-exceeded"`
+/// (done, total and file 0, 0, "").
+fn report_cache(source: &FetchSource, on_progress: Option<&js_sys::Function>) -> CacheStats {
+    let stats = source.cache_stats();
+    if stats.quota_skipped > 0 {
+        if let Some(f) = on_progress {
+            let args = js_sys::Array::of4(
+                &JsValue::from_f64(0.0),
+                &JsValue::from_f64(0.0),
+                &JsValue::from_str(""),
+                &JsValue::from_str("quota-exceeded"),
+            );
+            let _ = f.apply(&JsValue::NULL, &args);
+        }
+    }
+    stats
 }
 
 /// The load progress callback: `on_progress(done, total, file)` in bytes.
@@ -352,7 +373,7 @@ fn progress_reporter(on_progress: Option<&js_sys::Function>) -> impl FnMut(&Prog
     }
 }
 
-fn info_json(url: &str, loaded: &Loaded) -> String {
+fn info_json(url: &str, loaded: &Loaded, cache: &CacheStats) -> String {
     let caps: serde_json::Value = serde_json::from_str(&loaded.gpu.caps().to_json()).unwrap_or(serde_json::Value::Null);
     let model = match &loaded.model {
         Model::Decoder { lm, tok } => {
@@ -387,7 +408,7 @@ fn info_json(url: &str, loaded: &Loaded) -> String {
             "max_tokens": c.encoder().max_tokens(),
         }),
     };
-    serde_json::json!({ "model": model_name(url), "url": url, "config": model, "capabilities": caps }).to_string()
+    serde_json::json!({ "model": model_name(url), "url": url, "config": model, "capabilities": caps, "cache": cache.to_json() }).to_string()
 }
 
 /// A decoder behind [`CausalLm`] that reuses the KV cache's common prefix for the prompt and
@@ -641,11 +662,11 @@ impl WasmEngine {
             let (opts, kv, token) = started?;
             let r = load_model(&url, &opts, kv, on_progress.as_ref(), &token).await;
             s.busy.set(false);
-            let loaded = r.map_err(js_error)?;
+            let (loaded, cache) = r.map_err(js_error)?;
             if s.disposed.get() {
                 return Err(coded_error("ABORTED", "the engine was disposed while loading"));
             }
-            let info = info_json(&url, &loaded);
+            let info = info_json(&url, &loaded, &cache);
             *s.tracker.borrow_mut() = Some(loaded.gpu.memory.clone());
             *s.info.borrow_mut() = Some(info.clone());
             *s.vocab.borrow_mut() = None;

@@ -138,7 +138,8 @@ test('errors are KjarniErrors with stable codes', { timeout: 240_000 }, async ()
 });
 
 test('Cache API: a second load downloads no weights; a memory budget fails before the download', { timeout: 300_000 }, async () => {
-  const weights = () => server.requests.filter((r) => r.path === '/models/all-MiniLM-L6-v2/model.safetensors');
+  // Downloads only: a cached file is revalidated with a HEAD (tests/page/cache.test.mjs).
+  const weights = () => server.requests.filter((r) => r.path === '/models/all-MiniLM-L6-v2/model.safetensors' && r.method !== 'HEAD');
   const load = (opts) => inPage(async (o) => {
     const e = await window.kjarni.Engine.load('/models/all-MiniLM-L6-v2/', o);
     const stats = await e.stats();
