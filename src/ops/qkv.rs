@@ -171,8 +171,9 @@ pub fn record(
 }
 
 /// [`record`] with `split` workgroups per head (`None`: [`default_split`]; reduced to what the
-/// cache and the rotation allow, [`effective_split`]). Every split gives bit-identical results
-/// (a row's sum does not depend on it).
+/// cache and the rotation allow, [`effective_split`]). Splits with the same workgroup size
+/// (up to head_dim / 8) give bit-identical results (a row's sum does not depend on the split);
+/// a narrower workgroup sums 1 / rms in another order (last-bit differences).
 #[allow(clippy::too_many_arguments)]
 pub fn record_split(
     gpu: &Gpu,

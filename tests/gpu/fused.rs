@@ -404,9 +404,11 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
 });
 
 gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
-    // A row's sum does not depend on how many workgroups share a head: q and the appended K / V
-    // must be the same bits for splits 1 … head_dim / 4 (f32 and f16 caches; int8 keeps whole
-    // heads), dense and quantised.
+    // A row's sum does not depend on how many workgroups share a head while the workgroup size
+    // stays the same (splits 1 … head_dim / 8 at 256 invocations; head_dim / 4 narrows the
+    // workgroup, so 1 / rms sums in another order and differs in the last bits — seen on
+    // SwiftShader): q and the appended K / V must be the same bits (f32 and f16 caches; int8
+    // keeps whole heads), dense and quantised.
     let gpu = gpu().await;
     let (nh, nkv, hd) = (9usize, 3usize, 64usize);
     let fmts: &[Fmt] = if BROWSER {
@@ -455,7 +457,7 @@ gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
         let rope = Rope::plain(10000.0, hd);
         for &kv in kvs {
             let mut first: Option<(Vec<u32>, Vec<f32>, Vec<f32>)> = None;
-            for split in [1u32, 2, 4, 8, 16] {
+            for split in [1u32, 2, 4, 8] {
                 let mut cache = KvCache::new(&gpu, "cache", 8, nkv, hd, kv).unwrap();
                 let q = upload(&gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
                 let mut b = gpu.batch();
