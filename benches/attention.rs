@@ -27,7 +27,7 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
         }
     }
     for (model, heads, kv_heads) in [("smollm2", 9usize, 3usize), ("qwen2.5", 14, 2)] {
-        for len in [128usize, 256, 512] {
+        for len in [48usize, 128, 256, 512] {
             let case = format!("attention_decode_small_{model}_{len}");
             if args.wants(&case) {
                 decode_small(gpu, args, report, &case, len, heads, kv_heads).await?;
@@ -249,6 +249,20 @@ async fn decode_small(
         })
         .await?,
     );
+    // What `attention::decode` records by default at one chunk (decode_single), and the
+    // single-chunk decode_partial shape it replaced.
+    for (name, partial_only) in [("single_default", false), ("single_partial_only", true)] {
+        let o = DecodeOptions {
+            partial_only,
+            ..Default::default()
+        };
+        timings.push(
+            time_op(gpu, args, name, inner, |b| {
+                attention::decode(gpu, b, &q, &cache, &out, &scratch, &o)
+            })
+            .await?,
+        );
+    }
     let split_at = attention::split_chunk_for(gpu, heads, &cache)?;
     let split = DecodeOptions {
         chunk: Some(split_at),

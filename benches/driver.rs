@@ -16,10 +16,12 @@ use kjarni_web::{Gpu, Result};
 use serde_json::json;
 use std::time::Instant;
 
-/// The model with a clock on each arriving id.
+/// The model with a clock on each arriving id and on the host side of each decode step.
 struct Timed<'a> {
     lm: &'a mut Llama,
     arrivals: Vec<Instant>,
+    /// Seconds spent in each `submit_step` (recording the step and submitting it).
+    host: Vec<f64>,
 }
 
 impl CausalLm for Timed<'_> {
@@ -27,7 +29,10 @@ impl CausalLm for Timed<'_> {
         self.lm.submit_prompt(gpu, prompt, sampling, out)
     }
     fn submit_step(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
-        self.lm.submit_step(gpu, out)
+        let t0 = Instant::now();
+        let r = self.lm.submit_step(gpu, out);
+        self.host.push(t0.elapsed().as_secs_f64());
+        r
     }
     fn submit_logits(&mut self, gpu: &Gpu) -> Result<bool> {
         self.lm.submit_logits(gpu)
@@ -58,12 +63,24 @@ fn prompt() -> Vec<u32> {
 
 /// Seconds per decoded token through `generate`.
 async fn new_path(gpu: &Gpu, m: &mut Llama, steps: usize, depth: usize, sampling: SamplingParams) -> Result<f64> {
-    Ok(timed_generate(gpu, m, &prompt(), steps, depth, sampling).await?.1)
+    Ok(timed_generate(gpu, m, &prompt(), steps, depth, sampling)
+        .await?
+        .per_token)
+}
+
+/// What [`timed_generate`] measured.
+pub(crate) struct Generated {
+    /// Seconds from the call to the first id (prefill of the prompt and the first sample).
+    pub first: f64,
+    /// Seconds per decoded token after the first id.
+    pub per_token: f64,
+    /// Median seconds the host spent recording and submitting one decode step
+    /// (`CausalLm::submit_step`).
+    pub host_per_step: f64,
 }
 
 /// `generate` as the public API runs it (GPU sampling, `depth` steps in flight, 0: the default)
-/// after `m.reset()`: (seconds from the call to the first id — prefill of `prompt` and the first
-/// sample —, seconds per decoded token after it).
+/// after `m.reset()`.
 pub(crate) async fn timed_generate(
     gpu: &Gpu,
     m: &mut Llama,
@@ -71,11 +88,12 @@ pub(crate) async fn timed_generate(
     steps: usize,
     depth: usize,
     sampling: SamplingParams,
-) -> Result<(f64, f64)> {
+) -> Result<Generated> {
     m.reset();
     let mut t = Timed {
         lm: m,
         arrivals: Vec::new(),
+        host: Vec::new(),
     };
     let opts = GenerateOptions {
         sampling,
@@ -100,10 +118,17 @@ pub(crate) async fn timed_generate(
         .arrivals
         .first()
         .map_or(f64::NAN, |a| a.duration_since(t0).as_secs_f64());
-    match (t.arrivals.first(), t.arrivals.get(n.saturating_sub(1))) {
-        (Some(a), Some(b)) if n > 1 => Ok((first, b.duration_since(*a).as_secs_f64() / (n - 1) as f64)),
-        _ => Ok((first, f64::NAN)),
-    }
+    let per_token = match (t.arrivals.first(), t.arrivals.get(n.saturating_sub(1))) {
+        (Some(a), Some(b)) if n > 1 => b.duration_since(*a).as_secs_f64() / (n - 1) as f64,
+        _ => f64::NAN,
+    };
+    t.host.sort_by(f64::total_cmp);
+    let host_per_step = t.host.get(t.host.len() / 2).copied().unwrap_or(f64::NAN);
+    Ok(Generated {
+        first,
+        per_token,
+        host_per_step,
+    })
 }
 
 /// Seconds per decoded token the old way: forward, read every logit back, sample on the CPU.
@@ -166,12 +191,13 @@ async fn one_model(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, m: &
         &mut timings,
     );
     let old_disp = m.dispatches_per_token();
+    let mut host_us = f64::NAN;
     for depth in [1, 2, 3, 4, 6] {
-        add(
-            format!("new_greedy_gpu_in_flight_{depth}"),
-            new_path(gpu, m, steps, depth, greedy.clone()).await?,
-            &mut timings,
-        );
+        let g = timed_generate(gpu, m, &prompt(), steps, depth, greedy.clone()).await?;
+        if depth == 3 {
+            host_us = g.host_per_step * 1e6;
+        }
+        add(format!("new_greedy_gpu_in_flight_{depth}"), g.per_token, &mut timings);
     }
     let new_disp = m.dispatches_per_token();
     add(
@@ -193,6 +219,12 @@ async fn one_model(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, m: &
         );
         m.dispatches_per_token()
     };
+    // The host side of one step (record + submit, median): above the GPU's step time, decode is
+    // CPU-bound.
+    extra.insert(
+        "host_us_per_step_record_submit_greedy_in_flight_3".into(),
+        json!((host_us * 10.0).round() / 10.0),
+    );
     extra.insert("dispatches_per_token_old".into(), json!(old_disp));
     extra.insert("dispatches_per_token_new_greedy".into(), json!(new_disp));
     extra.insert("dispatches_per_token_new_top_k_top_p".into(), json!(filtered_disp));

@@ -204,14 +204,23 @@ async fn decoder_case(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, s
             let greedy = kjarni_web::generate::SamplingParams::default();
             let mut prefill = f64::MAX;
             for _ in 0..reps {
-                prefill = prefill.min(timed_generate(gpu, &mut m, &prompt, 0, 0, greedy.clone()).await?.0);
+                prefill = prefill.min(timed_generate(gpu, &mut m, &prompt, 0, 0, greedy.clone()).await?.first);
             }
             let short = &prompt[..prompt.len().min(48)];
             timed_generate(gpu, &mut m, short, steps, 0, greedy.clone()).await?;
             let mut runs = Vec::new();
+            let mut host = Vec::new();
             for _ in 0..reps {
-                runs.push(timed_generate(gpu, &mut m, short, steps, 0, greedy.clone()).await?.1);
+                let g = timed_generate(gpu, &mut m, short, steps, 0, greedy.clone()).await?;
+                runs.push(g.per_token);
+                host.push(g.host_per_step);
             }
+            host.sort_by(f64::total_cmp);
+            // Host side of a decode step (record + submit, median over steps, median run).
+            extra.insert(
+                format!("host_us_per_step_record_submit_kv_{name}"),
+                json!((host[host.len() / 2] * 1e7).round() / 10.0),
+            );
             runs.sort_by(f64::total_cmp);
             let per_token = runs[runs.len() / 2];
             timings.push(Timing {

@@ -15,6 +15,8 @@
 //                   nothing of size N x N exists anywhere (memory O(N)).
 //   decode_partial  flash-decoding: one query per head against a long cache, split into chunks;
 //   decode_merge    each chunk gives (max, sum, output) per head, the merge combines them.
+//   decode_single   decode while the cache fits one chunk: one workgroup per query head, one
+//                   dispatch (see its comment).
 //   unfused_scores, unfused_softmax, unfused_pv: the baseline with an N x N score buffer.
 
 struct Params {
@@ -650,5 +652,178 @@ fn decode_merge(
             acc = fma(vec4<f32>(exp2(part[ml0 + c].x - mx)), part[(h * p.n_chunks + c) * DW + w], acc);
         }
         out[h * DW + w] = acc * inv;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// decode_single: decode attention while the cache fits one chunk (one dispatch, no merge): one
+// workgroup of WGD invocations per query head, writing `out` itself. Beside decode_partial
+// (HG = 1, n_chunks = 1) it differs in phase 2, which bounded it: an invocation owns 8
+// consecutive output elements (one vec4<u32> of f16 codes, two of f32, two words of int8) of the
+// keys kg, kg + SKG, ... (SKG = WGD / (D / 8) key groups), with four keys' loads issued before
+// their FMAs, and the SKG partial outputs are summed by a tree (log2 SKG barriers) instead of
+// SKG serial steps. Phase 1 (scores, one key per invocation and KPT round) and the softmax are
+// decode_partial's. Needs D % 8 == 0.
+
+const S8: u32 = max(D / 8u, 1u);    // invocations per key row in phase 2
+const SKG: u32 = max(WGD / S8, 1u); // key groups in phase 2
+
+var<workgroup> sq: array<vec4<f32>, D / 4u>;
+var<workgroup> ssc: array<f32, WGD * KPT>;
+var<workgroup> sred: array<f32, WGD>;
+var<workgroup> spv: array<vec4<f32>, 2u * WGD>;
+
+// Tree max / sum of sred[i] over i; the result in sred[0].
+fn sred_tree(li: u32, is_max: bool) {
+    workgroupBarrier();
+    for (var s = WGD / 2u; s > 0u; s = s >> 1u) {
+        if (li < s) {
+            if (is_max) {
+                sred[li] = max(sred[li], sred[li + s]);
+            } else {
+                sred[li] = sred[li] + sred[li + s];
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// Elements e .. e + 8 (e % 8 == 0) of V row `row`, head `kvh`, as f32.
+fn load_v8(e: u32, row: u32, kvh: u32) -> array<vec4<f32>, 2> {
+    if (KV_DTYPE == KV_F32) {
+        return array<vec4<f32>, 2>(bitcast<vec4<f32>>(vbuf[e / 4u]), bitcast<vec4<f32>>(vbuf[e / 4u + 1u]));
+    } else if (KV_DTYPE == KV_F16) {
+        let w = vbuf[e / 8u];
+        return array<vec4<f32>, 2>(
+            vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)),
+            vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w))
+        );
+    }
+    let step = i8_step(vscale[(row * p.scale_stride + kvh) / 2u], kvh);
+    let w = vbuf[e / 16u];
+    let hi = (e & 8u) != 0u;
+    return array<vec4<f32>, 2>(
+        unpack_i8x4(select(w.x, w.z, hi)) * step,
+        unpack_i8x4(select(w.y, w.w, hi)) * step
+    );
+}
+
+@compute @workgroup_size(WGD)
+fn decode_single(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let h = wid.x + wid.y * nwg.x;
+    if (h >= p.n_heads) {
+        return;
+    }
+    let kvh = h / p.group;
+    let nk = min(p.chunk, p.kv_len);
+
+    for (var w = li; w < D / 4u; w = w + WGD) {
+        let qb = h * D;
+        var x = q[qb / 4u + w];
+        if (p.rot > 0u) {
+            for (var c = 0u; c < 4u; c = c + 1u) {
+                let e = 4u * w + c;
+                let pe = rope_partner(e, p.rot);
+                x[c] = rope_apply(e, x[c], q[(qb + pe) / 4u][pe % 4u], p.q_pos0, p.rot, p.log2_theta, p.rope_scaling);
+            }
+        }
+        sq[w] = x * p.scale_log2;
+    }
+    workgroupBarrier();
+
+    // Phase 1: scores, one key per invocation and round (decode_partial's arithmetic).
+    var mloc = LOWEST;
+    for (var kk = 0u; kk < KPT; kk = kk + 1u) {
+        let j = li + kk * WGD;
+        var s = 0.0;
+        if (j < nk && (p.window == 0u || j + p.window > p.q_pos0)) {
+            let e0 = kv_elem(0u, j, kvh);
+            if (KV_DTYPE == KV_F32) {
+                for (var w = 0u; w < D / 4u; w = w + 1u) {
+                    s = s + dot(sq[w], bitcast<vec4<f32>>(kbuf[e0 / 4u + w]));
+                }
+            } else if (KV_DTYPE == KV_F16) {
+                for (var w = 0u; w < D / 8u; w = w + 1u) {
+                    let raw = kbuf[e0 / 8u + w];
+                    let a = vec4<f32>(unpack2x16float(raw.x), unpack2x16float(raw.y));
+                    let c = vec4<f32>(unpack2x16float(raw.z), unpack2x16float(raw.w));
+                    s = s + dot(sq[2u * w], a) + dot(sq[2u * w + 1u], c);
+                }
+            } else {
+                for (var w = 0u; w < D / 16u; w = w + 1u) {
+                    let raw = kbuf[e0 / 16u + w];
+                    s = s + (dot(sq[4u * w], unpack_i8x4(raw.x)) + dot(sq[4u * w + 1u], unpack_i8x4(raw.y)))
+                          + (dot(sq[4u * w + 2u], unpack_i8x4(raw.z)) + dot(sq[4u * w + 3u], unpack_i8x4(raw.w)));
+                }
+                s = s * i8_step(kscale[(j * p.scale_stride + kvh) / 2u], kvh);
+            }
+            ssc[j] = s;
+            mloc = max(mloc, s);
+        } else {
+            ssc[j] = LOWEST;
+        }
+    }
+    sred[li] = mloc;
+    sred_tree(li, true);
+    let mh = sred[0];
+    var lsum = 0.0;
+    for (var kk = 0u; kk < KPT; kk = kk + 1u) {
+        let j = li + kk * WGD;
+        let v = ssc[j];
+        let pr = select(exp2(v - mh), 0.0, v <= LOWEST);
+        ssc[j] = pr;
+        lsum = lsum + pr;
+    }
+    workgroupBarrier(); // every invocation has read the maximum out of sred
+    sred[li] = lsum;
+    sred_tree(li, false); // its barriers also publish the probabilities in ssc
+    let total = sred[0];
+
+    // Phase 2: O = P V, 8 elements of the keys kg, kg + SKG, ... per invocation.
+    let w8 = li % S8;
+    let kg = li / S8;
+    var o0 = vec4<f32>(0.0);
+    var o1 = vec4<f32>(0.0);
+    if (kg < SKG) {
+        let e = kvh * D + 8u * w8;
+        var j = kg;
+        for (; j + 3u * SKG < nk; j = j + 4u * SKG) {
+            let va = load_v8(j * p.kv_row_stride + e, j, kvh);
+            let vb = load_v8((j + SKG) * p.kv_row_stride + e, j + SKG, kvh);
+            let vc = load_v8((j + 2u * SKG) * p.kv_row_stride + e, j + 2u * SKG, kvh);
+            let vd = load_v8((j + 3u * SKG) * p.kv_row_stride + e, j + 3u * SKG, kvh);
+            let pa = vec4<f32>(ssc[j]);
+            let pb = vec4<f32>(ssc[j + SKG]);
+            let pc = vec4<f32>(ssc[j + 2u * SKG]);
+            let pd = vec4<f32>(ssc[j + 3u * SKG]);
+            o0 = fma(pd, vd[0], fma(pc, vc[0], fma(pb, vb[0], fma(pa, va[0], o0))));
+            o1 = fma(pd, vd[1], fma(pc, vc[1], fma(pb, vb[1], fma(pa, va[1], o1))));
+        }
+        for (; j < nk; j = j + SKG) {
+            let v = load_v8(j * p.kv_row_stride + e, j, kvh);
+            let pj = vec4<f32>(ssc[j]);
+            o0 = fma(pj, v[0], o0);
+            o1 = fma(pj, v[1], o1);
+        }
+    }
+    // Tree over the key groups: slots [kg][w8] (two vec4 each).
+    spv[2u * li] = o0;
+    spv[2u * li + 1u] = o1;
+    workgroupBarrier();
+    for (var s = SKG / 2u; s > 0u; s = s >> 1u) {
+        if (kg < s) {
+            let other = 2u * (li + s * S8);
+            spv[2u * li] = spv[2u * li] + spv[other];
+            spv[2u * li + 1u] = spv[2u * li + 1u] + spv[other + 1u];
+        }
+        workgroupBarrier();
+    }
+    if (kg == 0u) {
+        out[h * (D / 4u) + 2u * w8] = select(vec4<f32>(0.0), spv[2u * w8] / total, total > 0.0);
+        out[h * (D / 4u) + 2u * w8 + 1u] = select(vec4<f32>(0.0), spv[2u * w8 + 1u] / total, total > 0.0);
     }
 }

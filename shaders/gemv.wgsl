@@ -19,8 +19,8 @@
 // linear_common.wgsl. RES: 0 none, 1 y = v + res[n], 2 y = v + y[n] (in place), 3 y = v * res[n].
 // NORM: RMSNorm prologue, y = epilogue((W · (x * nw)) / rms(x)); the kernel then must not write
 // x (every workgroup reads all of it).
-// gemv_qkv also needs HD (head size), QKV_LANES (lanes per row group), KV_DTYPE and the helpers of attention_rope.wgsl and
-// qkv_epilogue.wgsl.
+// gemv_qkv also needs HD (head size), QKV_LANES (lanes per row group), QKV_SPLIT (workgroups per
+// head), KV_DTYPE and the helpers of attention_rope.wgsl and qkv_epilogue.wgsl.
 
 struct Params {
     n: u32,
@@ -206,41 +206,46 @@ fn gemv_grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-// Fused decode QKV (qkv_epilogue.wgsl is appended): workgroup h computes the HD rows of head h of
-// the concatenated [q heads | k heads | v heads] weight with the norm prologue, adds the bias
-// (stored after the norm weight in nw), and hands the head to the epilogue (RoPE, q out, KV
-// append). The WG invocations form WG / QKV_LANES groups of QKV_LANES lanes; group g computes
-// rows g·ROWS .. g·ROWS + ROWS of the head at once (each x load serves ROWS rows), its lanes
-// striding over the row's chunks. All partials go to workgroup memory ([lane][row], row stride
-// HD + 1: conflict-free) and after ONE barrier invocation e sums row e's QKV_LANES partials: no
-// per-row workgroup reductions, no subgroups needed.
-var<workgroup> qkv_part: array<f32, QKV_LANES * (HD + 1u)>;
+// Fused decode QKV (qkv_epilogue.wgsl is appended): workgroup (h, part) computes the QKV_R rows
+// of head h that part `part` of QKV_SPLIT owns (qkv_elem: QKV_P RoPE pairs, rows e and
+// e + HD / 2, so the rotation and the f16 pairs stay in the workgroup; the whole head when
+// QKV_SPLIT = 1) of the concatenated [q heads | k heads | v heads] weight with the norm
+// prologue, adds the bias (stored after the norm weight in nw), and hands them to the epilogue
+// (RoPE, q out, KV append). The WG invocations form WG / QKV_LANES groups of QKV_LANES lanes;
+// group g computes local rows g·ROWS .. g·ROWS + ROWS at once (each x load serves ROWS rows; ROWS
+// divides QKV_P, so they are consecutive rows of the weight), its lanes striding over the row's
+// chunks. All partials go to workgroup memory ([lane][row], row stride QKV_R + 1:
+// conflict-free) and after ONE barrier invocation e sums row e's QKV_LANES partials: no per-row
+// workgroup reductions, no subgroups needed. A row's sum does not depend on QKV_SPLIT.
+var<workgroup> qkv_part: array<f32, QKV_LANES * (QKV_R + 1u)>;
 
 @compute @workgroup_size(WG)
 fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
-    let hidx = wid.x + wid.y * nwg.x;
+    let wgi = wid.x + wid.y * nwg.x;
+    let hidx = wgi / QKV_SPLIT;
+    let part = wgi % QKV_SPLIT;
     if (hidx >= p.n_heads + 2u * p.n_kv_heads) {
         return;
     }
     let inv = norm_inv(lane);
     let li = lane.index % QKV_LANES;
     let r0 = (lane.index / QKV_LANES) * ROWS;
-    // Rows past the head's end (r0 + r ≥ HD) read the next rows or the last one: never stored.
-    let acc = vec4_rows(hidx * HD + r0, li, QKV_LANES);
+    // Groups past the workgroup's rows read rows of the weight they never store.
+    let acc = vec4_rows(hidx * HD + qkv_elem(part, min(r0, QKV_R - 1u)), li, QKV_LANES);
     for (var r = 0u; r < ROWS; r = r + 1u) {
-        if (r0 + r < HD) {
-            qkv_part[li * (HD + 1u) + r0 + r] = acc[r];
+        if (r0 + r < QKV_R) {
+            qkv_part[li * (QKV_R + 1u) + r0 + r] = acc[r];
         }
     }
     workgroupBarrier();
-    for (var e = lane.index; e < HD; e = e + WG) {
+    for (var e = lane.index; e < QKV_R; e = e + WG) {
         var s = 0.0;
         for (var l = 0u; l < QKV_LANES; l = l + 1u) {
-            s = s + qkv_part[l * (HD + 1u) + e];
+            s = s + qkv_part[l * (QKV_R + 1u) + e];
         }
-        head_buf[e] = s * inv + qkv_bias(hidx * HD + e);
+        head_buf[e] = s * inv + qkv_bias(hidx * HD + qkv_elem(part, e));
     }
-    qkv_epilogue(hidx, lane);
+    qkv_epilogue(hidx, part, lane);
 }
 
 // The bias of row `row` of the concatenated QKV weight (0 without HAS_BIAS): after the K norm

@@ -1,6 +1,10 @@
 // Epilogue of the fused decode QKV projection (appended to gemv.wgsl and quant.wgsl, after
-// attention_rope.wgsl): the workgroup has computed one head (HD values, bias added) of the
-// concatenated [q heads | k heads | v heads] rows into `head_buf`; it
+// attention_rope.wgsl): the workgroup has computed QKV_R values (bias added) of one head of the
+// concatenated [q heads | k heads | v heads] rows into `head_buf` — the whole head (QKV_SPLIT =
+// 1), or part `part` of QKV_SPLIT: QKV_P RoPE pairs, local rows r < QKV_P being head elements
+// part·QKV_P + r and rows QKV_P + r their partners half a head on (qkv_elem; the host splits
+// only heads rotated whole or not at all, only f32 / f16 caches, and keeps QKV_P even so f16
+// pairs stay in the workgroup); it
 //   - (place for a per-head q_norm / k_norm, Qwen3: an RMSNorm over head_buf before RoPE),
 //   - rotates q and k heads by RoPE at position p.pos (the helpers of attention_rope.wgsl, so q
 //     and K are bit-identical to the rotation of the unfused path),
@@ -11,7 +15,7 @@
 // half is replaced with a compare-exchange loop (no stale half survives a truncated cache).
 //
 // Needs from the including kernel: Params fields n_heads, n_kv_heads, pos, rot, log2_theta,
-// scale_stride; constants WG, HD, KV_DTYPE; Lane and wg_max.
+// scale_stride; constants WG, HD, KV_DTYPE, QKV_SPLIT; Lane and wg_max.
 
 // The fused epilogue rotates with unscaled frequencies (models with RoPE scaling decode through
 // the unfused path; src/ops/qkv.rs refuses them).
@@ -23,9 +27,30 @@ const ROPE_UNSCALED: vec4<f32> = vec4<f32>(1.0, 0.0, 0.0, 0.0);
 @group(0) @binding(13) var<storage, read_write> k_scales: array<atomic<u32>>;
 @group(0) @binding(14) var<storage, read_write> v_scales: array<atomic<u32>>;
 
-const QKV_EPT: u32 = (HD + WG - 1u) / WG;
+const QKV_R: u32 = HD / QKV_SPLIT; // rows of a workgroup
+const QKV_P: u32 = QKV_R / 2u; // RoPE pairs of a workgroup (QKV_SPLIT > 1)
+const QKV_EPT: u32 = (QKV_R + WG - 1u) / WG;
 
-var<workgroup> head_buf: array<f32, HD>;
+var<workgroup> head_buf: array<f32, QKV_R>;
+
+// Head element of local row r of part `part`.
+fn qkv_elem(part: u32, r: u32) -> u32 {
+    if (QKV_SPLIT == 1u) {
+        return r;
+    }
+    return select(HD / 2u + part * QKV_P + (r - QKV_P), part * QKV_P + r, r < QKV_P);
+}
+
+// Local row of the RoPE partner of local row r (rot is 0 or HD when QKV_SPLIT > 1).
+fn qkv_partner(r: u32, rot: u32) -> u32 {
+    if (QKV_SPLIT == 1u) {
+        return rope_partner(r, rot);
+    }
+    if (rot == 0u) {
+        return r;
+    }
+    return select(r - QKV_P, r + QKV_P, r < QKV_P);
+}
 
 fn qkv_store(is_k: bool, i: u32, w: u32) {
     if (is_k) {
@@ -57,8 +82,8 @@ fn qkv_store_scale(is_k: bool, wi: u32, high: bool, bits: u32) {
     }
 }
 
-// Call from uniform control flow with head index hidx (uniform: from the workgroup id).
-fn qkv_epilogue(hidx: u32, lane: Lane) {
+// Call from uniform control flow with head index hidx and part (uniform: from the workgroup id).
+fn qkv_epilogue(hidx: u32, part: u32, lane: Lane) {
     workgroupBarrier(); // head_buf complete
     let is_q = hidx < p.n_heads;
     let is_k = !is_q && hidx < p.n_heads + p.n_kv_heads;
@@ -68,8 +93,8 @@ fn qkv_epilogue(hidx: u32, lane: Lane) {
     var amax = 0.0;
     for (var c = 0u; c < QKV_EPT; c = c + 1u) {
         let e = lane.index + c * WG;
-        if (e < HD) {
-            let v = rope_apply(e, head_buf[e], head_buf[rope_partner(e, rot)], p.pos, rot, p.log2_theta, ROPE_UNSCALED);
+        if (e < QKV_R) {
+            let v = rope_apply(qkv_elem(part, e), head_buf[e], head_buf[qkv_partner(e, rot)], p.pos, rot, p.log2_theta, ROPE_UNSCALED);
             vals[c] = v;
             amax = max(amax, abs(v));
         }
@@ -77,8 +102,8 @@ fn qkv_epilogue(hidx: u32, lane: Lane) {
     if (is_q) {
         for (var c = 0u; c < QKV_EPT; c = c + 1u) {
             let e = lane.index + c * WG;
-            if (e < HD) {
-                q_out[hidx * HD + e] = vals[c];
+            if (e < QKV_R) {
+                q_out[hidx * HD + qkv_elem(part, e)] = vals[c];
             }
         }
         return;
@@ -86,19 +111,20 @@ fn qkv_epilogue(hidx: u32, lane: Lane) {
     workgroupBarrier(); // every partner read before head_buf is overwritten
     for (var c = 0u; c < QKV_EPT; c = c + 1u) {
         let e = lane.index + c * WG;
-        if (e < HD) {
+        if (e < QKV_R) {
             head_buf[e] = vals[c];
         }
     }
     let h = select(hidx - p.n_heads - p.n_kv_heads, hidx - p.n_heads, is_k);
     let base = (p.pos * p.n_kv_heads + h) * HD;
     if (KV_DTYPE == KV_I8) {
-        // wg_max's barriers also publish head_buf.
+        // QKV_SPLIT = 1 here (the absmax is the whole head's). wg_max's barriers also publish
+        // head_buf.
         let absmax = wg_max(amax, lane);
         let bits = pack2x16float(vec2<f32>(absmax, 0.0)) & 0xffffu;
         let stored = unpack2x16float(bits).x;
         let inv = select(0.0, 127.0 / stored, stored > 0.0);
-        for (var w = lane.index; w < HD / 4u; w = w + WG) {
+        for (var w = lane.index; w < QKV_R / 4u; w = w + WG) {
             let q = clamp(round(vec4<f32>(head_buf[4u * w], head_buf[4u * w + 1u], head_buf[4u * w + 2u], head_buf[4u * w + 3u]) * inv),
                           vec4<f32>(-127.0), vec4<f32>(127.0));
             let b = vec4<u32>(bitcast<vec4<u32>>(vec4<i32>(q)) & vec4<u32>(0xffu));
@@ -110,12 +136,13 @@ fn qkv_epilogue(hidx: u32, lane: Lane) {
     } else {
         workgroupBarrier();
         if (KV_DTYPE == KV_F16) {
-            for (var w = lane.index; w < HD / 2u; w = w + WG) {
-                qkv_store(is_k, base / 2u + w, pack2x16float(vec2<f32>(head_buf[2u * w], head_buf[2u * w + 1u])));
+            // Local rows 2w, 2w + 1 are head elements e, e + 1 with e even (QKV_P is even).
+            for (var w = lane.index; w < QKV_R / 2u; w = w + WG) {
+                qkv_store(is_k, (base + qkv_elem(part, 2u * w)) / 2u, pack2x16float(vec2<f32>(head_buf[2u * w], head_buf[2u * w + 1u])));
             }
         } else {
-            for (var e = lane.index; e < HD; e = e + WG) {
-                qkv_store(is_k, base + e, bitcast<u32>(head_buf[e]));
+            for (var e = lane.index; e < QKV_R; e = e + WG) {
+                qkv_store(is_k, base + qkv_elem(part, e), bitcast<u32>(head_buf[e]));
             }
         }
     }

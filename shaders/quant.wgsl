@@ -25,7 +25,7 @@
 // file): NORM (RMSNorm prologue: x loads times the norm weight, the dot products times
 // 1 / rms(x)), HAS_BIAS, ACT (0 none, 2 SiLU), RES (0 none, 1 + res, 2 + y in place, 3 * res),
 // PAIR (SwiGLU over a [gate; up] weight of 2n rows: y = silu(gate · x) * (up · x)). gemv_qkv:
-// HD, KV_DTYPE and qkv_epilogue.wgsl (appended with attention_rope.wgsl).
+// HD, KV_DTYPE, QKV_SPLIT and qkv_epilogue.wgsl (appended with attention_rope.wgsl).
 
 const Q8_0: u32 = 0u;
 const Q4_0: u32 = 1u;
@@ -709,40 +709,43 @@ fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
-// Fused decode QKV (qkv_epilogue.wgsl is appended): workgroup h computes the HD rows of head h
-// of the concatenated [q heads | k heads | v heads] weight with the norm prologue, adds the bias
-// (stored after the norm weight in nw), and hands the head to the epilogue (RoPE, q out, KV
-// append). Rounds of OUTS rows: group g computes rows g·ROWS .. g·ROWS + ROWS of the round
-// (group_sums: one barrier per round with GROUPS > 1). Rows past the head are read (clamped),
-// never stored.
+// Fused decode QKV (qkv_epilogue.wgsl is appended): workgroup (h, part) computes the QKV_R rows
+// of head h that part `part` of QKV_SPLIT owns (qkv_elem: RoPE pairs, so the rotation stays in
+// the workgroup; the whole head when QKV_SPLIT = 1) of the concatenated [q heads | k heads |
+// v heads] weight with the norm prologue, adds the bias (stored after the norm weight in nw),
+// and hands them to the epilogue (RoPE, q out, KV append). Rounds of OUTS rows: group g
+// computes rows g·ROWS .. g·ROWS + ROWS of the round (group_sums: one barrier per round with
+// GROUPS > 1). Rows past the workgroup's are read (clamped), never stored.
 @compute @workgroup_size(WG)
 fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
-    let hidx = wid.x + wid.y * nwg.x;
+    let wgi = wid.x + wid.y * nwg.x;
+    let hidx = wgi / QKV_SPLIT;
+    let part = wgi % QKV_SPLIT;
     if (hidx >= p.n_heads + 2u * p.n_kv_heads) {
         return;
     }
     let inv = norm_inv(0u, lane);
     let grp = lane.index / LANES;
     let li = lane.index % LANES;
-    for (var r0 = 0u; r0 < HD; r0 = r0 + OUTS) {
+    for (var r0 = 0u; r0 < QKV_R; r0 = r0 + OUTS) {
         var rb: array<u32, ROWS>;
         for (var r = 0u; r < ROWS; r = r + 1u) {
-            rb[r] = row_block(hidx * HD + min(r0 + grp * ROWS + r, HD - 1u));
+            rb[r] = row_block(hidx * HD + qkv_elem(part, min(r0 + grp * ROWS + r, QKV_R - 1u)));
         }
         let s = group_sums(fast_rows(rb, li, 0u), lane);
         if (GROUPS == 1u) {
             if (lane.index == 0u) {
                 for (var r = 0u; r < ROWS; r = r + 1u) {
-                    if (r0 + r < HD) {
-                        head_buf[r0 + r] = s[r] * inv + qkv_bias(hidx * HD + r0 + r);
+                    if (r0 + r < QKV_R) {
+                        head_buf[r0 + r] = s[r] * inv + qkv_bias(hidx * HD + qkv_elem(part, r0 + r));
                     }
                 }
             }
-        } else if (lane.index < OUTS && r0 + lane.index < HD) {
-            head_buf[r0 + lane.index] = s[0] * inv + qkv_bias(hidx * HD + r0 + lane.index);
+        } else if (lane.index < OUTS && r0 + lane.index < QKV_R) {
+            head_buf[r0 + lane.index] = s[0] * inv + qkv_bias(hidx * HD + qkv_elem(part, r0 + lane.index));
         }
     }
-    qkv_epilogue(hidx, lane);
+    qkv_epilogue(hidx, part, lane);
 }
 
 // The bias of row `row` of the concatenated QKV weight (0 without HAS_BIAS): after the K norm

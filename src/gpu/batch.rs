@@ -157,7 +157,36 @@ impl Batch {
         }
     }
 
+    /// Compute passes [`Batch::encode`] records: one per run of dispatches between copies.
+    pub(crate) fn passes(&self) -> usize {
+        let mut passes = 0;
+        let mut in_pass = false;
+        for cmd in &self.cmds {
+            match cmd {
+                Cmd::Dispatch { .. } if !in_pass => {
+                    passes += 1;
+                    in_pass = true;
+                }
+                Cmd::Dispatch { .. } => {}
+                Cmd::Copy { .. } => in_pass = false,
+            }
+        }
+        passes
+    }
+
     pub(crate) fn encode(self, encoder: &mut wgpu::CommandEncoder) {
+        self.encode_with(encoder, None);
+    }
+
+    /// [`Batch::encode`] with timestamp 0 of `set` written at the start of the first compute
+    /// pass and timestamp 1 at the end of the last (profiling a whole step, `gpu::profile`).
+    pub(crate) fn encode_timed(self, encoder: &mut wgpu::CommandEncoder, set: &wgpu::QuerySet) {
+        self.encode_with(encoder, Some(set));
+    }
+
+    fn encode_with(self, encoder: &mut wgpu::CommandEncoder, set: Option<&wgpu::QuerySet>) {
+        let last_pass = self.passes();
+        let mut pass_index = 0;
         let mut cmds = self.cmds.into_iter().peekable();
         while let Some(cmd) = cmds.next() {
             match cmd {
@@ -175,9 +204,18 @@ impl Batch {
                     bind_group,
                     groups,
                 } => {
+                    pass_index += 1;
+                    let (first, last) = (pass_index == 1, pass_index == last_pass);
+                    let timestamp_writes =
+                        set.filter(|_| first || last)
+                            .map(|query_set| wgpu::ComputePassTimestampWrites {
+                                query_set,
+                                beginning_of_pass_write_index: first.then_some(0),
+                                end_of_pass_write_index: last.then_some(1),
+                            });
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
-                        timestamp_writes: None,
+                        timestamp_writes,
                     });
                     pass.set_pipeline(&pipeline);
                     pass.set_bind_group(0, &bind_group, &[]);

@@ -66,6 +66,10 @@ struct Pending {
 pub(crate) struct Recorder {
     labels: Vec<String>,
     pending: Vec<Pending>,
+    /// [`Gpu::begin_profile_one_pass`]: each batch encoded as without a profile (its dispatches
+    /// sharing compute passes), one timestamp at the start of its first pass and one at the end
+    /// of its last.
+    one_pass: bool,
 }
 
 impl Recorder {
@@ -73,6 +77,9 @@ impl Recorder {
     /// them.
     pub(crate) fn encode(&mut self, gpu: &Gpu, batch: super::Batch, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let n = batch.dispatches() as u32;
+        if self.one_pass {
+            return self.encode_whole(gpu, batch, encoder);
+        }
         let per_set = MAX_QUERIES / 2;
         let mut sets = Vec::new();
         if gpu.caps().timestamps && n > 0 {
@@ -109,6 +116,37 @@ impl Recorder {
                 queries: count,
             });
         }
+        Ok(())
+    }
+
+    /// One-pass mode: the batch as [`super::Batch::encode`] records it, timed from the start of
+    /// its first compute pass to the end of its last (one label: the dispatch and pass counts).
+    fn encode_whole(&mut self, gpu: &Gpu, batch: super::Batch, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let n = batch.dispatches();
+        if n == 0 {
+            batch.encode(encoder);
+            return Ok(());
+        }
+        let passes = batch.passes();
+        self.labels
+            .push(format!("batch ({n} dispatches in {passes} compute pass(es))"));
+        if !gpu.caps().timestamps {
+            batch.encode(encoder);
+            return Ok(());
+        }
+        let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = gpu.create_buffer(
+            "profile timestamps",
+            16,
+            wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        )?;
+        batch.encode_timed(encoder, &set);
+        encoder.resolve_query_set(&set, 0..2, resolve.raw(), 0);
+        self.pending.push(Pending { resolve, queries: 2 });
         Ok(())
     }
 
@@ -209,6 +247,22 @@ impl Gpu {
             .lock()
             .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
         *p = Some(Recorder::default());
+        Ok(())
+    }
+
+    /// Start recording a profile of whole batches: until [`Gpu::end_profile`], every submitted
+    /// batch is encoded as it would be without a profile (dispatches sharing compute passes) and
+    /// timed from the start of its first pass to the end of its last: one entry per batch in the
+    /// trace, its label giving the dispatch and pass counts.
+    pub fn begin_profile_one_pass(&self) -> Result<()> {
+        let mut p = self
+            .profile
+            .lock()
+            .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
+        *p = Some(Recorder {
+            one_pass: true,
+            ..Default::default()
+        });
         Ok(())
     }
 

@@ -20,6 +20,29 @@ use crate::ops::linear::{Epilogue, NormPrologue, Residual};
 use crate::ops::project::{self, GateUp, Linear};
 use crate::ops::qkv::{self, QkvWeight};
 
+/// Kernel choices of the fused decode layer (the benchmark times them side by side; the default
+/// is what a model records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeTuning {
+    /// Workgroups per head of the fused QKV (`None`: [`qkv::default_split`]; `Some(1)`: one
+    /// workgroup per head, as before the split).
+    pub qkv_split: Option<u32>,
+    /// Decode attention at single-chunk contexts through `decode_partial` (as before
+    /// `decode_single`; [`DecodeOptions::partial_only`]).
+    pub attention_partial_only: bool,
+}
+
+impl DecodeTuning {
+    /// The kernels as they were before the QKV split and `decode_single` (the benchmark
+    /// baseline).
+    pub fn previous() -> DecodeTuning {
+        DecodeTuning {
+            qkv_split: Some(1),
+            attention_partial_only: true,
+        }
+    }
+}
+
 /// The weights of one layer as the fused decode kernels read them (built at load by
 /// [`FusedLayer::new`] from the layer's separate weights).
 #[derive(Debug, Clone)]
@@ -60,9 +83,14 @@ pub(crate) fn record_decode(
     buf: &DecodeBuffers,
     eps: f32,
     rope: Rope,
+    tuning: &DecodeTuning,
 ) -> Result<()> {
-    qkv::record(gpu, b, buf.x, &f.qkv, eps, buf.q, cache, Some(rope))?;
-    attention::decode(gpu, b, buf.q, cache, buf.attn, buf.scratch, &DecodeOptions::default())?;
+    qkv::record_split(gpu, b, buf.x, &f.qkv, eps, buf.q, cache, Some(rope), tuning.qkv_split)?;
+    let opts = DecodeOptions {
+        partial_only: tuning.attention_partial_only,
+        ..Default::default()
+    };
+    attention::decode(gpu, b, buf.q, cache, buf.attn, buf.scratch, &opts)?;
     let attn = buf.attn.reshape(&[1, buf.attn.numel()])?;
     let add_x = Epilogue {
         residual: Some(Residual::Add(buf.x)),

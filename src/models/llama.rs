@@ -16,6 +16,7 @@ use crate::gpu::{DType, Gpu, GpuTensor};
 use crate::load::config::{DecoderConfig, MlpAct, ModelConfig};
 use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
+pub use crate::models::decoder_layer::DecodeTuning;
 use crate::models::decoder_layer::{self, DecodeBuffers, FusedLayer, LayerRefs};
 use crate::models::weights::{self, WeightSource};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
@@ -129,6 +130,7 @@ pub struct Llama {
     /// Per layer, the fused decode weights (empty when a layer's weights cannot be fused).
     fused: Vec<FusedLayer>,
     decode_path: DecodePath,
+    tuning: DecodeTuning,
     /// GPU-driven decoding: the sampled-id slot, the sampler, the generation's bookkeeping.
     step: step::StepState,
 }
@@ -331,6 +333,7 @@ impl Llama {
             tokens: Vec::new(),
             fused,
             decode_path: DecodePath::default(),
+            tuning: DecodeTuning::default(),
             step: step::StepState::new(gpu)?,
         })
     }
@@ -339,6 +342,12 @@ impl Llama {
     /// load; otherwise the unfused one runs whatever is chosen).
     pub fn set_decode_path(&mut self, path: DecodePath) {
         self.decode_path = path;
+    }
+
+    /// Choose the fused decode layer's kernel shapes (benchmarks compare them; the default is
+    /// the chosen one).
+    pub fn set_decode_tuning(&mut self, tuning: DecodeTuning) {
+        self.tuning = tuning;
     }
 
     /// The path one-token steps take.
@@ -520,7 +529,7 @@ impl Llama {
                     ffn_norm: &l.ffn_norm,
                     w_down: &l.w_down,
                 };
-                decoder_layer::record_decode(gpu, &mut b, f, &refs, &mut l.cache, &buf, eps, self.rope)?;
+                decoder_layer::record_decode(gpu, &mut b, f, &refs, &mut l.cache, &buf, eps, self.rope, &self.tuning)?;
             }
         }
         for l in self.layers.iter_mut().filter(|_| !fused) {

@@ -213,6 +213,24 @@ impl DecodeTiles {
         }
     }
 
+    /// The `decode_single` shape for `len` keys: 128 invocations up to 128 keys, else 256 with 1–2
+    /// keys each; `None` where it would not hold the keys or not fit the device, or where the
+    /// head size is not 8 times a power of two (its phase-2 tree).
+    pub fn single_kernel(caps: &Capabilities, len: usize, d: u32) -> Option<DecodeTiles> {
+        if !d.is_multiple_of(8) || !(d / 8).is_power_of_two() {
+            return None;
+        }
+        let wg = (len.next_power_of_two() as u32).clamp(128, 256).max(d / 4);
+        let kpt = (len as u32).div_ceil(wg).max(1);
+        let t = DecodeTiles { wg, kpt, hg: 1 };
+        let storage = d * 4 + wg * kpt * 4 + wg * 4 + 2 * wg * 16;
+        (kpt <= 2
+            && wg <= caps.max_invocations
+            && wg <= caps.max_workgroup_size_x
+            && storage <= caps.max_workgroup_storage)
+            .then_some(t)
+    }
+
     /// Pick the shape for `group` query heads per KV head and head size `d`.
     pub fn choose(caps: &Capabilities, group: u32, d: u32) -> Result<DecodeTiles> {
         // Query heads per workgroup: all of the group up to 8, else an even split of it.
@@ -683,6 +701,9 @@ pub struct DecodeOptions {
     pub chunk: Option<usize>,
     /// Sliding window: only the last `window` positions up to the query's are attended.
     pub window: Option<usize>,
+    /// At single-chunk contexts, record `decode_partial` (as before `decode_single` existed: the
+    /// benchmark baseline) instead of `decode_single`.
+    pub partial_only: bool,
 }
 
 /// Partial results of flash-decoding, sized once for a model (shared by all layers).
@@ -805,7 +826,14 @@ pub fn decode(
     let group = (n_heads / n_kv) as u32;
     let mut tiles = DecodeTiles::choose(gpu.caps(), group, d as u32)?;
     let single = opts.chunk.is_none() && len <= tiles.max_chunk() as usize;
-    if single {
+    let single_kernel = if single && !opts.partial_only {
+        DecodeTiles::single_kernel(gpu.caps(), len, d as u32)
+    } else {
+        None
+    };
+    if let Some(t) = single_kernel {
+        tiles = t;
+    } else if single {
         tiles = tiles.single_chunk(gpu.caps(), len, d as u32);
     }
     let n_hg = group.div_ceil(tiles.hg) as usize;
@@ -865,6 +893,22 @@ pub fn decode(
             .get(gpu.device(), &KERNEL, entry, Some(Reduction::SharedMemory), &c)
     };
     let (ks, vs) = cache.scale_bindings();
+    if single_kernel.is_some() {
+        return batch.dispatch(
+            gpu,
+            &get("decode_single")?,
+            &params,
+            &[
+                (1, q.buffer()),
+                (2, cache.k().buffer()),
+                (3, cache.v().buffer()),
+                (4, ks.buffer()),
+                (5, vs.buffer()),
+                (6, out.buffer()),
+            ],
+            gpu.grid(OP, n_heads as u64)?,
+        );
+    }
     batch.dispatch(
         gpu,
         &get("decode_partial")?,

@@ -135,8 +135,15 @@ super::checks::params_layout_test!(
 
 /// The constants every gemv.wgsl pipeline defines beyond its own (the module also holds the
 /// fused QKV entry point, whose head size and KV format they give).
-pub(crate) fn module_consts(norm: bool, hd: u32, kv_dtype: u32, qkv_lanes: u32) -> [(&'static str, Const); 4] {
+pub(crate) fn module_consts(
+    norm: bool,
+    hd: u32,
+    kv_dtype: u32,
+    qkv_lanes: u32,
+    qkv_split: u32,
+) -> [(&'static str, Const); 5] {
     [
+        ("QKV_SPLIT", Const::U32(qkv_split)),
         ("NORM", Const::Bool(norm)),
         ("HD", Const::U32(hd)),
         ("KV_DTYPE", Const::U32(kv_dtype)),
@@ -238,7 +245,7 @@ pub fn record_full(
 
     let mut consts: Vec<(&'static str, Const)> = dtype_consts(w.dtype()).to_vec();
     consts.extend_from_slice(&bound.consts);
-    consts.extend_from_slice(&module_consts(norm.is_some(), 16, 0, 1));
+    consts.extend_from_slice(&module_consts(norm.is_some(), 16, 0, 1, 1));
     match variant {
         Variant::Vec4 {
             rows,

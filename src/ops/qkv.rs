@@ -4,9 +4,11 @@
 //! k and v appended to the KV cache in its storage format: one dispatch instead of norm, three
 //! projections and the append.
 //!
-//! The weight is q, k and v's rows concatenated at load ([`QkvWeight::new`]); a workgroup owns
-//! one whole head (RoPE pairs elements half a head apart; int8 needs the head's absmax), so there
-//! are `n_heads + 2 n_kv_heads` workgroups. The norm weight and the bias travel in one f32 buffer
+//! The weight is q, k and v's rows concatenated at load ([`QkvWeight::new`]). A head is split
+//! over `split` workgroups ([`default_split`]), each owning `head_dim / (2 split)` RoPE pairs
+//! (rows e and e + head_dim / 2), so the rotation and the f16 pairs of the append stay inside a
+//! workgroup: `split · (n_heads + 2 n_kv_heads)` workgroups. An int8 cache needs the head's absmax
+//! and a partially rotated head pairs other elements: those keep one workgroup per head. The norm weight and the bias travel in one f32 buffer
 //! (`[norm (K) | bias (N)]`) to stay within 8 storage bindings for dense weights (quantised: 9,
 //! the second view of the block buffer; devices offering fewer fall back, see
 //! [`QkvWeight::supported`]).
@@ -14,7 +16,7 @@
 use super::attention::Rope;
 use super::checks::to_u32;
 use super::gemv;
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvDType};
 use super::linear::{chunk_elems, dtype_consts, Epilogue};
 use super::project::Linear;
 use super::quant::{self, QuantWeight, Variant as QVariant};
@@ -128,6 +130,29 @@ impl QkvWeight {
     }
 }
 
+/// Workgroups per head the fused QKV uses by default: `head_dim / 8` (4 RoPE pairs, 8 rows a
+/// workgroup; 8 for SmolLM2's and Qwen2.5's head_dim 64: 120 / 144 workgroups instead of 15 /
+/// 18), where the cache format and the rotation allow a split (see [`effective_split`]).
+pub fn default_split(head_dim: usize) -> u32 {
+    (head_dim / 8).max(1) as u32
+}
+
+/// The split `want` (workgroups per head) as recorded: a power of two with at least 2 rows and
+/// an even number of RoPE pairs per workgroup (f16 pairs), and 1 for int8 caches (the absmax is
+/// the head's) and for heads rotated only partly (`rot` ∉ {0, head_dim}).
+pub fn effective_split(want: u32, head_dim: usize, kv: KvDType, rot: u32) -> u32 {
+    let hd = head_dim as u32;
+    if kv == KvDType::Int8 || (rot != 0 && rot != hd) || want <= 1 {
+        return 1;
+    }
+    let mut s = want.next_power_of_two().min(hd / 4);
+    // Pairs per workgroup hd / (2 s) even, and s dividing hd / 2.
+    while s > 1 && !((hd / 2).is_multiple_of(s) && (hd / (2 * s)).is_multiple_of(2)) {
+        s /= 2;
+    }
+    s.max(1)
+}
+
 /// Record the fused QKV of one token x `[1, K]` (f32): q `[n_heads, hd]` (f32) into `q_out`,
 /// K and V appended to `cache` at its next row (advancing its length), RoPE by `rope` at that
 /// position on q and K.
@@ -141,6 +166,25 @@ pub fn record(
     q_out: &GpuTensor,
     cache: &mut KvCache,
     rope: Option<Rope>,
+) -> Result<()> {
+    record_split(gpu, batch, x, w, eps, q_out, cache, rope, None)
+}
+
+/// [`record`] with `split` workgroups per head (`None`: [`default_split`]; reduced to what the
+/// cache and the rotation allow, [`effective_split`]). Splits with the same workgroup size
+/// (up to head_dim / 8) give bit-identical results (a row's sum does not depend on the split);
+/// a narrower workgroup sums 1 / rms in another order (last-bit differences).
+#[allow(clippy::too_many_arguments)]
+pub fn record_split(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    w: &QkvWeight,
+    eps: f32,
+    q_out: &GpuTensor,
+    cache: &mut KvCache,
+    rope: Option<Rope>,
+    split: Option<u32>,
 ) -> Result<()> {
     const NAME: &str = "qkv";
     x.expect_dtype(NAME, &[DType::F32])?;
@@ -188,8 +232,32 @@ pub fn record(
         }
         None => (0, 0.0),
     };
+    let mut split = effective_split(split.unwrap_or_else(|| default_split(hd)), hd, cache.dtype(), rot);
+    let caps = gpu.caps();
+    let dense = match &w.w {
+        Linear::Dense(_) => {
+            let shape = |s: u32| {
+                dense_shape(
+                    caps.variants.reduce_workgroup,
+                    caps.max_workgroup_storage,
+                    hd as u32 / s,
+                    s,
+                )
+            };
+            if shape(split).is_none() {
+                split = 1;
+            }
+            Some(shape(split).ok_or_else(|| Error::Unsupported {
+                kernel: NAME,
+                variant: format!("head_dim {hd}"),
+                why: "no workgroup shape covers a head in one round".into(),
+            })?)
+        }
+        Linear::Quant(_) => None,
+    };
+    let rows = hd as u32 / split;
     let pos = cache.claim(1)?;
-    let heads = w.n_heads + 2 * w.n_kv_heads;
+    let heads = (w.n_heads + 2 * w.n_kv_heads) * split as usize;
     let n = to_u32(NAME, "rows", w.w.rows())?;
     let kk = to_u32(NAME, "K", k)?;
     let pos = to_u32(NAME, "position", pos)?;
@@ -205,10 +273,9 @@ pub fn record(
     ];
     match &w.w {
         Linear::Dense(wt) => {
-            let caps = gpu.caps();
             let reduction = caps.variants.reduction;
-            let (workgroup, lanes, rows) =
-                dense_shape(caps.variants.reduce_workgroup, caps.max_workgroup_storage, hd as u32);
+            let (workgroup, lanes, group_rows) =
+                dense.ok_or_else(|| Error::Internal("qkv: dense shape missing".into()))?;
             let epi = Epilogue {
                 bias: None,
                 ..Default::default()
@@ -217,10 +284,10 @@ pub fn record(
             let mut consts: Vec<(&'static str, Const)> = dtype_consts(wt.dtype()).to_vec();
             consts.extend_from_slice(&epi.consts);
             consts[3] = ("HAS_BIAS", Const::Bool(w.has_bias));
-            consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv, lanes));
+            consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv, lanes, split));
             consts.extend_from_slice(&[
                 ("WG", Const::U32(workgroup)),
-                ("ROWS", Const::U32(rows)),
+                ("ROWS", Const::U32(group_rows)),
                 ("ALIGNED", Const::Bool(k % chunk_elems(wt.dtype()) == 0)),
             ]);
             let pipeline = gpu
@@ -243,22 +310,23 @@ pub fn record(
             batch.dispatch(gpu, &pipeline, &params, &buffers, groups)
         }
         Linear::Quant(q) => {
-            let caps = gpu.caps();
             // Row groups of `lanes` lanes (one unit of 32 weights each per row and step), each
             // group `rows` rows of the head at once: one round of one barrier per head (HD ≤ 64 ·
             // rows per group … see quant_shape).
             let units = (k / 32).max(1) as u32;
-            let (wg, lanes, rows) = quant_shape(caps.variants.reduce_workgroup, units, hd as u32);
+            let (wg, lanes, group_rows) = quant_shape(caps.variants.reduce_workgroup, units, rows);
             let variant = QVariant::GemvFast {
                 workgroup: wg,
                 lanes,
-                rows,
+                rows: group_rows,
                 step: 1,
                 reduction: caps.variants.reduction,
             };
             let reduction = quant::check_fast(gpu, variant)?;
             let mut consts = quant::fast_consts(q.qtype(), variant).to_vec();
-            consts.extend_from_slice(&quant::fused_consts(true, w.has_bias, 0, 0, false, hd as u32, kv));
+            consts.extend_from_slice(&quant::fused_consts(
+                true, w.has_bias, 0, 0, false, hd as u32, kv, split,
+            ));
             let pipeline =
                 gpu.pipelines()
                     .get(gpu.device(), &quant::QUANT_KERNEL, "gemv_qkv", Some(reduction), &consts)?;
@@ -290,27 +358,43 @@ pub fn record(
     }
 }
 
-/// The dense `gemv_qkv` shape (workgroup, lanes per row group, rows per group): up to 256
-/// invocations in groups of up to 32 lanes (a 576-long bf16 row is 72 chunks: 2–3 steps per
-/// lane, each with the group's rows' loads in flight), the groups covering the head once; the
-/// partials (`lanes × (hd + 1)` f32), the head and the reduction slots must fit the workgroup
-/// storage.
-fn dense_shape(max_wg: u32, storage: u32, hd: u32) -> (u32, u32, u32) {
-    let wg = max_wg.clamp(1, 256);
+/// The dense `gemv_qkv` shape for `r` rows a workgroup, `split` workgroups a head (workgroup,
+/// lanes per row group, rows per group): up to 256 invocations in groups of up to 32 lanes (a
+/// 576-long bf16 row is 72 chunks: 2–3 steps per lane, each with the group's rows' loads in
+/// flight), no more groups than rows, the groups covering the rows once; the partials (`lanes ×
+/// (r + 1)` f32), the rows and the reduction slots must fit the workgroup storage. A split
+/// head's group rows are a power of two dividing `r / 2` (a group's rows never straddle the two
+/// halves). `None` when no shape covers the rows in one round.
+fn dense_shape(max_wg: u32, storage: u32, r: u32, split: u32) -> Option<(u32, u32, u32)> {
+    let mut wg = max_wg.clamp(1, 256);
     let mut lanes = 32.min(wg);
-    while lanes > 1 && lanes * (hd + 1) * 4 + hd * 4 + wg * 20 > storage {
+    while lanes > 1 && lanes * (r + 1) * 4 + r * 4 + wg * 20 > storage {
         lanes /= 2;
     }
+    while wg > lanes && wg / lanes > r {
+        wg /= 2;
+    }
     let groups = wg / lanes;
-    (wg, lanes, hd.div_ceil(groups).clamp(1, 16))
+    let mut rows = r.div_ceil(groups).clamp(1, 16);
+    if split > 1 {
+        rows = 1 << rows.ilog2();
+        while rows > 1 && !(r / 2).is_multiple_of(rows) {
+            rows /= 2;
+        }
+    }
+    (groups * rows >= r).then_some((wg, lanes, rows))
 }
 
-/// The quantised `gemv_qkv` shape (workgroup, lanes, rows per group): 256 invocations (or the
-/// device's reduction maximum), lanes a power of two ≤ 16 and ≤ the row's units, the groups'
-/// rows covering 64 rows of the head per round.
-fn quant_shape(max_wg: u32, units: u32, hd: u32) -> (u32, u32, u32) {
-    let wg = max_wg.clamp(1, 256);
+/// The quantised `gemv_qkv` shape for `r` rows a workgroup (workgroup, lanes, rows per group):
+/// up to 256 invocations (or the device's reduction maximum; fewer when there are fewer rows
+/// than groups), lanes a power of two ≤ 16 and ≤ the row's units, the groups' rows covering up
+/// to 64 rows per round.
+fn quant_shape(max_wg: u32, units: u32, r: u32) -> (u32, u32, u32) {
+    let mut wg = max_wg.clamp(1, 256);
     let lanes = units.next_power_of_two().clamp(1, 16).min(wg);
+    while wg > lanes && wg / lanes > r {
+        wg /= 2;
+    }
     let groups = wg / lanes;
-    (wg, lanes, hd.min(64).div_ceil(groups).clamp(1, 16))
+    (wg, lanes, r.min(64).div_ceil(groups).clamp(1, 16))
 }

@@ -368,7 +368,8 @@ pub fn gemv_default(gpu: &Gpu, qtype: QuantType, n: usize, k: usize) -> Variant 
 }
 
 /// The fused constants of the plain kernels: everything off.
-const OFF: [(&str, Const); 7] = [
+const OFF: [(&str, Const); 8] = [
+    ("QKV_SPLIT", Const::U32(1)),
     ("NORM", Const::Bool(false)),
     ("HAS_BIAS", Const::Bool(false)),
     ("ACT", Const::U32(0)),
@@ -423,6 +424,7 @@ super::checks::params_layout_test!(
 
 /// The prologue / epilogue constants every pipeline of quant.wgsl defines (all off for the
 /// plain kernels).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fused_consts(
     norm: bool,
     bias: bool,
@@ -431,8 +433,10 @@ pub(crate) fn fused_consts(
     pair: bool,
     hd: u32,
     kv: u32,
-) -> [(&'static str, Const); 7] {
+    qkv_split: u32,
+) -> [(&'static str, Const); 8] {
     [
+        ("QKV_SPLIT", Const::U32(qkv_split)),
         ("NORM", Const::Bool(norm)),
         ("HAS_BIAS", Const::Bool(bias)),
         ("ACT", Const::U32(act)),
@@ -595,7 +599,7 @@ pub fn record_fused(
         return Err(Error::Internal("epilogue constants".into()));
     };
     let mut consts = fast_consts(w.qtype, variant).to_vec();
-    consts.extend_from_slice(&fused_consts(norm.is_some(), has_bias, act, res, pair, 16, 0));
+    consts.extend_from_slice(&fused_consts(norm.is_some(), has_bias, act, res, pair, 16, 0, 1));
     let p = gpu
         .pipelines()
         .get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;

@@ -326,8 +326,11 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     };
                     let tx = upload(&gpu, "x", &[1, k], &x);
                     let q = upload(&gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
+                    // The default split (a head over head_dim / 8 workgroups where the cache
+                    // allows), one workgroup per head, and two.
+                    let split = [None, Some(1), Some(2)][case % 3];
                     let mut b = gpu.batch();
-                    qkv::record(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope)).unwrap();
+                    qkv::record_split(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split).unwrap();
                     gpu.submit(b).unwrap();
                     assert_eq!(cache.len(), pos + 1);
 
@@ -361,7 +364,10 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                             })
                             .collect()
                     };
-                    let what = format!("qkv {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias}", kv.name());
+                    let what = format!(
+                        "qkv {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias} split {split:?}",
+                        kv.name()
+                    );
                     let got_q = q.to_f32_vec(&gpu).await.unwrap();
                     worst = worst.max(check_bound(&format!("{what}: q"), &got_q, &qr, &head_bound(0..nq, &qr)));
                     let (after_k, after_v) = read_cache(&gpu, &cache).await;
@@ -395,6 +401,86 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
         checked > 0,
         "no case ran (the device lacks the storage bindings for every format?)"
     );
+});
+
+gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
+    // A row's sum does not depend on how many workgroups share a head while the workgroup size
+    // stays the same (splits 1 … head_dim / 8 at 256 invocations; head_dim / 4 narrows the
+    // workgroup, so 1 / rms sums in another order and differs in the last bits — seen on
+    // SwiftShader): q and the appended K / V must be the same bits (f32 and f16 caches; int8
+    // keeps whole heads), dense and quantised.
+    let gpu = gpu().await;
+    let (nh, nkv, hd) = (9usize, 3usize, 64usize);
+    let fmts: &[Fmt] = if BROWSER {
+        &[Fmt::Dense(DType::BF16)]
+    } else {
+        &[
+            Fmt::Dense(DType::BF16),
+            Fmt::Dense(DType::F32),
+            Fmt::Quant(QuantType::Q4_K),
+        ]
+    };
+    let kvs: &[KvDType] = if BROWSER {
+        &[KvDType::F16]
+    } else {
+        &[KvDType::F16, KvDType::F32]
+    };
+    for &fmt in fmts {
+        let k = ks(fmt)[1];
+        let (nq, nk) = (nh * hd, nkv * hd);
+        let (wq, _) = weight(&gpu, fmt, nq, k, 50);
+        let (wk, _) = weight(&gpu, fmt, nk, k, 51);
+        let (wv, _) = weight(&gpu, fmt, nk, k, 52);
+        let tg = upload(&gpu, "gamma", &[k], &cpu::random(k, 53, 0.5, 1.5));
+        let bias = cpu::random(nq + 2 * nk, 54, -1.0, 1.0);
+        let tb = [
+            upload(&gpu, "bq", &[nq], &bias[..nq]),
+            upload(&gpu, "bk", &[nk], &bias[nq..nq + nk]),
+            upload(&gpu, "bv", &[nk], &bias[nq + nk..]),
+        ];
+        let mut b = gpu.batch();
+        let w = QkvWeight::new(
+            &gpu,
+            &mut b,
+            "qkv",
+            (&wq, &wk, &wv),
+            &tg,
+            Some((&tb[0], &tb[1], &tb[2])),
+            nh,
+            nkv,
+            hd,
+        )
+        .unwrap();
+        gpu.submit(b).unwrap();
+        let Some(w) = w else { continue };
+        let tx = upload(&gpu, "x", &[1, k], &cpu::random(k, 55, -1.0, 1.0));
+        let rope = Rope::plain(10000.0, hd);
+        for &kv in kvs {
+            let mut first: Option<(Vec<u32>, Vec<f32>, Vec<f32>)> = None;
+            for split in [1u32, 2, 4, 8] {
+                let mut cache = KvCache::new(&gpu, "cache", 8, nkv, hd, kv).unwrap();
+                let q = upload(&gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
+                let mut b = gpu.batch();
+                for _ in 0..3 {
+                    qkv::record_split(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), Some(split)).unwrap();
+                }
+                gpu.submit(b).unwrap();
+                let got_q: Vec<u32> = q.to_f32_vec(&gpu).await.unwrap().iter().map(|v| v.to_bits()).collect();
+                let (ck, cv) = read_cache(&gpu, &cache).await;
+                let what = format!("{fmt:?} kv {} split {split}", kv.name());
+                assert!(got_q.iter().all(|b| !f32::from_bits(*b).is_nan()), "{what}: q has NaN");
+                match &first {
+                    None => first = Some((got_q, ck, cv)),
+                    Some((q1, k1, v1)) => {
+                        assert_eq!(&got_q, q1, "{what}: q differs from split 1");
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&ck), bits(k1), "{what}: K differs from split 1");
+                        assert_eq!(bits(&cv), bits(v1), "{what}: V differs from split 1");
+                    }
+                }
+            }
+        }
+    }
 });
 
 /// Logits of `prompt` then of each id in `steps` (one-token forward passes).
