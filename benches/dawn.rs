@@ -26,13 +26,20 @@ use std::time::Instant;
 
 pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     for s in MODELS.iter().chain(&kjarni_web::cpu::synthetic::MODELS_II) {
+        // One model's failure is a finding (recorded in its case), not the end of the run.
         let case = format!("profile_decoder_{}", s.name);
         if args.wants(&case) {
-            profile_decode(gpu, report, &case, s).await?;
+            if let Err(e) = profile_decode(gpu, report, &case, s).await {
+                eprintln!("{case}: {e}");
+                report.add(&case, serde_json::json!({ "error": e.to_string() }), 0.0, 0.0, "", &[]);
+            }
         }
         let case = format!("profile_prefill_{}", s.name);
         if args.wants(&case) {
-            profile_prefill(gpu, args, report, &case, s).await?;
+            if let Err(e) = profile_prefill(gpu, args, report, &case, s).await {
+                eprintln!("{case}: {e}");
+                report.add(&case, serde_json::json!({ "error": e.to_string() }), 0.0, 0.0, "", &[]);
+            }
         }
     }
     if args.wants("encoder_minilm_l6") {
