@@ -128,35 +128,16 @@ impl Llama {
         self.record(gpu, &mut b, Input::Ids(ids))?;
         self.step.gen_start = self.cached_tokens();
         self.sampler(gpu)?.start(gpu, params, context)?;
-        let sampler = self
-            .step
-            .sampler
-            .as_mut()
-            .ok_or_else(|| Error::Internal("sampler missing".into()))?;
-        sampler.record(gpu, &mut b, &self.logits, self.step.ids.buffer(), 0)?;
-        b.copy(self.step.ids.buffer(), 0, out, 0, 4);
+        self.record_sample(gpu, &mut b, out)?;
         gpu.submit(b)
     }
 
     /// One decode step fed by the id the previous step sampled (it stays on the GPU); the next
     /// id goes to the slot and `out`. Submits without waiting; the KV length advances by one.
     pub fn submit_decode(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
-        if self.step.sampler.is_none() {
-            return Err(Error::BadInput {
-                op: "Llama::submit_decode",
-                detail: "no generation started (submit_prefill first)".into(),
-            });
-        }
         let mut b = gpu.batch();
-        self.record(gpu, &mut b, Input::Sampled)?;
-        self.step.fed += 1;
-        let sampler = self
-            .step
-            .sampler
-            .as_mut()
-            .ok_or_else(|| Error::Internal("sampler missing".into()))?;
-        sampler.record(gpu, &mut b, &self.logits, self.step.ids.buffer(), 0)?;
-        b.copy(self.step.ids.buffer(), 0, out, 0, 4);
+        self.record_decode_layers(gpu, &mut b, "Llama::submit_decode")?;
+        self.record_sample(gpu, &mut b, out)?;
         self.dispatches_last_decode = b.dispatches();
         gpu.submit(b)
     }
@@ -165,15 +146,8 @@ impl Llama {
     /// step sampled, up to the logits, submitted without sampling; the KV length advances by one.
     /// [`Llama::submit_decode_sample`] finishes the step once the mask is set.
     pub fn submit_decode_logits(&mut self, gpu: &Gpu) -> Result<()> {
-        if self.step.sampler.is_none() {
-            return Err(Error::BadInput {
-                op: "Llama::submit_decode_logits",
-                detail: "no generation started (submit_prefill first)".into(),
-            });
-        }
         let mut b = gpu.batch();
-        self.record(gpu, &mut b, Input::Sampled)?;
-        self.step.fed += 1;
+        self.record_decode_layers(gpu, &mut b, "Llama::submit_decode_logits")?;
         self.dispatches_last_decode = b.dispatches();
         gpu.submit(b)
     }
@@ -181,15 +155,34 @@ impl Llama {
     /// The second half of a step [`Llama::submit_decode_logits`] began: sample its logits (with
     /// the logit mask as set now) into the sampled-id slot and `out`; submits without waiting.
     pub fn submit_decode_sample(&mut self, gpu: &Gpu, out: &Buffer) -> Result<()> {
+        let mut b = gpu.batch();
+        self.record_sample(gpu, &mut b, out)?;
+        self.dispatches_last_decode += b.dispatches();
+        gpu.submit(b)
+    }
+
+    /// The layers of a decode step fed by the sampled id (a generation must have started).
+    fn record_decode_layers(&mut self, gpu: &Gpu, b: &mut Batch, op: &'static str) -> Result<()> {
+        if self.step.sampler.is_none() {
+            return Err(Error::BadInput {
+                op,
+                detail: "no generation started (submit_prefill first)".into(),
+            });
+        }
+        self.record(gpu, b, Input::Sampled)?;
+        self.step.fed += 1;
+        Ok(())
+    }
+
+    /// Sample the logits into the sampled-id slot and copy the id into `out`.
+    fn record_sample(&mut self, gpu: &Gpu, b: &mut Batch, out: &Buffer) -> Result<()> {
         let sampler = self.step.sampler.as_mut().ok_or_else(|| Error::BadInput {
             op: "Llama::submit_decode_sample",
             detail: "no generation started (submit_prefill first)".into(),
         })?;
-        let mut b = gpu.batch();
-        sampler.record(gpu, &mut b, &self.logits, self.step.ids.buffer(), 0)?;
+        sampler.record(gpu, b, &self.logits, self.step.ids.buffer(), 0)?;
         b.copy(self.step.ids.buffer(), 0, out, 0, 4);
-        self.dispatches_last_decode += b.dispatches();
-        gpu.submit(b)
+        Ok(())
     }
 
     /// Set (bit `i % 32` of word `i / 32` = token `i` allowed) or clear the logit mask of the
