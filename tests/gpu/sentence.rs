@@ -31,9 +31,21 @@ async fn minilm_files() -> MemorySource {
         "1_Pooling/config.json",
     ] {
         if f == "model.safetensors" {
-            // Over read_all's cap for small files: one range read of the whole file.
-            let (_, len) = src.read_range(f, 0, 8).await.unwrap();
-            m.insert(f, src.read_range(f, 0, len.unwrap()).await.unwrap().0);
+            // Over read_all's cap for small files: one range read of the whole file, its length
+            // from the header (the 8-byte header size, then the JSON's largest data offset): a
+            // server may not say the length (no Content-Range / a compressed answer).
+            let (head, _) = src.read_range(f, 0, 8).await.unwrap();
+            let n = u64::from_le_bytes(head[..8].try_into().unwrap());
+            let (json, _) = src.read_range(f, 8, 8 + n).await.unwrap();
+            let header: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let data = header
+                .as_object()
+                .unwrap()
+                .values()
+                .filter_map(|t| t["data_offsets"][1].as_u64())
+                .max()
+                .unwrap();
+            m.insert(f, src.read_range(f, 0, 8 + n + data).await.unwrap().0);
         } else if let Some(b) = src.read_optional(f).await.unwrap() {
             m.insert(f, b);
         }
