@@ -25,7 +25,9 @@ async function run(installed) {
     await mkdir(fetchDir, { recursive: true });
     await mkdir(join(models, 'gguf'), { recursive: true });
     await mkdir(bin);
+    // The GGUF files fetch_models.sh downloads itself are already there (not what is tested).
     await writeFile(join(models, 'gguf', 'SmolLM2-135M-Instruct.Q4_1.gguf'), 'gguf');
+    await writeFile(join(models, 'gguf', 'gemma-3-270m-q4_k_m.gguf'), 'gguf');
     // Like the real fetch.sh: idempotent, fails (with a traceback) while SmolLM2 is missing.
     await writeFile(join(fetchDir, 'fetch.sh'), [
       'echo "fetching MiniLM"',
