@@ -19,6 +19,15 @@ export const SHAPES = {
     kind: 'decoder', files: null, model_type: 'qwen2', hidden: 896, layers: 24, heads: 14, kv_heads: 2, ff: 4864,
     vocab: 151936, qkv_bias: true, rope_theta: 1000000,
   },
+  // Models II: kjarni-bench's decoder_qwen3_0.6b / decoder_gemma3_270m shapes (src/cpu/synthetic.rs).
+  'qwen3_0.6b': {
+    kind: 'decoder', files: null, model_type: 'qwen3', hidden: 1024, layers: 28, heads: 16, kv_heads: 8, head_dim: 128,
+    ff: 3072, vocab: 151936, qkv_bias: false, rope_theta: 1000000,
+  },
+  'gemma3_270m': {
+    kind: 'decoder', files: null, model_type: 'gemma3_text', hidden: 640, layers: 18, heads: 4, kv_heads: 1, head_dim: 256,
+    ff: 2048, vocab: 262144, qkv_bias: false, rope_theta: 1000000,
+  },
   'minilm_l6': { kind: 'encoder', files: 'all-MiniLM-L6-v2', hidden: 384, layers: 6, heads: 12, ff: 1536, vocab: 30522, max_pos: 512 },
   // The smoke run (scripts/test.sh) on SwiftShader: small enough for seconds per step.
   'tiny_decoder': { kind: 'decoder', files: null, model_type: 'llama', hidden: 128, layers: 1, heads: 2, kv_heads: 1, ff: 256, vocab: 1024, qkv_bias: false, rope_theta: 10000 },
@@ -41,7 +50,7 @@ function rng(seed) {
 
 /** Tensor names and shapes of a decoder (Llama / Qwen2 layout, tied embeddings). */
 function decoderTensors(s) {
-  const hd = s.hidden / s.heads;
+  const hd = s.head_dim ?? s.hidden / s.heads;
   const t = [['model.embed_tokens.weight', [s.vocab, s.hidden]]];
   for (let i = 0; i < s.layers; i++) {
     const p = `model.layers.${i}`;
@@ -52,6 +61,13 @@ function decoderTensors(s) {
     if (s.qkv_bias) {
       t.push([`${p}.self_attn.q_proj.bias`, [s.heads * hd]], [`${p}.self_attn.k_proj.bias`, [s.kv_heads * hd]]);
       t.push([`${p}.self_attn.v_proj.bias`, [s.kv_heads * hd]]);
+    }
+    if (s.model_type !== 'llama' && s.model_type !== 'qwen2') {
+      // Qwen3 and Gemma 3: per-head RMSNorm of q and k before RoPE.
+      t.push([`${p}.self_attn.q_norm.weight`, [hd]], [`${p}.self_attn.k_norm.weight`, [hd]]);
+    }
+    if (s.model_type === 'gemma3_text') {
+      t.push([`${p}.pre_feedforward_layernorm.weight`, [s.hidden]], [`${p}.post_feedforward_layernorm.weight`, [s.hidden]]);
     }
     t.push([`${p}.self_attn.o_proj.weight`, [s.hidden, s.heads * hd]]);
     t.push([`${p}.mlp.gate_proj.weight`, [s.ff, s.hidden]], [`${p}.mlp.up_proj.weight`, [s.ff, s.hidden]]);
@@ -183,7 +199,7 @@ export async function ensureModel(name, dir, { files = null } = {}) {
   if (!s) throw new Error(`unknown model '${name}' (known: ${Object.keys(SHAPES).join(', ')})`);
   const src = files && s.files ? join(files, s.files) : null;
   const realFiles = !!src && (await exists(join(src, 'tokenizer.json')));
-  const stampText = JSON.stringify({ name, realFiles, v: 4 });
+  const stampText = JSON.stringify({ name, realFiles, v: 5 });
   const stamp = join(dir, '.done');
   if ((await exists(stamp)) && (await readFile(stamp, 'utf8')) === stampText) {
     return { dir, ...JSON.parse(await readFile(join(dir, '.info.json'), 'utf8')) };
@@ -218,6 +234,26 @@ export async function ensureModel(name, dir, { files = null } = {}) {
         vocab_size: s.vocab,
         torch_dtype: 'bfloat16',
       };
+      if (s.model_type === 'qwen3') {
+        config.architectures = ['Qwen3ForCausalLM'];
+        config.head_dim = s.head_dim;
+      }
+      if (s.model_type === 'gemma3_text') {
+        // As Gemma-3-270M's config.json has it: every sixth layer global, the others a 512-token
+        // window with their own RoPE base; GELU(tanh) gate; queries scaled by 256^-1/2.
+        config.architectures = ['Gemma3ForCausalLM'];
+        config.head_dim = s.head_dim;
+        delete config.hidden_act;
+        delete config.rope_theta;
+        config.hidden_activation = 'gelu_pytorch_tanh';
+        config.query_pre_attn_scalar = 256;
+        config.sliding_window = 512;
+        config.layer_types = Array.from({ length: s.layers }, (_, i) => ((i + 1) % 6 === 0 ? 'full_attention' : 'sliding_attention'));
+        config.rope_parameters = {
+          full_attention: { rope_theta: s.rope_theta, rope_type: 'default' },
+          sliding_attention: { rope_theta: 10000, rope_type: 'default' },
+        };
+      }
       const template =
         "{% for message in messages %}{{ '<|im_start|>' + message['role'] + ' ' + message['content'] + ' <|im_end|> ' }}{% endfor %}" +
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant ' }}{% endif %}";

@@ -1,6 +1,7 @@
 // The chat demo (www/) in headless Chromium, as a user drives it: load SmolLM2 in a Web Worker,
 // ask the fixture question (greedy: the reply must be the fixture continuation's prefix), stop a
-// long generation, compare two sentences with MiniLM (the fixture's cosine). Screenshots in
+// long generation, refuse a bad JSON schema from the JSON toggle, compare two sentences with
+// MiniLM (the fixture's cosine). Screenshots in
 // target/page-artifacts/. SwiftShader takes minutes for SmolLM2's prefill and tens of seconds
 // per decoded token, so the fixture reply is limited to KJARNI_PAGE_TOKENS (default 2) tokens
 // and the Stop button is exercised on the tiny model (tiny_model.mjs).
@@ -65,17 +66,61 @@ test('demo chat: SmolLM2 in a worker answers the fixture question greedily', { t
   assert.deepEqual(errors, []);
 });
 
-test('demo chat: Stop ends a long generation', { timeout: 300_000 }, async () => {
-  await page.click('#chat-unload');
-  await waitChat('idle', 30_000);
+test('demo chat: the JSON toggle sends the schema; a schema that is not JSON or not supported is INVALID_ARGUMENT, named', { timeout: 600_000 }, async () => {
+  // SmolLM2 (loaded by the first test; loaded here when run alone): both refusals come before
+  // any token, so SwiftShader's slow prefill never runs.
+  if ((await page.getAttribute('body', 'data-chat')) !== 'ready') {
+    await page.click('#chat-load');
+    await waitChat('ready', 300_000);
+  }
+  await page.click('#clear');
+  assert.equal(await page.isVisible('#json-schema-box'), false, 'no schema editor while JSON is off');
+  await page.check('#json-mode');
+  assert.equal(await page.isVisible('#json-schema-box'), true, 'the schema editor shows with JSON on');
+  const send = async (schema) => {
+    await page.fill('#json-schema', schema);
+    await page.fill('#prompt', 'name a city');
+    await page.click('#send');
+    await page.waitForSelector('#error:not([hidden])', { timeout: 60_000 });
+    await waitChat('ready', 60_000);
+    return { code: await page.getAttribute('#error', 'data-code'), text: await page.textContent('#error') };
+  };
+  // Refused in the page before the request.
+  let e = await send('{ "type": "object", ');
+  assert.equal(e.code, 'INVALID_ARGUMENT', e.text);
+  assert.match(e.text, /schema is not JSON/);
+  // Refused by the engine before any token, naming the schema path of the unsupported keyword.
+  e = await send('{ "type": "object", "properties": { "city": { "type": "string" } }, "not": { "required": ["city"] } }');
+  assert.equal(e.code, 'INVALID_ARGUMENT', e.text);
+  assert.match(e.text, /response_format\.json_schema\.schema\/not/);
+  await screenshot(page, 'demo-chat-json-schema');
+  assert.deepEqual(await page.evaluate(() => [...document.querySelectorAll('.msg.assistant .content')].map((c) => c.textContent)), ['', '']);
+  await page.uncheck('#json-mode');
+  assert.equal(await page.isVisible('#json-schema-box'), false, 'the schema editor hides with JSON off');
+  assert.deepEqual(errors, []);
+});
+
+/** Load the tiny model (tiny_model.mjs) in the chat tab, unless it is loaded already. */
+async function loadTiny() {
+  const state = await page.getAttribute('body', 'data-chat');
+  if (state === 'ready' && (await page.inputValue('#chat-model-url')) === '/tiny/') return;
+  if (state === 'ready') {
+    await page.click('#chat-unload');
+    await waitChat('idle', 30_000);
+  }
   await page.selectOption('#chat-model', 'custom');
   await page.fill('#chat-model-url', '/tiny/');
   await page.click('#chat-load');
   await waitChat('ready', 120_000);
+}
+
+test('demo chat: Stop ends a long generation', { timeout: 300_000 }, async () => {
+  await loadTiny();
   await page.click('#clear');
   await page.fill('#max-tokens', '2000');
   await page.fill('#prompt', 'tell me a long story about a dragon');
   await page.click('#send');
+  assert.equal(await page.isHidden('#error'), true, 'an error of an earlier request is cleared');
   await page.waitForFunction(() => {
     const c = [...document.querySelectorAll('.msg.assistant .content')].at(-1);
     return c && c.textContent.split(' ').length >= 3;
