@@ -18,7 +18,7 @@ const KERNEL: Kernel = Kernel {
     name: "attention",
     source: concat!(
         include_str!("../../shaders/common/rope.wgsl"),
-        include_str!("../../shaders/attention_rope.wgsl"),
+        include_str!("../../shaders/common/attention_rope.wgsl"),
         include_str!("../../shaders/attention.wgsl")
     ),
     uses_reduction: true,

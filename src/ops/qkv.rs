@@ -1,5 +1,5 @@
 //! The fused decode QKV projection (`gemv_qkv` in `shaders/gemv.wgsl` and `shaders/quant.wgsl`,
-//! epilogue in `shaders/qkv_epilogue.wgsl`): for one token,
+//! epilogue in `shaders/common/qkv_epilogue.wgsl`): for one token,
 //! `[q; k; v] = W_qkv · rmsnorm(x) + b`, RoPE on q and k at the token's position, q written out,
 //! k and v appended to the KV cache in its storage format: one dispatch instead of norm, three
 //! projections and the append.
