@@ -2,7 +2,7 @@
 
 use crate::harness::{inner, random_tensor as tensor, time_op, Args, Report, Timing};
 use kjarni_web::ops::elementwise;
-use kjarni_web::ops::rope::{self, Rope, RopeConfig, RopeLayout, RopeScaling};
+use kjarni_web::ops::rope::{self, Rope};
 use kjarni_web::{DType, Gpu, GpuTensor, Result};
 use serde_json::json;
 
@@ -15,16 +15,7 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     let q = tensor(gpu, "q", &[tokens, heads, d], 5)?;
     let k = tensor(gpu, "k", &[tokens, heads, d], 6)?;
     let copy_dst = GpuTensor::zeros(gpu, "copy", &[tokens, heads, d], DType::F32)?;
-    let r = Rope::new(
-        gpu,
-        RopeConfig {
-            theta: 1e4,
-            head_dim: d,
-            rotary_dim: d,
-            layout: RopeLayout::HalfSplit,
-            scaling: RopeScaling::None,
-        },
-    )?;
+    let r = Rope::plain(1e4, d);
     let n = inner(args);
     let mut t: Vec<Timing> = Vec::new();
     for (name, v) in [

@@ -115,23 +115,3 @@ pub fn select_rows(x: &[f32], q_len: usize, width: usize, rows: &[usize]) -> Vec
     }
     out
 }
-
-/// HF half-split RoPE in place on `x` = `[tokens, heads, head_dim]`, token t at position pos0 + t,
-/// rotating the first `rotary_dim` dimensions of every head. inv_freq and the angle are rounded
-/// to f32 as in HF transformers (the models were trained that way); the rest is f64.
-pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, pos0: usize, theta: f32, rotary_dim: usize) {
-    let half = rotary_dim / 2;
-    for (t, tok) in x.chunks_mut(heads * head_dim).enumerate() {
-        let pos = (pos0 + t) as f32;
-        for head in tok.chunks_mut(head_dim) {
-            for i in 0..half {
-                // inv_freq and the angle rounded to f32 as HF computes them; sin / cos exact.
-                let inv_freq = f64::from(theta).powf(-((2 * i) as f64) / rotary_dim as f64) as f32;
-                let (sin, cos) = f64::from(pos * inv_freq).sin_cos();
-                let (a, b) = (f64::from(head[i]), f64::from(head[i + half]));
-                head[i] = (a * cos - b * sin) as f32;
-                head[i + half] = (b * cos + a * sin) as f32;
-            }
-        }
-    }
-}

@@ -4,9 +4,8 @@
 //! f32 as they are, f16 rounded, int8 as codes `round(x · 127 / absmax)` with one f16 absmax per
 //! (token, head) row.
 
-use crate::ops::attention::Rope;
 use crate::ops::kv_cache::KvDType;
-use crate::ops::rope::inv_freq;
+use crate::ops::rope::Rope;
 use half::f16;
 
 /// The values (as f32, int8 dequantised) a cache of `dtype` holds after appending `k_new`,
@@ -22,8 +21,7 @@ pub fn append(
 ) -> (Vec<f32>, Vec<f32>) {
     let mut k = k_new.to_vec();
     if let Some(r) = rope {
-        let freqs = inv_freq(f64::from(r.theta), r.rotary_dim, r.scaling);
-        super::rope::rope(&mut k, heads, head_dim, &freqs, false, pos0);
+        super::rope::apply(&mut k, heads, &r, pos0);
     }
     (stored(&k, head_dim, dtype), stored(v_new, head_dim, dtype))
 }

@@ -1,5 +1,21 @@
 //! RoPE reference: angles `pos * inv_freq[i]` rounded to f32 as transformers computes them (the
-//! GPU kernels do the same), sin / cos and the rotation in f64.
+//! GPU kernels do the same), sin / cos and the rotation in f64. The one reference of every RoPE
+//! path (prefill Q / K, K on KV append, decode Q).
+
+use crate::ops::rope::{inv_freq, Rope, RopeLayout};
+
+/// Rotate `x: [tokens, heads, rope.head_dim]` in place by `rope`; token t at position `pos0 + t`.
+pub fn apply(x: &mut [f32], heads: usize, rope: &Rope, pos0: usize) {
+    let freqs = inv_freq(rope.theta, rope.rotary_dim, rope.scaling);
+    self::rope(
+        x,
+        heads,
+        rope.head_dim,
+        &freqs,
+        rope.layout == RopeLayout::Interleaved,
+        pos0,
+    );
+}
 
 /// Rotate `x: [tokens, heads, head_dim]` in place; token t at position `offset + t`.
 /// `interleaved` pairs `(2i, 2i+1)`, otherwise `(i, i + rotary_dim/2)`.

@@ -5,7 +5,7 @@
 //!    `enable subgroups;`, which naga rejects natively but browsers require);
 //! 2. `const NAME: TYPE = VALUE;` lines for the variant's constants (workgroup size, tile sizes,
 //!    the op selector...), so workgroup sizes and workgroup arrays can depend on them;
-//! 3. the chosen reduction helpers (`shaders/reduce_shared.wgsl` or `shaders/reduce_subgroup.wgsl`)
+//! 3. the chosen reduction helpers (`shaders/common/reduce_shared.wgsl` or `shaders/common/reduce_subgroup.wgsl`)
 //!    when the kernel uses `wg_sum` / `wg_max`: both define the same `Lane` struct and functions,
 //!    so the kernel body is identical for both paths.
 
@@ -51,8 +51,8 @@ impl Const {
     }
 }
 
-const REDUCE_SHARED: &str = include_str!("../../shaders/reduce_shared.wgsl");
-const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
+const REDUCE_SHARED: &str = include_str!("../../shaders/common/reduce_shared.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("../../shaders/common/reduce_subgroup.wgsl");
 
 /// Build the full WGSL text of one variant.
 pub fn assemble(kernel: &Kernel, reduction: Option<Reduction>, consts: &[(&'static str, Const)]) -> String {

@@ -1,8 +1,8 @@
 //! GGUF, streamed: the header is read as a growing prefix until [`crate::gguf::parse_header`]
 //! says it is complete (doubling, so a 2 MB vocabulary costs ~6 small requests), then the data
 //! section comes in ONE streamed request through bounded staging buffers straight into GPU
-//! buffers, as for safetensors ([`super::safetensors`]: same options, progress, cancellation,
-//! periodic flushes).
+//! buffers, through the streaming helper the safetensors loader uses too (`stream.rs`: same
+//! options, progress, cancellation, periodic flushes, word-aligned writes at any byte offset).
 //!
 //! Per tensor a [`TensorPlan`] says what to make of it:
 //! - **quantised, as stored** ([`QuantWeight`]) when a kernel reads its block type
@@ -18,12 +18,15 @@
 //! Host memory during the data section: the staging buffer, plus (only when needed) one
 //! permutation buffer and the dequantised values of one chunk (≤ the staging size each).
 
-use super::safetensors::{check_cancel, flush, part_limit, MAX_STAGING_BYTES};
 use super::source::{ByteSource, RangeReader};
+use super::stream::{
+    check_cancel, flush, part_limit, staging_cap, DataStream, FileProgress, Flusher, PartsUpload, Tally,
+    MAX_STAGING_BYTES,
+};
 use super::{LoadOptions, Progress};
 use crate::error::{Error, Result};
 use crate::gguf::{dequant, parse_header, unpermute_qk_rows, GgmlType, GgufHeader, Parsed, TensorInfo};
-use crate::gpu::{Buffer, DType, Gpu, GpuTensor};
+use crate::gpu::{DType, Gpu, GpuTensor};
 use crate::ops::quant::{QuantType, QuantWeight};
 use std::collections::BTreeMap;
 
@@ -226,50 +229,6 @@ fn rows_per_part(info: &TensorInfo, row_bytes: u64, limit: u64, file: &str) -> R
     Ok(Some(per))
 }
 
-/// A byte stream written across consecutive part buffers.
-struct PartsUpload {
-    parts: Vec<(Buffer, u64)>,
-    index: usize,
-    cur: Option<Upload>,
-    left: u64,
-}
-
-impl PartsUpload {
-    fn new(parts: Vec<(Buffer, u64)>) -> Self {
-        let first = parts.first().cloned();
-        PartsUpload {
-            index: 0,
-            left: first.as_ref().map_or(0, |p| p.1),
-            cur: first.map(|p| Upload::new(p.0)),
-            parts,
-        }
-    }
-    fn push(&mut self, gpu: &Gpu, mut data: &[u8]) -> usize {
-        let mut sent = 0;
-        while !data.is_empty() {
-            let Some(cur) = self.cur.as_mut() else {
-                return sent;
-            };
-            let n = (self.left.min(data.len() as u64)) as usize;
-            sent += cur.push(gpu, &data[..n]);
-            data = &data[n..];
-            self.left -= n as u64;
-            if self.left == 0 {
-                cur.finish(gpu);
-                self.index += 1;
-                self.cur = self.parts.get(self.index).map(|p| Upload::new(p.0.clone()));
-                self.left = self.parts.get(self.index).map_or(0, |p| p.1);
-            }
-        }
-        sent
-    }
-    fn finish(&mut self, gpu: &Gpu) {
-        if let Some(c) = self.cur.as_mut() {
-            c.finish(gpu);
-        }
-    }
-}
-
 /// Bytes of one stored row (`ne[0]` elements) and the number of rows; a 1-D tensor counts each
 /// element as a row (for permuting a bias).
 fn rows_and_row_bytes(info: &TensorInfo) -> (u64, u64) {
@@ -278,63 +237,6 @@ fn rows_and_row_bytes(info: &TensorInfo) -> (u64, u64) {
     }
     let (rows, cols) = info.rows_cols();
     (rows, cols / info.ggml_type.block_size() * info.ggml_type.type_size())
-}
-
-/// A sequential writer into one GPU buffer: whole u32 words go out as they come (at most 3
-/// bytes wait for the next piece), the tail is zero-padded at the end.
-struct Upload {
-    buffer: Buffer,
-    offset: u64,
-    carry: [u8; 4],
-    carried: usize,
-}
-
-impl Upload {
-    fn new(buffer: Buffer) -> Self {
-        Upload {
-            buffer,
-            offset: 0,
-            carry: [0; 4],
-            carried: 0,
-        }
-    }
-
-    /// Write `data`; returns the bytes handed to the queue.
-    fn push(&mut self, gpu: &Gpu, mut data: &[u8]) -> usize {
-        let mut sent = 0;
-        if self.carried > 0 {
-            let n = (4 - self.carried).min(data.len());
-            self.carry[self.carried..self.carried + n].copy_from_slice(&data[..n]);
-            self.carried += n;
-            data = &data[n..];
-            if self.carried < 4 {
-                return 0;
-            }
-            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &self.carry);
-            self.offset += 4;
-            self.carried = 0;
-            sent += 4;
-        }
-        let whole = data.len() / 4 * 4;
-        if whole > 0 {
-            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &data[..whole]);
-            self.offset += whole as u64;
-            sent += whole;
-        }
-        let rest = &data[whole..];
-        self.carry[..rest.len()].copy_from_slice(rest);
-        self.carried = rest.len();
-        sent
-    }
-
-    fn finish(&mut self, gpu: &Gpu) {
-        if self.carried > 0 {
-            self.carry[self.carried..].fill(0);
-            gpu.queue().write_buffer(self.buffer.raw(), self.offset, &self.carry);
-            self.offset += 4;
-            self.carried = 0;
-        }
-    }
 }
 
 /// One tensor's destinations.
@@ -360,7 +262,6 @@ pub async fn load_tensors<S: ByteSource>(
     let cancel = opts.cancel.as_ref();
     check_cancel(cancel, &name)?;
     let limit = part_limit(gpu, opts);
-    let cap = (opts.staging_bytes.clamp(4, MAX_STAGING_BYTES)) / 4 * 4;
     let bad = |detail: String| Error::BadModelFile {
         file: name.clone(),
         detail,
@@ -495,51 +396,27 @@ pub async fn load_tensors<S: ByteSource>(
         .max()
         .unwrap_or(data_start);
     let total = data_end - data_start;
-    let mut reader = match total {
-        0 => None,
-        _ => Some(source.open(file, data_start, Some(data_end)).await?),
-    };
-    let no_reader = || Error::Internal(format!("{name}: no reader for a non-empty data section"));
-    let mut staging = vec![0u8; ((cap as u64).min(total.max(4)) as usize).max(unit_max)];
+    let mut stream = DataStream::open(source, file, &name, data_start, data_end, data_start, opts, unit_max).await?;
+    let staging_len = stream.staging_len();
+    let mut flusher = Flusher::new(staging_cap(opts));
+    let mut tally = Tally::single(total, progress);
+    let mut report = FileProgress::new(&name, total);
     let mut permuted: Vec<u8> = Vec::new();
     let mut values: Vec<f32> = Vec::new();
     let mut encoded: Vec<u8> = Vec::new();
-    let mut pos = data_start; // file offset of the next byte the reader gives
-    let mut unflushed = 0usize;
-    let mut reported = 0u64;
-    let truncated = |t: &TensorInfo, at: u64| Error::BadModelFile {
-        file: name.clone(),
-        detail: format!(
-            "the file ends at byte {at} inside tensor '{}' [{}, {}) (truncated download?)",
-            t.name,
-            t.offset,
-            t.offset + t.size
-        ),
-    };
-    let report = |done: u64, progress: &mut dyn FnMut(&Progress)| {
-        progress(&Progress {
-            file: &name,
-            file_index: 0,
-            file_count: 1,
-            file_done: done,
-            file_total: total,
-            done,
-            total,
-        });
-    };
 
     for job in &jobs {
         let info = &job.info;
-        while pos < info.offset {
-            check_cancel(cancel, &name)?;
-            // In u64: a gap of a multiple of 4 GiB must not become a read of 0 bytes on wasm32.
-            let n = (info.offset - pos).min(staging.len() as u64) as usize;
-            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
-            if got < n || got == 0 {
-                return Err(truncated(info, pos + got as u64));
-            }
-            pos += got as u64;
-        }
+        let truncated = |at: u64| Error::BadModelFile {
+            file: name.clone(),
+            detail: format!(
+                "the file ends at byte {at} inside tensor '{}' [{}, {}) (truncated download?)",
+                info.name,
+                info.offset,
+                info.offset + info.size
+            ),
+        };
+        stream.skip_to(info.offset, &truncated).await?;
         let t = info.ggml_type;
         let (rows, row_bytes) = rows_and_row_bytes(info);
         // Chunks: whole heads when un-permuting, whole blocks when dequantising (and few enough
@@ -549,13 +426,13 @@ pub async fn load_tensors<S: ByteSource>(
             Some(h) => rows / h as u64 * row_bytes,
             None => t.type_size(),
         };
-        let mut chunk = (staging.len() as u64 / unit).max(1) * unit;
+        let mut chunk = (staging_len as u64 / unit).max(1) * unit;
         if dequantising {
             let per_block_f32 = t.block_size() * 4;
-            let blocks = (staging.len() as u64 / per_block_f32).max(1);
+            let blocks = (staging_len as u64 / per_block_f32).max(1);
             chunk = chunk.min((blocks * t.type_size()).div_ceil(unit) * unit).max(unit);
         }
-        let chunk = chunk.min(staging.len() as u64).max(1) as usize;
+        let chunk = chunk.min(staging_len as u64).max(1) as usize;
         let dsize = job.plan.dense.map_or(0, |d| d.size() as u64);
         let mut q_up = (!job.quant.is_empty()).then(|| {
             PartsUpload::new(
@@ -574,15 +451,9 @@ pub async fn load_tensors<S: ByteSource>(
             )
         });
         let end = info.offset + info.size;
-        while pos < end {
-            check_cancel(cancel, &name)?;
-            let n = (end - pos).min(chunk as u64) as usize;
-            let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
-            if got < n || got == 0 {
-                return Err(truncated(info, pos + got as u64));
-            }
-            pos += n as u64;
-            let mut bytes: &[u8] = &staging[..n];
+        while stream.pos() < end {
+            let n = (end - stream.pos()).min(chunk as u64) as usize;
+            let mut bytes = stream.next(n, &truncated).await?;
             if let Some(heads) = job.plan.unpermute_heads {
                 let head_rows = (rows / heads as u64) as usize;
                 let rb = row_bytes as usize;
@@ -596,7 +467,7 @@ pub async fn load_tensors<S: ByteSource>(
                 bytes = &permuted;
             }
             if let Some(up) = q_up.as_mut() {
-                unflushed += up.push(gpu, bytes);
+                flusher.wrote(gpu, up.push(gpu, bytes));
             }
             if let (Some(up), Some(d)) = (d_up.as_mut(), job.plan.dense) {
                 if dequantising {
@@ -604,32 +475,22 @@ pub async fn load_tensors<S: ByteSource>(
                     dequant::dequantize(t, &info.name, bytes, &mut values)?;
                     encoded.clear();
                     dequant::encode(&values, d, &mut encoded)?;
-                    unflushed += up.push(gpu, &encoded);
+                    flusher.wrote(gpu, up.push(gpu, &encoded));
                 } else {
-                    unflushed += up.push(gpu, bytes);
+                    flusher.wrote(gpu, up.push(gpu, bytes));
                 }
             }
-            if unflushed >= cap {
-                flush(gpu);
-                unflushed = 0;
-            }
-            let done = pos - data_start;
-            if done - reported >= (1 << 20) || done == total {
-                reported = done;
-                report(done, progress);
-            }
+            report.at(&mut tally, stream.pos() - data_start);
         }
         for up in [q_up.as_mut(), d_up.as_mut()].into_iter().flatten() {
-            up.finish(gpu);
+            flusher.wrote(gpu, up.finish(gpu));
         }
     }
     flush(gpu);
-    if reported < total || total == 0 {
-        report(total, progress);
-    }
+    report.finish(&mut tally);
     gpu.check_errors(&format!("uploading the tensors of {name}"))?;
     // Free the host buffers before returning (they are large).
-    drop((staging, permuted, values, encoded));
+    drop((stream, permuted, values, encoded));
 
     let mut quant = BTreeMap::new();
     let mut dense = BTreeMap::new();

@@ -1,5 +1,6 @@
-//! Loading a model directory: byte sources (fetch / file / memory), safetensors streamed into
-//! GPU buffers, sharded checkpoints, config.json and generation_config.json.
+//! Loading a model directory: byte sources (fetch / file / memory), safetensors and GGUF streamed
+//! into GPU buffers (one streaming helper for both, `stream.rs`), sharded checkpoints, config.json
+//! and generation_config.json.
 //!
 //! ```ignore
 //! let src = FetchSource::new("https://example.org/SmolLM2-135M-Instruct/");
@@ -14,6 +15,7 @@ pub mod gguf;
 pub mod safetensors;
 pub mod sanity;
 pub mod source;
+pub(crate) mod stream;
 
 pub use self::safetensors::{read_header, Header, ShardIndex, SplitTensor, TensorInfo, Weight, Weights};
 pub use config::{BertConfig, DecoderArch, DecoderConfig, GenerationConfig, MlpAct, ModelConfig};
@@ -88,13 +90,7 @@ pub async fn load_safetensors<S: ByteSource>(
     let header = read_header(source, file).await?;
     let mut out = Weights::with_metadata(header.metadata.clone());
     let total = header.data_len();
-    let mut tally = safetensors::Tally {
-        file_index: 0,
-        file_count: 1,
-        done: 0,
-        total,
-        progress,
-    };
+    let mut tally = stream::Tally::single(total, progress);
     safetensors::stream_file(gpu, source, file, &header, opts, &mut tally, &mut out).await?;
     Ok(out)
 }
@@ -138,7 +134,7 @@ pub async fn load_weights<S: ByteSource>(
     let headers = read_headers(source).await?;
     let total = headers.iter().map(|(_, h)| h.data_len()).sum();
     let mut out = Weights::with_metadata(headers.first().map(|(_, h)| h.metadata.clone()).unwrap_or_default());
-    let mut tally = safetensors::Tally {
+    let mut tally = stream::Tally {
         file_index: 0,
         file_count: headers.len(),
         done: 0,

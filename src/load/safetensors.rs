@@ -9,8 +9,9 @@
 //! ourselves gives typed errors naming the file and the tensor, and tests cross-check the
 //! result against the `safetensors` crate on the real model files.
 
-use super::source::{check_relative, ByteSource, RangeReader};
-use super::{CancelFlag, LoadOptions, Progress};
+use super::source::{check_relative, ByteSource};
+use super::stream::{check_cancel, flush, part_limit, DataStream, FileProgress, Flusher, Tally, Upload};
+use super::LoadOptions;
 use crate::error::{Error, Result};
 use crate::gpu::{Buffer, DType, Gpu, GpuTensor};
 use serde::de::{MapAccess, Visitor};
@@ -23,8 +24,7 @@ pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// Tensors one file may hold (a large model has a few thousand).
 pub const MAX_TENSORS: usize = 100_000;
 
-/// The largest staging chunk the loader uses (also the default).
-pub const MAX_STAGING_BYTES: usize = 16 << 20;
+pub use super::stream::MAX_STAGING_BYTES;
 
 /// One tensor as the header describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -415,16 +415,6 @@ struct Segment {
     end: u64,
 }
 
-/// The limit one buffer of a loaded tensor must stay within.
-pub(crate) fn part_limit(gpu: &Gpu, opts: &LoadOptions) -> u64 {
-    let caps = gpu.caps();
-    let mut limit = caps.max_storage_binding.min(caps.max_buffer_size);
-    if let Some(m) = opts.max_part_bytes {
-        limit = limit.min(m);
-    }
-    limit
-}
-
 /// How to hold one tensor: `None` for one buffer, `Some(rows)` for row blocks of `rows` rows.
 pub(crate) fn plan_split(info: &TensorInfo, dtype: DType, limit: u64, file: &str) -> Result<Option<usize>> {
     let numel = info.numel();
@@ -449,30 +439,6 @@ pub(crate) fn plan_split(info: &TensorInfo, dtype: DType, limit: u64, file: &str
     Ok(Some(per))
 }
 
-/// Flush queued writes to the GPU so the driver's staging copies do not pile up: natively wgpu
-/// keeps `write_buffer` data until the next submit.
-pub(crate) fn flush(gpu: &Gpu) {
-    gpu.queue().submit(std::iter::empty());
-    #[cfg(not(target_arch = "wasm32"))]
-    let _ = gpu.device().poll(wgpu::PollType::Poll);
-}
-
-pub(crate) fn check_cancel(cancel: Option<&CancelFlag>, file: &str) -> Result<()> {
-    match cancel {
-        Some(c) if c.is_cancelled() => Err(Error::Cancelled(format!("loading {file}"))),
-        _ => Ok(()),
-    }
-}
-
-/// Running totals for progress reports across files.
-pub(crate) struct Tally<'p> {
-    pub(crate) file_index: usize,
-    pub(crate) file_count: usize,
-    pub(crate) done: u64,
-    pub(crate) total: u64,
-    pub(crate) progress: &'p mut dyn FnMut(&Progress),
-}
-
 /// Stream the tensors of one validated file into new GPU buffers, adding them to `out`.
 pub(crate) async fn stream_file<S: ByteSource>(
     gpu: &Gpu,
@@ -487,7 +453,6 @@ pub(crate) async fn stream_file<S: ByteSource>(
     let cancel = opts.cancel.as_ref();
     check_cancel(cancel, name)?;
     let limit = part_limit(gpu, opts);
-    let cap = (opts.staging_bytes.clamp(4, MAX_STAGING_BYTES)) / 4 * 4;
 
     // Plan every tensor; allocate every buffer first when the file's length is known (fails
     // before any download if the device cannot hold them). With an unknown length (no
@@ -551,24 +516,9 @@ pub(crate) async fn stream_file<S: ByteSource>(
 
     let file_total = header.data_len();
     let data_start = header.data_start();
-    // No request at all when every tensor is empty (a Range from the file's end would be 416).
-    let mut reader = match file_total {
-        0 => None,
-        _ => Some(source.open(file, data_start, Some(data_start + file_total)).await?),
-    };
-    let no_reader = || Error::Internal(format!("{name}: no reader for a non-empty data section"));
-    let mut staging = vec![0u8; ((cap as u64).min(file_total.max(4)) as usize).div_ceil(4) * 4];
-    let cap = staging.len();
-    let mut pos = 0u64; // data-section offset of the next byte the reader gives
-    let mut unflushed = 0usize;
-    let mut reported = 0u64;
-    let truncated = |t: &TensorInfo, at: u64| Error::BadModelFile {
-        file: name.clone(),
-        detail: format!(
-            "the file ends at data byte {at} inside tensor '{}' [{}, {}] (truncated download?)",
-            t.name, t.start, t.end
-        ),
-    };
+    let mut stream = DataStream::open(source, file, name, data_start, data_start + file_total, 0, opts, 4).await?;
+    let mut flusher = Flusher::new(stream.staging_len());
+    let mut report = FileProgress::new(name, file_total);
 
     let mut pending: Vec<(String, Weight)> = Vec::with_capacity(plans.len());
     for (plan, slot) in plans.iter().zip(allocated) {
@@ -577,70 +527,28 @@ pub(crate) async fn stream_file<S: ByteSource>(
             None => allocate(plan)?,
         };
         for seg in &segments {
-            let info = &header.tensors[seg.tensor];
-            // Holes between tensors: read and drop. In u64: a hole of a multiple of 4 GiB must
-            // not become a read of 0 bytes (an endless loop) on wasm32.
-            while pos < seg.start {
-                check_cancel(cancel, name)?;
-                let n = (seg.start - pos).min(cap as u64) as usize;
-                let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
-                if got < n || got == 0 {
-                    return Err(truncated(info, pos + got as u64));
-                }
-                pos += got as u64;
+            let t = &header.tensors[seg.tensor];
+            let truncated = |at: u64| Error::BadModelFile {
+                file: name.clone(),
+                detail: format!(
+                    "the file ends at data byte {at} inside tensor '{}' [{}, {}] (truncated download?)",
+                    t.name, t.start, t.end
+                ),
+            };
+            stream.skip_to(seg.start, &truncated).await?;
+            let mut up = Upload::new(seg.buffer.clone());
+            while stream.pos() < seg.end {
+                let n = (seg.end - stream.pos()).min(stream.staging_len() as u64) as usize;
+                let bytes = stream.next(n, &truncated).await?;
+                flusher.wrote(gpu, up.push(gpu, bytes));
+                report.at(tally, stream.pos());
             }
-            // The segment, in staging-sized pieces written at 4-byte-aligned offsets of its
-            // buffer: every piece but the last is a multiple of 4 bytes (cap is), the last is
-            // zero-padded.
-            let mut written = 0u64;
-            while pos < seg.end {
-                check_cancel(cancel, name)?;
-                let n = (seg.end - pos).min(cap as u64) as usize;
-                let got = reader.as_mut().ok_or_else(no_reader)?.fill(&mut staging[..n]).await?;
-                if got < n || got == 0 {
-                    return Err(truncated(info, pos + got as u64));
-                }
-                pos += n as u64;
-                let whole = n.div_ceil(4) * 4;
-                staging[n..whole].fill(0);
-                gpu.queue().write_buffer(seg.buffer.raw(), written, &staging[..whole]);
-                written += whole as u64;
-                unflushed += whole;
-                if unflushed >= cap {
-                    flush(gpu);
-                    unflushed = 0;
-                }
-                let file_done = pos;
-                if file_done - reported >= (1 << 20) || file_done == file_total {
-                    tally.done += file_done - reported;
-                    reported = file_done;
-                    (tally.progress)(&Progress {
-                        file: name,
-                        file_index: tally.file_index,
-                        file_count: tally.file_count,
-                        file_done,
-                        file_total,
-                        done: tally.done,
-                        total: tally.total,
-                    });
-                }
-            }
+            flusher.wrote(gpu, up.finish(gpu));
         }
         pending.push((header.tensors[plan.0].name.clone(), weight));
     }
     flush(gpu);
-    if reported < file_total {
-        tally.done += file_total - reported;
-        (tally.progress)(&Progress {
-            file: name,
-            file_index: tally.file_index,
-            file_count: tally.file_count,
-            file_done: file_total,
-            file_total,
-            done: tally.done,
-            total: tally.total,
-        });
-    }
+    report.finish(tally);
     gpu.check_errors(&format!("uploading the tensors of {name}"))?;
     for (n, w) in pending {
         out.insert(n, w)?;

@@ -14,11 +14,12 @@
 
 use crate::error::Result;
 use crate::gpu::{Batch, Gpu, GpuTensor};
-use crate::ops::attention::{self, DecodeOptions, DecodeScratch, Rope};
+use crate::ops::attention::{self, DecodeOptions, DecodeScratch};
 use crate::ops::kv_cache::KvCache;
 use crate::ops::linear::{Epilogue, NormPrologue, Residual};
 use crate::ops::project::{self, GateUp, Linear};
 use crate::ops::qkv::{self, QkvWeight};
+use crate::ops::rope::Rope;
 
 /// Kernel choices of the fused decode layer (the benchmark times them side by side; the default
 /// is what a model records).

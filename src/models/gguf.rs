@@ -331,7 +331,7 @@ pub async fn load_llama_gguf<S: ByteSource>(
     let permuted = header.qk_rows_permuted()?;
     let mut notes = Vec::new();
     let dense = gguf.dense;
-    let limit = crate::load::safetensors::part_limit(gpu, &gguf.load);
+    let limit = crate::load::stream::part_limit(gpu, &gguf.load);
     let plan_fn = |i: &TensorInfo| plan(&cfg, permuted, dense, limit, i);
     let w = load_tensors(gpu, source, file, header, &gguf.load, &plan_fn, progress).await?;
     let weight_bytes = w.gpu_bytes();

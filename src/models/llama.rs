@@ -19,7 +19,7 @@ use crate::load::{load_weights, LoadOptions, Progress};
 pub use crate::models::decoder_layer::DecodeTuning;
 use crate::models::decoder_layer::{self, DecodeBuffers, FusedLayer, LayerRefs};
 use crate::models::weights::{self, WeightSource};
-use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv, Rope};
+use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv};
 use crate::ops::elementwise::{self, Op};
 use crate::ops::embedding::TokenIds;
 use crate::ops::ffn;
@@ -28,7 +28,7 @@ use crate::ops::kv_cache::{KvCache, KvDType};
 use crate::ops::linear::{Act, Epilogue, NormPrologue, Residual};
 use crate::ops::norm::{self, Norm};
 use crate::ops::project::{self, QuantTemps};
-use crate::ops::rope::{self as rope_op, RopeConfig, RopeLayout};
+use crate::ops::rope::{Rope, RopeLayout};
 
 pub use crate::ops::project::Linear;
 
@@ -114,9 +114,8 @@ pub struct Llama {
     final_norm: GpuTensor,
     layers: Vec<Layer>,
     rope: Rope,
-    rope_q: rope_op::Rope,
     /// Gemma 3's local (sliding-window) layers: their own RoPE base, unscaled.
-    rope_local: Option<(Rope, rope_op::Rope)>,
+    rope_local: Option<Rope>,
     decode_scratch: DecodeScratch,
     scratch: Option<Scratch>,
     last: GpuTensor,
@@ -255,33 +254,17 @@ impl Llama {
             Vec::new()
         };
         let rope = Rope {
-            theta: cfg.rope_theta as f32,
+            theta: cfg.rope_theta,
+            head_dim: hd,
             rotary_dim: hd,
+            layout: RopeLayout::HalfSplit,
             scaling: cfg.rope_scaling,
         };
-        let rope_q = rope_op::Rope::new(
-            gpu,
-            RopeConfig {
-                theta: cfg.rope_theta,
-                head_dim: hd,
-                rotary_dim: hd,
-                layout: RopeLayout::HalfSplit,
-                scaling: cfg.rope_scaling,
-            },
-        )?;
-        let rope_local = match cfg.rope_local_theta {
-            Some(theta) => {
-                let cfg_q = RopeConfig {
-                    theta,
-                    head_dim: hd,
-                    rotary_dim: hd,
-                    layout: RopeLayout::HalfSplit,
-                    scaling: Default::default(),
-                };
-                Some((Rope::plain(theta as f32, hd), rope_op::Rope::new(gpu, cfg_q)?))
-            }
-            None => None,
-        };
+        rope.check("rope")?;
+        let rope_local = cfg.rope_local_theta.map(|theta| Rope::plain(theta, hd));
+        if let Some(r) = rope_local {
+            r.check("rope")?;
+        }
         let h = cfg.hidden_size;
         let v = match lm_head.iter().map(Linear::rows).sum::<usize>() {
             0 => cfg.vocab_size,
@@ -324,7 +307,6 @@ impl Llama {
             final_norm,
             layers,
             rope,
-            rope_q,
             rope_local,
             scratch: None,
             max_ctx,
@@ -557,9 +539,9 @@ impl Llama {
             }
             // Gemma 3 (models2): a local layer has a sliding window and its own RoPE base;
             // `scale` is query_pre_attn_scalar^-½ where the config sets it.
-            let (rope, rope_q) = match (&self.rope_local, l.window) {
-                (Some((r, rq)), Some(_)) => (*r, rq),
-                _ => (self.rope, &self.rope_q),
+            let rope = match (self.rope_local, l.window) {
+                (Some(r), Some(_)) => r,
+                _ => self.rope,
             };
             let (scale, window) = (c.attn_scale.map(|x| x as f32), l.window);
             l.cache.append(gpu, &mut b, &k3, &v3, Some(rope))?;
@@ -577,7 +559,7 @@ impl Llama {
                 };
                 attention::decode(gpu, &mut b, &q1, &l.cache, &a1, &self.decode_scratch, &opts)?;
             } else {
-                rope_q.record(gpu, &mut b, &q3, None, start)?;
+                rope.record(gpu, &mut b, &q3, None, start)?;
                 let opts = AttentionOptions {
                     causal: true,
                     scale,

@@ -10,7 +10,7 @@
 
 use super::checks::to_u32;
 use super::kv_cache::{KvCache, KvDType};
-use super::rope::RopeScaling;
+use super::rope::{Rope, RopeScaling};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Reduction};
 
@@ -18,55 +18,11 @@ const KERNEL: Kernel = Kernel {
     name: "attention",
     source: concat!(
         include_str!("../../shaders/common/rope.wgsl"),
-        include_str!("../../shaders/attention_rope.wgsl"),
+        include_str!("../../shaders/common/attention_rope.wgsl"),
         include_str!("../../shaders/attention.wgsl")
     ),
     uses_reduction: true,
 };
-
-/// Rotary position embedding, HF half-split ("rotate_half") layout.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rope {
-    /// Base frequency (`rope_theta`: 10000 for Llama 2, 1e6 for Qwen2...).
-    pub theta: f32,
-    /// Rotated dimensions from the start of each head (even, ≤ head_dim); the rest pass
-    /// through (partial rotary, e.g. Phi-2). Usually the head size.
-    pub rotary_dim: usize,
-    /// Frequency scaling (Llama 3, linear); see `shaders/common/rope.wgsl`.
-    pub scaling: RopeScaling,
-}
-
-impl Rope {
-    /// Unscaled RoPE.
-    pub const fn plain(theta: f32, rotary_dim: usize) -> Rope {
-        Rope {
-            theta,
-            rotary_dim,
-            scaling: RopeScaling::None,
-        }
-    }
-
-    /// (rotated dims, log2 theta, the WGSL scaling vector) after checking against the head size.
-    pub(crate) fn check(&self, op: &'static str, head_dim: usize) -> Result<(u32, f32, [f32; 4])> {
-        if self.rotary_dim == 0 || !self.rotary_dim.is_multiple_of(2) || self.rotary_dim > head_dim {
-            return Err(Error::Shape {
-                op,
-                detail: format!(
-                    "rotary_dim {} must be even, > 0 and ≤ head_dim {head_dim}",
-                    self.rotary_dim
-                ),
-            });
-        }
-        if !(self.theta > 1.0 && self.theta.is_finite()) {
-            return Err(Error::BadInput {
-                op,
-                detail: format!("rope theta {} must be finite and > 1", self.theta),
-            });
-        }
-        self.scaling.check(op)?;
-        Ok((self.rotary_dim as u32, self.theta.log2(), self.scaling.wgsl()))
-    }
-}
 
 /// Where keys and values come from.
 #[derive(Debug, Clone, Copy)]
@@ -860,7 +816,7 @@ pub fn decode(
         ));
     }
     let (rot, log2_theta, rope_scaling) = match opts.rope {
-        Some(r) => r.check(OP, d)?,
+        Some(r) => r.fused(OP, d)?,
         None => (0, 0.0, RopeScaling::None.wgsl()),
     };
     let scale = opts.scale.unwrap_or(1.0 / (d as f32).sqrt());

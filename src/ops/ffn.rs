@@ -16,7 +16,7 @@ use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, SwigluVariant};
 const KERNEL: Kernel = Kernel {
     name: "ffn",
     source: concat!(
-        include_str!("../../shaders/linear_common.wgsl"),
+        include_str!("../../shaders/common/linear_common.wgsl"),
         include_str!("../../shaders/ffn.wgsl")
     ),
     uses_reduction: false,

@@ -13,11 +13,11 @@ use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel, Redu
 pub(crate) const KERNEL: Kernel = Kernel {
     name: "gemv",
     source: concat!(
-        include_str!("../../shaders/linear_common.wgsl"),
+        include_str!("../../shaders/common/linear_common.wgsl"),
         include_str!("../../shaders/gemv.wgsl"),
         include_str!("../../shaders/common/rope.wgsl"),
-        include_str!("../../shaders/attention_rope.wgsl"),
-        include_str!("../../shaders/qkv_epilogue.wgsl")
+        include_str!("../../shaders/common/attention_rope.wgsl"),
+        include_str!("../../shaders/common/qkv_epilogue.wgsl")
     ),
     uses_reduction: true,
 };

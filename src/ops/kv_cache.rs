@@ -9,8 +9,8 @@
 //! kernels dequantise in registers). INT8 takes (head_dim + 2) / (4 head_dim) of the f32 bytes:
 //! 25.8 % at head_dim 64, 25.4 % at 128.
 
-use super::attention::Rope;
 use super::checks::to_u32;
+use super::rope::{Rope, RopeScaling};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel};
 
@@ -18,7 +18,7 @@ const KERNEL: Kernel = Kernel {
     name: "kv_cache",
     source: concat!(
         include_str!("../../shaders/common/rope.wgsl"),
-        include_str!("../../shaders/attention_rope.wgsl"),
+        include_str!("../../shaders/common/attention_rope.wgsl"),
         include_str!("../../shaders/kv_cache.wgsl")
     ),
     uses_reduction: true,
@@ -264,8 +264,8 @@ impl KvCache {
             });
         }
         let (rot, log2_theta, rope_scaling) = match rope {
-            Some(r) => r.check(OP, self.head_dim)?,
-            None => (0, 0.0, super::rope::RopeScaling::None.wgsl()),
+            Some(r) => r.fused(OP, self.head_dim)?,
+            None => (0, 0.0, RopeScaling::None.wgsl()),
         };
         if self.len + tokens > self.max_ctx {
             return Err(Error::ContextFull {

@@ -15,7 +15,7 @@ use crate::gpu::{Batch, Capabilities, Const, DType, Gpu, GpuTensor, Kernel};
 pub(crate) const KERNEL: Kernel = Kernel {
     name: "matmul",
     source: concat!(
-        include_str!("../../shaders/linear_common.wgsl"),
+        include_str!("../../shaders/common/linear_common.wgsl"),
         include_str!("../../shaders/matmul.wgsl")
     ),
     uses_reduction: false,

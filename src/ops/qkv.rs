@@ -1,5 +1,5 @@
 //! The fused decode QKV projection (`gemv_qkv` in `shaders/gemv.wgsl` and `shaders/quant.wgsl`,
-//! epilogue in `shaders/qkv_epilogue.wgsl`): for one token,
+//! epilogue in `shaders/common/qkv_epilogue.wgsl`): for one token,
 //! `[q; k; v] = W_qkv · rmsnorm(x) + b`, RoPE on q and k at the token's position, q written out,
 //! k and v appended to the KV cache in its storage format: one dispatch instead of norm, three
 //! projections and the append.
@@ -13,13 +13,13 @@
 //! the second view of the block buffer; devices offering fewer fall back, see
 //! [`QkvWeight::supported`]).
 
-use super::attention::Rope;
 use super::checks::to_u32;
 use super::gemv;
 use super::kv_cache::{KvCache, KvDType};
 use super::linear::{chunk_elems, dtype_consts, Epilogue};
 use super::project::Linear;
 use super::quant::{self, QuantWeight, Variant as QVariant};
+use super::rope::Rope;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor};
 
@@ -227,7 +227,7 @@ pub fn record_split(
             })
         }
         Some(r) => {
-            let (rot, log2_theta, _) = r.check(NAME, hd)?;
+            let (rot, log2_theta, _) = r.fused(NAME, hd)?;
             (rot, log2_theta)
         }
         None => (0, 0.0),

@@ -22,8 +22,8 @@ const KERNEL: Kernel = Kernel {
     source: concat!(
         include_str!("../../shaders/quant.wgsl"),
         include_str!("../../shaders/common/rope.wgsl"),
-        include_str!("../../shaders/attention_rope.wgsl"),
-        include_str!("../../shaders/qkv_epilogue.wgsl")
+        include_str!("../../shaders/common/attention_rope.wgsl"),
+        include_str!("../../shaders/common/qkv_epilogue.wgsl")
     ),
     uses_reduction: true,
 };

@@ -8,7 +8,7 @@
 //! positions). Scaled variants (linear, Llama 3) change only the frequencies: [`RopeScaling`].
 //!
 //! ```ignore
-//! let rope = Rope::new(gpu, RopeConfig { theta: 10000.0, head_dim: 64, rotary_dim: 64, layout: RopeLayout::HalfSplit, scaling: RopeScaling::None })?;
+//! let rope = Rope { theta: 10000.0, head_dim: 64, rotary_dim: 64, layout: RopeLayout::HalfSplit, scaling: RopeScaling::None };
 //! rope.record(gpu, &mut batch, &q, Some(&k), cached_tokens)?;
 //! ```
 
@@ -132,14 +132,18 @@ impl RopeScaling {
     }
 }
 
-/// RoPE settings from the model config.
+/// RoPE of one model, the one type every RoPE path takes: prefill Q (and K) by this file's kernel
+/// ([`Rope::record`]), K on KV append ([`crate::ops::kv_cache::KvCache::append`]), decode Q in the
+/// attention kernel ([`crate::ops::attention::DecodeOptions::rope`]) and the fused QKV epilogue
+/// ([`crate::ops::qkv`]). Every path checks it where it is used ([`Rope::check`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RopeConfig {
+pub struct Rope {
     /// Base `theta` (`rope_theta`, 10000 by default, 1e6 in Qwen2).
     pub theta: f64,
     /// Size of one head.
     pub head_dim: usize,
-    /// Rotated leading dimensions (`head_dim * partial_rotary_factor`; even, ≤ head_dim).
+    /// Rotated leading dimensions (`head_dim * partial_rotary_factor`; even, ≤ head_dim); the
+    /// rest pass through.
     pub rotary_dim: usize,
     /// Pair layout.
     pub layout: RopeLayout,
@@ -195,13 +199,6 @@ super::checks::params_layout_test!(
     ]
 );
 
-/// RoPE for one model: its config (the kernel computes the frequencies, see
-/// `shaders/common/rope.wgsl`).
-#[derive(Debug)]
-pub struct Rope {
-    config: RopeConfig,
-}
-
 /// `inv_freq[i] = theta^(-2i / rotary_dim)`, scaled, computed in f64 and rounded to f32 as HF
 /// keeps it (the CPU references' frequencies).
 pub fn inv_freq(theta: f64, rotary_dim: usize, scaling: RopeScaling) -> Vec<f64> {
@@ -212,40 +209,66 @@ pub fn inv_freq(theta: f64, rotary_dim: usize, scaling: RopeScaling) -> Vec<f64>
 }
 
 impl Rope {
-    /// RoPE for a model's config (checked: even rotary_dim ≤ head_dim, theta > 1, scaling).
-    pub fn new(_gpu: &Gpu, config: RopeConfig) -> Result<Rope> {
-        const NAME: &str = "rope";
-        let RopeConfig {
+    /// Unscaled half-split RoPE rotating every dimension of a head.
+    pub const fn plain(theta: f64, head_dim: usize) -> Rope {
+        Rope {
+            theta,
+            head_dim,
+            rotary_dim: head_dim,
+            layout: RopeLayout::HalfSplit,
+            scaling: RopeScaling::None,
+        }
+    }
+
+    /// Even `rotary_dim` in `1..=head_dim` (else `Error::Shape`), finite theta > 1 and sound
+    /// scaling parameters (else `Error::BadInput`); `op` names the caller in errors.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        let Rope {
             head_dim,
             rotary_dim,
             theta,
             scaling,
             ..
-        } = config;
+        } = *self;
         if rotary_dim == 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim {
             return Err(Error::Shape {
-                op: NAME,
+                op,
                 detail: format!("rotary_dim {rotary_dim} must be even, non-zero and ≤ head_dim {head_dim}"),
             });
         }
         if !(theta > 1.0 && theta.is_finite()) {
             return Err(Error::BadInput {
-                op: NAME,
+                op,
                 detail: format!("rope theta {theta} must be finite and > 1"),
             });
         }
-        scaling.check(NAME)?;
-        Ok(Rope { config })
+        scaling.check(op)
     }
 
-    /// The config it was built with.
-    pub fn config(&self) -> &RopeConfig {
-        &self.config
+    /// The fused paths (K on append, decode Q, the QKV epilogue): checked against the head size
+    /// of their tensors and for the half-split layout they implement; returns (rotated dims,
+    /// log2 theta, the WGSL scaling vector).
+    pub(crate) fn fused(&self, op: &'static str, head_dim: usize) -> Result<(u32, f32, [f32; 4])> {
+        if self.head_dim != head_dim {
+            return Err(Error::Shape {
+                op,
+                detail: format!("RoPE for head_dim {} on heads of {head_dim}", self.head_dim),
+            });
+        }
+        if self.layout != RopeLayout::HalfSplit {
+            return Err(Error::Unsupported {
+                kernel: op,
+                variant: format!("RoPE layout {:?}", self.layout),
+                why: "the fused RoPE paths pair (i, i + rotary_dim / 2) only".into(),
+            });
+        }
+        self.check(op)?;
+        Ok((self.rotary_dim as u32, (self.theta as f32).log2(), self.scaling.wgsl()))
     }
 
     /// The fastest variant this config allows.
     pub fn preferred_variant(&self) -> Variant {
-        if self.config.rotary_dim.is_multiple_of(4) && self.config.head_dim.is_multiple_of(2) {
+        if self.rotary_dim.is_multiple_of(4) && self.head_dim.is_multiple_of(2) {
             Variant::Vec2 { workgroup: 128 }
         } else {
             Variant::Scalar { workgroup: 64 }
@@ -275,7 +298,8 @@ impl Rope {
         variant: Variant,
     ) -> Result<()> {
         const NAME: &str = "rope";
-        let c = &self.config;
+        self.check(NAME)?;
+        let c = self;
         let tokens = q.shape().first().copied().unwrap_or(0);
         for t in [Some(q), k].into_iter().flatten() {
             t.expect_dtype(NAME, &[DType::F32])?;

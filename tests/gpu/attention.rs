@@ -3,8 +3,9 @@ use crate::kv_cache::{kv_data, read_cache};
 use kjarni_web::cpu::attention::{self as refr, Dims, Mask};
 use kjarni_web::cpu::compare::{check_close, Tolerance};
 use kjarni_web::cpu::random;
-use kjarni_web::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, FlashTiles, Kv, Rope};
+use kjarni_web::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, FlashTiles, Kv};
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
+use kjarni_web::ops::rope::Rope;
 use kjarni_web::{DType, Error, Gpu, GpuTensor};
 
 // f32 attention vs the f64 reference. Inputs are uniform in [-1, 1], so scores are ≤ sqrt(d) in
@@ -278,7 +279,7 @@ gpu_test!(sliding_window_attention_matches_reference, async {
     let (ck, cv) = read_cache(&gpu, &cache).await;
     let q = random(nh * d, 77, -1.0, 1.0);
     let mut qr = q.clone();
-    refr::rope(&mut qr, nh, d, len - 1, rope.theta, rope.rotary_dim);
+    kjarni_web::cpu::rope::apply(&mut qr, nh, &rope, len - 1);
     let dims = Dims {
         batch: 1,
         q_len: 1,
@@ -390,7 +391,7 @@ async fn filled_cache(
     cache.append(gpu, &mut batch, &tk, &tv, Some(rope)).unwrap();
     gpu.submit(batch).unwrap();
     let mut kr = k;
-    refr::rope(&mut kr, heads, d, 0, rope.theta, rope.rotary_dim);
+    kjarni_web::cpu::rope::apply(&mut kr, heads, &rope, 0);
     (cache, kr, v)
 }
 
@@ -442,7 +443,7 @@ gpu_test!(decode_attention_matches_reference_for_every_format, async {
                 let (ck, cv) = read_cache(&gpu, &cache).await;
                 let q = random(nh * d, seed + 2, -1.0, 1.0);
                 let mut qr = q.clone();
-                refr::rope(&mut qr, nh, d, len - 1, rope.theta, rope.rotary_dim);
+                kjarni_web::cpu::rope::apply(&mut qr, nh, &rope, len - 1);
                 let dims = Dims {
                     batch: 1,
                     q_len: 1,
@@ -507,7 +508,7 @@ gpu_test!(flash_attention_reads_every_cache_format, async {
         let (cache, _, _) = filled_cache(&gpu, len, nkv, d, dtype, ROPE, 120).await;
         let (ck, cv) = read_cache(&gpu, &cache).await;
         let mut q = random(len * nh * d, 121, -1.0, 1.0);
-        refr::rope(&mut q, nh, d, 0, ROPE.theta, ROPE.rotary_dim);
+        kjarni_web::cpu::rope::apply(&mut q, nh, &ROPE, 0);
         let dims = Dims {
             batch: 1,
             q_len: len,

@@ -16,13 +16,13 @@
 use crate::common::*;
 use crate::kv_cache::read_cache;
 use kjarni_web::cpu::compare::check_close;
-use kjarni_web::cpu::{self, attention as refa, linear as refl, norm as refn, quant as cq};
-use kjarni_web::ops::attention::Rope;
+use kjarni_web::cpu::{self, linear as refl, norm as refn, quant as cq};
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
 use kjarni_web::ops::linear::{Act, Epilogue, NormPrologue, Residual};
 use kjarni_web::ops::project::{self, GateUp, Linear};
 use kjarni_web::ops::qkv::{self, QkvWeight};
 use kjarni_web::ops::quant::{QuantType, QuantWeight};
+use kjarni_web::ops::rope::Rope;
 use kjarni_web::{DType, Gpu, GpuTensor};
 
 const BROWSER: bool = cfg!(target_arch = "wasm32");
@@ -347,8 +347,8 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     let y = refl::linear(&xn, &all_w, 1, n, k, epi);
                     let mag = refl::abs_dot(&xn, &all_w, 1, n, k);
                     let (mut qr, mut kr, vr) = (y[..nq].to_vec(), y[nq..nq + nk].to_vec(), y[nq + nk..].to_vec());
-                    refa::rope(&mut qr, nh, hd, pos, rope.theta, hd);
-                    refa::rope(&mut kr, nkv, hd, pos, rope.theta, hd);
+                    kjarni_web::cpu::rope::apply(&mut qr, nh, &rope, pos);
+                    kjarni_web::cpu::rope::apply(&mut kr, nkv, &rope, pos);
                     // Per head: the projection bound of its largest row plus RoPE's 1e-5 per unit of size.
                     let head_bound = |range: std::ops::Range<usize>, vals: &[f32]| -> Vec<f32> {
                         let m = mag[range]

@@ -5,8 +5,8 @@ use crate::common::*;
 use kjarni_web::cpu::compare::{check_close, Tolerance};
 use kjarni_web::cpu::kv_cache::{self as refr, dequantize_i8};
 use kjarni_web::cpu::random;
-use kjarni_web::ops::attention::Rope;
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
+use kjarni_web::ops::rope::Rope;
 use kjarni_web::{Error, Gpu};
 
 const BROWSER: bool = cfg!(target_arch = "wasm32");

@@ -4,7 +4,7 @@ use kjarni_web::cpu::{
     compare::{check_close, Tolerance},
 };
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
-use kjarni_web::ops::rope::{self, Rope, RopeConfig, RopeLayout, RopeScaling, Variant};
+use kjarni_web::ops::rope::{self, Rope, RopeLayout, RopeScaling, Variant};
 use kjarni_web::Error;
 
 // |x| ≤ 1. The kernel (shaders/common/rope.wgsl, shared with K on append and decode Q) rounds
@@ -134,14 +134,13 @@ const CASES: [Case; 8] = [
 gpu_test!(rope_matches_reference_in_both_layouts, async {
     let gpu = gpu().await;
     for (n, c) in CASES.iter().enumerate() {
-        let config = RopeConfig {
+        let r = Rope {
             theta: c.theta,
             head_dim: c.head_dim,
             rotary_dim: c.rotary_dim,
             layout: c.layout,
             scaling: c.scaling,
         };
-        let r = Rope::new(&gpu, config).unwrap();
         let inv = rope::inv_freq(c.theta, c.rotary_dim, c.scaling);
         let interleaved = c.layout == RopeLayout::Interleaved;
         let qv = cpu::random(c.tokens * c.heads * c.head_dim, 60 + n as u64, -1.0, 1.0);
@@ -181,22 +180,14 @@ gpu_test!(rope_matches_reference_in_both_layouts, async {
 gpu_test!(rope_paths_agree_with_llama3_scaling, async {
     let gpu = gpu().await;
     let (tokens, heads, d, pos0) = (6, 2, 64, 700);
-    let rope = kjarni_web::ops::attention::Rope {
+    // One value for both paths.
+    let r = Rope {
         theta: 5e5,
+        head_dim: d,
         rotary_dim: d,
+        layout: RopeLayout::HalfSplit,
         scaling: LLAMA3,
     };
-    let r = Rope::new(
-        &gpu,
-        RopeConfig {
-            theta: 5e5,
-            head_dim: d,
-            rotary_dim: d,
-            layout: RopeLayout::HalfSplit,
-            scaling: LLAMA3,
-        },
-    )
-    .unwrap();
     let x = cpu::random(tokens * heads * d, 91, -1.0, 1.0);
     let q = upload(&gpu, "q", &[tokens, heads, d], &x);
     let k = upload(&gpu, "k", &[tokens, heads, d], &x);
@@ -205,7 +196,7 @@ gpu_test!(rope_paths_agree_with_llama3_scaling, async {
     let pad = upload(&gpu, "pad", &[pos0, heads, d], &vec![0.0; pos0 * heads * d]);
     let mut b = gpu.batch();
     cache.append(&gpu, &mut b, &pad, &pad, None).unwrap();
-    cache.append(&gpu, &mut b, &k, &v, Some(rope)).unwrap();
+    cache.append(&gpu, &mut b, &k, &v, Some(r)).unwrap();
     r.record(&gpu, &mut b, &q, None, pos0).unwrap();
     gpu.submit(b).unwrap();
     let got_q = q.to_f32_vec(&gpu).await.unwrap();
@@ -225,39 +216,35 @@ gpu_test!(rope_paths_agree_with_llama3_scaling, async {
 
 gpu_test!(rope_rejects_bad_shapes, async {
     let gpu = gpu().await;
-    let bad = RopeConfig {
+    let bad = Rope {
         theta: 1e4,
         head_dim: 8,
         rotary_dim: 10,
         layout: RopeLayout::HalfSplit,
         scaling: RopeScaling::None,
     };
-    assert!(Rope::new(&gpu, bad).is_err());
-    let odd = RopeConfig {
+    assert!(bad.check("rope").is_err());
+    let odd = Rope {
         theta: 1e4,
         head_dim: 8,
         rotary_dim: 3,
         layout: RopeLayout::HalfSplit,
         scaling: RopeScaling::None,
     };
-    assert!(matches!(Rope::new(&gpu, odd), Err(Error::Shape { .. })));
+    assert!(matches!(odd.check("rope"), Err(Error::Shape { .. })));
     // A theta out of range is a bad value, not a bad shape.
-    let theta = RopeConfig { theta: 0.5, ..odd };
+    let theta = Rope { theta: 0.5, ..odd };
     assert!(matches!(
-        Rope::new(&gpu, RopeConfig { rotary_dim: 8, ..theta }),
+        Rope { rotary_dim: 8, ..theta }.check("rope"),
         Err(Error::BadInput { .. })
     ));
-    let r = Rope::new(
-        &gpu,
-        RopeConfig {
-            theta: 1e4,
-            head_dim: 6,
-            rotary_dim: 6,
-            layout: RopeLayout::HalfSplit,
-            scaling: RopeScaling::None,
-        },
-    )
-    .unwrap();
+    // ... and every path refuses it when recording (prefill here; append and decode below).
+    let q0 = upload(&gpu, "q0", &[1, 1, 8], &[0.0; 8]);
+    let mut b0 = gpu.batch();
+    assert!(Rope { rotary_dim: 8, ..theta }
+        .record(&gpu, &mut b0, &q0, None, 0)
+        .is_err());
+    let r = Rope::plain(1e4, 6);
     assert_eq!(r.preferred_variant(), Variant::Scalar { workgroup: 64 });
     let q = upload(&gpu, "q", &[2, 3, 6], &[0.0; 36]);
     let k = upload(&gpu, "k", &[3, 1, 6], &[0.0; 18]);

@@ -1,6 +1,6 @@
 // Workgroup reductions in shared memory: a tree over WG slots (WG a power of two).
 // The fallback that works on every device, and the baseline the subgroup path must beat.
-// Interface shared with reduce_subgroup.wgsl: struct Lane, wg_sum, wg_max, wg_sum4.
+// Interface shared with common/reduce_subgroup.wgsl: struct Lane, wg_sum, wg_max, wg_sum4.
 // Call from uniform control flow only (every invocation of the workgroup must reach it).
 
 struct Lane {

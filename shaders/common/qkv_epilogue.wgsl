@@ -1,12 +1,12 @@
 // Epilogue of the fused decode QKV projection (appended to gemv.wgsl and quant.wgsl, after
-// attention_rope.wgsl): the workgroup has computed QKV_R values (bias added) of one head of the
+// common/attention_rope.wgsl): the workgroup has computed QKV_R values (bias added) of one head of the
 // concatenated [q heads | k heads | v heads] rows into `head_buf` — the whole head (QKV_SPLIT =
 // 1), or part `part` of QKV_SPLIT: QKV_P RoPE pairs, local rows r < QKV_P being head elements
 // part·QKV_P + r and rows QKV_P + r their partners half a head on (qkv_elem; the host splits
 // only heads rotated whole or not at all, only f32 / f16 caches, and keeps QKV_P even so f16
 // pairs stay in the workgroup); it
 //   - (place for a per-head q_norm / k_norm, Qwen3: an RMSNorm over head_buf before RoPE),
-//   - rotates q and k heads by RoPE at position p.pos (the helpers of attention_rope.wgsl, so q
+//   - rotates q and k heads by RoPE at position p.pos (the helpers of common/attention_rope.wgsl, so q
 //     and K are bit-identical to the rotation of the unfused path),
 //   - writes a q head to q_out [n_heads, HD],
 //   - appends a k / v head to the KV cache row p.pos in its storage format exactly as

@@ -1,6 +1,6 @@
 // Workgroup reductions with subgroup operations: subgroupAdd / subgroupMax inside
 // each subgroup, then one lane per subgroup publishes its partial and every invocation combines
-// the partials. Interface shared with reduce_shared.wgsl: struct Lane, wg_sum, wg_max, wg_sum4.
+// the partials. Interface shared with common/reduce_shared.wgsl: struct Lane, wg_sum, wg_max, wg_sum4.
 //
 // No subgroup size is assumed (4..128 occur) and lanes need not be contiguous in
 // local_invocation_index: each subgroup takes a slot with an atomic counter. The number of
