@@ -456,13 +456,17 @@ fn unkey(k: u32) -> f32 {
     return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
 }
 
-// Radix select step: pick the digit of pass q from `hist` (lane 0 only).
+// Radix select step (lane 0 only): the digit d of this pass from `hist`, the rank w still wanted
+// inside its bin, and bit 31 set when the bin holds exactly w keys: then every key with the
+// chosen prefix is in, the prefix followed by zero bits is the threshold and the select stops
+// (with distinct logits usually after 2 or 3 of the 7 passes). `want` <= WG.
 fn pick_digit(want: u32) {
     var cum = 0u;
     var d = 255u;
     var w = want;
+    var c = 0u;
     loop {
-        let c = atomicLoad(&hist[d]);
+        c = atomicLoad(&hist[d]);
         if (cum + c >= w || d == 0u) {
             w = w - cum;
             break;
@@ -470,7 +474,7 @@ fn pick_digit(want: u32) {
         cum = cum + c;
         d = d - 1u;
     }
-    chosen = d | (w << 8u);
+    chosen = d | (w << 8u) | select(0u, 0x80000000u, c == w);
 }
 
 @compute @workgroup_size(WG)
@@ -542,12 +546,15 @@ fn topk_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 pick_digit(want);
             }
             let c = workgroupUniformLoad(&chosen);
-            want = c >> 8u;
+            want = (c >> 8u) & 0x7fffffu;
             let d = c & 255u;
             if (q < 4u) {
                 kh = kh | (d << (24u - 8u * q));
             } else {
                 kl = kl | (d << (16u - 8u * (q - 4u)));
+            }
+            if ((c & 0x80000000u) != 0u) {
+                break;
             }
         }
     }
@@ -640,12 +647,15 @@ fn topk_final(@builtin(local_invocation_index) lid: u32) {
                 pick_digit(want);
             }
             let c = workgroupUniformLoad(&chosen);
-            want = c >> 8u;
+            want = (c >> 8u) & 0x7fffffu;
             let d = c & 255u;
             if (q < 4u) {
                 kh = kh | (d << (24u - 8u * q));
             } else {
                 kl = kl | (d << (16u - 8u * (q - 4u)));
+            }
+            if ((c & 0x80000000u) != 0u) {
+                break;
             }
         }
     }
