@@ -22,6 +22,10 @@
 // nucleus distribution). After MAX_ROUNDS rejections (never seen; ~log2(V) expected at worst) the
 // top token is taken.
 //
+// With 1 <= top_k <= WG the op takes the two-stage path instead (`topk_partial` + `topk_final`,
+// at the end of this file): the same steps over the union of per-chunk top-k candidates, with the
+// same ids.
+//
 // The chosen id is written to out_ids[out_index] (the token-id buffer the next step's embedding
 // reads) and marked in `seen`; NONE (0xffffffff) when no token is valid.
 
