@@ -19,6 +19,7 @@ mod norm;
 mod quant;
 mod repeat_kv;
 mod rope;
+mod sample;
 mod softmax;
 mod structured;
 
@@ -53,6 +54,7 @@ async fn run() -> kjarni_web::Result<()> {
     dawn::run(&gpu, &args, &mut report).await?;
     driver::run(&gpu, &args, &mut report).await?;
     structured::run(&gpu, &args, &mut report).await?;
+    sample::run(&gpu, &args, &mut report).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&report.finish(&gpu)).unwrap_or_default()

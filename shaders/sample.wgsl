@@ -22,6 +22,10 @@
 // nucleus distribution). After MAX_ROUNDS rejections (never seen; ~log2(V) expected at worst) the
 // top token is taken.
 //
+// With 1 <= top_k <= WG the op takes the two-stage path instead (`topk_partial` + `topk_final`,
+// at the end of this file): the same steps over the union of per-chunk top-k candidates, with the
+// same ids.
+//
 // The chosen id is written to out_ids[out_index] (the token-id buffer the next step's embedding
 // reads) and marked in `seen`; NONE (0xffffffff) when no token is valid.
 
@@ -408,6 +412,344 @@ fn sample_filtered(@builtin(local_invocation_index) lid: u32) {
                 let l = lo_key(i);
                 if (key_gt(h, l, jh, jl) && (!use_k || !key_gt(kh, kl, h, l))) {
                     acc = acc + weight(v.l, m);
+                }
+            }
+        }
+        sv[lid] = acc;
+        si[lid] = 0u;
+        reduce_sum(lid);
+        if (lid == 0u) {
+            flag = select(0u, 1u, sv[0] < p.top_p * z);
+        }
+        let accept = workgroupUniformLoad(&flag);
+        if (accept != 0u) {
+            result = j;
+            break;
+        }
+        ph = jh;
+        pl = jl;
+        bounded = true;
+    }
+    if (lid == 0u) {
+        emit(result);
+    }
+}
+
+// ---- Two-stage top-k path (1 <= top_k <= K_MAX = WG) --------------------------------------
+//
+// `topk_partial` (one workgroup per chunk of WG * CPER tokens) writes its chunk's header
+// (argmax value bits, argmax index, valid count) at partials[4 g ..] and its local top-k by the
+// rank key (logit desc, index asc) as (logit bits, index) pairs at partials[4 groups + 2 (g k + s)]
+// (index NONE in the slots a chunk with fewer than k valid tokens leaves). The global top-k is
+// inside the union of the local ones. `topk_final` (one workgroup) then does `sample_filtered`'s
+// steps over the candidates: max and count from the headers, the k-th key by the same radix
+// select, and the survivors (at most k <= WG) go to workgroup memory sorted by index. Every sum
+// lane `lid` forms runs over the survivors with index % WG == lid in increasing index order,
+// which is exactly the tokens and the order lane `lid` of `sample_filtered` adds, and the tree
+// reduction is the same: Z, the top-p masses, the draws and so the ids are bit-identical to
+// `sample_filtered`'s.
+
+var<workgroup> slots: atomic<u32>;
+var<workgroup> ul: array<f32, WG>;
+var<workgroup> ui: array<u32, WG>;
+var<workgroup> cl: array<f32, WG>;
+var<workgroup> ci: array<u32, WG>;
+
+// Inverse of `fkey`.
+fn unkey(k: u32) -> f32 {
+    return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}
+
+// Radix select step (lane 0 only): the digit d of this pass from `hist`, the rank w still wanted
+// inside its bin, and bit 31 set when the bin holds exactly w keys: then every key with the
+// chosen prefix is in, the prefix followed by zero bits is the threshold and the select stops
+// (with distinct logits usually after 2 or 3 of the 7 passes). `want` <= WG.
+fn pick_digit(want: u32) {
+    var cum = 0u;
+    var d = 255u;
+    var w = want;
+    var c = 0u;
+    loop {
+        c = atomicLoad(&hist[d]);
+        if (cum + c >= w || d == 0u) {
+            w = w - cum;
+            break;
+        }
+        cum = cum + c;
+        d = d - 1u;
+    }
+    chosen = d | (w << 8u) | select(0u, 0x80000000u, c == w);
+}
+
+@compute @workgroup_size(WG)
+fn topk_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    let k = p.top_k;
+    let base = g * WG * CPER;
+    // fkey of each of this lane's tokens (0 = not valid: every valid key is > 0).
+    var hk: array<u32, CPER>;
+    var bv = 0.0;
+    var bi = NONE;
+    var count = 0u;
+    for (var t = 0u; t < CPER; t = t + 1u) {
+        let i = base + t * WG + lid;
+        hk[t] = 0u;
+        if (i < p.vocab) {
+            let v = logit(i);
+            if (v.ok) {
+                hk[t] = fkey(v.l);
+                count = count + 1u;
+                if (better(v.l, i, bv, bi)) {
+                    bv = v.l;
+                    bi = i;
+                }
+            }
+        }
+    }
+    if (lid == 0u) {
+        atomicStore(&slots, 0u);
+    }
+    sv[lid] = bv;
+    si[lid] = bi;
+    reduce_argmax(lid);
+    let best_v = sv[0];
+    let best_i = si[0];
+    workgroupBarrier();
+    sv[lid] = 0.0;
+    si[lid] = count;
+    reduce_sum(lid);
+    if (lid == 0u) {
+        flag = si[0];
+    }
+    let valid = workgroupUniformLoad(&flag);
+    if (lid == 0u && g < p.groups) {
+        partials[4u * g] = bitcast<u32>(best_v);
+        partials[4u * g + 1u] = best_i;
+        partials[4u * g + 2u] = valid;
+        partials[4u * g + 3u] = 0u;
+    }
+    // The chunk's k-th key (all valid tokens when it has no more than k).
+    var kh = 0u;
+    var kl = 0u;
+    if (k < valid) {
+        var want = k;
+        for (var q = 0u; q < 7u; q = q + 1u) {
+            atomicStore(&hist[lid], 0u);
+            workgroupBarrier();
+            for (var t = 0u; t < CPER; t = t + 1u) {
+                let h = hk[t];
+                if (h != 0u) {
+                    let l = lo_key(base + t * WG + lid);
+                    if (matches(h, l, kh, kl, q)) {
+                        atomicAdd(&hist[digit(h, l, q)], 1u);
+                    }
+                }
+            }
+            workgroupBarrier();
+            if (lid == 0u) {
+                pick_digit(want);
+            }
+            let c = workgroupUniformLoad(&chosen);
+            want = (c >> 8u) & 0x7fffffu;
+            let d = c & 255u;
+            if (q < 4u) {
+                kh = kh | (d << (24u - 8u * q));
+            } else {
+                kl = kl | (d << (16u - 8u * (q - 4u)));
+            }
+            if ((c & 0x80000000u) != 0u) {
+                break;
+            }
+        }
+    }
+    if (g >= p.groups) {
+        return;
+    }
+    let out = 4u * p.groups + 2u * g * k;
+    for (var t = 0u; t < CPER; t = t + 1u) {
+        let h = hk[t];
+        let i = base + t * WG + lid;
+        if (h != 0u && !key_gt(kh, kl, h, lo_key(i))) {
+            let s = atomicAdd(&slots, 1u);
+            if (s < k) {
+                partials[out + 2u * s] = bitcast<u32>(unkey(h));
+                partials[out + 2u * s + 1u] = i;
+            }
+        }
+    }
+    let written = min(valid, k);
+    if (lid >= written && lid < k) {
+        partials[out + 2u * lid] = 0u;
+        partials[out + 2u * lid + 1u] = NONE;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn topk_final(@builtin(local_invocation_index) lid: u32) {
+    let k = p.top_k;
+    let cands = p.groups * k;
+    let off = 4u * p.groups;
+    // 1. The maximum (`better` order, as `sample_filtered`) and the number of valid tokens.
+    var bv = 0.0;
+    var bi = NONE;
+    var count = 0u;
+    for (var g = lid; g < p.groups; g = g + WG) {
+        let v = bitcast<f32>(partials[4u * g]);
+        let i = partials[4u * g + 1u];
+        count = count + partials[4u * g + 2u];
+        if (better(v, i, bv, bi)) {
+            bv = v;
+            bi = i;
+        }
+    }
+    if (lid == 0u) {
+        atomicStore(&slots, 0u);
+    }
+    sv[lid] = bv;
+    si[lid] = bi;
+    reduce_argmax(lid);
+    if (lid == 0u) {
+        flag = si[0];
+    }
+    let top = workgroupUniformLoad(&flag);
+    let m = sv[0];
+    workgroupBarrier();
+    sv[lid] = 0.0;
+    si[lid] = count;
+    reduce_sum(lid);
+    if (lid == 0u) {
+        flag = si[0];
+    }
+    let valid = workgroupUniformLoad(&flag);
+    if (top == NONE) {
+        if (lid == 0u) {
+            emit(NONE);
+        }
+        return;
+    }
+    // 2. Top-k: the k-th key among the candidates.
+    var kh = 0u;
+    var kl = 0u;
+    let use_k = k < valid;
+    if (use_k) {
+        var want = k;
+        for (var q = 0u; q < 7u; q = q + 1u) {
+            atomicStore(&hist[lid], 0u);
+            workgroupBarrier();
+            for (var e = lid; e < cands; e = e + WG) {
+                let i = partials[off + 2u * e + 1u];
+                if (i != NONE) {
+                    let h = fkey(bitcast<f32>(partials[off + 2u * e]));
+                    let l = lo_key(i);
+                    if (matches(h, l, kh, kl, q)) {
+                        atomicAdd(&hist[digit(h, l, q)], 1u);
+                    }
+                }
+            }
+            workgroupBarrier();
+            if (lid == 0u) {
+                pick_digit(want);
+            }
+            let c = workgroupUniformLoad(&chosen);
+            want = (c >> 8u) & 0x7fffffu;
+            let d = c & 255u;
+            if (q < 4u) {
+                kh = kh | (d << (24u - 8u * q));
+            } else {
+                kl = kl | (d << (16u - 8u * (q - 4u)));
+            }
+            if ((c & 0x80000000u) != 0u) {
+                break;
+            }
+        }
+    }
+    // 3. The survivors (the top-k tokens; all valid ones when they are no more than k), sorted
+    // by index.
+    for (var e = lid; e < cands; e = e + WG) {
+        let i = partials[off + 2u * e + 1u];
+        if (i != NONE) {
+            let l = bitcast<f32>(partials[off + 2u * e]);
+            if (!use_k || !key_gt(kh, kl, fkey(l), lo_key(i))) {
+                let s = atomicAdd(&slots, 1u);
+                if (s < WG) {
+                    ul[s] = l;
+                    ui[s] = i;
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        flag = min(atomicLoad(&slots), WG);
+    }
+    let ns = workgroupUniformLoad(&flag);
+    if (lid < ns) {
+        let mine = ui[lid];
+        var r = 0u;
+        for (var s = 0u; s < ns; s = s + 1u) {
+            r = r + select(0u, 1u, ui[s] < mine);
+        }
+        cl[r] = ul[lid];
+        ci[r] = mine;
+    }
+    workgroupBarrier();
+    // 4. Their total weight, summed per lane as `sample_filtered` sums it.
+    let use_p = p.top_p < 1.0;
+    var z = 0.0;
+    if (use_p) {
+        var acc = 0.0;
+        for (var s = 0u; s < ns; s = s + 1u) {
+            if ((ci[s] & (WG - 1u)) == lid) {
+                acc = acc + weight(cl[s], m);
+            }
+        }
+        sv[lid] = acc;
+        si[lid] = 0u;
+        reduce_sum(lid);
+        z = sv[0];
+        workgroupBarrier();
+    }
+    // 5. Draw, reject, draw above the rejected token (survivor `lid` scored by lane `lid`).
+    var ph = 0xffffffffu;
+    var pl = 0xffffffffu;
+    var bounded = false;
+    var result = top;
+    for (var round = 0u; round < MAX_ROUNDS; round = round + 1u) {
+        let key = round_key(round);
+        var cv = 0.0;
+        var cix = NONE;
+        if (lid < ns) {
+            let lv = cl[lid];
+            let i = ci[lid];
+            let above = !bounded || key_gt(fkey(lv), lo_key(i), ph, pl);
+            let d = dscore(lv, m);
+            let in_m = p.min_p <= 0.0 || exp(d) >= p.min_p;
+            if (above && in_m) {
+                cv = d + gumbel(key, i);
+                cix = i;
+            }
+        }
+        sv[lid] = cv;
+        si[lid] = cix;
+        reduce_argmax(lid);
+        if (lid == 0u) {
+            flag = si[0];
+        }
+        let j = workgroupUniformLoad(&flag);
+        if (!use_p || j == NONE || j == top) {
+            result = select(j, top, j == NONE);
+            break;
+        }
+        let lj = logit(j).l;
+        let jh = fkey(lj);
+        let jl = lo_key(j);
+        var acc = 0.0;
+        for (var s = 0u; s < ns; s = s + 1u) {
+            let i = ci[s];
+            if ((i & (WG - 1u)) == lid) {
+                let lv = cl[s];
+                if (key_gt(fkey(lv), lo_key(i), jh, jl)) {
+                    acc = acc + weight(lv, m);
                 }
             }
         }

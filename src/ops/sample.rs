@@ -9,8 +9,11 @@
 //! here: the caller copies the id into a small staging buffer when it wants to see it.
 //!
 //! Greedy and plain temperature sampling are two dispatches (a multi-workgroup partial argmax +
-//! one small final pass; temperature by the Gumbel-max trick); top-k / top-p / min-p take one
-//! single-workgroup dispatch that scans the vocabulary a few times (see the shader).
+//! one small final pass; temperature by the Gumbel-max trick). Top-k / top-p / min-p with
+//! `top_k` in 1..=[`K_MAX`] are two dispatches too: each workgroup keeps its chunk's local top-k
+//! (`topk_partial`) and one workgroup filters and draws among those candidates (`topk_final`);
+//! the ids are bit-identical to the single-workgroup kernel's (`sample_filtered`, which scans the
+//! whole vocabulary a few times), still used for `top_k` = 0 or > [`K_MAX`] (see the shader).
 //!
 //! ```ignore
 //! let mut s = GpuSampler::new(gpu, vocab)?;
@@ -34,6 +37,15 @@ const WG: u32 = 256;
 /// Tokens per invocation in the partial argmax: a workgroup covers 4096 tokens.
 const PER: u32 = 16;
 
+/// Tokens per invocation in `topk_partial`: a workgroup's chunk is 2048 tokens.
+const CPER: u32 = 8;
+/// Tokens per `topk_partial` workgroup.
+pub const CHUNK: usize = (WG * CPER) as usize;
+/// The largest `top_k` of the two-stage path: the survivors live in `topk_final`'s workgroup
+/// memory, one per invocation (5 arrays of 256 words + the histogram: ~7 KiB of the 16 KiB every
+/// WebGPU adapter offers; no f16 needed).
+pub const K_MAX: u32 = WG;
+
 /// The id written when no token is valid (all NaN or masked out).
 pub const NONE: u32 = u32::MAX;
 
@@ -46,6 +58,19 @@ pub enum Mode {
     Temperature,
     /// Top-k, top-p and / or min-p in force.
     Filtered,
+}
+
+/// Which kernel does a [`Mode::Filtered`] draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilteredPath {
+    /// Two-stage when `top_k` is in 1..=[`K_MAX`], else single-workgroup.
+    #[default]
+    Auto,
+    /// Always `sample_filtered` (one workgroup over the whole vocabulary).
+    SingleWorkgroup,
+    /// `topk_partial` + `topk_final` (a filtered draw with `top_k` outside 1..=[`K_MAX`] is an
+    /// error; greedy and temperature draws keep their argmax).
+    TwoStage,
 }
 
 /// Sampling parameters as the kernels apply them (out-of-range values made harmless).
@@ -146,7 +171,9 @@ super::checks::params_layout_test!(
 pub struct GpuSampler {
     vocab: usize,
     groups: usize,
+    topk_groups: usize,
     partials: GpuTensor,
+    path: FilteredPath,
     seen: GpuTensor,
     mask: GpuTensor,
     masked: bool,
@@ -169,11 +196,17 @@ impl GpuSampler {
             });
         }
         let groups = vocab.div_ceil((WG * PER) as usize);
+        let topk_groups = vocab.div_ceil(CHUNK);
+        // Argmax: (value, index) per group; two-stage top-k: a 4-word header and K_MAX
+        // (logit, index) pairs per chunk (262,144 tokens: 264 KiB).
+        let words_needed = (groups * 2).max(topk_groups * (4 + 2 * K_MAX as usize));
         let w = words(vocab);
         Ok(GpuSampler {
             vocab,
             groups,
-            partials: GpuTensor::zeros(gpu, "sample.partials", &[groups * 2], DType::U32)?,
+            topk_groups,
+            partials: GpuTensor::zeros(gpu, "sample.partials", &[words_needed], DType::U32)?,
+            path: FilteredPath::Auto,
             seen: GpuTensor::zeros(gpu, "sample.seen", &[w], DType::U32)?,
             mask: GpuTensor::zeros(gpu, "sample.mask", &[w], DType::U32)?,
             masked: false,
@@ -190,6 +223,18 @@ impl GpuSampler {
     /// The parameters in force.
     pub fn params(&self) -> &Resolved {
         &self.params
+    }
+
+    /// Choose the kernel of filtered draws (default [`FilteredPath::Auto`]; the others are for
+    /// tests and benchmarks).
+    pub fn set_filtered_path(&mut self, path: FilteredPath) {
+        self.path = path;
+    }
+
+    /// Whether the next draw takes the two-stage top-k path.
+    pub fn two_stage(&self) -> bool {
+        let r = &self.params;
+        r.mode == Mode::Filtered && self.path != FilteredPath::SingleWorkgroup && (1..=K_MAX).contains(&r.top_k)
     }
 
     /// Draws recorded since `start` (the RNG counter of the next one).
@@ -243,7 +288,7 @@ impl GpuSampler {
     /// Dispatches one draw records with the current parameters.
     pub fn dispatches(&self) -> usize {
         match self.params.mode {
-            Mode::Filtered => 1,
+            Mode::Filtered if !self.two_stage() => 1,
             _ => 2,
         }
     }
@@ -277,6 +322,16 @@ impl GpuSampler {
                 detail: format!("id slot {index} is outside a {}-byte buffer", out.size()),
             });
         }
+        let two_stage = self.two_stage();
+        if self.path == FilteredPath::TwoStage && self.params.mode == Mode::Filtered && !two_stage {
+            return Err(Error::BadInput {
+                op: OP,
+                detail: format!(
+                    "the two-stage path needs top_k in 1..={K_MAX} (top_k {})",
+                    self.params.top_k
+                ),
+            });
+        }
         let r = &self.params;
         let params = Params {
             vocab: to_u32(OP, "vocabulary", self.vocab)?,
@@ -285,7 +340,7 @@ impl GpuSampler {
                 Mode::Temperature => 1,
                 Mode::Filtered => 2,
             },
-            groups: to_u32(OP, "groups", self.groups)?,
+            groups: to_u32(OP, "groups", if two_stage { self.topk_groups } else { self.groups })?,
             use_mask: u32::from(self.masked),
             temperature: r.temperature,
             top_k: r.top_k,
@@ -299,9 +354,32 @@ impl GpuSampler {
             use_penalty: u32::from(r.penalty.is_some()),
             _pad: [0; 2],
         };
-        let consts = [("WG", Const::U32(WG)), ("PER", Const::U32(PER))];
+        let consts = [
+            ("WG", Const::U32(WG)),
+            ("PER", Const::U32(PER)),
+            ("CPER", Const::U32(CPER)),
+        ];
         let get = |entry| gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &consts);
-        if r.mode == Mode::Filtered {
+        if two_stage {
+            let partial = get("topk_partial")?;
+            let bufs = [
+                (1, logits.buffer()),
+                (2, self.seen.buffer()),
+                (3, self.mask.buffer()),
+                (4, self.partials.buffer()),
+            ];
+            let grid = gpu.grid(OP, self.topk_groups as u64)?;
+            batch.dispatch(gpu, &partial, &params, &bufs, grid)?;
+            let fin = get("topk_final")?;
+            let bufs = [
+                (1, logits.buffer()),
+                (2, self.seen.buffer()),
+                (3, self.mask.buffer()),
+                (4, self.partials.buffer()),
+                (5, out),
+            ];
+            batch.dispatch(gpu, &fin, &params, &bufs, [1, 1, 1])?;
+        } else if r.mode == Mode::Filtered {
             let pipe = get("sample_filtered")?;
             let bufs = [
                 (1, logits.buffer()),
