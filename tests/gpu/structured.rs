@@ -298,14 +298,13 @@ async fn complete(
     // The prompt's prefix already in the KV cache is kept (the tool-choice runs share their
     // whole prompt, the schema runs its head): as the JS API's sessions do, and lavapipe's
     // prefill is most of these tests' time.
-    let keep = m
-        .lm
-        .cached_ids()
-        .iter()
-        .zip(&prompt)
-        .take_while(|(a, b)| a == b)
-        .count()
-        .min(prompt.len() - 1);
+    let keep =
+        m.lm.cached_ids()
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
     m.lm.truncate(keep).unwrap();
     let tok = &m.tok;
     let g = structured::generate(
