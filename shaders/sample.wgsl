@@ -262,6 +262,39 @@ fn weight(l: f32, m: f32) -> f32 {
     return exp(dscore(l, m));
 }
 
+// The workgroup's best token (`better` order) and its logit, and the number of valid tokens, from
+// each lane's best (bv, bi) and count; the same for every invocation. Called in uniform control
+// flow (it holds barriers).
+var<workgroup> top_logit: f32;
+
+struct TopValid {
+    top: u32,
+    m: f32,
+    valid: u32,
+}
+
+fn top_and_valid(lid: u32, bv: f32, bi: u32, count: u32) -> TopValid {
+    sv[lid] = bv;
+    si[lid] = bi;
+    reduce_argmax(lid);
+    if (lid == 0u) {
+        flag = si[0];
+        top_logit = sv[0];
+    }
+    // Both through workgroupUniformLoad: the result is uniform (Chromium checks it at the callers'
+    // barriers); top_logit is sv[0], the maximum, unchanged.
+    let top = workgroupUniformLoad(&flag);
+    let m = workgroupUniformLoad(&top_logit);
+    sv[lid] = 0.0;
+    si[lid] = count;
+    reduce_sum(lid);
+    if (lid == 0u) {
+        flag = si[0];
+    }
+    let valid = workgroupUniformLoad(&flag);
+    return TopValid(top, m, valid);
+}
+
 @compute @workgroup_size(WG)
 fn sample_filtered(@builtin(local_invocation_index) lid: u32) {
     let n = p.vocab;
@@ -279,22 +312,10 @@ fn sample_filtered(@builtin(local_invocation_index) lid: u32) {
             }
         }
     }
-    sv[lid] = bv;
-    si[lid] = bi;
-    reduce_argmax(lid);
-    if (lid == 0u) {
-        flag = si[0];
-    }
-    let top = workgroupUniformLoad(&flag);
-    let m = sv[0];
-    workgroupBarrier();
-    sv[lid] = 0.0;
-    si[lid] = count;
-    reduce_sum(lid);
-    if (lid == 0u) {
-        flag = si[0];
-    }
-    let valid = workgroupUniformLoad(&flag);
+    let tv = top_and_valid(lid, bv, bi, count);
+    let top = tv.top;
+    let m = tv.m;
+    let valid = tv.valid;
     if (top == NONE) {
         if (lid == 0u) {
             emit(NONE);
@@ -322,21 +343,10 @@ fn sample_filtered(@builtin(local_invocation_index) lid: u32) {
             }
             workgroupBarrier();
             if (lid == 0u) {
-                var cum = 0u;
-                var d = 255u;
-                loop {
-                    let c = atomicLoad(&hist[d]);
-                    if (cum + c >= want || d == 0u) {
-                        want = want - cum;
-                        break;
-                    }
-                    cum = cum + c;
-                    d = d - 1u;
-                }
-                chosen = d | (want << 8u);
+                pick_digit(want);
             }
             let c = workgroupUniformLoad(&chosen);
-            want = c >> 8u;
+            want = (c >> 8u) & 0x7fffffu;
             let d = c & 255u;
             if (q < 4u) {
                 kh = kh | (d << (24u - 8u * q));
@@ -463,7 +473,7 @@ fn unkey(k: u32) -> f32 {
 // Radix select step (lane 0 only): the digit d of this pass from `hist`, the rank w still wanted
 // inside its bin, and bit 31 set when the bin holds exactly w keys: then every key with the
 // chosen prefix is in, the prefix followed by zero bits is the threshold and the select stops
-// (with distinct logits usually after 2 or 3 of the 7 passes). `want` <= WG.
+// (with distinct logits usually after 2 or 3 of the 7 passes). `want` < 2^23 (bits 8..30 of `chosen`).
 fn pick_digit(want: u32) {
     var cum = 0u;
     var d = 255u;
@@ -605,22 +615,10 @@ fn topk_final(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) {
         atomicStore(&slots, 0u);
     }
-    sv[lid] = bv;
-    si[lid] = bi;
-    reduce_argmax(lid);
-    if (lid == 0u) {
-        flag = si[0];
-    }
-    let top = workgroupUniformLoad(&flag);
-    let m = sv[0];
-    workgroupBarrier();
-    sv[lid] = 0.0;
-    si[lid] = count;
-    reduce_sum(lid);
-    if (lid == 0u) {
-        flag = si[0];
-    }
-    let valid = workgroupUniformLoad(&flag);
+    let tv = top_and_valid(lid, bv, bi, count);
+    let top = tv.top;
+    let m = tv.m;
+    let valid = tv.valid;
     if (top == NONE) {
         if (lid == 0u) {
             emit(NONE);
