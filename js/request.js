@@ -66,6 +66,15 @@ export function normaliseRequest(req, maxContext) {
         if (typeof f?.name !== 'string' || typeof f?.arguments !== 'string') {
           throw invalid(`messages[${i}].tool_calls[${j}].function`, 'must be { name, arguments } (arguments: JSON text)');
         }
+        let args;
+        try {
+          args = JSON.parse(f.arguments);
+        } catch {
+          args = null;
+        }
+        if (args === null || typeof args !== 'object' || Array.isArray(args)) {
+          throw invalid(`messages[${i}].tool_calls[${j}].function.arguments`, 'must be the JSON text of an object');
+        }
         return { id: String(c.id ?? `call_${j}`), type: 'function', function: { name: f.name, arguments: f.arguments } };
       });
     }

@@ -122,6 +122,16 @@ impl ChatRequest {
                     )
                 })?),
             };
+            // The template gets the arguments as an object (as transformers passes them).
+            for (j, c) in tool_calls.iter().flatten().enumerate() {
+                let args: std::result::Result<serde_json::Value, _> = serde_json::from_str(&c.function.arguments);
+                if !args.is_ok_and(|a| a.is_object()) {
+                    return Err(invalid(
+                        format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                        "must be the JSON text of an object",
+                    ));
+                }
+            }
             let content = match m.get("content") {
                 Some(serde_json::Value::String(c)) => c.as_str(),
                 None | Some(serde_json::Value::Null) if tool_calls.is_some() => "",
@@ -284,6 +294,10 @@ mod tests {
             (
                 r#"{"messages":[{"role":"assistant","content":null}]}"#,
                 "messages[0].content",
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"function":{"name":"f","arguments":"[1"}}]}]}"#,
+                "messages[0].tool_calls[0].function.arguments",
             ),
         ] {
             let e = ChatRequest::parse(bad, 16).unwrap_err();

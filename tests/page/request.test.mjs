@@ -77,4 +77,5 @@ test('tool calls and tool answers are kept for the next turn', () => {
   refused({ messages: [{ role: 'assistant', content: null, tool_calls: {} }] }, 'messages[0].tool_calls');
   refused({ messages: [{ role: 'assistant', content: null, tool_calls: [{ function: { name: 'f' } }] }] }, 'messages[0].tool_calls[0].function');
   refused({ messages: [{ role: 'assistant', content: null }] }, 'messages[0].content');
+  refused({ messages: [{ role: 'assistant', content: null, tool_calls: [{ function: { name: 'f', arguments: '[1]' } }] }] }, 'messages[0].tool_calls[0].function.arguments');
 });
