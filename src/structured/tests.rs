@@ -323,3 +323,39 @@ fn request_errors_come_before_model_errors() {
     let p = prepare_chat(&tok, 300, &[260], &mut cache, &msgs, None, &[], &ToolChoice::Auto).unwrap();
     assert!(p.constraint.is_none() && cache.is_none());
 }
+
+#[test]
+fn llama3_grammar_uses_parameters() {
+    let chatml = tokenizer(false, byte_level(), CHATML);
+    let vocab = Vocab::new(&chatml, 300, &[260]).unwrap();
+    let tools = weather();
+    let refs: Vec<&Tool> = tools.iter().collect();
+    let check = |required: bool, text: &str| {
+        let g = CallFormat::Llama3.grammar(&refs, required, |t| vocab.has_special(t));
+        Constraint::from_grammar(&vocab, g, "tools")
+            .unwrap()
+            .accepts_text(&vocab, text)
+            .unwrap()
+    };
+    let ok = "{\"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": 2}}";
+    assert!(check(true, ok) && check(false, ok));
+    assert!(!check(true, "{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}"));
+    assert!(check(false, "Two."));
+    assert!(!check(false, "{oops"));
+    // The template gets the tools as they are and the calls with `arguments` objects.
+    let mut call = ChatMessage::new("assistant", "");
+    call.tool_calls = Some(vec![ToolCall {
+        id: "call_0".into(),
+        kind: "function".into(),
+        function: tools::FunctionCall {
+            name: "add".into(),
+            arguments: "{\"a\":1,\"b\":2}".into(),
+        },
+    }]);
+    let ctx = CallFormat::Llama3.context(&[call], &refs, false);
+    assert_eq!(ctx["tools"][1]["function"]["name"], json!("add"));
+    assert_eq!(
+        ctx["messages"][0]["tool_calls"][0]["function"]["arguments"],
+        json!({"a": 1, "b": 2})
+    );
+}
