@@ -3,8 +3,9 @@
 //!   cargo run --release --features bench --bin kjarni-bench -- [FILTER] [--quick]
 //!
 //! On the GPU machine, see README ("Benchmarks") for the device-tool command.
-//! `KJARNI_BENCH_SHADER_CHECKS=no-loop-bounding|none` compiles the pipelines without naga's
-//! forced loop bounding / without any runtime check (`ShaderChecks`), to measure their cost.
+//! `KJARNI_BENCH_SHADER_CHECKS=all|none` compiles the pipelines with naga's forced loop bounding
+//! (wgpu's default) / without any runtime check, beside the crate's default (`ShaderChecks`:
+//! bounds checks without loop bounding), to measure what they cost.
 
 mod attention;
 mod dawn;
@@ -37,9 +38,9 @@ fn main() {
 async fn run() -> kjarni_web::Result<()> {
     let args = harness::Args::parse();
     let shader_checks = match std::env::var("KJARNI_BENCH_SHADER_CHECKS").as_deref() {
-        Ok("no-loop-bounding") => ShaderChecks::NoLoopBounding,
+        Ok("all") => ShaderChecks::All,
         Ok("none") => ShaderChecks::None,
-        _ => ShaderChecks::All,
+        _ => ShaderChecks::NoLoopBounding,
     };
     let gpu = Gpu::with_options(GpuOptions {
         shader_checks,

@@ -105,9 +105,9 @@ impl PipelineCache {
                     force_loop_bounding: false,
                     ..wgpu::ShaderRuntimeChecks::checked()
                 };
-                // SAFETY: every loop of the crate's kernels is bounded and every index checked
-                // against the uniform parameters the ops validate on the CPU (see ShaderChecks);
-                // only a benchmark or a caller that opts in gets here.
+                // SAFETY: every loop of the crate's kernels is bounded by constants or by the
+                // uniform parameters the ops validate on the CPU, and every index is checked
+                // against them (see ShaderChecks; `None` is opt-in, for benchmarks).
                 #[allow(unsafe_code)]
                 unsafe {
                     device.create_shader_module_trusted(desc, runtime)
