@@ -20,7 +20,8 @@
 // NORM: RMSNorm prologue, y = epilogue((W · (x * nw)) / rms(x)); the kernel then must not write
 // x (every workgroup reads all of it).
 // gemv_qkv also needs HD (head size), QKV_LANES (lanes per row group), QKV_SPLIT (workgroups per
-// head), KV_DTYPE and the helpers of attention_rope.wgsl and qkv_epilogue.wgsl.
+// head), KV_DTYPE, QK_NORM (per-head q / k RMSNorm) and the helpers of attention_rope.wgsl and
+// qkv_epilogue.wgsl.
 
 struct Params {
     n: u32,
@@ -46,7 +47,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read> res: array<f32>;
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
-// NORM: the RMSNorm weight [K] (gemv_qkv: followed by the bias [N] when HAS_BIAS).
+// NORM: the RMSNorm weight [K] (gemv_qkv: followed by the bias [N] when HAS_BIAS, then the
+// q_norm and k_norm weights [HD] each when QK_NORM).
 @group(0) @binding(8) var<storage, read> nw: array<vec4<f32>>;
 
 // Element i of x as a scalar (tensor buffers are padded to 16 bytes, so the vec4 holding the

@@ -25,7 +25,7 @@
 // file): NORM (RMSNorm prologue: x loads times the norm weight, the dot products times
 // 1 / rms(x)), HAS_BIAS, ACT (0 none, 2 SiLU), RES (0 none, 1 + res, 2 + y in place, 3 * res),
 // PAIR (SwiGLU over a [gate; up] weight of 2n rows: y = silu(gate · x) * (up · x)). gemv_qkv:
-// HD, KV_DTYPE, QKV_SPLIT and qkv_epilogue.wgsl (appended with attention_rope.wgsl).
+// HD, KV_DTYPE, QKV_SPLIT, QK_NORM and qkv_epilogue.wgsl (appended with attention_rope.wgsl).
 
 const Q8_0: u32 = 0u;
 const Q4_0: u32 = 1u;
@@ -59,7 +59,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 // gemv_fast / gemv_qkv: the RMSNorm weight [K] (NORM; gemv_qkv: followed by the bias [N] when
-// HAS_BIAS), the bias [N] and the residual / product operand of the epilogue.
+// HAS_BIAS, then the q_norm and k_norm weights [HD] each when QK_NORM), the bias [N] and the
+// residual / product operand of the epilogue.
 @group(0) @binding(5) var<storage, read> nw: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
 @group(0) @binding(7) var<storage, read> res: array<f32>;

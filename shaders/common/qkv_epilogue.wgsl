@@ -5,7 +5,10 @@
 // part·QKV_P + r and rows QKV_P + r their partners half a head on (qkv_elem; the host splits
 // only heads rotated whole or not at all, only f32 / f16 caches, and keeps QKV_P even so f16
 // pairs stay in the workgroup); it
-//   - (place for a per-head q_norm / k_norm, Qwen3: an RMSNorm over head_buf before RoPE),
+//   - QK_NORM (Qwen3): RMSNorm of each q and k head over its HD values before RoPE,
+//     v * w[e] / sqrt(Σ v² / HD + eps) with the q_norm / k_norm weights [HD] stored in nw after
+//     the attention norm weight [K] and the bias [N] (the host keeps QKV_SPLIT = 1: the sum
+//     is the whole head's),
 //   - rotates q and k heads by RoPE at position p.pos (the helpers of common/attention_rope.wgsl, so q
 //     and K are bit-identical to the rotation of the unfused path),
 //   - writes a q head to q_out [n_heads, HD],
@@ -15,7 +18,8 @@
 // half is replaced with a compare-exchange loop (no stale half survives a truncated cache).
 //
 // Needs from the including kernel: Params fields n_heads, n_kv_heads, pos, rot, log2_theta,
-// scale_stride; constants WG, HD, KV_DTYPE, QKV_SPLIT; Lane and wg_max.
+// scale_stride, k, n, eps; constants WG, HD, KV_DTYPE, QKV_SPLIT, QK_NORM, NORM, HAS_BIAS; the
+// f32 buffer nw; Lane, wg_sum and wg_max.
 
 // The fused epilogue rotates with unscaled frequencies (models with RoPE scaling decode through
 // the unfused path; src/ops/qkv.rs refuses them).
@@ -88,7 +92,24 @@ fn qkv_epilogue(hidx: u32, part: u32, lane: Lane) {
     let is_q = hidx < p.n_heads;
     let is_k = !is_q && hidx < p.n_heads + p.n_kv_heads;
     let rot = select(0u, p.rot, is_q || is_k);
-    // (Per-head q_norm / k_norm goes here, before RoPE.)
+    if (QK_NORM) {
+        // Every head takes part in the sum (wg_sum's barriers need uniform control flow); only
+        // q and k heads are scaled. QKV_SPLIT = 1: head_buf holds element e at row e.
+        var ss = 0.0;
+        for (var e = lane.index; e < QKV_R; e = e + WG) {
+            let v = head_buf[e];
+            ss = ss + v * v;
+        }
+        let inv = inverseSqrt(wg_sum(ss, lane) / f32(HD) + p.eps);
+        if (is_q || is_k) {
+            let off = select(0u, p.k, NORM) + select(0u, p.n, HAS_BIAS) + select(HD, 0u, is_q);
+            for (var e = lane.index; e < QKV_R; e = e + WG) {
+                let i = off + e;
+                head_buf[e] = head_buf[e] * inv * nw[i >> 2u][i & 3u];
+            }
+        }
+        workgroupBarrier(); // the normalised head complete before RoPE reads partners
+    }
     var vals: array<f32, QKV_EPT>;
     var amax = 0.0;
     for (var c = 0u; c < QKV_EPT; c = c + 1u) {

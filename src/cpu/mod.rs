@@ -13,6 +13,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod norm;
 pub mod pooling;
+pub mod qkv;
 pub mod quant;
 pub mod repeat_kv;
 pub mod rope;

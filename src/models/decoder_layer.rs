@@ -1,8 +1,9 @@
 //! One Llama-family decoder layer for one token (decode), fused: five dispatches at contexts
 //! where one attention chunk suffices, for dense and quantised weights alike.
 //!
-//! 1. `qkv`: RMSNorm prologue, `[q; k; v] = W_qkv · h + b`, RoPE on q and k, q out, K / V appended
-//!    to the cache ([`crate::ops::qkv`]);
+//! 1. `qkv`: RMSNorm prologue, `[q; k; v] = W_qkv · h + b`, per-head RMSNorm of q and k where the
+//!    model has one (Qwen3), RoPE on q and k, q out, K / V appended to the cache
+//!    ([`crate::ops::qkv`]);
 //! 2. decode attention straight from the cache (q already rotated; split + merge only for long
 //!    caches, [`crate::ops::attention::decode`]);
 //! 3. `x += o_proj(attn)` (residual in the GEMV's epilogue);
@@ -116,6 +117,7 @@ impl FusedLayer {
         name: &str,
         (wq, wk, wv): (&Linear, &Linear, &Linear),
         bias: Option<(&GpuTensor, &GpuTensor, &GpuTensor)>,
+        qk_norm: Option<(&GpuTensor, &GpuTensor)>,
         attn_norm: &GpuTensor,
         (gate, up): (&Linear, &Linear),
         (n_heads, n_kv_heads, head_dim): (usize, usize, usize),
@@ -127,6 +129,7 @@ impl FusedLayer {
             (wq, wk, wv),
             attn_norm,
             bias,
+            qk_norm,
             n_heads,
             n_kv_heads,
             head_dim,

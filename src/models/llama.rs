@@ -662,18 +662,18 @@ fn sandwich_add(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, w: &GpuTensor
 }
 
 /// Whether the fused decode layer implements everything this configuration asks of a layer:
-/// plain RMSNorm pre-norms, SiLU-gated MLP, RoPE without scaling and one base, no per-head q/k
-/// norms, no sandwich norms, no sliding windows, the default attention scale. Other models decode
-/// through the unfused path.
+/// plain RMSNorm pre-norms, SiLU-gated MLP, RoPE without scaling and one base, per-head q/k
+/// RMSNorms only as a pair (Qwen3; the weights as loaded, any Gemma offset already added), no
+/// sandwich norms, no sliding windows, the default attention scale. Other models (Gemma 3,
+/// Llama 3's scaled RoPE) decode through the unfused path.
 fn fusable(cfg: &DecoderConfig, layers: &[Layer]) -> bool {
     cfg.mlp_act == MlpAct::Silu
         && cfg.rope_scaling == Default::default()
         && cfg.rope_local_theta.is_none()
         && cfg.attn_scale.is_none()
-        && !cfg.qk_norm
         && layers.iter().all(|l| {
-            l.q_norm.is_none()
-                && l.k_norm.is_none()
+            l.q_norm.is_some() == cfg.qk_norm
+                && l.k_norm.is_some() == cfg.qk_norm
                 && l.post_attn_norm.is_none()
                 && l.post_ffn_norm.is_none()
                 && l.window.is_none()
@@ -698,6 +698,7 @@ fn fuse_layers(gpu: &Gpu, layers: &mut [Layer], heads: (usize, usize, usize)) ->
             &format!("layers.{i}"),
             (&l.wq, &l.wk, &l.wv),
             bias,
+            l.q_norm.as_ref().zip(l.k_norm.as_ref()),
             &l.attn_norm,
             (&l.w_gate, &l.w_up),
             heads,

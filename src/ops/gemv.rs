@@ -141,9 +141,11 @@ pub(crate) fn module_consts(
     kv_dtype: u32,
     qkv_lanes: u32,
     qkv_split: u32,
-) -> [(&'static str, Const); 5] {
+    qk_norm: bool,
+) -> [(&'static str, Const); 6] {
     [
         ("QKV_SPLIT", Const::U32(qkv_split)),
+        ("QK_NORM", Const::Bool(qk_norm)),
         ("NORM", Const::Bool(norm)),
         ("HD", Const::U32(hd)),
         ("KV_DTYPE", Const::U32(kv_dtype)),
@@ -245,7 +247,7 @@ pub fn record_full(
 
     let mut consts: Vec<(&'static str, Const)> = dtype_consts(w.dtype()).to_vec();
     consts.extend_from_slice(&bound.consts);
-    consts.extend_from_slice(&module_consts(norm.is_some(), 16, 0, 1, 1));
+    consts.extend_from_slice(&module_consts(norm.is_some(), 16, 0, 1, 1, false));
     match variant {
         Variant::Vec4 {
             rows,

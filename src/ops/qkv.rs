@@ -1,15 +1,18 @@
 //! The fused decode QKV projection (`gemv_qkv` in `shaders/gemv.wgsl` and `shaders/quant.wgsl`,
 //! epilogue in `shaders/common/qkv_epilogue.wgsl`): for one token,
-//! `[q; k; v] = W_qkv · rmsnorm(x) + b`, RoPE on q and k at the token's position, q written out,
+//! `[q; k; v] = W_qkv · rmsnorm(x) + b`, optionally a per-head RMSNorm of q and k (Qwen3's
+//! `q_norm` / `k_norm`), RoPE on q and k at the token's position, q written out,
 //! k and v appended to the KV cache in its storage format: one dispatch instead of norm, three
 //! projections and the append.
 //!
 //! The weight is q, k and v's rows concatenated at load ([`QkvWeight::new`]). A head is split
 //! over `split` workgroups ([`default_split`]), each owning `head_dim / (2 split)` RoPE pairs
 //! (rows e and e + head_dim / 2), so the rotation and the f16 pairs of the append stay inside a
-//! workgroup: `split · (n_heads + 2 n_kv_heads)` workgroups. An int8 cache needs the head's absmax
-//! and a partially rotated head pairs other elements: those keep one workgroup per head. The norm weight and the bias travel in one f32 buffer
-//! (`[norm (K) | bias (N)]`) to stay within 8 storage bindings for dense weights (quantised: 9,
+//! workgroup: `split · (n_heads + 2 n_kv_heads)` workgroups. An int8 cache needs the head's absmax,
+//! the per-head q / k norm the head's sum of squares, and a partially rotated head pairs other
+//! elements: those keep one workgroup per head. The norm weight, the bias and the q / k norm
+//! weights travel in one f32 buffer (`[norm (K) | bias (N) | q_norm (hd) | k_norm (hd)]`, the
+//! optional parts absent) to stay within 8 storage bindings for dense weights (quantised: 9,
 //! the second view of the block buffer; devices offering fewer fall back, see
 //! [`QkvWeight::supported`]).
 
@@ -23,12 +26,14 @@ use super::rope::Rope;
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor};
 
-/// Concatenated q / k / v weights with their norm weight and biases, for [`record`].
+/// Concatenated q / k / v weights with their norm weight, biases and per-head q / k norm
+/// weights, for [`record`].
 #[derive(Debug, Clone)]
 pub struct QkvWeight {
     w: Linear,
     aux: GpuTensor,
     has_bias: bool,
+    qk_norm: bool,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -36,8 +41,10 @@ pub struct QkvWeight {
 
 impl QkvWeight {
     /// Join `wq` `[n_heads·hd, K]`, `wk`, `wv` `[n_kv_heads·hd, K]` (GPU copies recorded into
-    /// `batch`) with the attention norm weight `[K]` and the optional biases (all f32). `None`
-    /// when the weights cannot be joined (mixed types) or the device lacks the bindings.
+    /// `batch`) with the attention norm weight `[K]`, the optional biases and the optional
+    /// per-head RMSNorm weights of q and k (`qk_norm`: `[head_dim]` each, applied before RoPE
+    /// with the eps of [`record`]; all f32). `None` when the weights cannot be joined (mixed
+    /// types) or the device lacks the bindings.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
@@ -46,6 +53,7 @@ impl QkvWeight {
         (wq, wk, wv): (&Linear, &Linear, &Linear),
         norm: &GpuTensor,
         bias: Option<(&GpuTensor, &GpuTensor, &GpuTensor)>,
+        qk_norm: Option<(&GpuTensor, &GpuTensor)>,
         n_heads: usize,
         n_kv_heads: usize,
         head_dim: usize,
@@ -80,11 +88,11 @@ impl QkvWeight {
             });
         }
         let n = w.rows();
-        let aux_len = k + if bias.is_some() { n } else { 0 };
+        let aux_len = k + if bias.is_some() { n } else { 0 } + if qk_norm.is_some() { 2 * head_dim } else { 0 };
         let aux = GpuTensor::zeros(gpu, &format!("{name}.norm_bias"), &[aux_len], DType::F32)?;
         batch.copy(norm.buffer(), 0, aux.buffer(), 0, (k * 4) as u64);
+        let mut at = (k * 4) as u64;
         if let Some((bq, bk, bv)) = bias {
-            let mut at = (k * 4) as u64;
             for (b, len) in [(bq, wq.rows()), (bk, wk.rows()), (bv, wv.rows())] {
                 b.expect_dtype(OP, &[DType::F32])?;
                 if b.numel() != len {
@@ -97,10 +105,28 @@ impl QkvWeight {
                 at += (len * 4) as u64;
             }
         }
+        if let Some((qn, kn)) = qk_norm {
+            for t in [qn, kn] {
+                t.expect_dtype(OP, &[DType::F32])?;
+                if t.numel() != head_dim {
+                    return Err(Error::Shape {
+                        op: OP,
+                        detail: format!(
+                            "q/k norm weight '{}' has {} elements, head_dim = {head_dim}",
+                            t.name(),
+                            t.numel()
+                        ),
+                    });
+                }
+                batch.copy(t.buffer(), 0, aux.buffer(), at, (head_dim * 4) as u64);
+                at += (head_dim * 4) as u64;
+            }
+        }
         Ok(Some(QkvWeight {
             w,
             aux,
             has_bias: bias.is_some(),
+            qk_norm: qk_norm.is_some(),
             n_heads,
             n_kv_heads,
             head_dim,
@@ -139,10 +165,11 @@ pub fn default_split(head_dim: usize) -> u32 {
 
 /// The split `want` (workgroups per head) as recorded: a power of two with at least 2 rows and
 /// an even number of RoPE pairs per workgroup (f16 pairs), and 1 for int8 caches (the absmax is
-/// the head's) and for heads rotated only partly (`rot` ∉ {0, head_dim}).
-pub fn effective_split(want: u32, head_dim: usize, kv: KvDType, rot: u32) -> u32 {
+/// the head's), for the per-head q / k norm (`qk_norm`: the sum of squares is the head's) and for
+/// heads rotated only partly (`rot` ∉ {0, head_dim}).
+pub fn effective_split(want: u32, head_dim: usize, kv: KvDType, rot: u32, qk_norm: bool) -> u32 {
     let hd = head_dim as u32;
-    if kv == KvDType::Int8 || (rot != 0 && rot != hd) || want <= 1 {
+    if kv == KvDType::Int8 || qk_norm || (rot != 0 && rot != hd) || want <= 1 {
         return 1;
     }
     let mut s = want.next_power_of_two().min(hd / 4);
@@ -155,7 +182,8 @@ pub fn effective_split(want: u32, head_dim: usize, kv: KvDType, rot: u32) -> u32
 
 /// Record the fused QKV of one token x `[1, K]` (f32): q `[n_heads, hd]` (f32) into `q_out`,
 /// K and V appended to `cache` at its next row (advancing its length), RoPE by `rope` at that
-/// position on q and K.
+/// position on q and K (after their per-head norm when the weight has one). `eps` is the
+/// RMSNorm epsilon of the prologue and of the per-head norm.
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     gpu: &Gpu,
@@ -232,7 +260,13 @@ pub fn record_split(
         }
         None => (0, 0.0),
     };
-    let mut split = effective_split(split.unwrap_or_else(|| default_split(hd)), hd, cache.dtype(), rot);
+    let mut split = effective_split(
+        split.unwrap_or_else(|| default_split(hd)),
+        hd,
+        cache.dtype(),
+        rot,
+        w.qk_norm,
+    );
     let caps = gpu.caps();
     let dense = match &w.w {
         Linear::Dense(_) => {
@@ -284,7 +318,7 @@ pub fn record_split(
             let mut consts: Vec<(&'static str, Const)> = dtype_consts(wt.dtype()).to_vec();
             consts.extend_from_slice(&epi.consts);
             consts[3] = ("HAS_BIAS", Const::Bool(w.has_bias));
-            consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv, lanes, split));
+            consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv, lanes, split, w.qk_norm));
             consts.extend_from_slice(&[
                 ("WG", Const::U32(workgroup)),
                 ("ROWS", Const::U32(group_rows)),
@@ -325,7 +359,7 @@ pub fn record_split(
             let reduction = quant::check_fast(gpu, variant)?;
             let mut consts = quant::fast_consts(q.qtype(), variant).to_vec();
             consts.extend_from_slice(&quant::fused_consts(
-                true, w.has_bias, 0, 0, false, hd as u32, kv, split,
+                true, w.has_bias, 0, 0, false, hd as u32, kv, split, w.qk_norm,
             ));
             let pipeline =
                 gpu.pipelines()

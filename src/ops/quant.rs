@@ -368,8 +368,9 @@ pub fn gemv_default(gpu: &Gpu, qtype: QuantType, n: usize, k: usize) -> Variant 
 }
 
 /// The fused constants of the plain kernels: everything off.
-const OFF: [(&str, Const); 8] = [
+const OFF: [(&str, Const); 9] = [
     ("QKV_SPLIT", Const::U32(1)),
+    ("QK_NORM", Const::Bool(false)),
     ("NORM", Const::Bool(false)),
     ("HAS_BIAS", Const::Bool(false)),
     ("ACT", Const::U32(0)),
@@ -434,9 +435,11 @@ pub(crate) fn fused_consts(
     hd: u32,
     kv: u32,
     qkv_split: u32,
-) -> [(&'static str, Const); 8] {
+    qk_norm: bool,
+) -> [(&'static str, Const); 9] {
     [
         ("QKV_SPLIT", Const::U32(qkv_split)),
+        ("QK_NORM", Const::Bool(qk_norm)),
         ("NORM", Const::Bool(norm)),
         ("HAS_BIAS", Const::Bool(bias)),
         ("ACT", Const::U32(act)),
@@ -599,7 +602,7 @@ pub fn record_fused(
         return Err(Error::Internal("epilogue constants".into()));
     };
     let mut consts = fast_consts(w.qtype, variant).to_vec();
-    consts.extend_from_slice(&fused_consts(norm.is_some(), has_bias, act, res, pair, 16, 0, 1));
+    consts.extend_from_slice(&fused_consts(norm.is_some(), has_bias, act, res, pair, 16, 0, 1, false));
     let p = gpu
         .pipelines()
         .get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;

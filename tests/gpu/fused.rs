@@ -315,7 +315,8 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     ];
                     let mut b = gpu.batch();
                     let biases = with_bias.then(|| (&tb[0], &tb[1], &tb[2]));
-                    let w = QkvWeight::new(&gpu, &mut b, "qkv", (&wq, &wk, &wv), &tg, biases, nh, nkv, hd).unwrap();
+                    let w =
+                        QkvWeight::new(&gpu, &mut b, "qkv", (&wq, &wk, &wv), &tg, biases, None, nh, nkv, hd).unwrap();
                     gpu.submit(b).unwrap();
                     let Some(w) = w else {
                         assert!(
@@ -403,6 +404,177 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
     );
 });
 
+gpu_test!(fused_qkv_with_qk_norm_matches_reference, async {
+    // Qwen3's per-head RMSNorm of q and k before RoPE, in the fused QKV (one workgroup per head
+    // whatever the split asked: the sum of squares is the head's). Shapes: GQA 3 at head_dim 64,
+    // GQA 2 at head_dim 128 (Qwen3-0.6B's 16 / 8 heads scaled down), MHA at 128; f32, f16 and
+    // int8 caches; with and without bias; dense f32 / bf16 and two block types.
+    //
+    // Tolerance: the projection's bound B per head (as in the test above: 2e-5 · Σ|w·x̂| · 2 +
+    // 1e-6) divided by the head's rms r, times (max q/k norm weight + the normalised size): the
+    // error of v / r and of r itself (the rms of the errors ≤ B); plus 1e-5 of the size for
+    // inverseSqrt and RoPE, 1e-6 absolute. v heads keep the plain bound.
+    let gpu = gpu().await;
+    let mut seed = 9500;
+    let shapes = [(9usize, 3usize, 64usize), (4, 2, 128), (2, 2, 128)];
+    let kvs = [KvDType::F32, KvDType::F16, KvDType::Int8];
+    let fmts = [
+        Fmt::Dense(DType::F32),
+        Fmt::Dense(DType::BF16),
+        Fmt::Quant(QuantType::Q8_0),
+        Fmt::Quant(QuantType::Q4_K),
+    ];
+    let mut case = 0usize;
+    let (mut checked, mut worst) = (0usize, 0.0f32);
+    for fmt in fmts {
+        for (si, &(nh, nkv, hd)) in shapes.iter().enumerate() {
+            let k = ks(fmt)[si % 2];
+            for &kv in &kvs {
+                for with_bias in [false, true] {
+                    case += 1;
+                    if BROWSER && !case.is_multiple_of(4) {
+                        continue; // SwiftShader: a rotating quarter
+                    }
+                    seed += 10;
+                    let (nq, nk) = (nh * hd, nkv * hd);
+                    let n = nq + 2 * nk;
+                    let (wq, wqv) = weight(&gpu, fmt, nq, k, seed);
+                    let (wk, wkv) = weight(&gpu, fmt, nk, k, seed + 1);
+                    let (wv, wvv) = weight(&gpu, fmt, nk, k, seed + 2);
+                    let x = cpu::random(k, seed + 3, -1.0, 1.0);
+                    let gamma = cpu::random(k, seed + 4, 0.5, 1.5);
+                    let bias = cpu::random(n, seed + 5, -1.0, 1.0);
+                    let qnw = cpu::random(hd, seed + 6, 0.5, 1.5);
+                    let knw = cpu::random(hd, seed + 7, 0.5, 1.5);
+                    let rope = Rope::plain(1_000_000.0, hd);
+                    let pos = 3;
+                    let mut cache = KvCache::new(&gpu, "cache", pos + 2, nkv, hd, kv).unwrap();
+                    let prev = cpu::random(pos * nk, seed + 8, -1.0, 1.0);
+                    let prev_t = upload(&gpu, "prev", &[pos, nkv, hd], &prev);
+                    let mut b = gpu.batch();
+                    cache.append(&gpu, &mut b, &prev_t, &prev_t, Some(rope)).unwrap();
+                    gpu.submit(b).unwrap();
+                    let (before_k, before_v) = read_cache(&gpu, &cache).await;
+
+                    let tg = upload(&gpu, "gamma", &[k], &gamma);
+                    let tb = [
+                        upload(&gpu, "bq", &[nq], &bias[..nq]),
+                        upload(&gpu, "bk", &[nk], &bias[nq..nq + nk]),
+                        upload(&gpu, "bv", &[nk], &bias[nq + nk..]),
+                    ];
+                    let (tqn, tkn) = (upload(&gpu, "q_norm", &[hd], &qnw), upload(&gpu, "k_norm", &[hd], &knw));
+                    let mut b = gpu.batch();
+                    let biases = with_bias.then(|| (&tb[0], &tb[1], &tb[2]));
+                    let w = QkvWeight::new(
+                        &gpu,
+                        &mut b,
+                        "qkv",
+                        (&wq, &wk, &wv),
+                        &tg,
+                        biases,
+                        Some((&tqn, &tkn)),
+                        nh,
+                        nkv,
+                        hd,
+                    )
+                    .unwrap();
+                    gpu.submit(b).unwrap();
+                    let Some(w) = w else {
+                        assert!(
+                            !QkvWeight::supported(&gpu, matches!(fmt, Fmt::Quant(_))),
+                            "{fmt:?}: the weights should join"
+                        );
+                        continue;
+                    };
+                    let tx = upload(&gpu, "x", &[1, k], &x);
+                    let q = upload(&gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
+                    // Any split asked for comes out as one workgroup per head.
+                    let split = [None, Some(1), Some(4)][case % 3];
+                    let mut b = gpu.batch();
+                    qkv::record_split(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split).unwrap();
+                    gpu.submit(b).unwrap();
+                    assert_eq!(cache.len(), pos + 1);
+
+                    let mut all_w = wqv.clone();
+                    all_w.extend_from_slice(&wkv);
+                    all_w.extend_from_slice(&wvv);
+                    let r = cpu::qkv::QkvRef {
+                        gamma: &gamma,
+                        w: &all_w,
+                        bias: with_bias.then_some(&bias[..]),
+                        qk_norm: Some((&qnw, &knw)),
+                        n_heads: nh,
+                        n_kv_heads: nkv,
+                        head_dim: hd,
+                    };
+                    let (qr, kr, vr) = cpu::qkv::fused_qkv(&x, &r, Some(&rope), pos, EPS);
+                    let y = cpu::qkv::project(&x, &r, EPS);
+                    let xn = refn::rms_norm(&x, None, &gamma, k, EPS);
+                    let mag = refl::abs_dot(&xn, &all_w, 1, n, k);
+                    // Per head: the projection bound of its largest row, through the norm.
+                    let head_bound =
+                        |range: std::ops::Range<usize>, vals: &[f32], normed: Option<&[f32]>| -> Vec<f32> {
+                            let wmax = normed.map_or(0.0, |w| w.iter().fold(0.0f32, |a, &b| a.max(b.abs())));
+                            mag[range.clone()]
+                                .chunks(hd)
+                                .zip(y[range].chunks(hd))
+                                .zip(vals.chunks(hd))
+                                .flat_map(|((m, pre), h)| {
+                                    let proj = 2e-5 * m.iter().fold(0.0f32, |a, &b| a.max(b)) * 2.0 + 1e-6;
+                                    let size = h.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                                    let e = match normed {
+                                        None => proj + 1e-5 * size + 1e-6,
+                                        Some(_) => {
+                                            let rms = (pre.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / hd as f64
+                                                + EPS as f64)
+                                                .sqrt() as f32;
+                                            2.0 * proj / rms * (wmax + size) + 1e-5 * size + 1e-6
+                                        }
+                                    };
+                                    vec![e; hd]
+                                })
+                                .collect()
+                        };
+                    let what = format!(
+                        "qkv+qk_norm {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias} split {split:?}",
+                        kv.name()
+                    );
+                    let got_q = q.to_f32_vec(&gpu).await.unwrap();
+                    worst = worst.max(check_bound(
+                        &format!("{what}: q"),
+                        &got_q,
+                        &qr,
+                        &head_bound(0..nq, &qr, Some(&qnw)),
+                    ));
+                    let (after_k, after_v) = read_cache(&gpu, &cache).await;
+                    assert_eq!(&after_k[..pos * nk], &before_k[..], "{what}: earlier K rows changed");
+                    assert_eq!(&after_v[..pos * nk], &before_v[..], "{what}: earlier V rows changed");
+                    for (name, got, want, range, normed) in [
+                        ("k", &after_k[pos * nk..], &kr, nq..nq + nk, Some(&knw[..])),
+                        ("v", &after_v[pos * nk..], &vr, nq + nk..n, None),
+                    ] {
+                        let mut bound = head_bound(range, want, normed);
+                        for (hi, head) in want.chunks(hd).enumerate() {
+                            let amax = head.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                            for (e, &v) in head.iter().enumerate() {
+                                bound[hi * hd + e] += match kv {
+                                    KvDType::F32 => 0.0,
+                                    KvDType::F16 => v.abs() / 2048.0,
+                                    KvDType::Int8 => amax / 254.0 * 1.01 + amax / 2048.0,
+                                };
+                            }
+                        }
+                        worst = worst.max(check_bound(&format!("{what}: cache {name}"), got, want, &bound));
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    say!("fused QKV with q/k norm: {checked} cases, worst |err| / bound {worst:.3}");
+    assert!(checked > 0, "no case ran");
+});
+
 gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
     // A row's sum does not depend on how many workgroups share a head while the workgroup size
     // stays the same (splits 1 … head_dim / 8 at 256 invocations; head_dim / 4 narrows the
@@ -446,6 +618,7 @@ gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
             (&wq, &wk, &wv),
             &tg,
             Some((&tb[0], &tb[1], &tb[2])),
+            None,
             nh,
             nkv,
             hd,
@@ -502,7 +675,9 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
     use kjarni_web::cpu::synthetic::{self, Shape};
     use kjarni_web::models::llama::{DecodePath, Llama, LlamaOptions};
     let gpu = gpu().await;
-    // Small Llama / Qwen2 shapes: head_dim 64 (GQA 2, tied) and 128 (GQA 2, biases, untied lm_head).
+    // Small Llama / Qwen2 shapes: head_dim 64 (GQA 2, tied) and 128 (GQA 2, biases, untied
+    // lm_head); Qwen3 (per-head q/k norms, head_dim 64 with heads · head_dim ≠ hidden as in
+    // Qwen3-0.6B; safetensors only: the GGUF writer makes Llama / Qwen2 files).
     let shapes = [
         Shape {
             name: "llama",
@@ -530,6 +705,19 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
             arch: synthetic::Arch::Llama,
             head_dim: 0,
         },
+        Shape {
+            name: "qwen3",
+            hidden: 384,
+            layers: 2,
+            heads: 8,
+            kv_heads: 2,
+            ff: 512,
+            vocab: 280,
+            qkv_bias: false,
+            tied: true,
+            arch: synthetic::Arch::Qwen3,
+            head_dim: 64,
+        },
     ];
     let formats: [Option<QuantType>; 5] = [
         None,
@@ -543,10 +731,15 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
     let mut case = 0usize;
     for s in &shapes {
         for fmt in formats {
+            if fmt.is_some() && s.arch != synthetic::Arch::Llama {
+                continue;
+            }
             for kv in [KvDType::F32, KvDType::F16, KvDType::Int8] {
                 case += 1;
-                if BROWSER && !case.is_multiple_of(6) {
-                    continue; // SwiftShader: a rotating sixth
+                // SwiftShader: a rotating sixth, and Qwen3 with the f16 cache.
+                let qwen3_f16 = s.arch == synthetic::Arch::Qwen3 && kv == KvDType::F16;
+                if BROWSER && !case.is_multiple_of(6) && !qwen3_f16 {
+                    continue;
                 }
                 let opts = LlamaOptions {
                     kv_cache: kv,

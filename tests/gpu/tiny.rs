@@ -13,7 +13,7 @@
 
 use kjarni_web::generate::argmax;
 use kjarni_web::load::MemorySource;
-use kjarni_web::models::llama::{Llama, LlamaOptions};
+use kjarni_web::models::llama::{DecodePath, Llama, LlamaOptions};
 use kjarni_web::ops::kv_cache::KvDType;
 
 const TOL: f32 = 1e-4;
@@ -139,8 +139,20 @@ gpu_test!(tiny_llama3_without_its_scaling_misses, async {
 });
 
 gpu_test!(tiny_qwen3_matches_transformers, async {
+    // Decode steps through the fused layer (the per-head q/k norms in the fused QKV).
     let (src, r) = tiny!("qwen3");
-    let d = check("qwen3", src, r, None).await;
+    let gpu = crate::common::gpu().await;
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F32,
+        max_context: 64,
+    };
+    let mut m = Llama::load(&gpu, &src, &opts, &mut |_| {}).await.unwrap();
+    assert_eq!(m.decode_path(), DecodePath::Fused, "qwen3: decode should fuse");
+    let d = check_model("qwen3", &gpu, &mut m, r, true).await;
+    assert!(d <= TOL, "qwen3: max logit diff {d} > {TOL}");
+    // The same steps through the unfused path (the per-head norms as separate dispatches).
+    m.set_decode_path(DecodePath::Unfused);
+    let d = check_model("qwen3 (unfused)", &gpu, &mut m, r, true).await;
     assert!(d <= TOL, "qwen3: max logit diff {d} > {TOL}");
 });
 
