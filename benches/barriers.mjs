@@ -13,7 +13,9 @@ const require = createRequire(import.meta.url);
 const base = dirname(require.resolve('webgpu/package.json'));
 const dawn = require(join(base, 'dist', `${process.platform}-${process.arch}`, 'dawn.node'));
 Object.assign(globalThis, dawn.globals);
-const adapter = await dawn.create(['backend=vulkan']).requestAdapter();
+// Keep the GPU object referenced: dawn.node crashes when it is collected while in use.
+const gpu = dawn.create(['backend=vulkan']);
+const adapter = await gpu.requestAdapter();
 const device = await adapter.requestDevice();
 const buf = device.createBuffer({ size: 1 << 22, usage: GPUBufferUsage.STORAGE });
 const groups = 512;
@@ -47,7 +49,7 @@ const kernel = (wg, bar) => `
 var<workgroup> s: array<f32, ${wg}>;
 @compute @workgroup_size(${wg}) fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(local_invocation_index) l: u32) {
   var a = b[g.x];
-  ${'s[l] = a; workgroupBarrier(); a = a + s[(l + 1u) % ' + wg + 'u];\n'.repeat(bar)}
+  ${`s[l] = a; workgroupBarrier(); a = a + s[(l + 1u) % ${wg}u];\n`.repeat(bar)}
   b[g.x] = a;
 }`;
 
@@ -58,5 +60,5 @@ for (const wg of [4, 16, 64, 128, 256]) {
     rows.push({ workgroup: wg, barriers: bar, ms_per_dispatch: +ms.toFixed(3), us_per_workgroup: +((ms * 1000) / groups).toFixed(2), us_per_invocation: +((ms * 1000) / groups / wg).toFixed(3) });
   }
 }
-console.log(JSON.stringify({ adapter: adapter.info?.description || adapter.info?.device || '', groups, rows }, null, 2));
+console.log(JSON.stringify({ command: 'node benches/barriers.mjs', adapter: adapter.info?.description || adapter.info?.device || '', groups, rows }, null, 2));
 process.exit(0);
