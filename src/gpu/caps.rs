@@ -68,6 +68,19 @@ pub struct Variants {
 /// Largest `reduce_workgroup` on a CPU adapter (see [`Variants::cpu`]).
 pub const CPU_MAX_REDUCE_WORKGROUP: u32 = 64;
 
+/// Which launch shapes the device's kernels use ([`Variants::cpu`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchShapes {
+    /// The CPU shapes on a CPU adapter ([`is_cpu_adapter`]), the GPU shapes elsewhere.
+    #[default]
+    Auto,
+    /// The GPU shapes on any adapter (tests keep them covered on CPU adapters).
+    Gpu,
+    /// The CPU shapes on any adapter.
+    Cpu,
+}
+
 /// Whether the adapter runs shaders on the CPU: wgpu's device type `Cpu` (natively lavapipe /
 /// llvmpipe), or, where the browser gives no device type, an adapter name or driver naming
 /// SwiftShader, llvmpipe or lavapipe (Chromium reports SwiftShader's as "swiftshader").
@@ -134,9 +147,23 @@ pub struct Features {
 impl Capabilities {
     /// Derive capabilities and variant choices from the device's limits and granted features.
     pub fn new(info: &wgpu::AdapterInfo, limits: &wgpu::Limits, features: Features) -> Self {
+        Self::with_shapes(info, limits, features, LaunchShapes::Auto)
+    }
+
+    /// [`Capabilities::new`] with the launch shapes chosen by `shapes` instead of by the adapter.
+    pub fn with_shapes(
+        info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
+        features: Features,
+        shapes: LaunchShapes,
+    ) -> Self {
         let max_invocations = limits.max_compute_invocations_per_workgroup;
         let max_x = limits.max_compute_workgroup_size_x;
-        let cpu = is_cpu_adapter(info);
+        let cpu = match shapes {
+            LaunchShapes::Auto => is_cpu_adapter(info),
+            LaunchShapes::Gpu => false,
+            LaunchShapes::Cpu => true,
+        };
         let cap = if cpu { CPU_MAX_REDUCE_WORKGROUP } else { 256 };
         let reduce_workgroup = largest_pow2_at_most(cap.min(max_invocations).min(max_x)).max(1);
         let storage = limits.max_compute_workgroup_storage_size;
@@ -289,6 +316,18 @@ mod tests {
             let caps = Capabilities::new(&i, &wgpu::Limits::default(), Features::default());
             assert!(caps.variants.cpu);
             assert_eq!(caps.variants.reduce_workgroup, CPU_MAX_REDUCE_WORKGROUP);
+            let forced =
+                Capabilities::with_shapes(&i, &wgpu::Limits::default(), Features::default(), LaunchShapes::Gpu);
+            assert!(!forced.variants.cpu);
+            assert_eq!(forced.variants.reduce_workgroup, 256);
+            assert!(!forced.to_string().contains("CPU launch shapes"));
         }
+        let gpu = Capabilities::with_shapes(
+            &info(4),
+            &wgpu::Limits::default(),
+            Features::default(),
+            LaunchShapes::Cpu,
+        );
+        assert!(gpu.variants.cpu && gpu.to_string().ends_with(", CPU launch shapes"));
     }
 }
