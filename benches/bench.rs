@@ -3,6 +3,8 @@
 //!   cargo run --release --features bench --bin kjarni-bench -- [FILTER] [--quick]
 //!
 //! On the GPU machine, see README ("Benchmarks") for the device-tool command.
+//! `KJARNI_BENCH_SHADER_CHECKS=no-loop-bounding|none` compiles the pipelines without naga's
+//! forced loop bounding / without any runtime check (`ShaderChecks`), to measure their cost.
 
 mod attention;
 mod dawn;
@@ -23,7 +25,7 @@ mod sample;
 mod softmax;
 mod structured;
 
-use kjarni_web::Gpu;
+use kjarni_web::{Gpu, GpuOptions, ShaderChecks};
 
 fn main() {
     if let Err(e) = pollster::block_on(run()) {
@@ -34,8 +36,17 @@ fn main() {
 
 async fn run() -> kjarni_web::Result<()> {
     let args = harness::Args::parse();
-    let gpu = Gpu::new().await?;
-    eprintln!("{}", gpu.caps());
+    let shader_checks = match std::env::var("KJARNI_BENCH_SHADER_CHECKS").as_deref() {
+        Ok("no-loop-bounding") => ShaderChecks::NoLoopBounding,
+        Ok("none") => ShaderChecks::None,
+        _ => ShaderChecks::All,
+    };
+    let gpu = Gpu::with_options(GpuOptions {
+        shader_checks,
+        ..Default::default()
+    })
+    .await?;
+    eprintln!("{}\nshader checks: {shader_checks:?}", gpu.caps());
     let mut report = harness::Report::default();
     dispatch::run(&gpu, &args, &mut report).await?;
     softmax::run(&gpu, &args, &mut report).await?;

@@ -135,8 +135,13 @@ export interface LoadOptions {
 }
 
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | string;
-  content: string | Array<{ type: 'text'; text: string }>;
+  role: 'system' | 'user' | 'assistant' | 'tool' | string;
+  /** May be null on an assistant message that has `tool_calls`. */
+  content: string | Array<{ type: 'text'; text: string }> | null;
+  /** The calls an assistant message made (a previous completion's `message.tool_calls`). */
+  tool_calls?: ToolCall[];
+  /** On a `tool` message: the id of the call it answers. */
+  tool_call_id?: string;
 }
 
 export interface ChatCompletionRequest {
@@ -156,7 +161,10 @@ export interface ChatCompletionRequest {
   /** Constrain the output (llguidance; an invalid or unsupported schema is INVALID_ARGUMENT
    *  naming its path, before any token is generated). */
   response_format?: ResponseFormat;
-  /** Functions the model may call; the arguments are constrained by each `parameters` schema. */
+  /** Functions the model may call; the arguments are constrained by each `parameters` schema.
+   *  Where the chat template defines tool calls (Qwen2.5's `<tool_call>`, Llama 3.1's
+   *  `{"name", "parameters"}`) the template renders the tools and the call is written its way;
+   *  otherwise a generic JSON call (`info.config.tool_call_format`). */
   tools?: Tool[];
   /** Default 'auto' (text or one call); 'required' or a named function forces a call. */
   tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
@@ -249,7 +257,9 @@ export interface ModelInfo {
   model: string;
   url: string;
   config:
-    | { kind: 'decoder'; architecture: string; layers: number; hidden_size: number; vocab_size: number; max_context: number; kv_cache: string; chat_templates: string[] }
+    | { kind: 'decoder'; architecture: string; layers: number; hidden_size: number; vocab_size: number; max_context: number; kv_cache: string; chat_templates: string[];
+        /** How this model writes a tool call, and the first character of one (a stream holds text starting with it back). */
+        tool_call_format: 'generic' | 'hermes' | 'llama3'; tool_call_start: string }
     | { kind: 'encoder'; architecture: string; layers: number; hidden_size: number; dim: number; max_tokens: number; pooling: 'Mean' | 'Cls' | 'LastToken'; normalize: boolean }
     | { kind: 'reranker'; architecture: string; layers: number; hidden_size: number; labels: number; max_tokens: number };
   capabilities: Capabilities;

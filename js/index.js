@@ -343,13 +343,15 @@ export class Engine {
       const hook = { hook: null, abortedEarly: false };
       const stream = new ChatCompletionStream(() => (hook.hook ? hook.hook() : (hook.abortedEarly = true)));
       stream._push(chunk(id, created, model, { role: 'assistant', content: '' }, null));
-      // With tools, an answer starting with '{' is a call (free text cannot start with it): its
-      // text is held back and sent as delta.tool_calls at the end.
+      // With tools, an answer starting with the model's call character ('{', or '<' for a
+      // <tool_call> template: free text cannot start with it) is a call: its text is held back
+      // and sent as delta.tool_calls at the end.
       const mayCall = body.tools?.length > 0 && body.tool_choice !== 'none';
+      const callStart = this.#info.config.tool_call_start ?? '{';
       let held = null;
       let sent = false;
       const onText = (text) => {
-        if (mayCall && !sent && (held !== null || text.startsWith('{'))) {
+        if (mayCall && !sent && (held !== null || text.startsWith(callStart))) {
           held = (held ?? '') + text;
           return;
         }

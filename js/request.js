@@ -55,7 +55,30 @@ export function normaliseRequest(req, maxContext) {
     if (typeof m.role !== 'string' || !ROLES.includes(m.role)) {
       throw invalid(`messages[${i}].role`, `must be one of ${ROLES.join(', ')} (got ${JSON.stringify(m.role)})`);
     }
-    let content = m.content;
+    // An assistant message may call tools (then its content may be null); a tool message
+    // names the call it answers. Both render through the model's chat template.
+    let toolCalls;
+    if (m.tool_calls != null) {
+      if (m.role !== 'assistant') throw invalid(`messages[${i}].tool_calls`, 'only an assistant message may have tool_calls');
+      if (!Array.isArray(m.tool_calls)) throw invalid(`messages[${i}].tool_calls`, "must be an array of { id, type: 'function', function: { name, arguments } }");
+      toolCalls = m.tool_calls.map((c, j) => {
+        const f = c?.function;
+        if (typeof f?.name !== 'string' || typeof f?.arguments !== 'string') {
+          throw invalid(`messages[${i}].tool_calls[${j}].function`, 'must be { name, arguments } (arguments: JSON text)');
+        }
+        let args;
+        try {
+          args = JSON.parse(f.arguments);
+        } catch {
+          args = null;
+        }
+        if (args === null || typeof args !== 'object' || Array.isArray(args)) {
+          throw invalid(`messages[${i}].tool_calls[${j}].function.arguments`, 'must be the JSON text of an object');
+        }
+        return { id: String(c.id ?? `call_${j}`), type: 'function', function: { name: f.name, arguments: f.arguments } };
+      });
+    }
+    let content = m.content == null && toolCalls ? '' : m.content;
     if (Array.isArray(content)) {
       content = content
         .map((p, j) => {
@@ -67,7 +90,10 @@ export function normaliseRequest(req, maxContext) {
         .join('');
     }
     if (typeof content !== 'string') throw invalid(`messages[${i}].content`, 'must be a string or an array of text parts');
-    return { role: m.role, content: wellFormed(content) };
+    const out = { role: m.role, content: wellFormed(content) };
+    if (toolCalls) out.tool_calls = toolCalls;
+    if (m.role === 'tool' && typeof m.tool_call_id === 'string') out.tool_call_id = m.tool_call_id;
+    return out;
   });
   let stop = req.stop == null ? [] : Array.isArray(req.stop) ? req.stop : [req.stop];
   if (stop.length > MAX_STOP) throw invalid('stop', `may hold at most ${MAX_STOP} strings (got ${stop.length})`);

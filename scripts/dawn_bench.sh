@@ -9,7 +9,7 @@
 # $KJARNI_BENCH, .bin/kjarni-bench or target/release/kjarni-bench (skipped when none exists).
 # Called by scripts/device_bench.sh after the Vulkan set-up; here it runs on SwiftShader:
 #   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json scripts/dawn_bench.sh OUT --quick
-# Usage: [NATIVE_TIMEOUT=s] [DAWN_TIMEOUT=s] scripts/dawn_bench.sh OUT_DIR [--quick] [--once]   (default 420 s each)
+# Usage: [NATIVE_TIMEOUT=s] [DAWN_TIMEOUT=s] [DAWN_MODELS=a,b] [NATIVE_FILTER=f] scripts/dawn_bench.sh OUT_DIR [--quick] [--once]   (default 420 s each)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: dawn_bench.sh OUT_DIR [--quick] [--once]}
@@ -51,6 +51,10 @@ else
   list=smollm2_135m,qwen2.5_0.5b,minilm_l6
   native_filter=decoder_smollm2_135m,decoder_qwen2.5_0.5b,profile_decoder_,profile_prefill_,encoder_minilm_l6
 fi
+# Overrides: DAWN_MODELS (benches/dawn_models.mjs names, e.g. qwen3_0.6b,gemma3_270m) and
+# NATIVE_FILTER (kjarni-bench filter; `none` skips the native run).
+list=${DAWN_MODELS:-$list}
+native_filter=${NATIVE_FILTER:-$native_filter}
 # The model directories first: kjarni-bench embeds the same MiniLM directory and sentences.
 for m in ${list//,/ }; do
   "$node" benches/dawn_models.mjs "$m" "$models/$m" "$files" > /dev/null || { echo "generating $m failed"; exit 1; }

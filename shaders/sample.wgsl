@@ -341,17 +341,8 @@ fn sample_filtered(@builtin(local_invocation_index) lid: u32) {
                     }
                 }
             }
-            workgroupBarrier();
-            if (lid == 0u) {
-                pick_digit(want);
-            }
-            let c = workgroupUniformLoad(&chosen);
-            want = (c >> 8u) & 0x7fffffu;
-            let d = c & 255u;
-            if (q < 4u) {
-                kh = kh | (d << (24u - 8u * q));
-            } else {
-                kl = kl | (d << (16u - 8u * (q - 4u)));
+            if (take_digit(lid, q, &want, &kh, &kl)) {
+                break;
             }
         }
     }
@@ -491,6 +482,26 @@ fn pick_digit(want: u32) {
     chosen = d | (w << 8u) | select(0u, 0x80000000u, c == w);
 }
 
+// After a histogram pass (every lane calls it, in uniform control flow): lane 0 picks the digit
+// (`pick_digit`), every lane reads it, the digit joins the prefix (kh, kl) at pass q and `want`
+// becomes the rank still wanted inside the chosen bin. True when the select is complete: every
+// key with the prefix is in, and the prefix followed by zero bits is the threshold.
+fn take_digit(lid: u32, q: u32, want: ptr<function, u32>, kh: ptr<function, u32>, kl: ptr<function, u32>) -> bool {
+    workgroupBarrier();
+    if (lid == 0u) {
+        pick_digit(*want);
+    }
+    let c = workgroupUniformLoad(&chosen);
+    *want = (c >> 8u) & 0x7fffffu;
+    let d = c & 255u;
+    if (q < 4u) {
+        *kh = *kh | (d << (24u - 8u * q));
+    } else {
+        *kl = *kl | (d << (16u - 8u * (q - 4u)));
+    }
+    return (c & 0x80000000u) != 0u;
+}
+
 @compute @workgroup_size(WG)
 fn topk_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = wid.x + wid.y * nwg.x;
@@ -555,19 +566,7 @@ fn topk_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                     }
                 }
             }
-            workgroupBarrier();
-            if (lid == 0u) {
-                pick_digit(want);
-            }
-            let c = workgroupUniformLoad(&chosen);
-            want = (c >> 8u) & 0x7fffffu;
-            let d = c & 255u;
-            if (q < 4u) {
-                kh = kh | (d << (24u - 8u * q));
-            } else {
-                kl = kl | (d << (16u - 8u * (q - 4u)));
-            }
-            if ((c & 0x80000000u) != 0u) {
+            if (take_digit(lid, q, &want, &kh, &kl)) {
                 break;
             }
         }
@@ -644,19 +643,7 @@ fn topk_final(@builtin(local_invocation_index) lid: u32) {
                     }
                 }
             }
-            workgroupBarrier();
-            if (lid == 0u) {
-                pick_digit(want);
-            }
-            let c = workgroupUniformLoad(&chosen);
-            want = (c >> 8u) & 0x7fffffu;
-            let d = c & 255u;
-            if (q < 4u) {
-                kh = kh | (d << (24u - 8u * q));
-            } else {
-                kl = kl | (d << (16u - 8u * (q - 4u)));
-            }
-            if ((c & 0x80000000u) != 0u) {
+            if (take_digit(lid, q, &want, &kh, &kl)) {
                 break;
             }
         }

@@ -106,11 +106,41 @@ impl ChatRequest {
                     ))
                 }
             };
-            let content = m
-                .get("content")
-                .and_then(|c| c.as_str())
-                .ok_or_else(|| invalid(format!("messages[{i}].content"), "must be a string"))?;
-            messages.push(ChatMessage::new(role, content));
+            // An assistant message that calls tools may have no content (`null`).
+            let tool_calls: Option<Vec<crate::structured::ToolCall>> = match m.get("tool_calls") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(_) if role != "assistant" => {
+                    return Err(invalid(
+                        format!("messages[{i}].tool_calls"),
+                        "only an assistant message may have tool_calls",
+                    ))
+                }
+                Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+                    invalid(
+                        format!("messages[{i}].tool_calls"),
+                        format!("must be an array of {{ id, type: 'function', function: {{ name, arguments }} }}: {e}"),
+                    )
+                })?),
+            };
+            // The template gets the arguments as an object (as transformers passes them).
+            for (j, c) in tool_calls.iter().flatten().enumerate() {
+                let args: std::result::Result<serde_json::Value, _> = serde_json::from_str(&c.function.arguments);
+                if !args.is_ok_and(|a| a.is_object()) {
+                    return Err(invalid(
+                        format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                        "must be the JSON text of an object",
+                    ));
+                }
+            }
+            let content = match m.get("content") {
+                Some(serde_json::Value::String(c)) => c.as_str(),
+                None | Some(serde_json::Value::Null) if tool_calls.is_some() => "",
+                _ => return Err(invalid(format!("messages[{i}].content"), "must be a string")),
+            };
+            let mut msg = ChatMessage::new(role, content);
+            msg.tool_calls = tool_calls;
+            msg.tool_call_id = m.get("tool_call_id").and_then(|c| c.as_str()).map(str::to_string);
+            messages.push(msg);
         }
         let stop: Vec<String> = match obj.get("stop") {
             None | Some(serde_json::Value::Null) => Vec::new(),
@@ -234,6 +264,45 @@ mod tests {
         assert_eq!(r.sampling.seed, MAX_SEED);
         assert_eq!(r.stop, ["x"]);
         assert_eq!(r.messages, [ChatMessage::new("user", "hi")]);
+    }
+
+    #[test]
+    fn tool_calls_and_tool_answers_are_kept() {
+        let r = ChatRequest::parse(
+            r#"{"messages":[{"role":"user","content":"1+2?"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"call_0","type":"function","function":{"name":"add","arguments":"{\"a\":1}"}}]},
+                {"role":"tool","tool_call_id":"call_0","content":"3"}]}"#,
+            16,
+        )
+        .unwrap();
+        let calls = r.messages[1].tool_calls.as_ref().unwrap();
+        assert_eq!(
+            (r.messages[1].content.as_str(), calls[0].function.name.as_str()),
+            ("", "add")
+        );
+        assert_eq!(calls[0].function.arguments, r#"{"a":1}"#);
+        assert_eq!(r.messages[2].tool_call_id.as_deref(), Some("call_0"));
+        for (bad, field) in [
+            (
+                r#"{"messages":[{"role":"user","content":"x","tool_calls":[]}]}"#,
+                "messages[0].tool_calls",
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"function":{"name":"f"}}]}]}"#,
+                "messages[0].tool_calls",
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":null}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"function":{"name":"f","arguments":"[1"}}]}]}"#,
+                "messages[0].tool_calls[0].function.arguments",
+            ),
+        ] {
+            let e = ChatRequest::parse(bad, 16).unwrap_err();
+            assert!(e.to_string().starts_with(field), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -131,6 +131,16 @@ pub enum Error {
         why: String,
     },
 
+    /// Something the loaded model cannot do (a property of the model, not of the device), e.g.
+    /// constrained decoding with a tokenizer whose bytes cannot be recovered.
+    #[error("{what} is not supported for this model: {why}")]
+    UnsupportedByModel {
+        /// The feature.
+        what: &'static str,
+        /// What about the model prevents it.
+        why: String,
+    },
+
     /// A KV cache has no room for the tokens being appended.
     #[error("KV cache '{cache}': appending {adding} tokens to {len} exceeds its capacity of {max} tokens")]
     ContextFull {
@@ -242,6 +252,7 @@ impl Error {
             Error::Readback { .. } => "GPU_ERROR",
             Error::DeviceLost(_) => "DEVICE_LOST",
             Error::Unsupported { .. } => "UNSUPPORTED",
+            Error::UnsupportedByModel { .. } => "UNSUPPORTED",
             Error::ContextFull { .. } => "CONTEXT_OVERFLOW",
             Error::BadModelFile { .. } => "BAD_MODEL_FILE",
             Error::UnsupportedConfig { .. } => "UNSUPPORTED_MODEL",
@@ -346,6 +357,7 @@ mod tests {
                 variant: s(),
                 why: s(),
             },
+            Error::UnsupportedByModel { what: "", why: s() },
             Error::ContextFull {
                 cache: s(),
                 len: 0,

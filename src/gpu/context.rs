@@ -20,6 +20,24 @@ pub struct GpuOptions {
     /// Launch shapes: by the adapter (default), or the GPU / CPU shapes forced (tests of the
     /// shapes the adapter would not choose).
     pub launch_shapes: LaunchShapes,
+    /// Native only: naga's runtime checks in the compiled shaders (browsers apply their own).
+    pub shader_checks: ShaderChecks,
+}
+
+/// Which of naga's runtime checks native pipelines keep (`wgpu::ShaderRuntimeChecks`). All by
+/// default; the others exist to measure what the checks cost (`kjarni-bench` with
+/// `KJARNI_BENCH_SHADER_CHECKS`). Without loop bounding a loop that never ends is undefined
+/// behaviour; without bounds checks an index out of range is. The crate's kernels bound every
+/// loop and index by their uniform parameters, which the ops check on the CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ShaderChecks {
+    /// Bounds checks and forced loop bounding (wgpu's default).
+    #[default]
+    All,
+    /// Bounds checks, no forced loop bounding.
+    NoLoopBounding,
+    /// Neither.
+    None,
 }
 
 /// Errors and device loss reported asynchronously by wgpu / the browser.
@@ -151,7 +169,7 @@ impl Gpu {
             device,
             queue,
             caps,
-            pipelines: PipelineCache::default(),
+            pipelines: PipelineCache::new(opts.shader_checks),
             arena,
             memory: Arc::new(MemoryTracker::default()),
             bind_groups: Mutex::new(std::collections::HashMap::new()),

@@ -15,7 +15,7 @@ pub mod uniforms;
 
 pub use batch::Batch;
 pub use caps::{Capabilities, LaunchShapes, Reduction, SwigluVariant, Variants};
-pub use context::{Gpu, GpuOptions};
+pub use context::{Gpu, GpuOptions, ShaderChecks};
 pub use memory::{Buffer, MemoryStats};
 pub use profile::Profile;
 pub use shader::{Const, Kernel};

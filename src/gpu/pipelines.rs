@@ -35,6 +35,8 @@ pub struct PipelineCache {
     labels: Mutex<HashMap<wgpu::ComputePipeline, String>>,
     /// Variants the device rejected, and the rejections not yet reported by a check.
     rejected: Arc<Mutex<Rejected>>,
+    /// Runtime checks of native shader modules.
+    checks: super::context::ShaderChecks,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +46,14 @@ struct Rejected {
 }
 
 impl PipelineCache {
+    /// An empty cache whose native shader modules keep `checks`.
+    pub(crate) fn new(checks: super::context::ShaderChecks) -> PipelineCache {
+        PipelineCache {
+            checks,
+            ..Default::default()
+        }
+    }
+
     /// The pipeline for `key`, compiled on first use.
     pub fn get(
         &self,
@@ -83,10 +93,27 @@ impl PipelineCache {
         let label = format!("{}::{}", kernel.name, variant);
         let source = assemble(kernel, reduction, consts);
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        };
+        let module = match self.checks {
+            super::context::ShaderChecks::All => device.create_shader_module(desc),
+            checks => {
+                let runtime = wgpu::ShaderRuntimeChecks {
+                    bounds_checks: checks == super::context::ShaderChecks::NoLoopBounding,
+                    force_loop_bounding: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                };
+                // SAFETY: every loop of the crate's kernels is bounded and every index checked
+                // against the uniform parameters the ops validate on the CPU (see ShaderChecks);
+                // only a benchmark or a caller that opts in gets here.
+                #[allow(unsafe_code)]
+                unsafe {
+                    device.create_shader_module_trusted(desc, runtime)
+                }
+            }
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: None,

@@ -8,6 +8,8 @@
 //! definitions into the prompt and parses tool calls out of the output.
 
 pub mod schema;
+#[cfg(test)]
+mod tests;
 pub mod tools;
 
 use crate::error::{Error, Result};
@@ -17,7 +19,7 @@ use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 use llguidance::{Matcher, ParserFactory};
 use std::sync::Arc;
 
-pub use tools::{Tool, ToolCall, ToolChoice};
+pub use tools::{CallFormat, Tool, ToolCall, ToolChoice};
 
 /// What the output must look like (OpenAI's `response_format`, plus `regex` and `grammar`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -149,20 +151,21 @@ impl Vocab {
     /// `eos` (the first is the grammar's end token).
     pub fn new(tok: &Tokenizer, logits: usize, eos: &[u32]) -> Result<Self> {
         let hf = tok.hf();
-        let scheme = hf.get_decoder().and_then(scheme).ok_or_else(|| Error::Unsupported {
-            kernel: "constrained decoding",
-            variant: "this tokenizer".into(),
-            why: "its decoder is neither byte-level nor byte-fallback".into(),
-        })?;
+        let scheme = hf
+            .get_decoder()
+            .and_then(scheme)
+            .ok_or_else(|| Error::UnsupportedByModel {
+                what: "constrained decoding (response_format, tools)",
+                why: "its tokenizer's decoder is neither byte-level nor byte-fallback".into(),
+            })?;
         let n = logits.max(tok.vocab_size());
         let vocab_size = u32::try_from(n).map_err(|_| Error::Internal(format!("vocabulary of {n} tokens")))?;
         let eos0 = eos
             .first()
             .copied()
             .or_else(|| tok.eos_token_id())
-            .ok_or_else(|| Error::Unsupported {
-                kernel: "constrained decoding",
-                variant: "this model".into(),
+            .ok_or_else(|| Error::UnsupportedByModel {
+                what: "constrained decoding (response_format, tools)",
                 why: "it names no end-of-sequence token".into(),
             })?;
         let mut info = TokRxInfo::new(vocab_size, eos0);
@@ -210,6 +213,12 @@ impl Vocab {
             factory: Arc::new(factory),
             words: logits.div_ceil(32),
         })
+    }
+
+    /// Whether the tokenizer has `name` as one special token (a grammar then asks for the
+    /// token, not its text).
+    pub fn has_special(&self, name: &str) -> bool {
+        self.factory.tok_env().tok_trie().get_special_token(name).is_some()
     }
 
     /// Words of each mask (`ceil(logits / 32)`).
@@ -338,35 +347,45 @@ impl Constraint {
     }
 }
 
-/// Whether `text` is in the language of `grammar` (a check independent of the sampled tokens:
+/// Whether `text` is in the language of `format` (a check independent of the sampled tokens:
 /// it re-tokenises the text). Tests use it to validate outputs.
 pub fn accepts(vocab: &Vocab, format: &ResponseFormat, text: &str) -> Result<bool> {
-    let Some(mut c) = Constraint::new(vocab, format, "format")? else {
-        return Ok(true);
-    };
-    let env = vocab.factory.tok_env().clone();
-    let ids = env.tokenize_bytes(text.as_bytes());
-    let n = c
-        .matcher
-        .validate_tokens(&ids)
-        .map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
-    if n < ids.len() {
-        return Ok(false);
+    match Constraint::new(vocab, format, "format")? {
+        None => Ok(true),
+        Some(c) => c.accepts_text(vocab, text),
     }
-    c.matcher
-        .consume_tokens(&ids)
-        .map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
-    Ok(c.is_accepting())
+}
+
+impl Constraint {
+    /// Whether this (fresh) constraint accepts `text` as a whole output (re-tokenised).
+    pub fn accepts_text(mut self, vocab: &Vocab, text: &str) -> Result<bool> {
+        let env = vocab.factory.tok_env().clone();
+        let ids = env.tokenize_bytes(text.as_bytes());
+        let n = self
+            .matcher
+            .validate_tokens(&ids)
+            .map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
+        if n < ids.len() {
+            return Ok(false);
+        }
+        self.matcher
+            .consume_tokens(&ids)
+            .map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
+        Ok(self.is_accepting())
+    }
 }
 
 /// A chat request's structured-output parts, resolved before any token is generated: the
-/// messages to render (with the tool description where tools may be called) and the constraint.
+/// template context to render (messages, and the tools in the model's [`CallFormat`]) and the
+/// constraint.
 #[derive(Debug)]
 pub struct Prepared {
-    /// The messages to render with the chat template.
-    pub messages: Vec<crate::tokenizer::ChatMessage>,
+    /// The chat template's context (`messages`, `tools` where the template renders them).
+    pub context: serde_json::Value,
     /// The constraint of the output (`None`: free text).
     pub constraint: Option<Constraint>,
+    /// How calls are written.
+    pub format: CallFormat,
     tools: Vec<Tool>,
 }
 
@@ -383,11 +402,29 @@ pub struct Outcome {
     pub incomplete: Option<String>,
 }
 
-/// Resolve `response_format`, `tools` and `tool_choice` of a chat request. Errors
-/// ([`Error::InvalidArgument`] naming the field and schema path) come before any generation.
-/// A tool call takes precedence over `response_format` (the call is JSON already).
+/// The request's own checks, which need no model: `response_format`'s schema (walked, with the
+/// JSON-pointer path of what is wrong), the tools and `tool_choice`. All [`Error::InvalidArgument`].
+pub fn check(response_format: Option<&ResponseFormat>, tools: &[Tool], tool_choice: &ToolChoice) -> Result<()> {
+    let (callable, _) = tools::callable(tools, tool_choice)?;
+    if callable.is_empty() {
+        if let Some(ResponseFormat::JsonSchema { json_schema }) = response_format {
+            schema::prepare(
+                &json_schema.schema,
+                json_schema.strict.unwrap_or(false),
+                "response_format.json_schema.schema",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolve `response_format`, `tools` and `tool_choice` of a chat request for a model writing
+/// calls in `format`. Errors ([`Error::InvalidArgument`] naming the field and schema path) come
+/// before any generation. A tool call takes precedence over `response_format` (the call is JSON
+/// already).
 pub fn prepare(
     vocab: &Vocab,
+    format: CallFormat,
     messages: &[crate::tokenizer::ChatMessage],
     response_format: Option<&ResponseFormat>,
     tools: &[Tool],
@@ -395,11 +432,12 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let (callable, required) = tools::callable(tools, tool_choice)?;
     if !callable.is_empty() {
-        let grammar = tools::grammar(&callable, required);
+        let grammar = format.grammar(&callable, required, |t| vocab.has_special(t));
         let constraint = Constraint::from_grammar(vocab, grammar, "tools")?;
         return Ok(Prepared {
-            messages: tools::with_tools(messages, &callable, required),
+            context: format.context(messages, &callable, required),
             constraint: Some(constraint),
+            format,
             tools: callable.into_iter().cloned().collect(),
         });
     }
@@ -408,13 +446,66 @@ pub fn prepare(
         None => None,
     };
     Ok(Prepared {
-        messages: messages.to_vec(),
+        context: format.context(messages, &[], false),
         constraint,
+        format,
         tools: Vec::new(),
     })
 }
 
+/// Whether a request needs constrained decoding.
+pub fn is_constrained(response_format: Option<&ResponseFormat>, tools: &[Tool], tool_choice: &ToolChoice) -> bool {
+    let calls = !tools.is_empty() && *tool_choice != ToolChoice::Mode("none".into());
+    calls || response_format.is_some_and(|f| *f != ResponseFormat::Text)
+}
+
+/// [`prepare`] for a chat request to the model of `tok` (`logits` outputs, end tokens `eos`),
+/// with errors in this order: the request's own ([`check`]: INVALID_ARGUMENT naming the schema
+/// path), then what the model cannot do ([`Vocab::new`]: UNSUPPORTED for this model), then
+/// compiling the grammar. `vocab` caches the model's vocabulary (built at the first
+/// constrained request). An unconstrained request gets the template context only.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_chat(
+    tok: &crate::tokenizer::Tokenizer,
+    logits: usize,
+    eos: &[u32],
+    vocab: &mut Option<Vocab>,
+    messages: &[crate::tokenizer::ChatMessage],
+    response_format: Option<&ResponseFormat>,
+    tools: &[Tool],
+    tool_choice: &ToolChoice,
+) -> Result<Prepared> {
+    check(response_format, tools, tool_choice)?;
+    let format = CallFormat::of(tok);
+    if !is_constrained(response_format, tools, tool_choice) {
+        return Ok(Prepared {
+            context: format.context(messages, &[], false),
+            constraint: None,
+            format,
+            tools: Vec::new(),
+        });
+    }
+    let v = match vocab {
+        Some(v) => v.clone(),
+        None => {
+            let v = Vocab::new(tok, logits, eos)?;
+            *vocab = Some(v.clone());
+            v
+        }
+    };
+    prepare(&v, format, messages, response_format, tools, tool_choice)
+}
+
 impl Prepared {
+    /// The prompt: the context rendered with `tok`'s chat template (with the assistant header)
+    /// and tokenized.
+    pub fn prompt(&self, tok: &crate::tokenizer::Tokenizer) -> Result<Vec<u32>> {
+        let mut ctx = self.context.clone();
+        ctx["add_generation_prompt"] = serde_json::Value::Bool(true);
+        let text = tok.render_template(None, ctx)?;
+        tok.encode(&text, false)
+    }
+
     /// The outcome of generation `g`.
     pub fn finish(&mut self, g: &crate::generate::Generation) -> Outcome {
         use crate::generate::FinishReason;
@@ -425,7 +516,7 @@ impl Prepared {
             .is_none_or(|c| c.feed(&g.tokens).is_ok() && c.is_accepting());
         let tools: Vec<&Tool> = self.tools.iter().collect();
         if complete && !tools.is_empty() {
-            if let Some(call) = tools::parse_call(&g.text, &tools, 0) {
+            if let Some(call) = self.format.parse_call(&g.text, &tools, 0) {
                 return Outcome {
                     content: None,
                     tool_calls: vec![call],

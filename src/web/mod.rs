@@ -387,6 +387,8 @@ fn info_json(url: &str, loaded: &Loaded, cache: &CacheStats) -> String {
                 "max_context": lm.max_context(),
                 "kv_cache": match lm.kv_dtype() { KvDType::F32 => "f32", KvDType::F16 => "f16", KvDType::Int8 => "int8" },
                 "chat_templates": tok.template_names(),
+                "tool_call_format": crate::structured::CallFormat::of(tok),
+                "tool_call_start": crate::structured::CallFormat::of(tok).call_start().to_string(),
             })
         }
         Model::Encoder(b) => serde_json::json!({
@@ -497,29 +499,21 @@ async fn run_chat(
             why: "chat needs a decoder (e.g. SmolLM2); encoders support embed()".into(),
         });
     };
-    // Structured output: checked (INVALID_ARGUMENT) before any token is generated.
-    let structured = !req.tools.is_empty()
-        || req
-            .response_format
-            .as_ref()
-            .is_some_and(|f| *f != crate::structured::ResponseFormat::Text);
-    let mut prepared = None;
-    if structured {
-        let v = match vocab.borrow().clone() {
-            Some(v) => v,
-            None => crate::structured::Vocab::new(tok, lm.config().vocab_size, &CausalLm::eos_ids(&**lm))?,
-        };
-        *vocab.borrow_mut() = Some(v.clone());
-        prepared = Some(crate::structured::prepare(
-            &v,
-            &req.messages,
-            req.response_format.as_ref(),
-            &req.tools,
-            &req.tool_choice,
-        )?);
-    }
-    let messages = prepared.as_ref().map_or(&req.messages, |p| &p.messages);
-    let prompt = tok.encode_chat(messages, true)?;
+    // Structured output: the request's own errors (INVALID_ARGUMENT naming the schema path)
+    // first, then what the model cannot do, all before any token is generated.
+    let mut cached = vocab.borrow().clone();
+    let mut prepared = crate::structured::prepare_chat(
+        tok,
+        lm.config().vocab_size,
+        &CausalLm::eos_ids(&**lm),
+        &mut cached,
+        &req.messages,
+        req.response_format.as_ref(),
+        &req.tools,
+        &req.tool_choice,
+    )?;
+    *vocab.borrow_mut() = cached;
+    let prompt = prepared.prompt(tok)?;
     let opts = GenerateOptions {
         sampling: req.sampling.clone(),
         max_tokens: req.max_tokens.unwrap_or(0),
@@ -540,7 +534,7 @@ async fn run_chat(
         let _ = on_text.call1(&JsValue::NULL, &JsValue::from_str(s));
     };
     let tok_ref: &Tokenizer = &**tok;
-    let constraint = prepared.as_mut().and_then(|p| p.constraint.as_mut());
+    let constraint = prepared.constraint.as_mut();
     let g = crate::structured::generate(
         &mut session,
         gpu,
@@ -557,11 +551,9 @@ async fn run_chat(
         FinishReason::Length => "length",
         FinishReason::Cancelled => "abort",
     };
-    let outcome = prepared.as_mut().map(|p| p.finish(&g));
-    let mask = prepared
-        .as_ref()
-        .and_then(|p| p.constraint.as_ref())
-        .map(|c| c.mask_time());
+    let constrained = prepared.constraint.is_some();
+    let outcome = constrained.then(|| prepared.finish(&g));
+    let mask = prepared.constraint.as_ref().map(|c| c.mask_time());
     Ok(serde_json::json!({
         "text": g.text,
         "finish_reason": outcome.as_ref().map_or(finish, |o| o.finish_reason),

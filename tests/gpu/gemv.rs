@@ -356,3 +356,34 @@ gpu_test!(gemv_rejects_bad_shapes_dtypes_and_aliasing, async {
         Err(Error::Unsupported { .. })
     ));
 });
+
+// Pipelines compiled without naga's runtime checks (`ShaderChecks`, the benchmark's variants)
+// compute the same exact results: the checks change no in-range access. In the browser the
+// option is ignored (the browser applies its own checks), so the test runs there unchanged.
+gpu_test!(gemv_without_shader_checks_is_exact, async {
+    for checks in [kjarni_web::ShaderChecks::NoLoopBounding, kjarni_web::ShaderChecks::None] {
+        let gpu = kjarni_web::Gpu::with_options(GpuOptions {
+            shader_checks: checks,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for (n, k) in [(13usize, 257usize), (70, 1031)] {
+            let (x, w) = exact_data(1, n, k, 91);
+            let (tw, wv) = weights(&gpu, "w", n, k, DType::BF16, &w);
+            let tx = upload(&gpu, "x", &[k], &x);
+            let y = upload(&gpu, "y", &[n], &vec![f32::NAN; n]);
+            let mut batch = gpu.batch();
+            gemv::record(&gpu, &mut batch, &tw, &tx, &y, &Epilogue::NONE).unwrap();
+            gpu.submit(batch).unwrap();
+            assert_tensor(
+                &gpu,
+                &format!("gemv {checks:?} [{n}, {k}]"),
+                &y,
+                &linear(&x, &wv, 1, n, k, Epi::default()),
+                Tolerance::EXACT,
+            )
+            .await;
+        }
+    }
+});

@@ -288,8 +288,9 @@ async fn complete(
     max_tokens: usize,
     sampling: SamplingParams,
 ) -> (structured::Outcome, kjarni_web::generate::Generation) {
-    let mut p = structured::prepare(&m.vocab, messages, format, tools, choice).unwrap();
-    let prompt = m.tok.encode_chat(&p.messages, true).unwrap();
+    let call_format = structured::CallFormat::of(&m.tok);
+    let mut p = structured::prepare(&m.vocab, call_format, messages, format, tools, choice).unwrap();
+    let prompt = p.prompt(&m.tok).unwrap();
     let opts = GenerateOptions {
         sampling,
         max_tokens,
@@ -509,6 +510,12 @@ fn bad_formats_are_invalid_argument_with_a_path() {
         let src = crate::models::model(crate::models::SMOLLM2).await;
         let tok = Tokenizer::load(&src).await.unwrap();
         let vocab = Vocab::new(&tok, 49152, &[2]).unwrap();
+        let generic = structured::CallFormat::of(&tok);
+        assert_eq!(
+            generic,
+            structured::CallFormat::Generic,
+            "SmolLM2's template has no tool syntax"
+        );
         let msgs = [ChatMessage::new("user", "hi")];
         let bad: Vec<(Value, &str)> = vec![
             (
@@ -535,7 +542,7 @@ fn bad_formats_are_invalid_argument_with_a_path() {
         ];
         for (f, path) in bad {
             let f: ResponseFormat = serde_json::from_value(f).unwrap();
-            let e = structured::prepare(&vocab, &msgs, Some(&f), &[], &ToolChoice::Auto).unwrap_err();
+            let e = structured::prepare(&vocab, generic, &msgs, Some(&f), &[], &ToolChoice::Auto).unwrap_err();
             assert_eq!(e.code(), "INVALID_ARGUMENT", "{e}");
             assert!(e.to_string().starts_with(path), "{e} should name {path}");
         }
@@ -543,12 +550,13 @@ fn bad_formats_are_invalid_argument_with_a_path() {
             json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "not": {}}}}]),
         )
         .unwrap();
-        let e = structured::prepare(&vocab, &msgs, None, &tools, &ToolChoice::Auto).unwrap_err();
+        let e = structured::prepare(&vocab, generic, &msgs, None, &tools, &ToolChoice::Auto).unwrap_err();
         assert!(e.to_string().starts_with("tools[0].function.parameters/not"), "{e}");
         let tools: Vec<Tool> =
             serde_json::from_value(json!([{"type": "function", "function": {"name": "f"}}])).unwrap();
         let e = structured::prepare(
             &vocab,
+            generic,
             &msgs,
             None,
             &tools,
@@ -634,6 +642,12 @@ gpu_test!(constrained_regex_on_the_tiny_model_stays_in_the_language, async {
 /// A byte-level BPE tokenizer over the tiny model's 300 ids: 0-2 special (`</s>` = 2, the tiny
 /// model's EOS), 3-258 the 256 bytes (GPT-2's byte-to-character table), no merges.
 fn tiny_tokenizer() -> Tokenizer {
+    tiny_tokenizer_with(&[], None)
+}
+
+/// [`tiny_tokenizer`] with `extra` added tokens from id 259 (`(content, special)`) and a chat
+/// template.
+fn tiny_tokenizer_with(extra: &[(&str, bool)], template: Option<&str>) -> Tokenizer {
     let mut vocab = serde_json::Map::new();
     let mut k = 0x100u32;
     for b in 0..=255u32 {
@@ -647,11 +661,18 @@ fn tiny_tokenizer() -> Tokenizer {
         };
         vocab.insert(ch.to_string(), json!(b + 3));
     }
-    for (i, t) in ["<s>", "<pad>", "</s>"].iter().enumerate() {
-        vocab.insert(t.to_string(), json!(i));
-    }
-    let added: Vec<Value> = ["<s>", "<pad>", "</s>"].iter().enumerate()
-        .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+    let mut tokens: Vec<(usize, &str, bool)> = ["<s>", "<pad>", "</s>"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i, *t, true))
+        .collect();
+    tokens.extend(extra.iter().enumerate().map(|(i, (t, sp))| (259 + i, *t, *sp)));
+    let added: Vec<Value> = tokens
+        .iter()
+        .map(|(i, t, sp)| {
+            vocab.insert(t.to_string(), json!(i));
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": sp})
+        })
         .collect();
     let tj = json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
@@ -661,7 +682,10 @@ fn tiny_tokenizer() -> Tokenizer {
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
                   "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": []}
     });
-    let cfg = json!({"eos_token": "</s>", "bos_token": "<s>"});
+    let mut cfg = json!({"eos_token": "</s>", "bos_token": "<s>"});
+    if let Some(t) = template {
+        cfg["chat_template"] = json!(t);
+    }
     Tokenizer::from_bytes(
         &serde_json::to_vec(&tj).unwrap(),
         Some(&serde_json::to_vec(&cfg).unwrap()),
@@ -669,3 +693,98 @@ fn tiny_tokenizer() -> Tokenizer {
     )
     .unwrap()
 }
+
+// A tool call through Qwen2.5's chat template on the tiny Qwen2 model (random weights: the
+// grammar alone makes the call): the tools rendered by the template, the output constrained to
+// `<tool_call>\n{…}\n</tool_call>` (`<tool_call>` one token), parsed back as `tool_calls`, and
+// the call + the tool's answer rendered again for the next turn.
+gpu_test!(qwen_template_tool_call_round_trip_on_the_tiny_model, async {
+    use kjarni_web::generate::CausalLm;
+    use structured::CallFormat;
+    let gpu = crate::common::gpu().await;
+    let mut lm = Llama::load(
+        &gpu,
+        &crate::generate::tiny_model(true),
+        &LlamaOptions {
+            kv_cache: KvDType::F32,
+            max_context: 1024,
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let tok = tiny_tokenizer_with(
+        &[
+            ("<|im_start|>", true),
+            ("<|im_end|>", true),
+            ("<tool_call>", false),
+            ("</tool_call>", false),
+        ],
+        Some(include_str!("../fixtures/templates/qwen2.5-instruct.jinja")),
+    );
+    let format = CallFormat::of(&tok);
+    assert_eq!(format, CallFormat::Hermes);
+    let vocab = Vocab::new(&tok, 300, &lm.eos_ids()).unwrap();
+    let tools: Vec<Tool> = serde_json::from_value(json!([
+        {"type": "function", "function": {"name": "add", "description": "Add two digits.", "parameters":
+            {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}, "b": {"type": "integer", "minimum": 0, "maximum": 9}},
+             "required": ["a", "b"], "additionalProperties": false}}},
+    ]))
+    .unwrap();
+    let mut msgs = vec![ChatMessage::new("user", "1+2?")];
+    let choice = ToolChoice::Mode("required".into());
+    let mut p = structured::prepare(&vocab, format, &msgs, None, &tools, &choice).unwrap();
+    let prompt = p.prompt(&tok).unwrap();
+    let text = tok.decode(&prompt, false).unwrap();
+    assert!(
+        text.contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"add\""),
+        "{text}"
+    );
+    let opts = GenerateOptions {
+        sampling: SamplingParams {
+            temperature: 1.0,
+            seed: 5,
+            ..Default::default()
+        },
+        max_tokens: 80,
+        ..Default::default()
+    };
+    let g = structured::generate(
+        &mut lm,
+        &gpu,
+        |ids: &[u32]| tok.decode(ids, true),
+        &prompt,
+        &opts,
+        &CancelToken::new(),
+        &mut |_| {},
+        p.constraint.as_mut(),
+    )
+    .await
+    .unwrap();
+    say!("tiny qwen tool call: {:?} {:?}", g.text, g.finish);
+    assert_eq!(g.tokens.first(), Some(&261), "<tool_call> is one token: {:?}", g.tokens);
+    let out = p.finish(&g);
+    assert_eq!(out.finish_reason, "tool_calls", "{out:?}");
+    let call = &out.tool_calls[0];
+    assert_eq!(call.function.name, "add");
+    let args: Value = serde_json::from_str(&call.function.arguments).unwrap();
+    assert!(
+        ["a", "b"]
+            .iter()
+            .all(|k| args[k].as_i64().is_some_and(|v| (0..=9).contains(&v))),
+        "{args}"
+    );
+    // The next turn: the call and the tool's answer through the template.
+    let mut asked = ChatMessage::new("assistant", "");
+    asked.tool_calls = Some(out.tool_calls.clone());
+    let mut answer = ChatMessage::new("tool", "3");
+    answer.tool_call_id = Some(call.id.clone());
+    msgs.extend([asked, answer]);
+    let p = structured::prepare(&vocab, format, &msgs, None, &tools, &ToolChoice::Auto).unwrap();
+    let text = tok.decode(&p.prompt(&tok).unwrap(), false).unwrap();
+    assert!(
+        text.contains(&format!("<|im_start|>assistant\n{}<|im_end|>", g.text.trim())),
+        "{text}"
+    );
+    assert!(text.contains("<tool_response>\n3\n</tool_response>"), "{text}");
+});

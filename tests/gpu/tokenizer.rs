@@ -92,10 +92,11 @@ gpu_test!(chat_templates_from_tokenizer_config, async {
         .render_template(Some("tool_use"), serde_json::json!({"messages": []}))
         .unwrap_err();
     assert!(matches!(&e, Error::Tokenizer(m) if m.contains("tools needed")), "{e}");
+    // Keys in their order, as transformers' `tojson` (`json.dumps`, no `sort_keys`) writes them.
     let tools = serde_json::json!({"tools": [{"name": "f", "args": ["x", "é"]}]});
     assert_eq!(
         tok.render_template(Some("tool_use"), tools).unwrap(),
-        r#"[{"args": ["x", "é"], "name": "f"}]"#
+        r#"[{"name": "f", "args": ["x", "é"]}]"#
     );
     let e = tok.render_template(Some("nope"), serde_json::json!({})).unwrap_err();
     assert!(

@@ -63,3 +63,19 @@ test('lone surrogates are repaired to U+FFFD, pairs are kept', () => {
   assert.deepEqual(b.stop, ['\uFFFD']);
   assert.ok(!JSON.stringify(b).includes('\\ud8'), 'the JSON sent to the engine has no lone surrogate');
 });
+
+test('tool calls and tool answers are kept for the next turn', () => {
+  const call = { id: 'call_0', type: 'function', function: { name: 'add', arguments: '{"a":1}' } };
+  const b = normaliseRequest({
+    messages: [user('1+2?'), { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_0', content: '3' }],
+  });
+  assert.deepEqual(b.messages.slice(1), [
+    { role: 'assistant', content: '', tool_calls: [call] },
+    { role: 'tool', content: '3', tool_call_id: 'call_0' },
+  ]);
+  refused({ messages: [{ role: 'user', content: 'x', tool_calls: [call] }] }, 'messages[0].tool_calls');
+  refused({ messages: [{ role: 'assistant', content: null, tool_calls: {} }] }, 'messages[0].tool_calls');
+  refused({ messages: [{ role: 'assistant', content: null, tool_calls: [{ function: { name: 'f' } }] }] }, 'messages[0].tool_calls[0].function');
+  refused({ messages: [{ role: 'assistant', content: null }] }, 'messages[0].content');
+  refused({ messages: [{ role: 'assistant', content: null, tool_calls: [{ function: { name: 'f', arguments: '[1]' } }] }] }, 'messages[0].tool_calls[0].function.arguments');
+});
