@@ -3,7 +3,7 @@
 // a trivial kernel (one load, `bar` rounds of store / workgroupBarrier / load of a neighbour, one
 // store) over 512 workgroups of 4 … 256 invocations, best-of-3 wall time per dispatch. On a CPU
 // adapter (SwiftShader) a workgroup that reaches a barrier runs one coroutine per SIMD group, and
-// the cost per invocation grows with the workgroup size (notes/dawn.md, "Workgroup barriers on SwiftShader").
+// the cost per invocation grows with the workgroup size (notes/dawn.md, "CPU adapters").
 //
 //   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json node benches/barriers.mjs
 import { createRequire } from 'node:module';

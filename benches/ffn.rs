@@ -42,6 +42,7 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
                 let s = SwigluShape {
                     rows,
                     workgroup: shape.workgroup,
+                    per_invocation: shape.per_invocation,
                 };
                 if !shapes.contains(&s) {
                     shapes.push(s);

@@ -175,3 +175,100 @@ fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         h[row0 + t] = gate / (1.0 + exp(-gate)) * up;
     }
 }
+
+// x times the norm weight (NORM), read from the storage buffer (swiglu_rows).
+fn xn4(i: u32) -> vec4<f32> {
+    if (NORM) {
+        return x4[i] * nw[i];
+    }
+    return x4[i];
+}
+
+// swiglu_rows: for CPU adapters (SwiftShader, lavapipe), where a workgroup that reaches a barrier
+// costs a coroutine per SIMD group. Invocation i of the workgroup computes outputs
+// (workgroup · WG + i) · ROWS .. + ROWS whole: both dot products of each row over all of K, x read
+// from its buffer (no staging), the norm's sum of squares by the invocation itself. No workgroup
+// memory, no barriers.
+@compute @workgroup_size(WG)
+fn swiglu_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let row0 = ((wid.x + wid.y * nwg.x) * WG + t) * ROWS;
+    if (row0 >= p.n) {
+        return;
+    }
+    let k = p.k;
+    var e0: array<u32, ROWS>;
+    var q: array<u32, ROWS>;
+    var ws: array<u32, ROWS>;
+    var odd: array<bool, ROWS>;
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        let e = min(row0 + r, p.n - 1u) * k;
+        let word = e / EPW;
+        e0[r] = e;
+        q[r] = word / 4u;
+        ws[r] = word % 4u;
+        odd[r] = (e % EPW) != 0u;
+    }
+    var nmain = k / CHUNK;
+    if (!ALIGNED) {
+        let len = min(arrayLength(&g4), arrayLength(&u4));
+        let last = q[ROWS - 1u] + 1u;
+        nmain = min(nmain, select(0u, len - last, len > last));
+    }
+    var inv = 1.0;
+    if (NORM) {
+        var ss4 = vec4<f32>(0.0);
+        for (var i = 0u; i < k / 4u; i = i + 1u) {
+            let v = x4[i];
+            ss4 = ss4 + v * v;
+        }
+        var ss = (ss4.x + ss4.y) + (ss4.z + ss4.w);
+        for (var i = (k / 4u) * 4u; i < k; i = i + 1u) {
+            let v = x1[i];
+            ss = ss + v * v;
+        }
+        inv = inverseSqrt(ss / f32(k) + p.eps);
+    }
+
+    var acc_g: array<f32, ROWS>;
+    var acc_u: array<f32, ROWS>;
+    for (var j = 0u; j < nmain; j = j + 1u) {
+        var xa: vec4<f32>;
+        var xb = vec4<f32>(0.0);
+        if (EPW == 2u) {
+            xa = xn4(2u * j);
+            xb = xn4(2u * j + 1u);
+        } else {
+            xa = xn4(j);
+        }
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            let ga = g4[q[r] + j];
+            let ua = u4[q[r] + j];
+            var gw = Words(ga, 0u);
+            var uw = Words(ua, 0u);
+            if (!ALIGNED) {
+                gw = realign(ga, g4[q[r] + j + 1u], ws[r]);
+                uw = realign(ua, u4[q[r] + j + 1u], ws[r]);
+            }
+            acc_g[r] = acc_g[r] + chunk_dot(gw, odd[r], xa, xb);
+            acc_u[r] = acc_u[r] + chunk_dot(uw, odd[r], xa, xb);
+        }
+    }
+    for (var kk = nmain * CHUNK; kk < k; kk = kk + 1u) {
+        var xv = x1[kk];
+        if (NORM) {
+            xv = xv * nw[kk / 4u][kk % 4u];
+        }
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            let g = e0[r] + kk;
+            acc_g[r] = acc_g[r] + decode_one(g1[g / EPW], g % EPW) * xv;
+            acc_u[r] = acc_u[r] + decode_one(u1[g / EPW], g % EPW) * xv;
+        }
+    }
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        if (row0 + r < p.n) {
+            let gate = acc_g[r] * inv;
+            let up = acc_u[r] * inv;
+            h[row0 + r] = gate / (1.0 + exp(-gate)) * up;
+        }
+    }
+}

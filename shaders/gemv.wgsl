@@ -11,6 +11,8 @@
 // stays one pass over W. Chunks whose loads would pass the end of the buffer, and the last K % chunk
 // elements, go through a scalar tail (u32 loads, exact indexing).
 //
+// gemv_rows: one invocation per ROWS whole rows, no barriers (CPU adapters; see the kernel).
+//
 // gemv_scalar: the naive kernel (one invocation per output row, one u32 = 2 bf16 per load), kept
 // as the benchmark baseline, made correct for odd K (the last
 // element of an odd row has a u32 of its own and is read separately).
@@ -174,6 +176,43 @@ fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         let total = wg_sum(acc[r], lane);
         if (lane.index == 0u && row0 + r < p.n) {
             store_output(row0 + r, total * inv);
+        }
+    }
+}
+
+// RMSNorm prologue computed by one invocation alone (gemv_rows: no workgroup reduction).
+fn norm_inv_local() -> f32 {
+    if (!NORM) {
+        return 1.0;
+    }
+    var ss = vec4<f32>(0.0);
+    for (var i = 0u; i < p.k / 4u; i = i + 1u) {
+        let v = x4[i];
+        ss = ss + v * v;
+    }
+    var s = (ss.x + ss.y) + (ss.z + ss.w);
+    for (var i = (p.k / 4u) * 4u; i < p.k; i = i + 1u) {
+        let v = x_at(i);
+        s = s + v * v;
+    }
+    return inverseSqrt(s / f32(p.k) + p.eps);
+}
+
+// gemv_rows: for CPU adapters (SwiftShader, lavapipe), where a workgroup that reaches a barrier
+// costs a coroutine per SIMD group. Invocation i of the workgroup computes rows
+// (workgroup · WG + i) · ROWS .. + ROWS whole (vec4_rows with stride 1), the norm prologue
+// included: no workgroup memory, no barriers, no subgroups.
+@compute @workgroup_size(WG)
+fn gemv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = ((wid.x + wid.y * nwg.x) * WG + li) * ROWS;
+    if (row0 >= p.n) {
+        return;
+    }
+    let inv = norm_inv_local();
+    let acc = vec4_rows(row0, 0u, 1u);
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        if (row0 + r < p.n) {
+            store_output(row0 + r, acc[r] * inv);
         }
     }
 }

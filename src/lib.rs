@@ -25,4 +25,4 @@ pub mod cpu;
 pub mod web;
 
 pub use error::{Error, Result};
-pub use gpu::{Capabilities, DType, Gpu, GpuOptions, GpuTensor, ShaderChecks};
+pub use gpu::{Capabilities, DType, Gpu, GpuOptions, GpuTensor, LaunchShapes, ShaderChecks};

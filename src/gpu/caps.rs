@@ -56,6 +56,40 @@ pub struct Variants {
     pub reduce_workgroup: u32,
     /// Shared-memory size of the fused SwiGLU kernel.
     pub swiglu: SwigluVariant,
+    /// Launch shapes for a CPU adapter (SwiftShader, lavapipe; [`is_cpu_adapter`]): the decode
+    /// GEMV and SwiGLU give each invocation whole rows (no workgroup barriers), and
+    /// `reduce_workgroup` is at most [`CPU_MAX_REDUCE_WORKGROUP`]. On these adapters a workgroup
+    /// that reaches a barrier runs as one coroutine per SIMD group: SwiftShader (Dawn) measured
+    /// ~0.7 µs per invocation up to 64 invocations and ~3.5 µs at 256, against ~0.08 µs without
+    /// barriers (notes/dawn.md, "CPU adapters").
+    pub cpu: bool,
+}
+
+/// Largest `reduce_workgroup` on a CPU adapter (see [`Variants::cpu`]).
+pub const CPU_MAX_REDUCE_WORKGROUP: u32 = 64;
+
+/// Which launch shapes the device's kernels use ([`Variants::cpu`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchShapes {
+    /// The CPU shapes on a CPU adapter ([`is_cpu_adapter`]), the GPU shapes elsewhere.
+    #[default]
+    Auto,
+    /// The GPU shapes on any adapter (tests keep them covered on CPU adapters).
+    Gpu,
+    /// The CPU shapes on any adapter.
+    Cpu,
+}
+
+/// Whether the adapter runs shaders on the CPU: wgpu's device type `Cpu` (natively lavapipe /
+/// llvmpipe), or, where the browser gives no device type, an adapter name or driver naming
+/// SwiftShader, llvmpipe or lavapipe (Chromium reports SwiftShader's as "swiftshader").
+pub fn is_cpu_adapter(info: &wgpu::AdapterInfo) -> bool {
+    if info.device_type == wgpu::DeviceType::Cpu {
+        return true;
+    }
+    let text = format!("{} {} {}", info.name, info.driver, info.driver_info).to_ascii_lowercase();
+    ["swiftshader", "llvmpipe", "lavapipe"].iter().any(|n| text.contains(n))
 }
 
 /// Limits, features and the chosen variants of one device.
@@ -113,9 +147,25 @@ pub struct Features {
 impl Capabilities {
     /// Derive capabilities and variant choices from the device's limits and granted features.
     pub fn new(info: &wgpu::AdapterInfo, limits: &wgpu::Limits, features: Features) -> Self {
+        Self::with_shapes(info, limits, features, LaunchShapes::Auto)
+    }
+
+    /// [`Capabilities::new`] with the launch shapes chosen by `shapes` instead of by the adapter.
+    pub fn with_shapes(
+        info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
+        features: Features,
+        shapes: LaunchShapes,
+    ) -> Self {
         let max_invocations = limits.max_compute_invocations_per_workgroup;
         let max_x = limits.max_compute_workgroup_size_x;
-        let reduce_workgroup = largest_pow2_at_most(256.min(max_invocations).min(max_x)).max(1);
+        let cpu = match shapes {
+            LaunchShapes::Auto => is_cpu_adapter(info),
+            LaunchShapes::Gpu => false,
+            LaunchShapes::Cpu => true,
+        };
+        let cap = if cpu { CPU_MAX_REDUCE_WORKGROUP } else { 256 };
+        let reduce_workgroup = largest_pow2_at_most(cap.min(max_invocations).min(max_x)).max(1);
         let storage = limits.max_compute_workgroup_storage_size;
         let swiglu = if storage >= SwigluVariant::Shared32K.bytes() {
             SwigluVariant::Shared32K
@@ -150,6 +200,7 @@ impl Capabilities {
                 reduction,
                 reduce_workgroup,
                 swiglu,
+                cpu,
             },
         }
     }
@@ -201,14 +252,15 @@ impl fmt::Display for Capabilities {
         )?;
         write!(
             f,
-            "variants: reduction {} (workgroup {}), swiglu {} ({} B)",
+            "variants: reduction {} (workgroup {}), swiglu {} ({} B){}",
             self.variants.reduction.name(),
             self.variants.reduce_workgroup,
             match self.variants.swiglu {
                 SwigluVariant::Shared32K => "32 KiB",
                 SwigluVariant::Shared16K => "16 KiB",
             },
-            self.variants.swiglu.bytes()
+            self.variants.swiglu.bytes(),
+            if self.variants.cpu { ", CPU launch shapes" } else { "" }
         )
     }
 }
@@ -218,7 +270,7 @@ mod tests {
     use super::*;
 
     fn info(sg: u32) -> wgpu::AdapterInfo {
-        let mut i = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, wgpu::Backend::Noop);
+        let mut i = wgpu::AdapterInfo::new(wgpu::DeviceType::DiscreteGpu, wgpu::Backend::Noop);
         i.name = "test".into();
         i.subgroup_min_size = sg;
         i.subgroup_max_size = sg;
@@ -250,5 +302,32 @@ mod tests {
         assert_eq!(caps.variants.swiglu, SwigluVariant::Shared32K);
         assert_eq!(caps.variants.reduction, Reduction::Subgroup);
         assert!(caps.to_string().contains("subgroup"));
+        assert!(!caps.variants.cpu);
+    }
+
+    #[test]
+    fn cpu_adapters_get_the_cpu_launch_shapes() {
+        let mut by_type = info(4);
+        by_type.device_type = wgpu::DeviceType::Cpu;
+        let mut by_name = info(4);
+        by_name.device_type = wgpu::DeviceType::Other;
+        by_name.name = "Google SwiftShader".into();
+        for i in [by_type, by_name] {
+            let caps = Capabilities::new(&i, &wgpu::Limits::default(), Features::default());
+            assert!(caps.variants.cpu);
+            assert_eq!(caps.variants.reduce_workgroup, CPU_MAX_REDUCE_WORKGROUP);
+            let forced =
+                Capabilities::with_shapes(&i, &wgpu::Limits::default(), Features::default(), LaunchShapes::Gpu);
+            assert!(!forced.variants.cpu);
+            assert_eq!(forced.variants.reduce_workgroup, 256);
+            assert!(!forced.to_string().contains("CPU launch shapes"));
+        }
+        let gpu = Capabilities::with_shapes(
+            &info(4),
+            &wgpu::Limits::default(),
+            Features::default(),
+            LaunchShapes::Cpu,
+        );
+        assert!(gpu.variants.cpu && gpu.to_string().ends_with(", CPU launch shapes"));
     }
 }

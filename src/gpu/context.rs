@@ -1,6 +1,6 @@
 //! Adapter and device: request the adapter's own limits and the optional features that exist.
 
-use super::caps::{Capabilities, Features};
+use super::caps::{Capabilities, Features, LaunchShapes};
 use super::memory::{Buffer, MemoryStats, MemoryTracker};
 use super::pipelines::PipelineCache;
 use super::uniforms::UniformArena;
@@ -17,6 +17,9 @@ pub struct GpuOptions {
     pub disable_subgroups: bool,
     /// Do not request shader-f16.
     pub disable_f16: bool,
+    /// Launch shapes: by the adapter (default), or the GPU / CPU shapes forced (tests of the
+    /// shapes the adapter would not choose).
+    pub launch_shapes: LaunchShapes,
     /// Native only: naga's runtime checks in the compiled shaders (browsers apply their own;
     /// default [`ShaderChecks::NoLoopBounding`]).
     pub shader_checks: ShaderChecks,
@@ -163,7 +166,7 @@ impl Gpu {
             // The shim is installed unconditionally for this: it is what reads GPUAdapter.info.
             info.name = subgroups::adapter_name();
         }
-        let caps = Capabilities::new(&info, &device.limits(), granted);
+        let caps = Capabilities::with_shapes(&info, &device.limits(), granted, opts.launch_shapes);
         let arena = Mutex::new(UniformArena::new(caps.min_uniform_alignment));
         Ok(Gpu {
             device,

@@ -14,7 +14,7 @@ pub mod tensor;
 pub mod uniforms;
 
 pub use batch::Batch;
-pub use caps::{Capabilities, Reduction, SwigluVariant, Variants};
+pub use caps::{Capabilities, LaunchShapes, Reduction, SwigluVariant, Variants};
 pub use context::{Gpu, GpuOptions, ShaderChecks};
 pub use memory::{Buffer, MemoryStats};
 pub use profile::Profile;

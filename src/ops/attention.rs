@@ -153,8 +153,11 @@ impl DecodeTiles {
     /// keys need (fewer tree levels). Falls back to `self` where that shape would not hold the
     /// chunk or not fit the device.
     pub fn single_chunk(self, caps: &Capabilities, len: usize, d: u32) -> DecodeTiles {
+        // CPU adapters: 64 invocations (a barrier costs per invocation there, superlinearly
+        // beyond 64: notes/dawn.md, "CPU adapters"), 2 keys each up to 128 keys.
+        let widest = if caps.variants.cpu { 64 } else { 256 };
         let want = (len.next_power_of_two() as u32)
-            .clamp(64, 256)
+            .clamp(64, widest)
             .max((d / 4).next_power_of_two());
         let kpt = (len as u32).div_ceil(want).clamp(1, 2);
         let t = DecodeTiles { wg: want, kpt, hg: 1 };
@@ -172,8 +175,10 @@ impl DecodeTiles {
     /// The `decode_single` shape for `len` keys: 128 invocations up to 128 keys, else 256 with 1–2
     /// keys each; `None` where it would not hold the keys or not fit the device, or where the
     /// head size is not 8 times a power of two (its phase-2 tree).
+    /// Not on CPU adapters (its 128–256 invocations and log2 barriers cost more there than
+    /// `decode_partial`'s 64).
     pub fn single_kernel(caps: &Capabilities, len: usize, d: u32) -> Option<DecodeTiles> {
-        if !d.is_multiple_of(8) || !(d / 8).is_power_of_two() {
+        if caps.variants.cpu || !d.is_multiple_of(8) || !(d / 8).is_power_of_two() {
             return None;
         }
         let wg = (len.next_power_of_two() as u32).clamp(128, 256).max(d / 4);
@@ -191,8 +196,11 @@ impl DecodeTiles {
     pub fn choose(caps: &Capabilities, group: u32, d: u32) -> Result<DecodeTiles> {
         // Query heads per workgroup: all of the group up to 8, else an even split of it.
         let hg = group.div_ceil(group.div_ceil(8)).max(1);
+        // CPU adapters: 64 invocations where the head allows (more chunks, split and merge
+        // beyond 128 keys, instead of 256-wide workgroups with barriers).
+        let widest = if caps.variants.cpu { 64.max(d / 4) } else { 256 };
         for wg in [256u32, 128, 64] {
-            if wg > caps.max_invocations || wg > caps.max_workgroup_size_x || wg < d / 4 {
+            if wg > widest || wg > caps.max_invocations || wg > caps.max_workgroup_size_x || wg < d / 4 {
                 continue;
             }
             for kpt in [2u32, 1] {

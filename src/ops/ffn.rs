@@ -76,10 +76,23 @@ pub struct SwigluShape {
     pub rows: u32,
     /// Invocations per workgroup (power of two).
     pub workgroup: u32,
+    /// `swiglu_rows` (CPU adapters): each invocation computes `rows` whole outputs, x read from
+    /// its buffer, no workgroup memory or barriers; `rows` is then per invocation.
+    pub per_invocation: bool,
 }
 
 /// The launch shape used by [`record_swiglu`] for an `[n, k]` projection.
 pub fn default_swiglu_shape(gpu: &Gpu, n: usize, k: usize, dtype: DType) -> SwigluShape {
+    if gpu.caps().variants.cpu {
+        // The GEMV's CPU shape: two rows per invocation, 4–64 invocations.
+        if let super::gemv::Variant::Rows { rows, workgroup } = super::gemv::cpu_rows_variant(gpu.caps(), n) {
+            return SwigluShape {
+                rows,
+                workgroup,
+                per_invocation: true,
+            };
+        }
+    }
     let chunks = k.div_ceil(chunk_elems(dtype)).max(1);
     let max_wg = gpu.caps().variants.reduce_workgroup.clamp(1, 256);
     let mut wg = 1u32;
@@ -89,6 +102,7 @@ pub fn default_swiglu_shape(gpu: &Gpu, n: usize, k: usize, dtype: DType) -> Swig
     SwigluShape {
         rows: if n >= 2048 { 4 } else { 2 },
         workgroup: wg,
+        per_invocation: false,
     }
 }
 
@@ -207,13 +221,22 @@ pub fn record_swiglu_full(
     }
     no_alias(NAME, &[h], &[x, w_gate, w_up])?;
     to_u32(NAME, "weight element count", w_gate.numel())?;
-    let SwigluShape { rows, workgroup } = shape;
+    let SwigluShape {
+        rows,
+        workgroup,
+        per_invocation,
+    } = shape;
     // x is staged in blocks of XT f32: no larger than K needs (rounded up to a power of two, at
     // least the reduction's slots), so short rows do not hold the variant's whole 16 / 32 KiB
     // of workgroup memory (more workgroups resident per SM; K = 576: 4 KiB instead of 32).
     let nv = (2 * rows + u32::from(norm.is_some())).div_ceil(4);
     let fit = (k.next_power_of_two().max(1024) as u64).max(u64::from(nv) * u64::from(workgroup) * 4);
-    let xt = (variant.bytes() / 4).min(u32::try_from(fit).unwrap_or(u32::MAX));
+    let xt = if per_invocation {
+        // swiglu_rows declares no x buffer; the module's constant only has to be valid.
+        1024
+    } else {
+        (variant.bytes() / 4).min(u32::try_from(fit).unwrap_or(u32::MAX))
+    };
     let caps = gpu.caps();
     let unsupported = |why: String| Error::Unsupported {
         kernel: NAME,
@@ -239,7 +262,7 @@ pub fn record_swiglu_full(
         nm.check(NAME, x, h, k)?;
     }
     // The reduction reuses the x buffer: (2 rows + norm) / 4 vec4 slots per invocation must fit.
-    if nv * workgroup > xt / 4 {
+    if !per_invocation && nv * workgroup > xt / 4 {
         return Err(unsupported(format!(
             "{} reduction slots exceed the {} vec4 of the x buffer",
             nv * workgroup,
@@ -257,10 +280,13 @@ pub fn record_swiglu_full(
         ("NORM", Const::Bool(norm.is_some())),
         ("NV", Const::U32(nv)),
     ]);
-    let pipeline = gpu
-        .pipelines()
-        .get(gpu.device(), &KERNEL, "swiglu_fused", None, &consts)?;
-    let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows)))?;
+    let (entry, outputs_per_group) = if per_invocation {
+        ("swiglu_rows", rows * workgroup)
+    } else {
+        ("swiglu_fused", rows)
+    };
+    let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, entry, None, &consts)?;
+    let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(outputs_per_group)))?;
     let params = Params {
         n: to_u32(NAME, "N", n)?,
         k: to_u32(NAME, "K", k)?,

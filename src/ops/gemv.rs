@@ -46,6 +46,14 @@ pub enum Variant {
         /// Reduction path of the norm prologue.
         reduction: Reduction,
     },
+    /// CPU adapters: each invocation computes `rows` whole rows with 16-byte loads (the norm
+    /// prologue too): no workgroup memory, no barriers (`gemv_rows`).
+    Rows {
+        /// Rows per invocation (1, 2, 4 or 8).
+        rows: u32,
+        /// Invocations per workgroup (a power of two).
+        workgroup: u32,
+    },
     /// The naive kernel: one invocation per output row, u32 loads (benchmark baseline).
     Scalar,
 }
@@ -65,6 +73,7 @@ impl Variant {
                 workgroup,
                 reduction,
             } => format!("grouped_l{lanes}_r{rows}_wg{workgroup}_{}", reduction.name()),
+            Variant::Rows { rows, workgroup } => format!("rows_r{rows}_wg{workgroup}"),
             Variant::Scalar => "scalar".into(),
         }
     }
@@ -76,6 +85,9 @@ impl Variant {
 pub fn default_variant(caps: &Capabilities, n: usize, k: usize, dtype: DType) -> Variant {
     let chunks = k.div_ceil(chunk_elems(dtype)).max(1);
     let max_wg = caps.variants.reduce_workgroup.max(1);
+    if caps.variants.cpu {
+        return cpu_rows_variant(caps, n);
+    }
     if chunks <= 512 && n >= 4096 && max_wg >= 64 {
         // Many short rows (the lm_head; K ≤ 4096 bf16): groups of 4–64 lanes, ≤ 3 chunks per
         // lane (a lane's loads are a dependent chain: few steps, two rows' loads in flight per
@@ -109,6 +121,16 @@ pub fn default_variant(caps: &Capabilities, n: usize, k: usize, dtype: DType) ->
         workgroup: wg,
         reduction: caps.variants.reduction,
     }
+}
+
+/// [`Variant::Rows`] for a CPU adapter: two rows per invocation, workgroups of 4–64 invocations
+/// (at least ~16 workgroups where N allows: the adapter spreads workgroups over its threads).
+pub fn cpu_rows_variant(caps: &Capabilities, n: usize) -> Variant {
+    let rows = 2u32;
+    let cap = caps.max_invocations.min(caps.max_workgroup_size_x).clamp(1, 64);
+    let target = (n / (rows as usize * 16)).max(1).min(cap as usize) as u32;
+    let workgroup = (1u32 << (31 - target.leading_zeros())).clamp(4.min(cap), cap);
+    Variant::Rows { rows, workgroup }
 }
 
 #[repr(C)]
@@ -345,6 +367,43 @@ pub fn record_full(
                 .pipelines()
                 .get(gpu.device(), &KERNEL, "gemv_grouped", Some(reduction), &consts)?;
             let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(outs)))?;
+            batch.dispatch(
+                gpu,
+                &pipeline,
+                &params,
+                &[
+                    (1, w.buffer()),
+                    (3, x.buffer()),
+                    (5, bias),
+                    (6, res),
+                    (7, y.buffer()),
+                    (8, nw),
+                ],
+                groups,
+            )
+        }
+        Variant::Rows { rows, workgroup } => {
+            if !matches!(rows, 1 | 2 | 4 | 8)
+                || !workgroup.is_power_of_two()
+                || workgroup > gpu.caps().max_invocations
+                || workgroup > gpu.caps().max_workgroup_size_x
+            {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: format!(
+                        "rows must be 1, 2, 4 or 8 and the workgroup a power of two ≤ {}",
+                        gpu.caps().max_invocations
+                    ),
+                });
+            }
+            consts.extend_from_slice(&[
+                ("WG", Const::U32(workgroup)),
+                ("ROWS", Const::U32(rows)),
+                ("ALIGNED", Const::Bool(k % chunk_elems(w.dtype()) == 0)),
+            ]);
+            let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_rows", None, &consts)?;
+            let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows * workgroup)))?;
             batch.dispatch(
                 gpu,
                 &pipeline,

@@ -260,24 +260,28 @@ pub fn record_split(
         }
         None => (0, 0.0),
     };
-    let mut split = effective_split(
-        split.unwrap_or_else(|| default_split(hd)),
-        hd,
-        cache.dtype(),
-        rot,
-        w.qk_norm,
-    );
     let caps = gpu.caps();
+    // CPU adapters: one workgroup per head (a barrier costs per invocation there, so fewer,
+    // fuller workgroups; the arithmetic is the same).
+    let want = split.unwrap_or_else(|| if caps.variants.cpu { 1 } else { default_split(hd) });
+    let mut split = effective_split(want, hd, cache.dtype(), rot, w.qk_norm);
     let dense = match &w.w {
         Linear::Dense(_) => {
-            let shape = |s: u32| {
-                dense_shape(
-                    caps.variants.reduce_workgroup,
-                    caps.max_workgroup_storage,
-                    hd as u32 / s,
-                    s,
-                )
+            // Lanes per row group: 32, or on CPU adapters (workgroups of ≤ 64) as many as let a
+            // whole head fit one round, the same for every split (so every split gives the
+            // same bits).
+            let wg = caps.variants.reduce_workgroup;
+            let storage = caps.max_workgroup_storage;
+            let max_lanes = if caps.variants.cpu {
+                let mut l = 32;
+                while l > 1 && dense_shape(wg, storage, hd as u32, 1, l).is_none() {
+                    l /= 2;
+                }
+                l
+            } else {
+                32
             };
+            let shape = |s: u32| dense_shape(wg, storage, hd as u32 / s, s, max_lanes);
             if shape(split).is_none() {
                 split = 1;
             }
@@ -399,9 +403,9 @@ pub fn record_split(
 /// (r + 1)` f32), the rows and the reduction slots must fit the workgroup storage. A split
 /// head's group rows are a power of two dividing `r / 2` (a group's rows never straddle the two
 /// halves). `None` when no shape covers the rows in one round.
-fn dense_shape(max_wg: u32, storage: u32, r: u32, split: u32) -> Option<(u32, u32, u32)> {
+fn dense_shape(max_wg: u32, storage: u32, r: u32, split: u32, max_lanes: u32) -> Option<(u32, u32, u32)> {
     let mut wg = max_wg.clamp(1, 256);
-    let mut lanes = 32.min(wg);
+    let mut lanes = max_lanes.clamp(1, 32).min(wg);
     while lanes > 1 && lanes * (r + 1) * 4 + r * 4 + wg * 20 > storage {
         lanes /= 2;
     }

@@ -415,9 +415,12 @@ fn int8_bound(q: &[f32], k: &[f32], v: &[f32], d: usize, scale: f32) -> f32 {
 }
 
 gpu_test!(decode_attention_matches_reference_for_every_format, async {
-    let gpu = gpu().await;
-    // 1–300: one chunk (decode_single where head_dim / 8 is a power of two; 300 keys: two per
-    // invocation); 1000, 4096: split + merge.
+    // GPU launch shapes: 1–300 keys one chunk (decode_single where head_dim / 8 is a power of
+    // two; 300 keys: two per invocation); 1000, 4096: split + merge. CPU launch shapes:
+    // decode_partial at 64 invocations, one chunk up to 128 keys, split + merge beyond. Natively
+    // every case runs under both; the browser alternates them.
+    let gpus = [gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
+    let mut case = 0usize;
     let lens: &[usize] = if BROWSER {
         &[1, 7, 64, 300, 1000]
     } else {
@@ -437,55 +440,67 @@ gpu_test!(decode_attention_matches_reference_for_every_format, async {
                 if BROWSER && si > 0 && dtype != [KvDType::Int8, KvDType::F16][si - 1] {
                     continue;
                 }
-                seed += 3;
-                let rope = Rope::plain(10000.0, d);
-                let (cache, k, v) = filled_cache(&gpu, len, nkv, d, dtype, rope, seed).await;
-                let (ck, cv) = read_cache(&gpu, &cache).await;
-                let q = random(nh * d, seed + 2, -1.0, 1.0);
-                let mut qr = q.clone();
-                kjarni_web::cpu::rope::apply(&mut qr, nh, &rope, len - 1);
-                let dims = Dims {
-                    batch: 1,
-                    q_len: 1,
-                    n_heads: nh,
-                    kv_len: len,
-                    n_kv_heads: nkv,
-                    head_dim: d,
+                case += 1;
+                let devices: &[usize] = match (BROWSER, case % 2) {
+                    (false, _) => &[0, 1],
+                    (true, i) => &[[0, 1][i]],
                 };
-                let scale = 1.0 / (d as f32).sqrt();
-                let want = refr::attention(&qr, &ck, &cv, dims, &Mask::default(), scale, None);
-                let tq = upload(&gpu, "q", &[1, nh, d], &q);
-                let scratch = DecodeScratch::new(&gpu, nh, d, len + 3).unwrap();
-                // Default chunking, and the smallest chunks (many partials, the merge) at 1000.
-                let chunks: &[Option<usize>] = if len == 1000 { &[None, Some(64)] } else { &[None] };
-                for &chunk in chunks {
-                    let out = upload(&gpu, "out", &[1, nh, d], &vec![f32::NAN; nh * d]);
-                    let mut batch = gpu.batch();
-                    let opts = DecodeOptions {
-                        rope: Some(rope),
-                        chunk,
-                        ..Default::default()
+                for &gi in devices {
+                    let gpu = &gpus[gi];
+                    seed += 3;
+                    let rope = Rope::plain(10000.0, d);
+                    let (cache, k, v) = filled_cache(gpu, len, nkv, d, dtype, rope, seed).await;
+                    let (ck, cv) = read_cache(gpu, &cache).await;
+                    let q = random(nh * d, seed + 2, -1.0, 1.0);
+                    let mut qr = q.clone();
+                    kjarni_web::cpu::rope::apply(&mut qr, nh, &rope, len - 1);
+                    let dims = Dims {
+                        batch: 1,
+                        q_len: 1,
+                        n_heads: nh,
+                        kv_len: len,
+                        n_kv_heads: nkv,
+                        head_dim: d,
                     };
-                    attention::decode(&gpu, &mut batch, &tq, &cache, &out, &scratch, &opts).unwrap();
-                    gpu.submit(batch).unwrap();
-                    let got = out.to_f32_vec(&gpu).await.unwrap();
-                    let what = format!("decode {} len {len} h{nh}/{nkv} d{d} chunk {chunk:?}", dtype.name());
-                    // Against the reference on the values the cache holds: the f32 tolerance,
-                    // with RoPE's error on q and K (≤ 1e-4 each on inputs ≤ 1, times ‖·‖₁ · scale
-                    // ≈ 1e-3 on a score) folded into 2e-4 absolute.
-                    check_close(&what, &got, &want, Tolerance { atol: 2e-4, rtol: 1e-4 }).unwrap();
-                    if dtype == KvDType::Int8 {
-                        let exact = refr::attention(&qr, &k, &v, dims, &Mask::default(), scale, None);
-                        let bound = int8_bound(&qr, &k, &v, d, scale);
-                        let diff = check_close(
-                            &format!("{what} vs unquantised"),
-                            &got,
-                            &exact,
-                            Tolerance { atol: bound, rtol: 0.0 },
-                        )
-                        .unwrap();
-                        if len == 1000 && chunk.is_none() {
-                            say!("{what}: int8 max error {:.2e} (bound {bound:.2e})", diff.max_abs);
+                    let scale = 1.0 / (d as f32).sqrt();
+                    let want = refr::attention(&qr, &ck, &cv, dims, &Mask::default(), scale, None);
+                    let tq = upload(gpu, "q", &[1, nh, d], &q);
+                    let scratch = DecodeScratch::new(gpu, nh, d, len + 3).unwrap();
+                    // Default chunking, and the smallest chunks (many partials, the merge) at 1000.
+                    let chunks: &[Option<usize>] = if len == 1000 { &[None, Some(64)] } else { &[None] };
+                    for &chunk in chunks {
+                        let out = upload(gpu, "out", &[1, nh, d], &vec![f32::NAN; nh * d]);
+                        let mut batch = gpu.batch();
+                        let opts = DecodeOptions {
+                            rope: Some(rope),
+                            chunk,
+                            ..Default::default()
+                        };
+                        attention::decode(gpu, &mut batch, &tq, &cache, &out, &scratch, &opts).unwrap();
+                        gpu.submit(batch).unwrap();
+                        let got = out.to_f32_vec(gpu).await.unwrap();
+                        let what = format!(
+                            "decode {} len {len} h{nh}/{nkv} d{d} chunk {chunk:?} cpu shapes {}",
+                            dtype.name(),
+                            gpu.caps().variants.cpu
+                        );
+                        // Against the reference on the values the cache holds: the f32 tolerance,
+                        // with RoPE's error on q and K (≤ 1e-4 each on inputs ≤ 1, times ‖·‖₁ · scale
+                        // ≈ 1e-3 on a score) folded into 2e-4 absolute.
+                        check_close(&what, &got, &want, Tolerance { atol: 2e-4, rtol: 1e-4 }).unwrap();
+                        if dtype == KvDType::Int8 {
+                            let exact = refr::attention(&qr, &k, &v, dims, &Mask::default(), scale, None);
+                            let bound = int8_bound(&qr, &k, &v, d, scale);
+                            let diff = check_close(
+                                &format!("{what} vs unquantised"),
+                                &got,
+                                &exact,
+                                Tolerance { atol: bound, rtol: 0.0 },
+                            )
+                            .unwrap();
+                            if len == 1000 && chunk.is_none() {
+                                say!("{what}: int8 max error {:.2e} (bound {bound:.2e})", diff.max_abs);
+                            }
                         }
                     }
                 }

@@ -40,6 +40,32 @@ pub async fn gpu() -> Gpu {
     }
 }
 
+/// A device with the given launch shapes forced (`LaunchShapes::Gpu` on a CPU adapter keeps the
+/// GPU shapes tested where CI runs; `Cpu` on a GPU the CPU ones).
+pub async fn gpu_with(shapes: kjarni_web::LaunchShapes) -> Gpu {
+    let opts = kjarni_web::GpuOptions {
+        launch_shapes: shapes,
+        ..Default::default()
+    };
+    match Gpu::with_options(opts).await {
+        Ok(g) => g,
+        Err(e) => panic!("no GPU device for the test: {e}"),
+    }
+}
+
+/// Both launch shapes, GPU first: kernels whose shape the device picks run under each.
+pub const BOTH_SHAPES: [kjarni_web::LaunchShapes; 2] = [kjarni_web::LaunchShapes::Gpu, kjarni_web::LaunchShapes::Cpu];
+
+/// Which of [`BOTH_SHAPES`] case `case` runs under: both natively, one in turn in the browser
+/// (SwiftShader is slow).
+pub fn shapes_for(case: usize) -> &'static [usize] {
+    match (cfg!(target_arch = "wasm32"), case % 2) {
+        (false, _) => &[0, 1],
+        (true, 0) => &[0],
+        _ => &[1],
+    }
+}
+
 /// Upload f32 values.
 pub fn upload(gpu: &Gpu, name: &str, shape: &[usize], data: &[f32]) -> GpuTensor {
     GpuTensor::from_f32(gpu, name, shape, DType::F32, data).unwrap()

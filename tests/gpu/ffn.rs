@@ -28,18 +28,36 @@ const SHAPES: [(usize, usize); 8] = [
 gpu_test!(swiglu_both_variants_are_right_on_awkward_shapes, async {
     let gpu = gpu().await;
     let launches = [
-        SwigluShape { rows: 1, workgroup: 64 },
+        SwigluShape {
+            rows: 1,
+            workgroup: 64,
+            per_invocation: false,
+        },
         SwigluShape {
             rows: 2,
             workgroup: 256,
+            per_invocation: false,
         },
         SwigluShape {
             rows: 4,
             workgroup: 128,
+            per_invocation: false,
         },
         SwigluShape {
             rows: 8,
             workgroup: 256,
+            per_invocation: false,
+        },
+        // CPU adapters' swiglu_rows: rows per invocation.
+        SwigluShape {
+            rows: 2,
+            workgroup: 16,
+            per_invocation: true,
+        },
+        SwigluShape {
+            rows: 1,
+            workgroup: 4,
+            per_invocation: true,
         },
     ];
     for dtype in DTYPES {
@@ -55,7 +73,7 @@ gpu_test!(swiglu_both_variants_are_right_on_awkward_shapes, async {
             let mut runs = Vec::new();
             let mut batch = gpu.batch();
             for variant in [SwigluVariant::Shared32K, SwigluVariant::Shared16K] {
-                for shape in subset(&launches, |s| s.rows == 8) {
+                for shape in subset(&launches, |s| s.rows == 8 || (s.per_invocation && s.rows == 2)) {
                     let h = upload(&gpu, "h", &[n], &vec![f32::NAN; n]);
                     ffn::record_swiglu_variant(&gpu, &mut batch, &tx, &tg, &tu, &h, variant, shape).unwrap();
                     runs.push((variant, shape, h));

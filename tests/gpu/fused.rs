@@ -269,7 +269,10 @@ gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
 });
 
 gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
-    let gpu = gpu().await;
+    // The cases alternate between the GPU launch shapes (256 invocations, 32 lanes per row
+    // group, a head over head_dim / 8 workgroups) and the CPU ones (64 invocations, 16 lanes,
+    // one workgroup per head) whatever the adapter.
+    let gpus = [gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
     let mut seed = 9000;
     // (query heads, kv heads, head_dim): GQA 3 (SmolLM2), GQA 4 with head_dim 128, MHA.
     let shapes = [(9usize, 3usize, 64usize), (4, 1, 128), (2, 2, 64)];
@@ -289,49 +292,50 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                         continue; // natively: every KV format and bias on the first shape, half elsewhere
                     }
                     seed += 10;
+                    let gpu = &gpus[(case / 3) % 2];
                     let (nq, nk) = (nh * hd, nkv * hd);
-                    let (wq, wqv) = weight(&gpu, fmt, nq, k, seed);
-                    let (wk, wkv) = weight(&gpu, fmt, nk, k, seed + 1);
-                    let (wv, wvv) = weight(&gpu, fmt, nk, k, seed + 2);
+                    let (wq, wqv) = weight(gpu, fmt, nq, k, seed);
+                    let (wk, wkv) = weight(gpu, fmt, nk, k, seed + 1);
+                    let (wv, wvv) = weight(gpu, fmt, nk, k, seed + 2);
                     let x = cpu::random(k, seed + 3, -1.0, 1.0);
                     let gamma = cpu::random(k, seed + 4, 0.5, 1.5);
                     let bias = cpu::random(nq + 2 * nk, seed + 5, -1.0, 1.0);
                     let rope = Rope::plain(10000.0, hd);
                     // A cache already holding `pos` tokens: the new row lands at pos > 0.
                     let pos = 5;
-                    let mut cache = KvCache::new(&gpu, "cache", pos + 2, nkv, hd, kv).unwrap();
-                    let prev_k = upload(&gpu, "pk", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 6, -1.0, 1.0));
-                    let prev_v = upload(&gpu, "pv", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 7, -1.0, 1.0));
+                    let mut cache = KvCache::new(gpu, "cache", pos + 2, nkv, hd, kv).unwrap();
+                    let prev_k = upload(gpu, "pk", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 6, -1.0, 1.0));
+                    let prev_v = upload(gpu, "pv", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 7, -1.0, 1.0));
                     let mut b = gpu.batch();
-                    cache.append(&gpu, &mut b, &prev_k, &prev_v, Some(rope)).unwrap();
+                    cache.append(gpu, &mut b, &prev_k, &prev_v, Some(rope)).unwrap();
                     gpu.submit(b).unwrap();
-                    let (before_k, before_v) = read_cache(&gpu, &cache).await;
+                    let (before_k, before_v) = read_cache(gpu, &cache).await;
 
-                    let tg = upload(&gpu, "gamma", &[k], &gamma);
+                    let tg = upload(gpu, "gamma", &[k], &gamma);
                     let tb = [
-                        upload(&gpu, "bq", &[nq], &bias[..nq]),
-                        upload(&gpu, "bk", &[nk], &bias[nq..nq + nk]),
-                        upload(&gpu, "bv", &[nk], &bias[nq + nk..]),
+                        upload(gpu, "bq", &[nq], &bias[..nq]),
+                        upload(gpu, "bk", &[nk], &bias[nq..nq + nk]),
+                        upload(gpu, "bv", &[nk], &bias[nq + nk..]),
                     ];
                     let mut b = gpu.batch();
                     let biases = with_bias.then(|| (&tb[0], &tb[1], &tb[2]));
                     let w =
-                        QkvWeight::new(&gpu, &mut b, "qkv", (&wq, &wk, &wv), &tg, biases, None, nh, nkv, hd).unwrap();
+                        QkvWeight::new(gpu, &mut b, "qkv", (&wq, &wk, &wv), &tg, biases, None, nh, nkv, hd).unwrap();
                     gpu.submit(b).unwrap();
                     let Some(w) = w else {
                         assert!(
-                            !QkvWeight::supported(&gpu, matches!(fmt, Fmt::Quant(_))),
+                            !QkvWeight::supported(gpu, matches!(fmt, Fmt::Quant(_))),
                             "{fmt:?}: the weights should join"
                         );
                         continue;
                     };
-                    let tx = upload(&gpu, "x", &[1, k], &x);
-                    let q = upload(&gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
+                    let tx = upload(gpu, "x", &[1, k], &x);
+                    let q = upload(gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
                     // The default split (a head over head_dim / 8 workgroups where the cache
                     // allows), one workgroup per head, and two.
                     let split = [None, Some(1), Some(2)][case % 3];
                     let mut b = gpu.batch();
-                    qkv::record_split(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split).unwrap();
+                    qkv::record_split(gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split).unwrap();
                     gpu.submit(b).unwrap();
                     assert_eq!(cache.len(), pos + 1);
 
@@ -366,12 +370,13 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                             .collect()
                     };
                     let what = format!(
-                        "qkv {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias} split {split:?}",
-                        kv.name()
+                        "qkv {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias} split {split:?} cpu shapes {}",
+                        kv.name(),
+                        gpu.caps().variants.cpu
                     );
-                    let got_q = q.to_f32_vec(&gpu).await.unwrap();
+                    let got_q = q.to_f32_vec(gpu).await.unwrap();
                     worst = worst.max(check_bound(&format!("{what}: q"), &got_q, &qr, &head_bound(0..nq, &qr)));
-                    let (after_k, after_v) = read_cache(&gpu, &cache).await;
+                    let (after_k, after_v) = read_cache(gpu, &cache).await;
                     assert_eq!(&after_k[..pos * nk], &before_k[..], "{what}: earlier K rows changed");
                     assert_eq!(&after_v[..pos * nk], &before_v[..], "{what}: earlier V rows changed");
                     for (name, got, want, range) in [
@@ -580,8 +585,8 @@ gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
     // stays the same (splits 1 … head_dim / 8 at 256 invocations; head_dim / 4 narrows the
     // workgroup, so 1 / rms sums in another order and differs in the last bits — seen on
     // SwiftShader): q and the appended K / V must be the same bits (f32 and f16 caches; int8
-    // keeps whole heads), dense and quantised.
-    let gpu = gpu().await;
+    // keeps whole heads), dense and quantised; under the GPU launch shapes and the CPU ones (64
+    // invocations, 16 lanes per row group for every split).
     let (nh, nkv, hd) = (9usize, 3usize, 64usize);
     let fmts: &[Fmt] = if BROWSER {
         &[Fmt::Dense(DType::BF16)]
@@ -597,7 +602,8 @@ gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
     } else {
         &[KvDType::F16, KvDType::F32]
     };
-    for &fmt in fmts {
+    for (shapes, &fmt) in BOTH_SHAPES.iter().flat_map(|s| fmts.iter().map(move |f| (s, f))) {
+        let gpu = gpu_with(*shapes).await;
         let k = ks(fmt)[1];
         let (nq, nk) = (nh * hd, nkv * hd);
         let (wq, _) = weight(&gpu, fmt, nq, k, 50);
@@ -640,7 +646,7 @@ gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
                 gpu.submit(b).unwrap();
                 let got_q: Vec<u32> = q.to_f32_vec(&gpu).await.unwrap().iter().map(|v| v.to_bits()).collect();
                 let (ck, cv) = read_cache(&gpu, &cache).await;
-                let what = format!("{fmt:?} kv {} split {split}", kv.name());
+                let what = format!("{fmt:?} kv {} split {split} ({shapes:?} shapes)", kv.name());
                 assert!(got_q.iter().all(|b| !f32::from_bits(*b).is_nan()), "{what}: q has NaN");
                 match &first {
                     None => first = Some((got_q, ck, cv)),
@@ -674,7 +680,8 @@ async fn decode_logits(
 gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
     use kjarni_web::cpu::synthetic::{self, Shape};
     use kjarni_web::models::llama::{DecodePath, Llama, LlamaOptions};
-    let gpu = gpu().await;
+    // The cases alternate between the GPU and the CPU launch shapes whatever the adapter.
+    let gpus = [gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
     // Small Llama / Qwen2 shapes: head_dim 64 (GQA 2, tied) and 128 (GQA 2, biases, untied
     // lm_head); Qwen3 (per-head q/k norms, head_dim 64 with heads · head_dim ≠ hidden as in
     // Qwen3-0.6B; safetensors only: the GGUF writer makes Llama / Qwen2 files).
@@ -741,25 +748,31 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
                 if BROWSER && !case.is_multiple_of(6) && !qwen3_f16 {
                     continue;
                 }
+                let gpu = &gpus[(case / 6) % 2];
                 let opts = LlamaOptions {
                     kv_cache: kv,
                     max_context: 64,
                 };
                 let mut m = match fmt {
-                    None => Llama::load(&gpu, &synthetic::safetensors(s).0, &opts, &mut |_| {})
+                    None => Llama::load(gpu, &synthetic::safetensors(s).0, &opts, &mut |_| {})
                         .await
                         .unwrap(),
-                    Some(t) => Llama::load_gguf(&gpu, &synthetic::gguf(s, t).0, "model.gguf", &opts, &mut |_| {})
+                    Some(t) => Llama::load_gguf(gpu, &synthetic::gguf(s, t).0, "model.gguf", &opts, &mut |_| {})
                         .await
                         .unwrap(),
                 };
-                let what = format!("{} {fmt:?} kv {}", s.name, kv.name());
+                let what = format!(
+                    "{} {fmt:?} kv {} (cpu shapes {})",
+                    s.name,
+                    kv.name(),
+                    gpu.caps().variants.cpu
+                );
                 assert_eq!(m.decode_path(), DecodePath::Fused, "{what}: the weights should fuse");
                 m.set_decode_path(DecodePath::Unfused);
-                let want = decode_logits(&gpu, &mut m, &prompt, &steps).await;
+                let want = decode_logits(gpu, &mut m, &prompt, &steps).await;
                 let unfused_dispatches = m.dispatches_per_token();
                 m.set_decode_path(DecodePath::Fused);
-                let got = decode_logits(&gpu, &mut m, &prompt, &steps).await;
+                let got = decode_logits(gpu, &mut m, &prompt, &steps).await;
                 let fused_dispatches = m.dispatches_per_token();
                 // One embedding lookup, 5 per layer, the lm_head (one block).
                 assert_eq!(
@@ -789,7 +802,7 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
                 // shared scale words too) are rewritten, the logits come out identical.
                 m.truncate(prompt.len() + 1).unwrap();
                 for (i, &id) in steps.iter().enumerate().skip(1) {
-                    let again = m.forward(&gpu, &[id]).await.unwrap();
+                    let again = m.forward(gpu, &[id]).await.unwrap();
                     assert_eq!(again, got[i + 1], "{what}: step {i} after truncate");
                 }
                 say!("{what}: fused {fused_dispatches} / unfused {unfused_dispatches} dispatches per token");

@@ -48,6 +48,7 @@ fn variants(gpu: &kjarni_web::Gpu) -> Vec<Variant> {
                 workgroup: 64,
                 reduction: r,
             },
+            Variant::Rows { rows: 2, workgroup: 16 },
         ];
     }
     let mut v = vec![Variant::Scalar];
@@ -90,6 +91,10 @@ fn variants(gpu: &kjarni_web::Gpu) -> Vec<Variant> {
         workgroup: 64,
         reduction: Reduction::SharedMemory,
     });
+    // CPU adapters' row per invocation (gemv_rows).
+    v.push(Variant::Rows { rows: 1, workgroup: 4 });
+    v.push(Variant::Rows { rows: 2, workgroup: 64 });
+    v.push(Variant::Rows { rows: 8, workgroup: 16 });
     v
 }
 

@@ -5,7 +5,7 @@
 //! cache afterwards holds exactly the prompt and the accepted tokens, and 1,000 tokens keep the
 //! live buffers flat.
 
-use crate::common::gpu;
+use crate::common::{gpu, gpu_with, BOTH_SHAPES};
 use kjarni_web::generate::{
     argmax, generate, generate_masked, CancelToken, FinishReason, GenerateOptions, Generation, SamplingParams,
 };
@@ -159,6 +159,42 @@ gpu_test!(generate_greedy_equals_the_logits_path_at_every_depth, async {
         let g = run(&gpu, &mut m, &opts(24, 3), &CancelToken::new(), &mut |_| {}).await;
         assert_eq!(g.tokens, want, "KV {} qwen2 {qwen2}", kv.name());
     }
+});
+
+gpu_test!(generate_greedy_is_the_same_under_both_launch_shapes, async {
+    // The fused decode path of the tiny model under the GPU launch shapes (gemv_vec4 / grouped,
+    // swiglu_fused, gemv_qkv at 256 invocations, decode_single) and the CPU ones (gemv_rows,
+    // swiglu_rows, gemv_qkv at 64, decode_partial), whatever the adapter: the same math in
+    // another f32 summation order, so logits within 1e-3 of their size at every step (as the
+    // fused-vs-unfused test), the same 16 greedy ids, and generate's ids equal to them.
+    use kjarni_web::models::llama::DecodePath;
+    let mut runs: Vec<(Vec<u32>, Vec<Vec<f32>>)> = Vec::new();
+    for shapes in BOTH_SHAPES {
+        let gpu = gpu_with(shapes).await;
+        let mut m = load(&gpu, 64).await;
+        assert_eq!(m.decode_path(), DecodePath::Fused);
+        m.reset();
+        let mut logits = m.forward(&gpu, &PROMPT).await.unwrap();
+        let (mut ids, mut steps) = (Vec::new(), Vec::new());
+        while ids.len() < 16 {
+            ids.push(argmax(&logits).unwrap());
+            steps.push(logits);
+            logits = m.forward(&gpu, &[*ids.last().unwrap()]).await.unwrap();
+        }
+        let g = run(&gpu, &mut m, &opts(16, 2), &CancelToken::new(), &mut |_| {}).await;
+        assert_eq!(g.tokens, ids, "{shapes:?} shapes: generate vs the logits path");
+        runs.push((ids, steps));
+    }
+    let ((gpu_ids, gpu_steps), (cpu_ids, cpu_steps)) = (&runs[0], &runs[1]);
+    for (i, (g, c)) in gpu_steps.iter().zip(cpu_steps).enumerate() {
+        let size = g.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+        let d = g.iter().zip(c).fold(0.0f32, |a, (x, y)| a.max((x - y).abs()));
+        assert!(
+            d <= 1e-3 * size,
+            "step {i}: GPU vs CPU launch shapes differ by {d} (logits up to {size})"
+        );
+    }
+    assert_eq!(gpu_ids, cpu_ids, "greedy ids under the GPU vs the CPU launch shapes");
 });
 
 gpu_test!(generate_seeded_sampling_equals_cpu_reference_step_by_step, async {

@@ -16,6 +16,16 @@ fn tolerance(kv: KvDType) -> f32 {
     }
 }
 
+/// Top-20 logits with an int8 KV cache: each K / V element is off by up to absmax / 254 of its
+/// (token, head), and which way a code rounds flips with last-bit differences upstream (f32
+/// summation order: the reduction workgroup, subgroups or not), so the drift is one draw of the
+/// quantisation noise: measured on the chat case 0.150 (SwiftShader, 256-wide reductions), 0.333
+/// / 0.337 (lavapipe, 256-wide, subgroups / shared memory), 0.459 / 0.450 (lavapipe, 64-wide:
+/// the CPU launch shapes), 0.517 (SwiftShader, 64-wide); f16 drifts 0.003–0.004 on the same
+/// runs. 0.75 sits above every draw seen (0.5 did not: it failed on SwiftShader with the CPU
+/// shapes); greedy agreement stays the functional check.
+const INT8_TOL: f32 = 0.75;
+
 async fn load(kv: KvDType) -> (kjarni_web::Gpu, Llama) {
     let gpu = crate::common::gpu().await;
     let src = model(SMOLLM2).await;
@@ -93,7 +103,7 @@ gpu_test!(smollm2_with_f16_and_int8_kv_cache, async {
     let case = &fx["cases"][0]; // the chat prompt
     for kv in [KvDType::F16, KvDType::Int8] {
         let (gpu, mut m) = load(kv).await;
-        let tol = if kv == KvDType::Int8 { 0.5 } else { tolerance(kv) };
+        let tol = if kv == KvDType::Int8 { INT8_TOL } else { tolerance(kv) };
         let steps = if cfg!(target_arch = "wasm32") { 4 } else { 32 };
         let (drift, agree) = run_case(&gpu, &mut m, case, tol, steps).await;
         say!(

@@ -34,16 +34,22 @@ fn reference(
 }
 
 gpu_test!(norms_match_reference_on_awkward_shapes, async {
-    let gpu = gpu().await;
-    for (i, &[rows, cols]) in SHAPES.iter().enumerate() {
+    // The reduction workgroup follows the launch shapes (256 / 64 invocations): both.
+    let gpus = [gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
+    for (i, gi, &[rows, cols]) in SHAPES
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| shapes_for(i).iter().map(move |&g| (i, g, s)))
+    {
+        let gpu = &gpus[gi];
         let seed = 100 + 10 * i as u64;
         let x = cpu::random(rows * cols, seed, -3.0, 5.0);
         let r = cpu::random(rows * cols, seed + 1, -2.0, 2.0);
         let g = cpu::random(cols, seed + 2, 0.5, 1.5);
         let b = cpu::random(cols, seed + 3, -0.5, 0.5);
-        let tr = upload(&gpu, "r", &[rows, cols], &r);
-        let tg = upload(&gpu, "gamma", &[cols], &g);
-        let tb = upload(&gpu, "beta", &[cols], &b);
+        let tr = upload(gpu, "r", &[rows, cols], &r);
+        let tg = upload(gpu, "gamma", &[cols], &g);
+        let tb = upload(gpu, "beta", &[cols], &b);
         let sum = cpu::norm::residual_sum(&x, Some(&r));
         // (kind, bias, residual, store_sum)
         let cases = [
@@ -54,14 +60,14 @@ gpu_test!(norms_match_reference_on_awkward_shapes, async {
             (NormKind::Rms, false, true, true),
             (NormKind::Rms, true, true, false),
         ];
-        for variant in variants(&gpu) {
+        for variant in variants(gpu) {
             if variant == Variant::RowPerThread && cols > 5000 {
                 continue; // the baseline is too slow for very long rows on a CPU rasteriser
             }
             for &(kind, bias, residual, store) in &cases {
                 let eps = if kind == NormKind::Layer { 1e-5 } else { 1e-6 };
-                let tx = upload(&gpu, "x", &[rows, cols], &x);
-                let ty = upload(&gpu, "y", &[rows, cols], &vec![f32::NAN; rows * cols]);
+                let tx = upload(gpu, "x", &[rows, cols], &x);
+                let ty = upload(gpu, "y", &[rows, cols], &vec![f32::NAN; rows * cols]);
                 let mut n = match kind {
                     NormKind::Layer => Norm::layer(&tg, None, eps),
                     NormKind::Rms => Norm::rms(&tg, eps),
@@ -73,7 +79,7 @@ gpu_test!(norms_match_reference_on_awkward_shapes, async {
                     n = n.residual(&tr, store);
                 }
                 let mut batch = gpu.batch();
-                norm::record_variant(&gpu, &mut batch, &tx, &ty, &n, variant).unwrap();
+                norm::record_variant(gpu, &mut batch, &tx, &ty, &n, variant).unwrap();
                 gpu.submit(batch).unwrap();
                 let want = reference(
                     kind,
@@ -86,10 +92,10 @@ gpu_test!(norms_match_reference_on_awkward_shapes, async {
                 );
                 let what =
                     format!("{kind:?} bias={bias} residual={residual} store={store} {variant:?} [{rows},{cols}]");
-                assert_tensor(&gpu, &what, &ty, &want, TOL).await;
+                assert_tensor(gpu, &what, &ty, &want, TOL).await;
                 // x is untouched unless the sum is stored; the stored sum is the f32 sum, exactly.
                 let x_want = if store { &sum } else { &x };
-                assert_tensor(&gpu, &format!("{what}: x afterwards"), &tx, x_want, Tolerance::EXACT).await;
+                assert_tensor(gpu, &format!("{what}: x afterwards"), &tx, x_want, Tolerance::EXACT).await;
             }
         }
     }

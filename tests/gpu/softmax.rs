@@ -18,20 +18,26 @@ fn variants(gpu: &kjarni_web::Gpu) -> Vec<Variant> {
 }
 
 gpu_test!(softmax_matches_reference_on_awkward_shapes, async {
-    let gpu = gpu().await;
-    for (i, &[rows, cols]) in SHAPES.iter().enumerate() {
+    // The reduction workgroup follows the launch shapes (256 / 64 invocations): both.
+    let gpus = [gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
+    for (i, gi, &[rows, cols]) in SHAPES
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| shapes_for(i).iter().map(move |&g| (i, g, s)))
+    {
+        let gpu = &gpus[gi];
         let x = cpu::random(rows * cols, 3 + i as u64, -12.0, 12.0);
         let want = softmax_ref(&x, cols, 0.7);
-        let tx = upload(&gpu, "x", &[rows, cols], &x);
-        for variant in variants(&gpu) {
+        let tx = upload(gpu, "x", &[rows, cols], &x);
+        for variant in variants(gpu) {
             if variant == Variant::RowPerThread && cols > 10_000 {
                 continue; // the baseline is too slow for very long rows on a CPU rasteriser
             }
-            let ty = upload(&gpu, "y", &[rows, cols], &vec![0.0; rows * cols]);
+            let ty = upload(gpu, "y", &[rows, cols], &vec![0.0; rows * cols]);
             let mut batch = gpu.batch();
-            softmax::record_variant(&gpu, &mut batch, &tx, &ty, 0.7, variant).unwrap();
+            softmax::record_variant(gpu, &mut batch, &tx, &ty, 0.7, variant).unwrap();
             gpu.submit(batch).unwrap();
-            assert_tensor(&gpu, &format!("softmax {variant:?} [{rows},{cols}]"), &ty, &want, TOL).await;
+            assert_tensor(gpu, &format!("softmax {variant:?} [{rows},{cols}]"), &ty, &want, TOL).await;
         }
     }
 });

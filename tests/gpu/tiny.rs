@@ -65,6 +65,17 @@ async fn check(
     reference: &str,
     config_edit: Option<&dyn Fn(&mut serde_json::Value)>,
 ) -> f32 {
+    check_with(name, src, reference, config_edit, kjarni_web::LaunchShapes::Auto).await
+}
+
+/// [`check`] with the launch shapes chosen by `shapes`.
+async fn check_with(
+    name: &str,
+    src: MemorySource,
+    reference: &str,
+    config_edit: Option<&dyn Fn(&mut serde_json::Value)>,
+    shapes: kjarni_web::LaunchShapes,
+) -> f32 {
     let src = match config_edit {
         None => src,
         Some(edit) => {
@@ -80,7 +91,7 @@ async fn check(
             s
         }
     };
-    let gpu = crate::common::gpu().await;
+    let gpu = crate::common::gpu_with(shapes).await;
     let opts = LlamaOptions {
         kv_cache: KvDType::F32,
         max_context: 64,
@@ -127,6 +138,17 @@ gpu_test!(tiny_llama3_rope_scaling_matches_transformers, async {
     let (src, r) = tiny!("llama3");
     let d = check("llama3", src, r, None).await;
     assert!(d <= TOL, "llama3: max logit diff {d} > {TOL}");
+});
+
+gpu_test!(tiny_llama3_matches_transformers_with_the_gpu_launch_shapes, async {
+    // CI runs on CPU adapters, which pick the CPU launch shapes: this keeps a model under the
+    // GPU ones (gemv_vec4 / grouped, swiglu_fused, decode_single, 256-wide reductions) there.
+    let (src, r) = tiny!("llama3");
+    let d = check_with("llama3 (GPU shapes)", src, r, None, kjarni_web::LaunchShapes::Gpu).await;
+    assert!(
+        d <= TOL,
+        "llama3 with the GPU launch shapes: max logit diff {d} > {TOL}"
+    );
 });
 
 gpu_test!(tiny_llama3_without_its_scaling_misses, async {
