@@ -266,6 +266,15 @@ pub fn record_full(
     let bias = bound.bias.as_ref().unwrap_or(dummy);
     let res = bound.residual.as_ref().unwrap_or(dummy);
     let nw = norm.map_or(dummy, |nm| nm.weight.buffer());
+    // The bindings of the vec4-weight kernels (gemv_vec4, gemv_grouped, gemv_rows).
+    let vec4_bindings = [
+        (1, w.buffer()),
+        (3, x.buffer()),
+        (5, bias),
+        (6, res),
+        (7, y.buffer()),
+        (8, nw),
+    ];
 
     let mut consts: Vec<(&'static str, Const)> = dtype_consts(w.dtype()).to_vec();
     consts.extend_from_slice(&bound.consts);
@@ -310,20 +319,7 @@ pub fn record_full(
                 .pipelines()
                 .get(gpu.device(), &KERNEL, "gemv_vec4", Some(reduction), &consts)?;
             let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows)))?;
-            batch.dispatch(
-                gpu,
-                &pipeline,
-                &params,
-                &[
-                    (1, w.buffer()),
-                    (3, x.buffer()),
-                    (5, bias),
-                    (6, res),
-                    (7, y.buffer()),
-                    (8, nw),
-                ],
-                groups,
-            )
+            batch.dispatch(gpu, &pipeline, &params, &vec4_bindings, groups)
         }
         Variant::Grouped {
             lanes,
@@ -367,20 +363,7 @@ pub fn record_full(
                 .pipelines()
                 .get(gpu.device(), &KERNEL, "gemv_grouped", Some(reduction), &consts)?;
             let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(outs)))?;
-            batch.dispatch(
-                gpu,
-                &pipeline,
-                &params,
-                &[
-                    (1, w.buffer()),
-                    (3, x.buffer()),
-                    (5, bias),
-                    (6, res),
-                    (7, y.buffer()),
-                    (8, nw),
-                ],
-                groups,
-            )
+            batch.dispatch(gpu, &pipeline, &params, &vec4_bindings, groups)
         }
         Variant::Rows { rows, workgroup } => {
             if !matches!(rows, 1 | 2 | 4 | 8)
@@ -404,20 +387,7 @@ pub fn record_full(
             ]);
             let pipeline = gpu.pipelines().get(gpu.device(), &KERNEL, "gemv_rows", None, &consts)?;
             let groups = gpu.grid(NAME, (n as u64).div_ceil(u64::from(rows * workgroup)))?;
-            batch.dispatch(
-                gpu,
-                &pipeline,
-                &params,
-                &[
-                    (1, w.buffer()),
-                    (3, x.buffer()),
-                    (5, bias),
-                    (6, res),
-                    (7, y.buffer()),
-                    (8, nw),
-                ],
-                groups,
-            )
+            batch.dispatch(gpu, &pipeline, &params, &vec4_bindings, groups)
         }
         Variant::Scalar => {
             if norm.is_some() {
