@@ -285,14 +285,19 @@ fn top_and_valid(lid: u32, bv: f32, bi: u32, count: u32) -> TopValid {
     // barriers); top_logit is sv[0], the maximum, unchanged.
     let top = workgroupUniformLoad(&flag);
     let m = workgroupUniformLoad(&top_logit);
+    return TopValid(top, m, workgroup_count(lid, count));
+}
+
+// The workgroup's total of every lane's `count`, uniform (every lane calls it, in uniform
+// control flow; sv / si must be free to reuse).
+fn workgroup_count(lid: u32, count: u32) -> u32 {
     sv[lid] = 0.0;
     si[lid] = count;
     reduce_sum(lid);
     if (lid == 0u) {
         flag = si[0];
     }
-    let valid = workgroupUniformLoad(&flag);
-    return TopValid(top, m, valid);
+    return workgroupUniformLoad(&flag);
 }
 
 @compute @workgroup_size(WG)
@@ -536,13 +541,7 @@ fn topk_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let best_v = sv[0];
     let best_i = si[0];
     workgroupBarrier();
-    sv[lid] = 0.0;
-    si[lid] = count;
-    reduce_sum(lid);
-    if (lid == 0u) {
-        flag = si[0];
-    }
-    let valid = workgroupUniformLoad(&flag);
+    let valid = workgroup_count(lid, count);
     if (lid == 0u && g < p.groups) {
         partials[4u * g] = bitcast<u32>(best_v);
         partials[4u * g + 1u] = best_i;
