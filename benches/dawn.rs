@@ -102,6 +102,17 @@ async fn profile_decode(gpu: &Gpu, report: &mut Report, case: &str, s: &crate::m
             },
         ));
     }
+    // Fewer lanes per row group: more groups, fewer rows each (Qwen3's unsplit QK-norm head
+    // runs 16 rows a group at 32 lanes).
+    for lanes in [16u32, 8, 4] {
+        variants.push((
+            format!("_qkv_lanes_{lanes}"),
+            DecodeTuning {
+                qkv_lanes: Some(lanes),
+                ..Default::default()
+            },
+        ));
+    }
     variants.push((
         "_attention_partial_only".into(),
         DecodeTuning {

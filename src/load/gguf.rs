@@ -210,23 +210,15 @@ fn whole<'a, T>(name: &str, parts: &'a [T]) -> Result<&'a T> {
     }
 }
 
-/// Rows per part so that each part's buffer stays within `limit` (`None`: one part).
+/// Rows per part so that each part's buffer stays within `limit` (`None`: one part), by the
+/// loaders' one rule ([`super::rows_per_part`]).
 fn rows_per_part(info: &TensorInfo, row_bytes: u64, limit: u64, file: &str) -> Result<Option<u64>> {
     let (rows, _) = info.rows_cols();
-    let total = rows * row_bytes;
-    if total.div_ceil(4) * 4 <= limit {
-        return Ok(None);
+    match super::rows_per_part(rows, row_bytes, limit) {
+        None => Ok(None),
+        Some(per) if per > 0 && info.dims.len() >= 2 => Ok(Some(per)),
+        Some(_) => Err(limit_error(info, file, rows.saturating_mul(row_bytes), limit)),
     }
-    let per = limit / row_bytes.max(1);
-    let per = if (per * row_bytes).div_ceil(4) * 4 > limit {
-        per.saturating_sub(1)
-    } else {
-        per
-    };
-    if per == 0 || info.dims.len() < 2 {
-        return Err(limit_error(info, file, total, limit));
-    }
-    Ok(Some(per))
 }
 
 /// Bytes of one stored row (`ne[0]` elements) and the number of rows; a 1-D tensor counts each
@@ -310,9 +302,7 @@ pub async fn load_tensors<S: ByteSource>(
         if let (true, Some(q)) = (p.quant, qtype) {
             let row_bytes = cols / q.block_size() as u64 * q.block_bytes() as u64;
             let per = rows_per_part(&info, row_bytes, limit, &name)?.unwrap_or(rows);
-            let mut r = 0;
-            while r < rows {
-                let n = per.min(rows - r);
+            for (r, n) in super::row_blocks(rows, per) {
                 quant.push(QuantWeight::allocate(
                     gpu,
                     &part_name(r, r + n, n),
@@ -320,7 +310,6 @@ pub async fn load_tensors<S: ByteSource>(
                     n as usize,
                     cols as usize,
                 )?);
-                r += n;
             }
         }
         let mut dense = Vec::new();
@@ -330,16 +319,13 @@ pub async fn load_tensors<S: ByteSource>(
             match per {
                 None => dense.push(GpuTensor::zeros(gpu, &info.name, &shape, d)?),
                 Some(per) => {
-                    let mut r = 0;
-                    while r < rows {
-                        let n = per.min(rows - r);
+                    for (r, n) in super::row_blocks(rows, per) {
                         dense.push(GpuTensor::zeros(
                             gpu,
                             &part_name(r, r + n, n),
                             &[n as usize, cols as usize],
                             d,
                         )?);
-                        r += n;
                     }
                 }
             }

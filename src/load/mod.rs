@@ -28,6 +28,31 @@ pub use source::{ByteSource, MemorySource, RangeReader};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
+/// Rows per part of a tensor of `rows` rows of `row_bytes` bytes each, held as row blocks whose
+/// buffers (padded to 16 bytes, as [`crate::gpu::GpuTensor::padded_bytes`] pads every tensor
+/// and quantised block buffer) each stay within `limit`: `None` when the whole tensor fits one
+/// buffer, `Some(0)` when not even one row does (the caller reports the limit). The safetensors
+/// and GGUF loaders and the memory estimate all split by this one rule.
+pub(crate) fn rows_per_part(rows: u64, row_bytes: u64, limit: u64) -> Option<u64> {
+    let padded = rows.saturating_mul(row_bytes).div_ceil(16).max(1).saturating_mul(16);
+    if padded <= limit {
+        return None;
+    }
+    // n rows fit when n · row_bytes rounded up to 16 is ≤ limit, i.e. n · row_bytes ≤ limit
+    // rounded down to 16.
+    Some((limit / 16 * 16) / row_bytes.max(1))
+}
+
+/// The row blocks `(first row, rows)` of `rows` rows cut into parts of `per` rows (the last
+/// part may be shorter).
+pub(crate) fn row_blocks(rows: u64, per: u64) -> impl Iterator<Item = (u64, u64)> {
+    let per = per.max(1);
+    (0..rows.div_ceil(per)).map(move |k| {
+        let r = k * per;
+        (r, per.min(rows - r))
+    })
+}
+
 /// The single-file checkpoint name.
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
 /// The sharded checkpoint index name.
@@ -146,4 +171,43 @@ pub async fn load_weights<S: ByteSource>(
         safetensors::stream_file(gpu, source, f, h, opts, &mut tally, &mut out).await?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::{row_blocks, rows_per_part};
+    use crate::gpu::{DType, GpuTensor};
+
+    #[test]
+    fn rows_per_part_is_the_largest_count_whose_padded_buffer_fits() {
+        for row_bytes in [1u64, 2, 3, 12, 18, 34, 576 * 2, 4096 * 4] {
+            for rows in [1u64, 2, 7, 100, 1000] {
+                for limit in [16u64, 48, 100, 1000, 4096, 65_536, 1 << 20] {
+                    let fits = |n: u64| GpuTensor::padded_bytes((n * row_bytes) as usize, DType::I8) <= limit;
+                    match rows_per_part(rows, row_bytes, limit) {
+                        None => assert!(fits(rows), "{rows}x{row_bytes} in {limit}"),
+                        Some(per) => {
+                            assert!(!fits(rows));
+                            assert!(per == 0 || fits(per), "{per} rows of {row_bytes} in {limit}");
+                            assert!(!fits(per + 1), "{} rows of {row_bytes} also fit {limit}", per + 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_blocks_cover_every_row_once() {
+        for (rows, per) in [(10u64, 3u64), (9, 3), (1, 5), (5, 1), (0, 4)] {
+            let blocks: Vec<_> = row_blocks(rows, per).collect();
+            let mut next = 0;
+            for &(r, n) in &blocks {
+                assert_eq!(r, next);
+                assert!(n >= 1 && n <= per);
+                next += n;
+            }
+            assert_eq!(next, rows, "{blocks:?}");
+        }
+    }
 }

@@ -418,25 +418,18 @@ struct Segment {
 /// How to hold one tensor: `None` for one buffer, `Some(rows)` for row blocks of `rows` rows.
 pub(crate) fn plan_split(info: &TensorInfo, dtype: DType, limit: u64, file: &str) -> Result<Option<usize>> {
     let numel = info.numel();
-    if GpuTensor::padded_bytes(numel, dtype) <= limit {
-        return Ok(None);
-    }
     let rows = info.shape.first().copied().unwrap_or(1).max(1);
-    let cols = numel / rows;
-    let row_bytes = (cols * dtype.size()) as u64;
-    let mut per = (limit / row_bytes.max(1)) as usize;
-    while per > 0 && GpuTensor::padded_bytes(per * cols, dtype) > limit {
-        per -= 1;
-    }
-    if per == 0 || info.shape.len() < 2 {
-        return Err(Error::Limit {
+    let row_bytes = ((numel / rows) * dtype.size()) as u64;
+    match super::rows_per_part(rows as u64, row_bytes, limit) {
+        None => Ok(None),
+        Some(per) if per > 0 && info.shape.len() >= 2 => Ok(Some(per as usize)),
+        Some(_) => Err(Error::Limit {
             context: format!("tensor '{}' in {file} (one row of {row_bytes} bytes)", info.name),
             limit: "maxStorageBufferBindingSize",
-            needed: GpuTensor::padded_bytes(cols, dtype),
+            needed: GpuTensor::padded_bytes(numel / rows, dtype),
             available: limit,
-        });
+        }),
     }
-    Ok(Some(per))
 }
 
 /// Stream the tensors of one validated file into new GPU buffers, adding them to `out`.
@@ -481,9 +474,8 @@ pub(crate) async fn stream_file<S: ByteSource>(
         let rows = t.shape[0];
         let row_bytes = (t.numel() / rows.max(1)) as u64 * dtype.size() as u64;
         let (mut parts, mut segs) = (Vec::new(), Vec::new());
-        let mut r = 0;
-        while r < rows {
-            let n = per.min(rows - r);
+        for (r, n) in super::row_blocks(rows as u64, per as u64) {
+            let (r, n) = (r as usize, n as usize);
             let mut shape = t.shape.clone();
             shape[0] = n;
             let part = GpuTensor::zeros(gpu, &format!("{}[rows {r}..{}]", t.name, r + n), &shape, dtype)?;
@@ -496,7 +488,6 @@ pub(crate) async fn stream_file<S: ByteSource>(
                 end,
             });
             parts.push(part);
-            r += n;
         }
         let split = SplitTensor {
             name: t.name.clone(),

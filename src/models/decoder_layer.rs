@@ -29,6 +29,8 @@ pub struct DecodeTuning {
     /// Workgroups per head of the fused QKV (`None`: [`qkv::default_split`]; `Some(1)`: one
     /// workgroup per head, as before the split).
     pub qkv_split: Option<u32>,
+    /// Lanes per row group of the dense fused QKV (`None`: 32; see [`qkv::record_tuned`]).
+    pub qkv_lanes: Option<u32>,
     /// Decode attention at single-chunk contexts through `decode_partial` (as before
     /// `decode_single`; [`DecodeOptions::partial_only`]).
     pub attention_partial_only: bool,
@@ -41,6 +43,7 @@ impl DecodeTuning {
         DecodeTuning {
             qkv_split: Some(1),
             attention_partial_only: true,
+            ..Default::default()
         }
     }
 }
@@ -87,7 +90,18 @@ pub(crate) fn record_decode(
     rope: Rope,
     tuning: &DecodeTuning,
 ) -> Result<()> {
-    qkv::record_split(gpu, b, buf.x, &f.qkv, eps, buf.q, cache, Some(rope), tuning.qkv_split)?;
+    qkv::record_tuned(
+        gpu,
+        b,
+        buf.x,
+        &f.qkv,
+        eps,
+        buf.q,
+        cache,
+        Some(rope),
+        tuning.qkv_split,
+        tuning.qkv_lanes,
+    )?;
     let opts = DecodeOptions {
         partial_only: tuning.attention_partial_only,
         ..Default::default()

@@ -214,6 +214,26 @@ pub fn record_split(
     rope: Option<Rope>,
     split: Option<u32>,
 ) -> Result<()> {
+    record_tuned(gpu, batch, x, w, eps, q_out, cache, rope, split, None)
+}
+
+/// [`record_split`] with at most `lanes` lanes per row group of the dense kernel (`None`: 32;
+/// a power of two in 1..=32). Fewer lanes mean more row groups and fewer rows per group (the
+/// per-invocation row arrays shrink): the benchmark times them side by side. Other lane counts
+/// sum each row in another order (last-bit differences).
+#[allow(clippy::too_many_arguments)]
+pub fn record_tuned(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    w: &QkvWeight,
+    eps: f32,
+    q_out: &GpuTensor,
+    cache: &mut KvCache,
+    rope: Option<Rope>,
+    split: Option<u32>,
+    lanes: Option<u32>,
+) -> Result<()> {
     const NAME: &str = "qkv";
     x.expect_dtype(NAME, &[DType::F32])?;
     q_out.expect_dtype(NAME, &[DType::F32])?;
@@ -279,7 +299,7 @@ pub fn record_split(
                 }
                 l
             } else {
-                32
+                lanes.map_or(32, |l| l.clamp(1, 32).next_power_of_two())
             };
             let shape = |s: u32| dense_shape(wg, storage, hd as u32 / s, s, max_lanes);
             if shape(split).is_none() {
