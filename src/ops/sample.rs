@@ -9,11 +9,20 @@
 //! here: the caller copies the id into a small staging buffer when it wants to see it.
 //!
 //! Greedy and plain temperature sampling are two dispatches (a multi-workgroup partial argmax +
-//! one small final pass; temperature by the Gumbel-max trick). Top-k / top-p / min-p with
-//! `top_k` in 1..=[`K_MAX`] are two dispatches too: each workgroup keeps its chunk's local top-k
-//! (`topk_partial`) and one workgroup filters and draws among those candidates (`topk_final`);
-//! the ids are bit-identical to the single-workgroup kernel's (`sample_filtered`, which scans the
-//! whole vocabulary a few times), still used for `top_k` = 0 or > [`K_MAX`] (see the shader).
+//! one small final pass; temperature by the Gumbel-max trick). Top-k / top-p / min-p draws are
+//! two dispatches too: each workgroup keeps its 2048-token chunk's local top candidates
+//! (`topk_partial`) and one workgroup filters and draws among them. With `top_k` in
+//! 1..=[`K_MAX`] (`topk_final`) the global top-k is inside the candidates. Otherwise (top-p /
+//! min-p only, or `top_k` > [`K_MAX`]; `topp_final`) every chunk keeps [`K_MAX`] candidates and
+//! reports the largest key it dropped, T: every token ranked above T is a candidate, and each
+//! step of the draw (the k-th key, Z, each Gumbel draw, each rejection mass) is taken from the
+//! candidates only where they provably hold every token it depends on — for the first draw, where
+//! the best candidate's score beats a bound on every dropped token's score — and from a scan of
+//! the whole vocabulary inside the same dispatch otherwise (a flat distribution whose nucleus
+//! runs below T). Either way the ids are bit-identical to the single-workgroup kernel's
+//! (`sample_filtered`, which scans the whole vocabulary a few times; the same WGSL functions):
+//! the same tokens enter every sum in the same per-lane order and the same tree. See the shader
+//! for the argument.
 //!
 //! ```ignore
 //! let mut s = GpuSampler::new(gpu, vocab)?;
@@ -41,6 +50,8 @@ const PER: u32 = 16;
 const CPER: u32 = 8;
 /// Tokens per `topk_partial` workgroup.
 pub const CHUNK: usize = (WG * CPER) as usize;
+/// Header words per chunk in `partials` (`HDR` in the shader).
+const HDR: usize = 8;
 /// The largest `top_k` of the two-stage path: the survivors live in `topk_final`'s workgroup
 /// memory, one per invocation (5 arrays of 256 words + the histogram: ~7 KiB of the 16 KiB every
 /// WebGPU adapter offers; no f16 needed).
@@ -63,13 +74,13 @@ pub enum Mode {
 /// Which kernel does a [`Mode::Filtered`] draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FilteredPath {
-    /// Two-stage when `top_k` is in 1..=[`K_MAX`], else single-workgroup.
+    /// Two-stage (the default; the same ids as the single workgroup).
     #[default]
     Auto,
     /// Always `sample_filtered` (one workgroup over the whole vocabulary).
     SingleWorkgroup,
-    /// `topk_partial` + `topk_final` (a filtered draw with `top_k` outside 1..=[`K_MAX`] is an
-    /// error; greedy and temperature draws keep their argmax).
+    /// `topk_partial` + `topk_final` when `top_k` is in 1..=[`K_MAX`], else `topk_partial` +
+    /// `topp_final` (greedy and temperature draws keep their argmax).
     TwoStage,
 }
 
@@ -141,7 +152,8 @@ struct Params {
     step: u32,
     out_index: u32,
     use_penalty: u32,
-    _pad: [u32; 2],
+    cand_k: u32,
+    tail_stats: u32,
 }
 
 super::checks::params_layout_test!(
@@ -161,7 +173,9 @@ super::checks::params_layout_test!(
         seed_hi,
         step,
         out_index,
-        use_penalty
+        use_penalty,
+        cand_k,
+        tail_stats
     ]
 );
 
@@ -197,9 +211,9 @@ impl GpuSampler {
         }
         let groups = vocab.div_ceil((WG * PER) as usize);
         let topk_groups = vocab.div_ceil(CHUNK);
-        // Argmax: (value, index) per group; two-stage top-k: a 4-word header and K_MAX
-        // (logit, index) pairs per chunk (262,144 tokens: 264 KiB).
-        let words_needed = (groups * 2).max(topk_groups * (4 + 2 * K_MAX as usize));
+        // Argmax: (value, index) per group; two-stage: an 8-word header, K_MAX (logit, index)
+        // pairs and a word per lane per chunk (262,144 tokens: 388 KiB), and a diagnostics word.
+        let words_needed = (groups * 2).max(topk_groups * (HDR + 2 * K_MAX as usize + WG as usize) + 1);
         let w = words(vocab);
         Ok(GpuSampler {
             vocab,
@@ -231,10 +245,26 @@ impl GpuSampler {
         self.path = path;
     }
 
-    /// Whether the next draw takes the two-stage top-k path.
+    /// Whether the next draw takes a two-stage path (a filtered draw, not forced to the single
+    /// workgroup).
     pub fn two_stage(&self) -> bool {
-        let r = &self.params;
-        r.mode == Mode::Filtered && self.path != FilteredPath::SingleWorkgroup && (1..=K_MAX).contains(&r.top_k)
+        self.params.mode == Mode::Filtered && self.path != FilteredPath::SingleWorkgroup
+    }
+
+    /// Whether the next draw takes the two-stage top-k path (`topk_final`; else `topp_final`).
+    pub fn top_k_path(&self) -> bool {
+        self.two_stage() && (1..=K_MAX).contains(&self.params.top_k)
+    }
+
+    /// Whole-vocabulary scans the last `topp_final` draw needed (0: all from the candidates);
+    /// a diagnostic for tests (reads the scratch buffer back; call after the submit).
+    pub async fn last_full_scans(&self, gpu: &Gpu) -> Result<u32> {
+        let words = self.partials.to_u32_vec(gpu).await?;
+        let at = self.topk_groups * (HDR + 2 * K_MAX as usize + WG as usize);
+        words.get(at).copied().ok_or_else(|| Error::Shape {
+            op: "GpuSampler::last_full_scans",
+            detail: format!("scratch of {} words", words.len()),
+        })
     }
 
     /// Draws recorded since `start` (the RNG counter of the next one).
@@ -323,15 +353,7 @@ impl GpuSampler {
             });
         }
         let two_stage = self.two_stage();
-        if self.path == FilteredPath::TwoStage && self.params.mode == Mode::Filtered && !two_stage {
-            return Err(Error::BadInput {
-                op: OP,
-                detail: format!(
-                    "the two-stage path needs top_k in 1..={K_MAX} (top_k {})",
-                    self.params.top_k
-                ),
-            });
-        }
+        let top_k_path = self.top_k_path();
         let r = &self.params;
         let params = Params {
             vocab: to_u32(OP, "vocabulary", self.vocab)?,
@@ -352,7 +374,8 @@ impl GpuSampler {
             step: self.step,
             out_index: to_u32(OP, "id slot", index)?,
             use_penalty: u32::from(r.penalty.is_some()),
-            _pad: [0; 2],
+            cand_k: if top_k_path { r.top_k } else { K_MAX },
+            tail_stats: u32::from(two_stage && !top_k_path),
         };
         let consts = [
             ("WG", Const::U32(WG)),
@@ -370,7 +393,7 @@ impl GpuSampler {
             ];
             let grid = gpu.grid(OP, self.topk_groups as u64)?;
             batch.dispatch(gpu, &partial, &params, &bufs, grid)?;
-            let fin = get("topk_final")?;
+            let fin = get(if top_k_path { "topk_final" } else { "topp_final" })?;
             let bufs = [
                 (1, logits.buffer()),
                 (2, self.seen.buffer()),
@@ -385,6 +408,7 @@ impl GpuSampler {
                 (1, logits.buffer()),
                 (2, self.seen.buffer()),
                 (3, self.mask.buffer()),
+                (4, self.partials.buffer()),
                 (5, out),
             ];
             batch.dispatch(gpu, &pipe, &params, &bufs, [1, 1, 1])?;

@@ -340,7 +340,7 @@ gpu_test!(sample_two_stage_equals_single_workgroup_and_cpu, async {
     }
 });
 
-gpu_test!(sample_two_stage_is_chosen_for_small_top_k, async {
+gpu_test!(sample_two_stage_is_chosen_for_filtered_draws, async {
     let gpu = gpu().await;
     let mut s = GpuSampler::new(&gpu, 151936).unwrap();
     let with_k = |top_k| SamplingParams {
@@ -349,7 +349,7 @@ gpu_test!(sample_two_stage_is_chosen_for_small_top_k, async {
         top_p: 0.95,
         ..Default::default()
     };
-    for (top_k, two) in [
+    for (top_k, top_k_path) in [
         (0usize, false),
         (1, true),
         (40, true),
@@ -357,19 +357,202 @@ gpu_test!(sample_two_stage_is_chosen_for_small_top_k, async {
         (K_MAX as usize + 1, false),
     ] {
         s.start(&gpu, &with_k(top_k), &[]).unwrap();
-        assert_eq!(s.two_stage(), two, "top_k {top_k}");
-        assert_eq!(s.dispatches(), if two { 2 } else { 1 }, "top_k {top_k}");
+        assert!(s.two_stage(), "top_k {top_k}");
+        assert_eq!(s.top_k_path(), top_k_path, "top_k {top_k}");
+        assert_eq!(s.dispatches(), 2, "top_k {top_k}");
     }
     s.start(&gpu, &SamplingParams::default(), &[]).unwrap();
     assert!(!s.two_stage(), "greedy");
-    // Forcing the two-stage path where it does not apply is an error, not a panic.
-    s.start(&gpu, &with_k(0), &[]).unwrap();
-    s.set_filtered_path(FilteredPath::TwoStage);
-    let l = GpuTensor::zeros(&gpu, "logits", &[151936], DType::F32).unwrap();
-    let ids = GpuTensor::zeros(&gpu, "ids", &[1], DType::U32).unwrap();
-    let mut b = gpu.batch();
-    assert!(s.record(&gpu, &mut b, &l, ids.buffer(), 0).is_err());
     s.set_filtered_path(FilteredPath::SingleWorkgroup);
     s.start(&gpu, &with_k(40), &[]).unwrap();
     assert!(!s.two_stage(), "forced single workgroup");
+    assert_eq!(s.dispatches(), 1);
+});
+
+/// Logits shaped like a language model's: a bulk in [-8, 0] and `n_high` tokens spread over the
+/// vocabulary well above it (the nucleus of top-p 0.95 is among them), with the usual awkward
+/// values; `n_high` = 0 gives a flat bulk (a nucleus of thousands of tokens).
+fn peaked(vocab: usize, seed: u64, n_high: usize) -> Vec<f32> {
+    let mut l = kjarni_web::cpu::random(vocab, seed, -8.0, 0.0);
+    let r = kjarni_web::cpu::random(n_high, seed + 1, 4.0, 9.0);
+    for (h, &x) in r.iter().enumerate() {
+        l[(h * 7919 + 13) % vocab] = x;
+    }
+    if vocab >= 7 {
+        l[1] = f32::NAN;
+        l[vocab - 2] = f32::NEG_INFINITY;
+    }
+    l
+}
+
+/// Parameter sets of the top-p path: top-p only, min-p only, both, top_k > K_MAX with top-p.
+fn top_p_cases() -> Vec<SamplingParams> {
+    vec![
+        SamplingParams {
+            temperature: 0.7,
+            top_p: 0.95,
+            seed: 11,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.2,
+            min_p: 0.05,
+            seed: 12,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.0,
+            top_p: 0.8,
+            min_p: 0.02,
+            repetition_penalty: 1.3,
+            seed: 13,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 0.9,
+            top_k: 1000,
+            top_p: 0.9,
+            seed: u64::MAX - 2,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.5,
+            top_k: K_MAX as usize + 1,
+            top_p: 0.97,
+            min_p: 0.001,
+            seed: 14,
+            ..Default::default()
+        },
+    ]
+}
+
+gpu_test!(sample_top_p_path_equals_single_workgroup_and_cpu, async {
+    // The two-stage top-p path (`topp_final`: candidates where they decide, whole-vocabulary scans
+    // where they do not) must give exactly the single-workgroup kernel's ids; against the CPU
+    // reference the usual ≥ 99 %.
+    let gpu = gpu().await;
+    let draws = if cfg!(target_arch = "wasm32") { 3 } else { 6 };
+    let vocabs = [
+        1usize,
+        7,
+        1000,
+        CHUNK - 1,
+        CHUNK + 1,
+        5 * CHUNK + 3,
+        49152,
+        151936,
+        262144,
+    ];
+    let (mut same, mut total) = (0usize, 0usize);
+    for (c, &v) in vocabs.iter().enumerate() {
+        // Flat (the random logits with ties, NaN, ±huge, -inf; every other vocabulary on a 0.25
+        // grid), and peaked with 40 high tokens.
+        let mut flat = logits(v, 50 + c as u64, 3.0);
+        if c % 2 == 1 {
+            for x in flat.iter_mut().filter(|x| x.is_finite() && x.abs() < 1e3) {
+                *x = (*x * 4.0).round() / 4.0;
+            }
+        }
+        let dists = [flat, peaked(v, 70 + c as u64, 40)];
+        let context: Vec<u32> = (0..v as u32).step_by(61).collect();
+        let mut sparse = vec![0u32; v.div_ceil(32)];
+        for i in (0..v).filter(|i| i % 97 == 3 || *i == v / 3) {
+            sparse[i / 32] |= 1 << (i % 32);
+        }
+        for (di, l) in dists.iter().enumerate() {
+            for (pi, p) in top_p_cases().iter().enumerate() {
+                for (mi, mask) in [None, Some(&sparse[..])].into_iter().enumerate() {
+                    if mi == 1 && (pi + di) % 2 == 0 {
+                        continue; // keep the runs short: the sparse mask at half the sets
+                    }
+                    let old = gpu_draws_path(&gpu, l, p, &context, mask, draws, FilteredPath::SingleWorkgroup).await;
+                    let new = gpu_draws_path(&gpu, l, p, &context, mask, draws, FilteredPath::TwoStage).await;
+                    assert_eq!(
+                        new, old,
+                        "vocab {v} dist {di} case {pi} mask {mi}: top-p path vs single workgroup"
+                    );
+                    let want = cpu_draws(l, p, &context, mask, draws);
+                    let agree = new.iter().zip(&want).filter(|(a, b)| a == b).count();
+                    if agree < draws {
+                        say!("vocab {v} dist {di} case {pi} mask {mi}: {agree} of {draws} equal to the CPU: {new:?} vs {want:?}");
+                    }
+                    same += agree;
+                    total += draws;
+                }
+            }
+        }
+    }
+    say!("top-p path draws equal to the CPU reference: {same} of {total}");
+    assert!(same * 100 >= total * 99, "{same} of {total}");
+    let p = &top_p_cases()[0];
+    for path in [FilteredPath::SingleWorkgroup, FilteredPath::TwoStage] {
+        let got = gpu_draws_path(&gpu, &[f32::NAN; 3000], p, &[], None, 1, path).await;
+        assert_eq!(got, [NONE], "{path:?}");
+    }
+});
+
+gpu_test!(sample_top_p_path_takes_candidates_when_peaked, async {
+    // The diagnostic count of whole-vocabulary scans per draw: peaked logits are decided from the
+    // candidates (most draws no scan), flat ones need the scans (the nucleus runs below T); the
+    // ids equal the single workgroup's either way.
+    let gpu = gpu().await;
+    let v = 151936;
+    let draws = if cfg!(target_arch = "wasm32") { 8 } else { 24 };
+    let p = &top_p_cases()[0];
+    let l_gpu = |l: &[f32]| GpuTensor::from_f32(&gpu, "logits", &[1, v], DType::F32, l).unwrap();
+    let ids = GpuTensor::zeros(&gpu, "ids", &[1], DType::U32).unwrap();
+    for (name, l) in [("peaked", peaked(v, 5, 40)), ("flat", logits(v, 6, 3.0))] {
+        let lt = l_gpu(&l);
+        let mut fast = GpuSampler::new(&gpu, v).unwrap();
+        fast.start(&gpu, p, &[]).unwrap();
+        let mut scans = Vec::new();
+        let mut got = Vec::new();
+        for _ in 0..draws {
+            let mut b = gpu.batch();
+            fast.record(&gpu, &mut b, &lt, ids.buffer(), 0).unwrap();
+            gpu.submit(b).unwrap();
+            got.push(ids.to_u32_vec(&gpu).await.unwrap()[0]);
+            scans.push(fast.last_full_scans(&gpu).await.unwrap());
+        }
+        let want = gpu_draws_path(&gpu, &l, p, &[], None, draws, FilteredPath::SingleWorkgroup).await;
+        assert_eq!(got, want, "{name}");
+        let without = scans.iter().filter(|&&s| s == 0).count();
+        say!("{name}: whole-vocabulary scans per draw {scans:?}");
+        if name == "peaked" {
+            assert!(without * 4 >= draws * 3, "{name}: {scans:?}");
+        } else {
+            assert!(without < draws, "{name}: {scans:?}");
+        }
+    }
+});
+
+gpu_test!(sample_top_p_path_many_draws_at_the_margins, async {
+    // Many draws where the candidates' decisions are close calls: a moderately peaked vocabulary
+    // (the dropped tokens hold a few % of the mass, so round-0 draws and Z brackets are often near
+    // their bounds) and a nearly flat one; ids equal to the single workgroup's.
+    let gpu = gpu().await;
+    let draws = if cfg!(target_arch = "wasm32") { 40 } else { 200 };
+    let v = 3 * CHUNK + 5;
+    let mut mid = kjarni_web::cpu::random(v, 90, -4.0, 0.0);
+    for (h, &x) in kjarni_web::cpu::random(300, 91, 0.0, 3.0).iter().enumerate() {
+        mid[(h * 31 + 7) % v] = x;
+    }
+    let near_flat = kjarni_web::cpu::random(v, 92, -0.5, 0.5);
+    let mut scans = 0u32;
+    for (di, l) in [mid, near_flat].iter().enumerate() {
+        for (pi, p) in top_p_cases().iter().enumerate() {
+            let old = gpu_draws_path(&gpu, l, p, &[], None, draws, FilteredPath::SingleWorkgroup).await;
+            let new = gpu_draws_path(&gpu, l, p, &[], None, draws, FilteredPath::TwoStage).await;
+            assert_eq!(new, old, "dist {di} case {pi}");
+            let mut s = GpuSampler::new(&gpu, v).unwrap();
+            s.start(&gpu, p, &[]).unwrap();
+            let lt = GpuTensor::from_f32(&gpu, "logits", &[1, v], DType::F32, l).unwrap();
+            let ids = GpuTensor::zeros(&gpu, "ids", &[1], DType::U32).unwrap();
+            let mut b = gpu.batch();
+            s.record(&gpu, &mut b, &lt, ids.buffer(), 0).unwrap();
+            gpu.submit(b).unwrap();
+            scans += s.last_full_scans(&gpu).await.unwrap();
+        }
+    }
+    say!("whole-vocabulary scans of the first draws: {scans}");
 });
