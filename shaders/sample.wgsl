@@ -106,10 +106,13 @@ fn round_key(round: u32) -> u32 {
 }
 
 // Standard Gumbel noise of token i: u in (0, 1) from 24 random bits, -log(-log(u)).
+// u in (0, 1) from 23 bits: (2^23 - 1 + 0.5) · 2^-23 = 1 - 2^-24 < 1 (24 bits rounded the top
+// value to exactly 1 and gave +inf once in 2^24 tokens). -log(u) is kept ≥ 2^-24: WGSL's log
+// near 1 has an absolute error bound of 2^-21, so log(1 - 2^-24) may be 0 on a GPU.
 fn gumbel(key: u32, i: u32) -> f32 {
     let h = hash(hash(i ^ key) ^ 0x9e3779b9u);
-    let u = (f32(h >> 8u) + 0.5) * (1.0 / 16777216.0);
-    return -log(-log(u));
+    let u = (f32(h >> 9u) + 0.5) * (1.0 / 8388608.0);
+    return -log(max(-log(u), 1.0 / 16777216.0));
 }
 
 // (v, i) beats (bv, bi): higher value, lower index on ties; NONE never wins.

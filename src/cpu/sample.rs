@@ -25,9 +25,15 @@ fn round_key(r: &Resolved, step: u32, round: u32) -> u32 {
 }
 
 fn gumbel(key: u32, i: u32) -> f32 {
-    let h = hash(hash(i ^ key) ^ 0x9e37_79b9);
-    let u = ((h >> 8) as f32 + 0.5) * (1.0 / 16_777_216.0);
-    -(-u.ln()).ln()
+    gumbel_of_bits(hash(hash(i ^ key) ^ 0x9e37_79b9))
+}
+
+/// Gumbel noise from a 32-bit hash: u from 23 bits, so u ≤ 1 - 2^-24 < 1 (24 bits rounded the
+/// top value to exactly 1: +inf once in 2^24 tokens); -ln(u) kept ≥ 2^-24 as the shader keeps it
+/// (see sample.wgsl). Finite for every hash.
+fn gumbel_of_bits(h: u32) -> f32 {
+    let u = ((h >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0);
+    -(-u.ln()).max(1.0 / 16_777_216.0).ln()
 }
 
 fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
@@ -335,5 +341,19 @@ mod tests {
         };
         assert_eq!(sample(&[1.0, 3.0, 2.0, 0.0, 1.4], &mut seen, None, &p, 0), 2);
         assert!(seen[2]);
+    }
+}
+
+#[cfg(test)]
+mod gumbel_tests {
+    #[test]
+    fn gumbel_noise_is_finite_at_both_ends_of_the_hash() {
+        // The old 24-bit mapping gave u = 1 (+inf noise) for h >> 8 = 2^24 - 1.
+        for h in [0u32, 1, 511, 512, 0xffff_fe00, 0xffff_feff, u32::MAX - 1, u32::MAX] {
+            let g = super::gumbel_of_bits(h);
+            assert!(g.is_finite(), "h {h:#x}: {g}");
+        }
+        assert!(super::gumbel_of_bits(u32::MAX) > super::gumbel_of_bits(0xffff_0000));
+        assert!(super::gumbel_of_bits(0) < -2.0);
     }
 }
