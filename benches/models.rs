@@ -97,8 +97,8 @@ async fn gguf_vs_bf16(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()>
     Ok(())
 }
 
-/// Decode through the fused layer (5 dispatches per layer) beside the unfused path, same model,
-/// same run: `decode_fused_{model}_{format}`.
+/// Decode through the fused layer (5 dispatches per layer, Gemma 3 7) beside the unfused path,
+/// same model, same run: `decode_fused_{model}_{format}`.
 async fn fused_vs_unfused(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     let formats: [(&str, Option<QuantType>); 4] = [
         ("bf16", None),
@@ -106,10 +106,14 @@ async fn fused_vs_unfused(gpu: &Gpu, args: &Args, report: &mut Report) -> Result
         ("q4_k_gguf", Some(QuantType::Q4_K)),
         ("q8_0_gguf", Some(QuantType::Q8_0)),
     ];
-    for s in &MODELS {
+    for s in MODELS.iter().chain(&synth::MODELS_II) {
         for (fname, qtype) in formats {
-            // The set: SmolLM2 bf16 / Q4_1 / Q4_K, Qwen2.5 bf16 / Q4_K (Q8_0 for both).
+            // The set: SmolLM2 bf16 / Q4_1 / Q4_K, Qwen2.5 bf16 / Q4_K (Q8_0 for both);
+            // Qwen3 / Gemma 3 bf16 only (the synthetic GGUF writer makes Llama / Qwen2 files).
             if s.name.starts_with("qwen") && qtype == Some(QuantType::Q4_1) {
+                continue;
+            }
+            if synth::MODELS_II.iter().any(|m| m.name == s.name) && qtype.is_some() {
                 continue;
             }
             let case = format!("decode_fused_{}_{fname}", s.name);

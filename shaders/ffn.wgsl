@@ -1,4 +1,5 @@
-// Fused SwiGLU projection for decode: h[n] = silu(Wg[n]·x) * (Wu[n]·x), with the
+// Fused gated projection for decode: h[n] = act(Wg[n]·x) * (Wu[n]·x) (GATE: 1 SiLU, SwiGLU;
+// 2 GELU-tanh, Gemma's GeGLU), with the
 // gate and up weights [N, K] (f32 / f16 / bf16, Linear layout) read in the same pass and x f32.
 // linear_common.wgsl is prepended (decoding).
 //
@@ -12,7 +13,8 @@
 //
 // NORM: RMSNorm prologue (x staged times the norm weight, both dot products times 1 / rms(x), the
 // sum of squares reduced with the partials).
-// Prelude constants: WG (power of two), ROWS, XT, ALIGNED, NORM, NV, and those of linear_common.wgsl.
+// Prelude constants: WG (power of two), ROWS, XT, ALIGNED, NORM, NV, GATE, and those of
+// linear_common.wgsl.
 
 struct Params {
     n: u32,
@@ -33,6 +35,16 @@ struct Params {
 @group(0) @binding(8) var<storage, read> nw: array<vec4<f32>>;
 
 var<workgroup> xs: array<vec4<f32>, XT / 4u>;
+
+// The gated output act(g) · u: GATE 1 SiLU, 2 GELU-tanh as x / (1 + exp(-2u)) (gelu.wgsl's tanh
+// form; the exponent capped so it never overflows).
+fn gated(g: f32, u: f32) -> f32 {
+    if (GATE == 2u) {
+        let a = 0.7978845608028654 * (g + 0.044715 * g * g * g);
+        return g / (1.0 + exp(min(-2.0 * a, 80.0))) * u;
+    }
+    return g / (1.0 + exp(-g)) * u;
+}
 
 // NV (prelude): vec4 slots of partial sums per invocation: gate and up for each row, then (NORM)
 // the sum of squares of x: (2 ROWS + NORM + 3) / 4.
@@ -172,7 +184,7 @@ fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
         let gate = xs[(gi / 4u) * WG][gi % 4u] * inv;
         let up = xs[((gi + 1u) / 4u) * WG][(gi + 1u) % 4u] * inv;
-        h[row0 + t] = gate / (1.0 + exp(-gate)) * up;
+        h[row0 + t] = gated(gate, up);
     }
 }
 
@@ -268,7 +280,7 @@ fn swiglu_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         if (row0 + r < p.n) {
             let gate = acc_g[r] * inv;
             let up = acc_u[r] * inv;
-            h[row0 + r] = gate / (1.0 + exp(-gate)) * up;
+            h[row0 + r] = gated(gate, up);
         }
     }
 }

@@ -3,6 +3,8 @@
 //   x   = v                          (STORE_SUM: the residual stream is updated in place)
 //   y   = (v - mean) / sqrt(var + eps) * gamma + beta     (LayerNorm, beta only with BIAS)
 //   y   = v / sqrt(mean(v^2) + eps) * gamma [+ beta]       (RMS)
+//   y  += ...                        (ACCUMULATE: the normalised row is added to y instead of
+//                                     stored: Gemma's sandwich norm, x += rmsnorm(o) * w)
 //
 // norm_rows: one workgroup per row. Each invocation runs Welford's update over its strided
 // slice of the row (count, mean, M2 in f32), then two wg_sum reductions combine the slices
@@ -56,6 +58,15 @@ fn affine(c: u32, v: f32) -> f32 {
     return v * gamma[c];
 }
 
+// Output element i: stored, or added to y with ACCUMULATE (each element by one invocation).
+fn store(i: u32, v: f32) {
+    if (ACCUMULATE) {
+        y[i] = y[i] + v;
+    } else {
+        y[i] = v;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn norm_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
     let row = wid.x + wid.y * nwg.x;
@@ -91,7 +102,7 @@ fn norm_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         inv_std = inverseSqrt(wg_sum(m2 + n * d * d, lane) / cols + p.eps);
     }
     for (var c = lane.index; c < p.cols; c = c + WG) {
-        y[base + c] = affine(c, (input_again(base + c) - shift) * inv_std);
+        store(base + c, affine(c, (input_again(base + c) - shift) * inv_std));
     }
 }
 
@@ -130,6 +141,6 @@ fn norm_row_per_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     }
     let inv_std = inverseSqrt(q / cols + p.eps);
     for (var c = 0u; c < p.cols; c = c + 1u) {
-        y[base + c] = affine(c, (input_again(base + c) - shift) * inv_std);
+        store(base + c, affine(c, (input_again(base + c) - shift) * inv_std));
     }
 }

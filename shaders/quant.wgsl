@@ -24,7 +24,8 @@
 // gemv_fast's fused prologue / epilogue (prelude constants, defined for every pipeline of the
 // file): NORM (RMSNorm prologue: x loads times the norm weight, the dot products times
 // 1 / rms(x)), HAS_BIAS, ACT (0 none, 2 SiLU), RES (0 none, 1 + res, 2 + y in place, 3 * res),
-// PAIR (SwiGLU over a [gate; up] weight of 2n rows: y = silu(gate · x) * (up · x)). gemv_qkv:
+// PAIR (a gated MLP over a [gate; up] weight of 2n rows: y = act(gate · x) * (up · x); 0 off,
+// 1 SiLU, 2 GELU-tanh, `gated` in this file). gemv_qkv:
 // HD, KV_DTYPE, QKV_SPLIT, QK_NORM and qkv_epilogue.wgsl (appended with attention_rope.wgsl).
 
 const Q8_0: u32 = 0u;
@@ -572,6 +573,16 @@ fn store_out(mrow: u32, row: u32, v: f32) {
     y[i] = o;
 }
 
+// PAIR's gated output act(g) · u: 1 SiLU, 2 GELU-tanh as x / (1 + exp(-2u)) (gelu.wgsl's tanh
+// form; the exponent capped so it never overflows).
+fn gated(g: f32, u: f32) -> f32 {
+    if (PAIR == 2u) {
+        let a = 0.7978845608028654 * (g + 0.044715 * g * g * g);
+        return g / (1.0 + exp(min(-2.0 * a, 80.0))) * u;
+    }
+    return g / (1.0 + exp(-g)) * u;
+}
+
 // First block (Q4_K: vec4) of weight row `row`.
 fn row_block(row: u32) -> u32 {
     if (QTYPE == Q4_K) {
@@ -684,8 +695,8 @@ fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
     let s = group_sums(fast_rows(rb, li, xrow), lane);
     var su: array<f32, ROWS>;
-    if (PAIR) {
-        // SwiGLU: the up rows are n further on; out = silu(gate) * up.
+    if (PAIR != 0u) {
+        // Gated MLP: the up rows are n further on; out = silu(gate) * up.
         for (var r = 0u; r < ROWS; r = r + 1u) {
             rb[r] = row_block(min(row0 + r, p.n - 1u) + p.n);
         }
@@ -695,16 +706,16 @@ fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         for (var r = 0u; r < ROWS; r = r + 1u) {
             if (lane.index == 0u && row0 + r < p.n) {
                 var v = s[r] * inv;
-                if (PAIR) {
-                    v = v / (1.0 + exp(-v)) * (su[r] * inv);
+                if (PAIR != 0u) {
+                    v = gated(v, su[r] * inv);
                 }
                 store_out(mrow, row0 + r, v);
             }
         }
     } else if (lane.index < OUTS && out0 + lane.index < p.n) {
         var v = s[0] * inv;
-        if (PAIR) {
-            v = v / (1.0 + exp(-v)) * (su[0] * inv);
+        if (PAIR != 0u) {
+            v = gated(v, su[0] * inv);
         }
         store_out(mrow, out0 + lane.index, v);
     }

@@ -336,8 +336,10 @@ pub async fn load_tensors<S: ByteSource>(
                         info.name,
                         shape,
                         d.name(),
-                        if qtype.is_some() {
+                        if qtype.is_some() && info.name == "token_embd.weight" {
                             " for gathering (the embedding lookup reads dense rows)"
+                        } else if qtype.is_some() {
+                            " as planned (e.g. to match the layer weights it is joined with)"
                         } else {
                             ": no GPU kernel reads this type"
                         }

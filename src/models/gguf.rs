@@ -271,10 +271,61 @@ fn gemma3(header: &GgufHeader, c: &mut DecoderConfig) -> Result<()> {
     Ok(())
 }
 
-/// What to make of each tensor of a llama-family file.
-fn plan(cfg: &DecoderConfig, permuted: bool, dense: DType, limit: u64, info: &TensorInfo) -> Option<TensorPlan> {
+/// Kernel-readable projections to dequantise at load so that a layer's q/k/v and its gate/up
+/// are each of one weight type, which the fused decode layer needs (`FusedLayer::new` joins
+/// them): where such a group mixes types read by a kernel (Q8_0 / Q4_0 / Q4_1 / Q4_K) with
+/// types dequantised anyway (Q5_0, Q6_K, ...), the kernel-readable members are dequantised too,
+/// if that at most doubles the group's dense bytes. Gemma-3-270M Q4_K_M: q / k / gate / up are
+/// Q5_0, v is Q8_0 in 9 of 18 layers (+1.4 MB as f16), so the model decodes fused; Llama
+/// Q4_K_M files (q / k Q4_K, v Q6_K) keep their quantised q / k (unfused).
+fn dequantise_for_fusion(header: &GgufHeader) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let layers = header
+        .tensors
+        .iter()
+        .filter_map(|t| t.name.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |n| n + 1);
+    for i in 0..layers {
+        for group in [&["attn_q", "attn_k", "attn_v"][..], &["ffn_gate", "ffn_up"][..]] {
+            let members: Vec<&TensorInfo> = group
+                .iter()
+                .filter_map(|g| {
+                    let name = format!("blk.{i}.{g}.weight");
+                    header.tensors.iter().find(|t| t.name == name)
+                })
+                .collect();
+            let kernel = |t: &TensorInfo| QuantType::from_ggml(t.ggml_type).is_some();
+            let dequantised = |t: &TensorInfo| float_dtype(t.ggml_type).is_none() && !kernel(t);
+            let elements = |f: &dyn Fn(&TensorInfo) -> bool| -> u64 {
+                members.iter().filter(|t| f(t)).map(|t| t.elements()).sum()
+            };
+            let (k, d) = (elements(&kernel), elements(&dequantised));
+            let no_float = members.iter().all(|t| kernel(t) || dequantised(t));
+            if no_float && k > 0 && d > 0 && k <= d {
+                out.extend(members.iter().filter(|t| kernel(t)).map(|t| t.name.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// What to make of each tensor of a llama-family file (`densify`: kernel-readable tensors to
+/// dequantise anyway, [`dequantise_for_fusion`]).
+fn plan(
+    cfg: &DecoderConfig,
+    permuted: bool,
+    dense: DType,
+    limit: u64,
+    densify: &std::collections::BTreeSet<String>,
+    info: &TensorInfo,
+) -> Option<TensorPlan> {
     let mut p = TensorPlan::default_for(info, dense);
     let n = info.name.as_str();
+    if densify.contains(n) {
+        p.quant = false;
+        p.dense = Some(dense);
+    }
     if n == "token_embd.weight" {
         // Dense for the lookup; also quantised for a tied lm_head when a kernel reads it. A
         // table over the binding limit is held as f32 row blocks (gathered by buffer copies).
@@ -332,7 +383,8 @@ pub async fn load_llama_gguf<S: ByteSource>(
     let mut notes = Vec::new();
     let dense = gguf.dense;
     let limit = crate::load::stream::part_limit(gpu, &gguf.load);
-    let plan_fn = |i: &TensorInfo| plan(&cfg, permuted, dense, limit, i);
+    let densify = dequantise_for_fusion(&header);
+    let plan_fn = |i: &TensorInfo| plan(&cfg, permuted, dense, limit, &densify, i);
     let w = load_tensors(gpu, source, file, header, &gguf.load, &plan_fn, progress).await?;
     let weight_bytes = w.gpu_bytes();
 

@@ -17,7 +17,7 @@ use crate::load::config::{DecoderConfig, MlpAct, ModelConfig};
 use crate::load::source::ByteSource;
 use crate::load::{load_weights, LoadOptions, Progress};
 pub use crate::models::decoder_layer::DecodeTuning;
-use crate::models::decoder_layer::{self, DecodeBuffers, FusedLayer, LayerRefs};
+use crate::models::decoder_layer::{self, DecodeBuffers, FusedLayer, LayerMath, LayerRefs};
 use crate::models::weights::{self, WeightSource};
 use crate::ops::attention::{self, AttentionOptions, DecodeOptions, DecodeScratch, Kv};
 use crate::ops::elementwise::{self, Op};
@@ -25,7 +25,7 @@ use crate::ops::embedding::TokenIds;
 use crate::ops::ffn;
 use crate::ops::gelu::{self, Gelu};
 use crate::ops::kv_cache::{KvCache, KvDType};
-use crate::ops::linear::{Act, Epilogue, NormPrologue, Residual};
+use crate::ops::linear::{Act, Epilogue, GateAct, NormPrologue, Residual};
 use crate::ops::norm::{self, Norm};
 use crate::ops::project::{self, QuantTemps};
 use crate::ops::rope::{Rope, RopeLayout};
@@ -503,15 +503,33 @@ impl Llama {
                 q: &q1,
                 attn: &a1,
                 mid: &s.mid,
+                tmp: &s.tmp_h,
                 scratch: &self.decode_scratch,
+            };
+            let act = match c.mlp_act {
+                MlpAct::Silu => GateAct::Silu,
+                MlpAct::GeluTanh => GateAct::GeluTanh,
             };
             for (l, f) in self.layers.iter_mut().zip(&self.fused) {
                 let refs = LayerRefs {
                     wo: &l.wo,
                     ffn_norm: &l.ffn_norm,
                     w_down: &l.w_down,
+                    post_attn_norm: l.post_attn_norm.as_ref(),
+                    post_ffn_norm: l.post_ffn_norm.as_ref(),
                 };
-                decoder_layer::record_decode(gpu, &mut b, f, &refs, &mut l.cache, &buf, eps, self.rope, &self.tuning)?;
+                // Gemma 3: a local layer has its window and RoPE base (as the unfused path).
+                let math = LayerMath {
+                    rope: match (self.rope_local, l.window) {
+                        (Some(r), Some(_)) => r,
+                        _ => self.rope,
+                    },
+                    scale: c.attn_scale.map(|x| x as f32),
+                    window: l.window,
+                    act,
+                    eps,
+                };
+                decoder_layer::record_decode(gpu, &mut b, f, &refs, &mut l.cache, &buf, &math, &self.tuning)?;
             }
         }
         for l in self.layers.iter_mut().filter(|_| !fused) {
@@ -662,22 +680,18 @@ fn sandwich_add(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, w: &GpuTensor
 }
 
 /// Whether the fused decode layer implements everything this configuration asks of a layer:
-/// plain RMSNorm pre-norms, SiLU-gated MLP, RoPE without scaling and one base, per-head q/k
-/// RMSNorms only as a pair (Qwen3; the weights as loaded, any Gemma offset already added), no
-/// sandwich norms, no sliding windows, the default attention scale. Other models (Gemma 3,
-/// Llama 3's scaled RoPE) decode through the unfused path.
+/// RMSNorm pre-norms (Gemma's `(1 + w)` weights as loaded: the 1 is added at load), a SiLU- or
+/// GELU(tanh)-gated MLP, RoPE without scaling (the fused QKV epilogue rotates unscaled only)
+/// with one base or Gemma 3's local / global pair, per-head q/k RMSNorms only as a pair (Qwen3,
+/// Gemma 3), any attention scale (`query_pre_attn_scalar`), per-layer sliding windows, and
+/// sandwich norms after o_proj / down (Gemma: one norm dispatch each adds `rmsnorm(·) · w` into
+/// x). Llama 3's and Gemma's scaled RoPE decode through the unfused path.
 fn fusable(cfg: &DecoderConfig, layers: &[Layer]) -> bool {
-    cfg.mlp_act == MlpAct::Silu
+    matches!(cfg.mlp_act, MlpAct::Silu | MlpAct::GeluTanh)
         && cfg.rope_scaling == Default::default()
-        && cfg.rope_local_theta.is_none()
-        && cfg.attn_scale.is_none()
-        && layers.iter().all(|l| {
-            l.q_norm.is_some() == cfg.qk_norm
-                && l.k_norm.is_some() == cfg.qk_norm
-                && l.post_attn_norm.is_none()
-                && l.post_ffn_norm.is_none()
-                && l.window.is_none()
-        })
+        && layers
+            .iter()
+            .all(|l| l.q_norm.is_some() == cfg.qk_norm && l.k_norm.is_some() == cfg.qk_norm)
 }
 
 /// Build each layer's fused decode weights. Quantised q/k/v and gate/up are joined and the

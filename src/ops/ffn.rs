@@ -9,7 +9,7 @@
 //!   [`record_swiglu_prefill`], two matmuls with the product fused into the second one's epilogue.
 
 use super::checks::{no_alias, to_u32};
-use super::linear::{self, chunk_elems, dtype_consts, weight_shape, Act, Epilogue, NormPrologue, Residual};
+use super::linear::{self, chunk_elems, dtype_consts, weight_shape, Act, Epilogue, GateAct, NormPrologue, Residual};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor, Kernel, SwigluVariant};
 
@@ -157,6 +157,26 @@ pub fn record_swiglu_normed(
     )
 }
 
+/// `h = act(n(x)·Wgᵀ) * (n(x)·Wuᵀ)` for one row x: the fused kernel with the device's variant,
+/// the RMSNorm prologue `n` when given and the gate activation `act` (SiLU: SwiGLU, GELU-tanh:
+/// Gemma's GeGLU; the `GATE` constant of ffn.wgsl).
+#[allow(clippy::too_many_arguments)]
+pub fn record_gated(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    norm: Option<&NormPrologue>,
+    w_gate: &GpuTensor,
+    w_up: &GpuTensor,
+    h: &GpuTensor,
+    act: GateAct,
+) -> Result<()> {
+    let (n, k) = weight_shape("swiglu", w_gate)?;
+    let shape = default_swiglu_shape(gpu, n, k, w_gate.dtype());
+    let variant = gpu.caps().variants.swiglu;
+    record_gated_full(gpu, batch, x, norm, w_gate, w_up, h, variant, shape, act)
+}
+
 /// The same with an explicit shared-memory variant and launch shape (tests, benchmarks).
 #[allow(clippy::too_many_arguments)]
 pub fn record_swiglu_variant(
@@ -184,6 +204,23 @@ pub fn record_swiglu_full(
     h: &GpuTensor,
     variant: SwigluVariant,
     shape: SwigluShape,
+) -> Result<()> {
+    record_gated_full(gpu, batch, x, norm, w_gate, w_up, h, variant, shape, GateAct::Silu)
+}
+
+/// [`record_swiglu_full`] with the gate activation chosen.
+#[allow(clippy::too_many_arguments)]
+pub fn record_gated_full(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    x: &GpuTensor,
+    norm: Option<&NormPrologue>,
+    w_gate: &GpuTensor,
+    w_up: &GpuTensor,
+    h: &GpuTensor,
+    variant: SwigluVariant,
+    shape: SwigluShape,
+    act: GateAct,
 ) -> Result<()> {
     const NAME: &str = "swiglu";
     let (n, k) = weight_shape(NAME, w_gate)?;
@@ -279,6 +316,7 @@ pub fn record_swiglu_full(
         ("ALIGNED", Const::Bool(aligned)),
         ("NORM", Const::Bool(norm.is_some())),
         ("NV", Const::U32(nv)),
+        ("GATE", Const::U32(act.code())),
     ]);
     let (entry, outputs_per_group) = if per_invocation {
         ("swiglu_rows", rows * workgroup)

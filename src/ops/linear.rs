@@ -32,6 +32,39 @@ impl Act {
     }
 }
 
+/// The gate activation of a gated MLP, `act(x·Wgᵀ) * (x·Wuᵀ)`, as the fused decode kernels
+/// (the dense `swiglu_fused` / `swiglu_rows` and the quantised GEMV's pair mode) apply it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GateAct {
+    /// SiLU (SwiGLU: Llama, Qwen).
+    #[default]
+    Silu,
+    /// GELU, tanh approximation (GeGLU: Gemma's `gelu_pytorch_tanh`), computed as
+    /// `x / (1 + exp(-2u))`, `u = sqrt(2/pi) (x + 0.044715 x³)` (gelu.wgsl's tanh form).
+    GeluTanh,
+}
+
+impl GateAct {
+    /// The kernels' `GATE` / `PAIR` code (1 SiLU, 2 GELU-tanh; 0 is "no pair" in quant.wgsl).
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            GateAct::Silu => 1,
+            GateAct::GeluTanh => 2,
+        }
+    }
+
+    /// `act(g) · u` in f64 (CPU references).
+    pub fn apply_f64(self, g: f64, u: f64) -> f64 {
+        match self {
+            GateAct::Silu => g / (1.0 + (-g).exp()) * u,
+            GateAct::GeluTanh => {
+                let t = (0.797_884_560_802_865_4 * (g + 0.044715 * g * g * g)).tanh();
+                0.5 * g * (1.0 + t) * u
+            }
+        }
+    }
+}
+
 /// What is combined with the activated value, elementwise over the output.
 #[derive(Debug, Clone, Copy)]
 pub enum Residual<'a> {

@@ -40,6 +40,9 @@ pub struct Norm<'a> {
     pub eps: f32,
     /// `r`, added to `x` before normalising; the sum is written back into `x` when the flag is set.
     pub residual: Option<(&'a GpuTensor, bool)>,
+    /// Add the normalised row to `y` instead of storing it (`y += norm(x)`: Gemma's sandwich
+    /// norm `x += rmsnorm(o) · w` in one dispatch).
+    pub accumulate: bool,
 }
 
 impl<'a> Norm<'a> {
@@ -51,6 +54,7 @@ impl<'a> Norm<'a> {
             beta,
             eps,
             residual: None,
+            accumulate: false,
         }
     }
 
@@ -62,7 +66,14 @@ impl<'a> Norm<'a> {
             beta: None,
             eps,
             residual: None,
+            accumulate: false,
         }
+    }
+
+    /// Add the result to `y` (`y += norm(x)`) instead of storing it.
+    pub fn accumulate(mut self) -> Self {
+        self.accumulate = true;
+        self
     }
 
     /// Normalise `x + r` instead of `x`; with `store_sum` also write `x + r` into `x`.
@@ -178,6 +189,7 @@ pub fn record_variant(
         ("BIAS", Const::Bool(norm.beta.is_some())),
         ("RESIDUAL", Const::Bool(r.is_some())),
         ("STORE_SUM", Const::Bool(store_sum)),
+        ("ACCUMULATE", Const::Bool(norm.accumulate)),
     ];
     let (pipeline, groups) = match variant {
         Variant::Workgroup(reduction) => {

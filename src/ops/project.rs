@@ -12,7 +12,7 @@
 //! the dense fused SwiGLU kernel, or the quant GEMV in pair mode over a `[gate; up]` weight.
 
 use super::elementwise::{self, Op};
-use super::linear::{self, Act, Epilogue, NormPrologue, Residual};
+use super::linear::{self, Act, Epilogue, GateAct, NormPrologue, Residual};
 use super::quant::{self, QuantWeight};
 use super::{ffn, gemv};
 use crate::error::{Error, Result};
@@ -143,7 +143,7 @@ pub fn record(
                 detail: format!("a norm prologue needs one row of x, got {:?}", x.shape()),
             }),
         },
-        Linear::Quant(q) if x.rows() <= quant::GEMV_MAX_M => quant::record_fused(gpu, b, q, x, y, norm, epi, false),
+        Linear::Quant(q) if x.rows() <= quant::GEMV_MAX_M => quant::record_fused(gpu, b, q, x, y, norm, epi, None),
         Linear::Quant(q) => {
             if norm.is_some() {
                 return Err(Error::Shape {
@@ -283,7 +283,8 @@ impl GateUp {
     }
 }
 
-/// `h = silu(n(x)·Gᵀ) * (n(x)·Uᵀ)` for one row x, `n` the RMSNorm prologue when given.
+/// `h = act(n(x)·Gᵀ) * (n(x)·Uᵀ)` for one row x, `n` the RMSNorm prologue when given, `act`
+/// the gate activation (SiLU: SwiGLU; GELU-tanh: Gemma's GeGLU).
 pub fn record_swiglu(
     gpu: &Gpu,
     b: &mut Batch,
@@ -291,6 +292,7 @@ pub fn record_swiglu(
     norm: Option<&NormPrologue>,
     w: &GateUp,
     h: &GpuTensor,
+    act: GateAct,
 ) -> Result<()> {
     if x.rows() != 1 || x.dtype() != DType::F32 {
         return Err(Error::Shape {
@@ -299,10 +301,7 @@ pub fn record_swiglu(
         });
     }
     match w {
-        GateUp::Dense { gate, up } => match norm {
-            Some(nm) => ffn::record_swiglu_normed(gpu, b, x, nm, gate, up, h),
-            None => ffn::record_swiglu(gpu, b, x, gate, up, h),
-        },
-        GateUp::Quant(q) => quant::record_fused(gpu, b, q, x, h, norm, &Epilogue::NONE, true),
+        GateUp::Dense { gate, up } => ffn::record_gated(gpu, b, x, norm, gate, up, h, act),
+        GateUp::Quant(q) => quant::record_fused(gpu, b, q, x, h, norm, &Epilogue::NONE, Some(act)),
     }
 }

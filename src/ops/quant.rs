@@ -375,7 +375,7 @@ const OFF: [(&str, Const); 9] = [
     ("HAS_BIAS", Const::Bool(false)),
     ("ACT", Const::U32(0)),
     ("RES", Const::U32(0)),
-    ("PAIR", Const::Bool(false)),
+    ("PAIR", Const::U32(0)),
     ("HD", Const::U32(16)),
     ("KV_DTYPE", Const::U32(0)),
 ];
@@ -431,7 +431,7 @@ pub(crate) fn fused_consts(
     bias: bool,
     act: u32,
     res: u32,
-    pair: bool,
+    pair: u32,
     hd: u32,
     kv: u32,
     qkv_split: u32,
@@ -444,7 +444,7 @@ pub(crate) fn fused_consts(
         ("HAS_BIAS", Const::Bool(bias)),
         ("ACT", Const::U32(act)),
         ("RES", Const::U32(res)),
-        ("PAIR", Const::Bool(pair)),
+        ("PAIR", Const::U32(pair)),
         ("HD", Const::U32(hd)),
         ("KV_DTYPE", Const::U32(kv)),
     ]
@@ -533,7 +533,8 @@ pub(crate) const QUANT_KERNEL: Kernel = KERNEL;
 /// `y = epilogue(x · Wᵀ)` (x rows ≤ [`GEMV_MAX_M`]) by the tuned GEMV with the prologue and
 /// epilogue fused: optional RMSNorm of x (each workgroup recomputes the row's statistics), bias,
 /// SiLU, residual add (in place when the residual is y) or product. With `pair` the weight is
-/// `[gate; up]` (2N rows, see [`QuantWeight::concat_rows`]) and `y = silu(x·Gᵀ) * (x·Uᵀ)`.
+/// `[gate; up]` (2N rows, see [`QuantWeight::concat_rows`]) and `y = act(x·Gᵀ) * (x·Uᵀ)`, `act`
+/// the given gate activation.
 #[allow(clippy::too_many_arguments)]
 pub fn record_fused(
     gpu: &Gpu,
@@ -543,9 +544,11 @@ pub fn record_fused(
     y: &GpuTensor,
     norm: Option<&super::linear::NormPrologue>,
     epi: &super::linear::Epilogue,
-    pair: bool,
+    pair: Option<super::linear::GateAct>,
 ) -> Result<()> {
     const NAME: &str = "quant_gemv_fused";
+    let pair_code = pair.map_or(0, super::linear::GateAct::code);
+    let pair = pair.is_some();
     x.expect_dtype(NAME, &[DType::F32])?;
     y.expect_dtype(NAME, &[DType::F32])?;
     let n_out = if pair { w.rows / 2 } else { w.rows };
@@ -602,7 +605,17 @@ pub fn record_fused(
         return Err(Error::Internal("epilogue constants".into()));
     };
     let mut consts = fast_consts(w.qtype, variant).to_vec();
-    consts.extend_from_slice(&fused_consts(norm.is_some(), has_bias, act, res, pair, 16, 0, 1, false));
+    consts.extend_from_slice(&fused_consts(
+        norm.is_some(),
+        has_bias,
+        act,
+        res,
+        pair_code,
+        16,
+        0,
+        1,
+        false,
+    ));
     let p = gpu
         .pipelines()
         .get(gpu.device(), &KERNEL, "gemv_fast", Some(reduction), &consts)?;

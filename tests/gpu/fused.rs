@@ -18,7 +18,7 @@ use crate::kv_cache::read_cache;
 use kjarni_web::cpu::compare::check_close;
 use kjarni_web::cpu::{self, linear as refl, norm as refn, quant as cq};
 use kjarni_web::ops::kv_cache::{KvCache, KvDType};
-use kjarni_web::ops::linear::{Act, Epilogue, NormPrologue, Residual};
+use kjarni_web::ops::linear::{Act, Epilogue, GateAct, NormPrologue, Residual};
 use kjarni_web::ops::project::{self, GateUp, Linear};
 use kjarni_web::ops::qkv::{self, QkvWeight};
 use kjarni_web::ops::quant::{QuantType, QuantWeight};
@@ -191,19 +191,30 @@ gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
 });
 
 gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
-    let gpu = gpu().await;
+    // The gate activation alternates between SiLU (SwiGLU) and GELU-tanh (Gemma's GeGLU) case by
+    // case, and the launch shapes (swiglu_fused: GPU; swiglu_rows: CPU) every second case, so
+    // every weight format runs both activations and each activation both dense kernels.
+    let gpus = [gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
     let mut seed = 8000;
     let mut worst = 0.0f32;
+    let mut case = 0usize;
     for fmt in formats() {
         for &k in ks(fmt) {
             for norm_on in [false, true] {
                 if BROWSER && norm_on != (k % 2 == 0) {
                     continue;
                 }
+                case += 1;
+                let act = if case.is_multiple_of(2) {
+                    GateAct::GeluTanh
+                } else {
+                    GateAct::Silu
+                };
+                let gpu = &gpus[(case / 2) % 2];
                 seed += 10;
                 let n = 40;
-                let (g, gv) = weight(&gpu, fmt, n, k, seed);
-                let (u, uv) = weight(&gpu, fmt, n, k, seed + 1);
+                let (g, gv) = weight(gpu, fmt, n, k, seed);
+                let (u, uv) = weight(gpu, fmt, n, k, seed + 1);
                 let x = cpu::random(k, seed + 2, -1.0, 1.0);
                 let gamma = cpu::random(k, seed + 3, 0.5, 1.5);
                 let xn = if norm_on {
@@ -217,27 +228,29 @@ gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
                 let want: Vec<f32> = gr
                     .iter()
                     .zip(&ur)
-                    .map(|(&a, &b)| (f64::from(a) / (1.0 + (-f64::from(a)).exp()) * f64::from(b)) as f32)
+                    .map(|(&a, &b)| act.apply_f64(f64::from(a), f64::from(b)) as f32)
                     .collect();
+                // |act'| ≤ 1.1 (SiLU) / 1.13 (GELU-tanh), |act(g)| ≤ |g|; the GPU's tanh form
+                // x / (1 + exp(-2u)) adds a few ULP relative.
                 let bound: Vec<f32> = (0..n)
                     .map(|i| {
                         let (eg, eu) = (2e-5 * gm[i] + 1e-6, 2e-5 * um[i] + 1e-6);
-                        1.1 * eg * (ur[i].abs() + eu) + (gr[i].abs() + eg) * eu + 1e-6
+                        1.13 * eg * (ur[i].abs() + eu) + (gr[i].abs() + eg) * eu + 1e-6
                     })
                     .collect();
                 let mut b = gpu.batch();
-                let gu = GateUp::new(&gpu, &mut b, "gate_up", &g, &u).unwrap().unwrap();
+                let gu = GateUp::new(gpu, &mut b, "gate_up", &g, &u).unwrap().unwrap();
                 gpu.submit(b).unwrap();
-                let tx = upload(&gpu, "x", &[1, k], &x);
-                let tg = upload(&gpu, "gamma", &[k], &gamma);
-                let h = upload(&gpu, "h", &[1, n], &vec![f32::NAN; n]);
+                let tx = upload(gpu, "x", &[1, k], &x);
+                let tg = upload(gpu, "gamma", &[k], &gamma);
+                let h = upload(gpu, "h", &[1, n], &vec![f32::NAN; n]);
                 let norm = NormPrologue { weight: &tg, eps: EPS };
                 let mut b = gpu.batch();
-                project::record_swiglu(&gpu, &mut b, &tx, norm_on.then_some(&norm), &gu, &h).unwrap();
+                project::record_swiglu(gpu, &mut b, &tx, norm_on.then_some(&norm), &gu, &h, act).unwrap();
                 gpu.submit(b).unwrap();
-                let got = h.to_f32_vec(&gpu).await.unwrap();
+                let got = h.to_f32_vec(gpu).await.unwrap();
                 worst = worst.max(check_bound(
-                    &format!("swiglu {fmt:?} k={k} norm {norm_on}"),
+                    &format!("swiglu {fmt:?} k={k} norm {norm_on} {act:?}"),
                     &got,
                     &want,
                     &bound,
@@ -248,16 +261,16 @@ gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
                         (gv2.rows(), gv2.row_offset(), uv2.rows(), uv2.row_offset()),
                         (n, 0, n, n)
                     );
-                    let y = upload(&gpu, "y", &[1, n], &vec![f32::NAN; n]);
+                    let y = upload(gpu, "y", &[1, n], &vec![f32::NAN; n]);
                     let mut b = gpu.batch();
-                    project::record(&gpu, &mut b, &tx, &Linear::Quant(uv2), &y, None, &Epilogue::NONE, None).unwrap();
+                    project::record(gpu, &mut b, &tx, &Linear::Quant(uv2), &y, None, &Epilogue::NONE, None).unwrap();
                     gpu.submit(b).unwrap();
                     let x_only = refl::linear(&x, &uv, 1, n, k, refl::Epi::default());
                     let mag = refl::abs_dot(&x, &uv, 1, n, k);
                     let bound: Vec<f32> = mag.iter().map(|&s| 2e-5 * s + 1e-6).collect();
                     check_bound(
                         &format!("up view {fmt:?} k={k}"),
-                        &y.to_f32_vec(&gpu).await.unwrap(),
+                        &y.to_f32_vec(gpu).await.unwrap(),
                         &x_only,
                         &bound,
                     );
@@ -725,6 +738,21 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
             arch: synthetic::Arch::Qwen3,
             head_dim: 64,
         },
+        // Gemma 3 (sandwich norms, GELU-tanh gate, (1 + w) norms, q/k norms, local layers on
+        // their own RoPE base, query_pre_attn_scalar 256 ≠ head_dim, √hidden embedding scale).
+        Shape {
+            name: "gemma3",
+            hidden: 320,
+            layers: 2,
+            heads: 4,
+            kv_heads: 1,
+            ff: 448,
+            vocab: 270,
+            qkv_bias: false,
+            tied: true,
+            arch: synthetic::Arch::Gemma3,
+            head_dim: 64,
+        },
     ];
     let formats: [Option<QuantType>; 5] = [
         None,
@@ -743,8 +771,8 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
             }
             for kv in [KvDType::F32, KvDType::F16, KvDType::Int8] {
                 case += 1;
-                // SwiftShader: a rotating sixth, and Qwen3 with the f16 cache.
-                let qwen3_f16 = s.arch == synthetic::Arch::Qwen3 && kv == KvDType::F16;
+                // SwiftShader: a rotating sixth, and Qwen3 / Gemma 3 with the f16 cache.
+                let qwen3_f16 = s.arch != synthetic::Arch::Llama && kv == KvDType::F16;
                 if BROWSER && !case.is_multiple_of(6) && !qwen3_f16 {
                     continue;
                 }
@@ -774,10 +802,14 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
                 m.set_decode_path(DecodePath::Fused);
                 let got = decode_logits(gpu, &mut m, &prompt, &steps).await;
                 let fused_dispatches = m.dispatches_per_token();
-                // One embedding lookup, 5 per layer, the lm_head (one block).
+                // One embedding lookup, 5 per layer, the lm_head (one block); Gemma: the
+                // embedding scale and 7 per layer (a sandwich norm after O and after down).
+                let want_dispatches = match s.arch {
+                    synthetic::Arch::Gemma3 => 3 + 7 * s.layers,
+                    _ => 2 + 5 * s.layers,
+                };
                 assert_eq!(
-                    fused_dispatches,
-                    2 + 5 * s.layers,
+                    fused_dispatches, want_dispatches,
                     "{what}: dispatches per token (unfused: {unfused_dispatches})"
                 );
                 // Same math, different f32 summation order and the norm folded into the GEMVs:

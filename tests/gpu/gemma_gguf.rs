@@ -11,7 +11,7 @@ use kjarni_web::generate::argmax;
 use kjarni_web::load::gguf::read_header;
 use kjarni_web::load::{ByteSource, DirSource};
 use kjarni_web::models::gguf::{decoder_config, load_llama_gguf, GgufOptions};
-use kjarni_web::models::llama::LlamaOptions;
+use kjarni_web::models::llama::{DecodePath, LlamaOptions};
 use kjarni_web::ops::kv_cache::KvDType;
 use kjarni_web::tokenizer::Tokenizer;
 use kjarni_web::{DType, Error};
@@ -121,6 +121,9 @@ fn gemma3_gguf_matches_numpy_reference() {
                 .filter(|w| !w.contains("dequantised"))
                 .collect::<Vec<_>>()
         );
+        // The Q8_0 v of 9 layers is dequantised with the layer's Q5_0 q / k, so every layer's
+        // q/k/v and gate/up are of one type and decode steps run the fused layer.
+        assert_eq!(m.model.decode_path(), DecodePath::Fused, "the GGUF should decode fused");
         let fx = fixture(FIXTURE);
         let steps = std::env::var("KJARNI_GEMMA_STEPS")
             .ok()
@@ -161,12 +164,13 @@ fn gemma3_gguf_matches_numpy_reference() {
                 assert_eq!(text, case["greedy_text"].as_str().unwrap());
             }
             say!(
-                "{dense:?} {:?} ({} tokens): max top-20 logit diff {max_diff:.2e} (margin {:.3}); {} greedy tokens identical: {text:?} ({:.1} s)",
+                "{dense:?} {:?} ({} tokens): max top-20 logit diff {max_diff:.2e} (margin {:.3}); {} greedy tokens identical: {text:?} ({:.1} s, {} dispatches per decoded token)",
                 case["prompt"].as_str().unwrap(),
                 prompt.len(),
                 case["first_margin"].as_f64().unwrap(),
                 got.len(),
-                t0.elapsed().as_secs_f32()
+                t0.elapsed().as_secs_f32(),
+                m.model.dispatches_per_token()
             );
         }
     });

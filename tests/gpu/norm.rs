@@ -51,23 +51,28 @@ gpu_test!(norms_match_reference_on_awkward_shapes, async {
         let tg = upload(gpu, "gamma", &[cols], &g);
         let tb = upload(gpu, "beta", &[cols], &b);
         let sum = cpu::norm::residual_sum(&x, Some(&r));
-        // (kind, bias, residual, store_sum)
+        // y's previous values for the accumulating cases (y += norm(x): Gemma's sandwich norm).
+        let y0 = cpu::random(rows * cols, seed + 4, -3.0, 3.0);
+        // (kind, bias, residual, store_sum, accumulate)
         let cases = [
-            (NormKind::Layer, true, false, false),
-            (NormKind::Layer, false, true, false),
-            (NormKind::Layer, true, true, true),
-            (NormKind::Rms, false, false, false),
-            (NormKind::Rms, false, true, true),
-            (NormKind::Rms, true, true, false),
+            (NormKind::Layer, true, false, false, false),
+            (NormKind::Layer, false, true, false, false),
+            (NormKind::Layer, true, true, true, false),
+            (NormKind::Rms, false, false, false, false),
+            (NormKind::Rms, false, true, true, false),
+            (NormKind::Rms, true, true, false, false),
+            (NormKind::Rms, false, false, false, true),
+            (NormKind::Layer, true, true, true, true),
         ];
         for variant in variants(gpu) {
             if variant == Variant::RowPerThread && cols > 5000 {
                 continue; // the baseline is too slow for very long rows on a CPU rasteriser
             }
-            for &(kind, bias, residual, store) in &cases {
+            for &(kind, bias, residual, store, acc) in &cases {
                 let eps = if kind == NormKind::Layer { 1e-5 } else { 1e-6 };
                 let tx = upload(gpu, "x", &[rows, cols], &x);
-                let ty = upload(gpu, "y", &[rows, cols], &vec![f32::NAN; rows * cols]);
+                let y_before = if acc { y0.clone() } else { vec![f32::NAN; rows * cols] };
+                let ty = upload(gpu, "y", &[rows, cols], &y_before);
                 let mut n = match kind {
                     NormKind::Layer => Norm::layer(&tg, None, eps),
                     NormKind::Rms => Norm::rms(&tg, eps),
@@ -77,6 +82,9 @@ gpu_test!(norms_match_reference_on_awkward_shapes, async {
                 }
                 if residual {
                     n = n.residual(&tr, store);
+                }
+                if acc {
+                    n = n.accumulate();
                 }
                 let mut batch = gpu.batch();
                 norm::record_variant(gpu, &mut batch, &tx, &ty, &n, variant).unwrap();
@@ -90,8 +98,14 @@ gpu_test!(norms_match_reference_on_awkward_shapes, async {
                     cols,
                     eps,
                 );
-                let what =
-                    format!("{kind:?} bias={bias} residual={residual} store={store} {variant:?} [{rows},{cols}]");
+                // Accumulating: y0 + norm, one more f32 add (≤ 2e-7 on |y0| ≤ 3, within TOL).
+                let want: Vec<f32> = match acc {
+                    true => want.iter().zip(&y0).map(|(w, y)| w + y).collect(),
+                    false => want,
+                };
+                let what = format!(
+                    "{kind:?} bias={bias} residual={residual} store={store} accumulate={acc} {variant:?} [{rows},{cols}]"
+                );
                 assert_tensor(gpu, &what, &ty, &want, TOL).await;
                 // x is untouched unless the sum is stored; the stored sum is the f32 sum, exactly.
                 let x_want = if store { &sum } else { &x };

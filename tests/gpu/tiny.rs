@@ -180,10 +180,28 @@ gpu_test!(tiny_qwen3_matches_transformers, async {
 
 gpu_test!(tiny_gemma3_matches_transformers, async {
     // Window 4 with prompts of 7..15 tokens: the local layer's window cuts in both in prefill
-    // and in every decode step.
+    // and in every decode step. Decode steps through the fused layer (GELU-tanh gate, sandwich
+    // norms, the local layer's window and RoPE base, query_pre_attn_scalar 24 ≠ head_dim 32),
+    // then the same steps through the unfused path.
     let (src, r) = tiny!("gemma3");
-    let d = check("gemma3", src, r, None).await;
+    let gpu = crate::common::gpu().await;
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F32,
+        max_context: 64,
+    };
+    let mut m = Llama::load(&gpu, &src, &opts, &mut |_| {}).await.unwrap();
+    assert_eq!(m.decode_path(), DecodePath::Fused, "gemma3: decode should fuse");
+    let d = check_model("gemma3", &gpu, &mut m, r, true).await;
     assert!(d <= TOL, "gemma3: max logit diff {d} > {TOL}");
+    // Embedding, its √hidden scale, 7 per layer (2 layers), the lm_head.
+    assert_eq!(
+        m.dispatches_per_token(),
+        3 + 7 * 2,
+        "gemma3: fused dispatches per token"
+    );
+    m.set_decode_path(DecodePath::Unfused);
+    let d = check_model("gemma3 (unfused)", &gpu, &mut m, r, true).await;
+    assert!(d <= TOL, "gemma3 (unfused): max logit diff {d} > {TOL}");
 });
 
 gpu_test!(tiny_gemma3_without_its_window_misses, async {
