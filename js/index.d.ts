@@ -51,6 +51,9 @@ export function capabilities(): Promise<Capabilities>;
 export function capabilitiesReport(): Promise<string>;
 /** Size of the wasm memory of this JS context, in bytes. */
 export function wasmMemorySize(): number;
+/** GPU devices and counted GPU buffers alive in this JS context's wasm instance, over every
+ *  engine of it (all 0 once every engine is disposed; a WorkerEngine's are in its worker). */
+export function gpuMemory(): { liveDevices: number; liveBuffers: number; liveBytes: number };
 
 export interface Capabilities {
   adapter: string;
@@ -314,6 +317,7 @@ interface EngineApi {
   embed(texts: string | string[]): Promise<Float32Array[]>;
   /** Relevance of each document to `query` (cross-encoder models): one score per document, in order; higher is more relevant (the first logit). */
   rerank(query: string, docs: string | string[]): Promise<Float32Array>;
+  /** After dispose(): the last stats (buffer counts 0), or null if a worker did not answer. */
   stats(): Promise<EngineStats>;
   /** Decoder models: run one decode step with a GPU timestamp around every dispatch (each in
    *  a compute pass of its own) and return the per-kernel times. Appends one token to the KV

@@ -9,6 +9,7 @@ import init, {
   capabilities as capabilitiesJson,
   capabilitiesReport as capabilitiesReportText,
   wasmMemoryBytes,
+  gpuMemory as gpuMemoryJson,
   setPanicHandler,
   debugPanic,
 } from './kjarni_web.js';
@@ -26,6 +27,8 @@ export function toKjarniError(e) {
 }
 
 let ready = null;
+// Set once the wasm module is instantiated (its synchronous exports work from then on).
+let instantiated = false;
 
 // A Rust panic traps the wasm instance: the promises of every call in flight would never settle.
 // The panic hook calls onPanic first, which rejects them all with INTERNAL; every later call on
@@ -63,6 +66,7 @@ export function initialize(wasmUrl) {
   ready ??= init(wasmUrl ? { module_or_path: wasmUrl } : undefined).then(
     (m) => {
       setPanicHandler(onPanic);
+      instantiated = true;
       return m;
     },
     (e) => {
@@ -119,7 +123,19 @@ export async function capabilitiesReport() {
 
 /** Size of the wasm memory of this JS context, in bytes. */
 export function wasmMemorySize() {
-  return ready ? wasmMemoryBytes() : 0;
+  return instantiated ? wasmMemoryBytes() : 0;
+}
+
+/**
+ * GPU devices and counted GPU buffers alive in this JS context's wasm instance, over every
+ * engine of it: { liveDevices, liveBuffers, liveBytes }, all 0 once every engine is disposed
+ * (a disposed engine or an aborted load that kept GPU memory would show here). A WorkerEngine's
+ * device lives in its worker: see its stats().
+ */
+export function gpuMemory() {
+  if (!instantiated) return { liveDevices: 0, liveBuffers: 0, liveBytes: 0 };
+  const s = JSON.parse(gpuMemoryJson());
+  return { liveDevices: s.live_devices, liveBuffers: s.live_buffers, liveBytes: s.live_bytes };
 }
 
 function resolveUrl(url) {
@@ -499,6 +515,7 @@ export class Engine {
 export class WorkerEngine {
   #worker;
   #info;
+  #final = null;
   #pending = new Map();
   #next = 1;
   #dead = null;
@@ -586,6 +603,9 @@ export class WorkerEngine {
   async #create(request) {
     const body = normaliseRequest(request, this.#info?.config?.max_context);
     const { signal } = request;
+    // As Engine: an already aborted signal never fires its 'abort' event, so it must be looked
+    // at here (else the worker would run the whole generation).
+    if (signal?.aborted) throw abortedError('the completion');
     const req = { ...body, stream: !!request.stream };
     if (!request.stream) return this.#call('chat', { request: req }, { signal });
     let abort = null;
@@ -613,7 +633,9 @@ export class WorkerEngine {
     return this.#call('rerank', { query: String(query), docs: list });
   }
 
+  /** The worker engine's stats (its own wasm memory); after dispose(), those its dispose answered (null if it did not). */
   async stats() {
+    if (!this.#worker) return this.#final;
     return this.#call('stats', {});
   }
 
@@ -632,7 +654,8 @@ export class WorkerEngine {
     try {
       if (!this.#dead) {
         const late = new Promise((ok) => (timer = setTimeout(ok, timeoutMs)));
-        await Promise.race([this.#call('dispose', {}).catch(() => {}), late]);
+        const last = this.#call('dispose', {}).then((st) => (this.#final = st), () => {});
+        await Promise.race([last, late]);
       }
     } finally {
       clearTimeout(timer);

@@ -12,6 +12,9 @@ pub(crate) struct BindKey {
     pipeline: wgpu::ComputePipeline,
     uniform: (wgpu::Buffer, u64, u64),
     buffers: Vec<(u32, wgpu::Buffer)>,
+    /// [`Buffer::id`] of the uniform chunk and of each bound buffer: the cache drops the entry
+    /// once one of them is dropped.
+    pub(crate) ids: Vec<u64>,
 }
 
 enum Cmd {
@@ -76,6 +79,9 @@ impl Batch {
             pipeline: pipeline.clone(),
             uniform: (chunk.raw().clone(), offset, slot),
             buffers: buffers.iter().map(|(b, buf)| (*b, buf.raw().clone())).collect(),
+            ids: std::iter::once(chunk.id())
+                .chain(buffers.iter().map(|(_, buf)| buf.id()))
+                .collect(),
         };
         let bind_group = gpu.bind_group(key, |key| {
             let mut entries = Vec::with_capacity(key.buffers.len() + 1);

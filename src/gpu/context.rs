@@ -91,6 +91,7 @@ impl Drop for Gpu {
     /// Free the device's memory now rather than whenever the last handle goes (`engine.dispose()`).
     fn drop(&mut self) {
         self.device.destroy();
+        super::memory::device_dropped();
     }
 }
 
@@ -168,6 +169,7 @@ impl Gpu {
         }
         let caps = Capabilities::with_shapes(&info, &device.limits(), granted, opts.launch_shapes);
         let arena = Mutex::new(UniformArena::new(caps.min_uniform_alignment));
+        super::memory::device_created(); // paired with Drop (nothing fallible follows)
         Ok(Gpu {
             device,
             queue,
@@ -202,6 +204,10 @@ impl Gpu {
     pub fn memory(&self) -> MemoryStats {
         self.memory.stats()
     }
+    /// Entries of the bind-group cache (a test's measure of what it keeps).
+    pub fn cached_bind_groups(&self) -> usize {
+        self.bind_groups.lock().map(|m| m.len()).unwrap_or(0)
+    }
     /// Start measuring a new peak of live bytes.
     pub fn reset_peak_memory(&self) {
         self.memory.reset_peak()
@@ -211,18 +217,25 @@ impl Gpu {
         Batch::default()
     }
 
-    /// The bind group for `key`, created on first use. The cache is bounded: it is emptied when
-    /// it holds more than `BIND_GROUP_CACHE` entries (prefill shapes change; decode repeats).
+    /// The bind group for `key`, created on first use. The cache forgets the groups of dropped
+    /// buffers (a prefill of a new length replaces the model's scratch buffers) and is bounded:
+    /// it is emptied when it holds more than `BIND_GROUP_CACHE` entries (prefill shapes change;
+    /// decode repeats).
     pub(crate) fn bind_group(
         &self,
         key: super::batch::BindKey,
         create: impl FnOnce(&super::batch::BindKey) -> wgpu::BindGroup,
     ) -> Result<wgpu::BindGroup> {
         const BIND_GROUP_CACHE: usize = 8192;
+        let dropped = self.memory.take_dropped();
         let mut map = self
             .bind_groups
             .lock()
             .map_err(|_| Error::Internal("bind group cache lock poisoned".into()))?;
+        if !dropped.is_empty() {
+            let dead: std::collections::HashSet<u64> = dropped.into_iter().collect();
+            map.retain(|k, _| !k.ids.iter().any(|id| dead.contains(id)));
+        }
         if let Some(bg) = map.get(&key) {
             return Ok(bg.clone());
         }

@@ -16,7 +16,7 @@ pub mod uniforms;
 pub use batch::Batch;
 pub use caps::{Capabilities, LaunchShapes, Reduction, SwigluVariant, Variants};
 pub use context::{Gpu, GpuOptions, ShaderChecks};
-pub use memory::{Buffer, MemoryStats};
+pub use memory::{process_memory, Buffer, MemoryStats, ProcessMemory};
 pub use profile::Profile;
 pub use shader::{Const, Kernel};
 pub use tensor::{DType, GpuTensor};

@@ -120,6 +120,15 @@ pub async fn capabilities_report() -> Result<String, JsValue> {
     Ok(gpu.caps().to_string())
 }
 
+/// JSON `{ live_devices, live_buffers, live_bytes }`: the GPU devices and counted buffers alive in
+/// this wasm instance, over every engine (and the temporary devices of `capabilities()`). 0 once
+/// every engine is disposed: a device or buffer kept by a disposed engine or an aborted load
+/// shows up here, where no engine is left to ask.
+#[wasm_bindgen(js_name = gpuMemory)]
+pub fn gpu_memory() -> String {
+    serde_json::to_string(&crate::gpu::process_memory()).unwrap_or_default()
+}
+
 /// Size of this module's WebAssembly memory in bytes (it only grows; a leak shows up here).
 #[wasm_bindgen(js_name = wasmMemoryBytes)]
 pub fn wasm_memory_bytes() -> f64 {

@@ -45,6 +45,35 @@ gpu_test!(uniform_arena_keeps_buffer_count_flat_over_10000_dispatches, async {
     assert_tensor(&gpu, "counter", &x, &[20_000.0; 7], Tolerance::EXACT).await;
 });
 
+gpu_test!(bind_group_cache_forgets_the_groups_of_dropped_buffers, async {
+    // A prefill of a new length replaces the model's scratch buffers: the cached bind groups of
+    // the old ones must go (they kept 3.7 MiB of wasm memory alive in the page soak until the
+    // cache was full). 20 rounds of fresh buffers: the cache holds the last round's groups only.
+    let gpu = gpu().await;
+    let keep = GpuTensor::zeros(&gpu, "kept", &[16], DType::F32).unwrap();
+    let mut sizes = vec![];
+    for round in 0..20usize {
+        let a = GpuTensor::zeros(&gpu, "a", &[16 + round], DType::F32).unwrap();
+        let b = GpuTensor::zeros(&gpu, "b", &[16 + round], DType::F32).unwrap();
+        let out = GpuTensor::zeros(&gpu, "out", &[16 + round], DType::F32).unwrap();
+        let mut batch = gpu.batch();
+        for _ in 0..3 {
+            elementwise::record(&gpu, &mut batch, Op::Add, &a, Some(&b), &out).unwrap();
+            elementwise::record_inplace(&gpu, &mut batch, Op::Axpb { alpha: 1.0, beta: 1.0 }, &keep).unwrap();
+        }
+        gpu.submit(batch).unwrap();
+        gpu.sync().await.unwrap();
+        sizes.push(gpu.cached_bind_groups());
+    }
+    say!("cached bind groups per round: {sizes:?}");
+    // Per round: 3 uniform slots for each of the 2 ops (distinct keys), 6 in all.
+    assert!(
+        sizes.iter().all(|&n| n <= 12),
+        "the cache grows with dropped buffers: {sizes:?}"
+    );
+    assert!(sizes[19] >= 6, "the live groups are cached: {sizes:?}");
+});
+
 gpu_test!(memory_accounting_tracks_tensor_lifetimes, async {
     let gpu = gpu().await;
     let before = gpu.memory();
