@@ -424,10 +424,26 @@ pub fn record_tuned(
 /// head's group rows are a power of two dividing `r / 2` (a group's rows never straddle the two
 /// halves). `None` when no shape covers the rows in one round.
 fn dense_shape(max_wg: u32, storage: u32, r: u32, split: u32, max_lanes: u32) -> Option<(u32, u32, u32)> {
-    let mut wg = max_wg.clamp(1, 256);
-    let mut lanes = max_lanes.clamp(1, 32).min(wg);
-    while lanes > 1 && lanes * (r + 1) * 4 + r * 4 + wg * 20 > storage {
+    // The most lanes (up to max_lanes) whose partials fit the storage and whose groups cover the
+    // rows: with more storage, 32 lanes can fit where their 256 / 32 groups of at most 16 rows
+    // cannot cover a 256-row head (Gemma 3 on a 48 KiB device), so fewer lanes are tried too.
+    let mut lanes = max_lanes.clamp(1, 32).min(max_wg.clamp(1, 256));
+    loop {
+        if let Some(shape) = dense_shape_with(max_wg, storage, r, split, lanes) {
+            return Some(shape);
+        }
+        if lanes == 1 {
+            return None;
+        }
         lanes /= 2;
+    }
+}
+
+/// [`dense_shape`] with exactly `lanes` lanes a group.
+fn dense_shape_with(max_wg: u32, storage: u32, r: u32, split: u32, lanes: u32) -> Option<(u32, u32, u32)> {
+    let mut wg = max_wg.clamp(1, 256);
+    if lanes * (r + 1) * 4 + r * 4 + wg * 20 > storage {
+        return None;
     }
     while wg > lanes && wg / lanes > r {
         wg /= 2;
@@ -455,4 +471,36 @@ fn quant_shape(max_wg: u32, units: u32, r: u32) -> (u32, u32, u32) {
     }
     let groups = wg / lanes;
     (wg, lanes, r.min(64).div_ceil(groups).clamp(1, 16))
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::dense_shape;
+
+    #[test]
+    fn a_dense_shape_covers_every_head_on_every_storage_size() {
+        // 16 KiB is WebGPU's default, 32 KiB lavapipe / SwiftShader, 48 KiB NVIDIA through
+        // Vulkan (where Gemma 3's 256-row head found no shape: 32 lanes fitted the storage, and
+        // their 8 groups of at most 16 rows covered 128 rows).
+        for storage in [16_384u32, 32_768, 49_152, 65_536] {
+            for wg in [64u32, 128, 256] {
+                for hd in [64u32, 80, 96, 128, 256] {
+                    for split in [1u32, 2, 4, 8] {
+                        let r = hd / split;
+                        if split > 1 && r < 4 {
+                            continue;
+                        }
+                        // A split without a shape falls back to one workgroup a head
+                        // (record_tuned), which must always have one.
+                        let Some((w, lanes, rows)) = dense_shape(wg, storage, r, split, 32) else {
+                            assert!(split > 1, "no shape: storage {storage}, workgroup {wg}, head_dim {hd}");
+                            continue;
+                        };
+                        assert!(w <= wg && (w / lanes) * rows >= r, "{w} {lanes} {rows} for {r} rows");
+                        assert!(lanes * (r + 1) * 4 + r * 4 + w * 20 <= storage);
+                    }
+                }
+            }
+        }
+    }
 }
