@@ -294,7 +294,7 @@ pub fn record_tuned(
             let storage = caps.max_workgroup_storage;
             let max_lanes = if caps.variants.cpu {
                 let mut l = 32;
-                while l > 1 && dense_shape(wg, storage, hd as u32, 1, l).is_none() {
+                while l > 1 && dense_shape_strict(wg, storage, hd as u32, 1, l).is_none() {
                     l /= 2;
                 }
                 l
@@ -424,19 +424,36 @@ pub fn record_tuned(
 /// head's group rows are a power of two dividing `r / 2` (a group's rows never straddle the two
 /// halves). `None` when no shape covers the rows in one round.
 fn dense_shape(max_wg: u32, storage: u32, r: u32, split: u32, max_lanes: u32) -> Option<(u32, u32, u32)> {
-    // The most lanes (up to max_lanes) whose partials fit the storage and whose groups cover the
-    // rows: with more storage, 32 lanes can fit where their 256 / 32 groups of at most 16 rows
-    // cannot cover a 256-row head (Gemma 3 on a 48 KiB device), so fewer lanes are tried too.
+    if let Some(shape) = dense_shape_strict(max_wg, storage, r, split, max_lanes) {
+        return Some(shape);
+    }
+    if split > 1 {
+        // A split without a shape falls back to one workgroup a head (record_tuned).
+        return None;
+    }
+    // One workgroup a head must always have a shape: with more storage, 32 lanes can fit where
+    // their 256 / 32 groups of at most 16 rows cannot cover a 256-row head (Gemma 3 on NVIDIA's
+    // 48 KiB), so fewer lanes are tried until the groups cover the head.
     let mut lanes = max_lanes.clamp(1, 32).min(max_wg.clamp(1, 256));
-    loop {
+    while lanes > 1 {
+        lanes /= 2;
         if let Some(shape) = dense_shape_with(max_wg, storage, r, split, lanes) {
             return Some(shape);
         }
-        if lanes == 1 {
-            return None;
-        }
+    }
+    None
+}
+
+/// [`dense_shape`] with the most lanes (up to `max_lanes`) whose partials fit the storage, and
+/// no other lane count: the CPU adapters' lane choice, which keeps every split's sums in the same
+/// order.
+fn dense_shape_strict(max_wg: u32, storage: u32, r: u32, split: u32, max_lanes: u32) -> Option<(u32, u32, u32)> {
+    let wg = max_wg.clamp(1, 256);
+    let mut lanes = max_lanes.clamp(1, 32).min(wg);
+    while lanes > 1 && lanes * (r + 1) * 4 + r * 4 + wg * 20 > storage {
         lanes /= 2;
     }
+    dense_shape_with(max_wg, storage, r, split, lanes)
 }
 
 /// [`dense_shape`] with exactly `lanes` lanes a group.
