@@ -195,30 +195,15 @@ pub fn record(
     cache: &mut KvCache,
     rope: Option<Rope>,
 ) -> Result<()> {
-    record_split(gpu, batch, x, w, eps, q_out, cache, rope, None)
+    record_tuned(gpu, batch, x, w, eps, q_out, cache, rope, None, None)
 }
 
 /// [`record`] with `split` workgroups per head (`None`: [`default_split`]; reduced to what the
 /// cache and the rotation allow, [`effective_split`]). Splits with the same workgroup size
 /// (up to head_dim / 8) give bit-identical results (a row's sum does not depend on the split);
 /// a narrower workgroup sums 1 / rms in another order (last-bit differences).
-#[allow(clippy::too_many_arguments)]
-pub fn record_split(
-    gpu: &Gpu,
-    batch: &mut Batch,
-    x: &GpuTensor,
-    w: &QkvWeight,
-    eps: f32,
-    q_out: &GpuTensor,
-    cache: &mut KvCache,
-    rope: Option<Rope>,
-    split: Option<u32>,
-) -> Result<()> {
-    record_tuned(gpu, batch, x, w, eps, q_out, cache, rope, split, None)
-}
-
-/// [`record_split`] with at most `lanes` lanes per row group of the dense kernel (`None`: 32;
-/// a power of two in 1..=32). Fewer lanes mean more row groups and fewer rows per group (the
+/// At most `lanes` lanes per row group of the dense kernel (`None`: 32; a power of two in
+/// 1..=32). Fewer lanes mean more row groups and fewer rows per group (the
 /// per-invocation row arrays shrink): the benchmark times them side by side. Other lane counts
 /// sum each row in another order (last-bit differences).
 #[allow(clippy::too_many_arguments)]

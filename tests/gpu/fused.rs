@@ -348,7 +348,7 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                     // allows), one workgroup per head, and two.
                     let split = [None, Some(1), Some(2)][case % 3];
                     let mut b = gpu.batch();
-                    qkv::record_split(gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split).unwrap();
+                    qkv::record_tuned(gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split, None).unwrap();
                     gpu.submit(b).unwrap();
                     assert_eq!(cache.len(), pos + 1);
 
@@ -509,7 +509,7 @@ gpu_test!(fused_qkv_with_qk_norm_matches_reference, async {
                     // Any split asked for comes out as one workgroup per head.
                     let split = [None, Some(1), Some(4)][case % 3];
                     let mut b = gpu.batch();
-                    qkv::record_split(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split).unwrap();
+                    qkv::record_tuned(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split, None).unwrap();
                     gpu.submit(b).unwrap();
                     assert_eq!(cache.len(), pos + 1);
 
@@ -654,7 +654,19 @@ gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
                 let q = upload(&gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
                 let mut b = gpu.batch();
                 for _ in 0..3 {
-                    qkv::record_split(&gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), Some(split)).unwrap();
+                    qkv::record_tuned(
+                        &gpu,
+                        &mut b,
+                        &tx,
+                        &w,
+                        EPS,
+                        &q,
+                        &mut cache,
+                        Some(rope),
+                        Some(split),
+                        None,
+                    )
+                    .unwrap();
                 }
                 gpu.submit(b).unwrap();
                 let got_q: Vec<u32> = q.to_f32_vec(&gpu).await.unwrap().iter().map(|v| v.to_bits()).collect();
