@@ -136,13 +136,16 @@ gpu_test!(
             .unwrap();
         let prompt = ids(&case["input_ids"]);
         let want_ids = ids(&case["greedy_ids"]);
-        let want_text = tok.decode(&want_ids[..8], true).unwrap();
+        // 8 tokens natively; Chromium 4 (SwiftShader decodes a SmolLM2 token in seconds; the
+        // fourth text is " the primary colors of": several deltas, and the stop string inside).
+        let n = if cfg!(target_arch = "wasm32") { 4 } else { 8 };
+        let want_text = tok.decode(&want_ids[..n], true).unwrap();
         let decode = |t: &[u32]| tok.decode(t, true);
 
         // Greedy, streamed: the deltas concatenate to the fixture's text.
         let mut streamed = String::new();
         let opts = GenerateOptions {
-            max_tokens: 8,
+            max_tokens: n,
             ..Default::default()
         };
         m.reset();
@@ -151,7 +154,7 @@ gpu_test!(
         })
         .await
         .unwrap();
-        assert_eq!(g.tokens, want_ids[..8]);
+        assert_eq!(g.tokens, want_ids[..n]);
         assert_eq!(g.text, want_text);
         assert_eq!(streamed, want_text);
         assert_eq!(g.finish, FinishReason::Length);
@@ -160,7 +163,7 @@ gpu_test!(
         let stop = " colors";
         assert!(want_text.contains(stop), "{want_text:?}");
         let opts = GenerateOptions {
-            max_tokens: 8,
+            max_tokens: n,
             stop: vec![stop.into()],
             ..Default::default()
         };
