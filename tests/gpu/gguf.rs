@@ -165,8 +165,14 @@ gpu_test!(gguf_smollm2_q4_1_matches_transformers_gguf_reference, async {
 gpu_test!(gguf_smollm2_with_f32_dequantised_embedding, async {
     let fx = fixture(GGUF_FIXTURE);
     let (gpu, mut m) = load_smollm2(DType::F32).await;
-    let steps = if cfg!(target_arch = "wasm32") { 2 } else { 8 };
-    run_case(&gpu, &mut m, &fx["cases"][0], tolerance(DType::F32), steps).await;
+    // Chromium: the short text prompt (5 tokens; the chat prompt's prefill is checked by the Q4_1
+    // fixture test), still the top-20 logits and greedy tokens, after the wasm heap check.
+    let (case, steps) = if cfg!(target_arch = "wasm32") {
+        (&fx["cases"][1], 2)
+    } else {
+        (&fx["cases"][0], 8)
+    };
+    run_case(&gpu, &mut m, case, tolerance(DType::F32), steps).await;
 });
 
 /// Greedy generation through the GPU driver (sampling on the GPU, ids fed on the GPU, steps in
@@ -215,11 +221,10 @@ gpu_test!(gguf_smollm2_greedy_through_the_gpu_driver_table_and_row_blocks, async
         kv_cache: KvDType::F32,
         max_context: 512,
     };
-    let (case, n) = if cfg!(target_arch = "wasm32") {
-        (&fx["cases"][0], 3)
-    } else {
-        (&fx["cases"][1], 32)
-    };
+    // The short text prompt (Chromium: 3 tokens; it ran the chat prompt, whose prefill the Q4_1
+    // fixture test checks; the driver and the row blocks work at every step whatever the prompt).
+    let case = &fx["cases"][1];
+    let n = if cfg!(target_arch = "wasm32") { 3 } else { 32 };
     for limit in [None, Some(16u64 << 20)] {
         if cfg!(target_arch = "wasm32") && limit.is_none() {
             continue;

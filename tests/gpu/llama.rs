@@ -101,7 +101,16 @@ gpu_test!(smollm2_matches_reference_logits_and_greedy_continuation, async {
 gpu_test!(smollm2_with_f16_and_int8_kv_cache, async {
     let fx = fixture(SMOLLM2_FIXTURE);
     let case = &fx["cases"][0]; // the chat prompt
-    for kv in [KvDType::F16, KvDType::Int8] {
+                                // Chromium runs the int8 cache only (its bf16 prefill of the chat prompt is minutes on
+                                // SwiftShader, and the int8 drift there is its own draw: see INT8_TOL). The f16 cache's WGSL
+                                // runs in Chromium through the kernel tests (kv_cache, attention's every-format decode, the
+                                // fused QKV every-KV-dtype test) and end to end in the tiny Qwen3 / Gemma 3 fused decode.
+    let kvs: &[KvDType] = if cfg!(target_arch = "wasm32") {
+        &[KvDType::Int8]
+    } else {
+        &[KvDType::F16, KvDType::Int8]
+    };
+    for &kv in kvs {
         let (gpu, mut m) = load(kv).await;
         let tol = if kv == KvDType::Int8 { INT8_TOL } else { tolerance(kv) };
         let steps = if cfg!(target_arch = "wasm32") { 4 } else { 32 };
@@ -127,13 +136,16 @@ gpu_test!(
             .unwrap();
         let prompt = ids(&case["input_ids"]);
         let want_ids = ids(&case["greedy_ids"]);
-        let want_text = tok.decode(&want_ids[..8], true).unwrap();
+        // 8 tokens natively; Chromium 4 (SwiftShader decodes a SmolLM2 token in seconds; the
+        // fourth text is " the primary colors of": several deltas, and the stop string inside).
+        let n = if cfg!(target_arch = "wasm32") { 4 } else { 8 };
+        let want_text = tok.decode(&want_ids[..n], true).unwrap();
         let decode = |t: &[u32]| tok.decode(t, true);
 
         // Greedy, streamed: the deltas concatenate to the fixture's text.
         let mut streamed = String::new();
         let opts = GenerateOptions {
-            max_tokens: 8,
+            max_tokens: n,
             ..Default::default()
         };
         m.reset();
@@ -142,7 +154,7 @@ gpu_test!(
         })
         .await
         .unwrap();
-        assert_eq!(g.tokens, want_ids[..8]);
+        assert_eq!(g.tokens, want_ids[..n]);
         assert_eq!(g.text, want_text);
         assert_eq!(streamed, want_text);
         assert_eq!(g.finish, FinishReason::Length);
@@ -151,7 +163,7 @@ gpu_test!(
         let stop = " colors";
         assert!(want_text.contains(stop), "{want_text:?}");
         let opts = GenerateOptions {
-            max_tokens: 8,
+            max_tokens: n,
             stop: vec![stop.into()],
             ..Default::default()
         };
@@ -201,8 +213,10 @@ gpu_test!(smollm2_greedy_through_the_gpu_driver_matches_the_fixture, async {
     let fx = fixture(SMOLLM2_FIXTURE);
     let (gpu, mut m) = load(KvDType::F32).await;
     let eos = m.config().eos_token_ids.clone();
+    // Chromium: the short text prompt (5 tokens: SwiftShader's bf16 prefill of the 37-token chat
+    // prompt alone is ~1.5 min; the chat prompt's prefill is checked by the fixture test).
     let cases: &[(usize, usize)] = if cfg!(target_arch = "wasm32") {
-        &[(0, 3)]
+        &[(1, 3)]
     } else {
         &[(0, 8), (1, 32)]
     };
@@ -257,8 +271,13 @@ gpu_test!(smollm2_bf16_embedding_and_tied_head_in_row_blocks, async {
         ..LoadOptions::default()
     };
     let mut m = Llama::load_with(&gpu, &src, &opts, &load, &mut |_| {}).await.unwrap();
-    let case = &fx["cases"][0];
-    let n = if cfg!(target_arch = "wasm32") { 3 } else { 8 };
+    // Chromium: the short text prompt (the chat prompt's bf16 prefill is ~1.5 min on SwiftShader;
+    // the row blocks are read at every step whatever the prompt).
+    let (case, n) = if cfg!(target_arch = "wasm32") {
+        (&fx["cases"][1], 3)
+    } else {
+        (&fx["cases"][0], 8)
+    };
     let eos = m.config().eos_token_ids.clone();
     let want: Vec<u32> = ids(&case["greedy_ids"])
         .into_iter()
