@@ -43,6 +43,13 @@ export function toKjarniError(e: unknown): KjarniError;
 
 /** Load the wasm module (Engine.load does it; call it to use another wasm URL). */
 export function initialize(wasmUrl?: string | URL): Promise<unknown>;
+/**
+ * Load the structured-output module (kjarni_structured_bg.wasm: constrained decoding for
+ * `response_format` and `tools`) now instead of at the first request that needs it. Rejects
+ * with NETWORK if it cannot be loaded (a later request tries again). Engines in a Web Worker
+ * load their own copy: pass `preloadStructured: true` to Engine.load instead.
+ */
+export function preloadStructured(wasmUrl?: string | URL): Promise<unknown>;
 /** Whether this JS context offers WebGPU. */
 export function hasWebGPU(): boolean;
 /** Capabilities of this device, probed with a temporary device. */
@@ -135,6 +142,13 @@ export interface LoadOptions {
   wasmUrl?: string | URL;
   /** Where worker.js is (default: next to index.js). */
   workerUrl?: string | URL;
+  /** Where kjarni_structured_bg.wasm is (default: next to kjarni_structured.js, next to index.js). */
+  structuredWasmUrl?: string | URL;
+  /**
+   * Load the structured-output module with the model instead of at the first `response_format`
+   * / `tools` request (default false: plain chat and embeddings never download it).
+   */
+  preloadStructured?: boolean;
 }
 
 export interface ChatMessage {

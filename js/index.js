@@ -77,6 +77,30 @@ export function initialize(wasmUrl) {
   return ready;
 }
 
+// Constrained decoding (response_format, tools) lives in a second wasm module,
+// kjarni_structured_bg.wasm (llguidance; notes/structured.md), loaded at the first request that
+// needs it: the engine calls the loader it was given (WasmEngine.setStructuredLoader) after the
+// request's own checks. One instance per JS context (page or worker), shared by its engines.
+let structured = null;
+
+/**
+ * Load the structured module (done at the first constrained request; call it to load it
+ * earlier or from another URL). Resolves to its namespace; rejects with NETWORK (and tries
+ * again at the next call).
+ */
+export function preloadStructured(wasmUrl) {
+  structured ??= import('./kjarni_structured.js')
+    .then(async (m) => {
+      await m.default(wasmUrl ? { module_or_path: wasmUrl } : undefined);
+      return m;
+    })
+    .catch((e) => {
+      structured = null;
+      throw new KjarniError('NETWORK', `loading kjarni_structured_bg.wasm failed: ${e?.message ?? e}`, { cause: e });
+    });
+  return structured;
+}
+
 /** Testing aid: make the wasm instance panic (it is unusable afterwards). Rejects with INTERNAL. */
 export async function _panic() {
   await initialize();
@@ -265,7 +289,11 @@ export class Engine {
    * Load an HF-style model directory (config.json, tokenizer.json, tokenizer_config.json,
    * model.safetensors or model.safetensors.index.json + shards).
    * options: { onProgress({loaded, total, progress, file}), kvCache: 'f16'|'int8'|'f32',
-   *            maxContext, signal, worker, cache, memoryBudget, wasmUrl, workerUrl }
+   *            maxContext, signal, worker, cache, memoryBudget, wasmUrl, workerUrl,
+   *            structuredWasmUrl, preloadStructured }
+   * preloadStructured: load the structured-output module (kjarni_structured_bg.wasm) now; by
+   *   default it is loaded at the first response_format / tools request (plain chat and
+   *   embeddings never download it).
    * cache: Cache API store for the downloaded files (default DEFAULT_CACHE; false: no caching).
    *   Cached files are revalidated once per load (HEAD: ETag / Last-Modified); info.cache has
    *   the counts; a full storage quota is reported once with onProgress({ cache: 'quota-exceeded' }).
@@ -280,6 +308,9 @@ export class Engine {
     if (signal?.aborted) throw abortedError('loading');
     const url = resolveUrl(baseUrl);
     const w = new WasmEngine();
+    const structuredUrl = options.structuredWasmUrl ? resolveUrl(options.structuredWasmUrl) : undefined;
+    w.setStructuredLoader(() => preloadStructured(structuredUrl));
+    if (options.preloadStructured) preloadStructured(structuredUrl).catch(() => {}); // retried when needed
     const onAbort = () => w.cancel();
     const progress = onProgress
       ? (loaded, total, file, note) =>
@@ -545,7 +576,8 @@ export class WorkerEngine {
     const engine = new WorkerEngine(worker);
     try {
       const wasmUrl = rest.wasmUrl ? resolveUrl(rest.wasmUrl) : undefined;
-      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, memoryBudget: rest.memoryBudget, idleTimeoutMs: rest.idleTimeoutMs, wasmUrl };
+      const structuredWasmUrl = rest.structuredWasmUrl ? resolveUrl(rest.structuredWasmUrl) : undefined;
+      const opts = { kvCache: rest.kvCache, maxContext: rest.maxContext, cache: rest.cache, memoryBudget: rest.memoryBudget, idleTimeoutMs: rest.idleTimeoutMs, wasmUrl, structuredWasmUrl, preloadStructured: !!rest.preloadStructured };
       engine.#info = await engine.#call('load', { url: resolveUrl(baseUrl), options: opts }, { signal, onProgress });
       return engine;
     } catch (e) {

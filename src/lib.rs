@@ -21,7 +21,9 @@ pub mod tokenizer;
 #[cfg(any(test, feature = "reference"))]
 pub mod cpu;
 
-#[cfg(target_arch = "wasm32")]
+// The structured module (feature `structured-module`) is this crate exporting only the
+// constraint classes: no engine.
+#[cfg(all(target_arch = "wasm32", not(feature = "structured-module")))]
 pub mod web;
 
 pub use error::{Error, Result};

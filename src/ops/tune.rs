@@ -65,9 +65,14 @@ pub fn now_ms() -> f64 {
         static START: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
         START.elapsed().as_secs_f64() * 1e3
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(feature = "structured-module")))]
     {
         crate::web::now_ms()
+    }
+    // The structured module has no engine (no `web`) and never tunes kernels.
+    #[cfg(all(target_arch = "wasm32", feature = "structured-module"))]
+    {
+        js_sys::Date::now()
     }
 }
 

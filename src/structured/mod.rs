@@ -2,8 +2,12 @@
 //! compiled by `llguidance` into a per-step set of allowed tokens, applied to the logits on the
 //! GPU through the sampler's logit mask (bit `i % 32` of word `i / 32` = token `i` allowed).
 //!
-//! [`Vocab`] holds the token trie of one tokenizer (built once per model); [`Constraint`] is one
-//! generation's parser state, fed with each accepted token, giving the next token's mask.
+//! [`TokenBytes`] is the byte vocabulary of one tokenizer; [`Vocab`] adds the constraint backend
+//! over it (built once per model); [`Constraint`] is one generation's parser state (a
+//! [`TokenConstraint`]), fed with each accepted token, giving the next token's mask. The backend
+//! is llguidance in this crate (feature `structured`, on by default) or, in the npm package's
+//! core wasm (built without it), the structured module the JS layer loads on the first
+//! constrained request (`module`, feature `structured-module`; `js` calls it).
 //! [`ResponseFormat`] and [`Tool`] are the OpenAI request shapes; [`tools`] renders tool
 //! definitions into the prompt and parses tool calls out of the output.
 
@@ -12,11 +16,15 @@ pub mod schema;
 mod tests;
 pub mod tools;
 
+#[cfg(feature = "structured")]
+mod guidance;
+#[cfg(all(target_arch = "wasm32", not(feature = "structured")))]
+mod js;
+#[cfg(all(target_arch = "wasm32", feature = "structured-module"))]
+pub mod module;
+
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
-use llguidance::api::TopLevelGrammar;
-use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
-use llguidance::{Matcher, ParserFactory};
 use std::sync::Arc;
 
 pub use tools::{CallFormat, Tool, ToolCall, ToolChoice};
@@ -65,32 +73,18 @@ fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
 
-fn invalid(field: &str, detail: impl Into<String>) -> Error {
-    Error::InvalidArgument {
-        field: field.to_string(),
-        detail: detail.into(),
-    }
-}
-
-/// The byte-level vocabulary of one tokenizer as llguidance needs it: each id's bytes (special
-/// tokens marked so that grammars never produce them as text), and a tokenizer for its
-/// forced-token logic.
-struct Env {
-    trie: TokTrie,
-    tok: tokenizers::Tokenizer,
-}
-
-impl TokenizerEnv for Env {
-    fn tok_trie(&self) -> &TokTrie {
-        &self.trie
-    }
-    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
-        let text = String::from_utf8_lossy(s);
-        self.tok
-            .encode_fast(text.as_ref(), false)
-            .map(|e| e.get_ids().to_vec())
-            .unwrap_or_default()
-    }
+/// The grammar of one constrained output, as the core builds it (no llguidance needed): a JSON
+/// Schema (with the layout options of [`with_options`] in it), a regular expression or a Lark
+/// grammar. Handed to the constraint backend as JSON (the lazily loaded module on the web).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrammarSpec {
+    /// A JSON Schema.
+    JsonSchema(serde_json::Value),
+    /// A regular expression (whole output).
+    Regex(String),
+    /// A Lark grammar (llguidance's dialect).
+    Lark(String),
 }
 
 /// GPT-2's byte ↔ printable-character table (byte-level BPE token strings).
@@ -131,24 +125,32 @@ fn scheme(d: &tokenizers::DecoderWrapper) -> Option<Scheme> {
     }
 }
 
-/// The token trie of one tokenizer and llguidance's parser factory over it (building it walks
-/// the whole vocabulary: do it once per model and share it).
-#[derive(Clone)]
-pub struct Vocab {
-    factory: Arc<ParserFactory>,
-    words: usize,
+/// The first byte of a special token's bytes (llguidance's `TokTrie::SPECIAL_TOKEN_MARKER`):
+/// grammars never produce such a token as text.
+pub const SPECIAL_TOKEN_MARKER: u8 = 0xff;
+
+/// The byte-level vocabulary of one tokenizer: each id's bytes (special tokens marked with
+/// [`SPECIAL_TOKEN_MARKER`]), the vocabulary size, end and start tokens. All a constraint
+/// backend needs of the tokenizer (the web's structured module gets exactly this).
+#[derive(Debug, Clone)]
+pub struct TokenBytes {
+    /// The bytes of each id (empty: never allowed).
+    pub bytes: Vec<Vec<u8>>,
+    /// Ids in the masks' domain (`max(logits, tokenizer vocabulary)`).
+    pub vocab_size: u32,
+    /// The grammar's end token.
+    pub eos: u32,
+    /// The start token, if any.
+    pub bos: Option<u32>,
+    /// Words of each mask (`ceil(logits / 32)`).
+    pub words: usize,
 }
 
-impl std::fmt::Debug for Vocab {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vocab").field("mask_words", &self.words).finish()
-    }
-}
-
-impl Vocab {
-    /// The vocabulary of `tok` for a model with `logits` outputs (masks have `ceil(logits / 32)`
+impl TokenBytes {
+    /// The bytes of `tok` for a model with `logits` outputs (masks have `ceil(logits / 32)`
     /// words; ids past the tokenizer's vocabulary are never allowed) ending generations with
-    /// `eos` (the first is the grammar's end token).
+    /// `eos` (the first is the grammar's end token). A tokenizer whose bytes cannot be
+    /// recovered, or no end token, is [`Error::UnsupportedByModel`].
     pub fn new(tok: &Tokenizer, logits: usize, eos: &[u32]) -> Result<Self> {
         let hf = tok.hf();
         let scheme = hf
@@ -168,7 +170,6 @@ impl Vocab {
                 what: "constrained decoding (response_format, tools)",
                 why: "it names no end-of-sequence token".into(),
             })?;
-        let mut info = TokRxInfo::new(vocab_size, eos0);
         let mut bytes: Vec<Vec<u8>> = vec![Vec::new(); n];
         let added = hf.get_added_tokens_decoder();
         let chars = byte_level_chars();
@@ -177,7 +178,7 @@ impl Vocab {
             if let Some(a) = added.get(&id32) {
                 let mut b = a.content.as_bytes().to_vec();
                 if a.special || (a.content.starts_with('<') && a.content.ends_with('>')) {
-                    b.insert(0, TokTrie::SPECIAL_TOKEN_MARKER);
+                    b.insert(0, SPECIAL_TOKEN_MARKER);
                 }
                 *word = b;
                 continue;
@@ -202,49 +203,158 @@ impl Vocab {
                 }
             };
         }
-        if let Some(t) = tok.bos_token_id() {
-            info.tok_bos = Some(t);
-        }
-        let trie = TokTrie::from(&info, &bytes);
-        let env: TokEnv = Arc::new(Env { trie, tok: hf.clone() });
-        let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
-        factory.quiet();
-        Ok(Vocab {
-            factory: Arc::new(factory),
+        Ok(TokenBytes {
+            bytes,
+            vocab_size,
+            eos: eos0,
+            bos: tok.bos_token_id(),
             words: logits.div_ceil(32),
+        })
+    }
+
+    /// The bytes as one buffer and the end offset of each id's bytes in it (the layout handed
+    /// to the web's structured module).
+    pub fn flat(&self) -> (Vec<u8>, Vec<u32>) {
+        let mut flat = Vec::with_capacity(self.bytes.iter().map(Vec::len).sum());
+        let mut ends = Vec::with_capacity(self.bytes.len());
+        for b in &self.bytes {
+            flat.extend_from_slice(b);
+            ends.push(flat.len() as u32);
+        }
+        (flat, ends)
+    }
+
+    /// The inverse of [`TokenBytes::flat`] (`ends` must be non-decreasing and within `flat`).
+    pub fn from_flat(
+        flat: &[u8],
+        ends: &[u32],
+        vocab_size: u32,
+        eos: u32,
+        bos: Option<u32>,
+        words: usize,
+    ) -> Result<Self> {
+        let mut bytes = Vec::with_capacity(ends.len());
+        let mut start = 0usize;
+        for &e in ends {
+            let e = e as usize;
+            let b = flat.get(start..e).ok_or_else(|| {
+                Error::Internal(format!("token bytes: offset {e} out of order or past {}", flat.len()))
+            })?;
+            bytes.push(b.to_vec());
+            start = e;
+        }
+        Ok(TokenBytes {
+            bytes,
+            vocab_size,
+            eos,
+            bos,
+            words,
         })
     }
 
     /// Whether the tokenizer has `name` as one special token (a grammar then asks for the
     /// token, not its text).
     pub fn has_special(&self, name: &str) -> bool {
-        self.factory.tok_env().tok_trie().get_special_token(name).is_some()
+        self.bytes
+            .iter()
+            .any(|b| b.first() == Some(&SPECIAL_TOKEN_MARKER) && &b[1..] == name.as_bytes())
+    }
+}
+
+/// One generation's grammar state as the decode loop sees it (the per-token mask hook of
+/// [`generate`]): llguidance in this module (feature `structured`) or, in the web package's
+/// core, the lazily loaded structured module called through JS.
+pub trait TokenConstraint {
+    /// The mask of the next token after `tokens` (the generation so far; tokens not seen yet
+    /// are fed first): bit `i % 32` of word `i / 32` = token `i` allowed, `ceil(logits / 32)`
+    /// words. Once the grammar is complete only the end token is allowed.
+    fn mask(&mut self, tokens: &[u32]) -> Result<Vec<u32>>;
+    /// Feed the tokens of `tokens` (the generation so far) not fed yet.
+    fn feed(&mut self, tokens: &[u32]) -> Result<()>;
+    /// Whether the output so far is complete (the grammar accepts it as it is).
+    fn is_accepting(&mut self) -> bool;
+    /// Milliseconds spent computing masks, and the number of masks.
+    fn mask_time(&self) -> (f64, usize);
+}
+
+#[derive(Clone)]
+enum Backend {
+    #[cfg(feature = "structured")]
+    Guidance(Arc<guidance::Factory>),
+    #[cfg(all(target_arch = "wasm32", not(feature = "structured")))]
+    Js(js::JsVocab),
+    /// A native build without llguidance: never built (no constructor), every request refused.
+    #[cfg(all(not(target_arch = "wasm32"), not(feature = "structured")))]
+    #[allow(dead_code)]
+    None,
+}
+
+/// The vocabulary of one tokenizer and the constraint backend over it (building it walks the
+/// whole vocabulary: do it once per model and share it).
+#[derive(Clone)]
+pub struct Vocab {
+    tokens: Arc<TokenBytes>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Vocab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocab").field("mask_words", &self.tokens.words).finish()
+    }
+}
+
+impl Vocab {
+    /// The vocabulary of `tok` for a model with `logits` outputs ending generations with `eos`
+    /// ([`TokenBytes::new`]), with llguidance in this module.
+    #[cfg(feature = "structured")]
+    pub fn new(tok: &Tokenizer, logits: usize, eos: &[u32]) -> Result<Self> {
+        let tokens = TokenBytes::new(tok, logits, eos)?;
+        let factory = guidance::Factory::with_tokenizer(&tokens, tok.hf().clone())?;
+        Ok(Vocab {
+            tokens: Arc::new(tokens),
+            backend: Backend::Guidance(Arc::new(factory)),
+        })
+    }
+
+    /// The vocabulary of `tokens` in the lazily loaded structured module `module` (its
+    /// namespace: `StructuredVocab` is built from the token bytes).
+    #[cfg(all(target_arch = "wasm32", not(feature = "structured")))]
+    pub fn js(tokens: TokenBytes, module: &wasm_bindgen::JsValue) -> Result<Self> {
+        let v = js::JsVocab::new(module, &tokens)?;
+        Ok(Vocab {
+            tokens: Arc::new(tokens),
+            backend: Backend::Js(v),
+        })
+    }
+
+    /// Whether the tokenizer has `name` as one special token (a grammar then asks for the
+    /// token, not its text).
+    pub fn has_special(&self, name: &str) -> bool {
+        self.tokens.has_special(name)
     }
 
     /// Words of each mask (`ceil(logits / 32)`).
     pub fn mask_words(&self) -> usize {
-        self.words
+        self.tokens.words
     }
 }
 
-/// One generation's grammar state.
+/// One generation's grammar state (a [`TokenConstraint`] of the vocabulary's backend).
 pub struct Constraint {
-    matcher: Matcher,
-    fed: usize,
-    words: usize,
-    mask_ms: f64,
-    steps: usize,
+    inner: Box<dyn TokenConstraint>,
+    #[cfg(feature = "structured")]
+    spec: GrammarSpec,
 }
 
 impl std::fmt::Debug for Constraint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Constraint").field("fed", &self.fed).finish()
+        f.debug_struct("Constraint").finish_non_exhaustive()
     }
 }
 
 /// Compile options put into every JSON schema: one space after `,` and `:`, no other
 /// whitespace (free whitespace lets a small model pad forever).
-fn with_options(mut schema: serde_json::Value) -> serde_json::Value {
+pub(crate) fn with_options(mut schema: serde_json::Value) -> serde_json::Value {
     if let Some(o) = schema.as_object_mut() {
         o.insert(
             "x-guidance".into(),
@@ -262,15 +372,15 @@ impl Constraint {
         let grammar = match format {
             ResponseFormat::Text => return Ok(None),
             ResponseFormat::JsonObject => {
-                TopLevelGrammar::from_json_schema(with_options(serde_json::json!({ "type": "object" })))
+                GrammarSpec::JsonSchema(with_options(serde_json::json!({ "type": "object" })))
             }
             ResponseFormat::JsonSchema { json_schema } => {
                 let path = format!("{field}.json_schema.schema");
                 let schema = schema::prepare(&json_schema.schema, json_schema.strict.unwrap_or(false), &path)?;
-                TopLevelGrammar::from_json_schema(with_options(schema))
+                GrammarSpec::JsonSchema(with_options(schema))
             }
-            ResponseFormat::Regex { pattern } => TopLevelGrammar::from_regex(pattern),
-            ResponseFormat::Grammar { grammar } => TopLevelGrammar::from_lark(grammar.clone()),
+            ResponseFormat::Regex { pattern } => GrammarSpec::Regex(pattern.clone()),
+            ResponseFormat::Grammar { grammar } => GrammarSpec::Lark(grammar.clone()),
         };
         let what = match format {
             ResponseFormat::Regex { .. } => format!("{field}.pattern"),
@@ -281,74 +391,59 @@ impl Constraint {
         Self::from_grammar(vocab, grammar, &what).map(Some)
     }
 
-    /// A constraint from an llguidance grammar (`what` names it in errors).
-    pub fn from_grammar(vocab: &Vocab, grammar: TopLevelGrammar, what: &str) -> Result<Self> {
-        let parser = vocab
-            .factory
-            .create_parser(grammar)
-            .map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
-        let mut matcher = Matcher::new(Ok(parser));
-        if let Some(e) = matcher.get_error() {
-            return Err(invalid(what, format!("cannot be compiled: {e}")));
-        }
-        // Nothing allowed at the start: the grammar is empty or unsatisfiable.
-        let first = matcher
-            .compute_mask()
-            .map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
-        if first.is_zero() {
-            return Err(invalid(what, "allows no output"));
-        }
+    /// A constraint from a grammar (`what` names it in errors). Compiling it and computing the
+    /// first mask happen here: a grammar that does not compile or allows no output is
+    /// [`Error::InvalidArgument`].
+    #[cfg_attr(
+        all(not(target_arch = "wasm32"), not(feature = "structured")),
+        allow(unreachable_code, unused_variables)
+    )]
+    pub fn from_grammar(vocab: &Vocab, grammar: GrammarSpec, what: &str) -> Result<Self> {
+        let inner: Box<dyn TokenConstraint> = match &vocab.backend {
+            #[cfg(feature = "structured")]
+            Backend::Guidance(f) => Box::new(f.constraint(&grammar, what)?),
+            #[cfg(all(target_arch = "wasm32", not(feature = "structured")))]
+            Backend::Js(v) => Box::new(v.constraint(&grammar, what)?),
+            #[cfg(all(not(target_arch = "wasm32"), not(feature = "structured")))]
+            Backend::None => {
+                return Err(Error::Unsupported {
+                    kernel: "constrained decoding",
+                    variant: what.to_string(),
+                    why: "this build has no llguidance (feature `structured`)".into(),
+                })
+            }
+        };
         Ok(Constraint {
-            matcher,
-            fed: 0,
-            words: vocab.words,
-            mask_ms: 0.0,
-            steps: 0,
+            inner,
+            #[cfg(feature = "structured")]
+            spec: grammar,
         })
     }
 
-    /// The mask of the next token after `tokens` (the generation so far; tokens not seen yet are
-    /// fed to the parser first). Once the grammar is complete only the end token is allowed.
+    /// The mask of the next token after `tokens` ([`TokenConstraint::mask`]).
     pub fn mask(&mut self, tokens: &[u32]) -> Result<Vec<u32>> {
-        let t0 = llguidance::Instant::now();
-        self.feed(tokens)?;
-        let m = self
-            .matcher
-            .compute_mask_or_eos()
-            .map_err(|e| Error::Internal(format!("constrained decoding: {e}")))?;
-        let mut words = m.as_slice().to_vec();
-        words.resize(self.words, 0);
-        self.mask_ms += t0.elapsed().as_secs_f64() * 1e3;
-        self.steps += 1;
-        Ok(words)
+        self.inner.mask(tokens)
     }
 
     /// Feed the tokens of `tokens` (the generation so far) not fed yet.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<()> {
-        for &t in tokens.get(self.fed..).unwrap_or_default() {
-            self.matcher.consume_token(t).map_err(|e| {
-                Error::Internal(format!(
-                    "constrained decoding: token {t} was sampled outside the mask: {e}"
-                ))
-            })?;
-        }
-        self.fed = tokens.len().max(self.fed);
-        Ok(())
+        self.inner.feed(tokens)
     }
 
     /// Whether the output so far is complete (the grammar accepts it as it is).
     pub fn is_accepting(&mut self) -> bool {
-        self.matcher.is_accepting().unwrap_or(false) || self.matcher.is_stopped() && !self.matcher.is_error()
+        self.inner.is_accepting()
     }
 
     /// Milliseconds spent computing masks, and the number of masks.
     pub fn mask_time(&self) -> (f64, usize) {
-        (self.mask_ms, self.steps)
+        self.inner.mask_time()
     }
 }
 
 /// Whether `text` is in the language of `format` (a check independent of the sampled tokens:
 /// it re-tokenises the text). Tests use it to validate outputs.
+#[cfg(feature = "structured")]
 pub fn accepts(vocab: &Vocab, format: &ResponseFormat, text: &str) -> Result<bool> {
     match Constraint::new(vocab, format, "format")? {
         None => Ok(true),
@@ -356,22 +451,14 @@ pub fn accepts(vocab: &Vocab, format: &ResponseFormat, text: &str) -> Result<boo
     }
 }
 
+#[cfg(feature = "structured")]
 impl Constraint {
-    /// Whether this (fresh) constraint accepts `text` as a whole output (re-tokenised).
-    pub fn accepts_text(mut self, vocab: &Vocab, text: &str) -> Result<bool> {
-        let env = vocab.factory.tok_env().clone();
-        let ids = env.tokenize_bytes(text.as_bytes());
-        let n = self
-            .matcher
-            .validate_tokens(&ids)
-            .map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
-        if n < ids.len() {
-            return Ok(false);
+    /// Whether this (fresh) constraint's grammar accepts `text` as a whole output
+    /// (re-tokenised; llguidance in this module).
+    pub fn accepts_text(self, vocab: &Vocab, text: &str) -> Result<bool> {
+        match &vocab.backend {
+            Backend::Guidance(f) => f.accepts_text(&self.spec, text),
         }
-        self.matcher
-            .consume_tokens(&ids)
-            .map_err(|e| Error::Internal(format!("llguidance: {e}")))?;
-        Ok(self.is_accepting())
     }
 }
 
@@ -487,10 +574,20 @@ pub fn prepare_chat(
     }
     let v = match vocab {
         Some(v) => v.clone(),
+        #[cfg(feature = "structured")]
         None => {
             let v = Vocab::new(tok, logits, eos)?;
             *vocab = Some(v.clone());
             v
+        }
+        // Without llguidance in this build the caller builds the vocabulary (the web core:
+        // `Vocab::js` once the structured module is loaded).
+        #[cfg(not(feature = "structured"))]
+        None => {
+            let _ = (logits, eos);
+            return Err(Error::Internal(
+                "constrained decoding: no vocabulary (the structured module was not loaded)".into(),
+            ));
         }
     };
     prepare(&v, format, messages, response_format, tools, tool_choice)

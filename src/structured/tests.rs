@@ -359,3 +359,43 @@ fn llama3_grammar_uses_parameters() {
         json!({"a": 1, "b": 2})
     );
 }
+
+/// The web's structured module path, natively: the token bytes through their flat layout (as
+/// handed over to the module), a greedy-tokenizing factory, and the same masks step by step as
+/// the in-process vocabulary; `has_special` agrees with llguidance's trie.
+#[test]
+fn module_path_gives_the_same_masks_as_the_in_process_one() {
+    for tool_tokens in [true, false] {
+        let (tok, vocab) = qwen_like(tool_tokens);
+        let tokens = TokenBytes::new(&tok, 300, &[260]).unwrap();
+        let (flat, ends) = tokens.flat();
+        let back =
+            TokenBytes::from_flat(&flat, &ends, tokens.vocab_size, tokens.eos, tokens.bos, tokens.words).unwrap();
+        assert_eq!(back.bytes, tokens.bytes);
+        assert!(TokenBytes::from_flat(&flat, &[3, 1], 300, 260, None, 10).is_err());
+        let greedy = guidance::Factory::greedy(&back).unwrap();
+        let in_process = guidance::Factory::with_tokenizer(&tokens, tok.hf().clone()).unwrap();
+        let trie = in_process.factory_trie_has_special("<tool_call>");
+        assert_eq!(vocab.has_special("<tool_call>"), trie);
+        let tools = weather();
+        let refs: Vec<&Tool> = tools.iter().collect();
+        let spec = CallFormat::Hermes.grammar(&refs, true, |t| vocab.has_special(t));
+        let text = "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>";
+        let ids = tok.encode(text, false).unwrap();
+        let mut a = in_process.constraint(&spec, "tools").unwrap();
+        let mut b = greedy.constraint(&spec, "tools").unwrap();
+        for i in 0..=ids.len() {
+            let ma = a.mask(&ids[..i]).unwrap();
+            assert_eq!(ma, b.mask(&ids[..i]).unwrap(), "step {i}");
+            assert_eq!(ma.len(), 10);
+        }
+        assert!(a.is_accepting() && b.is_accepting());
+        let Err(e) = greedy.constraint(&GrammarSpec::Regex("(".into()), "response_format.pattern") else {
+            panic!("an unbalanced regex compiled")
+        };
+        assert!(e.to_string().starts_with("response_format.pattern "), "{e}");
+        // The spec's JSON (what the core hands to the module) round-trips.
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<GrammarSpec>(&json).unwrap(), spec);
+    }
+}

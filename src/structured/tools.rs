@@ -8,9 +8,9 @@
 //! call.
 
 use super::schema;
+use super::GrammarSpec;
 use crate::error::{Error, Result};
 use crate::tokenizer::{ChatMessage, Tokenizer};
-use llguidance::api::TopLevelGrammar;
 use serde_json::{json, Value};
 
 /// A tool the model may call: `{ type: "function", function: { name, description, parameters } }`.
@@ -239,7 +239,7 @@ impl CallFormat {
     /// The grammar of the output: one call (`required`), or a call or free text that does not
     /// start with [`CallFormat::call_start`]. `special(name)` tells whether the tokenizer has
     /// `name` as one special token (then the grammar asks for that token, else for its text).
-    pub fn grammar(self, tools: &[&Tool], required: bool, special: impl Fn(&str) -> bool) -> TopLevelGrammar {
+    pub fn grammar(self, tools: &[&Tool], required: bool, special: impl Fn(&str) -> bool) -> GrammarSpec {
         let mut schema = call_schema(self, tools);
         if let Some(o) = schema.as_object_mut() {
             o.insert(
@@ -248,7 +248,7 @@ impl CallFormat {
             );
         }
         if self == CallFormat::Generic && required {
-            return TopLevelGrammar::from_json_schema(schema);
+            return GrammarSpec::JsonSchema(schema);
         }
         let marker = |m: &str| {
             if special(m) {
@@ -274,7 +274,7 @@ impl CallFormat {
         } else {
             format!("start: call | TEXT\nTEXT: /[^{first}\\s][\\s\\S]*/\n")
         };
-        TopLevelGrammar::from_lark(format!("{start}{call}"))
+        GrammarSpec::Lark(format!("{start}{call}"))
     }
 
     /// The tool call in `text`, if it is one in this format naming one of `tools`.

@@ -168,6 +168,11 @@ struct Shared {
     /// The constrained-decoding vocabulary of the loaded decoder, built at its first
     /// `response_format` / `tools` request (a walk over the whole vocabulary).
     vocab: RefCell<Option<crate::structured::Vocab>>,
+    /// Without llguidance in this wasm (the npm package's core): the JS function that loads the
+    /// structured module (resolves to its initialised namespace; rejects with a coded error),
+    /// called at the first constrained request (`setStructuredLoader`).
+    #[cfg_attr(feature = "structured", allow(dead_code))]
+    structured_loader: RefCell<Option<js_sys::Function>>,
 }
 
 impl Shared {
@@ -499,6 +504,7 @@ async fn run_chat(
     cancel: &CancelToken,
     on_text: &js_sys::Function,
     vocab: &RefCell<Option<crate::structured::Vocab>>,
+    #[cfg_attr(feature = "structured", allow(unused_variables))] loader: Option<js_sys::Function>,
 ) -> crate::Result<String> {
     let Loaded { gpu, model } = loaded;
     let Model::Decoder { lm, tok } = model else {
@@ -510,6 +516,21 @@ async fn run_chat(
     };
     // Structured output: the request's own errors (INVALID_ARGUMENT naming the schema path)
     // first, then what the model cannot do, all before any token is generated.
+    // Without llguidance in this wasm: the request's own checks, then the model's token bytes
+    // (UNSUPPORTED for this model), then the structured module (loaded by JS at the first
+    // constrained request: NETWORK if it cannot be), which builds the vocabulary.
+    #[cfg(not(feature = "structured"))]
+    if vocab.borrow().is_none()
+        && crate::structured::is_constrained(req.response_format.as_ref(), &req.tools, &req.tool_choice)
+    {
+        crate::structured::check(req.response_format.as_ref(), &req.tools, &req.tool_choice)?;
+        let tokens = crate::structured::TokenBytes::new(tok, lm.config().vocab_size, &CausalLm::eos_ids(&**lm))?;
+        let module = load_structured(loader.as_ref()).await?;
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled("the completion was aborted".into()));
+        }
+        *vocab.borrow_mut() = Some(crate::structured::Vocab::js(tokens, &module)?);
+    }
     let mut cached = vocab.borrow().clone();
     let mut prepared = crate::structured::prepare_chat(
         tok,
@@ -577,6 +598,35 @@ async fn run_chat(
         "decode_steps": session.decode_steps,
     })
     .to_string())
+}
+
+/// The structured module's namespace from `loader` (a JS function returning a promise).
+#[cfg(not(feature = "structured"))]
+async fn load_structured(loader: Option<&js_sys::Function>) -> crate::Result<JsValue> {
+    let failed = |e: JsValue| {
+        let prop = |k: &str| {
+            js_sys::Reflect::get(&e, &JsValue::from_str(k))
+                .ok()
+                .and_then(|v| v.as_string())
+        };
+        Error::Network {
+            url: "kjarni_structured_bg.wasm".into(),
+            detail: prop("message")
+                .or_else(|| e.as_string())
+                .unwrap_or_else(|| format!("{e:?}")),
+        }
+    };
+    let loader = loader.ok_or_else(|| {
+        Error::Internal(
+            "constrained decoding: this wasm has no llguidance and no structured module loader was set".into(),
+        )
+    })?;
+    let p = loader
+        .call0(&JsValue::NULL)
+        .map_err(failed)?
+        .dyn_into::<js_sys::Promise>()
+        .map_err(|_| Error::Internal("the structured module loader did not return a promise".into()))?;
+    wasm_bindgen_futures::JsFuture::from(p).await.map_err(failed)
 }
 
 /// One decode step of the loaded decoder with per-dispatch GPU times ([`crate::gpu::profile`]).
@@ -704,9 +754,26 @@ impl WasmEngine {
         });
         future_to_promise(async move {
             let (req, mut loaded, cancel) = started?;
-            let r = run_chat(&mut loaded, &req, &cancel, &on_text, &s.vocab).await;
+            let loader = s.structured_loader.borrow().clone();
+            let r = run_chat(&mut loaded, &req, &cancel, &on_text, &s.vocab, loader).await;
             s.end(loaded, r).map(|json| JsValue::from_str(&json))
         })
+    }
+
+    /// Set the function that loads the structured module (constrained decoding) in a build
+    /// without llguidance: called with no arguments at the first `response_format` / `tools`
+    /// request, it resolves to the initialised namespace of kjarni_structured.js (a rejection is
+    /// reported as NETWORK). A build with llguidance ignores it.
+    #[wasm_bindgen(js_name = setStructuredLoader)]
+    pub fn set_structured_loader(&self, loader: Option<js_sys::Function>) {
+        *self.s.structured_loader.borrow_mut() = loader;
+    }
+
+    /// Whether this wasm has constrained decoding compiled in (else it needs the structured
+    /// module: `setStructuredLoader`).
+    #[wasm_bindgen(js_name = hasStructured)]
+    pub fn has_structured() -> bool {
+        cfg!(feature = "structured")
     }
 
     /// Sentence embeddings of `texts` (JSON array of strings) with an encoder model: resolves to
