@@ -302,13 +302,17 @@ pub async fn load_tensors<S: ByteSource>(
         if let (true, Some(q)) = (p.quant, qtype) {
             let row_bytes = cols / q.block_size() as u64 * q.block_bytes() as u64;
             let per = rows_per_part(&info, row_bytes, limit, &name)?.unwrap_or(rows);
+            // Checked: on wasm32 a row of 2^32 or more weights (that fits a buffer as blocks)
+            // must not become a buffer for the row length modulo 2^32.
+            let cols = usize::try_from(cols).map_err(|_| limit_error(&info, &name, row_bytes, limit))?;
             for (r, n) in super::row_blocks(rows, per) {
+                let n = usize::try_from(n).map_err(|_| limit_error(&info, &name, row_bytes, limit))?;
                 quant.push(QuantWeight::allocate(
                     gpu,
-                    &part_name(r, r + n, n),
+                    &part_name(r, r + n as u64, n as u64),
                     q,
-                    n as usize,
-                    cols as usize,
+                    n,
+                    cols,
                 )?);
             }
         }
