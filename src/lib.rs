@@ -24,5 +24,9 @@ pub mod cpu;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
+#[cfg(all(feature = "fuzzing", not(target_arch = "wasm32")))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use error::{Error, Result};
 pub use gpu::{Capabilities, DType, Gpu, GpuOptions, GpuTensor, LaunchShapes, ShaderChecks};
