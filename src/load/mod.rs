@@ -213,6 +213,15 @@ mod split_tests {
     }
 
     #[test]
+    fn padded_bytes_saturate() {
+        // Found by the stream_arith fuzz target: the round-up to 16 overflowed (a panic in
+        // debug builds, a wrap to a 0-byte buffer in release).
+        assert_eq!(GpuTensor::padded_bytes(usize::MAX, DType::F32), u64::MAX);
+        assert_eq!(GpuTensor::padded_bytes(0, DType::F32), 16);
+        assert_eq!(GpuTensor::padded_bytes(5, DType::F16), 16);
+    }
+
+    #[test]
     fn row_blocks_cover_every_row_once() {
         for (rows, per) in [(10u64, 3u64), (9, 3), (1, 5), (5, 1), (0, 4)] {
             let blocks: Vec<_> = row_blocks(rows, per).collect();
