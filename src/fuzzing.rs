@@ -449,7 +449,7 @@ pub fn safetensors_load(gpu: &Gpu, data: &[u8]) -> Outcome {
     let knobs = Knobs::new(ctl);
     if file.len() >= 8 {
         let n = u64::from_le_bytes(file[..8].try_into().unwrap());
-        let json = usize::try_from(n).ok().and_then(|n| file.get(8..8 + n));
+        let json = usize::try_from(n).ok().and_then(|n| file.get(8..n.checked_add(8)?));
         if let Some(Ok(h)) = json.map(|j| st::parse_header("f", j, None)) {
             let claimed: u64 = h.tensors.iter().map(|t| t.len()).sum();
             if claimed > MAX_CLAIMED && claimed > file.len() as u64 {

@@ -414,10 +414,13 @@ pub async fn load_tensors<S: ByteSource>(
         // Chunks: whole heads when un-permuting, whole blocks when dequantising (and few enough
         // that the f32 values stay within the staging size).
         let dequantising = job.plan.dense.is_some_and(|d| float_dtype(t) != Some(d));
+        // At least 1: a tensor with no rows (or empty rows) has no bytes, but a unit of 0 would
+        // divide by zero below (found by the gguf_load fuzz target).
         let unit = match job.plan.unpermute_heads {
             Some(h) => rows / h as u64 * row_bytes,
             None => t.type_size(),
-        };
+        }
+        .max(1);
         let mut chunk = (staging_len as u64 / unit).max(1) * unit;
         if dequantising {
             let per_block_f32 = t.block_size() * 4;
