@@ -26,5 +26,9 @@ pub mod cpu;
 #[cfg(all(target_arch = "wasm32", not(feature = "structured-module")))]
 pub mod web;
 
+#[cfg(all(feature = "fuzzing", not(target_arch = "wasm32")))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use error::{Error, Result};
 pub use gpu::{Capabilities, DType, Gpu, GpuOptions, GpuTensor, LaunchShapes, ShaderChecks};

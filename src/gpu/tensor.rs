@@ -67,7 +67,12 @@ impl GpuTensor {
     /// kernels bind tensors as `array<vec4<..>>` (16-byte loads), which WebGPU rejects for a
     /// buffer smaller than one vec4, and as u32 / f32 words.
     pub fn padded_bytes(numel: usize, dtype: DType) -> u64 {
-        (numel as u64).saturating_mul(dtype.size() as u64).div_ceil(16).max(1) * 16
+        // Saturating throughout: a size near u64::MAX must not wrap to a small buffer.
+        (numel as u64)
+            .saturating_mul(dtype.size() as u64)
+            .div_ceil(16)
+            .max(1)
+            .saturating_mul(16)
     }
 
     /// A zero-filled tensor.

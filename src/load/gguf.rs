@@ -302,13 +302,17 @@ pub async fn load_tensors<S: ByteSource>(
         if let (true, Some(q)) = (p.quant, qtype) {
             let row_bytes = cols / q.block_size() as u64 * q.block_bytes() as u64;
             let per = rows_per_part(&info, row_bytes, limit, &name)?.unwrap_or(rows);
+            // Checked: on wasm32 a row of 2^32 or more weights (that fits a buffer as blocks)
+            // must not become a buffer for the row length modulo 2^32.
+            let cols = usize::try_from(cols).map_err(|_| limit_error(&info, &name, row_bytes, limit))?;
             for (r, n) in super::row_blocks(rows, per) {
+                let n = usize::try_from(n).map_err(|_| limit_error(&info, &name, row_bytes, limit))?;
                 quant.push(QuantWeight::allocate(
                     gpu,
-                    &part_name(r, r + n, n),
+                    &part_name(r, r + n as u64, n as u64),
                     q,
-                    n as usize,
-                    cols as usize,
+                    n,
+                    cols,
                 )?);
             }
         }
@@ -410,10 +414,13 @@ pub async fn load_tensors<S: ByteSource>(
         // Chunks: whole heads when un-permuting, whole blocks when dequantising (and few enough
         // that the f32 values stay within the staging size).
         let dequantising = job.plan.dense.is_some_and(|d| float_dtype(t) != Some(d));
+        // At least 1: a tensor with no rows (or empty rows) has no bytes, but a unit of 0 would
+        // divide by zero below (found by the gguf_load fuzz target).
         let unit = match job.plan.unpermute_heads {
             Some(h) => rows / h as u64 * row_bytes,
             None => t.type_size(),
-        };
+        }
+        .max(1);
         let mut chunk = (staging_len as u64 / unit).max(1) * unit;
         if dequantising {
             let per_block_f32 = t.block_size() * 4;

@@ -34,8 +34,11 @@ use crate::gpu::Gpu;
 /// buffer, `Some(0)` when not even one row does (the caller reports the limit). The safetensors
 /// and GGUF loaders and the memory estimate all split by this one rule.
 pub(crate) fn rows_per_part(rows: u64, row_bytes: u64, limit: u64) -> Option<u64> {
-    let padded = rows.saturating_mul(row_bytes).div_ceil(16).max(1).saturating_mul(16);
-    if padded <= limit {
+    // Checked, not saturating: a size past u64 does not fit even a limit of u64::MAX.
+    let padded = rows
+        .checked_mul(row_bytes)
+        .and_then(|b| b.div_ceil(16).max(1).checked_mul(16));
+    if padded.is_some_and(|p| p <= limit) {
         return None;
     }
     // n rows fit when n · row_bytes rounded up to 16 is ≤ limit, i.e. n · row_bytes ≤ limit
@@ -195,6 +198,27 @@ mod split_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rows_per_part_does_not_fit_sizes_past_u64() {
+        // Found by the stream_arith fuzz target: the saturated product (u64::MAX) "fit" a limit
+        // of u64::MAX, so 2^66 bytes were planned as one buffer.
+        assert_eq!(
+            rows_per_part(1 << 33, 1 << 33, u64::MAX),
+            Some((u64::MAX / 16 * 16) >> 33)
+        );
+        assert_eq!(rows_per_part(1, u64::MAX, u64::MAX), Some(0));
+        assert_eq!(rows_per_part(1 << 20, 1 << 20, u64::MAX), None);
+    }
+
+    #[test]
+    fn padded_bytes_saturate() {
+        // Found by the stream_arith fuzz target: the round-up to 16 overflowed (a panic in
+        // debug builds, a wrap to a 0-byte buffer in release).
+        assert_eq!(GpuTensor::padded_bytes(usize::MAX, DType::F32), u64::MAX);
+        assert_eq!(GpuTensor::padded_bytes(0, DType::F32), 16);
+        assert_eq!(GpuTensor::padded_bytes(5, DType::F16), 16);
     }
 
     #[test]

@@ -419,7 +419,8 @@ struct Segment {
 pub(crate) fn plan_split(info: &TensorInfo, dtype: DType, limit: u64, file: &str) -> Result<Option<usize>> {
     let numel = info.numel();
     let rows = info.shape.first().copied().unwrap_or(1).max(1);
-    let row_bytes = ((numel / rows) * dtype.size()) as u64;
+    // u64: on wasm32 one row of a large tensor can exceed usize (4 GiB).
+    let row_bytes = ((numel / rows) as u64).saturating_mul(dtype.size() as u64);
     match super::rows_per_part(rows as u64, row_bytes, limit) {
         None => Ok(None),
         Some(per) if per > 0 && info.shape.len() >= 2 => Ok(Some(per as usize)),

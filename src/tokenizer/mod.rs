@@ -521,7 +521,12 @@ fn check_tokenizer_value(v: &serde_json::Value) -> Result<()> {
                     Some("FixedLength") if o.get("length").is_some_and(|l| l.as_u64() == Some(0)) => {
                         return bad("a FixedLength pre-tokenizer of length 0".into());
                     }
+                    // `tokenizers` reads post-processors as an untagged enum: an object shaped like
+                    // a TemplateProcessing is one whatever its `type` says.
                     Some("TemplateProcessing") => check_template_processing(o)?,
+                    _ if ["single", "pair", "special_tokens"].iter().any(|k| o.contains_key(*k)) => {
+                        check_template_processing(o)?
+                    }
                     _ => {}
                 }
                 stack.extend(o.values());
@@ -672,6 +677,11 @@ mod tests {
             "[CLS]",
         );
         refused(&with(tp(r#"[{"Sequence":{"id":"B","type_id":0}}]"#)), "sequence B");
+        // Found by the tokenizer fuzz target: `tokenizers` reads post-processors untagged, so a
+        // misspelled type still makes a TemplateProcessing (which panicked at encode).
+        let misspelled = tp(r#"[{"SpecialToken":{"id":"[CLS]","type_id":0}},{"Sequence":{"id":"A","type_id":0}}]"#)
+            .replace("TemplateProcessing", "TemplateProc'ssing");
+        refused(&with(misspelled), "[CLS]");
         let fine = with(tp(r#"[{"Sequence":{"id":"A","type_id":0}}]"#));
         let t = Tokenizer::from_bytes(fine.as_bytes(), None, None).unwrap();
         assert_eq!(t.encode("a", true).unwrap(), [0]);

@@ -13,6 +13,8 @@ mod elementwise;
 mod embedding;
 mod ffn;
 mod fused;
+#[cfg(not(target_arch = "wasm32"))]
+mod fuzz_replay;
 mod gelu;
 #[cfg(not(target_arch = "wasm32"))]
 mod gemma_gguf;
