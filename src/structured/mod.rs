@@ -89,21 +89,10 @@ pub enum GrammarSpec {
 
 /// GPT-2's byte ↔ printable-character table (byte-level BPE token strings).
 fn byte_level_chars() -> std::collections::HashMap<char, u8> {
-    let mut map = std::collections::HashMap::new();
-    let mut k = 0x100u32;
-    for b in 0..=255u8 {
-        let c = char::from(b);
-        let printable = matches!(c, '!'..='~' | '\u{A1}'..='\u{AC}' | '\u{AE}'..='\u{FF}');
-        if printable {
-            map.insert(c, b);
-        } else {
-            if let Some(c) = char::from_u32(k) {
-                map.insert(c, b);
-            }
-            k += 1;
-        }
-    }
-    map
+    (0u8..=255)
+        .zip(crate::tokenizer::byte_level_table())
+        .map(|(b, c)| (c, b))
+        .collect()
 }
 
 /// How the tokenizer's token strings map to bytes.

@@ -22,16 +22,7 @@ const LLAMA31_PART: &str = r#"{%- if tools is not none and not tools_in_user_mes
 /// tokens (not special, as in Qwen2.5's tokenizer.json). `decoder`: the decoder's JSON.
 fn tokenizer(tool_tokens: bool, decoder: Value, template: &str) -> crate::tokenizer::Tokenizer {
     let mut vocab = serde_json::Map::new();
-    let mut k = 0x100u32;
-    for b in 0..=255u32 {
-        let c = char::from_u32(b).unwrap();
-        let printable = matches!(c, '!'..='~' | '\u{A1}'..='\u{AC}' | '\u{AE}'..='\u{FF}');
-        let ch = if printable {
-            c
-        } else {
-            k += 1;
-            char::from_u32(k - 1).unwrap()
-        };
+    for (b, ch) in (0u32..).zip(crate::tokenizer::byte_level_table()) {
         vocab.insert(ch.to_string(), json!(b + 3));
     }
     let mut added = vec![

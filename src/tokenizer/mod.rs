@@ -478,6 +478,24 @@ impl Tokenizer {
     }
 }
 
+/// GPT-2's byte-level table: the printable character that stands for byte `b` (index) in the
+/// token strings of byte-level BPE vocabularies (SmolLM2, Qwen, Llama 3). Printable Latin-1 bytes
+/// stand for themselves, the others for U+0100, U+0101, … in byte order.
+pub fn byte_level_table() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut k = 0x100u32;
+    for (b, slot) in (0u8..=255).zip(table.iter_mut()) {
+        let c = char::from(b);
+        *slot = if matches!(c, '!'..='~' | '\u{A1}'..='\u{AC}' | '\u{AE}'..='\u{FF}') {
+            c
+        } else {
+            k += 1;
+            char::from_u32(k - 1).unwrap_or(c)
+        };
+    }
+    table
+}
+
 /// Bytes a rendered chat template may have (a prompt is far smaller; a template that loops
 /// forever or doubles strings stops here).
 pub const MAX_RENDER_BYTES: usize = 4 << 20;

@@ -174,16 +174,7 @@ fn small_gguf() -> Vec<u8> {
 /// GPT-2's byte-to-character table as a vocabulary from id `first`.
 fn byte_vocab(first: u32) -> serde_json::Map<String, Value> {
     let mut vocab = serde_json::Map::new();
-    let mut k = 0x100u32;
-    for b in 0..=255u32 {
-        let c = char::from_u32(b).unwrap();
-        let printable = matches!(c, '!'..='~' | '\u{A1}'..='\u{AC}' | '\u{AE}'..='\u{FF}');
-        let ch = if printable {
-            c
-        } else {
-            k += 1;
-            char::from_u32(k - 1).unwrap()
-        };
+    for (b, ch) in (0u32..).zip(kjarni_web::tokenizer::byte_level_table()) {
         vocab.insert(ch.to_string(), json!(b + first));
     }
     vocab

@@ -649,16 +649,7 @@ fn tiny_tokenizer() -> Tokenizer {
 /// template.
 fn tiny_tokenizer_with(extra: &[(&str, bool)], template: Option<&str>) -> Tokenizer {
     let mut vocab = serde_json::Map::new();
-    let mut k = 0x100u32;
-    for b in 0..=255u32 {
-        let c = char::from_u32(b).unwrap();
-        let printable = matches!(c, '!'..='~' | '\u{A1}'..='\u{AC}' | '\u{AE}'..='\u{FF}');
-        let ch = if printable {
-            c
-        } else {
-            k += 1;
-            char::from_u32(k - 1).unwrap()
-        };
+    for (b, ch) in (0u32..).zip(kjarni_web::tokenizer::byte_level_table()) {
         vocab.insert(ch.to_string(), json!(b + 3));
     }
     let mut tokens: Vec<(usize, &str, bool)> = ["<s>", "<pad>", "</s>"]
