@@ -24,6 +24,7 @@ mod repeat_kv;
 mod rope;
 mod sample;
 mod softmax;
+mod step;
 mod structured;
 
 use kjarni_web::{Gpu, GpuOptions, ShaderChecks};
@@ -64,6 +65,7 @@ async fn run() -> kjarni_web::Result<()> {
     quant::run(&gpu, &args, &mut report).await?;
     models::run(&gpu, &args, &mut report).await?;
     dawn::run(&gpu, &args, &mut report).await?;
+    step::run(&gpu, &args, &mut report).await?;
     driver::run(&gpu, &args, &mut report).await?;
     structured::run(&gpu, &args, &mut report).await?;
     sample::run(&gpu, &args, &mut report).await?;

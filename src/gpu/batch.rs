@@ -190,6 +190,64 @@ impl Batch {
         self.encode_with(encoder, Some(set));
     }
 
+    /// Profiling inside one pass: the batch as [`Batch::encode`] records it, with timestamp 0
+    /// of `set` written before the first dispatch and timestamp i + 1 after dispatch i (each
+    /// pass's dispatches; `TIMESTAMP_QUERY_INSIDE_PASSES`). Returns the pipelines in order.
+    pub(crate) fn encode_in_pass(
+        self,
+        encoder: &mut wgpu::CommandEncoder,
+        set: &wgpu::QuerySet,
+    ) -> Vec<wgpu::ComputePipeline> {
+        let mut order = Vec::with_capacity(self.dispatches);
+        let mut cmds = self.cmds.into_iter().peekable();
+        while let Some(cmd) = cmds.next() {
+            match cmd {
+                Cmd::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    size,
+                } => {
+                    encoder.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, size);
+                }
+                Cmd::Dispatch {
+                    pipeline,
+                    bind_group,
+                    groups,
+                } => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    if order.is_empty() {
+                        pass.write_timestamp(set, 0);
+                    }
+                    pass.set_pipeline(&pipeline);
+                    pass.set_bind_group(0, &bind_group, &[]);
+                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    order.push(pipeline);
+                    pass.write_timestamp(set, order.len() as u32);
+                    while let Some(Cmd::Dispatch { .. }) = cmds.peek() {
+                        if let Some(Cmd::Dispatch {
+                            pipeline,
+                            bind_group,
+                            groups,
+                        }) = cmds.next()
+                        {
+                            pass.set_pipeline(&pipeline);
+                            pass.set_bind_group(0, &bind_group, &[]);
+                            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                            order.push(pipeline);
+                            pass.write_timestamp(set, order.len() as u32);
+                        }
+                    }
+                }
+            }
+        }
+        order
+    }
+
     fn encode_with(self, encoder: &mut wgpu::CommandEncoder, set: Option<&wgpu::QuerySet>) {
         let last_pass = self.passes();
         let mut pass_index = 0;

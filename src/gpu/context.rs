@@ -121,7 +121,9 @@ impl Gpu {
         // and storage bindings at 128 MiB even where the hardware offers far more.
         let limits = adapter.limits();
         let offered = adapter.features();
-        let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps between the dispatches of one pass (native only: WebGPU has none) serve
+        // `Gpu::begin_profile_in_pass`; nothing else depends on them.
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         if !opts.disable_f16 {
             wanted |= wgpu::Features::SHADER_F16;
         }

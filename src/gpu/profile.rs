@@ -53,12 +53,17 @@ pub struct Profile {
     pub kernels: Vec<KernelTotal>,
     /// Every dispatch in order.
     pub trace: Vec<DispatchTime>,
+    /// Dispatches of each submitted batch, in order (their sum is `dispatches`).
+    pub batches: Vec<usize>,
 }
 
 /// Query sets of submitted batches, waiting to be read back.
 struct Pending {
     resolve: Buffer,
     queries: u32,
+    /// The queries are a chain (one before the first dispatch, one after each: a dispatch's
+    /// time is the difference of neighbours), not start/end pairs.
+    chain: bool,
 }
 
 /// The recording state kept by the `Gpu` while a profile runs.
@@ -66,10 +71,16 @@ struct Pending {
 pub(crate) struct Recorder {
     labels: Vec<String>,
     pending: Vec<Pending>,
+    batches: Vec<usize>,
     /// [`Gpu::begin_profile_one_pass`]: each batch encoded as without a profile (its dispatches
     /// sharing compute passes), one timestamp at the start of its first pass and one at the end
     /// of its last.
     one_pass: bool,
+    /// [`Gpu::begin_profile_in_pass`]: each batch encoded as without a profile, with a timestamp
+    /// between every two dispatches of a pass (native devices with
+    /// `TIMESTAMP_QUERY_INSIDE_PASSES`): each dispatch timed as it runs in the real step,
+    /// barrier and launch included.
+    in_pass: bool,
 }
 
 impl Recorder {
@@ -77,8 +88,40 @@ impl Recorder {
     /// them.
     pub(crate) fn encode(&mut self, gpu: &Gpu, batch: super::Batch, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let n = batch.dispatches() as u32;
+        if !self.one_pass {
+            self.batches.push(n as usize);
+        }
         if self.one_pass {
             return self.encode_whole(gpu, batch, encoder);
+        }
+        if self.in_pass
+            && gpu
+                .device()
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+            && n > 0
+            && n < MAX_QUERIES
+        {
+            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: n + 1,
+            });
+            let resolve = gpu.create_buffer(
+                "profile timestamps",
+                u64::from(n + 1) * 8,
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            )?;
+            for pipeline in batch.encode_in_pass(encoder, &set) {
+                self.labels.push(gpu.pipelines().label(&pipeline));
+            }
+            encoder.resolve_query_set(&set, 0..n + 1, resolve.raw(), 0);
+            self.pending.push(Pending {
+                resolve,
+                queries: n + 1,
+                chain: true,
+            });
+            return Ok(());
         }
         let per_set = MAX_QUERIES / 2;
         let mut sets = Vec::new();
@@ -114,6 +157,7 @@ impl Recorder {
             self.pending.push(Pending {
                 resolve,
                 queries: count,
+                chain: false,
             });
         }
         Ok(())
@@ -146,7 +190,11 @@ impl Recorder {
         )?;
         batch.encode_timed(encoder, &set);
         encoder.resolve_query_set(&set, 0..2, resolve.raw(), 0);
-        self.pending.push(Pending { resolve, queries: 2 });
+        self.pending.push(Pending {
+            resolve,
+            queries: 2,
+            chain: false,
+        });
         Ok(())
     }
 
@@ -163,11 +211,19 @@ impl Recorder {
                 .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                 .collect();
             // A pass whose end precedes its start (a driver that resets counters) counts as 0.
-            times.extend(
-                ticks
-                    .chunks_exact(2)
-                    .map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1000.0),
-            );
+            if p.chain {
+                times.extend(
+                    ticks
+                        .windows(2)
+                        .map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1000.0),
+                );
+            } else {
+                times.extend(
+                    ticks
+                        .chunks_exact(2)
+                        .map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1000.0),
+                );
+            }
         }
         let timestamps = gpu.caps().timestamps;
         if timestamps && times.len() != self.labels.len() {
@@ -186,7 +242,11 @@ impl Recorder {
                 gpu_us: times.get(i).copied(),
             })
             .collect();
-        Ok(Profile::from_trace(trace, timestamps))
+        let mut p = Profile::from_trace(trace, timestamps);
+        if !self.batches.is_empty() {
+            p.batches = self.batches;
+        }
+        Ok(p)
     }
 }
 
@@ -228,6 +288,7 @@ impl Profile {
             dispatches: trace.len(),
             total_gpu_us,
             kernels,
+            batches: vec![1; trace.len()],
             trace,
         }
     }
@@ -261,6 +322,23 @@ impl Gpu {
             .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
         *p = Some(Recorder {
             one_pass: true,
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    /// Start recording a profile inside the real passes: until [`Gpu::end_profile`], every
+    /// submitted batch is encoded as without a profile, with a timestamp written between every
+    /// two dispatches where the device has `TIMESTAMP_QUERY_INSIDE_PASSES` (native backends;
+    /// elsewhere this falls back to [`Gpu::begin_profile`]'s pass per dispatch). A dispatch's
+    /// time then includes the barrier before it and its launch, as in a normal step.
+    pub fn begin_profile_in_pass(&self) -> Result<()> {
+        let mut p = self
+            .profile
+            .lock()
+            .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
+        *p = Some(Recorder {
+            in_pass: true,
             ..Default::default()
         });
         Ok(())
