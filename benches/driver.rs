@@ -34,6 +34,14 @@ impl CausalLm for Timed<'_> {
         self.host.push(t0.elapsed().as_secs_f64());
         r
     }
+    fn submit_steps(&mut self, gpu: &Gpu, outs: &[&Buffer]) -> Result<()> {
+        let t0 = Instant::now();
+        let r = self.lm.submit_decode_many(gpu, outs);
+        // Host time per step of the group.
+        let per = t0.elapsed().as_secs_f64() / outs.len().max(1) as f64;
+        self.host.extend(std::iter::repeat_n(per, outs.len()));
+        r
+    }
     fn submit_logits(&mut self, gpu: &Gpu) -> Result<bool> {
         self.lm.submit_logits(gpu)
     }
@@ -89,6 +97,19 @@ pub(crate) async fn timed_generate(
     depth: usize,
     sampling: SamplingParams,
 ) -> Result<Generated> {
+    timed_generate_grouped(gpu, m, prompt, steps, depth, 0, sampling).await
+}
+
+/// [`timed_generate`] with `per_submit` decode steps per submission (0: the default).
+pub(crate) async fn timed_generate_grouped(
+    gpu: &Gpu,
+    m: &mut Llama,
+    prompt: &[u32],
+    steps: usize,
+    depth: usize,
+    per_submit: usize,
+    sampling: SamplingParams,
+) -> Result<Generated> {
     m.reset();
     let mut t = Timed {
         lm: m,
@@ -100,6 +121,7 @@ pub(crate) async fn timed_generate(
         max_tokens: steps + 1,
         ignore_eos: true,
         steps_in_flight: depth,
+        steps_per_submit: per_submit,
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -198,6 +220,15 @@ async fn one_model(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, m: &
             host_us = g.host_per_step * 1e6;
         }
         add(format!("new_greedy_gpu_in_flight_{depth}"), g.per_token, &mut timings);
+    }
+    // Several steps per submission (the per-submit costs paid once a group).
+    for (depth, per_submit) in [(4, 2), (6, 3), (8, 4)] {
+        let g = timed_generate_grouped(gpu, m, &prompt(), steps, depth, per_submit, greedy.clone()).await?;
+        add(
+            format!("new_greedy_gpu_in_flight_{depth}_per_submit_{per_submit}"),
+            g.per_token,
+            &mut timings,
+        );
     }
     let new_disp = m.dispatches_per_token();
     add(

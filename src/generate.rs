@@ -284,6 +284,15 @@ pub trait CausalLm {
     ) -> Result<()>;
     /// One decode step fed by the id the previous step sampled; the next id is copied into `out`.
     fn submit_step(&mut self, gpu: &crate::gpu::Gpu, out: &crate::gpu::Buffer) -> Result<()>;
+    /// `outs.len()` decode steps, each fed by the id the one before sampled, submitted together
+    /// (one submission: the per-submit costs paid once); step i's id is copied into `outs[i]`.
+    /// The default submits them one by one.
+    fn submit_steps(&mut self, gpu: &crate::gpu::Gpu, outs: &[&crate::gpu::Buffer]) -> Result<()> {
+        for out in outs {
+            self.submit_step(gpu, out)?;
+        }
+        Ok(())
+    }
     /// Set (bit `i % 32` of word `i / 32` set = token `i` allowed) or clear the logit mask
     /// applied before sampling in the steps submitted from now on.
     fn set_logit_mask(&mut self, gpu: &crate::gpu::Gpu, mask: Option<&[u32]>) -> Result<()>;
@@ -314,6 +323,9 @@ pub trait CausalLm {
 /// Steps in flight when [`GenerateOptions::steps_in_flight`] is 0.
 pub const DEFAULT_STEPS_IN_FLIGHT: usize = 3;
 
+/// Decode steps per submission when [`GenerateOptions::steps_per_submit`] is 0.
+pub const DEFAULT_STEPS_PER_SUBMIT: usize = 1;
+
 /// What to generate.
 #[derive(Debug, Clone, Default)]
 pub struct GenerateOptions {
@@ -330,6 +342,10 @@ pub struct GenerateOptions {
     /// Decode steps submitted ahead of the id being read (0: [`DEFAULT_STEPS_IN_FLIGHT`];
     /// 1: none ahead). Tokens computed past a stop are discarded.
     pub steps_in_flight: usize,
+    /// Decode steps recorded into one submission (0: [`DEFAULT_STEPS_PER_SUBMIT`]; at most
+    /// `steps_in_flight`, 1 with a logit mask). Ids arrive in groups of this many: per-submit
+    /// costs (command buffer, uniform upload, fence) are paid once a group.
+    pub steps_per_submit: usize,
 }
 
 /// The result of [`generate`].
@@ -398,6 +414,12 @@ pub async fn generate_masked<M: CausalLm>(
         (false, 0) => DEFAULT_STEPS_IN_FLIGHT,
         (false, n) => n.min(16),
     };
+    let per_submit = match (mask.is_some(), opts.steps_per_submit) {
+        (true, _) => 1,
+        (false, 0) => DEFAULT_STEPS_PER_SUBMIT,
+        (false, n) => n,
+    }
+    .clamp(1, depth);
     let mut ring = crate::gpu::readback::IdRing::new(gpu, depth)?;
     let mut stops = if opts.ignore_eos { Vec::new() } else { model.eos_ids() };
     stops.extend(&opts.stop_token_ids);
@@ -428,7 +450,32 @@ pub async fn generate_masked<M: CausalLm>(
             // Keep `depth` steps submitted: each is fed by the previous one's id on the GPU. A
             // step is worth submitting only while its token could still be accepted (a step whose
             // layers are submitted already holds its place in the cache).
-            while inflight.len() < depth
+            while mask.is_none() && per_submit > 1 {
+                // Steps in groups: a group is submitted whole once there is room for it (or when
+                // fewer steps than a group are still allowed).
+                let budget = if opts.max_tokens == 0 {
+                    usize::MAX
+                } else {
+                    opts.max_tokens.saturating_sub(sampled)
+                };
+                let group = per_submit.min(budget).min(model.context_left());
+                if group == 0 || inflight.len() + group > depth {
+                    break;
+                }
+                let slots: Vec<usize> = (0..group).map(|i| (next_slot + i) % depth).collect();
+                {
+                    let outs = slots.iter().map(|&k| ring.buffer(k)).collect::<Result<Vec<_>>>()?;
+                    model.submit_steps(gpu, &outs)?;
+                }
+                for &k in &slots {
+                    ring.start(gpu, k)?;
+                    inflight.push_back(k);
+                }
+                next_slot = (next_slot + group) % depth;
+                sampled += group;
+            }
+            while (mask.is_some() || per_submit == 1)
+                && inflight.len() < depth
                 && (opts.max_tokens == 0 || sampled < opts.max_tokens)
                 && (logits_pending || model.context_left() > 0)
             {

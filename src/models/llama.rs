@@ -747,6 +747,9 @@ impl crate::generate::CausalLm for Llama {
     fn submit_step(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> Result<()> {
         self.submit_decode(gpu, out)
     }
+    fn submit_steps(&mut self, gpu: &Gpu, outs: &[&crate::gpu::Buffer]) -> Result<()> {
+        self.submit_decode_many(gpu, outs)
+    }
     fn submit_logits(&mut self, gpu: &Gpu) -> Result<bool> {
         self.submit_decode_logits(gpu)?;
         Ok(true)

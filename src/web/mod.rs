@@ -459,6 +459,9 @@ impl CausalLm for Session<'_> {
     fn submit_step(&mut self, gpu: &Gpu, out: &crate::gpu::Buffer) -> crate::Result<()> {
         self.lm.submit_decode(gpu, out)
     }
+    fn submit_steps(&mut self, gpu: &Gpu, outs: &[&crate::gpu::Buffer]) -> crate::Result<()> {
+        self.lm.submit_decode_many(gpu, outs)
+    }
     fn submit_logits(&mut self, gpu: &Gpu) -> crate::Result<bool> {
         self.lm.submit_decode_logits(gpu)?;
         Ok(true)

@@ -360,6 +360,51 @@ gpu_test!(generate_stops_and_abort_mid_flight_lose_and_leak_nothing, async {
     assert_eq!(small.cached_tokens(), 12);
 });
 
+gpu_test!(generate_in_groups_of_steps_per_submit_changes_nothing, async {
+    // Several steps recorded into one submission: the same greedy ids as the logits path; a
+    // max_tokens that is no multiple of the group; a stop id and the context's end in the middle
+    // of a group keep exactly the accepted tokens in the cache; no buffer leaks.
+    let gpu = gpu().await;
+    let mut m = load(&gpu, 256).await;
+    let want = greedy_reference(&gpu, &mut m, 40).await;
+    run(&gpu, &mut m, &opts(4, 4), &CancelToken::new(), &mut |_| {}).await; // warm
+    let before = gpu.memory();
+    for (depth, per_submit, max_tokens) in [(4, 2, 40), (6, 3, 37), (8, 4, 39), (3, 3, 11), (2, 4, 9)] {
+        let o = GenerateOptions {
+            steps_per_submit: per_submit,
+            ..opts(max_tokens, depth)
+        };
+        let mut streamed = String::new();
+        let g = run(&gpu, &mut m, &o, &CancelToken::new(), &mut |d| streamed.push_str(d)).await;
+        let tag = format!("depth {depth}, {per_submit} per submit, max_tokens {max_tokens}");
+        assert_eq!(g.tokens, want[..max_tokens], "{tag}");
+        assert_eq!(g.finish, FinishReason::Length, "{tag}");
+        assert_eq!(streamed, text_of(&want[..max_tokens]).unwrap(), "{tag}");
+        assert_eq!(m.cached_ids(), [&PROMPT[..], &want[..max_tokens - 1]].concat(), "{tag}");
+    }
+    // A stop id inside a group: nothing past it streamed or cached.
+    let stop = want[13];
+    let at = want.iter().position(|&t| t == stop).unwrap();
+    let o = GenerateOptions {
+        stop_token_ids: vec![stop],
+        steps_per_submit: 4,
+        ..opts(40, 8)
+    };
+    let g = run(&gpu, &mut m, &o, &CancelToken::new(), &mut |_| {}).await;
+    assert_eq!((g.finish, &g.tokens[..]), (FinishReason::Stop, &want[..at]));
+    assert_eq!(m.cached_ids(), [&PROMPT[..], &want[..at]].concat());
+    assert_eq!(gpu.memory().live_buffers, before.live_buffers, "a buffer leaked");
+    // The context's end inside a group: every token that fits, then Length.
+    let mut small = load(&gpu, 12).await;
+    let o = GenerateOptions {
+        steps_per_submit: 3,
+        ..opts(0, 6)
+    };
+    let g = run(&gpu, &mut small, &o, &CancelToken::new(), &mut |_| {}).await;
+    assert_eq!((g.finish, &g.tokens[..]), (FinishReason::Length, &want[..8]));
+    assert_eq!(small.cached_tokens(), 12);
+});
+
 gpu_test!(generate_with_a_logit_mask_keeps_one_step_in_flight, async {
     let gpu = gpu().await;
     let mut m = load(&gpu, 256).await;

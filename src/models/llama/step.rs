@@ -142,6 +142,19 @@ impl Llama {
         gpu.submit(b)
     }
 
+    /// `outs.len()` decode steps in one submission, each fed by the id the one before sampled
+    /// (on the GPU); step i's id goes to the slot and `outs[i]`. The KV length advances by
+    /// `outs.len()`.
+    pub fn submit_decode_many(&mut self, gpu: &Gpu, outs: &[&Buffer]) -> Result<()> {
+        let mut b = gpu.batch();
+        for out in outs {
+            self.record_decode_layers(gpu, &mut b, "Llama::submit_decode_many")?;
+            self.record_sample(gpu, &mut b, out)?;
+        }
+        self.dispatches_last_decode = b.dispatches() / outs.len().max(1);
+        gpu.submit(b)
+    }
+
     /// The first half of a decode step (masked generation): the layers fed by the id the previous
     /// step sampled, up to the logits, submitted without sampling; the KV length advances by one.
     /// [`Llama::submit_decode_sample`] finishes the step once the mask is set.
