@@ -66,6 +66,7 @@ async fn run() -> kjarni_web::Result<()> {
     models::run(&gpu, &args, &mut report).await?;
     dawn::run(&gpu, &args, &mut report).await?;
     step::run(&gpu, &args, &mut report).await?;
+    step::norm_ab(&gpu, &args, &mut report).await?;
     driver::run(&gpu, &args, &mut report).await?;
     structured::run(&gpu, &args, &mut report).await?;
     sample::run(&gpu, &args, &mut report).await?;

@@ -141,3 +141,90 @@ async fn one(gpu: &Gpu, args: &Args, report: &mut Report, case: &str, m: &mut Ll
 fn short(label: &str) -> &str {
     label.split('[').next().unwrap_or(label)
 }
+
+/// `norm_inline_ab`: decode tok/s through `generate` (greedy, 3 steps in flight, and 2 steps per
+/// submission with 4 in flight) with the inline RMSNorm prologue (the default,
+/// `Variants::inline_norm`) beside the previous kernels (`GpuOptions::norm_pass`: a separate
+/// sum-of-squares pass; SwiGLU staging x) on a second device of the same adapter, rounds
+/// alternating, medians of 3; per model the ratio new / previous.
+pub async fn norm_ab(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    let case = "norm_inline_ab";
+    if !args.wants(case) {
+        return Ok(());
+    }
+    let old = Gpu::with_options(kjarni_web::GpuOptions {
+        norm_pass: true,
+        ..Default::default()
+    })
+    .await?;
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F16,
+        max_context: 1024,
+    };
+    let prompt: Vec<u32> = (0..32).map(|i| (i * 7 % 1000) as u32).collect();
+    let steps = if args.quick { 8 } else { 256 };
+    let mut timings = Vec::new();
+    let mut shape = serde_json::Map::new();
+    let models: [(&str, usize, Option<QuantType>); 4] = [
+        ("smollm2_135m_bf16", 0, None),
+        ("smollm2_135m_q4_1_gguf", 0, Some(QuantType::Q4_1)),
+        ("qwen2.5_0.5b_bf16", 1, None),
+        ("qwen2.5_0.5b_q4_k_gguf", 1, Some(QuantType::Q4_K)),
+    ];
+    for (name, i, quant) in models {
+        let s = &MODELS[i];
+        let mut pair = Vec::new();
+        for g in [gpu, &old] {
+            let m = match quant {
+                None => {
+                    let (src, _) = synthetic(s);
+                    Llama::load(g, &src, &opts, &mut |_| {}).await?
+                }
+                Some(t) => {
+                    let (src, _) = synth::gguf(s, t);
+                    Llama::load_gguf(g, &src, "model.gguf", &opts, &mut |_| {}).await?
+                }
+            };
+            pair.push(m);
+        }
+        for (depth, per_submit) in [(3usize, 1usize), (4, 2)] {
+            let mut per: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+            for round in 0..4 {
+                for (j, g) in [gpu, &old].into_iter().enumerate() {
+                    let t = crate::driver::timed_generate_grouped(
+                        g,
+                        &mut pair[j],
+                        &prompt,
+                        steps,
+                        depth,
+                        per_submit,
+                        SamplingParams::default(),
+                    )
+                    .await?;
+                    if round > 0 {
+                        per[j].push(t.per_token);
+                    }
+                }
+            }
+            let med = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (new_s, old_s) = (med(&mut per[0]), med(&mut per[1]));
+            let tag = format!("{name}_in_flight_{depth}_per_submit_{per_submit}");
+            shape.insert(format!("tok_s_{tag}_inline"), json!((1.0 / new_s).round()));
+            shape.insert(format!("tok_s_{tag}_norm_pass"), json!((1.0 / old_s).round()));
+            shape.insert(format!("ratio_{tag}"), json!((old_s / new_s * 1000.0).round() / 1000.0));
+            for (v, s) in [("inline", new_s), ("norm_pass", old_s)] {
+                timings.push(Timing {
+                    name: format!("{tag}_{v}"),
+                    median_us: s * 1e6,
+                    min_us: s * 1e6,
+                });
+            }
+        }
+    }
+    let base = timings.first().map(|t| t.name.clone()).unwrap_or_default();
+    report.add(case, serde_json::Value::Object(shape), 0.0, 0.0, &base, &timings);
+    Ok(())
+}

@@ -13,7 +13,10 @@
 //
 // NORM: RMSNorm prologue (x staged times the norm weight, both dot products times 1 / rms(x), the
 // sum of squares reduced with the partials).
-// Prelude constants: WG (power of two), ROWS, XT, ALIGNED, NORM, NV, GATE, and those of
+// STAGE = false: x is not staged; each invocation reads its chunks of x from the buffer (times
+// the norm weight) in the dot-product loop, accumulating the sum of squares there (the
+// reduction buffer xs is then only the partials' NV * WG vec4).
+// Prelude constants: WG (power of two), ROWS, XT, ALIGNED, NORM, NV, GATE, STAGE, and those of
 // linear_common.wgsl.
 
 struct Params {
@@ -107,8 +110,44 @@ fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var acc_g: array<f32, ROWS>;
     var acc_u: array<f32, ROWS>;
     var ss = 0.0;
+    if (!STAGE) {
+        // x read where it is needed (each invocation's chunks are its own: staging shares
+        // nothing), the sum of squares of the raw x accumulated on the way: x and the weights
+        // are loaded in one round trip, no barrier before the dot products.
+        for (var j = t; j < nmain; j = j + WG) {
+            var xa: vec4<f32>;
+            var xb = vec4<f32>(0.0);
+            if (EPW == 2u) {
+                xa = x4[2u * j];
+                xb = x4[2u * j + 1u];
+            } else {
+                xa = x4[j];
+            }
+            ss = ss + dot(xa, xa) + dot(xb, xb);
+            if (NORM) {
+                if (EPW == 2u) {
+                    xa = xa * nw[2u * j];
+                    xb = xb * nw[2u * j + 1u];
+                } else {
+                    xa = xa * nw[j];
+                }
+            }
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                let ga = g4[q[r] + j];
+                let ua = u4[q[r] + j];
+                var gw = Words(ga, 0u);
+                var uw = Words(ua, 0u);
+                if (!ALIGNED) {
+                    gw = realign(ga, g4[q[r] + j + 1u], ws[r]);
+                    uw = realign(ua, u4[q[r] + j + 1u], ws[r]);
+                }
+                acc_g[r] = acc_g[r] + chunk_dot(gw, odd[r], xa, xb);
+                acc_u[r] = acc_u[r] + chunk_dot(uw, odd[r], xa, xb);
+            }
+        }
+    }
     let per_block = XT / CHUNK;
-    let blocks = (nmain + per_block - 1u) / per_block;
+    let blocks = select(0u, (nmain + per_block - 1u) / per_block, STAGE);
     for (var b = 0u; b < blocks; b = b + 1u) {
         workgroupBarrier();
         ss = ss + stage_x(b * XT, min(XT, nmain * CHUNK - b * XT), t);

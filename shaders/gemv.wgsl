@@ -17,7 +17,7 @@
 // as the benchmark baseline, made correct for odd K (the last
 // element of an odd row has a u32 of its own and is read separately).
 //
-// Prelude constants: WG, ROWS, ALIGNED, CHUNK (= 4 * EPW), HAS_BIAS, RES, NORM, plus those of
+// Prelude constants: WG, ROWS, ALIGNED, CHUNK (= 4 * EPW), HAS_BIAS, RES, NORM, NORM_INLINE, plus those of
 // linear_common.wgsl. RES: 0 none, 1 y = v + res[n], 2 y = v + y[n] (in place), 3 y = v * res[n].
 // NORM: RMSNorm prologue, y = epilogue((W · (x * nw)) / rms(x)); the kernel then must not write
 // x (every workgroup reads all of it).
@@ -59,24 +59,45 @@ fn x_at(i: u32) -> f32 {
     return x4[i >> 2u][i & 3u];
 }
 
+// NORM_INLINE (with NORM): the sum of squares of x accumulated in the dot-product loop itself
+// (x_ss, this invocation's share: its chunks and tail elements) instead of a separate pass and
+// workgroup reduction before it: x and the weights are then loaded in the same round trip, and
+// the reduction of x_ss joins the rows' (gemv_vec4: one wg_sum4; gemv_grouped / gemv_qkv: a
+// column of the partials). Exact algebra: the 1 / rms factor multiplies the finished dot product.
+var<private> x_ss: f32;
+
 // x times the norm weight (NORM; the 1 / rms factor is applied to the finished dot product).
 fn xn4(i: u32) -> vec4<f32> {
+    let v = x4[i];
     if (NORM) {
-        return x4[i] * nw[i];
+        if (NORM_INLINE) {
+            x_ss = x_ss + dot(v, v);
+        }
+        return v * nw[i];
     }
-    return x4[i];
+    return v;
 }
 fn xn1(i: u32) -> f32 {
+    let v = x_at(i);
     if (NORM) {
-        return x_at(i) * nw[i >> 2u][i & 3u];
+        if (NORM_INLINE) {
+            x_ss = x_ss + v * v;
+        }
+        return v * nw[i >> 2u][i & 3u];
     }
-    return x_at(i);
+    return v;
+}
+
+// The inverse rms from a reduced sum of squares.
+fn inv_rms(ss: f32) -> f32 {
+    return inverseSqrt(ss / f32(p.k) + p.eps);
 }
 
 // RMSNorm prologue: 1 / sqrt(mean(x^2) + eps), recomputed by every workgroup from x (K ≤ a few
-// thousand floats: one pass through L2), 1 without NORM. Call from uniform control flow.
+// thousand floats: one pass through L2), 1 without NORM or with NORM_INLINE (the caller then
+// reduces x_ss after the dot products). Call from uniform control flow.
 fn norm_inv(lane: Lane) -> f32 {
-    if (!NORM) {
+    if (!NORM || NORM_INLINE) {
         return 1.0;
     }
     var ss = 0.0;
@@ -170,8 +191,27 @@ fn gemv_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if (row0 >= p.n) {
         return;
     }
-    let inv = norm_inv(lane);
+    var inv = norm_inv(lane);
     let acc = vec4_rows(row0, lane.index, WG);
+    if (NORM && NORM_INLINE && ROWS <= 3u) {
+        // The rows and the sum of squares in one reduction.
+        var v = vec4<f32>(0.0, 0.0, 0.0, x_ss);
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            v[r] = acc[r];
+        }
+        let t = wg_sum4(v, lane);
+        if (lane.index == 0u) {
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                if (row0 + r < p.n) {
+                    store_output(row0 + r, t[r] * inv_rms(t.w));
+                }
+            }
+        }
+        return;
+    }
+    if (NORM && NORM_INLINE) {
+        inv = inv_rms(wg_sum(x_ss, lane));
+    }
     for (var r = 0u; r < ROWS; r = r + 1u) {
         let total = wg_sum(acc[r], lane);
         if (lane.index == 0u && row0 + r < p.n) {
@@ -228,14 +268,26 @@ fn gemv_grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (out0 >= p.n) {
         return;
     }
-    let inv = norm_inv(lane);
+    var inv = norm_inv(lane);
     let li = lane.index % QKV_LANES;
     let r0 = (lane.index / QKV_LANES) * ROWS;
     let acc = vec4_rows(out0 + r0, li, QKV_LANES);
     for (var r = 0u; r < ROWS; r = r + 1u) {
         qkv_part[li * (HD + 1u) + r0 + r] = acc[r];
     }
+    // NORM_INLINE: the first group's lanes saw all of x once; their sums of squares go to the
+    // spare column HD.
+    if (NORM && NORM_INLINE && r0 == 0u) {
+        qkv_part[li * (HD + 1u) + HD] = x_ss;
+    }
     workgroupBarrier();
+    if (NORM && NORM_INLINE) {
+        var ss = 0.0;
+        for (var l = 0u; l < QKV_LANES; l = l + 1u) {
+            ss = ss + qkv_part[l * (HD + 1u) + HD];
+        }
+        inv = inv_rms(ss);
+    }
     for (var e = lane.index; e < HD; e = e + WG) {
         if (out0 + e < p.n) {
             var s = 0.0;
@@ -268,7 +320,7 @@ fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (hidx >= p.n_heads + 2u * p.n_kv_heads) {
         return;
     }
-    let inv = norm_inv(lane);
+    var inv = norm_inv(lane);
     let li = lane.index % QKV_LANES;
     let r0 = (lane.index / QKV_LANES) * ROWS;
     // Groups past the workgroup's rows read rows of the weight they never store.
@@ -278,7 +330,18 @@ fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             qkv_part[li * (QKV_R + 1u) + r0 + r] = acc[r];
         }
     }
+    // NORM_INLINE: the first group's sums of squares go to the spare column QKV_R.
+    if (NORM && NORM_INLINE && r0 == 0u) {
+        qkv_part[li * (QKV_R + 1u) + QKV_R] = x_ss;
+    }
     workgroupBarrier();
+    if (NORM && NORM_INLINE) {
+        var ss = 0.0;
+        for (var l = 0u; l < QKV_LANES; l = l + 1u) {
+            ss = ss + qkv_part[l * (QKV_R + 1u) + QKV_R];
+        }
+        inv = inv_rms(ss);
+    }
     for (var e = lane.index; e < QKV_R; e = e + WG) {
         var s = 0.0;
         for (var l = 0u; l < QKV_LANES; l = l + 1u) {

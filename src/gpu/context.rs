@@ -23,6 +23,10 @@ pub struct GpuOptions {
     /// Native only: naga's runtime checks in the compiled shaders (browsers apply their own;
     /// default [`ShaderChecks::NoLoopBounding`]).
     pub shader_checks: ShaderChecks,
+    /// The previous decode kernels' RMSNorm prologue (a separate sum-of-squares pass; x staged
+    /// in workgroup memory in the fused SwiGLU): benchmarks and tests of the baseline
+    /// ([`crate::gpu::Variants::inline_norm`]).
+    pub norm_pass: bool,
 }
 
 /// Which of naga's runtime checks native pipelines keep (`wgpu::ShaderRuntimeChecks`). The
@@ -169,7 +173,8 @@ impl Gpu {
             // The shim is installed unconditionally for this: it is what reads GPUAdapter.info.
             info.name = subgroups::adapter_name();
         }
-        let caps = Capabilities::with_shapes(&info, &device.limits(), granted, opts.launch_shapes);
+        let mut caps = Capabilities::with_shapes(&info, &device.limits(), granted, opts.launch_shapes);
+        caps.variants.inline_norm = !opts.norm_pass;
         let arena = Mutex::new(UniformArena::new(caps.min_uniform_alignment));
         super::memory::device_created(); // paired with Drop (nothing fallible follows)
         Ok(Gpu {

@@ -268,9 +268,13 @@ pub fn record_gated_full(
     // of workgroup memory (more workgroups resident per SM; K = 576: 4 KiB instead of 32).
     let nv = (2 * rows + u32::from(norm.is_some())).div_ceil(4);
     let fit = (k.next_power_of_two().max(1024) as u64).max(u64::from(nv) * u64::from(workgroup) * 4);
+    let stage = !gpu.caps().variants.inline_norm;
     let xt = if per_invocation {
         // swiglu_rows declares no x buffer; the module's constant only has to be valid.
         1024
+    } else if !stage {
+        // x read from its buffer: the workgroup buffer holds the reduction's slots only.
+        nv * workgroup * 4
     } else {
         (variant.bytes() / 4).min(u32::try_from(fit).unwrap_or(u32::MAX))
     };
@@ -317,6 +321,7 @@ pub fn record_gated_full(
         ("NORM", Const::Bool(norm.is_some())),
         ("NV", Const::U32(nv)),
         ("GATE", Const::U32(act.code())),
+        ("STAGE", Const::Bool(stage)),
     ]);
     let (entry, outputs_per_group) = if per_invocation {
         ("swiglu_rows", rows * workgroup)

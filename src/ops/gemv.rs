@@ -156,19 +156,22 @@ super::checks::params_layout_test!(
 );
 
 /// The constants every gemv.wgsl pipeline defines beyond its own (the module also holds the
-/// fused QKV entry point, whose head size and KV format they give).
+/// fused QKV entry point, whose head size and KV format they give). `NORM_INLINE` (with `norm`)
+/// from the device's variants ([`crate::gpu::Variants::inline_norm`]).
 pub(crate) fn module_consts(
+    gpu: &Gpu,
     norm: bool,
     hd: u32,
     kv_dtype: u32,
     qkv_lanes: u32,
     qkv_split: u32,
     qk_norm: bool,
-) -> [(&'static str, Const); 6] {
+) -> [(&'static str, Const); 7] {
     [
         ("QKV_SPLIT", Const::U32(qkv_split)),
         ("QK_NORM", Const::Bool(qk_norm)),
         ("NORM", Const::Bool(norm)),
+        ("NORM_INLINE", Const::Bool(norm && gpu.caps().variants.inline_norm)),
         ("HD", Const::U32(hd)),
         ("KV_DTYPE", Const::U32(kv_dtype)),
         ("QKV_LANES", Const::U32(qkv_lanes)),
@@ -278,7 +281,7 @@ pub fn record_full(
 
     let mut consts: Vec<(&'static str, Const)> = dtype_consts(w.dtype()).to_vec();
     consts.extend_from_slice(&bound.consts);
-    consts.extend_from_slice(&module_consts(norm.is_some(), 16, 0, 1, 1, false));
+    consts.extend_from_slice(&module_consts(gpu, norm.is_some(), 16, 0, 1, 1, false));
     match variant {
         Variant::Vec4 {
             rows,

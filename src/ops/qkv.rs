@@ -327,7 +327,7 @@ pub fn record_tuned(
             let mut consts: Vec<(&'static str, Const)> = dtype_consts(wt.dtype()).to_vec();
             consts.extend_from_slice(&epi.consts);
             consts[3] = ("HAS_BIAS", Const::Bool(w.has_bias));
-            consts.extend_from_slice(&gemv::module_consts(true, hd as u32, kv, lanes, split, w.qk_norm));
+            consts.extend_from_slice(&gemv::module_consts(gpu, true, hd as u32, kv, lanes, split, w.qk_norm));
             consts.extend_from_slice(&[
                 ("WG", Const::U32(workgroup)),
                 ("ROWS", Const::U32(group_rows)),

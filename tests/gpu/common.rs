@@ -53,6 +53,20 @@ pub async fn gpu_with(shapes: kjarni_web::LaunchShapes) -> Gpu {
     }
 }
 
+/// A device with the GPU launch shapes and the previous kernels' separate RMSNorm pass
+/// (`GpuOptions::norm_pass`: the decode benchmarks' baseline stays tested).
+pub async fn norm_pass_gpu() -> Gpu {
+    let opts = kjarni_web::GpuOptions {
+        launch_shapes: kjarni_web::LaunchShapes::Gpu,
+        norm_pass: true,
+        ..Default::default()
+    };
+    match Gpu::with_options(opts).await {
+        Ok(g) => g,
+        Err(e) => panic!("no GPU device for the test: {e}"),
+    }
+}
+
 /// Both launch shapes, GPU first: kernels whose shape the device picks run under each.
 pub const BOTH_SHAPES: [kjarni_web::LaunchShapes; 2] = [kjarni_web::LaunchShapes::Gpu, kjarni_web::LaunchShapes::Cpu];
 

@@ -90,98 +90,114 @@ fn ks(fmt: Fmt) -> &'static [usize] {
 }
 
 gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
-    let gpu = gpu().await;
+    // Natively under the GPU launch shapes (gemv_vec4 / the quantised kernels, the norm's sum of
+    // squares inline), the CPU ones (gemv_rows) and the GPU ones with the previous separate
+    // norm pass (`GpuOptions::norm_pass`); in the browser the adapter's own.
+    let gpus = if BROWSER {
+        vec![gpu().await]
+    } else {
+        vec![
+            gpu_with(BOTH_SHAPES[0]).await,
+            gpu_with(BOTH_SHAPES[1]).await,
+            norm_pass_gpu().await,
+        ]
+    };
     let mut seed = 7000;
     let mut worst = 0.0f32;
-    for fmt in formats() {
-        for (ki, &k) in ks(fmt).iter().enumerate() {
-            // (rows of x, N): one row for every format; quantised also two rows (M ≤ 4 GEMV).
-            let ms: &[usize] = if matches!(fmt, Fmt::Quant(_)) && ki == 0 {
-                &[1, 2]
-            } else {
-                &[1]
-            };
-            for &m in ms {
-                let n = if ki == 0 { 33 } else { 96 };
-                // Epilogues: 0 none, 1 bias, 2 bias + SiLU · product, 3 residual add in place,
-                // 4 residual add from another tensor; with and without the norm prologue (not
-                // with the in-place add: a kernel that writes x must not have the prologue —
-                // here y is not x, so it is allowed, but the model never does it).
-                for epi_kind in 0..5 {
-                    for norm_on in [false, true] {
-                        if BROWSER && !(epi_kind + usize::from(norm_on) + ki).is_multiple_of(3) {
-                            continue; // SwiftShader: a rotating third of the combinations
+    for gpu in &gpus {
+        for fmt in formats() {
+            for (ki, &k) in ks(fmt).iter().enumerate() {
+                // (rows of x, N): one row for every format; quantised also two rows (M ≤ 4 GEMV).
+                let ms: &[usize] = if matches!(fmt, Fmt::Quant(_)) && ki == 0 {
+                    &[1, 2]
+                } else {
+                    &[1]
+                };
+                for &m in ms {
+                    let n = if ki == 0 { 33 } else { 96 };
+                    // Epilogues: 0 none, 1 bias, 2 bias + SiLU · product, 3 residual add in place,
+                    // 4 residual add from another tensor; with and without the norm prologue (not
+                    // with the in-place add: a kernel that writes x must not have the prologue —
+                    // here y is not x, so it is allowed, but the model never does it).
+                    for epi_kind in 0..5 {
+                        for norm_on in [false, true] {
+                            if BROWSER && !(epi_kind + usize::from(norm_on) + ki).is_multiple_of(3) {
+                                continue; // SwiftShader: a rotating third of the combinations
+                            }
+                            seed += 10;
+                            let (w, wv) = weight(gpu, fmt, n, k, seed);
+                            let x = cpu::random(m * k, seed + 1, -1.0, 1.0);
+                            let gamma = cpu::random(k, seed + 2, 0.5, 1.5);
+                            let bias = cpu::random(n, seed + 3, -1.0, 1.0);
+                            let other = cpu::random(m * n, seed + 4, -1.0, 1.0);
+                            let y0 = cpu::random(m * n, seed + 5, -1.0, 1.0);
+                            let xn = if norm_on {
+                                refn::rms_norm(&x, None, &gamma, k, EPS)
+                            } else {
+                                x.clone()
+                            };
+                            let epi_ref = match epi_kind {
+                                0 => refl::Epi::default(),
+                                1 => refl::Epi {
+                                    bias: Some(&bias),
+                                    ..Default::default()
+                                },
+                                2 => refl::Epi {
+                                    bias: Some(&bias),
+                                    act: Act::Silu,
+                                    mul: Some(&other),
+                                    ..Default::default()
+                                },
+                                3 => refl::Epi {
+                                    add: Some(&y0),
+                                    ..Default::default()
+                                },
+                                _ => refl::Epi {
+                                    add: Some(&other),
+                                    ..Default::default()
+                                },
+                            };
+                            let want = refl::linear(&xn, &wv, m, n, k, epi_ref);
+                            let mag = refl::abs_dot(&xn, &wv, m, n, k);
+                            let tx = upload(gpu, "x", &[m, k], &x);
+                            let tg = upload(gpu, "gamma", &[k], &gamma);
+                            let tb = upload(gpu, "bias", &[n], &bias);
+                            let to = upload(gpu, "other", &[m, n], &other);
+                            let ty = upload(gpu, "y", &[m, n], &y0);
+                            let epi = match epi_kind {
+                                0 => Epilogue::NONE,
+                                1 => Epilogue::bias(&tb),
+                                2 => Epilogue {
+                                    bias: Some(&tb),
+                                    act: Act::Silu,
+                                    residual: Some(Residual::Mul(&to)),
+                                },
+                                3 => Epilogue {
+                                    residual: Some(Residual::Add(&ty)),
+                                    ..Default::default()
+                                },
+                                _ => Epilogue {
+                                    residual: Some(Residual::Add(&to)),
+                                    ..Default::default()
+                                },
+                            };
+                            let norm = NormPrologue { weight: &tg, eps: EPS };
+                            let mut b = gpu.batch();
+                            project::record(gpu, &mut b, &tx, &w, &ty, norm_on.then_some(&norm), &epi, None).unwrap();
+                            gpu.submit(b).unwrap();
+                            let got = ty.to_f32_vec(gpu).await.unwrap();
+                            // SiLU's derivative is ≤ 1.1 and the product operand ≤ 1.
+                            let bound: Vec<f32> = mag
+                                .iter()
+                                .zip(&want)
+                                .map(|(&s, &v)| 2.2e-5 * s + 1e-6 * (1.0 + v.abs()))
+                                .collect();
+                            let what = format!(
+                                "{fmt:?} m={m} n={n} k={k} epilogue {epi_kind} norm {norm_on} ({})",
+                                gpu.caps().variants.cpu
+                            );
+                            worst = worst.max(check_bound(&what, &got, &want, &bound));
                         }
-                        seed += 10;
-                        let (w, wv) = weight(&gpu, fmt, n, k, seed);
-                        let x = cpu::random(m * k, seed + 1, -1.0, 1.0);
-                        let gamma = cpu::random(k, seed + 2, 0.5, 1.5);
-                        let bias = cpu::random(n, seed + 3, -1.0, 1.0);
-                        let other = cpu::random(m * n, seed + 4, -1.0, 1.0);
-                        let y0 = cpu::random(m * n, seed + 5, -1.0, 1.0);
-                        let xn = if norm_on {
-                            refn::rms_norm(&x, None, &gamma, k, EPS)
-                        } else {
-                            x.clone()
-                        };
-                        let epi_ref = match epi_kind {
-                            0 => refl::Epi::default(),
-                            1 => refl::Epi {
-                                bias: Some(&bias),
-                                ..Default::default()
-                            },
-                            2 => refl::Epi {
-                                bias: Some(&bias),
-                                act: Act::Silu,
-                                mul: Some(&other),
-                                ..Default::default()
-                            },
-                            3 => refl::Epi {
-                                add: Some(&y0),
-                                ..Default::default()
-                            },
-                            _ => refl::Epi {
-                                add: Some(&other),
-                                ..Default::default()
-                            },
-                        };
-                        let want = refl::linear(&xn, &wv, m, n, k, epi_ref);
-                        let mag = refl::abs_dot(&xn, &wv, m, n, k);
-                        let tx = upload(&gpu, "x", &[m, k], &x);
-                        let tg = upload(&gpu, "gamma", &[k], &gamma);
-                        let tb = upload(&gpu, "bias", &[n], &bias);
-                        let to = upload(&gpu, "other", &[m, n], &other);
-                        let ty = upload(&gpu, "y", &[m, n], &y0);
-                        let epi = match epi_kind {
-                            0 => Epilogue::NONE,
-                            1 => Epilogue::bias(&tb),
-                            2 => Epilogue {
-                                bias: Some(&tb),
-                                act: Act::Silu,
-                                residual: Some(Residual::Mul(&to)),
-                            },
-                            3 => Epilogue {
-                                residual: Some(Residual::Add(&ty)),
-                                ..Default::default()
-                            },
-                            _ => Epilogue {
-                                residual: Some(Residual::Add(&to)),
-                                ..Default::default()
-                            },
-                        };
-                        let norm = NormPrologue { weight: &tg, eps: EPS };
-                        let mut b = gpu.batch();
-                        project::record(&gpu, &mut b, &tx, &w, &ty, norm_on.then_some(&norm), &epi, None).unwrap();
-                        gpu.submit(b).unwrap();
-                        let got = ty.to_f32_vec(&gpu).await.unwrap();
-                        // SiLU's derivative is ≤ 1.1 and the product operand ≤ 1.
-                        let bound: Vec<f32> = mag
-                            .iter()
-                            .zip(&want)
-                            .map(|(&s, &v)| 2.2e-5 * s + 1e-6 * (1.0 + v.abs()))
-                            .collect();
-                        let what = format!("{fmt:?} m={m} n={n} k={k} epilogue {epi_kind} norm {norm_on}");
-                        worst = worst.max(check_bound(&what, &got, &want, &bound));
                     }
                 }
             }
@@ -193,8 +209,13 @@ gpu_test!(fused_gemv_prologue_and_epilogues_match_reference, async {
 gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
     // The gate activation alternates between SiLU (SwiGLU) and GELU-tanh (Gemma's GeGLU) case by
     // case, and the launch shapes (swiglu_fused: GPU; swiglu_rows: CPU) every second case, so
-    // every weight format runs both activations and each activation both dense kernels.
-    let gpus = [gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
+    // every weight format runs both activations and each activation both dense kernels;
+    // natively a third device in the rotation runs the GPU shapes with the previous kernels
+    // (x staged in workgroup memory, `GpuOptions::norm_pass`).
+    let mut gpus = vec![gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
+    if !BROWSER {
+        gpus.push(norm_pass_gpu().await);
+    }
     let mut seed = 8000;
     let mut worst = 0.0f32;
     let mut case = 0usize;
@@ -210,7 +231,7 @@ gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
                 } else {
                     GateAct::Silu
                 };
-                let gpu = &gpus[(case / 2) % 2];
+                let gpu = &gpus[(case / 2) % gpus.len()];
                 seed += 10;
                 let n = 40;
                 let (g, gv) = weight(gpu, fmt, n, k, seed);

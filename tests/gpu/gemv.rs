@@ -388,3 +388,62 @@ gpu_test!(gemv_without_shader_checks_is_exact, async {
         }
     }
 });
+
+// The RMSNorm prologue under every variant: the norm's sum of squares inline in the dot-product
+// loop (the default) and, natively, in the previous separate pass (`GpuOptions::norm_pass`).
+// Reference: rms_norm then the product, in f64-accumulated f32 (cpu::linear); bound per output
+// 2.2e-5 · Σ|x̂·w| + 1e-6 · (1 + |y|) as tests/gpu/fused.rs states it (a few f32 roundings of the
+// sum of squares move 1 / rms by ~1e-7 relative; the dot product's own error as above).
+gpu_test!(gemv_norm_prologue_is_right_for_every_variant, async {
+    use kjarni_web::cpu::norm::rms_norm;
+    use kjarni_web::ops::linear::NormPrologue;
+    let gpus = if browser() {
+        vec![gpu().await]
+    } else {
+        vec![gpu().await, norm_pass_gpu().await]
+    };
+    for gpu in &gpus {
+        let variants = variants(gpu);
+        let shapes = subset(&SHAPES, |s| [(5, 3), (6, 17), (31, 100), (70, 1031)].contains(s));
+        for (i, &(n, k)) in shapes.iter().enumerate() {
+            let seed = 500 + i as u64;
+            let x = cpu::random(k, seed, -1.0, 1.0);
+            let w = cpu::random(n * k, seed + 1, -1.0, 1.0);
+            let gamma = cpu::random(k, seed + 2, 0.5, 1.5);
+            let (tw, wv) = weights(gpu, "w", n, k, DType::BF16, &w);
+            let xn = rms_norm(&x, None, &gamma, k, 1e-5);
+            let want = linear(&xn, &wv, 1, n, k, Epi::default());
+            let mag = abs_dot(&xn, &wv, 1, n, k);
+            let tx = upload(gpu, "x", &[k], &x);
+            let tg = upload(gpu, "gamma", &[k], &gamma);
+            let norm = NormPrologue { weight: &tg, eps: 1e-5 };
+            let outs: Vec<GpuTensor> = variants
+                .iter()
+                .map(|_| upload(gpu, "y", &[n], &vec![f32::NAN; n]))
+                .collect();
+            let mut batch = gpu.batch();
+            for (v, y) in variants.iter().zip(&outs) {
+                if matches!(v, Variant::Scalar) {
+                    continue; // the baseline kernel has no prologue
+                }
+                gemv::record_full(gpu, &mut batch, &tw, &tx, y, Some(&norm), &Epilogue::NONE, *v).unwrap();
+            }
+            gpu.submit(batch).unwrap();
+            for (v, y) in variants.iter().zip(&outs) {
+                if matches!(v, Variant::Scalar) {
+                    continue;
+                }
+                let got = y.to_f32_vec(gpu).await.unwrap();
+                for (j, ((&g, &r), &s)) in got.iter().zip(&want).zip(&mag).enumerate() {
+                    let bound = 2.2e-5 * s + 1e-6 * (1.0 + r.abs());
+                    assert!(
+                        (g - r).abs() <= bound,
+                        "gemv {} norm prologue (inline {}) [{n}, {k}] row {j}: {g} vs {r} (bound {bound})",
+                        v.name(),
+                        gpu.caps().variants.inline_norm
+                    );
+                }
+            }
+        }
+    }
+});
