@@ -529,6 +529,26 @@ fn q4k_group_dot(rb: u32, u: u32, x0: XUnit, x1: XUnit, sx: vec2<f32>) -> f32 {
         - dm.y * (f32(mn & 0xffu) * sx.x + f32((mn >> 8u) & 0xffu) * sx.y);
 }
 
+// Weight rows fast_rows walks at once: ROWS, or with PAIR the ROWS gate rows and their ROWS up
+// rows (both loaded in the same pass over x, not one pass after the other).
+const RR: u32 = ROWS + ROWS * min(PAIR, 1u);
+
+// NORM_INLINE (with NORM): this invocation's share of x's sum of squares, accumulated where
+// fast_rows loads x (`count`: the first row group's lanes, which see all of x once) instead of
+// a separate pass and reduction before the dot products; reduced with the rows' sums.
+var<private> x_ss: f32;
+
+// The sum of squares of the 8 vec4 of x a 32-weight unit uses (raw x, before the norm weight).
+fn unit_ss(xrow: u32, b: u32, h: u32) -> f32 {
+    var s = 0.0;
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        let v = x[xrow + b + i];
+        let w = x[xrow + h + i];
+        s = s + dot(v, v) + dot(w, w);
+    }
+    return s;
+}
+
 // vec4 i of x row `xrow` (offset in vec4), times the norm weight with NORM (the 1 / rms factor is
 // applied to the finished dot products).
 fn xq(xrow: u32, i: u32) -> vec4<f32> {
@@ -541,7 +561,7 @@ fn xq(xrow: u32, i: u32) -> vec4<f32> {
 // RMSNorm prologue: 1 / sqrt(mean(x^2) + eps) of x row `xrow`, recomputed by every workgroup;
 // 1 without NORM. Call from uniform control flow.
 fn norm_inv(xrow: u32, lane: Lane) -> f32 {
-    if (!NORM) {
+    if (!NORM || NORM_INLINE) {
         return 1.0;
     }
     var ss = 0.0;
@@ -591,18 +611,24 @@ fn row_block(row: u32) -> u32 {
     return (p.row0 + row) * p.units;
 }
 
-// Lane li's (of LANES) partial sums of the rows whose first blocks are rb, against x row xrow.
-fn fast_rows(rb: array<u32, ROWS>, li: u32, xrow: u32) -> array<f32, ROWS> {
-    var acc: array<f32, ROWS>;
+// Lane li's (of LANES) partial sums of the rows whose first blocks are rb, against x row xrow
+// (rows past ROWS: only with PAIR, the up rows). `count` (NORM_INLINE): add the raw x this lane
+// loads to x_ss.
+fn fast_rows(rb: array<u32, RR>, li: u32, xrow: u32, count: bool) -> array<f32, RR> {
+    var acc: array<f32, RR>;
     let one = vec4<f32>(1.0);
+    let ss = NORM && NORM_INLINE && count;
     if (STEP == 1u) {
         for (var u = li; u < p.units; u = u + LANES) {
             let xb = x_base(u);
             let xh = xb + x_hi();
             let xu = XUnit(xq(xrow, xb), xq(xrow, xb + 1u), xq(xrow, xb + 2u), xq(xrow, xb + 3u),
                            xq(xrow, xh), xq(xrow, xh + 1u), xq(xrow, xh + 2u), xq(xrow, xh + 3u));
+            if (ss) {
+                x_ss = x_ss + unit_ss(xrow, xb, xh);
+            }
             let sx = vec2<f32>(dot(xu.a0 + xu.a1 + xu.a2 + xu.a3, one), dot(xu.b0 + xu.b1 + xu.b2 + xu.b3, one));
-            for (var r = 0u; r < ROWS; r = r + 1u) {
+            for (var r = 0u; r < RR; r = r + 1u) {
                 acc[r] = acc[r] + fast_dot(rb[r], u, xu, sx);
             }
         }
@@ -615,9 +641,12 @@ fn fast_rows(rb: array<u32, ROWS>, li: u32, xrow: u32) -> array<f32, ROWS> {
                            xq(xrow, xb + 8u), xq(xrow, xb + 9u), xq(xrow, xb + 10u), xq(xrow, xb + 11u));
             let x1 = XUnit(xq(xrow, xb + 4u), xq(xrow, xb + 5u), xq(xrow, xb + 6u), xq(xrow, xb + 7u),
                            xq(xrow, xb + 12u), xq(xrow, xb + 13u), xq(xrow, xb + 14u), xq(xrow, xb + 15u));
+            if (ss) {
+                x_ss = x_ss + unit_ss(xrow, xb, xb + 8u) + unit_ss(xrow, xb + 4u, xb + 12u);
+            }
             let sx = vec2<f32>(dot(x0.a0 + x0.a1 + x0.a2 + x0.a3 + x1.a0 + x1.a1 + x1.a2 + x1.a3, one),
                                dot(x0.b0 + x0.b1 + x0.b2 + x0.b3 + x1.b0 + x1.b1 + x1.b2 + x1.b3, one));
-            for (var r = 0u; r < ROWS; r = r + 1u) {
+            for (var r = 0u; r < RR; r = r + 1u) {
                 acc[r] = acc[r] + q4k_group_dot(rb[r], u, x0, x1, sx);
             }
         }
@@ -637,7 +666,10 @@ fn fast_rows(rb: array<u32, ROWS>, li: u32, xrow: u32) -> array<f32, ROWS> {
             let sa = vec2<f32>(dot(xa.a0 + xa.a1 + xa.a2 + xa.a3, one), dot(xa.b0 + xa.b1 + xa.b2 + xa.b3, one));
             let sc = vec2<f32>(dot(xc.a0 + xc.a1 + xc.a2 + xc.a3, one), dot(xc.b0 + xc.b1 + xc.b2 + xc.b3, one));
             let second = u + 1u < p.units;
-            for (var r = 0u; r < ROWS; r = r + 1u) {
+            if (ss) {
+                x_ss = x_ss + unit_ss(xrow, xb, xh) + select(0.0, unit_ss(xrow, yb, yh), second);
+            }
+            for (var r = 0u; r < RR; r = r + 1u) {
                 let da = fast_dot(rb[r], u, xa, sa);
                 let dc = fast_dot(rb[r], u1, xc, sc);
                 acc[r] = acc[r] + da + select(0.0, dc, second);
@@ -650,11 +682,17 @@ fn fast_rows(rb: array<u32, ROWS>, li: u32, xrow: u32) -> array<f32, ROWS> {
 // The workgroup's OUTS sums of the row groups' partials: invocation i < OUTS gets output i
 // (GROUPS > 1: through workgroup memory, one barrier; GROUPS == 1: wg_sum, every lane gets all).
 // Uniform control flow.
-fn group_sums(acc: array<f32, ROWS>, lane: Lane) -> array<f32, ROWS> {
-    var out: array<f32, ROWS>;
+// Rows `first .. first + ROWS` of acc (PAIR: 0 the gate rows, ROWS the up rows), summed; with
+// `with_ss` (NORM_INLINE) also x_ss across the first group's lanes, returned in the last slot
+// of the result (index ROWS).
+fn group_sums(acc: array<f32, RR>, first: u32, with_ss: bool, lane: Lane) -> array<f32, ROWS_SS> {
+    var out: array<f32, ROWS_SS>;
     if (GROUPS == 1u) {
         for (var r = 0u; r < ROWS; r = r + 1u) {
-            out[r] = wg_sum(acc[r], lane);
+            out[r] = wg_sum(acc[first + r], lane);
+        }
+        if (with_ss) {
+            out[ROWS] = wg_sum(x_ss, lane);
         }
         return out;
     }
@@ -662,7 +700,11 @@ fn group_sums(acc: array<f32, ROWS>, lane: Lane) -> array<f32, ROWS> {
     let li = lane.index % LANES;
     workgroupBarrier(); // a previous round's reads are done
     for (var r = 0u; r < ROWS; r = r + 1u) {
-        gf_part[li * (OUTS + 1u) + grp * ROWS + r] = acc[r];
+        gf_part[li * (OUTS + 1u) + grp * ROWS + r] = acc[first + r];
+    }
+    // The spare column OUTS: the first group's sums of squares.
+    if (with_ss && grp == 0u) {
+        gf_part[li * (OUTS + 1u) + OUTS] = x_ss;
     }
     workgroupBarrier();
     if (lane.index < OUTS) {
@@ -672,7 +714,22 @@ fn group_sums(acc: array<f32, ROWS>, lane: Lane) -> array<f32, ROWS> {
         }
         out[0] = s;
     }
+    if (with_ss) {
+        var s = 0.0;
+        for (var l = 0u; l < LANES; l = l + 1u) {
+            s = s + gf_part[l * (OUTS + 1u) + OUTS];
+        }
+        out[ROWS] = s;
+    }
     return out;
+}
+
+// group_sums' result: ROWS sums and the sum of squares.
+const ROWS_SS: u32 = ROWS + 1u;
+
+// 1 / rms from a reduced sum of squares (NORM_INLINE).
+fn inv_rms(ss: f32) -> f32 {
+    return inverseSqrt(ss / f32(p.k) + p.eps);
 }
 
 @compute @workgroup_size(WG)
@@ -687,20 +744,25 @@ fn gemv_fast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let li = lane.index % LANES;
     let row0 = out0 + grp * ROWS;
     let xrow = mrow * (p.k >> 2u);
-    let inv = norm_inv(xrow, lane);
-    // Rows past the end read the last row (never stored).
-    var rb: array<u32, ROWS>;
+    var inv = norm_inv(xrow, lane);
+    // Rows past the end read the last row (never stored). PAIR (gated MLP): the up rows are n
+    // further on, walked in the same pass; out = act(gate) * up.
+    var rb: array<u32, RR>;
     for (var r = 0u; r < ROWS; r = r + 1u) {
         rb[r] = row_block(min(row0 + r, p.n - 1u));
-    }
-    let s = group_sums(fast_rows(rb, li, xrow), lane);
-    var su: array<f32, ROWS>;
-    if (PAIR != 0u) {
-        // Gated MLP: the up rows are n further on; out = silu(gate) * up.
-        for (var r = 0u; r < ROWS; r = r + 1u) {
-            rb[r] = row_block(min(row0 + r, p.n - 1u) + p.n);
+        if (PAIR != 0u) {
+            rb[ROWS + r] = row_block(min(row0 + r, p.n - 1u) + p.n);
         }
-        su = group_sums(fast_rows(rb, li, xrow), lane);
+    }
+    let inline_ss = NORM && NORM_INLINE;
+    let acc = fast_rows(rb, li, xrow, grp == 0u);
+    let s = group_sums(acc, 0u, inline_ss, lane);
+    if (inline_ss) {
+        inv = inv_rms(s[ROWS]);
+    }
+    var su: array<f32, ROWS_SS>;
+    if (PAIR != 0u) {
+        su = group_sums(acc, ROWS, false, lane);
     }
     if (GROUPS == 1u) {
         for (var r = 0u; r < ROWS; r = r + 1u) {
@@ -736,15 +798,21 @@ fn gemv_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (hidx >= p.n_heads + 2u * p.n_kv_heads) {
         return;
     }
-    let inv = norm_inv(0u, lane);
+    var inv = norm_inv(0u, lane);
     let grp = lane.index / LANES;
     let li = lane.index % LANES;
+    let inline_ss = NORM && NORM_INLINE;
     for (var r0 = 0u; r0 < QKV_R; r0 = r0 + OUTS) {
-        var rb: array<u32, ROWS>;
+        var rb: array<u32, RR>;
         for (var r = 0u; r < ROWS; r = r + 1u) {
             rb[r] = row_block(hidx * HD + qkv_elem(part, min(r0 + grp * ROWS + r, QKV_R - 1u)));
         }
-        let s = group_sums(fast_rows(rb, li, 0u), lane);
+        // NORM_INLINE: the first round's first group counts x's squares; every round after
+        // already has inv.
+        let s = group_sums(fast_rows(rb, li, 0u, r0 == 0u && grp == 0u), 0u, inline_ss && r0 == 0u, lane);
+        if (inline_ss && r0 == 0u) {
+            inv = inv_rms(s[ROWS]);
+        }
         if (GROUPS == 1u) {
             if (lane.index == 0u) {
                 for (var r = 0u; r < ROWS; r = r + 1u) {

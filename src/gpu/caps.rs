@@ -63,10 +63,11 @@ pub struct Variants {
     /// ~0.7 µs per invocation up to 64 invocations and ~3.5 µs at 256, against ~0.08 µs without
     /// barriers (notes/dawn.md, "CPU adapters").
     pub cpu: bool,
-    /// Decode GEMVs with an RMSNorm prologue (fused QKV, lm_head, gate/up) accumulate x's sum of
-    /// squares in their dot-product loop and reduce it with the rows (x and weights loaded in one
-    /// round trip), and the fused SwiGLU reads x directly instead of staging it in workgroup
-    /// memory. `false` ([`crate::GpuOptions::norm_pass`]): the previous kernels, a separate
+    /// Decode GEMVs with an RMSNorm prologue (fused QKV, lm_head, gate/up; dense and quantised)
+    /// accumulate x's sum of squares in their dot-product loop and reduce it with the rows (x and
+    /// weights loaded in one round trip), the fused SwiGLU reads x directly instead of staging it
+    /// in workgroup memory, and the quantised gate/up kernel walks the gate and up rows in one
+    /// pass (they were two passes, the second after the first's reduction). `false` ([`crate::GpuOptions::norm_pass`]): the previous kernels, a separate
     /// sum-of-squares pass and reduction before the dot products (the benchmark baseline).
     pub inline_norm: bool,
 }

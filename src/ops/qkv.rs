@@ -368,7 +368,16 @@ pub fn record_tuned(
             let reduction = quant::check_fast(gpu, variant)?;
             let mut consts = quant::fast_consts(q.qtype(), variant).to_vec();
             consts.extend_from_slice(&quant::fused_consts(
-                true, w.has_bias, 0, 0, 0, hd as u32, kv, split, w.qk_norm,
+                true,
+                w.has_bias,
+                0,
+                0,
+                0,
+                hd as u32,
+                kv,
+                split,
+                w.qk_norm,
+                gpu.caps().variants.inline_norm,
             ));
             let pipeline =
                 gpu.pipelines()

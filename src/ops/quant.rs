@@ -368,10 +368,11 @@ pub fn gemv_default(gpu: &Gpu, qtype: QuantType, n: usize, k: usize) -> Variant 
 }
 
 /// The fused constants of the plain kernels: everything off.
-const OFF: [(&str, Const); 9] = [
+const OFF: [(&str, Const); 10] = [
     ("QKV_SPLIT", Const::U32(1)),
     ("QK_NORM", Const::Bool(false)),
     ("NORM", Const::Bool(false)),
+    ("NORM_INLINE", Const::Bool(false)),
     ("HAS_BIAS", Const::Bool(false)),
     ("ACT", Const::U32(0)),
     ("RES", Const::U32(0)),
@@ -436,11 +437,13 @@ pub(crate) fn fused_consts(
     kv: u32,
     qkv_split: u32,
     qk_norm: bool,
-) -> [(&'static str, Const); 9] {
+    inline_norm: bool,
+) -> [(&'static str, Const); 10] {
     [
         ("QKV_SPLIT", Const::U32(qkv_split)),
         ("QK_NORM", Const::Bool(qk_norm)),
         ("NORM", Const::Bool(norm)),
+        ("NORM_INLINE", Const::Bool(norm && inline_norm)),
         ("HAS_BIAS", Const::Bool(bias)),
         ("ACT", Const::U32(act)),
         ("RES", Const::U32(res)),
@@ -615,6 +618,7 @@ pub fn record_fused(
         0,
         1,
         false,
+        gpu.caps().variants.inline_norm,
     ));
     let p = gpu
         .pipelines()
