@@ -1101,6 +1101,7 @@ gpu_test!(fused_decode_with_scaled_rope_matches_the_unfused_path, async {
             want.push(logits);
             logits = m.forward(&gpu, &[*ids.last().unwrap()]).await.unwrap();
         }
+        let unfused_dispatches = m.dispatches_per_token();
         // The fused path on the same ids: the same logits within the tolerance, the same argmax
         // at every step (so its own greedy run is the same).
         m.set_decode_path(DecodePath::Fused);
@@ -1153,6 +1154,9 @@ gpu_test!(fused_decode_with_scaled_rope_matches_the_unfused_path, async {
             miss > 1.0,
             "{what}: the model without its scaling is within the tolerance ({miss:.2} tolerances)"
         );
-        say!("{what}: {n} greedy ids equal fused / unfused / generate; the scaling dropped misses by {miss:.1} tolerances");
+        say!(
+            "{what}: {n} greedy ids equal fused / unfused / generate; {} / {unfused_dispatches} dispatches per token fused / unfused; the scaling dropped misses by {miss:.1} tolerances",
+            2 + 5 * 2
+        );
     }
 });
