@@ -39,6 +39,7 @@ struct Params {
     scale_stride: u32,
     _pad1: u32,
     _pad2: u32,
+    rope_scaling: vec4<f32>, // RopeScaling::wgsl(): (factor, low, high, original context)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

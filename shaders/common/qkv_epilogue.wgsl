@@ -9,8 +9,9 @@
 //     v * w[e] / sqrt(Σ v² / HD + eps) with the q_norm / k_norm weights [HD] stored in nw after
 //     the attention norm weight [K] and the bias [N] (the host keeps QKV_SPLIT = 1: the sum
 //     is the whole head's),
-//   - rotates q and k heads by RoPE at position p.pos (the helpers of common/attention_rope.wgsl, so q
-//     and K are bit-identical to the rotation of the unfused path),
+//   - rotates q and k heads by RoPE at position p.pos with the model's frequency scaling
+//     (p.rope_scaling: plain, linear or Llama 3; rope_apply / rope_inv_freq of common/rope.wgsl,
+//     so q and K are bit-identical to the rotation of the unfused path),
 //   - writes a q head to q_out [n_heads, HD],
 //   - appends a k / v head to the KV cache row p.pos in its storage format exactly as
 //     kv_cache.wgsl does (f32; f16 pairs; int8 codes with the f16 absmax of the (token, head)).
@@ -18,12 +19,8 @@
 // half is replaced with a compare-exchange loop (no stale half survives a truncated cache).
 //
 // Needs from the including kernel: Params fields n_heads, n_kv_heads, pos, rot, log2_theta,
-// scale_stride, k, n, eps; constants WG, HD, KV_DTYPE, QKV_SPLIT, QK_NORM, NORM, HAS_BIAS; the
-// f32 buffer nw; Lane, wg_sum and wg_max.
-
-// The fused epilogue rotates with unscaled frequencies (models with RoPE scaling decode through
-// the unfused path; src/ops/qkv.rs refuses them).
-const ROPE_UNSCALED: vec4<f32> = vec4<f32>(1.0, 0.0, 0.0, 0.0);
+// rope_scaling (vec4, RopeScaling::wgsl()), scale_stride, k, n, eps; constants WG, HD, KV_DTYPE,
+// QKV_SPLIT, QK_NORM, NORM, HAS_BIAS; the f32 buffer nw; Lane, wg_sum and wg_max.
 
 @group(0) @binding(10) var<storage, read_write> q_out: array<f32>;
 @group(0) @binding(11) var<storage, read_write> k_cache: array<u32>;
@@ -115,7 +112,7 @@ fn qkv_epilogue(hidx: u32, part: u32, lane: Lane) {
     for (var c = 0u; c < QKV_EPT; c = c + 1u) {
         let e = lane.index + c * WG;
         if (e < QKV_R) {
-            let v = rope_apply(qkv_elem(part, e), head_buf[e], head_buf[qkv_partner(e, rot)], p.pos, rot, p.log2_theta, ROPE_UNSCALED);
+            let v = rope_apply(qkv_elem(part, e), head_buf[e], head_buf[qkv_partner(e, rot)], p.pos, rot, p.log2_theta, p.rope_scaling);
             vals[c] = v;
             amax = max(amax, abs(v));
         }

@@ -681,14 +681,13 @@ fn sandwich_add(gpu: &Gpu, b: &mut crate::gpu::Batch, s: &Scratch, w: &GpuTensor
 
 /// Whether the fused decode layer implements everything this configuration asks of a layer:
 /// RMSNorm pre-norms (Gemma's `(1 + w)` weights as loaded: the 1 is added at load), a SiLU- or
-/// GELU(tanh)-gated MLP, RoPE without scaling (the fused QKV epilogue rotates unscaled only)
-/// with one base or Gemma 3's local / global pair, per-head q/k RMSNorms only as a pair (Qwen3,
-/// Gemma 3), any attention scale (`query_pre_attn_scalar`), per-layer sliding windows, and
-/// sandwich norms after o_proj / down (Gemma: one norm dispatch each adds `rmsnorm(·) · w` into
-/// x). Llama 3's and Gemma's scaled RoPE decode through the unfused path.
+/// GELU(tanh)-gated MLP, RoPE plain or scaled (linear, Llama 3: the fused QKV epilogue takes the
+/// scaling as the other RoPE paths do) with one base or Gemma 3's local / global pair, per-head
+/// q/k RMSNorms only as a pair (Qwen3, Gemma 3), any attention scale (`query_pre_attn_scalar`),
+/// per-layer sliding windows, and sandwich norms after o_proj / down (Gemma: one norm dispatch
+/// each adds `rmsnorm(·) · w` into x).
 fn fusable(cfg: &DecoderConfig, layers: &[Layer]) -> bool {
     matches!(cfg.mlp_act, MlpAct::Silu | MlpAct::GeluTanh)
-        && cfg.rope_scaling == Default::default()
         && layers
             .iter()
             .all(|l| l.q_norm.is_some() == cfg.qk_norm && l.k_norm.is_some() == cfg.qk_norm)

@@ -147,12 +147,25 @@ pub(crate) struct Params {
     pub log2_theta: f32,
     pub scale_stride: u32,
     pub _pad: [u32; 2],
+    /// gemv_qkv: [`crate::ops::rope::RopeScaling::wgsl`] (a vec4, 16-byte aligned at offset 48).
+    pub rope_scaling: [f32; 4],
 }
 
 super::checks::params_layout_test!(
     Params,
     KERNEL.source,
-    [n, k, eps, n_heads, n_kv_heads, pos, rot, log2_theta, scale_stride]
+    [
+        n,
+        k,
+        eps,
+        n_heads,
+        n_kv_heads,
+        pos,
+        rot,
+        log2_theta,
+        scale_stride,
+        rope_scaling
+    ]
 );
 
 /// The constants every gemv.wgsl pipeline defines beyond its own (the module also holds the

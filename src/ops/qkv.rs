@@ -1,7 +1,8 @@
 //! The fused decode QKV projection (`gemv_qkv` in `shaders/gemv.wgsl` and `shaders/quant.wgsl`,
 //! epilogue in `shaders/common/qkv_epilogue.wgsl`): for one token,
 //! `[q; k; v] = W_qkv · rmsnorm(x) + b`, optionally a per-head RMSNorm of q and k (Qwen3's
-//! `q_norm` / `k_norm`), RoPE on q and k at the token's position, q written out,
+//! `q_norm` / `k_norm`), RoPE on q and k at the token's position (with the model's frequency
+//! scaling: plain, linear, Llama 3), q written out,
 //! k and v appended to the KV cache in its storage format: one dispatch instead of norm, three
 //! projections and the append.
 //!
@@ -22,7 +23,7 @@ use super::kv_cache::{KvCache, KvDType};
 use super::linear::{chunk_elems, dtype_consts, Epilogue};
 use super::project::Linear;
 use super::quant::{self, QuantWeight, Variant as QVariant};
-use super::rope::Rope;
+use super::rope::{Rope, RopeScaling};
 use crate::error::{Error, Result};
 use crate::gpu::{Batch, Const, DType, Gpu, GpuTensor};
 
@@ -249,21 +250,11 @@ pub fn record_tuned(
         });
     }
     super::checks::no_alias(NAME, &[q_out], &[x])?;
-    let (rot, log2_theta) = match rope {
-        // The fused epilogue rotates with the plain frequencies only: scaled RoPE (Llama 3) takes
-        // the unfused path, and asking for it here is refused rather than computed wrong.
-        Some(r) if r.scaling != Default::default() => {
-            return Err(Error::Unsupported {
-                kernel: NAME,
-                variant: format!("RoPE scaling {:?}", r.scaling),
-                why: "the fused QKV epilogue implements unscaled RoPE only".into(),
-            })
-        }
-        Some(r) => {
-            let (rot, log2_theta, _) = r.fused(NAME, hd)?;
-            (rot, log2_theta)
-        }
-        None => (0, 0.0),
+    // The epilogue turns q and k with the model's scaled frequencies (plain, linear, Llama 3:
+    // `rope_inv_freq` of shaders/common/rope.wgsl, as every other RoPE path).
+    let (rot, log2_theta, rope_scaling) = match rope {
+        Some(r) => r.fused(NAME, hd)?,
+        None => (0, 0.0, RopeScaling::None.wgsl()),
     };
     let caps = gpu.caps();
     // CPU adapters: one workgroup per head (a barrier costs per invocation there, so fewer,
@@ -346,6 +337,7 @@ pub fn record_tuned(
                 rot,
                 log2_theta,
                 scale_stride: cache.scale_stride(),
+                rope_scaling,
                 ..Default::default()
             };
             let mut buffers = vec![(1, wt.buffer()), (3, x.buffer()), (8, w.aux.buffer())];
@@ -396,6 +388,7 @@ pub fn record_tuned(
                 rot,
                 log2_theta,
                 scale_stride: cache.scale_stride(),
+                rope_scaling,
                 ..Default::default()
             };
             let mut buffers = vec![

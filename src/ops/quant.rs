@@ -402,6 +402,8 @@ pub(crate) struct Params {
     pub log2_theta: f32,
     pub scale_stride: u32,
     pub _pad1: [u32; 2],
+    /// gemv_qkv: [`crate::ops::rope::RopeScaling::wgsl`] (a vec4, 16-byte aligned at offset 64).
+    pub rope_scaling: [f32; 4],
 }
 
 super::checks::params_layout_test!(
@@ -420,7 +422,8 @@ super::checks::params_layout_test!(
         pos,
         rot,
         log2_theta,
-        scale_stride
+        scale_stride,
+        rope_scaling
     ]
 );
 

@@ -1,6 +1,7 @@
 //! The fused decode kernels against CPU references: the RMSNorm prologue and epilogues of the
 //! dense and quantised GEMVs (ops::project), SwiGLU with the norm prologue, and the fused QKV
-//! (norm + projection + bias + RoPE + KV append, ops::qkv) for every KV format.
+//! (norm + projection + bias + RoPE, plain or scaled, + KV append, ops::qkv) for every KV
+//! format; the fused decode layer against the unfused path (with scaled RoPE too).
 //!
 //! Tolerances. The reference normalises x in f64 (rounded to f32) and multiplies in f64; the GPU
 //! multiplies x by the norm weight in f32, sums w·x in f32 (vec4 dots, strided partial sums, a
@@ -22,7 +23,7 @@ use kjarni_web::ops::linear::{Act, Epilogue, GateAct, NormPrologue, Residual};
 use kjarni_web::ops::project::{self, GateUp, Linear};
 use kjarni_web::ops::qkv::{self, QkvWeight};
 use kjarni_web::ops::quant::{QuantType, QuantWeight};
-use kjarni_web::ops::rope::Rope;
+use kjarni_web::ops::rope::{Rope, RopeScaling};
 use kjarni_web::{DType, Gpu, GpuTensor};
 
 const BROWSER: bool = cfg!(target_arch = "wasm32");
@@ -302,6 +303,203 @@ gpu_test!(fused_swiglu_with_norm_prologue_matches_reference, async {
     say!("fused SwiGLU: worst |err| / bound {worst:.3}");
 });
 
+/// One fused QKV case of [`qkv_case`].
+struct QkvCase {
+    fmt: Fmt,
+    /// (query heads, kv heads, head_dim).
+    heads: (usize, usize, usize),
+    k: usize,
+    kv: KvDType,
+    with_bias: bool,
+    split: Option<u32>,
+    lanes: Option<u32>,
+    rope: Rope,
+    /// Tokens already in the cache: the new row lands at `pos`.
+    pos: usize,
+    seed: u64,
+}
+
+/// Run `c` (norm + projection + bias + RoPE + append of one token into a cache holding `pos`
+/// rows) and check q and the appended K / V against the CPU reference within the bound of the
+/// module comment; earlier cache rows must stay as they were. With a scaled `c.rope`, q and K
+/// must also miss the unscaled reference by more than the bound (the case tells scaled from
+/// plain). Returns the worst |err| / bound, `None` when the weights do not join (asserted to be
+/// the device's missing bindings).
+async fn qkv_case(gpu: &Gpu, c: QkvCase) -> Option<f32> {
+    let QkvCase {
+        fmt,
+        heads: (nh, nkv, hd),
+        k,
+        kv,
+        with_bias,
+        split,
+        lanes,
+        rope,
+        pos,
+        seed,
+    } = c;
+    let (nq, nk) = (nh * hd, nkv * hd);
+    let (wq, wqv) = weight(gpu, fmt, nq, k, seed);
+    let (wk, wkv) = weight(gpu, fmt, nk, k, seed + 1);
+    let (wv, wvv) = weight(gpu, fmt, nk, k, seed + 2);
+    let x = cpu::random(k, seed + 3, -1.0, 1.0);
+    let gamma = cpu::random(k, seed + 4, 0.5, 1.5);
+    let bias = cpu::random(nq + 2 * nk, seed + 5, -1.0, 1.0);
+    let mut cache = KvCache::new(gpu, "cache", pos + 2, nkv, hd, kv).unwrap();
+    let prev_k = upload(gpu, "pk", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 6, -1.0, 1.0));
+    let prev_v = upload(gpu, "pv", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 7, -1.0, 1.0));
+    let mut b = gpu.batch();
+    cache.append(gpu, &mut b, &prev_k, &prev_v, Some(rope)).unwrap();
+    gpu.submit(b).unwrap();
+    let (before_k, before_v) = read_cache(gpu, &cache).await;
+
+    let tg = upload(gpu, "gamma", &[k], &gamma);
+    let tb = [
+        upload(gpu, "bq", &[nq], &bias[..nq]),
+        upload(gpu, "bk", &[nk], &bias[nq..nq + nk]),
+        upload(gpu, "bv", &[nk], &bias[nq + nk..]),
+    ];
+    let mut b = gpu.batch();
+    let biases = with_bias.then(|| (&tb[0], &tb[1], &tb[2]));
+    let w = QkvWeight::new(gpu, &mut b, "qkv", (&wq, &wk, &wv), &tg, biases, None, nh, nkv, hd).unwrap();
+    gpu.submit(b).unwrap();
+    let Some(w) = w else {
+        assert!(
+            !QkvWeight::supported(gpu, matches!(fmt, Fmt::Quant(_))),
+            "{fmt:?}: the weights should join"
+        );
+        return None;
+    };
+    let tx = upload(gpu, "x", &[1, k], &x);
+    let q = upload(gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
+    let mut b = gpu.batch();
+    qkv::record_tuned(gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split, lanes).unwrap();
+    gpu.submit(b).unwrap();
+    assert_eq!(cache.len(), pos + 1);
+
+    // Reference: normalise, project (+ bias), rotate q and k at `pos`.
+    let xn = refn::rms_norm(&x, None, &gamma, k, EPS);
+    let mut all_w = wqv.clone();
+    all_w.extend_from_slice(&wkv);
+    all_w.extend_from_slice(&wvv);
+    let n = nq + 2 * nk;
+    let epi = refl::Epi {
+        bias: with_bias.then_some(&bias[..]),
+        ..Default::default()
+    };
+    let y = refl::linear(&xn, &all_w, 1, n, k, epi);
+    let mag = refl::abs_dot(&xn, &all_w, 1, n, k);
+    let (mut qr, mut kr, vr) = (y[..nq].to_vec(), y[nq..nq + nk].to_vec(), y[nq + nk..].to_vec());
+    let (mut q_plain, mut k_plain) = (qr.clone(), kr.clone());
+    kjarni_web::cpu::rope::apply(&mut qr, nh, &rope, pos);
+    kjarni_web::cpu::rope::apply(&mut kr, nkv, &rope, pos);
+    let plain = Rope {
+        scaling: RopeScaling::None,
+        ..rope
+    };
+    kjarni_web::cpu::rope::apply(&mut q_plain, nh, &plain, pos);
+    kjarni_web::cpu::rope::apply(&mut k_plain, nkv, &plain, pos);
+    // Per head: the projection bound of its largest row plus RoPE's 1e-5 per unit of size.
+    let head_bound = |range: std::ops::Range<usize>, vals: &[f32]| -> Vec<f32> {
+        let m = mag[range]
+            .chunks(hd)
+            .map(|h| h.iter().fold(0.0f32, |a, &b| a.max(b)))
+            .collect::<Vec<_>>();
+        vals.chunks(hd)
+            .zip(&m)
+            .flat_map(|(h, &s)| {
+                let size = h.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                let e = 2e-5 * s * 2.0 + 1e-5 * size + 1e-6;
+                vec![e; hd]
+            })
+            .collect()
+    };
+    let what = format!(
+        "qkv {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias} split {split:?} lanes {lanes:?} {:?} pos {pos} cpu shapes {}",
+        kv.name(),
+        rope.scaling,
+        gpu.caps().variants.cpu
+    );
+    let got_q = q.to_f32_vec(gpu).await.unwrap();
+    let q_bound = head_bound(0..nq, &qr);
+    let mut worst = check_bound(&format!("{what}: q"), &got_q, &qr, &q_bound);
+    let (after_k, after_v) = read_cache(gpu, &cache).await;
+    assert_eq!(&after_k[..pos * nk], &before_k[..], "{what}: earlier K rows changed");
+    assert_eq!(&after_v[..pos * nk], &before_v[..], "{what}: earlier V rows changed");
+    let mut k_bound = Vec::new();
+    for (name, got, want, range) in [
+        ("k", &after_k[pos * nk..], &kr, nq..nq + nk),
+        ("v", &after_v[pos * nk..], &vr, nq + nk..n),
+    ] {
+        let mut bound = head_bound(range, want);
+        // The storage format's rounding (see the module comment).
+        for (hi, head) in want.chunks(hd).enumerate() {
+            let amax = head.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+            for (e, &v) in head.iter().enumerate() {
+                bound[hi * hd + e] += match kv {
+                    KvDType::F32 => 0.0,
+                    KvDType::F16 => v.abs() / 2048.0,
+                    KvDType::Int8 => amax / 254.0 * 1.01 + amax / 2048.0,
+                };
+            }
+        }
+        worst = worst.max(check_bound(&format!("{what}: cache {name}"), got, want, &bound));
+        if name == "k" {
+            k_bound = bound;
+        }
+    }
+    if rope.scaling != RopeScaling::None {
+        // The scaled rotation is not the plain one within the bound: the largest miss of the
+        // unscaled reference, in bounds, must be > 1 for q and for K.
+        for (name, got, want, bound) in [
+            ("q", &got_q[..], &q_plain, &q_bound),
+            ("k", &after_k[pos * nk..], &k_plain, &k_bound),
+        ] {
+            let miss = got
+                .iter()
+                .zip(want.iter())
+                .zip(bound.iter())
+                .fold(0.0f32, |a, ((g, w), b)| a.max((g - w).abs() / b));
+            assert!(
+                miss > 1.0,
+                "{what}: {name} within the bound of the unscaled rotation (worst miss {miss:.2} bounds)"
+            );
+        }
+    }
+    Some(worst)
+}
+
+/// Llama 3.1's scaling (factor 8, low 1, high 4) with an original context of 64 tokens, so a
+/// head of 64 or 128 at theta 1e4 has pairs kept (wavelength < 16), blended (16..64) and divided
+/// by 8 (> 64) — asserted by [`scaling_regions`].
+const LLAMA3_SMALL: RopeScaling = RopeScaling::Llama3 {
+    factor: 8.0,
+    low_freq_factor: 1.0,
+    high_freq_factor: 4.0,
+    original_max_position_embeddings: 64.0,
+};
+
+/// (kept, blended, divided) pair counts of `scaling` for a head of `rot` at `theta`.
+fn scaling_regions(theta: f64, rot: usize, scaling: RopeScaling) -> (usize, usize, usize) {
+    let plain = kjarni_web::ops::rope::inv_freq(theta, rot, RopeScaling::None);
+    let factor = match scaling {
+        RopeScaling::Llama3 { factor, .. } | RopeScaling::Linear { factor } => factor,
+        RopeScaling::None => 1.0,
+    };
+    let (mut kept, mut blended, mut divided) = (0, 0, 0);
+    for f in plain {
+        let s = scaling.apply(f);
+        if s == f {
+            kept += 1;
+        } else if (s - f / factor).abs() <= 1e-12 * f {
+            divided += 1;
+        } else {
+            blended += 1;
+        }
+    }
+    (kept, blended, divided)
+}
+
 gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
     // The cases alternate between the GPU launch shapes (256 invocations, 32 lanes per row
     // group, a head over head_dim / 8 workgroups) and the CPU ones (64 invocations, 16 lanes,
@@ -326,112 +524,24 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
                         continue; // natively: every KV format and bias on the first shape, half elsewhere
                     }
                     seed += 10;
-                    let gpu = &gpus[(case / 3) % 2];
-                    let (nq, nk) = (nh * hd, nkv * hd);
-                    let (wq, wqv) = weight(gpu, fmt, nq, k, seed);
-                    let (wk, wkv) = weight(gpu, fmt, nk, k, seed + 1);
-                    let (wv, wvv) = weight(gpu, fmt, nk, k, seed + 2);
-                    let x = cpu::random(k, seed + 3, -1.0, 1.0);
-                    let gamma = cpu::random(k, seed + 4, 0.5, 1.5);
-                    let bias = cpu::random(nq + 2 * nk, seed + 5, -1.0, 1.0);
-                    let rope = Rope::plain(10000.0, hd);
-                    // A cache already holding `pos` tokens: the new row lands at pos > 0.
-                    let pos = 5;
-                    let mut cache = KvCache::new(gpu, "cache", pos + 2, nkv, hd, kv).unwrap();
-                    let prev_k = upload(gpu, "pk", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 6, -1.0, 1.0));
-                    let prev_v = upload(gpu, "pv", &[pos, nkv, hd], &cpu::random(pos * nk, seed + 7, -1.0, 1.0));
-                    let mut b = gpu.batch();
-                    cache.append(gpu, &mut b, &prev_k, &prev_v, Some(rope)).unwrap();
-                    gpu.submit(b).unwrap();
-                    let (before_k, before_v) = read_cache(gpu, &cache).await;
-
-                    let tg = upload(gpu, "gamma", &[k], &gamma);
-                    let tb = [
-                        upload(gpu, "bq", &[nq], &bias[..nq]),
-                        upload(gpu, "bk", &[nk], &bias[nq..nq + nk]),
-                        upload(gpu, "bv", &[nk], &bias[nq + nk..]),
-                    ];
-                    let mut b = gpu.batch();
-                    let biases = with_bias.then(|| (&tb[0], &tb[1], &tb[2]));
-                    let w =
-                        QkvWeight::new(gpu, &mut b, "qkv", (&wq, &wk, &wv), &tg, biases, None, nh, nkv, hd).unwrap();
-                    gpu.submit(b).unwrap();
-                    let Some(w) = w else {
-                        assert!(
-                            !QkvWeight::supported(gpu, matches!(fmt, Fmt::Quant(_))),
-                            "{fmt:?}: the weights should join"
-                        );
-                        continue;
+                    let c = QkvCase {
+                        fmt,
+                        heads: (nh, nkv, hd),
+                        k,
+                        kv,
+                        with_bias,
+                        // The default split (a head over head_dim / 8 workgroups where the cache
+                        // allows), one workgroup per head, and two.
+                        split: [None, Some(1), Some(2)][case % 3],
+                        lanes: None,
+                        rope: Rope::plain(10000.0, hd),
+                        pos: 5,
+                        seed,
                     };
-                    let tx = upload(gpu, "x", &[1, k], &x);
-                    let q = upload(gpu, "q", &[nh, hd], &vec![f32::NAN; nq]);
-                    // The default split (a head over head_dim / 8 workgroups where the cache
-                    // allows), one workgroup per head, and two.
-                    let split = [None, Some(1), Some(2)][case % 3];
-                    let mut b = gpu.batch();
-                    qkv::record_tuned(gpu, &mut b, &tx, &w, EPS, &q, &mut cache, Some(rope), split, None).unwrap();
-                    gpu.submit(b).unwrap();
-                    assert_eq!(cache.len(), pos + 1);
-
-                    // Reference: normalise, project (+ bias), rotate q and k at `pos`.
-                    let xn = refn::rms_norm(&x, None, &gamma, k, EPS);
-                    let mut all_w = wqv.clone();
-                    all_w.extend_from_slice(&wkv);
-                    all_w.extend_from_slice(&wvv);
-                    let n = nq + 2 * nk;
-                    let epi = refl::Epi {
-                        bias: with_bias.then_some(&bias[..]),
-                        ..Default::default()
-                    };
-                    let y = refl::linear(&xn, &all_w, 1, n, k, epi);
-                    let mag = refl::abs_dot(&xn, &all_w, 1, n, k);
-                    let (mut qr, mut kr, vr) = (y[..nq].to_vec(), y[nq..nq + nk].to_vec(), y[nq + nk..].to_vec());
-                    kjarni_web::cpu::rope::apply(&mut qr, nh, &rope, pos);
-                    kjarni_web::cpu::rope::apply(&mut kr, nkv, &rope, pos);
-                    // Per head: the projection bound of its largest row plus RoPE's 1e-5 per unit of size.
-                    let head_bound = |range: std::ops::Range<usize>, vals: &[f32]| -> Vec<f32> {
-                        let m = mag[range]
-                            .chunks(hd)
-                            .map(|h| h.iter().fold(0.0f32, |a, &b| a.max(b)))
-                            .collect::<Vec<_>>();
-                        vals.chunks(hd)
-                            .zip(&m)
-                            .flat_map(|(h, &s)| {
-                                let size = h.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
-                                let e = 2e-5 * s * 2.0 + 1e-5 * size + 1e-6;
-                                vec![e; hd]
-                            })
-                            .collect()
-                    };
-                    let what = format!(
-                        "qkv {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias} split {split:?} cpu shapes {}",
-                        kv.name(),
-                        gpu.caps().variants.cpu
-                    );
-                    let got_q = q.to_f32_vec(gpu).await.unwrap();
-                    worst = worst.max(check_bound(&format!("{what}: q"), &got_q, &qr, &head_bound(0..nq, &qr)));
-                    let (after_k, after_v) = read_cache(gpu, &cache).await;
-                    assert_eq!(&after_k[..pos * nk], &before_k[..], "{what}: earlier K rows changed");
-                    assert_eq!(&after_v[..pos * nk], &before_v[..], "{what}: earlier V rows changed");
-                    for (name, got, want, range) in [
-                        ("k", &after_k[pos * nk..], &kr, nq..nq + nk),
-                        ("v", &after_v[pos * nk..], &vr, nq + nk..n),
-                    ] {
-                        let mut bound = head_bound(range, want);
-                        // The storage format's rounding (see the module comment).
-                        for (hi, head) in want.chunks(hd).enumerate() {
-                            let amax = head.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
-                            for (e, &v) in head.iter().enumerate() {
-                                bound[hi * hd + e] += match kv {
-                                    KvDType::F32 => 0.0,
-                                    KvDType::F16 => v.abs() / 2048.0,
-                                    KvDType::Int8 => amax / 254.0 * 1.01 + amax / 2048.0,
-                                };
-                            }
-                        }
-                        worst = worst.max(check_bound(&format!("{what}: cache {name}"), got, want, &bound));
+                    if let Some(e) = qkv_case(&gpus[(case / 3) % 2], c).await {
+                        worst = worst.max(e);
+                        checked += 1;
                     }
-                    checked += 1;
                 }
             }
         }
@@ -443,13 +553,76 @@ gpu_test!(fused_qkv_matches_reference_for_every_format_and_kv_dtype, async {
     );
 });
 
+gpu_test!(fused_qkv_with_scaled_rope_matches_reference, async {
+    // Llama 3's and linear RoPE scaling in the fused QKV epilogue (the frequencies of
+    // `rope_inv_freq`, as the standalone RoPE kernel and K on append): every weight format, the
+    // three head shapes, f32 / f16 / int8 caches, splits (default, 1, 2) and dense lanes (32, 8)
+    // in turn, under the GPU and the CPU launch shapes in turn, at position 5. Tolerance: the
+    // unscaled cases' bound (module comment); each case also checks that q and K miss the
+    // *unscaled* rotation by more than that bound (LLAMA3_SMALL divides pairs ≥ 9 of a 64-head
+    // by 8: at position 5 pair 9 turns by 0.33 rad less; linear factor 4 turns pair 0 by 3.75
+    // rad less).
+    let gpus = [gpu_with(BOTH_SHAPES[0]).await, gpu_with(BOTH_SHAPES[1]).await];
+    let scalings = [LLAMA3_SMALL, RopeScaling::Linear { factor: 4.0 }];
+    let shapes = [(9usize, 3usize, 64usize), (4, 1, 128), (2, 2, 64)];
+    for &(_, _, hd) in &shapes {
+        let (kept, blended, divided) = scaling_regions(10000.0, hd, LLAMA3_SMALL);
+        assert!(
+            kept > 0 && blended > 0 && divided > 0,
+            "head_dim {hd}: pairs kept / blended / divided {kept} / {blended} / {divided}"
+        );
+    }
+    let kvs = [KvDType::F32, KvDType::F16, KvDType::Int8];
+    let mut seed = 12_000;
+    let mut case = 0usize;
+    let (mut checked, mut worst) = (0usize, 0.0f32);
+    for fmt in formats() {
+        for (si, &(nh, nkv, hd)) in shapes.iter().enumerate() {
+            for (ki, &kv) in kvs.iter().enumerate() {
+                for (ri, &scaling) in scalings.iter().enumerate() {
+                    case += 1;
+                    if BROWSER && !case.is_multiple_of(5) {
+                        continue; // SwiftShader: a rotating fifth
+                    }
+                    if !BROWSER && !(ki + si + ri).is_multiple_of(2) {
+                        continue; // natively: half, every format × KV format × scaling somewhere
+                    }
+                    seed += 10;
+                    let c = QkvCase {
+                        fmt,
+                        heads: (nh, nkv, hd),
+                        k: ks(fmt)[(si + ri) % 2],
+                        kv,
+                        with_bias: case.is_multiple_of(2),
+                        split: [None, Some(1), Some(2)][case % 3],
+                        lanes: [None, Some(8)][(case / 2) % 2],
+                        rope: Rope {
+                            scaling,
+                            ..Rope::plain(10000.0, hd)
+                        },
+                        pos: 5,
+                        seed,
+                    };
+                    if let Some(e) = qkv_case(&gpus[(case / 3) % 2], c).await {
+                        worst = worst.max(e);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    say!("fused QKV with scaled RoPE: {checked} cases, worst |err| / bound {worst:.3}");
+    assert!(checked > 0, "no case ran");
+});
+
 gpu_test!(fused_qkv_with_qk_norm_matches_reference, async {
     // Qwen3's per-head RMSNorm of q and k before RoPE, in the fused QKV (one workgroup per head
     // whatever the split asked: the sum of squares is the head's). Shapes: GQA 3 at head_dim 64,
     // GQA 2 at head_dim 128 (Qwen3-0.6B's 16 / 8 heads scaled down), MHA at 128; f32, f16 and
-    // int8 caches; with and without bias; dense f32 / bf16 and two block types.
+    // int8 caches; with and without bias; dense f32 / bf16 and two block types; plain, Llama 3
+    // and linear RoPE scaling in turn.
     //
-    // Tolerance: the projection's bound B per head (as in the test above: 2e-5 · Σ|w·x̂| · 2 +
+    // Tolerance: the projection's bound B per head (as in `qkv_case`: 2e-5 · Σ|w·x̂| · 2 +
     // 1e-6) divided by the head's rms r, times (max q/k norm weight + the normalised size): the
     // error of v / r and of r itself (the rms of the errors ≤ B); plus 1e-5 of the size for
     // inverseSqrt and RoPE, 1e-6 absolute. v heads keep the plain bound.
@@ -485,7 +658,12 @@ gpu_test!(fused_qkv_with_qk_norm_matches_reference, async {
                     let bias = cpu::random(n, seed + 5, -1.0, 1.0);
                     let qnw = cpu::random(hd, seed + 6, 0.5, 1.5);
                     let knw = cpu::random(hd, seed + 7, 0.5, 1.5);
-                    let rope = Rope::plain(1_000_000.0, hd);
+                    // Plain, Llama 3 and linear scaling in turn (Qwen3's theta: LLAMA3_SMALL still
+                    // keeps, blends and divides pairs of a 64- and a 128-head).
+                    let rope = Rope {
+                        scaling: [RopeScaling::None, LLAMA3_SMALL, RopeScaling::Linear { factor: 4.0 }][(case / 3) % 3],
+                        ..Rope::plain(1_000_000.0, hd)
+                    };
                     let pos = 3;
                     let mut cache = KvCache::new(&gpu, "cache", pos + 2, nkv, hd, kv).unwrap();
                     let prev = cpu::random(pos * nk, seed + 8, -1.0, 1.0);
@@ -575,8 +753,9 @@ gpu_test!(fused_qkv_with_qk_norm_matches_reference, async {
                                 .collect()
                         };
                     let what = format!(
-                        "qkv+qk_norm {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias} split {split:?}",
-                        kv.name()
+                        "qkv+qk_norm {fmt:?} h{nh}/{nkv} d{hd} k={k} kv {} bias {with_bias} split {split:?} {:?}",
+                        kv.name(),
+                        rope.scaling
                     );
                     let got_q = q.to_f32_vec(&gpu).await.unwrap();
                     worst = worst.max(check_bound(
@@ -707,6 +886,25 @@ gpu_test!(fused_qkv_is_bit_identical_for_every_split, async {
         }
     }
 });
+
+/// The tiny Llama of tests/gpu/generate.rs with `rope_scaling` set to `scaling` in its config.
+async fn tiny_llama_with_rope(gpu: &Gpu, scaling: &serde_json::Value, kv: KvDType) -> kjarni_web::models::llama::Llama {
+    use kjarni_web::models::llama::{Llama, LlamaOptions};
+    let mut src = crate::generate::tiny_model(false);
+    let mut c: serde_json::Value = serde_json::from_slice(
+        &kjarni_web::load::ByteSource::read_all(&src, "config.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    c["rope_scaling"] = scaling.clone();
+    src.insert("config.json", serde_json::to_vec(&c).unwrap());
+    let opts = LlamaOptions {
+        kv_cache: kv,
+        max_context: 64,
+    };
+    Llama::load(gpu, &src, &opts, &mut |_| {}).await.unwrap()
+}
 
 /// Logits of `prompt` then of each id in `steps` (one-token forward passes).
 async fn decode_logits(
@@ -873,5 +1071,113 @@ gpu_test!(fused_decode_layer_matches_the_unfused_path, async {
                 say!("{what}: fused {fused_dispatches} / unfused {unfused_dispatches} dispatches per token");
             }
         }
+    }
+});
+
+gpu_test!(fused_decode_with_scaled_rope_matches_the_unfused_path, async {
+    // A tiny Llama (tests/gpu/generate.rs: head_dim 16, GQA 2, theta 1e4) with Llama 3.1's
+    // `rope_scaling` on an original context of 64 (pair 0 kept, pairs 1–2 blended, 3–7 divided
+    // by 8; asserted) and with linear scaling: it must decode through DecodePath::Fused, and 24
+    // greedy steps (positions 5–28) give the same ids on the fused path as on the unfused one
+    // (the logits path: forward + CPU argmax) and through `generate` (GPU sampling), with every
+    // step's logits within 1e-3 of their size of the unfused ones (the fused-vs-unfused
+    // tolerance above). The same checkpoint with its scaling dropped must miss the unfused
+    // logits by more than that, at the same ids: a fused path ignoring the scaling fails.
+    use kjarni_web::generate::{argmax, generate, CancelToken, GenerateOptions};
+    use kjarni_web::models::llama::DecodePath;
+    let prompt = [1u32, 17, 42, 99, 250];
+    let n = 24;
+    let llama3 = serde_json::json!({
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64
+    });
+    let (kept, blended, divided) = scaling_regions(10000.0, 16, LLAMA3_SMALL);
+    assert_eq!((kept, blended, divided), (1, 2, 5), "pairs kept / blended / divided");
+    let linear = serde_json::json!({"rope_type": "linear", "factor": 4.0});
+    let plain = serde_json::json!({"rope_type": "default"});
+    let cases = [
+        ("llama3", &llama3, KvDType::F32, BOTH_SHAPES[0]),
+        ("llama3", &llama3, KvDType::F16, BOTH_SHAPES[1]),
+        ("linear", &linear, KvDType::F32, BOTH_SHAPES[1]),
+    ];
+    for (i, &(name, scaling, kv, shapes)) in cases.iter().enumerate() {
+        if BROWSER && i == 2 {
+            continue; // SwiftShader: the llama3 cases
+        }
+        let gpu = gpu_with(shapes).await;
+        let what = format!("{name} kv {} ({shapes:?} shapes)", kv.name());
+        let mut m = tiny_llama_with_rope(&gpu, scaling, kv).await;
+        assert_eq!(
+            m.decode_path(),
+            DecodePath::Fused,
+            "{what}: scaled RoPE should decode fused"
+        );
+        // The unfused path, greedy: its ids and every step's logits.
+        m.set_decode_path(DecodePath::Unfused);
+        m.reset();
+        let mut logits = m.forward(&gpu, &prompt).await.unwrap();
+        let (mut ids, mut want) = (Vec::new(), Vec::new());
+        while ids.len() < n {
+            ids.push(argmax(&logits).unwrap());
+            want.push(logits);
+            logits = m.forward(&gpu, &[*ids.last().unwrap()]).await.unwrap();
+        }
+        let unfused_dispatches = m.dispatches_per_token();
+        // The fused path on the same ids: the same logits within the tolerance, the same argmax
+        // at every step (so its own greedy run is the same).
+        m.set_decode_path(DecodePath::Fused);
+        let got = decode_logits(&gpu, &mut m, &prompt, &ids[..n - 1]).await;
+        let tol = |w: &[f32]| 1e-3 * w.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+        for (s, (g, w)) in got.iter().zip(&want).enumerate() {
+            check_close(
+                &format!("{what}: step {s}"),
+                g,
+                w,
+                kjarni_web::cpu::compare::Tolerance {
+                    atol: tol(w),
+                    rtol: 0.0,
+                },
+            )
+            .unwrap();
+            assert_eq!(argmax(g).unwrap(), ids[s], "{what}: greedy id {s}");
+        }
+        assert_eq!(
+            m.dispatches_per_token(),
+            2 + 5 * 2,
+            "{what}: fused dispatches per token"
+        );
+        // generate (GPU sampling, steps in flight) on the fused path.
+        m.reset();
+        let opts = GenerateOptions {
+            max_tokens: n,
+            ignore_eos: true,
+            steps_in_flight: 2,
+            ..Default::default()
+        };
+        let text = |ids: &[u32]| Ok(ids.iter().map(|i| format!("<{i}>")).collect());
+        let g = generate(&mut m, &gpu, text, &prompt, &opts, &CancelToken::new(), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            g.tokens, ids,
+            "{what}: generate on the fused path vs the unfused greedy ids"
+        );
+        // The scaling dropped: decode steps (the fused QKV's) miss by more than the tolerance.
+        let mut p = tiny_llama_with_rope(&gpu, &plain, kv).await;
+        assert_eq!(p.decode_path(), DecodePath::Fused);
+        let off = decode_logits(&gpu, &mut p, &prompt, &ids[..n - 1]).await;
+        let miss = off[1..]
+            .iter()
+            .zip(&want[1..])
+            .map(|(o, w)| o.iter().zip(w).fold(0.0f32, |a, (x, y)| a.max((x - y).abs())) / tol(w))
+            .fold(0.0f32, f32::max);
+        assert!(
+            miss > 1.0,
+            "{what}: the model without its scaling is within the tolerance ({miss:.2} tolerances)"
+        );
+        say!(
+            "{what}: {n} greedy ids equal fused / unfused / generate; {} / {unfused_dispatches} dispatches per token fused / unfused; the scaling dropped misses by {miss:.1} tolerances",
+            2 + 5 * 2
+        );
     }
 });

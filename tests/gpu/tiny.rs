@@ -135,9 +135,21 @@ async fn check_model(name: &str, gpu: &kjarni_web::Gpu, m: &mut Llama, reference
 }
 
 gpu_test!(tiny_llama3_rope_scaling_matches_transformers, async {
+    // Decode steps through the fused layer (the Llama 3 scaling in the fused QKV's RoPE), then
+    // through the unfused path.
     let (src, r) = tiny!("llama3");
-    let d = check("llama3", src, r, None).await;
+    let gpu = crate::common::gpu().await;
+    let opts = LlamaOptions {
+        kv_cache: KvDType::F32,
+        max_context: 64,
+    };
+    let mut m = Llama::load(&gpu, &src, &opts, &mut |_| {}).await.unwrap();
+    assert_eq!(m.decode_path(), DecodePath::Fused, "llama3: decode should fuse");
+    let d = check_model("llama3", &gpu, &mut m, r, true).await;
     assert!(d <= TOL, "llama3: max logit diff {d} > {TOL}");
+    m.set_decode_path(DecodePath::Unfused);
+    let d = check_model("llama3 (unfused)", &gpu, &mut m, r, true).await;
+    assert!(d <= TOL, "llama3 (unfused): max logit diff {d} > {TOL}");
 });
 
 gpu_test!(tiny_llama3_matches_transformers_with_the_gpu_launch_shapes, async {
