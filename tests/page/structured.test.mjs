@@ -2,7 +2,8 @@
 // notes/structured.md), in the page thread and in a Web Worker: plain chat and embeddings never
 // fetch it; the first constrained request loads it (once per JS context) and its output matches
 // the pattern; a bad schema is INVALID_ARGUMENT naming its path (before the module is needed); a
-// pattern that does not compile is INVALID_ARGUMENT from the module; a module that cannot be
+// pattern that does not compile is INVALID_ARGUMENT from the module; so is a tool call or JSON
+// object the model cannot write (the tiny vocabulary has no '{'); a module that cannot be
 // loaded is NETWORK, not a hang. Tiny models (tiny_model.mjs): the plain one, and a copy whose
 // tokenizer has a byte-level decoder (constrained decoding needs the tokens' bytes).
 import { test } from 'node:test';
@@ -152,5 +153,45 @@ test('in a Web Worker the structured module loads in the worker; a module that c
   assert.equal(r.value.plain, 'length');
   const fetched = structuredFetches().slice(before);
   assert.ok(fetched.includes('/pkg/kjarni_structured_bg.wasm') && fetched.includes('/pkg/missing/kjarni_structured_bg.wasm'), JSON.stringify({ fetched, failure: r.value.failure }));
+  assert.deepEqual(suite.errors, []);
+});
+
+test('a tool call or JSON object the model cannot write (no token starting with "{") is INVALID_ARGUMENT from the module', { timeout: 300_000 }, async () => {
+  const r = await inPage(async () => {
+    const e = await window.kjarni.Engine.load('/tiny-bytes/');
+    const messages = [{ role: 'user', content: 'add one and two' }];
+    const tools = [{ type: 'function', function: { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer' } } } } }];
+    const requests = [
+      { tools, tool_choice: 'required' },
+      { tools, tool_choice: { type: 'function', function: { name: 'add' } } },
+      { response_format: { type: 'json_object' } },
+    ];
+    const out = [];
+    for (const req of requests) {
+      try {
+        const c = await e.chat.completions.create({ messages, max_tokens: 4, temperature: 0, ...req });
+        out.push({ finish: c.choices[0].finish_reason, content: c.choices[0].message.content });
+      } catch (err) {
+        out.push({ code: err.code, message: err.message });
+      }
+    }
+    // Under `auto` the call is optional: the model answers in text.
+    const auto = await e.chat.completions.create({ messages, max_tokens: 2, temperature: 0, tools });
+    await e.dispose();
+    return { out, auto: auto.choices[0].finish_reason };
+  });
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  const [required, named, object] = r.value.out;
+  for (const e of [required, named]) {
+    assert.equal(e.code, 'INVALID_ARGUMENT', JSON.stringify(e));
+    assert.match(e.message, /^tool_choice cannot be written by this model: its output must start with `\{"name": "/, e.message);
+    assert.match(e.message, /but the model's vocabulary has no token starting with '\{'$/, e.message);
+  }
+  assert.equal(object.code, 'INVALID_ARGUMENT', JSON.stringify(object));
+  assert.equal(
+    object.message,
+    "response_format cannot be written by this model: its output must start with `{`, but the model's vocabulary has no token starting with '{'",
+  );
+  assert.ok(['stop', 'length'].includes(r.value.auto), r.value.auto);
   assert.deepEqual(suite.errors, []);
 });
