@@ -8,6 +8,7 @@
 import { mkdir, readFile, writeFile, copyFile, stat, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WORDS, sentences } from '../www/bench.js';
+import { mulberry32 } from '../tests/page/fixtures/mulberry32.js';
 
 /** The shapes of kjarni-bench's decoder cases (benches/models.rs) and MiniLM. */
 export const SHAPES = {
@@ -35,18 +36,6 @@ export const SHAPES = {
 };
 
 const SPECIAL = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
-
-/** Deterministic pseudo-random source (mulberry32). */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Tensor names and shapes of a decoder (Llama / Qwen2 layout, tied embeddings). */
 function decoderTensors(s) {
@@ -118,7 +107,7 @@ async function writeSafetensors(path, tensors, dtype, { zeroTensor, zeroRows = [
   const head = Buffer.alloc(8);
   head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   const BLOCK = 1 << 20;
-  const rand = rng(7);
+  const rand = mulberry32(7);
   const f32 = new Float32Array(2 * BLOCK);
   for (let i = 0; i < BLOCK; i++) {
     // ~N(0, 0.02): small enough that activations stay finite through any depth.

@@ -68,6 +68,92 @@ fn grammar(spec: &GrammarSpec) -> TopLevelGrammar {
     }
 }
 
+/// The offset of the first byte of `forced` (bytes a grammar forces; a special token as
+/// `\xff<name>` or `\xff[id]`) that no token of `trie` can write, taking the longest token at
+/// each offset as llguidance does when it forces bytes; `None` when every byte is written (a
+/// tail that begins a longer token is left to the next masks).
+fn unwritable_at(trie: &TokTrie, forced: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < forced.len() {
+        if forced[i] == TokTrie::SPECIAL_TOKEN_MARKER {
+            // A special token the grammar names (it compiled, so the token exists).
+            let close = match forced.get(i + 1) {
+                Some(b'<') => b'>',
+                Some(b'[') => b']',
+                _ => return Some(i),
+            };
+            match forced[i + 1..].iter().position(|&b| b == close) {
+                Some(p) => i += p + 2,
+                None => return None,
+            }
+            continue;
+        }
+        let mut node = trie.root();
+        let (mut j, mut longest) = (i, 0);
+        while let Some(n) = forced.get(j).and_then(|&b| trie.child_at_byte(node, b)) {
+            node = n;
+            j += 1;
+            if n.token_id().is_some() {
+                longest = j - i;
+            }
+        }
+        if longest == 0 {
+            return (j < forced.len()).then_some(i);
+        }
+        i += longest;
+    }
+    None
+}
+
+/// Why `forced` cannot be written from byte `at` on ([`unwritable_at`]), for an
+/// [`Error::InvalidArgument`].
+fn unwritable_detail(trie: &TokTrie, forced: &[u8], at: usize) -> String {
+    // The forced text as the model would write it (special tokens by their text).
+    let mut text = Vec::new();
+    let mut i = 0;
+    while i < forced.len() {
+        if forced[i] == TokTrie::SPECIAL_TOKEN_MARKER {
+            let id = forced.get(i + 1..).and_then(llguidance::toktrie::parse_numeric_token);
+            match id {
+                Some((n, id)) => {
+                    let t = trie.token(id);
+                    text.extend_from_slice(t.strip_prefix(&[TokTrie::SPECIAL_TOKEN_MARKER]).unwrap_or(t));
+                    i += n + 1;
+                }
+                None => i += 1,
+            }
+            continue;
+        }
+        text.push(forced[i]);
+        i += 1;
+    }
+    let full = String::from_utf8_lossy(&text);
+    let mut shown: String = full
+        .chars()
+        .take(48)
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    if full.chars().count() > 48 {
+        shown.push('…');
+    }
+    let b = forced[at];
+    let byte = if b.is_ascii_graphic() || b == b' ' {
+        format!("'{}'", b as char)
+    } else {
+        format!("byte 0x{b:02x}")
+    };
+    let why = if trie.child_at_byte(trie.root(), b).is_none() {
+        format!("the model's vocabulary has no token starting with {byte}")
+    } else {
+        format!("no token of the model's vocabulary writes the {byte} at offset {at} of it")
+    };
+    format!("cannot be written by this model: its output must start with `{shown}`, but {why}")
+}
+
 /// llguidance's parser factory over one vocabulary.
 pub(crate) struct Factory {
     factory: ParserFactory,
@@ -97,8 +183,10 @@ impl Factory {
         Self::from_env(env, tokens.words)
     }
 
-    /// The constraint of `spec` (`what` names it in errors): compiled, and its first mask
-    /// computed (an empty one: "allows no output").
+    /// The constraint of `spec` (`what` names it in errors): compiled, the text it forces at the
+    /// start checked against the vocabulary ("cannot be written by this model", e.g. a JSON
+    /// object for a vocabulary without a token starting with `{`), and its first mask computed
+    /// (an empty one: "allows no output"). All are [`Error::InvalidArgument`].
     pub(crate) fn constraint(&self, spec: &GrammarSpec, what: &str) -> Result<Guided> {
         let parser = self
             .factory
@@ -108,12 +196,31 @@ impl Factory {
         if let Some(e) = matcher.get_error() {
             return Err(invalid(what, format!("cannot be compiled: {e}")));
         }
-        // Nothing allowed at the start: the grammar is empty or unsatisfiable.
-        let first = matcher
-            .compute_mask()
-            .map_err(|e| invalid(what, format!("cannot be compiled: {e}")))?;
-        if first.is_zero() {
-            return Err(invalid(what, "allows no output"));
+        // What the grammar forces at the start must be writable with the vocabulary: llguidance
+        // forces those bytes as tokens, skipping any byte no token writes (then the first mask
+        // allows what follows it and the first token fails), so refuse here, before any token.
+        let forced = matcher.compute_ff_bytes();
+        let trie = self.factory.tok_env().tok_trie();
+        if let Some(at) = unwritable_at(trie, &forced) {
+            return Err(invalid(what, unwritable_detail(trie, &forced, at)));
+        }
+        // Nothing allowed at the start: the grammar is empty or unsatisfiable with this
+        // vocabulary (llguidance's error then starts with its stop reason, NoExtensionBias,
+        // followed by a dump of the parser state, which is no help to a caller).
+        let first = match matcher.compute_mask() {
+            Err(e) if e.to_string().starts_with("NoExtensionBias") => None,
+            Err(e) => {
+                let e = e.to_string();
+                let e = e.split("\n<state>").next().unwrap_or_default();
+                return Err(invalid(what, format!("cannot be compiled: {e}")));
+            }
+            Ok(m) => Some(m),
+        };
+        if first.is_none_or(|m| m.is_zero()) {
+            return Err(invalid(
+                what,
+                "allows no output: no token of the model's vocabulary can start it",
+            ));
         }
         Ok(Guided {
             matcher,

@@ -381,8 +381,10 @@ impl Constraint {
     }
 
     /// A constraint from a grammar (`what` names it in errors). Compiling it and computing the
-    /// first mask happen here: a grammar that does not compile or allows no output is
-    /// [`Error::InvalidArgument`].
+    /// first mask happen here: a grammar that does not compile, allows no output, or starts
+    /// with text the model's vocabulary cannot write (a tool call or JSON object without a
+    /// token starting with `{`) is [`Error::InvalidArgument`], the same from llguidance in
+    /// this crate and from the web's structured module.
     #[cfg_attr(
         all(not(target_arch = "wasm32"), not(feature = "structured")),
         allow(unreachable_code, unused_variables)
@@ -509,7 +511,10 @@ pub fn prepare(
     let (callable, required) = tools::callable(tools, tool_choice)?;
     if !callable.is_empty() {
         let grammar = format.grammar(&callable, required, |t| vocab.has_special(t));
-        let constraint = Constraint::from_grammar(vocab, grammar, "tools")?;
+        // A call that must be made is `tool_choice`'s doing (errors such as "cannot be written
+        // by this model" name it); under `auto` the call is optional.
+        let field = if required { "tool_choice" } else { "tools" };
+        let constraint = Constraint::from_grammar(vocab, grammar, field)?;
         return Ok(Prepared {
             context: format.context(messages, &callable, required),
             constraint: Some(constraint),

@@ -21,9 +21,16 @@ const LLAMA31_PART: &str = r#"{%- if tools is not none and not tools_in_user_mes
 /// table), then ChatML's and (with `tool_tokens`) Qwen's `<tool_call>` / `</tool_call>` as added
 /// tokens (not special, as in Qwen2.5's tokenizer.json). `decoder`: the decoder's JSON.
 fn tokenizer(tool_tokens: bool, decoder: Value, template: &str) -> crate::tokenizer::Tokenizer {
+    tokenizer_without(&[], tool_tokens, decoder, template)
+}
+
+/// [`tokenizer`] without the tokens of the bytes `missing` (their ids are holes).
+fn tokenizer_without(missing: &[u8], tool_tokens: bool, decoder: Value, template: &str) -> crate::tokenizer::Tokenizer {
     let mut vocab = serde_json::Map::new();
     for (b, ch) in (0u32..).zip(crate::tokenizer::byte_level_table()) {
-        vocab.insert(ch.to_string(), json!(b + 3));
+        if !missing.contains(&(b as u8)) {
+            vocab.insert(ch.to_string(), json!(b + 3));
+        }
     }
     let mut added = vec![
         ("<s>", true),
@@ -389,4 +396,136 @@ fn module_path_gives_the_same_masks_as_the_in_process_one() {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<GrammarSpec>(&json).unwrap(), spec);
     }
+}
+
+/// A vocabulary without a token starting with `{` cannot write a tool call or a JSON object: a
+/// required or named call, `json_object` and an object schema are INVALID_ARGUMENT naming the
+/// field, the forced start and the missing character, before any token (llguidance would force
+/// the start without its `{` and fail at the first token as INTERNAL `ParserTooComplex`); the
+/// web module's factory (greedy tokenization) refuses with the same error. `auto` (free text)
+/// and formats that need no `{` still work.
+#[test]
+fn formats_the_vocabulary_cannot_write_are_invalid_argument() {
+    type Case<'a> = (
+        Option<&'a ResponseFormat>,
+        &'a [Tool],
+        &'a ToolChoice,
+        &'a str,
+        String,
+        GrammarSpec,
+    );
+    let tools = weather();
+    let refs: Vec<&Tool> = tools.iter().collect();
+    let named: ToolChoice = serde_json::from_value(json!({"type": "function", "function": {"name": "add"}})).unwrap();
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
+    let object: ResponseFormat =
+        serde_json::from_value(json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})).unwrap();
+    let msgs = [ChatMessage::new("user", "Weather in Paris?")];
+    for (template, format, call_start) in [
+        (CHATML, CallFormat::Generic, "{\"name\": \""),
+        (QWEN25, CallFormat::Hermes, "<tool_call>\\n{\"name\": \""),
+    ] {
+        let tok = tokenizer_without(b"{", true, byte_level(), template);
+        assert_eq!(CallFormat::of(&tok), format);
+        let vocab = Vocab::new(&tok, 300, &[260]).unwrap();
+        let special = |t: &str| vocab.has_special(t);
+        let required = ToolChoice::Mode("required".into());
+        // (response_format, tools, tool_choice, the field named, the forced start, the grammar)
+        let cases: [Case; 4] = [
+            (
+                None,
+                &tools,
+                &required,
+                "tool_choice",
+                call_start.into(),
+                format.grammar(&refs, true, special),
+            ),
+            (
+                None,
+                &tools,
+                &named,
+                "tool_choice",
+                format!("{call_start}add\", \"arguments\": {{\"a\": "),
+                format.grammar(&refs[1..], true, special),
+            ),
+            (
+                Some(&ResponseFormat::JsonObject),
+                &[],
+                &ToolChoice::Auto,
+                "response_format",
+                "{".into(),
+                GrammarSpec::JsonSchema(with_options(json!({"type": "object"}))),
+            ),
+            (
+                Some(&object),
+                &[],
+                &ToolChoice::Auto,
+                "response_format.json_schema.schema",
+                "{\"city\": \"".into(),
+                GrammarSpec::JsonSchema(with_options(schema.clone())),
+            ),
+        ];
+        let tokens = TokenBytes::new(&tok, 300, &[260]).unwrap();
+        let module = guidance::Factory::greedy(&tokens).unwrap();
+        for (rf, tools, choice, field, start, spec) in cases {
+            let mut cache = None;
+            let e = prepare_chat(&tok, 300, &[260], &mut cache, &msgs, rf, tools, choice).unwrap_err();
+            let Error::InvalidArgument { field: f, detail } = &e else {
+                panic!("{format:?} {field}: {e:?}")
+            };
+            assert_eq!(f, field, "{format:?}: {e}");
+            assert_eq!(
+                detail,
+                &format!(
+                    "cannot be written by this model: its output must start with `{start}`, but the model's \
+                     vocabulary has no token starting with '{{'"
+                ),
+                "{format:?} {field}"
+            );
+            let Err(m) = module.constraint(&spec, field) else {
+                panic!("{format:?} {field}: the module path compiled")
+            };
+            assert_eq!(m.to_string(), e.to_string(), "{format:?}: module path");
+        }
+        // `auto`: the call is optional, free text is what the model can write.
+        let p = prepare(&vocab, format, &msgs, None, &tools, &ToolChoice::Auto).unwrap();
+        assert!(p.constraint.unwrap().accepts_text(&vocab, "It is sunny.").unwrap());
+        // Formats that need no `{`.
+        for (f, text) in [
+            (
+                ResponseFormat::Regex {
+                    pattern: "[a-z]+".into(),
+                },
+                "paris",
+            ),
+            (
+                serde_json::from_value(json!({"type": "json_schema", "json_schema": {"schema": {"type": "string"}}}))
+                    .unwrap(),
+                "\"paris\"",
+            ),
+        ] {
+            let p = prepare(&vocab, format, &msgs, Some(&f), &[], &ToolChoice::Auto).unwrap();
+            assert!(p.constraint.unwrap().accepts_text(&vocab, text).unwrap(), "{f:?}");
+        }
+    }
+    // Nothing forced, but no token can start the output (a choice of two missing characters):
+    // "allows no output", named, not llguidance's NoExtensionBias state dump.
+    let tok = tokenizer_without(b"\"'", false, byte_level(), CHATML);
+    let vocab = Vocab::new(&tok, 300, &[260]).unwrap();
+    let f = ResponseFormat::Regex {
+        pattern: "(\"|')a".into(),
+    };
+    let e = Constraint::new(&vocab, &f, "response_format").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "response_format.pattern allows no output: no token of the model's vocabulary can start it"
+    );
+    let tokens = TokenBytes::new(&tok, 300, &[260]).unwrap();
+    let Err(m) = guidance::Factory::greedy(&tokens)
+        .unwrap()
+        .constraint(&GrammarSpec::Regex("(\"|')a".into()), "response_format.pattern")
+    else {
+        panic!("the module path compiled")
+    };
+    assert_eq!(m.to_string(), e.to_string());
 }

@@ -297,6 +297,67 @@ fn two_stage_cases() -> Vec<SamplingParams> {
     ]
 }
 
+/// One vocabulary of the equality tests of the two-stage paths (top-k and top-p): random logits
+/// with the awkward values of [`logits`] (seed `seed`; with `grid`, on a grid of 0.25, so that
+/// top-k and top-p boundaries fall inside tie classes), a context (every 61st id) and a sparse
+/// mask (ids ≡ 3 mod 97 and `v / 3`: fewer valid tokens per chunk than top_k, and for the small
+/// vocabularies fewer than top_k overall).
+struct PathCase {
+    logits: Vec<f32>,
+    context: Vec<u32>,
+    sparse: Vec<u32>,
+}
+
+fn path_case(v: usize, seed: u64, grid: bool) -> PathCase {
+    let mut l = logits(v, seed, 3.0);
+    if grid {
+        for x in l.iter_mut().filter(|x| x.is_finite() && x.abs() < 1e3) {
+            *x = (*x * 4.0).round() / 4.0;
+        }
+    }
+    let mut sparse = vec![0u32; v.div_ceil(32)];
+    for i in (0..v).filter(|i| i % 97 == 3 || *i == v / 3) {
+        sparse[i / 32] |= 1 << (i % 32);
+    }
+    PathCase {
+        logits: l,
+        context: (0..v as u32).step_by(61).collect(),
+        sparse,
+    }
+}
+
+/// `draws` draws on the two-stage path and on the single-workgroup kernel: the ids must be equal
+/// (`what` names the path, `label` the case); returns how many equal the CPU reference's.
+#[allow(clippy::too_many_arguments)]
+async fn two_stage_draws_agree(
+    gpu: &Gpu,
+    l: &[f32],
+    p: &SamplingParams,
+    context: &[u32],
+    mask: Option<&[u32]>,
+    draws: usize,
+    what: &str,
+    label: &str,
+) -> usize {
+    let old = gpu_draws_path(gpu, l, p, context, mask, draws, FilteredPath::SingleWorkgroup).await;
+    let new = gpu_draws_path(gpu, l, p, context, mask, draws, FilteredPath::TwoStage).await;
+    assert_eq!(new, old, "{label}: {what} vs single workgroup");
+    let want = cpu_draws(l, p, context, mask, draws);
+    let agree = new.iter().zip(&want).filter(|(a, b)| a == b).count();
+    if agree < draws {
+        say!("{label}: {agree} of {draws} equal to the CPU: {new:?} vs {want:?}");
+    }
+    agree
+}
+
+/// Nothing valid (all NaN): [`NONE`] on both filtered paths.
+async fn none_on_both_paths(gpu: &Gpu, p: &SamplingParams) {
+    for path in [FilteredPath::SingleWorkgroup, FilteredPath::TwoStage] {
+        let got = gpu_draws_path(gpu, &[f32::NAN; 3000], p, &[], None, 1, path).await;
+        assert_eq!(got, [NONE], "{path:?}");
+    }
+}
+
 gpu_test!(sample_two_stage_equals_single_workgroup_and_cpu, async {
     // The two-stage top-k path must give exactly the single-workgroup kernel's ids (same tokens,
     // same sums in the same order, same draws); against the CPU reference the usual ≥ 99 %.
@@ -321,35 +382,20 @@ gpu_test!(sample_two_stage_equals_single_workgroup_and_cpu, async {
         .enumerate()
         .filter(|(_, &v)| !BROWSER || v <= BROWSER_MAX_VOCAB)
     {
-        let mut l = logits(v, 30 + c as u64, 3.0);
-        if c % 2 == 1 {
-            // Heavy ties: logits on a grid of 0.25, so top-k boundaries fall inside tie classes.
-            for x in l.iter_mut().filter(|x| x.is_finite() && x.abs() < 1e3) {
-                *x = (*x * 4.0).round() / 4.0;
-            }
-        }
-        let context: Vec<u32> = (0..v as u32).step_by(61).collect();
-        // Sparse mask: fewer valid tokens per chunk than top_k (the NONE-padded slots), and for
-        // the small vocabularies fewer than top_k overall.
-        let mut sparse = vec![0u32; v.div_ceil(32)];
-        for i in (0..v).filter(|i| i % 97 == 3 || *i == v / 3) {
-            sparse[i / 32] |= 1 << (i % 32);
-        }
+        // Heavy ties (the 0.25 grid) at every other vocabulary.
+        let PathCase {
+            logits: l,
+            context,
+            sparse,
+        } = path_case(v, 30 + c as u64, c % 2 == 1);
         let masks: [Option<&[u32]>; 2] = [None, Some(&sparse)];
         for (pi, p) in two_stage_cases().iter().enumerate() {
             for (mi, &mask) in masks.iter().enumerate() {
                 if mi == 1 && pi % 2 == 0 && v > 1000 {
                     continue; // keep the native run short: the masked cases at two sets
                 }
-                let old = gpu_draws_path(&gpu, &l, p, &context, mask, draws, FilteredPath::SingleWorkgroup).await;
-                let new = gpu_draws_path(&gpu, &l, p, &context, mask, draws, FilteredPath::TwoStage).await;
-                assert_eq!(new, old, "vocab {v} case {pi} mask {mi}: two-stage vs single workgroup");
-                let want = cpu_draws(&l, p, &context, mask, draws);
-                let agree = new.iter().zip(&want).filter(|(a, b)| a == b).count();
-                if agree < draws {
-                    say!("vocab {v} case {pi} mask {mi}: {agree} of {draws} equal to the CPU: {new:?} vs {want:?}");
-                }
-                same += agree;
+                let label = format!("vocab {v} case {pi} mask {mi}");
+                same += two_stage_draws_agree(&gpu, &l, p, &context, mask, draws, "two-stage", &label).await;
                 total += draws;
             }
         }
@@ -357,11 +403,7 @@ gpu_test!(sample_two_stage_equals_single_workgroup_and_cpu, async {
     say!("two-stage draws equal to the CPU reference: {same} of {total}");
     assert!(same * 100 >= total * 99, "{same} of {total}");
     // Nothing valid: NONE on both paths.
-    let p = &two_stage_cases()[1];
-    for path in [FilteredPath::SingleWorkgroup, FilteredPath::TwoStage] {
-        let got = gpu_draws_path(&gpu, &[f32::NAN; 3000], p, &[], None, 1, path).await;
-        assert_eq!(got, [NONE], "{path:?}");
-    }
+    none_on_both_paths(&gpu, &two_stage_cases()[1]).await;
 });
 
 gpu_test!(sample_two_stage_is_chosen_for_filtered_draws, async {
@@ -476,36 +518,20 @@ gpu_test!(sample_top_p_path_equals_single_workgroup_and_cpu, async {
     {
         // Flat (the random logits with ties, NaN, ±huge, -inf; every other vocabulary on a 0.25
         // grid), and peaked with 40 high tokens.
-        let mut flat = logits(v, 50 + c as u64, 3.0);
-        if c % 2 == 1 {
-            for x in flat.iter_mut().filter(|x| x.is_finite() && x.abs() < 1e3) {
-                *x = (*x * 4.0).round() / 4.0;
-            }
-        }
+        let PathCase {
+            logits: flat,
+            context,
+            sparse,
+        } = path_case(v, 50 + c as u64, c % 2 == 1);
         let dists = [flat, peaked(v, 70 + c as u64, 40)];
-        let context: Vec<u32> = (0..v as u32).step_by(61).collect();
-        let mut sparse = vec![0u32; v.div_ceil(32)];
-        for i in (0..v).filter(|i| i % 97 == 3 || *i == v / 3) {
-            sparse[i / 32] |= 1 << (i % 32);
-        }
         for (di, l) in dists.iter().enumerate() {
             for (pi, p) in top_p_cases().iter().enumerate() {
                 for (mi, mask) in [None, Some(&sparse[..])].into_iter().enumerate() {
                     if mi == 1 && (pi + di) % 2 == 0 {
                         continue; // keep the runs short: the sparse mask at half the sets
                     }
-                    let old = gpu_draws_path(&gpu, l, p, &context, mask, draws, FilteredPath::SingleWorkgroup).await;
-                    let new = gpu_draws_path(&gpu, l, p, &context, mask, draws, FilteredPath::TwoStage).await;
-                    assert_eq!(
-                        new, old,
-                        "vocab {v} dist {di} case {pi} mask {mi}: top-p path vs single workgroup"
-                    );
-                    let want = cpu_draws(l, p, &context, mask, draws);
-                    let agree = new.iter().zip(&want).filter(|(a, b)| a == b).count();
-                    if agree < draws {
-                        say!("vocab {v} dist {di} case {pi} mask {mi}: {agree} of {draws} equal to the CPU: {new:?} vs {want:?}");
-                    }
-                    same += agree;
+                    let label = format!("vocab {v} dist {di} case {pi} mask {mi}");
+                    same += two_stage_draws_agree(&gpu, l, p, &context, mask, draws, "top-p path", &label).await;
                     total += draws;
                 }
             }
@@ -513,11 +539,7 @@ gpu_test!(sample_top_p_path_equals_single_workgroup_and_cpu, async {
     }
     say!("top-p path draws equal to the CPU reference: {same} of {total}");
     assert!(same * 100 >= total * 99, "{same} of {total}");
-    let p = &top_p_cases()[0];
-    for path in [FilteredPath::SingleWorkgroup, FilteredPath::TwoStage] {
-        let got = gpu_draws_path(&gpu, &[f32::NAN; 3000], p, &[], None, 1, path).await;
-        assert_eq!(got, [NONE], "{path:?}");
-    }
+    none_on_both_paths(&gpu, &top_p_cases()[0]).await;
 });
 
 gpu_test!(sample_top_p_path_takes_candidates_when_peaked, async {

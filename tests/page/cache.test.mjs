@@ -2,12 +2,11 @@
 // changed on the server is seen on the next load and its cached files are never mixed with the
 // new ones; offline, the cached copy still loads; a full storage quota is reported once per
 // load (onProgress + info.cache), not retried as a failing write on every load.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { browser, root } from './harness.mjs';
-import { serveStatic } from '../../scripts/serve.mjs';
+import { pageSuite, root } from './harness.mjs';
 import { ensureTinyModel } from './tiny_model.mjs';
 
 const FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'];
@@ -15,8 +14,6 @@ const work = join(root, 'target', 'page-models', 'cache-versions');
 const live = join(work, 'live');
 const v2 = join(work, 'v2');
 let tiny;
-let server;
-let b;
 
 /** The tiny model with every lm_head weight negated: same size, other greedy text. */
 async function writeV2(dir) {
@@ -30,25 +27,19 @@ async function writeV2(dir) {
   await writeFile(join(dir, 'model.safetensors'), buf);
 }
 
-before(async () => {
+const suite = pageSuite(async () => {
   tiny = await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama'));
   await rm(work, { recursive: true, force: true });
   await mkdir(live, { recursive: true });
   for (const f of FILES) await copyFile(join(tiny, f), join(live, f));
   await writeV2(v2);
-  server = await serveStatic({ '/': join(root, 'tests', 'page', 'fixtures'), '/pkg/': join(root, 'pkg'), '/live/': live, '/v2/': v2 });
-  b = await browser();
-});
-
-after(async () => {
-  await b?.close();
-  await server?.close();
+  return { '/': join(root, 'tests', 'page', 'fixtures'), '/pkg/': join(root, 'pkg'), '/live/': live, '/v2/': v2 };
 });
 
 async function newPage() {
-  const context = await b.newContext();
+  const context = await suite.browser.newContext();
   const page = await context.newPage();
-  await page.goto(`${server.url}harden.html`);
+  await page.goto(`${suite.server.url}harden.html`);
   await page.waitForFunction(() => document.title === 'ready', null, { timeout: 60_000 });
   return page;
 }
@@ -71,16 +62,16 @@ async function generate(page, url, options) {
 }
 
 const weightGets = (from) =>
-  server.requests.slice(from).filter((r) => r.path === '/live/model.safetensors' && r.method === 'GET');
+  suite.server.requests.slice(from).filter((r) => r.path === '/live/model.safetensors' && r.method === 'GET');
 
 test('a model changed on the server is seen on the next load, never mixed; offline the cache still loads', { timeout: 600_000 }, async () => {
   const page = await newPage();
   const cache = { cache: 'kjarni-test-versions' };
-  const headOf = (from) => server.requests.slice(from).filter((r) => r.path === '/live/model.safetensors' && r.method === 'HEAD');
+  const headOf = (from) => suite.server.requests.slice(from).filter((r) => r.path === '/live/model.safetensors' && r.method === 'HEAD');
   const ref = await generate(page, '/v2/', { cache: false });
   const first = await generate(page, '/live/', cache);
   // Unchanged: every cached file is checked (HEAD) and used; the weights are not downloaded.
-  let mark = server.requests.length;
+  let mark = suite.server.requests.length;
   const second = await generate(page, '/live/', cache);
   const secondGets = weightGets(mark);
   const secondHeads = headOf(mark);
@@ -88,7 +79,7 @@ test('a model changed on the server is seen on the next load, never mixed; offli
   await copyFile(join(v2, 'model.safetensors'), join(live, 'model.safetensors'));
   const later = new Date(Date.now() + 60_000);
   await utimes(join(live, 'model.safetensors'), later, later);
-  mark = server.requests.length;
+  mark = suite.server.requests.length;
   const third = await generate(page, '/live/', cache);
   const thirdGets = weightGets(mark);
   const fourth = await generate(page, '/live/', cache);
@@ -121,7 +112,7 @@ test('a model changed on the server is seen on the next load, never mixed; offli
 test('a full storage quota is reported once per load, and the write is not retried', { timeout: 600_000 }, async () => {
   const page = await newPage();
   const cdp = await page.context().newCDPSession(page);
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.url.replace(/\/$/, ''), quotaSize: 64 * 1024 });
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: suite.server.url.replace(/\/$/, ''), quotaSize: 64 * 1024 });
   const cache = { cache: 'kjarni-test-quota' };
   const first = await generate(page, '/v2/', cache);
   assert.equal(first.error, undefined, JSON.stringify(first.error));

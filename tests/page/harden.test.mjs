@@ -6,18 +6,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { browser, root } from './harness.mjs';
-import { serveStatic } from '../../scripts/serve.mjs';
+import { pageSuite, root } from './harness.mjs';
 import { ensureTinyModel } from './tiny_model.mjs';
 
-let server;
+const suite = pageSuite(async () => ({
+  '/': join(root, 'tests', 'page', 'fixtures'),
+  '/pkg/': join(root, 'pkg'),
+  '/tiny/': await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama')),
+}));
 let stall;
-let b;
 const stalled = [];
 
 before(async () => {
-  const tiny = await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama'));
-  server = await serveStatic({ '/': join(root, 'tests', 'page', 'fixtures'), '/pkg/': join(root, 'pkg'), '/tiny/': tiny });
   // Answers every request with headers and the first bytes of its body, then nothing.
   stall = createServer((req, res) => {
     stalled.push(req.url);
@@ -25,21 +25,18 @@ before(async () => {
     res.write('{"model_type": "llama", ');
   });
   await new Promise((ok) => stall.listen(0, '127.0.0.1', ok));
-  b = await browser();
 });
 
 after(async () => {
-  await b?.close();
-  await server?.close();
   stall?.closeAllConnections?.();
   await new Promise((ok) => stall?.close(ok));
 });
 
 /** A fresh page with the package; runs `fn(arg)` in it: { value } or { error: { code, field, message } }. */
 async function inFreshPage(fn, arg) {
-  const page = await b.newPage();
+  const page = await suite.browser.newPage();
   try {
-    await page.goto(`${server.url}harden.html`);
+    await page.goto(`${suite.server.url}harden.html`);
     await page.waitForFunction(() => document.title === 'ready', null, { timeout: 60_000 });
     return await page.evaluate(`(async () => {
       try {

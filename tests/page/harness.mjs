@@ -1,5 +1,7 @@
 // Page-test harness: a static server on 127.0.0.1 and Debian's Chromium with WebGPU,
-// driven by playwright-core. Screenshots go to target/page-artifacts/.
+// driven by playwright-core (pageSuite: the setup every browser test file shares). Screenshots
+// go to target/page-artifacts/.
+import { before, after } from 'node:test';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +43,35 @@ export async function browser() {
       '--no-first-run',
     ],
   });
+}
+
+/**
+ * The setup of a browser test file, as `before` / `after` hooks of the file: before its tests,
+ * `mounts` served on a free localhost port (scripts/serve.mjs; `{ prefix: folder }`, or an async
+ * function returning it, for folders written first, e.g. ensureTinyModel) and Chromium started
+ * (browser()); with `page` (newPage's options, `true` for none), one page opened whose uncaught
+ * errors are collected in `errors`; then `ready(suite)`, if given (e.g. navigating the page: a
+ * second top-level `before` hook would not wait for this one, node 20 runs them concurrently).
+ * After its tests, the browser and the server are closed. Returns the suite, filled in by the
+ * hook: `{ server, browser, page, errors }` (`server` as serveStatic gives it: url, requests,
+ * close).
+ */
+export function pageSuite(mounts, { page, ready } = {}) {
+  const suite = { server: undefined, browser: undefined, page: undefined, errors: [] };
+  before(async () => {
+    suite.server = await serveStatic(typeof mounts === 'function' ? await mounts() : mounts);
+    suite.browser = await browser();
+    if (page) {
+      suite.page = await suite.browser.newPage(page === true ? {} : page);
+      suite.page.on('pageerror', (e) => suite.errors.push(String(e)));
+    }
+    await ready?.(suite);
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.server?.close();
+  });
+  return suite;
 }
 
 export async function screenshot(page, name) {

@@ -2,41 +2,31 @@
 // a bundler (tests/page/fixtures/esm.html), on a tiny random Llama (tiny_model.mjs): SmolLM2 takes
 // tens of seconds per token in SwiftShader, so the API mechanics are checked on the tiny model and
 // the SmolLM2 fixture in chat.test.mjs.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { browser, screenshot, root } from './harness.mjs';
-import { serveStatic } from '../../scripts/serve.mjs';
+import { pageSuite, screenshot, root } from './harness.mjs';
 import { ensureTinyModel } from './tiny_model.mjs';
 
-let server;
-let b;
-let page;
-const errors = [];
-
-before(async () => {
-  const tiny = await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama'));
-  server = await serveStatic({
+const suite = pageSuite(
+  async () => ({
     '/': join(root, 'tests', 'page', 'fixtures'),
     '/pkg/': join(root, 'pkg'),
     '/models/': join(root, 'models'),
-    '/tiny/': tiny,
-  });
-  b = await browser();
-  page = await b.newPage();
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => m.type() === 'error' && !/404/.test(m.text()) && console.log('console:', m.text()));
-});
-
-after(async () => {
-  await b?.close();
-  await server?.close();
-});
+    '/tiny/': await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama')),
+  }),
+  {
+    page: true,
+    ready: ({ page }) => {
+      page.on('console', (m) => m.type() === 'error' && !/404/.test(m.text()) && console.log('console:', m.text()));
+    },
+  },
+);
 
 /** Run `fn` in the page, returning { value } or { error: { code, message, isKjarni } }. */
 async function inPage(fn, arg) {
   // A string expression: evaluated by the DevTools protocol, so the page's CSP (no eval) allows it.
-  return page.evaluate(`(async () => {
+  return suite.page.evaluate(`(async () => {
     try {
       return { value: await (${fn.toString()})(${JSON.stringify(arg ?? null)}) };
     } catch (e) {
@@ -46,11 +36,11 @@ async function inPage(fn, arg) {
 }
 
 test('a plain ESM page imports the package and runs a chat completion', { timeout: 300_000 }, async () => {
-  await page.goto(`${server.url}esm.html?model=/tiny/&max_tokens=4`);
-  await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('state').textContent), null, { timeout: 240_000 });
-  const failure = await page.evaluate(() => window.failure);
+  await suite.page.goto(`${suite.server.url}esm.html?model=/tiny/&max_tokens=4`);
+  await suite.page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('state').textContent), null, { timeout: 240_000 });
+  const failure = await suite.page.evaluate(() => window.failure);
   assert.equal(failure, undefined, JSON.stringify(failure));
-  const c = await page.evaluate(() => window.completion);
+  const c = await suite.page.evaluate(() => window.completion);
   assert.equal(c.object, 'chat.completion');
   assert.equal(c.model, 'tiny');
   assert.equal(c.choices[0].message.role, 'assistant');
@@ -58,11 +48,11 @@ test('a plain ESM page imports the package and runs a chat completion', { timeou
   assert.equal(c.choices[0].finish_reason, 'length');
   assert.equal(c.usage.completion_tokens, 4);
   assert.equal(c.usage.total_tokens, c.usage.prompt_tokens + 4);
-  await screenshot(page, 'package-esm-page');
+  await screenshot(suite.page, 'package-esm-page');
   // Capabilities and stats.
-  const caps = await page.evaluate(() => window.engine.capabilities());
+  const caps = await suite.page.evaluate(() => window.engine.capabilities());
   assert.ok(caps.max_workgroup_storage >= 16384 && caps.variants, JSON.stringify(caps));
-  const stats = await page.evaluate(() => window.engine.stats());
+  const stats = await suite.page.evaluate(() => window.engine.stats());
   assert.ok(stats.liveBuffers > 0 && stats.liveBytes > 0 && stats.wasmMemoryBytes > 0, JSON.stringify(stats));
 });
 
@@ -139,7 +129,7 @@ test('errors are KjarniErrors with stable codes', { timeout: 240_000 }, async ()
 
 test('Cache API: a second load downloads no weights; a memory budget fails before the download', { timeout: 300_000 }, async () => {
   // Downloads only: a cached file is revalidated with a HEAD (tests/page/cache.test.mjs).
-  const weights = () => server.requests.filter((r) => r.path === '/models/all-MiniLM-L6-v2/model.safetensors' && r.method !== 'HEAD');
+  const weights = () => suite.server.requests.filter((r) => r.path === '/models/all-MiniLM-L6-v2/model.safetensors' && r.method !== 'HEAD');
   const load = (opts) => inPage(async (o) => {
     const e = await window.kjarni.Engine.load('/models/all-MiniLM-L6-v2/', o);
     const stats = await e.stats();
@@ -262,9 +252,9 @@ test('the same API in a Web Worker (worker: true)', { timeout: 240_000 }, async 
   const v = r.value;
   assert.equal(v.kind, 'WorkerEngine');
   assert.ok(v.progressed > 0);
-  const main = await page.evaluate(() => window.completion.choices[0].message.content);
+  const main = await suite.page.evaluate(() => window.completion.choices[0].message.content);
   assert.equal(v.text, main, 'the worker computes the same greedy completion');
   assert.equal(v.finish, 'abort');
   assert.ok(v.stats.liveBuffers > 0 && v.caps);
-  assert.deepEqual(errors, []);
+  assert.deepEqual(suite.errors, []);
 });

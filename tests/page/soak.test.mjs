@@ -13,11 +13,10 @@
 //   KJARNI_SOAK=full node --test tests/page/soak.test.mjs
 // runs 1000 generations and 20 cycles (with generations and disposes mid-generation) per engine.
 // KJARNI_SOAK_GENERATIONS, KJARNI_SOAK_CYCLES and KJARNI_SOAK_SEED override each.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { browser, root } from './harness.mjs';
-import { serveStatic } from '../../scripts/serve.mjs';
+import { pageSuite, root } from './harness.mjs';
 import { ensureTinyModel } from './tiny_model.mjs';
 
 const FULL = process.env.KJARNI_SOAK === 'full';
@@ -27,19 +26,11 @@ const SEED = Number(process.env.KJARNI_SOAK_SEED ?? 19);
 const KINDS = FULL ? ['load', 'abort-load', 'generate', 'dispose-mid-generation'] : ['load', 'abort-load'];
 const TIMEOUT = FULL ? 3_600_000 : 300_000;
 
-let server;
-let b;
-
-before(async () => {
-  const tiny = await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama'));
-  server = await serveStatic({ '/': join(root, 'tests', 'page', 'fixtures'), '/pkg/': join(root, 'pkg'), '/tiny/': tiny });
-  b = await browser();
-});
-
-after(async () => {
-  await b?.close();
-  await server?.close();
-});
+const suite = pageSuite(async () => ({
+  '/': join(root, 'tests', 'page', 'fixtures'),
+  '/pkg/': join(root, 'pkg'),
+  '/tiny/': await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama')),
+}));
 
 /** A fresh page with soak.js; runs `fn(arg)` in it (a string expression: no eval in the page). */
 async function inPage(page, fn, arg) {
@@ -53,10 +44,10 @@ async function inPage(page, fn, arg) {
 }
 
 async function newPage() {
-  const page = await b.newPage();
+  const page = await suite.browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(`${server.url}soak.html`);
+  await page.goto(`${suite.server.url}soak.html`);
   await page.waitForFunction(() => document.title === 'ready', null, { timeout: 60_000 });
   return { page, errors };
 }

@@ -2,21 +2,17 @@
 // notes/structured.md), in the page thread and in a Web Worker: plain chat and embeddings never
 // fetch it; the first constrained request loads it (once per JS context) and its output matches
 // the pattern; a bad schema is INVALID_ARGUMENT naming its path (before the module is needed); a
-// pattern that does not compile is INVALID_ARGUMENT from the module; a module that cannot be
+// pattern that does not compile is INVALID_ARGUMENT from the module; so is a tool call or JSON
+// object the model cannot write (the tiny vocabulary has no '{'); a module that cannot be
 // loaded is NETWORK, not a hang. Tiny models (tiny_model.mjs): the plain one, and a copy whose
 // tokenizer has a byte-level decoder (constrained decoding needs the tokens' bytes).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { browser, root } from './harness.mjs';
-import { serveStatic } from '../../scripts/serve.mjs';
+import { pageSuite, root } from './harness.mjs';
 import { ensureTinyModel } from './tiny_model.mjs';
 
-let server;
-let b;
-let page;
-const errors = [];
 const PATTERN = '(cat|river|paris|music)+';
 
 /** The tiny model with a byte-level decoder (its words are ASCII: their bytes are their text). */
@@ -30,33 +26,32 @@ async function tinyBytes(tiny) {
   return dir;
 }
 
-before(async () => {
-  const tiny = await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama'));
-  server = await serveStatic({
-    '/': join(root, 'tests', 'page', 'fixtures'),
-    '/pkg/': join(root, 'pkg'),
-    '/models/': join(root, 'models'),
-    '/tiny/': tiny,
-    '/tiny-bytes/': await tinyBytes(tiny),
-  });
-  b = await browser();
-  page = await b.newPage();
-  page.on('pageerror', (e) => errors.push(String(e)));
-  // The page runs one plain chat completion on the tiny model as it loads (esm.js).
-  await page.goto(`${server.url}esm.html?model=/tiny/&max_tokens=2`);
-  await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('state').textContent), null, { timeout: 240_000 });
-});
-
-after(async () => {
-  await b?.close();
-  await server?.close();
-});
+const suite = pageSuite(
+  async () => {
+    const tiny = await ensureTinyModel(join(root, 'target', 'page-models', 'tiny-llama'));
+    return {
+      '/': join(root, 'tests', 'page', 'fixtures'),
+      '/pkg/': join(root, 'pkg'),
+      '/models/': join(root, 'models'),
+      '/tiny/': tiny,
+      '/tiny-bytes/': await tinyBytes(tiny),
+    };
+  },
+  {
+    page: true,
+    // The page runs one plain chat completion on the tiny model as it loads (esm.js).
+    ready: async ({ page, server }) => {
+      await page.goto(`${server.url}esm.html?model=/tiny/&max_tokens=2`);
+      await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('state').textContent), null, { timeout: 240_000 });
+    },
+  },
+);
 
 /** Requests for the structured module's files so far. */
-const structuredFetches = () => server.requests.filter((r) => r.path.includes('kjarni_structured')).map((r) => r.path);
+const structuredFetches = () => suite.server.requests.filter((r) => r.path.includes('kjarni_structured')).map((r) => r.path);
 
 async function inPage(fn, arg) {
-  return page.evaluate(`(async () => {
+  return suite.page.evaluate(`(async () => {
     try {
       return { value: await (${fn.toString()})(${JSON.stringify(arg ?? null)}) };
     } catch (e) {
@@ -66,7 +61,7 @@ async function inPage(fn, arg) {
 }
 
 test('plain chat (page and worker), streaming, a text response_format and embeddings do not fetch the structured module', { timeout: 300_000 }, async () => {
-  assert.equal(await page.evaluate(() => window.failure), undefined);
+  assert.equal(await suite.page.evaluate(() => window.failure), undefined);
   const r = await inPage(async () => {
     const messages = [{ role: 'user', content: 'What is the capital of France?' }];
     const e = window.engine;
@@ -84,7 +79,7 @@ test('plain chat (page and worker), streaming, a text response_format and embedd
   assert.equal(r.error, undefined, JSON.stringify(r.error));
   assert.equal(r.value.dim, 384);
   assert.deepEqual(structuredFetches(), []);
-  assert.deepEqual(errors, []);
+  assert.deepEqual(suite.errors, []);
 });
 
 test('a bad schema is INVALID_ARGUMENT naming its path, before the structured module is needed', { timeout: 120_000 }, async () => {
@@ -128,7 +123,7 @@ test('a regex response_format loads the structured module once (page thread); th
   assert.match(r.value.refused.message, /^response_format\.pattern cannot be compiled/);
   const fetched = structuredFetches();
   assert.deepEqual(fetched.filter((p) => p.endsWith('.wasm')), ['/pkg/kjarni_structured_bg.wasm'], JSON.stringify(fetched));
-  assert.deepEqual(errors, []);
+  assert.deepEqual(suite.errors, []);
 });
 
 test('in a Web Worker the structured module loads in the worker; a module that cannot be loaded is NETWORK', { timeout: 300_000 }, async () => {
@@ -158,5 +153,45 @@ test('in a Web Worker the structured module loads in the worker; a module that c
   assert.equal(r.value.plain, 'length');
   const fetched = structuredFetches().slice(before);
   assert.ok(fetched.includes('/pkg/kjarni_structured_bg.wasm') && fetched.includes('/pkg/missing/kjarni_structured_bg.wasm'), JSON.stringify({ fetched, failure: r.value.failure }));
-  assert.deepEqual(errors, []);
+  assert.deepEqual(suite.errors, []);
+});
+
+test('a tool call or JSON object the model cannot write (no token starting with "{") is INVALID_ARGUMENT from the module', { timeout: 300_000 }, async () => {
+  const r = await inPage(async () => {
+    const e = await window.kjarni.Engine.load('/tiny-bytes/');
+    const messages = [{ role: 'user', content: 'add one and two' }];
+    const tools = [{ type: 'function', function: { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer' } } } } }];
+    const requests = [
+      { tools, tool_choice: 'required' },
+      { tools, tool_choice: { type: 'function', function: { name: 'add' } } },
+      { response_format: { type: 'json_object' } },
+    ];
+    const out = [];
+    for (const req of requests) {
+      try {
+        const c = await e.chat.completions.create({ messages, max_tokens: 4, temperature: 0, ...req });
+        out.push({ finish: c.choices[0].finish_reason, content: c.choices[0].message.content });
+      } catch (err) {
+        out.push({ code: err.code, message: err.message });
+      }
+    }
+    // Under `auto` the call is optional: the model answers in text.
+    const auto = await e.chat.completions.create({ messages, max_tokens: 2, temperature: 0, tools });
+    await e.dispose();
+    return { out, auto: auto.choices[0].finish_reason };
+  });
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  const [required, named, object] = r.value.out;
+  for (const e of [required, named]) {
+    assert.equal(e.code, 'INVALID_ARGUMENT', JSON.stringify(e));
+    assert.match(e.message, /^tool_choice cannot be written by this model: its output must start with `\{"name": "/, e.message);
+    assert.match(e.message, /but the model's vocabulary has no token starting with '\{'$/, e.message);
+  }
+  assert.equal(object.code, 'INVALID_ARGUMENT', JSON.stringify(object));
+  assert.equal(
+    object.message,
+    "response_format cannot be written by this model: its output must start with `{`, but the model's vocabulary has no token starting with '{'",
+  );
+  assert.ok(['stop', 'length'].includes(r.value.auto), r.value.auto);
+  assert.deepEqual(suite.errors, []);
 });

@@ -4,6 +4,7 @@
 // Its output is word salad; the tests check mechanics (streaming, stop, buffers), not text.
 import { mkdir, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { mulberry32 } from './fixtures/mulberry32.js';
 
 const H = 128;
 const HEADS = 2;
@@ -27,17 +28,6 @@ const WORDS = (
 export const SPECIAL = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
 export const VOCAB = [...SPECIAL, ...new Set(WORDS)];
 
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function safetensors(tensors) {
   const header = {};
   let offset = 0;
@@ -60,7 +50,7 @@ export async function ensureTinyModel(dir) {
   } catch {}
   await mkdir(dir, { recursive: true });
   const V = VOCAB.length;
-  const rand = rng(1234);
+  const rand = mulberry32(1234);
   const mat = (rows, cols, scale) => Float32Array.from({ length: rows * cols }, () => (rand() * 2 - 1) * scale);
   const ones = (n) => new Float32Array(n).fill(1);
   const tensors = [['model.embed_tokens.weight', [V, H], mat(V, H, 1)]];
