@@ -181,13 +181,13 @@ impl Batch {
     }
 
     pub(crate) fn encode(self, encoder: &mut wgpu::CommandEncoder) {
-        self.encode_with(encoder, None);
+        self.encode_with(encoder, Timing::None);
     }
 
     /// [`Batch::encode`] with timestamp 0 of `set` written at the start of the first compute
     /// pass and timestamp 1 at the end of the last (profiling a whole step, `gpu::profile`).
     pub(crate) fn encode_timed(self, encoder: &mut wgpu::CommandEncoder, set: &wgpu::QuerySet) {
-        self.encode_with(encoder, Some(set));
+        self.encode_with(encoder, Timing::Whole(set));
     }
 
     /// Profiling inside one pass: the batch as [`Batch::encode`] records it, with timestamp 0
@@ -198,58 +198,14 @@ impl Batch {
         encoder: &mut wgpu::CommandEncoder,
         set: &wgpu::QuerySet,
     ) -> Vec<wgpu::ComputePipeline> {
-        let mut order = Vec::with_capacity(self.dispatches);
-        let mut cmds = self.cmds.into_iter().peekable();
-        while let Some(cmd) = cmds.next() {
-            match cmd {
-                Cmd::Copy {
-                    src,
-                    src_offset,
-                    dst,
-                    dst_offset,
-                    size,
-                } => {
-                    encoder.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, size);
-                }
-                Cmd::Dispatch {
-                    pipeline,
-                    bind_group,
-                    groups,
-                } => {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: None,
-                        timestamp_writes: None,
-                    });
-                    if order.is_empty() {
-                        pass.write_timestamp(set, 0);
-                    }
-                    pass.set_pipeline(&pipeline);
-                    pass.set_bind_group(0, &bind_group, &[]);
-                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                    order.push(pipeline);
-                    pass.write_timestamp(set, order.len() as u32);
-                    while let Some(Cmd::Dispatch { .. }) = cmds.peek() {
-                        if let Some(Cmd::Dispatch {
-                            pipeline,
-                            bind_group,
-                            groups,
-                        }) = cmds.next()
-                        {
-                            pass.set_pipeline(&pipeline);
-                            pass.set_bind_group(0, &bind_group, &[]);
-                            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                            order.push(pipeline);
-                            pass.write_timestamp(set, order.len() as u32);
-                        }
-                    }
-                }
-            }
-        }
-        order
+        self.encode_with(encoder, Timing::Each(set))
     }
 
-    fn encode_with(self, encoder: &mut wgpu::CommandEncoder, set: Option<&wgpu::QuerySet>) {
+    /// The batch in as few compute passes as its copies allow, with `timing`'s timestamp
+    /// writes; returns the dispatched pipelines in order with [`Timing::Each`] (else nothing).
+    fn encode_with(self, encoder: &mut wgpu::CommandEncoder, timing: Timing<'_>) -> Vec<wgpu::ComputePipeline> {
         let last_pass = self.passes();
+        let mut order = Vec::new();
         let mut pass_index = 0;
         let mut cmds = self.cmds.into_iter().peekable();
         while let Some(cmd) = cmds.next() {
@@ -270,34 +226,54 @@ impl Batch {
                 } => {
                     pass_index += 1;
                     let (first, last) = (pass_index == 1, pass_index == last_pass);
-                    let timestamp_writes =
-                        set.filter(|_| first || last)
-                            .map(|query_set| wgpu::ComputePassTimestampWrites {
-                                query_set,
-                                beginning_of_pass_write_index: first.then_some(0),
-                                end_of_pass_write_index: last.then_some(1),
-                            });
+                    let timestamp_writes = match timing {
+                        Timing::Whole(query_set) if first || last => Some(wgpu::ComputePassTimestampWrites {
+                            query_set,
+                            beginning_of_pass_write_index: first.then_some(0),
+                            end_of_pass_write_index: last.then_some(1),
+                        }),
+                        _ => None,
+                    };
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
                         timestamp_writes,
                     });
-                    pass.set_pipeline(&pipeline);
-                    pass.set_bind_group(0, &bind_group, &[]);
-                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                    while let Some(Cmd::Dispatch { .. }) = cmds.peek() {
-                        if let Some(Cmd::Dispatch {
-                            pipeline,
-                            bind_group,
-                            groups,
-                        }) = cmds.next()
-                        {
-                            pass.set_pipeline(&pipeline);
-                            pass.set_bind_group(0, &bind_group, &[]);
-                            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    if let (Timing::Each(set), true) = (timing, order.is_empty()) {
+                        pass.write_timestamp(set, 0);
+                    }
+                    let mut next = Some((pipeline, bind_group, groups));
+                    while let Some((pipeline, bind_group, groups)) = next.take() {
+                        pass.set_pipeline(&pipeline);
+                        pass.set_bind_group(0, &bind_group, &[]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        if let Timing::Each(set) = timing {
+                            order.push(pipeline);
+                            pass.write_timestamp(set, order.len() as u32);
+                        }
+                        if let Some(Cmd::Dispatch { .. }) = cmds.peek() {
+                            if let Some(Cmd::Dispatch {
+                                pipeline,
+                                bind_group,
+                                groups,
+                            }) = cmds.next()
+                            {
+                                next = Some((pipeline, bind_group, groups));
+                            }
                         }
                     }
                 }
             }
         }
+        order
     }
+}
+
+/// The timestamp writes [`Batch::encode_with`] records.
+#[derive(Clone, Copy)]
+enum Timing<'a> {
+    None,
+    /// Start of the first pass (0) and end of the last (1).
+    Whole(&'a wgpu::QuerySet),
+    /// Before the first dispatch (0) and after each (i + 1), inside the passes.
+    Each(&'a wgpu::QuerySet),
 }

@@ -303,12 +303,7 @@ impl Gpu {
     /// Start recording a profile: until [`Gpu::end_profile`], every submitted batch runs one
     /// compute pass per dispatch with timestamp writes (where the device has timestamps).
     pub fn begin_profile(&self) -> Result<()> {
-        let mut p = self
-            .profile
-            .lock()
-            .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
-        *p = Some(Recorder::default());
-        Ok(())
+        self.start_recorder(Recorder::default())
     }
 
     /// Start recording a profile of whole batches: until [`Gpu::end_profile`], every submitted
@@ -316,14 +311,17 @@ impl Gpu {
     /// timed from the start of its first pass to the end of its last: one entry per batch in the
     /// trace, its label giving the dispatch and pass counts.
     pub fn begin_profile_one_pass(&self) -> Result<()> {
-        let mut p = self
-            .profile
-            .lock()
-            .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
-        *p = Some(Recorder {
+        self.start_recorder(Recorder {
             one_pass: true,
             ..Default::default()
-        });
+        })
+    }
+
+    fn start_recorder(&self, recorder: Recorder) -> Result<()> {
+        *self
+            .profile
+            .lock()
+            .map_err(|_| Error::Internal("profile lock poisoned".into()))? = Some(recorder);
         Ok(())
     }
 
@@ -333,15 +331,10 @@ impl Gpu {
     /// elsewhere this falls back to [`Gpu::begin_profile`]'s pass per dispatch). A dispatch's
     /// time then includes the barrier before it and its launch, as in a normal step.
     pub fn begin_profile_in_pass(&self) -> Result<()> {
-        let mut p = self
-            .profile
-            .lock()
-            .map_err(|_| Error::Internal("profile lock poisoned".into()))?;
-        *p = Some(Recorder {
+        self.start_recorder(Recorder {
             in_pass: true,
             ..Default::default()
-        });
-        Ok(())
+        })
     }
 
     /// Whether a profile is being recorded.
