@@ -63,6 +63,7 @@ async fn run() -> kjarni_web::Result<()> {
     ffn::run(&gpu, &args, &mut report).await?;
     attention::run(&gpu, &args, &mut report).await?;
     quant::run(&gpu, &args, &mut report).await?;
+    quant::pair(&gpu, &args, &mut report).await?;
     models::run(&gpu, &args, &mut report).await?;
     dawn::run(&gpu, &args, &mut report).await?;
     step::run(&gpu, &args, &mut report).await?;

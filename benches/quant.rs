@@ -247,3 +247,101 @@ pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
     }
     Ok(())
 }
+
+/// `quant_pair_<type>_<model>`: the fused quantised gate/up GEMV (RMSNorm prologue, `[gate; up]`
+/// rows in one pass, SiLU · up) at the decode shapes of SmolLM2-135M (1536 outputs, K = 576) and
+/// Qwen2.5-0.5B (4864, K = 896), the launch shape `gemv_default` picks beside candidates with
+/// fewer rows or outputs per workgroup (more workgroups in flight). 60 dispatches per sample, in
+/// sequence (each rewrites y: a barrier between them, as between a layer's dispatches), on
+/// rotating weight copies: per-dispatch latency as in a decode step.
+pub async fn pair(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    use kjarni_web::ops::linear::{GateAct, NormPrologue};
+    for (model, n, k) in [("smollm2_135m", 1536usize, 576usize), ("qwen2.5_0.5b", 4864, 896)] {
+        for t in [QuantType::Q4_1, QuantType::Q4_K, QuantType::Q8_0] {
+            let case = format!("quant_pair_{}_{model}", name(t));
+            if !args.wants(&case) {
+                continue;
+            }
+            let qbytes = t.bytes(2 * n, k);
+            let nq = copies(args, qbytes);
+            let ws: Vec<QuantWeight> = (0..nq)
+                .map(|i| {
+                    QuantWeight::from_blocks(
+                        gpu,
+                        &format!("w{i}"),
+                        t,
+                        2 * n,
+                        k,
+                        &cq::random_blocks(t, 17 + i as u64, 2 * n * k / t.block_size()),
+                    )
+                })
+                .collect::<Result<_>>()?;
+            let x = GpuTensor::from_f32(gpu, "x", &[1, k], DType::F32, &cpu::random(k, 3, -1.0, 1.0))?;
+            let g = GpuTensor::from_f32(gpu, "g", &[k], DType::F32, &cpu::random(k, 5, 0.5, 1.5))?;
+            let y = GpuTensor::zeros(gpu, "y", &[1, n], DType::F32)?;
+            let norm = NormPrologue { weight: &g, eps: 1e-5 };
+            let default = quant::gemv_default(gpu, t, n, k);
+            let reduction = gpu.caps().variants.reduction;
+            let mut variants = vec![(format!("default_{}", default.name()), default)];
+            for (workgroup, lanes, rows) in [
+                (64, 16, 2),
+                (64, 16, 1),
+                (64, 32, 2),
+                (64, 32, 1),
+                (32, 16, 1),
+                (128, 32, 1),
+                (64, 8, 2),
+                (64, 8, 1),
+            ] {
+                let v = Variant::GemvFast {
+                    workgroup,
+                    lanes,
+                    rows,
+                    step: 1,
+                    reduction,
+                };
+                let mut probe = gpu.batch();
+                let fits = quant::record_fused_variant(
+                    gpu,
+                    &mut probe,
+                    &ws[0],
+                    &x,
+                    &y,
+                    Some(&norm),
+                    &Epilogue::NONE,
+                    Some(GateAct::Silu),
+                    v,
+                )
+                .is_ok();
+                if v != default && fits {
+                    variants.push((v.name(), v));
+                }
+            }
+            let mut timings = Vec::new();
+            for (label, v) in &variants {
+                let mut i = 0;
+                timings.push(
+                    time_op(gpu, args, label, 60, |b| {
+                        i = (i + 1) % nq;
+                        quant::record_fused_variant(
+                            gpu,
+                            b,
+                            &ws[i],
+                            &x,
+                            &y,
+                            Some(&norm),
+                            &Epilogue::NONE,
+                            Some(GateAct::Silu),
+                            *v,
+                        )
+                    })
+                    .await?,
+                );
+            }
+            let base = timings.first().map(|t| t.name.clone()).unwrap_or_default();
+            let shape = json!({ "n_out": n, "k": k, "type": name(t), "block_bytes": qbytes, "weight_copies": nq });
+            report.add(&case, shape, qbytes as f64, 4.0 * (n * k) as f64, &base, &timings);
+        }
+    }
+    Ok(())
+}

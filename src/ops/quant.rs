@@ -552,6 +552,25 @@ pub fn record_fused(
     epi: &super::linear::Epilogue,
     pair: Option<super::linear::GateAct>,
 ) -> Result<()> {
+    let n_out = if pair.is_some() { w.rows / 2 } else { w.rows };
+    let variant = gemv_default(gpu, w.qtype, n_out, w.cols);
+    record_fused_variant(gpu, batch, w, x, y, norm, epi, pair, variant)
+}
+
+/// [`record_fused`] with the launch shape given (a `GemvFast` variant; benchmarks of the
+/// shapes [`gemv_default`] does not pick).
+#[allow(clippy::too_many_arguments)]
+pub fn record_fused_variant(
+    gpu: &Gpu,
+    batch: &mut Batch,
+    w: &QuantWeight,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    norm: Option<&super::linear::NormPrologue>,
+    epi: &super::linear::Epilogue,
+    pair: Option<super::linear::GateAct>,
+    variant: Variant,
+) -> Result<()> {
     const NAME: &str = "quant_gemv_fused";
     let pair_code = pair.map_or(0, super::linear::GateAct::code);
     let pair = pair.is_some();
@@ -596,13 +615,16 @@ pub fn record_fused(
     let n = to_u32(NAME, "outputs", n_out)?;
     to_u32(NAME, "elements of y", y.numel())?;
     let k = to_u32(NAME, "K", w.cols)?;
-    let variant = gemv_default(gpu, w.qtype, n_out, w.cols);
     let reduction = check_fast(gpu, variant)?;
     let Variant::GemvFast {
         workgroup, lanes, rows, ..
     } = variant
     else {
-        return Err(Error::Internal("gemv_default is a gemv_fast variant".into()));
+        return Err(Error::Unsupported {
+            kernel: NAME,
+            variant: variant.name(),
+            why: "the fused prologue / epilogue exist for gemv_fast variants only".into(),
+        });
     };
     let outs = (workgroup / lanes) * rows;
     let groups_n = n.div_ceil(outs);
