@@ -7,11 +7,69 @@
 use crate::harness::{copies, inner_for, time_op, vector, weight, Args, Report};
 use kjarni_web::ops::gemv;
 use kjarni_web::ops::linear::Epilogue;
-use kjarni_web::ops::matmul::{self, Variant as MatmulVariant};
+use kjarni_web::ops::matmul::{self, CpuShape, Variant as MatmulVariant};
 use kjarni_web::{DType, Gpu, GpuTensor, Result};
 use serde_json::json;
 
+/// MiniLM (5 and 64 tokens; K = 384 or 1536) and SmolLM2-135M (37 tokens; K = 576 or 1536).
+const CPU_SHAPES: [(usize, usize, usize); 8] = [
+    (5, 384, 384),
+    (5, 1536, 384),
+    (5, 384, 1536),
+    (64, 384, 384),
+    (64, 1536, 384),
+    (37, 576, 576),
+    (37, 1536, 576),
+    (37, 576, 1536),
+];
+
+async fn run_cpu(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    for (m, n, k) in CPU_SHAPES {
+        let case = format!("matmul_cpu_bf16_m{m}_n{n}_k{k}");
+        if !args.wants(&case) {
+            continue;
+        }
+        let w = weight(gpu, "w", n, k, DType::BF16, 1)?;
+        let x = vector(gpu, "x", &[m, k], 7)?;
+        let y = GpuTensor::zeros(gpu, "y", &[m, n], DType::F32)?;
+        let flops = 2.0 * (m * n * k) as f64;
+        let bytes = (n * k * 2 + 4 * m * k + 4 * m * n) as f64;
+        let gpu_tile = matmul::default_tile(gpu.caps(), m, n);
+        let chosen = matmul::cpu_shape(gpu.caps(), m, n);
+        let mut variants: Vec<(String, MatmulVariant)> = vec![
+            (
+                format!("gpu_default_{}", gpu_tile.name()),
+                MatmulVariant::Tiled(gpu_tile),
+            ),
+            ("tile32_baseline".into(), MatmulVariant::Tile32),
+            (format!("cpu_default_{}", chosen.name()), MatmulVariant::Cpu(chosen)),
+        ];
+        for (rows, cols) in [(1, 4), (2, 4), (4, 4), (4, 8), (8, 4), (8, 8)] {
+            for workgroup in [16, 64] {
+                let c = CpuShape { rows, cols, workgroup };
+                if c != chosen {
+                    variants.push((MatmulVariant::Cpu(c).name(), MatmulVariant::Cpu(c)));
+                }
+            }
+        }
+        let mut timings = Vec::new();
+        for (name, v) in &variants {
+            timings.push(
+                time_op(gpu, args, name, 2, |b| {
+                    matmul::record_variant(gpu, b, &x, &w, &y, &Epilogue::NONE, *v)
+                })
+                .await?,
+            );
+        }
+        let shape = json!({ "m": m, "n": n, "k": k, "dtype": "bf16", "cpu_default": chosen.name() });
+        let base = variants[0].0.clone();
+        report.add(&case, shape, bytes, flops, &base, &timings);
+    }
+    Ok(())
+}
+
 pub async fn run(gpu: &Gpu, args: &Args, report: &mut Report) -> Result<()> {
+    run_cpu(gpu, args, report).await?;
     let (n, k) = (4096usize, 4096usize);
     for m in [1usize, 16, 128, 2048] {
         let case = format!("matmul_bf16_m{m}_n{n}_k{k}");

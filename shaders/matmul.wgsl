@@ -298,3 +298,84 @@ fn matmul_tile32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         }
     }
 }
+
+// ---- CPU launch shape (SwiftShader, lavapipe): no workgroup memory, no barriers.
+//
+// On a CPU adapter a workgroup runs on one thread with its invocations emulated in SIMD groups,
+// and a barrier splits the kernel into coroutines per group; staging tiles through workgroup
+// memory costs more than it saves (caches do that job). Here each invocation computes a CR x CN
+// block of Y on its own, reading X and W rows straight from storage, one chunk (CHUNK k values: 8
+// for 16-bit weights, 4 for f32) per step into vec4 partial sums, reduced once at the end.
+// Invocation g of the dispatch takes block g: blocks are numbered column-major within a row
+// block (p.tiles_n = column blocks), so neighbouring invocations share X rows. Rows and columns
+// past M / N load the last valid row / column (clamped, no branches in the loop) and are not
+// stored. K % CHUNK != 0 (rows not 16-byte aligned) takes a scalar loop over u32 words.
+//
+// Prelude constants: CR, CN (rows and columns per invocation), CWG (invocations per workgroup).
+
+@compute @workgroup_size(CWG)
+fn matmul_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let block = (wid.x + wid.y * nwg.x) * CWG + t;
+    let m0 = (block / p.tiles_n) * CR;
+    let n0 = (block % p.tiles_n) * CN;
+    if (m0 >= p.m) {
+        return;
+    }
+    var xrow: array<u32, CR>;
+    var wrow: array<u32, CN>;
+    for (var r = 0u; r < CR; r = r + 1u) {
+        xrow[r] = min(m0 + r, p.m - 1u) * p.k;
+    }
+    for (var c = 0u; c < CN; c = c + 1u) {
+        wrow[c] = min(n0 + c, p.n - 1u) * p.k;
+    }
+    var acc: array<vec4<f32>, CR * CN>;
+    if (p.k % CHUNK == 0u) {
+        for (var k = 0u; k < p.k; k = k + CHUNK) {
+            var wa: array<vec4<f32>, CN>;
+            var wb: array<vec4<f32>, CN>;
+            for (var c = 0u; c < CN; c = c + 1u) {
+                let ch = decode_chunk(w4[(wrow[c] + k) / CHUNK]);
+                wa[c] = ch.a;
+                wb[c] = ch.b;
+            }
+            for (var r = 0u; r < CR; r = r + 1u) {
+                let xa = x4[(xrow[r] + k) / 4u];
+                if (DT == DT_F32) {
+                    for (var c = 0u; c < CN; c = c + 1u) {
+                        acc[r * CN + c] = fma(xa, wa[c], acc[r * CN + c]);
+                    }
+                } else {
+                    let xb = x4[(xrow[r] + k) / 4u + 1u];
+                    for (var c = 0u; c < CN; c = c + 1u) {
+                        acc[r * CN + c] = fma(xb, wb[c], fma(xa, wa[c], acc[r * CN + c]));
+                    }
+                }
+            }
+        }
+    } else {
+        for (var k = 0u; k < p.k; k = k + 1u) {
+            var wv: array<f32, CN>;
+            for (var c = 0u; c < CN; c = c + 1u) {
+                let g = wrow[c] + k;
+                wv[c] = decode_one(w1[g / EPW], g % EPW);
+            }
+            for (var r = 0u; r < CR; r = r + 1u) {
+                let xv = x1[xrow[r] + k];
+                for (var c = 0u; c < CN; c = c + 1u) {
+                    acc[r * CN + c].x = fma(xv, wv[c], acc[r * CN + c].x);
+                }
+            }
+        }
+    }
+    for (var r = 0u; r < CR; r = r + 1u) {
+        if (m0 + r < p.m) {
+            for (var c = 0u; c < CN; c = c + 1u) {
+                if (n0 + c < p.n) {
+                    let a = acc[r * CN + c];
+                    store_output(m0 + r, n0 + c, (a.x + a.y) + (a.z + a.w));
+                }
+            }
+        }
+    }
+}

@@ -5,6 +5,10 @@
 //! double-buffered workgroup staging. The tile comes from [`autotune`] when this device has timed
 //! the shape's bucket, otherwise from [`default_tile`]; candidates are filtered by the device's
 //! invocation and workgroup-storage limits. A plain 32x32 single-buffered kernel is kept as the baseline.
+//!
+//! On a CPU adapter (`Capabilities::variants.cpu`: SwiftShader, lavapipe) [`record`] runs
+//! `matmul_cpu` instead ([`cpu_shape`]): each invocation a 4x8 block from storage, no workgroup
+//! memory or barriers, which such adapters emulate at great cost.
 
 use super::checks::{no_alias, to_u32};
 use super::linear::{chunk_elems, dtype_consts, weight_shape, Epilogue};
@@ -116,11 +120,54 @@ pub fn default_tile(caps: &Capabilities, m: usize, _n: usize) -> Tile {
         .unwrap_or(TILES[7])
 }
 
+/// A launch shape of the CPU-adapter kernel (`matmul_cpu`): each invocation computes a
+/// `rows` x `cols` block of Y straight from storage, no workgroup memory or barriers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CpuShape {
+    /// Rows of Y per invocation (1, 2, 4 or 8).
+    pub rows: u32,
+    /// Columns of Y per invocation (1, 2, 4 or 8).
+    pub cols: u32,
+    /// Invocations per workgroup.
+    pub workgroup: u32,
+}
+
+impl CpuShape {
+    /// Short name for reports, e.g. `4x4_wg64`.
+    pub fn name(&self) -> String {
+        format!("{}x{}_wg{}", self.rows, self.cols, self.workgroup)
+    }
+
+    fn valid(&self, caps: &Capabilities) -> bool {
+        matches!(self.rows, 1 | 2 | 4 | 8)
+            && matches!(self.cols, 1 | 2 | 4 | 8)
+            && self.workgroup >= 1
+            && self.workgroup <= caps.max_invocations
+            && self.workgroup <= caps.max_workgroup_size_x
+    }
+}
+
+/// The CPU launch shape: 4x8 blocks per invocation, 16 invocations per workgroup (or the device's
+/// limit). lavapipe, MiniLM / SmolLM2 prefill shapes (M = 5..64, N and K 384..1536): 4x8 was the
+/// fastest block of 1x4..8x8 at every shape, 2.6–6.4x the GPU default tile; workgroups of 16 and
+/// 64 were within ±10 % of each other, and 16 gives a CPU adapter (which spreads workgroups over
+/// its threads) more of them (benches/results/lavapipe_matmul/).
+pub fn cpu_shape(caps: &Capabilities, _m: usize, _n: usize) -> CpuShape {
+    let cap = caps.max_invocations.min(caps.max_workgroup_size_x).max(1);
+    CpuShape {
+        rows: 4,
+        cols: 8,
+        workgroup: cap.min(16),
+    }
+}
+
 /// Which kernel computes the matmul.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Variant {
     /// The tiled, register-blocked, double-buffered kernel with this tile.
     Tiled(Tile),
+    /// The CPU-adapter kernel with this launch shape ([`Capabilities`]' `variants.cpu`).
+    Cpu(CpuShape),
     /// A plain 32x32 single-buffered tile kernel (benchmark baseline; no model selects it).
     Tile32,
 }
@@ -130,6 +177,7 @@ impl Variant {
     pub fn name(&self) -> String {
         match self {
             Variant::Tiled(t) => format!("tiled_{}", t.name()),
+            Variant::Cpu(c) => format!("cpu_{}", c.name()),
             Variant::Tile32 => "tile32_baseline".into(),
         }
     }
@@ -197,11 +245,21 @@ pub fn chosen_tile(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType) -> Til
         .unwrap_or_else(|| default_tile(gpu.caps(), m, n))
 }
 
-/// Record `y = epilogue(x · wᵀ)` with the chosen tile.
+/// The variant [`record`] uses: the CPU launch shape on a CPU adapter ([`cpu_shape`]), otherwise
+/// the tiled kernel with [`chosen_tile`].
+pub fn chosen_variant(gpu: &Gpu, m: usize, n: usize, k: usize, dtype: DType) -> Variant {
+    if gpu.caps().variants.cpu {
+        Variant::Cpu(cpu_shape(gpu.caps(), m, n))
+    } else {
+        Variant::Tiled(chosen_tile(gpu, m, n, k, dtype))
+    }
+}
+
+/// Record `y = epilogue(x · wᵀ)` with the chosen variant ([`chosen_variant`]).
 pub fn record(gpu: &Gpu, batch: &mut Batch, x: &GpuTensor, w: &GpuTensor, y: &GpuTensor, epi: &Epilogue) -> Result<()> {
     let s = check(x, w, y)?;
-    let tile = chosen_tile(gpu, s.m, s.n, s.k, w.dtype());
-    record_variant(gpu, batch, x, w, y, epi, Variant::Tiled(tile))
+    let v = chosen_variant(gpu, s.m, s.n, s.k, w.dtype());
+    record_variant(gpu, batch, x, w, y, epi, v)
 }
 
 /// Record with an explicit variant (tests, benchmarks, the autotuner).
@@ -224,11 +282,16 @@ pub fn record_variant(
     consts.extend_from_slice(&bound.consts);
     let (bm, bn) = match variant {
         Variant::Tiled(t) => (t.bm, t.bn),
+        Variant::Cpu(c) => (c.rows, c.cols),
         Variant::Tile32 => (32, 32),
     };
     let tiles_n = (s.n as u64).div_ceil(u64::from(bn));
     let tiles = tiles_n * (s.m as u64).div_ceil(u64::from(bm));
-    let groups = gpu.grid(NAME, tiles)?;
+    let groups = match variant {
+        // One invocation per block.
+        Variant::Cpu(c) => gpu.grid(NAME, tiles.div_ceil(u64::from(c.workgroup.max(1))))?,
+        _ => gpu.grid(NAME, tiles)?,
+    };
     let params = Params {
         m: to_u32(NAME, "M", s.m)?,
         n: to_u32(NAME, "N", s.n)?,
@@ -254,6 +317,7 @@ pub fn record_variant(
                 });
             }
             consts.extend_from_slice(&tile_consts(t, s.k, w.dtype()));
+            consts.extend_from_slice(&cpu_consts(CPU_UNUSED));
             let pipeline = gpu
                 .pipelines()
                 .get(gpu.device(), &KERNEL, "matmul_tiled", None, &consts)?;
@@ -273,9 +337,44 @@ pub fn record_variant(
                 groups,
             )
         }
-        Variant::Tile32 => {
+        Variant::Cpu(c) => {
+            if !c.valid(gpu.caps()) {
+                return Err(Error::Unsupported {
+                    kernel: NAME,
+                    variant: variant.name(),
+                    why: format!(
+                        "needs rows and columns per invocation in {{1, 2, 4, 8}} and {} invocations (device: {})",
+                        c.workgroup,
+                        gpu.caps().max_invocations.min(gpu.caps().max_workgroup_size_x)
+                    ),
+                });
+            }
             // The module also holds the tiled kernel, whose constants must be defined (unused here).
             consts.extend_from_slice(&tile_consts(TILES[7], s.k, w.dtype()));
+            consts.extend_from_slice(&cpu_consts(c));
+            let pipeline = gpu
+                .pipelines()
+                .get(gpu.device(), &KERNEL, "matmul_cpu", None, &consts)?;
+            batch.dispatch(
+                gpu,
+                &pipeline,
+                &params,
+                &[
+                    (1, w.buffer()),
+                    (2, w.buffer()),
+                    (3, x.buffer()),
+                    (4, x.buffer()),
+                    (5, bias),
+                    (6, res),
+                    (7, y.buffer()),
+                ],
+                groups,
+            )
+        }
+        Variant::Tile32 => {
+            // The module also holds the tiled and CPU kernels, whose constants must be defined (unused here).
+            consts.extend_from_slice(&tile_consts(TILES[7], s.k, w.dtype()));
+            consts.extend_from_slice(&cpu_consts(CPU_UNUSED));
             let pipeline = gpu
                 .pipelines()
                 .get(gpu.device(), &KERNEL, "matmul_tile32", None, &consts)?;
@@ -288,6 +387,22 @@ pub fn record_variant(
             )
         }
     }
+}
+
+/// The CPU kernel's constants where another entry point is compiled (must be defined, unused).
+const CPU_UNUSED: CpuShape = CpuShape {
+    rows: 1,
+    cols: 1,
+    workgroup: 1,
+};
+
+/// Prelude constants of the CPU kernel.
+fn cpu_consts(c: CpuShape) -> [(&'static str, Const); 3] {
+    [
+        ("CR", Const::U32(c.rows)),
+        ("CN", Const::U32(c.cols)),
+        ("CWG", Const::U32(c.workgroup)),
+    ]
 }
 
 /// Prelude constants of the tiled kernel for `t` and this K and weight dtype.

@@ -4,7 +4,7 @@ use kjarni_web::cpu;
 use kjarni_web::cpu::compare::Tolerance;
 use kjarni_web::cpu::linear::{abs_dot, linear, Epi};
 use kjarni_web::ops::linear::{Act, Epilogue, Residual};
-use kjarni_web::ops::matmul::{self, Tile, Variant, TILES};
+use kjarni_web::ops::matmul::{self, CpuShape, Tile, Variant, TILES};
 use kjarni_web::ops::tune::{self, TuneKey};
 use kjarni_web::{DType, Error, GpuTensor};
 
@@ -30,9 +30,20 @@ fn variants(gpu: &kjarni_web::Gpu, dtype: DType) -> Vec<Variant> {
         .map(|t| Variant::Tiled(*t))
         .collect();
     v.push(Variant::Tile32);
-    // In the browser, f16 and f32 weights run on the smallest and the largest tile only.
+    // CPU launch shapes (whatever the adapter): the chosen 4x8 block, and odd blocks / workgroups.
+    let cpu = Variant::Cpu(CpuShape {
+        rows: 4,
+        cols: 8,
+        workgroup: 16,
+    });
+    v.push(cpu);
+    for (rows, cols, workgroup) in [(1, 2, 8), (8, 4, 64), (2, 1, 3)] {
+        v.push(Variant::Cpu(CpuShape { rows, cols, workgroup }));
+    }
+    // In the browser, f16 and f32 weights run on the smallest and the largest tile and the CPU
+    // 4x8 shape only.
     subset(&v, |v| {
-        dtype == DType::BF16 || *v == Variant::Tiled(TILES[0]) || *v == Variant::Tiled(TILES[7])
+        dtype == DType::BF16 || *v == Variant::Tiled(TILES[0]) || *v == Variant::Tiled(TILES[7]) || *v == cpu
     })
 }
 
@@ -76,7 +87,8 @@ gpu_test!(matmul_is_exact_on_awkward_shapes_for_every_dtype_and_tile, async {
 });
 
 // Realistic values: each output is a serial chain of K FMAs in f32 (the tiled kernel accumulates
-// one k after another in registers): error ≤ K · 2^-24 · Σ|x·w|. GELU / SiLU add 2e-6 relative.
+// one k after another in registers; the CPU kernel 4 or 8 chains of K/4 or K/8, then adds them):
+// error ≤ K · 2^-24 · Σ|x·w|. GELU / SiLU add 2e-6 relative.
 gpu_test!(matmul_matches_reference_with_fused_epilogues, async {
     let gpu = gpu().await;
     let (m, n, k) = (37usize, 70usize, 300usize);
@@ -96,6 +108,7 @@ gpu_test!(matmul_matches_reference_with_fused_epilogues, async {
             Variant::Tile32,
             Variant::Tiled(matmul::default_tile(gpu.caps(), m, n)),
             Variant::Tiled(TILES[4]),
+            Variant::Cpu(matmul::cpu_shape(gpu.caps(), m, n)),
         ];
         for v in subset(&epilogue_variants, |v| *v != Variant::Tile32) {
             let what = |c: &str| format!("matmul {dtype} {} {c}", v.name());
@@ -243,7 +256,15 @@ gpu_test!(matmul_autotune_times_candidates_once_and_caches_the_choice, async {
     // Same bucket (each dimension rounded up to a power of two): cached, no timing, same tile.
     assert_eq!(matmul::chosen_tile(&gpu, m + 1, n + 3, k + 5, DType::BF16), tile);
     assert_eq!(matmul::autotune(&gpu, &tx, &tw, &y).await.unwrap(), tile);
-    // record uses it and is still exact.
+    // record uses it (the CPU launch shapes ignore tuning) and is still exact.
+    assert_eq!(
+        matmul::chosen_variant(&gpu, m, n, k, DType::BF16),
+        if gpu.caps().variants.cpu {
+            Variant::Cpu(matmul::cpu_shape(gpu.caps(), m, n))
+        } else {
+            Variant::Tiled(tile)
+        }
+    );
     let y2 = upload(&gpu, "y2", &[m, n], &vec![f32::NAN; m * n]);
     let mut batch = gpu.batch();
     matmul::record(&gpu, &mut batch, &tx, &tw, &y2, &Epilogue::NONE).unwrap();
@@ -301,5 +322,93 @@ gpu_test!(matmul_rejects_bad_shapes_and_tiles, async {
         matmul::record_variant(&gpu, &mut b, &x, &w, &y, &Epilogue::NONE, Variant::Tiled(odd)),
         Err(Error::Unsupported { .. })
     ));
+    for (rows, cols, workgroup) in [(3, 4, 16), (4, 16, 16), (4, 4, 0), (4, 4, 4096)] {
+        let bad = Variant::Cpu(CpuShape { rows, cols, workgroup });
+        assert!(matches!(
+            matmul::record_variant(&gpu, &mut b, &x, &w, &y, &Epilogue::NONE, bad),
+            Err(Error::Unsupported { .. })
+        ));
+    }
     assert_eq!(b.dispatches(), 0);
+});
+
+// `record` runs the CPU kernel under the CPU launch shapes (chosen by the adapter, Auto: SwiftShader
+// in the browser, lavapipe natively; or forced) and the tiled one under the GPU shapes. Awkward
+// shape (M, N not multiples of the 4x8 block or of any tile, K = 300: 16-bit rows 8-byte aligned
+// only, so the scalar path; K = 296 the vec4 path), bias + GELU and an in-place residual. Tolerance
+// as in matmul_matches_reference_with_fused_epilogues.
+gpu_test!(matmul_record_uses_the_launch_shapes_of_the_device, async {
+    let auto = gpu().await;
+    say!(
+        "matmul on {} (cpu launch shapes: {}): {}",
+        auto.caps().adapter,
+        auto.caps().variants.cpu,
+        matmul::chosen_variant(&auto, 37, 70, 296, DType::BF16).name()
+    );
+    assert_eq!(
+        auto.caps().variants.cpu,
+        matches!(matmul::chosen_variant(&auto, 37, 70, 296, DType::BF16), Variant::Cpu(_))
+    );
+    // SwiftShader (the browser run), lavapipe / llvmpipe (natively) pick the CPU kernel.
+    let text = format!("{} {}", auto.caps().adapter, auto.caps().driver).to_ascii_lowercase();
+    if ["swiftshader", "llvmpipe", "lavapipe"].iter().any(|c| text.contains(c)) {
+        assert!(
+            auto.caps().variants.cpu,
+            "{text}: a CPU adapter without the CPU launch shapes"
+        );
+    }
+    drop(auto);
+    for (case, k) in [300usize, 296].into_iter().enumerate() {
+        for &i in shapes_for(case) {
+            let gpu = gpu_with(BOTH_SHAPES[i]).await;
+            let (m, n) = (37usize, 70usize);
+            let v = matmul::chosen_variant(&gpu, m, n, k, DType::BF16);
+            assert_eq!(
+                matches!(v, Variant::Cpu(_)),
+                BOTH_SHAPES[i] == kjarni_web::LaunchShapes::Cpu
+            );
+            let x = cpu::random(m * k, 15, -2.0, 2.0);
+            let w = cpu::random(n * k, 16, -0.5, 0.5);
+            let b = cpu::random(n, 17, -1.0, 1.0);
+            let r = cpu::random(m * n, 18, -3.0, 3.0);
+            let (tw, wv) = weights(&gpu, "w", n, k, DType::BF16, &w);
+            let tx = upload(&gpu, "x", &[m, k], &x);
+            let tb = upload(&gpu, "bias", &[n], &b);
+            let y = upload(&gpu, "y", &[m, n], &r);
+            let mut batch = gpu.batch();
+            let epi = Epilogue {
+                bias: Some(&tb),
+                act: Act::Gelu,
+                residual: Some(Residual::Add(&y)),
+            };
+            matmul::record(&gpu, &mut batch, &tx, &tw, &y, &epi).unwrap();
+            gpu.submit(batch).unwrap();
+            let want = linear(
+                &x,
+                &wv,
+                m,
+                n,
+                k,
+                Epi {
+                    bias: Some(&b),
+                    act: Act::Gelu,
+                    add: Some(&r),
+                    ..Default::default()
+                },
+            );
+            let scale: Vec<f32> = abs_dot(&x, &wv, m, n, k)
+                .iter()
+                .zip(&r)
+                .map(|(s, o)| s + o.abs())
+                .collect();
+            assert_scaled(
+                &format!("matmul record {} k={k}", v.name()),
+                &y.to_f32_vec(&gpu).await.unwrap(),
+                &want,
+                &scale,
+                k as f32 * 2f32.powi(-24),
+                2e-6,
+            );
+        }
+    }
 });
